@@ -1,0 +1,51 @@
+"""The inbox: every inbound delivery as stored, before and after it is acted on.
+
+An event's id is derived from its source and idempotency key, so every redelivery of one
+real-world happening maps to the same record; storing it with a conditional write is what makes
+processing exactly-once. A redelivery is stored too, as its own ``duplicate`` record pointing at
+the original, so the operator sees how often a provider retried.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class Status(enum.StrEnum):
+    RECEIVED = "received"
+    """Stored, not yet acted on (or the attempt crashed): a redelivery or replay will act on it."""
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    IGNORED = "ignored"
+    FAILED = "failed"
+
+
+FINAL = frozenset({Status.ACCEPTED, Status.IGNORED, Status.DUPLICATE})
+"""Statuses after which a delivery of the same event changes nothing."""
+
+
+def event_id_for(source: str, idempotency_key: str) -> str:
+    digest = hashlib.sha256(f"{source}\n{idempotency_key}".encode()).hexdigest()
+    return f"evt_{digest[:32]}"
+
+
+@dataclass(frozen=True)
+class InboxRecord:
+    id: str
+    source: str
+    idempotency_key: str
+    event_type: str
+    status: Status
+    received_at: datetime
+    payload: Mapping[str, Any] = field(default_factory=dict)
+    """The delivery with every secret removed; enough to parse it again for a replay."""
+    email: str | None = None
+    reason: str | None = None
+    processed_at: datetime | None = None
+    duplicate_of: str | None = None
+    result: Mapping[str, Any] = field(default_factory=dict)

@@ -1,0 +1,119 @@
+"""Contacts and what is recorded about them, as plain immutable values.
+
+A ``Contact`` is a snapshot: the engine derives a new snapshot from an old one and storage writes
+it back guarded by ``version`` (0 means "not stored yet"). Timeline entries, ledger entries and
+outbound intents are the other records one change produces; they are committed together with the
+new snapshot or not at all.
+"""
+
+from __future__ import annotations
+
+import enum
+import fnmatch
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from chalicelib.domain.errors import BadRequest
+
+FieldValue = Decimal | str
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def normalize_email(raw: str) -> str:
+    """One contact per email: surrounding whitespace and letter case do not make a new person."""
+    email = raw.strip().lower()
+    if len(email) > 254 or not _EMAIL.match(email):
+        raise BadRequest(f"'{raw.strip()[:80]}' is not an email address", code="invalid_email")
+    return email
+
+
+def is_test_email(email: str, patterns: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatchcase(email, pattern.lower()) for pattern in patterns)
+
+
+@dataclass(frozen=True)
+class Contact:
+    email: str
+    created_at: datetime
+    updated_at: datetime
+    first_name: str | None = None
+    last_name: str | None = None
+    tags: frozenset[str] = frozenset()
+    fields: Mapping[str, FieldValue] = field(default_factory=dict)
+    marketing_status: str | None = None
+    kit_subscriber_id: str | None = None
+    operation_runs: Mapping[str, int] = field(default_factory=dict)
+    order_items: frozenset[str] = frozenset()
+    """``{order_id}:{purchase key}`` of every purchased item whose actions were applied."""
+    version: int = 0
+
+    @classmethod
+    def new(cls, email: str, now: datetime) -> Contact:
+        return cls(email=normalize_email(email), created_at=now, updated_at=now)
+
+    @property
+    def is_new(self) -> bool:
+        return self.version == 0
+
+
+class TimelineKind(enum.StrEnum):
+    CONTACT_CREATED = "contact_created"
+    EVENT_RECEIVED = "event_received"
+    PROFILE_UPDATED = "profile_updated"
+    TAG_ADDED = "tag_added"
+    TAG_REMOVED = "tag_removed"
+    FIELD_CHANGED = "field_changed"
+    OPERATION_RAN = "operation_ran"
+    OPERATION_REFUSED = "operation_refused"
+    MARKETING_STATUS_CHANGED = "marketing_status_changed"
+    ORDER_ITEM_SKIPPED = "order_item_skipped"
+    NOTE = "note"
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    kind: TimelineKind
+    at: datetime
+    event_id: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One change of a number field; the balance after it is written in the same transaction."""
+
+    email: str
+    field: str
+    amount: Decimal
+    balance_after: Decimal
+    reason: str
+    event_id: str
+    sequence: int
+    at: datetime
+
+    @property
+    def entry_id(self) -> str:
+        # Sorts by field, then time; event id + sequence make a retry write the same key.
+        return f"{self.field}#{self.at.isoformat()}#{self.event_id}#{self.sequence:03d}"
+
+
+@dataclass(frozen=True)
+class KitSyncIntent:
+    """What Kit must be told so it matches memberflow after one event (delivered by the outbox)."""
+
+    email: str
+    event_id: str
+    at: datetime
+    first_name: str | None = None
+    add_tags: tuple[str, ...] = ()
+    remove_tags: tuple[str, ...] = ()
+    fields: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.add_tags or self.remove_tags or self.fields or self.first_name)

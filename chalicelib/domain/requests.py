@@ -1,0 +1,55 @@
+"""Changes asked for through memberflow's own doors: generated operation URLs and the admin API.
+
+They travel the same path as provider webhooks (stored in the inbox, idempotent, replayable), so
+they are events too; unlike webhooks, a refused change (e.g. ``insufficient``) is reported to the
+caller instead of being recorded and acknowledged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from chalicelib.domain.events import Person
+from chalicelib.domain.model import FieldValue
+
+
+@dataclass(frozen=True)
+class OperationRequested:
+    """``POST /hooks/{operation_id}/{token}`` or an admin request to run an operation."""
+
+    idempotency_key: str
+    person: Person
+    operation_id: str
+    via: str = "hook"
+
+    @property
+    def event_name(self) -> str:
+        return f"operation.{self.operation_id}"
+
+
+@dataclass(frozen=True)
+class TagsChangeRequested:
+    """``POST /admin/contacts/{email}/tags``."""
+
+    idempotency_key: str
+    person: Person
+    add: tuple[str, ...] = ()
+    remove: tuple[str, ...] = ()
+    event_name: str = "admin.tags"
+
+
+@dataclass(frozen=True)
+class FieldChangeRequested:
+    """``POST /admin/contacts/{email}/fields/{field}``: exactly one of ``delta`` and ``value``."""
+
+    idempotency_key: str
+    person: Person
+    field: str
+    reason: str
+    delta: Decimal | None = None
+    value: FieldValue | None = None
+    event_name: str = "admin.field"
+
+
+Request = OperationRequested | TagsChangeRequested | FieldChangeRequested

@@ -1,0 +1,197 @@
+"""Pure decisions: which changes an inbound event asks of a contact, given the configuration.
+
+``screen`` says whether an event is acted on at all (test-mode orders, unmapped Kit tag ids);
+``decide`` turns an accepted event into engine commands. Neither touches storage: the contact
+snapshot comes in, a list of commands goes out, and the tests compare lists with ``==``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from chalicelib.config.model import MemberflowConfig, ProductConfig, TagActions
+from chalicelib.domain import events as ev
+from chalicelib.domain.engine import (
+    KIT,
+    AddTags,
+    ChangeField,
+    Command,
+    MarkOrderItem,
+    Note,
+    RecordEvent,
+    RemoveTags,
+    RunOperation,
+    SetMarketingStatus,
+    UpdateProfile,
+)
+from chalicelib.domain.model import Contact
+from chalicelib.domain.requests import (
+    FieldChangeRequested,
+    OperationRequested,
+    Request,
+    TagsChangeRequested,
+)
+
+Actionable = ev.DomainEvent | Request
+
+_PRODUCT_HOOK: dict[type[ev.ThriveCartEvent], str] = {
+    ev.OrderSucceeded: "on_purchase",
+    ev.SubscriptionPaymentSucceeded: "on_payment",
+    ev.OrderRefunded: "on_refund",
+    ev.SubscriptionCancelled: "on_cancel",
+    ev.RebillFailed: "on_payment_failed",
+    ev.SubscriptionPaused: "on_pause",
+    ev.SubscriptionResumed: "on_resume",
+    ev.CartAbandoned: "on_abandon",
+}
+
+
+class Unactionable(Exception):
+    """An event that is well-formed but cannot be acted on until the config changes."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def screen(event: Actionable, config: MemberflowConfig) -> str | None:
+    """The reason to ignore ``event`` under ``config``, or None to act on it."""
+    if isinstance(event, ev.ThriveCartEvent) and event.test_mode:
+        accept = config.thrivecart.accept_test_orders if config.thrivecart else False
+        if not accept:
+            return "test-mode order (thrivecart.accept_test_orders is false)"
+    return None
+
+
+def decide(event: Actionable, contact: Contact, config: MemberflowConfig) -> list[Command]:
+    """Commands that apply ``event`` to ``contact``; raises ``Unactionable`` when it cannot."""
+    if isinstance(event, ev.ThriveCartEvent):
+        return _thrivecart(event, contact, config)
+    if isinstance(event, ev.KitEvent):
+        return _kit(event, config)
+    return _request(event)
+
+
+def _profile(person: ev.Person, origin: str = "memberflow", kit_id: str | None = None) -> UpdateProfile:
+    return UpdateProfile(person.first_name, person.last_name, kit_id, origin=origin)
+
+
+def _tag_actions(actions: TagActions | None) -> list[Command]:
+    if actions is None:
+        return []
+    commands: list[Command] = []
+    if actions.remove_tags:
+        commands.append(RemoveTags(actions.remove_tags))
+    if actions.add_tags:
+        commands.append(AddTags(actions.add_tags))
+    return commands
+
+
+def _thrivecart(event: ev.ThriveCartEvent, contact: Contact, config: MemberflowConfig) -> list[Command]:
+    products: Mapping[str, ProductConfig] = config.thrivecart.products if config.thrivecart else {}
+    hook = _PRODUCT_HOOK.get(type(event), "")
+    commands: list[Command] = [
+        RecordEvent(event.event_name, ev.Source.THRIVECART.value, _thrivecart_summary(event)),
+        _profile(event.person),
+    ]
+    if isinstance(event, ev.OrderSucceeded):
+        for item in event.items:
+            marker = f"{event.order_id}:{item.key}"
+            if marker in contact.order_items:
+                commands.append(
+                    Note("order item already applied", {"item": item.key, "order": event.order_id})
+                )
+                continue
+            commands.append(MarkOrderItem(marker))
+            commands.extend(_product_actions(products, item.key, hook))
+        return commands
+    if isinstance(event, ev.CartAbandoned):
+        key = f"product-{event.base_product}" if event.base_product else None
+    else:
+        subject = getattr(event, "item", None)
+        key = subject.key if isinstance(subject, ev.PurchasedItem) else None
+    if key is not None:
+        commands.extend(_product_actions(products, key, hook))
+    return commands
+
+
+def _product_actions(products: Mapping[str, ProductConfig], key: str, hook: str) -> list[Command]:
+    product = products.get(key)
+    actions = getattr(product, hook) if product is not None else None
+    if actions is None:
+        return [Note("no actions configured", {"item": key, "on": hook})]
+    return _tag_actions(actions)
+
+
+def _thrivecart_summary(event: ev.ThriveCartEvent) -> dict[str, Any]:
+    summary: dict[str, Any] = {}
+    if event.order_id:
+        summary["order_id"] = event.order_id
+    if event.test_mode:
+        summary["test_mode"] = True
+    if isinstance(event, ev.OrderSucceeded):
+        summary["items"] = [item.key for item in event.items]
+    item = getattr(event, "item", None)
+    if isinstance(item, ev.PurchasedItem):
+        summary["item"] = item.key
+    amount = getattr(event, "amount_cents", None)
+    if isinstance(amount, int):
+        summary["amount_cents"] = amount
+    return summary
+
+
+def _kit(event: ev.KitEvent, config: MemberflowConfig) -> list[Command]:
+    commands: list[Command] = [
+        RecordEvent(event.event_name, ev.Source.KIT.value, _kit_summary(event)),
+        _profile(event.person, KIT, event.kit_subscriber_id),
+    ]
+    if isinstance(event, ev.KitTagAdded | ev.KitTagRemoved):
+        tag = event.tag or (config.kit.tag_ids.get(event.tag_id) if event.tag_id else None)
+        if tag is None:
+            raise Unactionable(
+                f"Kit tag id {event.tag_id} has no name:"
+                " add it under kit.tag_ids or name the tag in the hook URL"
+            )
+        if isinstance(event, ev.KitTagAdded):
+            commands.append(AddTags((tag,), origin=KIT))
+        else:
+            commands.append(RemoveTags((tag,), origin=KIT))
+    elif isinstance(event, ev.KitMarketingStatusChanged):
+        commands.append(SetMarketingStatus(event.status.value))
+    return commands
+
+
+def _kit_summary(event: ev.KitEvent) -> dict[str, Any]:
+    summary: dict[str, Any] = {}
+    if isinstance(event, ev.KitTagAdded | ev.KitTagRemoved):
+        summary["tag"] = event.tag or f"id:{event.tag_id}"
+    elif isinstance(event, ev.KitSubscriberSeen):
+        summary.update(event.detail)
+    elif isinstance(event, ev.KitPurchaseCreated):
+        if event.transaction_id:
+            summary["transaction_id"] = event.transaction_id
+        if event.total_cents is not None:
+            summary["total_cents"] = event.total_cents
+    return summary
+
+
+def _request(event: Request) -> list[Command]:
+    record = RecordEvent(event.event_name, _request_source(event))
+    if isinstance(event, OperationRequested):
+        return [record, RunOperation(event.operation_id, strict=True)]
+    if isinstance(event, TagsChangeRequested):
+        commands: list[Command] = [record]
+        if event.add:
+            commands.append(AddTags(event.add, origin="admin"))
+        if event.remove:
+            commands.append(RemoveTags(event.remove, origin="admin"))
+        return commands
+    assert isinstance(event, FieldChangeRequested)
+    return [record, ChangeField(event.field, event.reason, delta=event.delta, value=event.value)]
+
+
+def _request_source(event: Request) -> str:
+    if isinstance(event, OperationRequested) and event.via == "hook":
+        return ev.Source.HOOK.value
+    return ev.Source.ADMIN.value

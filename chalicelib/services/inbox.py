@@ -1,0 +1,218 @@
+"""Receive an event exactly once: store it, decide, commit, and record the outcome.
+
+The inbox record is written before anything is acted on. Its status then moves to ``accepted`` in
+the same transaction as the contact change, so a crash in between leaves a ``received`` record
+that the next delivery (or a replay) processes; a concurrent duplicate loses the transaction and
+answers ``duplicate``. Contact writes use an optimistic lock, retried on conflict.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from chalicelib.config.model import MemberflowConfig
+from chalicelib.domain import engine, rules
+from chalicelib.domain.errors import ConcurrentWrite, MemberflowError, NotFound
+from chalicelib.domain.events import Ignored
+from chalicelib.domain.inbox import FINAL, InboxRecord, Status, event_id_for
+from chalicelib.domain.model import Contact, normalize_email
+from chalicelib.services.ports import Commit, EventAlreadyFinal, StaleContact, Store
+
+logger = logging.getLogger(__name__)
+
+MAX_COMMIT_ATTEMPTS = 60
+"""Optimistic-lock retries per event: enough for dozens of concurrent writers on one contact."""
+
+Decoder = Callable[[InboxRecord], rules.Actionable | Ignored]
+"""Turns a stored inbox record back into its event, for replays."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    source: str
+    event: rules.Actionable | Ignored
+    payload: Mapping[str, Any]
+    """The delivery as it will be stored: already stripped of every secret."""
+
+
+@dataclass(frozen=True)
+class Receipt:
+    result: str
+    """``accepted``, ``duplicate``, ``ignored`` or ``failed``."""
+    event_id: str
+    reason: str | None = None
+    contact: Contact | None = None
+    operations: tuple[engine.OperationResult, ...] = ()
+    refusal: MemberflowError | None = field(default=None, compare=False)
+    """Why a change was refused (insufficient, cascade too long...): routes of direct requests raise it."""
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Inbox:
+    def __init__(
+        self,
+        store: Store,
+        config: MemberflowConfig,
+        *,
+        decoders: Mapping[str, Decoder] | None = None,
+        clock: Callable[[], datetime] = _utcnow,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.decoders = dict(decoders or {})
+        self.clock = clock
+        self.sleep = sleep
+
+    def receive(self, delivery: Delivery) -> Receipt:
+        """Store the delivery and act on it unless an earlier delivery of it already did."""
+        event = delivery.event
+        event_id = event_id_for(delivery.source, event.idempotency_key)
+        record = InboxRecord(
+            id=event_id,
+            source=delivery.source,
+            idempotency_key=event.idempotency_key,
+            event_type=event.event_name,
+            status=Status.RECEIVED,
+            received_at=self.clock(),
+            payload=delivery.payload,
+            email=_email_of(event),
+        )
+        existing = self.store.claim_event(record)
+        if existing is not None and existing.status in FINAL:
+            self._record_duplicate(record, existing)
+            return Receipt("duplicate", existing.id, reason=f"already {existing.status.value}")
+        # A stored record still "received" or "failed" means an earlier attempt did not finish:
+        # act on it; the commit's condition keeps a concurrent twin from applying it twice.
+        return self._act(event_id, event)
+
+    def replay(self, event_id: str) -> Receipt:
+        """Run a stored event through the same path again; accepted ones stay exactly-once."""
+        record = self.store.get_event(event_id)
+        if record is not None and record.status == Status.DUPLICATE and record.duplicate_of:
+            record = self.store.get_event(record.duplicate_of)
+        if record is None:
+            raise NotFound(f"no event with id '{event_id}'", code="unknown_event")
+        if record.status == Status.ACCEPTED:
+            return Receipt("duplicate", record.id, reason="already accepted")
+        decoder = self.decoders.get(record.source)
+        if decoder is None:
+            raise NotFound(f"events from '{record.source}' cannot be replayed", code="not_replayable")
+        return self._act(record.id, decoder(record))
+
+    # --- acting ---------------------------------------------------------------------------------
+
+    def _act(self, event_id: str, event: rules.Actionable | Ignored) -> Receipt:
+        if isinstance(event, Ignored):
+            return self._finish_without_change(event_id, Status.IGNORED, event.reason, event.email)
+        reason = rules.screen(event, self.config)
+        if reason is not None:
+            return self._finish_without_change(event_id, Status.IGNORED, reason, event.person.email)
+        try:
+            return self._apply(event_id, event)
+        except MemberflowError as refusal:
+            receipt = self._finish_without_change(event_id, Status.FAILED, refusal.message, _email_of(event))
+            return replace(receipt, refusal=refusal) if receipt.result == "failed" else receipt
+        except rules.Unactionable as unactionable:
+            return self._finish_without_change(event_id, Status.FAILED, unactionable.reason, _email_of(event))
+        except Exception as fault:
+            logger.exception("processing failed", extra={"event_id": event_id})
+            with contextlib.suppress(EventAlreadyFinal):
+                self.store.finish_event(
+                    event_id,
+                    Status.FAILED,
+                    reason=f"internal error ({type(fault).__name__})",
+                    at=self.clock(),
+                )
+            raise
+
+    def _apply(self, event_id: str, event: rules.Actionable) -> Receipt:
+        email = normalize_email(event.person.email)
+        for attempt in range(MAX_COMMIT_ATTEMPTS):
+            now = self.clock()
+            contact = self.store.get_contact(email) or Contact.new(email, now)
+            commands = rules.decide(event, contact, self.config)
+            transition = engine.apply(contact, commands, engine.Context(event_id, now, self.config))
+            result = _result_summary(transition)
+            try:
+                self.store.commit(Commit(event_id, transition, processed_at=now, result=result))
+            except StaleContact:
+                # Full jitter keeps a crowd of writers on one contact from retrying in lockstep.
+                self.sleep(random.uniform(0, min(0.2, 0.005 * 2 ** min(attempt, 6))))  # noqa: S311
+                continue
+            except EventAlreadyFinal:
+                return Receipt("duplicate", event_id, reason="processed concurrently")
+            return Receipt("accepted", event_id, contact=transition.after, operations=transition.operations)
+        raise ConcurrentWrite(f"contact {email} is changing too fast; retry the request")
+
+    def _finish_without_change(
+        self, event_id: str, status: Status, reason: str, email: str | None
+    ) -> Receipt:
+        try:
+            self.store.finish_event(
+                event_id, status, reason=reason, at=self.clock(), email=_safe_email(email)
+            )
+        except EventAlreadyFinal:
+            return Receipt("duplicate", event_id, reason="processed concurrently")
+        return Receipt(status.value, event_id, reason=reason)
+
+    def _record_duplicate(self, record: InboxRecord, original: InboxRecord) -> None:
+        self.store.add_event(
+            replace(
+                record,
+                id=f"{original.id}.dup.{uuid.uuid4().hex[:12]}",
+                status=Status.DUPLICATE,
+                duplicate_of=original.id,
+                processed_at=record.received_at,
+                reason=f"duplicate of {original.id}",
+            )
+        )
+
+
+def _email_of(event: rules.Actionable | Ignored) -> str | None:
+    if isinstance(event, Ignored):
+        return _safe_email(event.email)
+    return _safe_email(event.person.email)
+
+
+def _safe_email(raw: str | None) -> str | None:
+    if not raw:
+        return None
+    try:
+        return normalize_email(raw)
+    except MemberflowError:
+        return None
+
+
+def _result_summary(transition: engine.Transition) -> dict[str, Any]:
+    before, after = transition.before, transition.after
+    summary: dict[str, Any] = {}
+    if before.is_new:
+        summary["contact_created"] = True
+    if added := sorted(after.tags - before.tags):
+        summary["tags_added"] = added
+    if removed := sorted(before.tags - after.tags):
+        summary["tags_removed"] = removed
+    if transition.operations:
+        summary["operations"] = [{"id": o.operation_id, "result": o.result} for o in transition.operations]
+    if transition.ledger:
+        summary["ledger"] = [
+            {
+                "field": e.field,
+                "amount": engine.plain_number(e.amount),
+                "balance": engine.plain_number(e.balance_after),
+            }
+            for e in transition.ledger
+        ]
+    return summary

@@ -1,0 +1,173 @@
+"""One suite, two stores: the in-memory fake must behave exactly like DynamoStore on moto."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from chalicelib.domain import engine
+from chalicelib.domain.engine import AddTags, ChangeField, Context, RecordEvent
+from chalicelib.domain.inbox import Status
+from chalicelib.domain.model import Contact
+from chalicelib.services.ports import Commit, EventAlreadyFinal, StaleContact, Store
+from chalicelib.storage.dynamo import DynamoStore
+from tests.builders import T0, config, inbox_record, later, unique_email
+from tests.fakes import InMemoryStore
+
+CONFIG = config()
+
+
+def transition(store: Store, email: str, event_id: str, *commands: engine.Command) -> engine.Transition:
+    contact = store.get_contact(email) or Contact.new(email, T0)
+    return engine.apply(
+        contact, [RecordEvent("test", "admin"), *commands], Context(event_id, later(1), CONFIG)
+    )
+
+
+class StoreContract:
+    @pytest.fixture
+    def store(self) -> Store:
+        raise NotImplementedError
+
+    def test_claiming_a_new_event_stores_it(self, store: Store) -> None:
+        record = inbox_record()
+        assert store.claim_event(record) is None
+        assert store.get_event(record.id) == record
+
+    def test_claiming_a_known_event_returns_the_stored_record(self, store: Store) -> None:
+        record = inbox_record()
+        store.claim_event(record)
+        again = store.claim_event(record)
+        assert again is not None
+        assert again.id == record.id
+        assert again.status is Status.RECEIVED
+
+    def test_commit_creates_the_contact_and_accepts_the_event(self, store: Store) -> None:
+        email = unique_email()
+        record = inbox_record(email=email)
+        store.claim_event(record)
+        t = transition(
+            store, email, record.id, AddTags(("A", "B")), ChangeField("credits", "grant", delta=Decimal(5))
+        )
+        store.commit(Commit(record.id, t, processed_at=later(1), result={"tags_added": ["A", "B"]}))
+
+        contact = store.get_contact(email)
+        assert contact is not None
+        assert contact.tags == {"A", "B"}
+        assert contact.fields == {"credits": Decimal(5)}
+        assert contact.version == 1
+        stored = store.get_event(record.id)
+        assert stored is not None
+        assert stored.status is Status.ACCEPTED
+        assert stored.result == {"tags_added": ["A", "B"]}
+        assert [e.amount for e in store.list_ledger(email)] == [Decimal(5)]
+
+    def test_commit_on_a_stale_version_writes_nothing(self, store: Store) -> None:
+        email = unique_email()
+        first, second = inbox_record(email=email), inbox_record(email=email)
+        store.claim_event(first)
+        store.claim_event(second)
+        stale = transition(store, email, second.id, ChangeField("credits", "late", delta=Decimal(7)))
+        store.commit(
+            Commit(first.id, transition(store, email, first.id, AddTags(("A",))), processed_at=later(1))
+        )
+
+        with pytest.raises(StaleContact):
+            store.commit(Commit(second.id, stale, processed_at=later(2)))
+        assert store.list_ledger(email) == []
+        assert store.get_event(second.id).status is Status.RECEIVED  # type: ignore[union-attr]
+
+    def test_commit_of_an_accepted_event_is_refused(self, store: Store) -> None:
+        email = unique_email()
+        record = inbox_record(email=email)
+        store.claim_event(record)
+        store.commit(
+            Commit(record.id, transition(store, email, record.id, AddTags(("A",))), processed_at=later(1))
+        )
+        again = transition(store, email, record.id, AddTags(("B",)))
+        with pytest.raises(EventAlreadyFinal):
+            store.commit(Commit(record.id, again, processed_at=later(2)))
+        assert store.get_contact(email).tags == {"A"}  # type: ignore[union-attr]
+
+    def test_finishing_records_the_outcome_once(self, store: Store) -> None:
+        record = inbox_record()
+        store.claim_event(record)
+        store.finish_event(record.id, Status.IGNORED, reason="test order", at=later(1))
+        stored = store.get_event(record.id)
+        assert stored is not None
+        assert (stored.status, stored.reason) == (Status.IGNORED, "test order")
+
+    def test_finishing_an_accepted_event_is_refused(self, store: Store) -> None:
+        email = unique_email()
+        record = inbox_record(email=email)
+        store.claim_event(record)
+        store.commit(
+            Commit(record.id, transition(store, email, record.id, AddTags(("A",))), processed_at=later(1))
+        )
+        with pytest.raises(EventAlreadyFinal):
+            store.finish_event(record.id, Status.FAILED, reason="late", at=later(2))
+
+    def test_events_list_newest_first_with_filters_and_pages(self, store: Store) -> None:
+        records = [inbox_record(source="thrivecart", at=later(i)) for i in range(5)]
+        records.append(inbox_record(source="kit", at=later(10)))
+        for record in records:
+            store.claim_event(record)
+        store.finish_event(records[0].id, Status.FAILED, reason="boom", at=later(20))
+
+        everything = store.list_events(limit=50)
+        assert [r.id for r in everything.items] == [r.id for r in reversed(records)]
+        assert [r.id for r in store.list_events(source="kit").items] == [records[5].id]
+        assert [r.id for r in store.list_events(status=Status.FAILED).items] == [records[0].id]
+
+        first = store.list_events(source="thrivecart", limit=2)
+        assert [r.id for r in first.items] == [records[4].id, records[3].id]
+        assert first.next_cursor is not None
+        second = store.list_events(source="thrivecart", limit=2, cursor=first.next_cursor)
+        assert [r.id for r in second.items] == [records[2].id, records[1].id]
+
+    def test_ledger_lists_by_field(self, store: Store) -> None:
+        email = unique_email()
+        record = inbox_record(email=email)
+        store.claim_event(record)
+        t = transition(
+            store,
+            email,
+            record.id,
+            ChangeField("credits", "a", delta=Decimal(10)),
+            ChangeField("coaching_sessions", "b", delta=Decimal(1)),
+            ChangeField("credits", "c", delta=Decimal(-4)),
+        )
+        store.commit(Commit(record.id, t, processed_at=later(1)))
+        credits = store.list_ledger(email, "credits")
+        assert [(e.amount, e.balance_after) for e in credits] == [
+            (Decimal(10), Decimal(10)),
+            (Decimal(-4), Decimal(6)),
+        ]
+        assert len(store.list_ledger(email)) == 3
+
+    def test_timeline_and_kit_sync_are_kept_per_contact(self, store: Store) -> None:
+        email = unique_email()
+        record = inbox_record(email=email)
+        store.claim_event(record)
+        store.commit(
+            Commit(record.id, transition(store, email, record.id, AddTags(("A",))), processed_at=later(1))
+        )
+        kinds = [e.kind.value for e in store.list_timeline(email)]
+        assert kinds == ["contact_created", "event_received", "tag_added"]
+        (intent,) = store.list_kit_sync(email)
+        assert intent.add_tags == ("A",)
+        assert intent.event_id == record.id
+
+
+class TestInMemoryStore(StoreContract):
+    @pytest.fixture
+    def store(self) -> Store:
+        return InMemoryStore()
+
+
+@pytest.mark.integration
+class TestDynamoStore(StoreContract):
+    @pytest.fixture
+    def store(self, dynamo_store: DynamoStore) -> Store:
+        return dynamo_store
