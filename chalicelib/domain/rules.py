@@ -33,7 +33,7 @@ from chalicelib.domain.requests import (
     TagsChangeRequested,
 )
 
-Actionable = ev.DomainEvent | Request
+Actionable = ev.ThriveCartEvent | ev.KitEvent | Request
 
 _PRODUCT_HOOK: dict[type[ev.ThriveCartEvent], str] = {
     ev.OrderSucceeded: "on_purchase",

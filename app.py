@@ -1,0 +1,256 @@
+"""memberflow's HTTP and Lambda entrypoints.
+
+Each route reads the raw request, calls one service, and turns the result into JSON; decisions
+live in ``chalicelib``. Nothing here touches DynamoDB, boto3 or pynamodb.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalice.app import Chalice, Response
+
+from chalicelib import bootstrap
+from chalicelib.domain.errors import BadRequest, NotFound
+from chalicelib.domain.events import Ping
+from chalicelib.domain.inbox import Status
+from chalicelib.domain.model import normalize_email
+from chalicelib.http import (
+    api,
+    base_url,
+    header,
+    json_body,
+    json_response,
+    path_email,
+    raw_body,
+    require_bearer,
+)
+from chalicelib.services import admin as views
+from chalicelib.services.inbox import Receipt
+
+app = Chalice(app_name="memberflow")
+
+WEBHOOK_CONTENT_TYPES = [
+    "application/x-www-form-urlencoded",
+    "application/json",
+    "multipart/form-data",
+    "text/plain",
+]
+ADMIN_CONTENT_TYPES = ["application/json"]
+
+
+def _request() -> Any:
+    return app.current_request
+
+
+def _admin() -> bootstrap.Container:
+    c = bootstrap.container()
+    require_bearer(_request(), c.admin_token())
+    return c
+
+
+def _receipt(receipt: Receipt, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"result": receipt.result, "event_id": receipt.event_id, **extra}
+    if receipt.reason:
+        body["reason"] = receipt.reason
+    return body
+
+
+# --- Webhooks ------------------------------------------------------------------------------------
+
+
+@app.route("/webhooks/thrivecart", methods=["HEAD"])
+@api
+def thrivecart_registration_check() -> Response:
+    return Response(body="", status_code=200)
+
+
+@app.route("/webhooks/thrivecart", methods=["POST"], content_types=WEBHOOK_CONTENT_TYPES)
+@api
+def thrivecart_webhook() -> Response:
+    request = _request()
+    outcome = bootstrap.container().intake.thrivecart(raw_body(request), header(request, "Content-Type"))
+    if isinstance(outcome, Ping):
+        return json_response({"result": "ping", "event_id": None})
+    return json_response(_receipt(outcome))
+
+
+@app.route("/webhooks/kit/{token}", methods=["POST"], content_types=WEBHOOK_CONTENT_TYPES)
+@api
+def kit_webhook(token: str) -> Response:
+    request = _request()
+    receipts = bootstrap.container().intake.kit(
+        token, raw_body(request), dict(request.query_params or {}), header(request, "X-Kit-Signature")
+    )
+    if len(receipts) == 1:
+        return json_response(_receipt(receipts[0]))
+    return json_response({"result": "accepted", "events": [_receipt(r) for r in receipts]})
+
+
+@app.route("/hooks/{operation_id}/{token}", methods=["POST"], content_types=WEBHOOK_CONTENT_TYPES)
+@api
+def operation_hook(operation_id: str, token: str) -> Response:
+    request = _request()
+    receipt = bootstrap.container().intake.hook(
+        operation_id,
+        token,
+        raw_body(request),
+        header(request, "Content-Type"),
+        header(request, "Idempotency-Key"),
+    )
+    return json_response(_operation_receipt(receipt, operation_id))
+
+
+def _operation_receipt(receipt: Receipt, operation_id: str) -> dict[str, Any]:
+    if receipt.refusal is not None:
+        raise receipt.refusal
+    result = receipt.result
+    if result == "accepted":
+        outcomes = [o.result for o in receipt.operations if o.operation_id == operation_id]
+        result = outcomes[0] if outcomes else "applied"
+    body = _receipt(receipt)
+    body["result"] = result
+    if receipt.contact is not None:
+        body["email"] = receipt.contact.email
+    return body
+
+
+# --- Admin: contacts ---------------------------------------------------------------------------
+
+
+@app.route("/admin/contacts/{email}", methods=["GET"])
+@api
+def get_contact(email: str) -> Response:
+    c = _admin()
+    address = normalize_email(path_email(email))
+    contact = c.store.get_contact(address)
+    if contact is None:
+        raise NotFound(f"no contact {address}", code="unknown_contact")
+    return json_response(views.contact_view(contact, c.loaded.model))
+
+
+@app.route("/admin/contacts/{email}/timeline", methods=["GET"])
+@api
+def get_timeline(email: str) -> Response:
+    c = _admin()
+    address = normalize_email(path_email(email))
+    if c.store.get_contact(address) is None:
+        raise NotFound(f"no contact {address}", code="unknown_contact")
+    return json_response(views.timeline_view(address, c.store.list_timeline(address)))
+
+
+@app.route("/admin/contacts/{email}/ledger", methods=["GET"])
+@api
+def get_ledger(email: str) -> Response:
+    c = _admin()
+    address = normalize_email(path_email(email))
+    if c.store.get_contact(address) is None:
+        raise NotFound(f"no contact {address}", code="unknown_contact")
+    field = (_request().query_params or {}).get("field")
+    return json_response(views.ledger_view(address, c.store.list_ledger(address, field), field))
+
+
+@app.route("/admin/contacts/{email}/tags", methods=["POST"], content_types=ADMIN_CONTENT_TYPES)
+@api
+def change_tags(email: str) -> Response:
+    c = _admin()
+    request = _request()
+    receipt = c.intake.admin_tags(path_email(email), json_body(request), header(request, "Idempotency-Key"))
+    return _change_response(c, receipt)
+
+
+@app.route("/admin/contacts/{email}/fields/{field}", methods=["POST"], content_types=ADMIN_CONTENT_TYPES)
+@api
+def change_field(email: str, field: str) -> Response:
+    c = _admin()
+    request = _request()
+    receipt = c.intake.admin_field(
+        path_email(email), field, json_body(request), header(request, "Idempotency-Key")
+    )
+    return _change_response(c, receipt)
+
+
+@app.route(
+    "/admin/contacts/{email}/operations/{operation_id}", methods=["POST"], content_types=ADMIN_CONTENT_TYPES
+)
+@api
+def run_operation(email: str, operation_id: str) -> Response:
+    c = _admin()
+    receipt = c.intake.admin_operation(path_email(email), operation_id, header(_request(), "Idempotency-Key"))
+    body = _operation_receipt(receipt, operation_id)
+    return _with_contact(c, receipt, body)
+
+
+def _change_response(c: bootstrap.Container, receipt: Receipt) -> Response:
+    if receipt.refusal is not None:
+        raise receipt.refusal
+    return _with_contact(c, receipt, _receipt(receipt))
+
+
+def _with_contact(c: bootstrap.Container, receipt: Receipt, body: dict[str, Any]) -> Response:
+    contact = receipt.contact
+    if contact is None and receipt.result == "duplicate":
+        stored = c.store.get_event(receipt.event_id)
+        contact = c.store.get_contact(stored.email) if stored and stored.email else None
+    if contact is not None:
+        body["contact"] = views.contact_view(contact, c.loaded.model)
+    return json_response(body)
+
+
+# --- Admin: events, config, operations ---------------------------------------------------------
+
+
+@app.route("/admin/events", methods=["GET"])
+@api
+def list_events() -> Response:
+    c = _admin()
+    params = _request().query_params or {}
+    status = params.get("status")
+    if status is not None and status not in {s.value for s in Status}:
+        raise BadRequest(f"unknown status '{status}' (one of: {', '.join(s.value for s in Status)})")
+    limit_text = params.get("limit", "50")
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 200:
+        raise BadRequest("limit must be a whole number from 1 to 200")
+    page = c.store.list_events(
+        status=Status(status) if status else None,
+        source=params.get("source"),
+        limit=int(limit_text),
+        cursor=params.get("cursor"),
+    )
+    return json_response(
+        {"events": [views.event_view(r) for r in page.items], "next_cursor": page.next_cursor}
+    )
+
+
+@app.route("/admin/events/{event_id}", methods=["GET"])
+@api
+def get_event(event_id: str) -> Response:
+    c = _admin()
+    record = c.store.get_event(event_id)
+    if record is None:
+        raise NotFound(f"no event with id '{event_id}'", code="unknown_event")
+    return json_response(views.event_view(record, with_payload=True))
+
+
+@app.route("/admin/events/{event_id}/replay", methods=["POST"], content_types=ADMIN_CONTENT_TYPES)
+@api
+def replay_event(event_id: str) -> Response:
+    c = _admin()
+    receipt = c.inbox.replay(event_id)
+    return json_response(_receipt(receipt))
+
+
+@app.route("/admin/config", methods=["GET"])
+@api
+def get_config() -> Response:
+    c = _admin()
+    return json_response(views.config_view(c.loaded))
+
+
+@app.route("/admin/operations", methods=["GET"])
+@api
+def list_operations() -> Response:
+    c = _admin()
+    secrets = c.intake.hook_secrets()
+    url = base_url(_request(), c.settings.public_base_url)
+    return json_response(views.operations_view(c.loaded.model, url, secrets[0] if secrets else None))

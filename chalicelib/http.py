@@ -1,0 +1,107 @@
+"""HTTP edge helpers: JSON error mapping, admin bearer auth and request accessors for ``app.py``.
+
+Every error leaves as ``{"error": {"code", "message"}}``: a ``MemberflowError`` with its own
+status, a broken config as 500 ``config_invalid`` (naming the problems, which are not secret), and
+anything unexpected as a bare 500 whose details stay in the (scrubbed) logs.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, ParamSpec
+from urllib.parse import unquote
+
+from chalice.app import Request, Response
+
+from chalicelib.config.loader import ConfigError
+from chalicelib.domain.errors import BadRequest, MemberflowError, Unauthorized
+
+logger = logging.getLogger("chalicelib.http")
+
+P = ParamSpec("P")
+
+
+def json_response(body: Mapping[str, Any], status: int = 200) -> Response:
+    return Response(body=dict(body), status_code=status, headers={"Content-Type": "application/json"})
+
+
+def error_response(status: int, code: str, message: str) -> Response:
+    return json_response({"error": {"code": code, "message": message}}, status)
+
+
+def api(view: Callable[P, Response]) -> Callable[P, Response]:
+    """Map errors raised by a view to JSON error responses."""
+
+    @functools.wraps(view)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Response:
+        try:
+            return view(*args, **kwargs)
+        except MemberflowError as error:
+            if error.http_status >= 500:
+                logger.error("request failed", extra={"code": error.code, "detail": error.message})
+            return error_response(error.http_status, error.code, error.message)
+        except ConfigError as error:
+            logger.error("config invalid", extra={"errors": list(error.errors)})
+            return error_response(500, "config_invalid", str(error))
+        except Exception:
+            logger.exception("unhandled error")
+            return error_response(500, "internal_error", "an internal error occurred; it has been logged")
+
+    return wrapper
+
+
+def header(request: Request, name: str) -> str | None:
+    headers: Mapping[str, Any] = request.headers or {}
+    value = headers.get(name) or headers.get(name.lower())
+    return value if isinstance(value, str) else None
+
+
+def raw_body(request: Request) -> bytes:
+    body = request.raw_body
+    return body if isinstance(body, bytes) else (body or "").encode()
+
+
+def json_body(request: Request) -> dict[str, Any]:
+    import json
+
+    body = raw_body(request)
+    if not body.strip():
+        return {}
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise BadRequest("body is not valid JSON", code="malformed_payload") from error
+    if not isinstance(data, dict):
+        raise BadRequest("body must be a JSON object", code="malformed_payload")
+    return data
+
+
+def path_email(raw: str) -> str:
+    # API Gateway decodes path parameters; a client that double-encodes still gets its contact.
+    return unquote(raw) if "%" in raw else raw
+
+
+def require_bearer(request: Request, expected: str | None) -> None:
+    given = header(request, "Authorization") or ""
+    scheme, _, token = given.partition(" ")
+    if not expected:
+        raise Unauthorized("admin API is disabled: ADMIN_TOKEN is not set")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
+        raise Unauthorized("missing or wrong bearer token")
+
+
+def base_url(request: Request, configured: str | None) -> str:
+    if configured:
+        return configured.rstrip("/")
+    host = header(request, "Host") or "localhost"
+    proto = header(request, "X-Forwarded-Proto") or (
+        "http" if host.startswith(("127.", "localhost")) else "https"
+    )
+    context = request.context or {}
+    stage = context.get("stage")
+    # The API Gateway default domain needs the stage in the path; custom domains map it away.
+    prefix = f"/{stage}" if stage and ".execute-api." in host else ""
+    return f"{proto}://{host}{prefix}"

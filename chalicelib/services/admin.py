@@ -1,0 +1,159 @@
+"""Read-side views for the admin API: contacts, timelines, ledgers, events, config, operations.
+
+Pure functions from domain values to JSON-ready dicts. Numbers leave as JSON numbers (integers
+when whole), times as ISO 8601 UTC, and nothing secret ever leaves: config secrets are shown as
+their references, and a literal secret written into the config file is masked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from typing import Any
+
+from chalicelib.config.loader import LoadedConfig
+from chalicelib.config.model import MemberflowConfig
+from chalicelib.domain.hooks import hook_token
+from chalicelib.domain.inbox import InboxRecord
+from chalicelib.domain.model import Contact, FieldValue, LedgerEntry, TimelineEntry, is_test_email
+from chalicelib.observability import MASK
+
+_SECRET_PATHS = (
+    ("thrivecart", "secret"),
+    ("kit", "api_key"),
+    ("kit", "webhook_token"),
+    ("kit", "webhook_secret"),
+    ("hooks", "signing_secret"),
+)
+
+
+def json_value(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
+
+
+def field_values(contact: Contact, config: MemberflowConfig) -> dict[str, Any]:
+    """Every configured field (unset ones at their default) plus any stored field no longer configured."""
+    values: dict[str, FieldValue | None] = {}
+    for name, spec in config.fields.items():
+        value = contact.fields.get(name, spec.default)
+        if value is None and spec.type == "number":
+            value = Decimal(0)
+        values[name] = value
+    for name, value in contact.fields.items():
+        values.setdefault(name, value)
+    return {name: json_value(value) for name, value in sorted(values.items())}
+
+
+def contact_view(contact: Contact, config: MemberflowConfig) -> dict[str, Any]:
+    return {
+        "email": contact.email,
+        "first_name": contact.first_name,
+        "last_name": contact.last_name,
+        "tags": sorted(contact.tags),
+        "fields": field_values(contact, config),
+        "offerings": {},
+        "subscriptions": [],
+        "test_contact": is_test_email(contact.email, config.test_contacts.emails),
+        "marketing_status": contact.marketing_status,
+        "kit_subscriber_id": contact.kit_subscriber_id,
+        "operation_runs": dict(sorted(contact.operation_runs.items())),
+        "created_at": contact.created_at.isoformat(),
+        "updated_at": contact.updated_at.isoformat(),
+    }
+
+
+def timeline_view(email: str, entries: Iterable[TimelineEntry]) -> dict[str, Any]:
+    ordered = sorted(entries, key=lambda e: e.at)  # stable: entries of one event keep their order
+    return {
+        "email": email,
+        "entries": [
+            {"at": e.at.isoformat(), "kind": e.kind.value, "event_id": e.event_id, **dict(e.data)}
+            for e in ordered
+        ],
+    }
+
+
+def ledger_view(email: str, entries: Iterable[LedgerEntry], field: str | None) -> dict[str, Any]:
+    rows = sorted(entries, key=lambda e: (e.at, e.event_id, e.sequence))
+    balances: dict[str, Any] = {}
+    for entry in rows:
+        balances[entry.field] = json_value(entry.balance_after)
+    return {
+        "email": email,
+        "field": field,
+        "balances": balances,
+        "entries": [
+            {
+                "at": e.at.isoformat(),
+                "field": e.field,
+                "amount": json_value(e.amount),
+                "balance_after": json_value(e.balance_after),
+                "reason": e.reason,
+                "event_id": e.event_id,
+            }
+            for e in rows
+        ],
+    }
+
+
+def event_view(record: InboxRecord, *, with_payload: bool = False) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "id": record.id,
+        "source": record.source,
+        "type": record.event_type,
+        "status": record.status.value,
+        "reason": record.reason,
+        "email": record.email,
+        "idempotency_key": record.idempotency_key,
+        "received_at": record.received_at.isoformat(),
+        "processed_at": record.processed_at.isoformat() if record.processed_at else None,
+        "duplicate_of": record.duplicate_of,
+        "result": dict(record.result),
+    }
+    if with_payload:
+        view["payload"] = dict(record.payload)
+    return view
+
+
+def _is_reference(value: str) -> bool:
+    return value.startswith(("env:", "ssm:"))
+
+
+def config_view(loaded: LoadedConfig) -> dict[str, Any]:
+    dumped: dict[str, Any] = loaded.model.model_dump(mode="json")
+    for section, key in _SECRET_PATHS:
+        part = dumped.get(section)
+        if isinstance(part, dict) and isinstance(part.get(key), str) and not _is_reference(part[key]):
+            part[key] = MASK
+    hooks = dumped.get("hooks") or {}
+    hooks["previous_signing_secrets"] = [
+        ref if _is_reference(ref) else MASK for ref in hooks.get("previous_signing_secrets", [])
+    ]
+    return {
+        "version": loaded.version,
+        "source": loaded.source,
+        "warnings": list(loaded.warnings),
+        "config": dumped,
+    }
+
+
+def operations_view(config: MemberflowConfig, base_url: str, signing_secret: str | None) -> dict[str, Any]:
+    operations = []
+    for op_id, op in sorted(config.operations.items()):
+        actions: Mapping[str, Any] = op.model_dump(
+            mode="json", exclude={"name", "trigger_tag", "run_limit"}, exclude_defaults=True
+        )
+        url = f"{base_url}/hooks/{op_id}/{hook_token(signing_secret, op_id)}" if signing_secret else None
+        operations.append(
+            {
+                "id": op_id,
+                "name": op.name,
+                "trigger_tag": op.trigger_tag,
+                "run_limit": op.run_limit,
+                "actions": dict(actions),
+                "url": url,
+            }
+        )
+    return {"operations": operations}

@@ -1,0 +1,296 @@
+"""From raw request to inbox: decode, authenticate, parse, strip secrets, then receive.
+
+One method per door (ThriveCart webhook, Kit webhook, generated operation URL, admin changes).
+Each authenticates before it trusts anything in the body, and hands the inbox a payload with every
+secret removed. ``decoders`` rebuilds an event from a stored payload, which is how a replay runs
+through the same path as the original delivery.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import parse_qsl
+
+from chalicelib.adapters.kit.parse import decode_json, is_envelope, parse_envelope, parse_legacy
+from chalicelib.adapters.kit.verify import token_matches, verify_signature
+from chalicelib.adapters.thrivecart.forms import decode_body
+from chalicelib.adapters.thrivecart.parse import parse as parse_thrivecart
+from chalicelib.adapters.thrivecart.verify import redact as redact_thrivecart
+from chalicelib.adapters.thrivecart.verify import verify as verify_thrivecart
+from chalicelib.config.model import MemberflowConfig
+from chalicelib.config.secrets import SecretResolver
+from chalicelib.domain import hooks
+from chalicelib.domain.errors import BadRequest, NotFound, Unauthorized
+from chalicelib.domain.events import Ignored, Person, Ping, Source
+from chalicelib.domain.inbox import InboxRecord
+from chalicelib.domain.model import FieldValue, normalize_email
+from chalicelib.domain.requests import FieldChangeRequested, OperationRequested, TagsChangeRequested
+from chalicelib.domain.rules import Actionable
+from chalicelib.observability import SECRETS
+from chalicelib.services.inbox import Decoder, Delivery, Inbox, Receipt
+
+_LEGACY_QUERY_KEYS = ("event", "tag")
+MAX_TAGS_PER_REQUEST = 50
+
+
+class Intake:
+    def __init__(
+        self, inbox: Inbox, config: MemberflowConfig, secrets: SecretResolver, clock: Callable[[], datetime]
+    ) -> None:
+        self.inbox = inbox
+        self.config = config
+        self.secrets = secrets
+        self.clock = clock
+
+    # --- ThriveCart -----------------------------------------------------------------------------
+
+    def thrivecart(self, body: bytes, content_type: str | None) -> Receipt | Ping:
+        payload = decode_body(body, content_type)
+        if not payload.get("event"):
+            return Ping()  # ThriveCart's registration check; nothing to authenticate or store
+        if self.config.thrivecart is None:
+            raise NotFound("ThriveCart is not configured (no 'thrivecart' section)", code="not_configured")
+        secret = self.secrets.resolve(self.config.thrivecart.secret)
+        SECRETS.register(secret)
+        verify_thrivecart(payload, secret=secret, account=self.config.thrivecart.account)
+        event = parse_thrivecart(payload)
+        if isinstance(event, Ping):
+            return event
+        return self.inbox.receive(Delivery(Source.THRIVECART, event, _stored(redact_thrivecart(payload))))
+
+    # --- Kit ------------------------------------------------------------------------------------
+
+    def kit(
+        self, token: str, body: bytes, query: Mapping[str, str], signature: str | None
+    ) -> tuple[Receipt, ...]:
+        expected = self.secrets.resolve_optional(self.config.kit.webhook_token)
+        SECRETS.register(expected, token)
+        if not expected or not token_matches(token, expected):
+            raise Unauthorized("Kit webhook token is wrong or kit.webhook_token is not configured")
+        payload = decode_json(body)
+        if is_envelope(payload):
+            secret = self.secrets.resolve_optional(self.config.kit.webhook_secret)
+            SECRETS.register(secret)
+            verify_signature(body, signature, [secret] if secret else [], now=self.clock().timestamp())
+            return tuple(
+                self.inbox.receive(Delivery(Source.KIT, event, _stored({"format": "v4", "event": raw})))
+                for raw, event in parse_envelope(payload)
+            )
+        received_at = self.clock()
+        kept_query = {k: query[k] for k in _LEGACY_QUERY_KEYS if k in query}
+        event = parse_legacy(payload, kept_query, tag_ids=self.config.kit.tag_ids, received_at=received_at)
+        stored = {
+            "format": "legacy",
+            "query": kept_query,
+            "body": payload,
+            "received_at": received_at.isoformat(),
+        }
+        return (self.inbox.receive(Delivery(Source.KIT, event, _stored(stored))),)
+
+    # --- generated operation URLs ---------------------------------------------------------------
+
+    def hook(
+        self,
+        operation_id: str,
+        token: str,
+        body: bytes,
+        content_type: str | None,
+        idempotency_key: str | None,
+    ) -> Receipt:
+        if operation_id not in self.config.operations:
+            raise NotFound(f"no operation '{operation_id}'", code="unknown_operation")
+        signing = self.hook_secrets()
+        if not signing:
+            raise Unauthorized("operation URLs are disabled: hooks.signing_secret is not configured")
+        if not hooks.token_is_valid(token, operation_id, signing):
+            raise Unauthorized("operation URL token is wrong")
+        fields = _form_or_json(body, content_type)
+        email = _required_text(fields, "email")
+        key = idempotency_key or _optional_text(fields, "idempotency_key") or f"auto:{uuid.uuid4().hex}"
+        person = Person(email=normalize_email(email), first_name=_optional_text(fields, "first_name"))
+        request = OperationRequested(f"{operation_id}:{key}", person, operation_id, via="hook")
+        stored = {"operation_id": operation_id, "email": person.email, "via": "hook"}
+        if person.first_name:
+            stored["first_name"] = person.first_name
+        return self.inbox.receive(Delivery(Source.HOOK, request, _stored(stored)))
+
+    def hook_secrets(self) -> list[str]:
+        refs = [self.config.hooks.signing_secret, *self.config.hooks.previous_signing_secrets]
+        values = [self.secrets.resolve(ref) for ref in refs if ref]
+        SECRETS.register(*values)
+        return values
+
+    # --- admin ----------------------------------------------------------------------------------
+
+    def admin_operation(self, email: str, operation_id: str, idempotency_key: str | None) -> Receipt:
+        if operation_id not in self.config.operations:
+            raise NotFound(f"no operation '{operation_id}'", code="unknown_operation")
+        person = Person(email=normalize_email(email))
+        key = f"{operation_id}:{idempotency_key or 'auto:' + uuid.uuid4().hex}"
+        request = OperationRequested(key, person, operation_id, via="admin")
+        stored = {"operation_id": operation_id, "email": person.email, "via": "admin"}
+        return self.inbox.receive(Delivery(Source.ADMIN, request, stored))
+
+    def admin_tags(self, email: str, body: Mapping[str, Any], idempotency_key: str | None) -> Receipt:
+        add = _tag_list(body, "add")
+        remove = _tag_list(body, "remove")
+        unknown = sorted(set(body) - {"add", "remove"})
+        if unknown:
+            raise BadRequest(f"unknown key(s) {', '.join(unknown)}; send 'add' and/or 'remove'")
+        if not add and not remove:
+            raise BadRequest("send at least one tag in 'add' or 'remove'")
+        if both := sorted(set(add) & set(remove)):
+            raise BadRequest(f"tag(s) both added and removed: {', '.join(both)}")
+        person = Person(email=normalize_email(email))
+        key = f"tags:{idempotency_key or 'auto:' + uuid.uuid4().hex}"
+        request = TagsChangeRequested(key, person, add=tuple(add), remove=tuple(remove))
+        stored = {"kind": "tags", "email": person.email, "add": add, "remove": remove}
+        return self.inbox.receive(Delivery(Source.ADMIN, request, stored))
+
+    def admin_field(
+        self, email: str, field: str, body: Mapping[str, Any], idempotency_key: str | None
+    ) -> Receipt:
+        if not idempotency_key:
+            raise BadRequest(
+                "an Idempotency-Key header is required for field changes", code="idempotency_key_required"
+            )
+        spec = self.config.fields.get(field)
+        if spec is None:
+            known = ", ".join(sorted(self.config.fields)) or "none configured"
+            raise NotFound(f"unknown field '{field}' (known: {known})", code="unknown_field")
+        unknown = sorted(set(body) - {"delta", "set", "reason"})
+        if unknown:
+            raise BadRequest(f"unknown key(s) {', '.join(unknown)}; send 'delta' or 'set', and 'reason'")
+        if ("delta" in body) == ("set" in body):
+            raise BadRequest("send exactly one of 'delta' (a number to add) or 'set' (the new value)")
+        reason = body.get("reason")
+        if not isinstance(reason, str) or not reason.strip():
+            raise BadRequest("'reason' is required: say why the field changes (it goes in the ledger)")
+        person = Person(email=normalize_email(email))
+        delta: Decimal | None = None
+        value: FieldValue | None = None
+        if "delta" in body:
+            if spec.type != "number":
+                raise BadRequest(f"field '{field}' holds text; use 'set'")
+            delta = _number(body["delta"], "delta")
+        elif spec.type == "number":
+            value = _number(body["set"], "set")
+        elif isinstance(body["set"], str):
+            value = body["set"]
+        else:
+            raise BadRequest(f"field '{field}' holds text; 'set' must be a string")
+        request = FieldChangeRequested(
+            f"field:{field}:{idempotency_key}", person, field, reason.strip(), delta=delta, value=value
+        )
+        stored: dict[str, Any] = {
+            "kind": "field",
+            "email": person.email,
+            "field": field,
+            "reason": reason.strip(),
+        }
+        stored["delta" if delta is not None else "set"] = str(delta if delta is not None else value)
+        return self.inbox.receive(Delivery(Source.ADMIN, request, stored))
+
+    # --- replay ---------------------------------------------------------------------------------
+
+    def decoders(self) -> dict[str, Decoder]:
+        return {
+            Source.THRIVECART: self._decode_thrivecart,
+            Source.KIT: self._decode_kit,
+            Source.HOOK: _decode_request,
+            Source.ADMIN: _decode_request,
+        }
+
+    def _decode_thrivecart(self, record: InboxRecord) -> Actionable | Ignored:
+        event = parse_thrivecart(record.payload)
+        if isinstance(event, Ping):
+            return Ignored(record.idempotency_key, "ping", "registration ping")
+        return event
+
+    def _decode_kit(self, record: InboxRecord) -> Actionable | Ignored:
+        stored = record.payload
+        if stored.get("format") == "v4":
+            ((_, event),) = parse_envelope({"events": [stored["event"]]})
+            return event
+        received_at = datetime.fromisoformat(stored["received_at"])
+        return parse_legacy(
+            stored["body"], stored["query"], tag_ids=self.config.kit.tag_ids, received_at=received_at
+        )
+
+
+def _decode_request(record: InboxRecord) -> Actionable:
+    p = record.payload
+    person = Person(email=p["email"], first_name=p.get("first_name"))
+    key = record.idempotency_key
+    if "operation_id" in p:
+        return OperationRequested(key, person, p["operation_id"], via=p.get("via", "admin"))
+    if p.get("kind") == "tags":
+        return TagsChangeRequested(key, person, add=tuple(p["add"]), remove=tuple(p["remove"]))
+    delta = Decimal(p["delta"]) if "delta" in p else None
+    value: FieldValue | None = None
+    if "set" in p:
+        try:
+            value = Decimal(p["set"])
+        except InvalidOperation:
+            value = p["set"]
+    return FieldChangeRequested(key, person, p["field"], p["reason"], delta=delta, value=value)
+
+
+def _stored(payload: Mapping[str, Any]) -> dict[str, Any]:
+    # Belt and braces: adapters drop the fields that carry secrets; this also masks a secret
+    # that turns up anywhere else in the body.
+    scrubbed: dict[str, Any] = SECRETS.scrub(payload)
+    return scrubbed
+
+
+def _form_or_json(body: bytes, content_type: str | None) -> dict[str, Any]:
+    if not body.strip():
+        return {}
+    text = body.decode("utf-8", errors="replace")
+    if "json" in (content_type or "") or text.lstrip().startswith("{"):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise BadRequest(f"body is not valid JSON: {error.msg}", code="malformed_payload") from error
+        if not isinstance(data, dict):
+            raise BadRequest("body must be a JSON object", code="malformed_payload")
+        return data
+    return dict(parse_qsl(text, keep_blank_values=True))
+
+
+def _required_text(fields: Mapping[str, Any], name: str) -> str:
+    value = fields.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise BadRequest(f"'{name}' is required", code=f"missing_{name}")
+    return value.strip()
+
+
+def _optional_text(fields: Mapping[str, Any], name: str) -> str | None:
+    value = fields.get(name)
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def _tag_list(body: Mapping[str, Any], key: str) -> list[str]:
+    raw = body.get(key, [])
+    if not isinstance(raw, list) or not all(isinstance(t, str) and t.strip() for t in raw):
+        raise BadRequest(f"'{key}' must be a list of tag names")
+    if len(raw) > MAX_TAGS_PER_REQUEST:
+        raise BadRequest(f"'{key}' may name at most {MAX_TAGS_PER_REQUEST} tags")
+    return list(dict.fromkeys(t.strip() for t in raw))
+
+
+def _number(raw: Any, name: str) -> Decimal:
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        raise BadRequest(f"'{name}' must be a number")
+    try:
+        value = Decimal(str(raw).strip())
+    except InvalidOperation as error:
+        raise BadRequest(f"'{name}' must be a number, not {str(raw)[:40]!r}") from error
+    if not value.is_finite():
+        raise BadRequest(f"'{name}' must be a finite number")
+    return value

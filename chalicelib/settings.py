@@ -1,0 +1,53 @@
+"""Process settings, read once from the environment; the only module that looks at ``os.environ``.
+
+Table names and the config path come from the deployment (CloudFormation fills them in); the admin
+token is a secret reference like any config secret (``env:NAME``, ``ssm:/path`` or a literal), so
+in AWS it lives in SSM Parameter Store and never in the function's environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from chalicelib.storage.models import TableNames
+
+APP_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = "config/example.yaml"
+
+
+@dataclass(frozen=True)
+class Settings:
+    config_path: Path
+    tables: TableNames
+    admin_token_ref: str | None
+    environ: Mapping[str, str]
+    """Where ``env:`` secret references are resolved."""
+    public_base_url: str | None = None
+    """Base of the generated operation URLs; derived from the request when unset."""
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = dict(os.environ if environ is None else environ)
+        config_path = Path(env.get("MEMBERFLOW_CONFIG") or DEFAULT_CONFIG)
+        if not config_path.is_absolute():
+            config_path = APP_ROOT / config_path
+        default = TableNames.with_prefix(env.get("MEMBERFLOW_TABLE_PREFIX", "memberflow-"))
+        tables = TableNames(
+            contacts=env.get("MEMBERFLOW_CONTACTS_TABLE", default.contacts),
+            events=env.get("MEMBERFLOW_EVENTS_TABLE", default.events),
+            ledger=env.get("MEMBERFLOW_LEDGER_TABLE", default.ledger),
+            timeline=env.get("MEMBERFLOW_TIMELINE_TABLE", default.timeline),
+            outbox=env.get("MEMBERFLOW_OUTBOX_TABLE", default.outbox),
+        )
+        admin = env.get("ADMIN_TOKEN") or None
+        # A bare token in the environment is the local default; refs are resolved like config secrets.
+        return cls(
+            config_path=config_path,
+            tables=tables,
+            admin_token_ref=admin,
+            environ=env,
+            public_base_url=env.get("PUBLIC_BASE_URL") or None,
+        )
