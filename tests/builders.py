@@ -27,7 +27,7 @@ BASE_CONFIG: dict[str, Any] = {
                 "on_payment_failed": {"add_tags": ["Payment – Failed"]},
             },
             "bump-12": {"on_purchase": {"add_tags": ["Purchase – Workbook"]}},
-            "upsell-3": {"on_purchase": {"add_tags": ["Purchase – Coaching", "Op – Add 100 Credits"]}},
+            "upsell-2": {"on_purchase": {"add_tags": ["Purchase – Coaching", "Op – Add 100 Credits"]}},
         },
     },
     "kit": {"webhook_token": "env:KIT_WEBHOOK_TOKEN", "webhook_secret": "env:KIT_WEBHOOK_SECRET"},

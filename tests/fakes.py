@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import replace
 from datetime import datetime
 
-from chalicelib.domain.inbox import InboxRecord, Status
+from chalicelib.domain.inbox import InboxRecord, Status, decode_cursor, encode_cursor
 from chalicelib.domain.model import Contact, KitSyncIntent, LedgerEntry, TimelineEntry
 from chalicelib.services.ports import Commit, EventAlreadyFinal, EventPage, StaleContact, Store
 
@@ -55,7 +55,7 @@ class InMemoryStore:
     ) -> EventPage:
         with self._lock:
             records = sorted(self.events.values(), key=lambda r: (r.received_at, r.id), reverse=True)
-        before = datetime.fromisoformat(cursor) if cursor else None
+        before = decode_cursor(cursor)
         matching = [
             r
             for r in records
@@ -64,7 +64,7 @@ class InMemoryStore:
             and (before is None or r.received_at < before)
         ]
         page = matching[:limit]
-        next_cursor = page[-1].received_at.isoformat() if len(matching) > limit else None
+        next_cursor = encode_cursor(page[-1].received_at) if len(matching) > limit else None
         return EventPage(page, next_cursor)
 
     def finish_event(

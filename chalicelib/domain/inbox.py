@@ -8,12 +8,16 @@ the original, so the operator sees how often a provider retried.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+from chalicelib.domain.errors import BadRequest
 
 
 class Status(enum.StrEnum):
@@ -49,3 +53,21 @@ class InboxRecord:
     processed_at: datetime | None = None
     duplicate_of: str | None = None
     result: Mapping[str, Any] = field(default_factory=dict)
+
+
+def encode_cursor(received_at: datetime) -> str:
+    """An opaque page cursor: the receive time of the last event on the page."""
+    return base64.urlsafe_b64encode(received_at.isoformat().encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> datetime | None:
+    if not cursor:
+        return None
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        value = datetime.fromisoformat(base64.urlsafe_b64decode(padded.encode()).decode())
+    except (ValueError, UnicodeError, binascii.Error) as error:
+        raise BadRequest("cursor is not one this API returned", code="invalid_cursor") from error
+    if value.tzinfo is None:
+        raise BadRequest("cursor is not one this API returned", code="invalid_cursor")
+    return value

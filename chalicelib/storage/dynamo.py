@@ -9,7 +9,6 @@ never from message text.
 
 from __future__ import annotations
 
-import base64
 import heapq
 import json
 from collections.abc import Iterator
@@ -22,8 +21,7 @@ from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
-from chalicelib.domain.errors import BadRequest
-from chalicelib.domain.inbox import InboxRecord, Status
+from chalicelib.domain.inbox import InboxRecord, Status, decode_cursor, encode_cursor
 from chalicelib.domain.model import (
     Contact,
     KitSyncIntent,
@@ -86,7 +84,7 @@ class DynamoStore:
         limit: int = 50,
         cursor: str | None = None,
     ) -> EventPage:
-        before = _decode_cursor(cursor)
+        before = decode_cursor(cursor)
         streams: list[Iterator[EventModel]] = []
         if status is not None:
             condition = EventModel.received_at < before if before else None
@@ -112,7 +110,7 @@ class DynamoStore:
         next_cursor = None
         if len(items) > limit:
             items = items[:limit]
-            next_cursor = _encode_cursor(items[-1].received_at)
+            next_cursor = encode_cursor(items[-1].received_at)
         return EventPage(items, next_cursor)
 
     def finish_event(
@@ -363,17 +361,3 @@ def _outbox_from_model(model: OutboxModel) -> KitSyncIntent:
 
 def _jsonable(data: Any) -> Any:
     return json.loads(json.dumps(data, default=str))
-
-
-def _encode_cursor(at: datetime) -> str:
-    return base64.urlsafe_b64encode(at.isoformat().encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str | None) -> datetime | None:
-    if not cursor:
-        return None
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        return _utc(datetime.fromisoformat(base64.urlsafe_b64decode(padded).decode()))
-    except (ValueError, UnicodeDecodeError) as error:
-        raise BadRequest("cursor is not one this API returned", code="invalid_cursor") from error

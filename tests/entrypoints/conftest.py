@@ -1,0 +1,91 @@
+"""Entrypoint tests: the real Chalice app through chalice.test.Client, with the container swapped.
+
+``world`` wires the app to an in-memory store by default; ``moto_world`` wires the same app to
+DynamoStore on moto, for the tests whose point is the real conditional writes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from chalice.test import Client
+from moto import mock_aws
+
+from app import app
+from chalicelib import bootstrap
+from chalicelib.config.loader import LoadedConfig
+from chalicelib.config.model import MemberflowConfig
+from chalicelib.config.secrets import SecretResolver
+from chalicelib.services.ports import Store
+from chalicelib.settings import Settings
+from chalicelib.storage.dynamo import DynamoStore
+from chalicelib.storage.models import create_tables
+from devstack.moto_support import serialize_dynamodb_requests
+from tests.builders import config
+from tests.fakes import InMemoryStore
+
+SECRET_ENV = {
+    "THRIVECART_SECRET": "tc-secret-FIXTURE",
+    "KIT_WEBHOOK_TOKEN": "kit-token-FIXTURE-0123456789",
+    "KIT_WEBHOOK_SECRET": "kit-signing-secret-FIXTURE",
+    "HOOK_SIGNING_SECRET": "hook-signing-secret-FIXTURE",
+    "ADMIN_TOKEN": "admin-token-FIXTURE-abcdef",
+}
+ADMIN = {"Authorization": f"Bearer {SECRET_ENV['ADMIN_TOKEN']}"}
+
+
+@dataclass
+class World:
+    client: Client
+    store: Store
+    container: bootstrap.Container
+
+    def post_json(self, path: str, body: Any, headers: dict[str, str] | None = None) -> Any:
+        return self.client.http.post(
+            path,
+            headers={"Content-Type": "application/json", **(headers or {})},
+            body=json.dumps(body),
+        )
+
+    def admin_get(self, path: str) -> Any:
+        return self.client.http.get(path, headers=ADMIN)
+
+    def admin_post(self, path: str, body: Any, headers: dict[str, str] | None = None) -> Any:
+        return self.post_json(path, body, {**ADMIN, **(headers or {})})
+
+
+def make_container(store: Store, model: MemberflowConfig | None = None) -> bootstrap.Container:
+    settings = Settings.from_environ({**SECRET_ENV, "MEMBERFLOW_CONFIG": "unused.yaml"})
+    loaded = LoadedConfig(model=model or config(), version="test", warnings=(), source="tests")
+    return bootstrap.Container(settings, loaded, SecretResolver(environ=SECRET_ENV), store)
+
+
+@pytest.fixture
+def store() -> Store:
+    return InMemoryStore()
+
+
+@pytest.fixture
+def world(store: Store) -> Iterator[World]:
+    container = make_container(store)
+    bootstrap.override(lambda: container)
+    with Client(app) as client:
+        yield World(client, store, container)
+    bootstrap.override(None)
+
+
+@pytest.fixture
+def moto_world() -> Iterator[World]:
+    serialize_dynamodb_requests()
+    with mock_aws():
+        create_tables()
+        store = DynamoStore()
+        container = make_container(store)
+        bootstrap.override(lambda: container)
+        with Client(app) as client:
+            yield World(client, store, container)
+        bootstrap.override(None)

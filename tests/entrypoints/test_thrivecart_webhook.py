@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from tests.entrypoints.conftest import World
+from tests.support.payloads import payload_bytes
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+BUYER = "ada.lovelace@example.com"
+
+
+def deliver(world: World, name: str, headers: dict[str, str] | None = None) -> object:
+    return world.client.http.post(
+        "/webhooks/thrivecart", headers=headers or FORM, body=payload_bytes("thrivecart", name)
+    )
+
+
+class TestRegistration:
+    def test_head_answers_200(self, world: World) -> None:
+        assert world.client.http.request("HEAD", "/webhooks/thrivecart").status_code == 200
+
+    def test_post_without_event_is_a_ping(self, world: World) -> None:
+        response = world.client.http.post("/webhooks/thrivecart", headers=FORM, body=b"")
+        assert response.status_code == 200
+        assert response.json_body["result"] == "ping"
+        assert world.store.list_events().items == []
+
+
+class TestPurchase:
+    def test_purchase_creates_the_contact_with_the_configured_tags(self, world: World) -> None:
+        response = deliver(world, "order_success.txt")
+        assert response.status_code == 200, response.body
+        assert response.json_body["result"] == "accepted"
+
+        contact = world.admin_get(f"/admin/contacts/{BUYER}").json_body
+        assert contact["tags"] == ["Purchase – Coaching", "Purchase – Foundation", "Purchase – Workbook"]
+        assert contact["fields"]["credits"] == 100  # the upsell's trigger tag ran add-100-credits
+        assert contact["first_name"] == "Ada"
+
+    def test_json_body_is_accepted_too(self, world: World) -> None:
+        response = deliver(world, "order_success.json", {"Content-Type": "application/json"})
+        assert response.json_body["result"] == "accepted"
+        assert world.store.get_contact(BUYER) is not None
+
+    def test_five_deliveries_have_one_effect(self, world: World) -> None:
+        results = [deliver(world, "order_success.txt").json_body["result"] for _ in range(5)]
+        assert results == ["accepted"] + ["duplicate"] * 4
+        assert [e.amount for e in world.store.list_ledger(BUYER)] == [Decimal(100)]
+        statuses = sorted(r.status.value for r in world.store.list_events().items)
+        assert statuses == ["accepted"] + ["duplicate"] * 4
+
+    def test_test_mode_order_is_ignored_when_test_orders_are_off(self, world: World) -> None:
+        response = deliver(world, "order_success_test_mode.txt")
+        assert response.json_body["result"] == "ignored"
+        assert "test-mode" in response.json_body["reason"]
+        (record,) = world.store.list_events().items
+        assert record.status.value == "ignored"
+
+
+class TestSubscriptions:
+    def test_each_rebill_adds_credits_once(self, world: World) -> None:
+        deliver(world, "order_success.txt")
+        for name in ("subscription_payment.txt", "subscription_payment_next.txt", "subscription_payment.txt"):
+            deliver(world, name)
+        credits = [e.amount for e in world.store.list_ledger(BUYER, "credits")]
+        assert credits == [Decimal(100), Decimal(50), Decimal(50)]
+        contact = world.store.get_contact(BUYER)
+        assert contact is not None
+        assert "Op – Add 50 Credits" not in contact.tags  # trigger tags never stay
+        assert "Payment – Success" in contact.tags
+
+    def test_refund_applies_the_refund_actions(self, world: World) -> None:
+        buyer = "alan.turing@example.com"
+        world.admin_post(f"/admin/contacts/{buyer}/tags", {"add": ["Purchase – Foundation"]})
+        assert deliver(world, "refund_full.txt").json_body["result"] == "accepted"
+        contact = world.store.get_contact(buyer)
+        assert contact is not None
+        assert "Purchase – Foundation" not in contact.tags
+        assert "Refunded – Foundation" in contact.tags
+
+
+class TestRejections:
+    def test_wrong_secret_is_401_and_nothing_is_stored(self, world: World) -> None:
+        body = payload_bytes("thrivecart", "order_success.txt").replace(b"tc-secret-FIXTURE", b"guess")
+        response = world.client.http.post("/webhooks/thrivecart", headers=FORM, body=body)
+        assert response.status_code == 401
+        assert response.json_body["error"]["code"] == "unauthorized"
+        assert world.store.list_events().items == []
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            b"event=order.success&thrivecart_secret=tc-secret-FIXTURE&customer[email]=not-an-email",
+            b"event=order.success&thrivecart_secret=tc-secret-FIXTURE&a[b]=1&a=2",
+            b"\xff\xfe\x00garbage",
+        ],
+    )
+    def test_malformed_body_is_400_json(self, world: World, body: bytes) -> None:
+        response = world.client.http.post("/webhooks/thrivecart", headers=FORM, body=body)
+        assert 400 <= response.status_code < 500
+        assert set(response.json_body["error"]) == {"code", "message"}
+
+    def test_unhandled_event_type_is_stored_and_ignored(self, world: World) -> None:
+        response = deliver(world, "affiliate_commission_earned.txt")
+        assert response.json_body["result"] == "ignored"
+        assert world.store.list_events().items[0].status.value == "ignored"
