@@ -40,8 +40,11 @@ def api(view: Callable[P, Response]) -> Callable[P, Response]:
         try:
             return view(*args, **kwargs)
         except MemberflowError as error:
-            if error.http_status >= 500:
-                logger.error("request failed", extra={"code": error.code, "detail": error.message})
+            log = logger.error if error.http_status >= 500 else logger.info
+            log(
+                "request refused",
+                extra={"status": error.http_status, "code": error.code, "detail": error.message},
+            )
             return error_response(error.http_status, error.code, error.message)
         except ConfigError as error:
             logger.error("config invalid", extra={"errors": list(error.errors)})

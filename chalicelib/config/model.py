@@ -3,108 +3,506 @@
 Models are frozen and reject unknown keys, so a typo is an error naming its path instead of a
 silently ignored setting. Secret values are never held here: a secret key holds a reference
 (``env:NAME``, ``ssm:/path``) or, discouraged, a literal; ``chalicelib.config.secrets`` resolves
-them. Later sections (offerings, automations, emails) slot in beside the ones below.
+them. Validators here check one value or one section at a time; checks that need the whole file
+(does a referenced field exist, is a trigger tag used elsewhere) live in
+``chalicelib.config.validate``. Field descriptions feed the JSON Schema, which is what editors show
+as help, so they are written for the person editing the YAML. Later sections (offerings,
+automations, emails) slot in beside the ones below.
 """
 
 from __future__ import annotations
 
+import re
+import unicodedata
+from collections.abc import Callable, Iterator
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-SecretRef = str
+from chalicelib.config.secrets import parse_secret_ref
+
+PRODUCT_KEY_PATTERN = r"^(product|bump|upsell|downsell)-[0-9]+$"
+IDENTIFIER_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+TAG_NAME_MAX_LENGTH = 255
+
+KeyPath = tuple[str | int, ...]
+"""A location in the config file: mapping keys and list indexes from the top."""
+
+
+class _SecretRefMarker:
+    """Tags ``SecretRef`` annotations so that ``iter_secret_refs`` can find every secret key."""
+
+    def __repr__(self) -> str:
+        return "SECRET_REF"
+
+
+SECRET_REF = _SecretRefMarker()
+
+
+def _check_secret_ref(value: str) -> str:
+    parse_secret_ref(value)
+    return value
+
+
+def _check_tag_name(value: str) -> str:
+    if not value.strip():
+        raise ValueError("tag name is empty")
+    if value != value.strip():
+        raise ValueError(f"tag name {value!r} starts or ends with whitespace; remove it")
+    if len(value) > TAG_NAME_MAX_LENGTH:
+        raise ValueError(f"tag name is {len(value)} characters long; the limit is {TAG_NAME_MAX_LENGTH}")
+    if any(unicodedata.category(char) == "Cc" for char in value):
+        raise ValueError(f"tag name {value!r} contains a line break, tab or other control character")
+    return value
+
+
+def _check_product_key(value: str) -> str:
+    if not re.fullmatch(PRODUCT_KEY_PATTERN, value):
+        raise ValueError(
+            f"{value!r} is not a ThriveCart purchase_map key: use product-N, bump-N, upsell-N "
+            f"or downsell-N, where N is the ThriveCart id (e.g. product-12)"
+        )
+    return value
+
+
+def _identifier_check(what: str, example: str) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if not re.fullmatch(IDENTIFIER_PATTERN, value):
+            raise ValueError(
+                f"{what} {value!r} must be 1 to 64 lowercase letters, digits, '-' or '_', "
+                f"starting with a letter or digit (e.g. {example})"
+            )
+        return value
+
+    return check
+
+
+def _check_kit_tag_id(value: str) -> str:
+    if not value.isascii() or not value.isdigit():
+        raise ValueError(f"Kit tag id {value!r} must be a number, e.g. 4512345")
+    return value
+
+
+def _check_email_pattern(value: str) -> str:
+    if "@" not in value:
+        raise ValueError(f"email pattern {value!r} must contain '@', e.g. *+test@* or *@example.com")
+    if any(char.isspace() for char in value):
+        raise ValueError(f"email pattern {value!r} contains whitespace")
+    return value
+
+
+SecretRef = Annotated[
+    str,
+    SECRET_REF,
+    AfterValidator(_check_secret_ref),
+    Field(
+        description=(
+            "A secret reference: env:NAME reads the environment variable NAME, ssm:/path reads an "
+            "SSM Parameter Store SecureString. A literal value also works but is reported as a "
+            "warning: secrets do not belong in files."
+        ),
+        examples=["env:SECRET_NAME", "ssm:/memberflow/prod/secret-name"],
+    ),
+]
 """``env:NAME`` (environment variable), ``ssm:/path`` (SSM SecureString) or a literal value."""
+
+TagName = Annotated[
+    str,
+    AfterValidator(_check_tag_name),
+    Field(
+        description="A tag name exactly as it appears in Kit (case and dashes matter).",
+        json_schema_extra={
+            "minLength": 1,
+            "maxLength": TAG_NAME_MAX_LENGTH,
+            "pattern": r"^\S(.*\S)?$",
+        },
+        examples=["Purchase – Foundation"],
+    ),
+]
+"""A Kit tag name: non-empty, no surrounding whitespace, at most 255 characters."""
+
+ProductKey = Annotated[
+    str,
+    AfterValidator(_check_product_key),
+    Field(json_schema_extra={"pattern": PRODUCT_KEY_PATTERN}),
+]
+OperationId = Annotated[
+    str,
+    AfterValidator(_identifier_check("operation id", "add-50-credits")),
+    Field(json_schema_extra={"pattern": IDENTIFIER_PATTERN}),
+]
+FieldName = Annotated[
+    str,
+    AfterValidator(_identifier_check("field name", "coaching_sessions")),
+    Field(json_schema_extra={"pattern": IDENTIFIER_PATTERN}),
+]
+KitTagId = Annotated[str, AfterValidator(_check_kit_tag_id), Field(json_schema_extra={"pattern": "^[0-9]+$"})]
+EmailPattern = Annotated[
+    str,
+    AfterValidator(_check_email_pattern),
+    Field(json_schema_extra={"pattern": "@"}, examples=["*+test@*", "*@example.com"]),
+]
 
 
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_means_default(cls, data: Any) -> Any:
+        # "kit:" with all of its lines commented out is YAML null; treat it like leaving the key out
+        # instead of failing with "expected a mapping".
+        if not isinstance(data, dict):
+            return data
+        fields = cls.model_fields
+        return {
+            key: value
+            for key, value in data.items()
+            if not (value is None and key in fields and not fields[key].is_required())
+        }
+
 
 class TagActions(StrictModel):
     """What a ThriveCart event does to the buyer's tags, for one purchased item."""
 
-    add_tags: tuple[str, ...] = ()
-    remove_tags: tuple[str, ...] = ()
+    add_tags: tuple[TagName, ...] = Field(
+        default=(),
+        description=("Tags added to the buyer. Adding an operation's trigger tag here runs that operation."),
+    )
+    remove_tags: tuple[TagName, ...] = Field(
+        default=(),
+        description=(
+            "Tags removed from the buyer (before add_tags are added). An operation's trigger tag "
+            "cannot be listed here."
+        ),
+    )
 
 
 class ProductConfig(StrictModel):
     """Actions for one purchase_map key (``product-12``, ``bump-12``, ``upsell-3``, ``downsell-4``)."""
 
-    on_purchase: TagActions | None = None
-    on_payment: TagActions | None = None
-    on_refund: TagActions | None = None
-    on_cancel: TagActions | None = None
-    on_payment_failed: TagActions | None = None
-    on_pause: TagActions | None = None
-    on_resume: TagActions | None = None
-    on_abandon: TagActions | None = None
+    on_purchase: TagActions | None = Field(
+        default=None, description="A successful order that includes this item (order.success)."
+    )
+    on_payment: TagActions | None = Field(
+        default=None,
+        description="A successful recurring payment of this item (order.subscription_payment).",
+    )
+    on_refund: TagActions | None = Field(default=None, description="A refund of this item (order.refund).")
+    on_cancel: TagActions | None = Field(
+        default=None, description="The subscription was cancelled (order.subscription_cancelled)."
+    )
+    on_payment_failed: TagActions | None = Field(
+        default=None, description="A recurring payment failed (order.rebill_failed)."
+    )
+    on_pause: TagActions | None = Field(
+        default=None, description="The subscription was paused (order.subscription_paused)."
+    )
+    on_resume: TagActions | None = Field(
+        default=None, description="The subscription was resumed (order.subscription_resumed)."
+    )
+    on_abandon: TagActions | None = Field(
+        default=None, description="The buyer left the checkout without paying (cart.abandoned)."
+    )
 
 
 class ThriveCartConfig(StrictModel):
-    secret: SecretRef
-    account: str | None = None
-    accept_test_orders: bool = False
-    products: dict[str, ProductConfig] = Field(default_factory=dict)
+    """The ThriveCart account webhook: how to verify it and what each purchased item does."""
+
+    secret: SecretRef = Field(
+        description=(
+            "Your ThriveCart secret word (Settings → API & webhooks → ThriveCart API); every "
+            "webhook carries it as thrivecart_secret. Use a reference such as env:THRIVECART_SECRET."
+        ),
+    )
+    account: str | None = Field(
+        default=None,
+        description=(
+            "Your ThriveCart account name (the your-account part of your-account.thrivecart.com). "
+            "When set, webhooks that carry another account name are rejected."
+        ),
+    )
+    accept_test_orders: bool = Field(
+        default=False,
+        description=(
+            "Whether orders placed in ThriveCart's test mode are processed like real ones. "
+            "Turn on while you set things up, off in production."
+        ),
+    )
+    products: dict[ProductKey, ProductConfig] = Field(
+        default_factory=dict,
+        description=(
+            "What happens per purchased item, keyed like ThriveCart's purchase_map: product-N, "
+            "bump-N (order bump), upsell-N, downsell-N, where N is the id shown in ThriveCart."
+        ),
+        json_schema_extra={"additionalProperties": False},
+    )
 
 
 class KitConfig(StrictModel):
-    api_key: SecretRef | None = None
-    webhook_token: SecretRef | None = None
-    webhook_secret: SecretRef | None = None
-    tag_ids: dict[str, str] = Field(default_factory=dict)
+    """The Kit (ConvertKit) account: API access for syncing, and the secrets of its webhooks."""
+
+    api_key: SecretRef | None = Field(
+        default=None,
+        description=(
+            "Kit v4 API key. Without it memberflow keeps its own records but does not mirror tag "
+            "and field changes to Kit."
+        ),
+    )
+    webhook_token: SecretRef | None = Field(
+        default=None,
+        description=(
+            "The secret path token of the Kit webhook URL, /webhooks/kit/{token}. Make it long "
+            "and random; anyone who knows the URL can post to it."
+        ),
+    )
+    webhook_secret: SecretRef | None = Field(
+        default=None,
+        description="The signing secret of a Kit v4 webhook endpoint (checks X-Kit-Signature).",
+    )
+    tag_ids: dict[KitTagId, TagName] = Field(
+        default_factory=dict,
+        description=(
+            "Kit tag id → tag name, for legacy Kit rules whose webhook URL names the tag by id "
+            "(tag=4512345) instead of by name."
+        ),
+        json_schema_extra={"additionalProperties": False},
+    )
     """Kit tag id -> tag name, for legacy hooks registered with ``tag=<id>``."""
+
+    @field_validator("tag_ids", mode="before")
+    @classmethod
+    def _numeric_ids_are_text(cls, value: Any) -> Any:
+        # YAML reads an unquoted 4512345 as an int; an id is an opaque string to us.
+        if isinstance(value, dict):
+            return {
+                str(key) if isinstance(key, int) and not isinstance(key, bool) else key: name
+                for key, name in value.items()
+            }
+        return value
 
 
 class FieldConfig(StrictModel):
-    type: Literal["number", "text"]
-    label: str | None = None
-    min: Decimal | None = None
-    max: Decimal | None = None
-    default: Decimal | str | None = None
+    """A custom field on every contact, e.g. a credit balance (number) or a chosen track (text)."""
+
+    type: Literal["number", "text"] = Field(
+        description="number (credits, counters; can be increased and decreased) or text."
+    )
+    label: str | None = Field(default=None, description="A human-readable name for the admin views.")
+    min: Decimal | None = Field(
+        default=None,
+        description=(
+            "Number fields only: the lowest allowed value. A decrease that would go below it is "
+            "refused as a whole (credits never go negative with min: 0)."
+        ),
+    )
+    max: Decimal | None = Field(default=None, description="Number fields only: the highest allowed value.")
+    default: Decimal | str | None = Field(
+        default=None,
+        description=(
+            "The value of a contact that has never had this field set. A number for number "
+            "fields (within min and max), text for text fields."
+        ),
+    )
+
+    @field_validator("min", "max")
+    @classmethod
+    def _bounds_only_for_numbers(cls, value: Decimal | None, info: ValidationInfo) -> Decimal | None:
+        if value is None:
+            return value
+        if info.data.get("type") == "text":
+            raise ValueError(f"only number fields can have {info.field_name}; this is a text field")
+        low = info.data.get("min")
+        if info.field_name == "max" and low is not None and value < low:
+            raise ValueError(f"max {value} is below min {low}")
+        return value
+
+    @field_validator("default")
+    @classmethod
+    def _default_fits(cls, value: Decimal | str | None, info: ValidationInfo) -> Decimal | str | None:
+        if value is None:
+            return value
+        kind = info.data.get("type")
+        if kind == "text" and not isinstance(value, str):
+            raise ValueError("the default of a text field must be text; put it in quotes")
+        if kind == "number":
+            if not isinstance(value, Decimal):
+                raise ValueError(f"the default of a number field must be a number, not {value!r}")
+            low, high = info.data.get("min"), info.data.get("max")
+            if low is not None and value < low:
+                raise ValueError(f"default {value} is below min {low}")
+            if high is not None and value > high:
+                raise ValueError(f"default {value} is above max {high}")
+        return value
 
 
 class FieldDelta(StrictModel):
-    field: str
-    by: Decimal = Field(gt=0)
+    """Add to or subtract from a number field."""
+
+    field: str = Field(description="The name of a number field defined under fields.")
+    by: Decimal = Field(gt=0, description="How much to add or subtract; always positive.")
 
 
 class FieldAssignment(StrictModel):
-    field: str
-    value: Decimal | str
+    """Set a field to a fixed value."""
+
+    field: str = Field(description="The name of a field defined under fields.")
+    value: Decimal | str = Field(
+        description="The new value: a number for a number field, text for a text field."
+    )
 
 
 class OperationConfig(StrictModel):
     """A custom operation. Its actions apply in the order: set, increase, decrease, remove, add."""
 
-    name: str | None = None
-    trigger_tag: str | None = None
-    run_limit: int | None = Field(default=None, ge=1)
-    set_field: FieldAssignment | None = None
-    increase_field: FieldDelta | None = None
-    decrease_field: FieldDelta | None = None
-    remove_tags: tuple[str, ...] = ()
-    add_tags: tuple[str, ...] = ()
+    action_keys: ClassVar[tuple[str, ...]] = (
+        "set_field",
+        "increase_field",
+        "decrease_field",
+        "remove_tags",
+        "add_tags",
+    )
+    """The keys that do something; an operation must use at least one. Later actions extend this."""
+
+    name: str | None = Field(default=None, description="A human-readable name for the admin views.")
+    trigger_tag: TagName | None = Field(
+        default=None,
+        description=(
+            "Adding this tag to a contact (from ThriveCart, Kit, an automation or another "
+            "operation) runs the operation once; memberflow then removes the tag again so it can "
+            "fire next time. The tag may be used for nothing else."
+        ),
+    )
+    run_limit: int | None = Field(
+        default=None,
+        ge=1,
+        description="At most this many runs per contact; further triggers are ignored.",
+    )
+    set_field: FieldAssignment | None = Field(default=None, description="Set a field to a value.")
+    increase_field: FieldDelta | None = Field(default=None, description="Add to a number field.")
+    decrease_field: FieldDelta | None = Field(
+        default=None,
+        description=(
+            "Subtract from a number field. If that would go below the field's min, the whole "
+            "operation is refused."
+        ),
+    )
+    remove_tags: tuple[TagName, ...] = Field(default=(), description="Tags removed from the contact.")
+    add_tags: tuple[TagName, ...] = Field(
+        default=(),
+        description="Tags added to the contact. Adding another operation's trigger tag runs it.",
+    )
+
+    @model_validator(mode="after")
+    def _does_something(self) -> OperationConfig:
+        if not any(getattr(self, key) for key in self.action_keys):
+            raise ValueError("an operation needs at least one action: " + ", ".join(self.action_keys))
+        return self
 
 
 class HooksConfig(StrictModel):
     """Signing secrets of the generated operation URLs; the first one signs, all are accepted."""
 
-    signing_secret: SecretRef | None = None
-    previous_signing_secrets: tuple[SecretRef, ...] = ()
+    signing_secret: SecretRef | None = Field(
+        default=None,
+        description=(
+            "Signs the generated operation URLs (/hooks/{operation_id}/{token}). Changing it "
+            "invalidates every URL handed out; move the old one to previous_signing_secrets first."
+        ),
+    )
+    previous_signing_secrets: tuple[SecretRef, ...] = Field(
+        default=(),
+        description="Older signing secrets whose URLs are still accepted, while you rotate.",
+    )
 
 
 class TestContactsConfig(StrictModel):
+    """Contacts whose automations run with shortened delays, for testing a drip end to end."""
+
     __test__ = False  # not a pytest test class, despite the name
 
-    emails: tuple[str, ...] = ()
-    delay_scale: float = Field(default=1.0, gt=0)
+    emails: tuple[EmailPattern, ...] = Field(
+        default=(),
+        description=(
+            "Email patterns (* matches anything, ? one character) that mark a contact as a test "
+            "contact, e.g. *+test@* matches jane+test@example.com."
+        ),
+    )
+    delay_scale: float = Field(
+        default=1.0,
+        gt=0,
+        description=("Test contacts' delays are divided by this: 86400 turns one day into one second."),
+    )
 
 
 class MemberflowConfig(StrictModel):
-    thrivecart: ThriveCartConfig | None = None
-    kit: KitConfig = Field(default_factory=KitConfig)
-    fields: dict[str, FieldConfig] = Field(default_factory=dict)
-    operations: dict[str, OperationConfig] = Field(default_factory=dict)
-    hooks: HooksConfig = Field(default_factory=HooksConfig)
-    test_contacts: TestContactsConfig = Field(default_factory=TestContactsConfig)
+    """memberflow's configuration: checkout, CRM, custom fields and operations."""
+
+    thrivecart: ThriveCartConfig | None = Field(
+        default=None, description="The ThriveCart account webhook. Leave out if you do not sell through it."
+    )
+    kit: KitConfig = Field(default_factory=KitConfig, description="The Kit (ConvertKit) account.")
+    fields: dict[FieldName, FieldConfig] = Field(
+        default_factory=dict,
+        description="Custom fields on every contact, by name (e.g. credits).",
+        json_schema_extra={"additionalProperties": False},
+    )
+    operations: dict[OperationId, OperationConfig] = Field(
+        default_factory=dict,
+        description="Custom operations, by id (e.g. add-50-credits). The id appears in its URL.",
+        json_schema_extra={"additionalProperties": False},
+    )
+    hooks: HooksConfig = Field(default_factory=HooksConfig, description="The generated operation URLs.")
+    test_contacts: TestContactsConfig = Field(
+        default_factory=TestContactsConfig,
+        description="Test contacts, whose delays run fast.",
+    )
+
+
+def iter_secret_refs(model: BaseModel, path: KeyPath = ()) -> Iterator[tuple[KeyPath, str]]:
+    """Every secret reference in ``model`` with its key path, found through the ``SecretRef`` type.
+
+    New sections get covered by annotating their secret keys with ``SecretRef``; nothing to register.
+    """
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        here = (*path, name)
+        if SECRET_REF in info.metadata or _mentions_secret_ref(info.annotation):
+            yield from _iter_strings(value, here)
+            continue
+        yield from _iter_nested(value, here)
+
+
+def _iter_nested(value: object, path: KeyPath) -> Iterator[tuple[KeyPath, str]]:
+    if isinstance(value, BaseModel):
+        yield from iter_secret_refs(value, path)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _iter_nested(item, (*path, key))
+    elif isinstance(value, tuple | list):
+        for index, item in enumerate(value):
+            yield from _iter_nested(item, (*path, index))
+
+
+def _iter_strings(value: object, path: KeyPath) -> Iterator[tuple[KeyPath, str]]:
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _iter_strings(item, (*path, key))
+    elif isinstance(value, tuple | list):
+        for index, item in enumerate(value):
+            yield from _iter_strings(item, (*path, index))
+
+
+def _mentions_secret_ref(annotation: Any) -> bool:
+    return any(arg is SECRET_REF or _mentions_secret_ref(arg) for arg in get_args(annotation))

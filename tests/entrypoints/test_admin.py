@@ -5,8 +5,8 @@ import json
 import pytest
 
 from app import app
-from tests.entrypoints.conftest import ADMIN, World, make_container
 from tests.builders import config
+from tests.entrypoints.conftest import ADMIN, World, make_container
 from tests.support.payloads import payload_bytes
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}

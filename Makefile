@@ -1,0 +1,43 @@
+# memberflow — `make run` starts the local stack, `make test` runs every check.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)
+
+.PHONY: install run demo test lint typecheck unit integration package schema clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	@rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+install: $(STAMP)
+
+run: install  ## the embedded local stack on http://127.0.0.1:$${LOCAL_APP_PORT:-8000}
+	$(PY) -m devstack
+
+demo: install  ## replay sample webhooks against a running `make run`
+	$(PY) -m devstack.demo
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+typecheck: install
+	$(PY) -m mypy
+
+unit: install
+	$(PY) -m pytest tests/unit -q
+
+test: lint typecheck  ## ruff, mypy, the whole pytest suite (incl. package + cfn-lint)
+	$(PY) -m pytest -q
+
+package: install  ## chalice package + merge template + cfn-lint + zip size check, into out/
+	$(PY) scripts/package.py --out out
+
+schema: install  ## regenerate schema/memberflow.schema.json from the config models
+	$(PY) -m chalicelib.cli config schema --output schema/memberflow.schema.json
+
+clean:
+	rm -rf out build vendor .mypy_cache .ruff_cache .pytest_cache .hypothesis

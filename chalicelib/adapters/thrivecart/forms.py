@@ -1,0 +1,208 @@
+"""Turn the raw bytes of a ThriveCart webhook into one plain dict, whatever the encoding.
+
+ThriveCart's account-wide webhook normally posts ``application/x-www-form-urlencoded`` with PHP
+bracket keys (``customer[address][country]``, ``order[charges][0][amount]``), but JSON and
+``multipart/form-data`` deliveries have been reported too, so the body is sniffed as well as the
+``Content-Type`` trusted. Bracket keys are rebuilt into nested dicts, and maps whose keys are
+exactly ``0..n-1`` become lists, the way PHP's ``$_POST`` would see them. Values are left exactly as
+received (form values stay strings, including ``"null"`` and ``"false"``) so the stored payload is
+faithful; ``parse.py`` does the type conversion. Anything that cannot be read raises ``ParseError``.
+"""
+
+from __future__ import annotations
+
+import codecs
+import email.errors
+import email.parser
+import email.policy
+import email.utils
+import json
+import math
+import re
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import parse_qsl
+
+from chalicelib.domain.errors import ParseError
+
+MAX_BODY_BYTES = 1024 * 1024
+"""Real ThriveCart bodies are a few kilobytes; anything this big is not a webhook."""
+
+MAX_FIELDS = 10_000
+MAX_NUMBER_DIGITS = 100
+MAX_DEPTH = 32
+"""Deepest nesting accepted, counting the top-level dict as level 1."""
+
+_BRACKET_KEY = re.compile(r"([^\[\]]+)((?:\[[^\[\]]*\])*)")
+_SEGMENT = re.compile(r"\[([^\[\]]*)\]")
+_INDEX = re.compile(r"0|[1-9][0-9]{0,8}")
+
+
+def decode_body(body: bytes, content_type: str | None) -> dict[str, Any]:
+    """Decode a webhook body into a dict; raise ``ParseError`` naming what could not be read."""
+    if len(body) > MAX_BODY_BYTES:
+        raise ParseError(f"body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}")
+    if not body.strip():
+        return {}
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    # A leading "[" is sniffed too: no form key starts with one, and a JSON array gets a clear error.
+    if "json" in media_type or body.lstrip().removeprefix(codecs.BOM_UTF8)[:1] in (b"{", b"["):
+        return _decode_json(body)
+    if media_type == "multipart/form-data":
+        return build_nested(_multipart_pairs(body, content_type or ""))
+    return build_nested(_urlencoded_pairs(body))
+
+
+def build_nested(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """Rebuild PHP bracket keys into nested dicts and lists; a repeated scalar key keeps the last value.
+
+    Last-wins is what PHP's ``$_POST`` does, and ThriveCart is a PHP application.
+    """
+    root: dict[str, Any] = {}
+    # Highest integer key per container (by id), so ``key[]`` appends in O(1) as PHP does.
+    highest: dict[int, int] = {}
+    for key, value in pairs:
+        path = _split_key(key)
+        if len(path) > MAX_DEPTH:
+            raise ParseError(f"field {_shorten(key)} is nested more than {MAX_DEPTH} levels deep")
+        node = root
+        for depth, segment in enumerate(path):
+            name = str(highest.get(id(node), -1) + 1) if segment == "" else segment
+            if _INDEX.fullmatch(name):
+                highest[id(node)] = max(highest.get(id(node), -1), int(name))
+            if depth == len(path) - 1:
+                if isinstance(node.get(name), dict):
+                    raise ParseError(f"field {_shorten(key)} is both a value and a group of fields")
+                node[name] = value
+            else:
+                child = node.setdefault(name, {})
+                if not isinstance(child, dict):
+                    raise ParseError(f"field {_shorten(key)} is both a value and a group of fields")
+                node = child
+    return {key: _listify(value) for key, value in root.items()}
+
+
+def _decode_json(body: bytes) -> dict[str, Any]:
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ParseError(f"JSON body is not valid UTF-8 (byte {exc.start})") from None
+    try:
+        decoded = json.loads(
+            text, parse_constant=_reject_constant, parse_int=_bounded_int, parse_float=_finite_float
+        )
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno} column {exc.colno}"
+        raise ParseError(f"body is not valid JSON: {exc.msg} at {where}") from None
+    except RecursionError:
+        raise ParseError(f"JSON body is nested more than {MAX_DEPTH} levels deep") from None
+    if not isinstance(decoded, dict):
+        raise ParseError(f"JSON body is a {type(decoded).__name__}, not an object")
+    if _depth(decoded) > MAX_DEPTH:
+        raise ParseError(f"JSON body is nested more than {MAX_DEPTH} levels deep")
+    return decoded
+
+
+def _reject_constant(name: str) -> Any:
+    raise ParseError(f"body is not valid JSON: {name} is not a JSON number")
+
+
+def _bounded_int(digits: str) -> int:
+    # int() refuses more than 4300 digits with a ValueError; no real field comes anywhere near this.
+    if len(digits) > MAX_NUMBER_DIGITS:
+        raise ParseError(f"JSON body has a number with more than {MAX_NUMBER_DIGITS} digits")
+    return int(digits)
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ParseError("JSON body has a number too large to represent")
+    return number
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of a decoded JSON value, without recursion (json itself allows ~1000 levels)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, dict):
+            children: Iterable[Any] = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        deepest = max(deepest, level)
+        if deepest > MAX_DEPTH:
+            return deepest
+        stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def _urlencoded_pairs(body: bytes) -> list[tuple[str, str]]:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ParseError(f"form body is not valid UTF-8 (byte {exc.start})") from None
+    try:
+        return parse_qsl(
+            text, keep_blank_values=True, encoding="utf-8", errors="strict", max_num_fields=MAX_FIELDS
+        )
+    except UnicodeDecodeError:
+        raise ParseError("form body has a percent-encoded value that is not valid UTF-8") from None
+    except ValueError:
+        raise ParseError(f"form body has more than {MAX_FIELDS} fields") from None
+
+
+def _multipart_pairs(body: bytes, content_type: str) -> list[tuple[str, str]]:
+    if "\r" in content_type or "\n" in content_type:
+        raise ParseError("Content-Type header is malformed")
+    # The email parser needs the boundary from the HTTP header, so it is given a header block.
+    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("utf-8", "surrogateescape")
+    try:
+        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
+    except (email.errors.MessageError, ValueError, LookupError) as exc:
+        raise ParseError(f"multipart body cannot be read: {type(exc).__name__}") from None
+    if not message.is_multipart() or not message.get_boundary():
+        raise ParseError("multipart body has no boundary or no parts")
+    pairs: list[tuple[str, str]] = []
+    for part in message.walk():
+        if part is message or part.is_multipart() or part.get_content_maintype() != "text":
+            continue
+        param = part.get_param("name", header="content-disposition")
+        if param is None or part.get_filename() is not None:
+            continue
+        name = email.utils.collapse_rfc2231_value(param)
+        raw = part.get_payload(decode=True)
+        if not isinstance(raw, bytes):
+            continue
+        charset = part.get_content_charset() or "utf-8"
+        try:
+            pairs.append((name, raw.decode(charset)))
+        except (LookupError, UnicodeDecodeError):
+            raise ParseError(f"multipart field {_shorten(name)} is not valid {_shorten(charset)}") from None
+        if len(pairs) > MAX_FIELDS:
+            raise ParseError(f"multipart body has more than {MAX_FIELDS} fields")
+    return pairs
+
+
+def _split_key(key: str) -> list[str]:
+    """``a[b][]`` -> ``["a", "b", ""]``; a key that is not well-formed bracket notation stays whole."""
+    match = _BRACKET_KEY.fullmatch(key)
+    if match is None:
+        return [key]
+    return [match.group(1), *_SEGMENT.findall(match.group(2))]
+
+
+def _listify(value: Any) -> Any:
+    if not isinstance(value, dict):
+        return value
+    converted = {name: _listify(child) for name, child in value.items()}
+    if all(str(index) in converted for index in range(len(converted))):
+        return [converted[str(index)] for index in range(len(converted))]
+    return converted
+
+
+def _shorten(text: str, limit: int = 80) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "…")

@@ -1,0 +1,183 @@
+"""``make run``: moto in-process, tables created, the Chalice app served on 127.0.0.1.
+
+One process holds everything: a moto server (DynamoDB and the other AWS services the app uses)
+on a loopback port, the app's tables created from the pynamodb models, the example config loaded
+and validated, and Chalice's local server. State lives in memory and is gone when it stops
+(Ctrl-C or SIGTERM). Secrets the config references default to well-known local values so the
+printed curl commands work as they are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+ROOT = Path(__file__).resolve().parent.parent
+
+LOCAL_SECRETS = {
+    "THRIVECART_SECRET": "local-thrivecart-secret",
+    "KIT_WEBHOOK_TOKEN": "local-kit-token",
+    "KIT_WEBHOOK_SECRET": "local-kit-signing-secret",
+    "HOOK_SIGNING_SECRET": "local-hook-signing-secret",
+    "ADMIN_TOKEN": "local-admin-token",
+}
+
+
+class PortBusy(Exception):
+    pass
+
+
+def ensure_port_free(host: str, port: int, variable: str) -> None:
+    # moto's server hangs forever on a busy port instead of failing, so look first.
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise PortBusy(
+                    f"port {port} on {host} is already in use; stop whatever uses it or set {variable}"
+                    f" (e.g. {variable}={port + 1} make run)"
+                ) from error
+            raise
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="make run", description=__doc__.splitlines()[0] if __doc__ else None
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--app-port", type=int, default=int(os.environ.get("LOCAL_APP_PORT", "8000")))
+    parser.add_argument("--moto-port", type=int, default=int(os.environ.get("LOCAL_MOTO_PORT", "0")))
+    parser.add_argument(
+        "--config", default=os.environ.get("MEMBERFLOW_CONFIG", str(ROOT / "config" / "example.yaml"))
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        ensure_port_free(args.host, args.app_port, "LOCAL_APP_PORT")
+        ensure_port_free(args.host, args.moto_port, "LOCAL_MOTO_PORT")
+    except PortBusy as busy:
+        print(f"memberflow: {busy}", file=sys.stderr)
+        return 2
+
+    from chalicelib.config.loader import ConfigError, load_config
+
+    try:
+        loaded = load_config(args.config)
+    except ConfigError as error:
+        print(f"memberflow: the config cannot be used.\n{error}", file=sys.stderr)
+        return 2
+
+    for name, value in LOCAL_SECRETS.items():
+        os.environ.setdefault(name, value)
+    os.environ["MEMBERFLOW_CONFIG"] = str(Path(args.config).resolve())
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    logging.getLogger("moto").setLevel(logging.CRITICAL)
+    from moto.server import ThreadedMotoServer
+
+    from devstack.moto_support import serialize_dynamodb_requests
+
+    serialize_dynamodb_requests()
+    moto = ThreadedMotoServer(ip_address=args.host, port=args.moto_port, verbose=False)
+    moto.start()
+    moto_host, moto_port = moto.get_host_and_port()
+    endpoint = f"http://{moto_host}:{moto_port}"
+    os.environ.update(
+        MOTO_PORT=str(moto_port),
+        AWS_ENDPOINT_URL=endpoint,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+    try:
+        return serve(args, loaded.version, endpoint)
+    finally:
+        moto.stop()
+
+
+def serve(args: argparse.Namespace, config_version: str, moto_endpoint: str) -> int:
+    from chalice.config import Config
+    from chalice.local import create_local_server
+
+    from app import app
+    from chalicelib import bootstrap
+    from chalicelib.storage.models import create_tables
+
+    container = bootstrap.container()
+    create_tables()
+    config = Config.create(chalice_stage="local", app_name="memberflow", project_dir=str(ROOT))
+    server = create_local_server(app, config, args.host, args.app_port)
+    port = server.server.server_address[1]
+    base = f"http://{args.host}:{port}"
+    print_banner(base, moto_endpoint, container, config_version)
+
+    stopping = threading.Event()
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        if not stopping.is_set():
+            stopping.set()
+            print("\nmemberflow: stopping", flush=True)
+            # shutdown() waits for serve_forever to return, so it must run on another thread.
+            threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    server.server.serve_forever()
+    server.server.server_close()
+    return 0
+
+
+def print_banner(base: str, moto_endpoint: str, container: object, version: str) -> None:
+    from chalicelib.bootstrap import Container
+    from chalicelib.domain.hooks import hook_token
+
+    assert isinstance(container, Container)
+    secrets = container.intake.hook_secrets()
+    kit_token = os.environ["KIT_WEBHOOK_TOKEN"]
+    lines = [
+        f"memberflow is running on {base}",
+        f"  config        {container.loaded.source} (version {version})",
+        f"  moto          {moto_endpoint}  (in-memory AWS; state is lost on exit)",
+        f"  admin token   {os.environ['ADMIN_TOKEN']}",
+        "",
+        "Webhook URLs:",
+        f"  ThriveCart    {base}/webhooks/thrivecart",
+        f"  Kit           {base}/webhooks/kit/{kit_token}",
+        f"                legacy rules: {base}/webhooks/kit/{kit_token}?event=tag_add&tag=<tag name>",
+    ]
+    if secrets:
+        lines.append("Operation URLs:")
+        for op_id in sorted(container.loaded.model.operations):
+            lines.append(f"  {op_id:<22}{base}/hooks/{op_id}/{hook_token(secrets[0], op_id)}")
+    lines += [
+        "",
+        "Try it (or run `make demo` in another terminal):",
+        f"  curl -s {base}/webhooks/thrivecart -d event=order.success"
+        f" -d thrivecart_secret={os.environ['THRIVECART_SECRET']} -d order_id=1 -d invoice_id=1"
+        " -d 'customer[email]=ada@example.com' -d 'purchase_map[0]=product-12'",
+        f"  curl -s -H 'Authorization: Bearer {os.environ['ADMIN_TOKEN']}'"
+        f" {base}/admin/contacts/ada@example.com",
+        "",
+        "Ctrl-C stops it.",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    raise SystemExit(main())

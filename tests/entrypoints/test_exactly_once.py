@@ -1,0 +1,115 @@
+"""Exactly-once under redelivery, concurrency and crashes, against DynamoStore on moto."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+
+import pytest
+from chalice.test import Client
+
+from app import app
+from chalicelib import bootstrap
+from chalicelib.storage.dynamo import DynamoStore
+from tests.entrypoints.conftest import ADMIN, World, make_container
+from tests.fakes import FaultyStore
+from tests.support.payloads import payload_bytes
+
+pytestmark = pytest.mark.integration
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+BUYER = "ada.lovelace@example.com"
+
+
+def post_order(client: Client) -> str:
+    body = payload_bytes("thrivecart", "order_success.txt")
+    response = client.http.post("/webhooks/thrivecart", headers=FORM, body=body)
+    assert response.status_code == 200, response.body
+    return str(response.json_body["result"])
+
+
+class TestConcurrentDuplicates:
+    def test_same_delivery_from_eight_threads_has_one_effect(self, moto_world: World) -> None:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            results = list(pool.map(lambda _: post_order(moto_world.client), range(8)))
+        assert sorted(results) == ["accepted"] + ["duplicate"] * 7
+        assert [e.amount for e in moto_world.store.list_ledger(BUYER)] == [Decimal(100)]
+        contact = moto_world.store.get_contact(BUYER)
+        assert contact is not None
+        assert contact.fields["credits"] == Decimal(100)
+        assert contact.operation_runs == {"add-100-credits": 1}
+
+    def test_twenty_concurrent_spends_never_overdraw(self, moto_world: World) -> None:
+        email = "spender@example.com"
+        grant = moto_world.admin_post(
+            f"/admin/contacts/{email}/fields/credits",
+            {"delta": 100, "reason": "grant"},
+            {"Idempotency-Key": "g"},
+        )
+        assert grant.status_code == 200
+
+        def spend(i: int) -> int:
+            response = moto_world.client.http.post(
+                f"/admin/contacts/{email}/fields/credits",
+                headers={**ADMIN, "Content-Type": "application/json", "Idempotency-Key": f"spend-{i}"},
+                body=json.dumps({"delta": -10, "reason": f"spend {i}"}),
+            )
+            return int(response.status_code)
+
+        with ThreadPoolExecutor(max_workers=20) as pool:
+            statuses = list(pool.map(spend, range(20)))
+        assert statuses.count(200) == 10
+        assert statuses.count(409) == 10
+        contact = moto_world.store.get_contact(email)
+        assert contact is not None
+        assert contact.fields["credits"] == Decimal(0)
+        spends = [e for e in moto_world.store.list_ledger(email) if e.amount < 0]
+        assert len(spends) == 10
+        assert min(e.balance_after for e in spends) >= 0
+
+
+class TestCrashBetweenWrites:
+    def test_redelivery_after_a_fault_applies_exactly_once(self, moto_world: World) -> None:
+        faulty = FaultyStore(moto_world.store, failures=1)
+        container = make_container(faulty)  # type: ignore[arg-type]
+        bootstrap.override(lambda: container)
+        body = payload_bytes("thrivecart", "order_success.txt")
+        with Client(app) as client:
+            crashed = client.http.post("/webhooks/thrivecart", headers=FORM, body=body)
+            assert crashed.status_code == 500
+            assert moto_world.store.get_contact(BUYER) is None
+            (record,) = moto_world.store.list_events().items
+            assert record.status.value == "failed"
+
+            assert post_order(client) == "accepted"
+            assert post_order(client) == "duplicate"
+        contact = moto_world.store.get_contact(BUYER)
+        assert contact is not None
+        assert contact.tags == {"Purchase – Foundation", "Purchase – Workbook", "Purchase – Coaching"}
+        assert [e.amount for e in moto_world.store.list_ledger(BUYER)] == [Decimal(100)]
+
+    def test_replay_after_a_fault_applies_exactly_once(self, moto_world: World) -> None:
+        faulty = FaultyStore(moto_world.store, failures=1)
+        container = make_container(faulty)  # type: ignore[arg-type]
+        bootstrap.override(lambda: container)
+        with Client(app) as client:
+            client.http.post(
+                "/webhooks/thrivecart", headers=FORM, body=payload_bytes("thrivecart", "order_success.txt")
+            )
+            (record,) = moto_world.store.list_events().items
+            first = client.http.post(
+                f"/admin/events/{record.id}/replay",
+                headers={**ADMIN, "Content-Type": "application/json"},
+                body=b"{}",
+            )
+            second = client.http.post(
+                f"/admin/events/{record.id}/replay",
+                headers={**ADMIN, "Content-Type": "application/json"},
+                body=b"{}",
+            )
+        assert [first.json_body["result"], second.json_body["result"]] == ["accepted", "duplicate"]
+        assert [e.amount for e in moto_world.store.list_ledger(BUYER)] == [Decimal(100)]
+
+    def test_store_is_dynamo(self, moto_world: World) -> None:
+        assert isinstance(moto_world.store, DynamoStore)

@@ -1,0 +1,670 @@
+"""Reading decoded ThriveCart payloads into domain events, with their quirks and idempotency keys."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import pytest
+
+from chalicelib.adapters.thrivecart.forms import decode_body
+from chalicelib.adapters.thrivecart.parse import FALLBACK_KEY_PREFIX, parse
+from chalicelib.domain.errors import ParseError
+from chalicelib.domain.events import (
+    CartAbandoned,
+    Ignored,
+    OrderRefunded,
+    OrderSucceeded,
+    Person,
+    Ping,
+    PurchasedItem,
+    RebillFailed,
+    SubscriptionCancelled,
+    SubscriptionPaused,
+    SubscriptionPaymentSucceeded,
+    SubscriptionResumed,
+    ThriveCartEvent,
+)
+from tests.support.payloads import payload_bytes
+
+ADA = Person(email="ada.lovelace@example.com", first_name="Ada", last_name="Lovelace")
+FOUNDATION = PurchasedItem(key="product-12", kind="product", item_id="12", name="Foundation – Monthly")
+T = TypeVar("T")
+
+INNER_CIRCLE = PurchasedItem(key="upsell-2", kind="upsell", item_id="2", name="Inner Circle – Monthly")
+
+
+def fixture(name: str) -> dict[str, Any]:
+    content_type = "application/json" if name.endswith(".json") else "application/x-www-form-urlencoded"
+    return decode_body(payload_bytes("thrivecart", name), content_type)
+
+
+def parsed(name: str) -> Any:
+    return parse(fixture(name))
+
+
+def changed(payload: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """A deep copy with the dotted ``path`` set to ``value``."""
+    result = copy.deepcopy(payload)
+    *parents, last = path.split(".")
+    node = result
+    for step in parents:
+        node = node.setdefault(step, {})
+    node[last] = value
+    return result
+
+
+def without(payload: dict[str, Any], *paths: str) -> dict[str, Any]:
+    """A deep copy with each dotted path removed."""
+    result = copy.deepcopy(payload)
+    for path in paths:
+        *parents, last = path.split(".")
+        node = result
+        for step in parents:
+            node = node[step]
+        node.pop(last, None)
+    return result
+
+
+def parse_as(payload: Mapping[str, Any], kind: type[T]) -> T:
+    event = parse(payload)
+    assert isinstance(event, kind), event
+    return event
+
+
+def key_of(payload: Mapping[str, Any]) -> str:
+    event = parse(payload)
+    assert not isinstance(event, Ping)
+    return event.idempotency_key
+
+
+def at(unix: int) -> datetime:
+    return datetime.fromtimestamp(unix, tz=UTC)
+
+
+class TestEveryFixtureBecomesTheRightEvent:
+    @pytest.mark.parametrize(
+        ("name", "event_type", "event_name"),
+        [
+            ("order_success.txt", OrderSucceeded, "order.success"),
+            ("order_success.json", OrderSucceeded, "order.success"),
+            ("order_success_test_mode.txt", OrderSucceeded, "order.success"),
+            ("subscription_payment.txt", SubscriptionPaymentSucceeded, "order.subscription_payment"),
+            ("subscription_payment_next.txt", SubscriptionPaymentSucceeded, "order.subscription_payment"),
+            ("refund_full.txt", OrderRefunded, "order.refund"),
+            ("refund_partial.txt", OrderRefunded, "order.refund"),
+            ("subscription_cancelled.txt", SubscriptionCancelled, "order.subscription_cancelled"),
+            ("rebill_failed.txt", RebillFailed, "order.rebill_failed"),
+            ("subscription_paused.txt", SubscriptionPaused, "order.subscription_paused"),
+            ("subscription_resumed.txt", SubscriptionResumed, "order.subscription_resumed"),
+            ("cart_abandoned.txt", CartAbandoned, "cart.abandoned"),
+            ("affiliate_commission_earned.txt", Ignored, "affiliate.commission_earned"),
+            ("customer_updated.txt", Ignored, "customer_updated"),
+        ],
+    )
+    def test_fixture_event_type(self, name: str, event_type: type, event_name: str) -> None:
+        event = parsed(name)
+
+        assert type(event) is event_type
+        assert event.event_name == event_name
+
+    def test_order_success_with_bump_and_upsell(self) -> None:
+        assert parsed("order_success.txt") == OrderSucceeded(
+            idempotency_key="order.success:1514394:000000004:bump-12,product-12,upsell-2",
+            event_name="order.success",
+            person=ADA,
+            test_mode=False,
+            account="memberflow-demo",
+            occurred_at=at(1709546678),
+            order_id="1514394",
+            base_product="12",
+            invoice_id="000000004",
+            items=(
+                FOUNDATION,
+                PurchasedItem(key="bump-12", kind="bump", item_id="12", name="Foundation – Workbook"),
+                INNER_CIRCLE,
+            ),
+            currency="USD",
+            total_cents=6800,
+        )
+
+    def test_json_variant_reads_the_same_as_the_form_one(self) -> None:
+        assert parsed("order_success.json") == parsed("order_success.txt")
+
+    def test_order_success_in_test_mode(self) -> None:
+        event = parsed("order_success_test_mode.txt")
+
+        assert isinstance(event, OrderSucceeded)
+        assert event.test_mode is True
+        assert event.person == Person(
+            email="grace.hopper@example.com", first_name="Grace", last_name="Hopper"
+        )
+        assert event.items == (
+            PurchasedItem(key="product-14", kind="product", item_id="14", name="Starter Kit – Lifetime"),
+        )
+        assert event.total_cents == 9700
+
+    def test_subscription_payment(self) -> None:
+        assert parsed("subscription_payment.txt") == SubscriptionPaymentSucceeded(
+            idempotency_key="order.subscription_payment:1514394:000000004-6",
+            event_name="order.subscription_payment",
+            person=ADA,
+            test_mode=False,
+            account="memberflow-demo",
+            occurred_at=at(1725444278),
+            order_id="1514394",
+            base_product="12",
+            item=FOUNDATION,
+            invoice_id="000000004-6",
+            payment_index=6,
+            amount_cents=4900,
+            next_payment_at=at(1728036278),
+        )
+
+    def test_next_subscription_payment(self) -> None:
+        event = parsed("subscription_payment_next.txt")
+
+        assert isinstance(event, SubscriptionPaymentSucceeded)
+        assert (event.invoice_id, event.payment_index) == ("000000004-7", 7)
+
+    def test_full_refund(self) -> None:
+        assert parsed("refund_full.txt") == OrderRefunded(
+            idempotency_key="order.refund:event:1325564304",
+            event_name="order.refund",
+            person=Person(email="alan.turing@example.com", first_name="Alan", last_name="Turing"),
+            test_mode=False,
+            account="memberflow-demo",
+            occurred_at=at(1710333000),
+            order_id="1520011",
+            base_product="12",
+            item=FOUNDATION,
+            amount_cents=4900,
+            full=True,
+        )
+
+    def test_partial_refund(self) -> None:
+        event = parsed("refund_partial.txt")
+
+        assert isinstance(event, OrderRefunded)
+        assert (event.item, event.amount_cents, event.full) == (FOUNDATION, 2450, False)
+        assert event.idempotency_key == "order.refund:1514394:product-12:2450:1710100800"
+
+    def test_subscription_cancelled_keeps_the_paid_up_period_end(self) -> None:
+        event = parsed("subscription_cancelled.txt")
+
+        assert isinstance(event, SubscriptionCancelled)
+        assert event.item == FOUNDATION
+        assert event.billing_period_end == at(1728036278)
+        assert event.occurred_at == at(1726000000)
+        assert event.idempotency_key == "order.subscription_cancelled:1514394:product-12:1726000000"
+
+    def test_rebill_failed(self) -> None:
+        event = parsed("rebill_failed.txt")
+
+        assert isinstance(event, RebillFailed)
+        assert (event.item, event.person, event.order_id) == (FOUNDATION, ADA, "1514394")
+        assert event.idempotency_key == "order.rebill_failed:1514394:product-12:1730718290"
+
+    def test_subscription_paused_and_resumed_are_about_the_upsell(self) -> None:
+        paused = parsed("subscription_paused.txt")
+        resumed = parsed("subscription_resumed.txt")
+
+        assert isinstance(paused, SubscriptionPaused)
+        assert isinstance(resumed, SubscriptionResumed)
+        assert paused.item == resumed.item == INNER_CIRCLE
+        assert paused.idempotency_key == "order.subscription_paused:1514394:upsell-2:1719000000"
+        assert resumed.idempotency_key == "order.subscription_resumed:1514394:upsell-2:1721600000"
+
+    def test_cart_abandoned(self) -> None:
+        assert parsed("cart_abandoned.txt") == CartAbandoned(
+            idempotency_key="cart.abandoned:kathleen.booth@example.com:12:1709900000",
+            event_name="cart.abandoned",
+            person=Person(email="kathleen.booth@example.com", first_name="Kathleen", last_name="Booth"),
+            test_mode=False,
+            account="memberflow-demo",
+            occurred_at=at(1709900000),
+            order_id=None,
+            base_product="12",
+        )
+
+    @pytest.mark.parametrize(
+        ("name", "email"),
+        [
+            ("affiliate_commission_earned.txt", "ada.lovelace@example.com"),
+            ("customer_updated.txt", "ada.king@example.com"),
+        ],
+    )
+    def test_events_memberflow_does_not_handle_are_ignored_with_the_email(
+        self, name: str, email: str
+    ) -> None:
+        event = parsed(name)
+
+        assert isinstance(event, Ignored)
+        assert event.reason == "event type not handled"
+        assert event.email == email
+        assert event.idempotency_key.startswith(FALLBACK_KEY_PREFIX)
+
+
+class TestPingAndIgnored:
+    @pytest.mark.parametrize(
+        "payload",
+        [{}, {"event": ""}, {"event": "  "}, {"event": "null"}, {"thrivecart_secret": "x", "mode": "live"}],
+    )
+    def test_a_post_without_an_event_is_a_ping(self, payload: dict[str, Any]) -> None:
+        assert parse(payload) == Ping()
+
+    def test_an_unknown_event_is_ignored_even_without_a_customer(self) -> None:
+        event = parse({"event": "order.something_new", "mode": "weird"})
+
+        assert isinstance(event, Ignored)
+        assert event.event_name == "order.something_new"
+        assert event.email is None
+
+    def test_an_ignored_event_with_an_unreadable_email_carries_none(self) -> None:
+        event = parse_as({"event": "affiliate.commission_payout", "customer": {"email": ["x"]}}, Ignored)
+
+        assert event.email is None
+
+
+class TestIdempotencyKeys:
+    def test_the_same_delivery_always_gets_the_same_key(self) -> None:
+        for name in ("order_success.txt", "refund_partial.txt", "customer_updated.txt", "cart_abandoned.txt"):
+            assert parsed(name).idempotency_key == parsed(name).idempotency_key
+
+    def test_two_rebills_of_one_order_differ(self) -> None:
+        sixth = parsed("subscription_payment.txt")
+        seventh = parsed("subscription_payment_next.txt")
+
+        assert sixth.order_id == seventh.order_id
+        assert sixth.idempotency_key != seventh.idempotency_key
+
+    def test_a_rebill_without_invoice_falls_back_to_item_and_payment_index(self) -> None:
+        payload = without(fixture("subscription_payment.txt"), "invoice_id", "subscription.invoice_str")
+
+        assert key_of(payload) == "order.subscription_payment:1514394:product-12:6"
+
+    def test_rebills_without_invoice_still_differ_by_payment_index(self) -> None:
+        keys = {
+            key_of(without(fixture(name), "invoice_id", "subscription.invoice_str"))
+            for name in ("subscription_payment.txt", "subscription_payment_next.txt")
+        }
+
+        assert len(keys) == 2
+
+    def test_two_failed_rebills_of_one_order_at_different_times_differ(self) -> None:
+        first = fixture("rebill_failed.txt")
+        retry = changed(first, "date_unix", "1730977490")
+
+        assert key_of(first) != key_of(retry)
+
+    def test_a_full_and_a_partial_refund_of_one_item_at_different_times_differ(self) -> None:
+        partial = fixture("refund_partial.txt")
+        rest = changed(changed(partial, "refund.amount", "4350"), "date_unix", "1710200000")
+
+        keys = {key_of(partial), key_of(rest)}
+
+        assert len(keys) == 2
+
+    def test_two_equal_partial_refunds_at_different_times_differ(self) -> None:
+        partial = fixture("refund_partial.txt")
+        again = changed(partial, "date_unix", "1710200000")
+
+        assert key_of(partial) != key_of(again)
+
+    def test_a_refund_event_id_wins_over_the_derived_key(self) -> None:
+        with_id = changed(fixture("refund_partial.txt"), "event_id", "99")
+
+        assert key_of(with_id) == "order.refund:event:99"
+
+    def test_a_later_order_success_adding_an_upsell_is_a_distinct_delivery(self) -> None:
+        first = fixture("order_success.txt")
+        first["purchase_map"] = ["product-12", "bump-12"]
+        first["purchase_map_flat"] = "product-12,bump-12"
+        later = fixture("order_success.txt")
+
+        first_key = key_of(first)
+        later_key = key_of(later)
+
+        assert first_key == "order.success:1514394:000000004:bump-12,product-12"
+        assert later_key != first_key
+
+    def test_order_success_key_does_not_depend_on_purchase_map_order(self) -> None:
+        shuffled = changed(
+            fixture("order_success.txt"), "purchase_map", ["upsell-2", "product-12", "bump-12"]
+        )
+
+        assert key_of(shuffled) == parsed("order_success.txt").idempotency_key
+
+    def test_cart_abandoned_key_uses_the_normalised_email(self) -> None:
+        shouting = changed(fixture("cart_abandoned.txt"), "customer.email", " Kathleen.Booth@EXAMPLE.com ")
+
+        assert key_of(shouting) == parsed("cart_abandoned.txt").idempotency_key
+
+    def test_two_bodies_differing_only_by_secret_get_the_same_fallback_key(self) -> None:
+        one = fixture("customer_updated.txt")
+        other = changed(one, "thrivecart_secret", "a-different-secret")
+
+        assert key_of(one) == key_of(other)
+
+    def test_a_nested_secret_does_not_change_the_fallback_key_either(self) -> None:
+        one = fixture("affiliate_commission_earned.txt")
+        other = changed(one, "affiliate.thrivecart_secret", "leaked")
+
+        assert key_of(one) == key_of(other)
+
+    def test_fallback_keys_of_different_bodies_differ(self) -> None:
+        one = fixture("customer_updated.txt")
+        other = changed(one, "customer.last_name", "Byron")
+
+        assert key_of(one) != key_of(other)
+
+    def test_the_fallback_key_is_a_prefixed_sha256(self) -> None:
+        key = parsed("customer_updated.txt").idempotency_key
+
+        digest = key.removeprefix(FALLBACK_KEY_PREFIX)
+        assert key.startswith(FALLBACK_KEY_PREFIX)
+        assert len(digest) == 64
+        assert int(digest, 16) >= 0
+
+    @pytest.mark.parametrize(
+        ("name", "missing"),
+        [
+            ("order_success.txt", ("order_id", "order.id")),
+            ("subscription_payment.txt", ("order_id", "order.id")),
+            ("refund_partial.txt", ("date_unix",)),
+            ("subscription_cancelled.txt", ("date_unix",)),
+            ("cart_abandoned.txt", ("base_product",)),
+        ],
+    )
+    def test_a_handled_event_missing_its_key_fields_uses_the_fallback_key(
+        self, name: str, missing: tuple[str, ...]
+    ) -> None:
+        assert key_of(without(fixture(name), *missing)).startswith(FALLBACK_KEY_PREFIX)
+
+
+class TestStringQuirks:
+    def test_null_and_empty_strings_mean_absent(self) -> None:
+        payload = changed(fixture("order_success.txt"), "currency", "null")
+        payload = changed(payload, "order.total", "")
+
+        event = parse(payload)
+
+        assert isinstance(event, OrderSucceeded)
+        assert (event.currency, event.total_cents) == (None, None)
+
+    def test_cents_may_arrive_as_json_integers(self) -> None:
+        payload = changed(fixture("refund_full.txt"), "refund.amount", 4900)
+        payload = changed(payload, "order.total", 4900)
+
+        event = parse(payload)
+
+        assert isinstance(event, OrderRefunded)
+        assert (event.amount_cents, event.full) == (4900, True)
+
+    @pytest.mark.parametrize("bad", ["49.00", "abc", "1e3", "true", "٤٩٠٠", "9" * 40])
+    def test_non_numeric_cents_are_a_parse_error_naming_the_field(self, bad: str) -> None:
+        payload = changed(fixture("refund_full.txt"), "refund.amount", bad)
+
+        with pytest.raises(ParseError, match=r"refund\[amount\]"):
+            parse(payload)
+
+    def test_a_boolean_is_not_cents(self) -> None:
+        with pytest.raises(ParseError, match=r"order\[total\]"):
+            parse(changed(fixture("order_success.json"), "order.total", True))
+
+    def test_unix_strings_become_aware_utc_datetimes(self) -> None:
+        event = parsed("subscription_payment.txt")
+
+        assert event.occurred_at == datetime(2024, 9, 4, 10, 4, 38, tzinfo=UTC)
+        assert event.occurred_at.tzinfo is UTC
+
+    def test_an_absurd_unix_time_is_a_parse_error(self) -> None:
+        with pytest.raises(ParseError, match="date_unix"):
+            parse(changed(fixture("rebill_failed.txt"), "date_unix", "999999999999999999"))
+
+    def test_a_non_numeric_unix_time_is_a_parse_error(self) -> None:
+        with pytest.raises(ParseError, match=r"subscription\[billing_period_end\]"):
+            parse(changed(fixture("subscription_cancelled.txt"), "subscription.billing_period_end", "soon"))
+
+    @pytest.mark.parametrize(
+        ("mode", "mode_int", "test_mode"),
+        [
+            ("test", "1", True),
+            ("live", "2", False),
+            ("TEST", None, True),
+            (None, "1", True),
+            (None, "2", False),
+            (None, None, False),
+            ("null", "null", False),
+        ],
+    )
+    def test_test_mode_comes_from_mode_or_mode_int(
+        self, mode: str | None, mode_int: str | None, test_mode: bool
+    ) -> None:
+        payload = without(fixture("order_success.txt"), "mode", "mode_int")
+        if mode is not None:
+            payload["mode"] = mode
+        if mode_int is not None:
+            payload["mode_int"] = mode_int
+
+        assert parse_as(payload, ThriveCartEvent).test_mode is test_mode
+
+    def test_mode_int_may_be_a_json_integer(self) -> None:
+        payload = without(fixture("order_success.json"), "mode")
+        payload["mode_int"] = 1
+
+        assert parse_as(payload, ThriveCartEvent).test_mode is True
+
+    @pytest.mark.parametrize(("field", "value"), [("mode", "sandbox"), ("mode_int", "3")])
+    def test_an_unknown_mode_is_a_parse_error(self, field: str, value: str) -> None:
+        payload = without(fixture("order_success.txt"), "mode", "mode_int")
+        payload[field] = value
+
+        with pytest.raises(ParseError, match=field):
+            parse(payload)
+
+    def test_surrounding_whitespace_is_stripped_from_text(self) -> None:
+        event = parse_as(changed(fixture("order_success.txt"), "invoice_id", " 000000004 "), OrderSucceeded)
+
+        assert event.invoice_id == "000000004"
+
+
+class TestPerson:
+    def test_older_firstname_and_lastname_spellings_are_accepted(self) -> None:
+        payload = without(fixture("order_success.txt"), "customer.first_name", "customer.last_name")
+        payload["customer"]["firstname"] = "Augusta"
+        payload["customer"]["lastname"] = "King"
+
+        assert parse_as(payload, ThriveCartEvent).person == Person(
+            email="ada.lovelace@example.com", first_name="Augusta", last_name="King"
+        )
+
+    def test_names_are_optional(self) -> None:
+        payload = without(fixture("order_success.txt"), "customer.first_name", "customer.last_name")
+
+        assert parse_as(payload, ThriveCartEvent).person == Person(email="ada.lovelace@example.com")
+
+    def test_cart_abandoned_falls_back_to_the_viewer(self) -> None:
+        payload = without(fixture("cart_abandoned.txt"), "customer")
+        payload["viewer"]["first_name"] = "Kay"
+
+        event = parse_as(payload, CartAbandoned)
+
+        assert event.person == Person(email="kathleen.booth@example.com", first_name="Kay", last_name="Booth")
+
+    def test_other_events_do_not_fall_back_to_the_viewer(self) -> None:
+        payload = without(fixture("order_success.txt"), "customer.email")
+        payload["viewer"] = {"email": "someone@example.com"}
+
+        with pytest.raises(ParseError, match="customer email is missing"):
+            parse(payload)
+
+    @pytest.mark.parametrize(
+        "name",
+        [
+            "order_success.txt",
+            "subscription_payment.txt",
+            "refund_full.txt",
+            "subscription_cancelled.txt",
+            "rebill_failed.txt",
+            "subscription_paused.txt",
+            "subscription_resumed.txt",
+        ],
+    )
+    def test_a_handled_event_without_email_is_a_parse_error(self, name: str) -> None:
+        with pytest.raises(ParseError, match="customer email is missing"):
+            parse(changed(fixture(name), "customer.email", "null"))
+
+    def test_cart_abandoned_with_neither_email_is_a_parse_error(self) -> None:
+        with pytest.raises(ParseError, match="customer email is missing"):
+            parse(without(fixture("cart_abandoned.txt"), "customer.email", "viewer.email"))
+
+    @pytest.mark.parametrize(
+        "email",
+        [
+            "ada",
+            "ada@",
+            "@example.com",
+            "ada@example",
+            "ada@@example.com",
+            "a@b@example.com",
+            "ada lovelace@example.com",
+            "ada@example..com",
+            "ada@.com",
+            "ada@example.com.",
+        ],
+    )
+    def test_a_string_that_is_not_an_email_is_a_parse_error(self, email: str) -> None:
+        with pytest.raises(ParseError, match="customer email is not an email address"):
+            parse(changed(fixture("order_success.txt"), "customer.email", email))
+
+    def test_the_email_is_kept_as_received(self) -> None:
+        event = parse_as(
+            changed(fixture("order_success.txt"), "customer.email", "Ada.Lovelace+tc@Example.COM"),
+            OrderSucceeded,
+        )
+
+        assert event.person.email == "Ada.Lovelace+tc@Example.COM"
+
+
+class TestItems:
+    def test_purchase_map_flat_is_used_when_purchase_map_is_absent(self) -> None:
+        payload = without(fixture("order_success.txt"), "purchase_map", "purchases")
+        payload["purchase_map_flat"] = "product-12, bump-12 ,upsell-2,"
+
+        event = parse_as(payload, OrderSucceeded)
+
+        assert [item.key for item in event.items] == ["product-12", "bump-12", "upsell-2"]
+        assert all(item.name is None for item in event.items)
+
+    def test_names_come_from_purchases_by_index_when_present(self) -> None:
+        payload = changed(fixture("order_success.txt"), "purchases", ["Foundation – Monthly"])
+
+        event = parse_as(payload, OrderSucceeded)
+
+        assert [item.name for item in event.items] == ["Foundation – Monthly", None, None]
+
+    def test_a_repeated_item_key_is_listed_once(self) -> None:
+        payload = changed(fixture("order_success.txt"), "purchase_map", ["product-12", "product-12"])
+
+        assert parse_as(payload, OrderSucceeded).items == (FOUNDATION,)
+
+    def test_an_order_without_any_items_has_none(self) -> None:
+        payload = without(fixture("order_success.txt"), "purchase_map", "purchase_map_flat")
+
+        event = parse_as(payload, OrderSucceeded)
+
+        assert event.items == ()
+        assert event.idempotency_key == "order.success:1514394:000000004:"
+
+    @pytest.mark.parametrize("key", ["product12", "gift-12", "product-", "product-1a", "-12", "product-١٢"])
+    def test_a_malformed_item_key_is_a_parse_error(self, key: str) -> None:
+        payload = changed(fixture("order_success.txt"), "purchase_map", ["product-12", key])
+
+        with pytest.raises(ParseError, match=r"purchase_map\[1\]"):
+            parse(payload)
+
+    def test_subscription_item_falls_back_to_product_id(self) -> None:
+        payload = without(fixture("subscription_payment.txt"), "subscription.type", "subscription.id")
+
+        assert parse_as(payload, SubscriptionPaymentSucceeded).item == FOUNDATION
+
+    def test_subscription_item_falls_back_to_the_base_product(self) -> None:
+        payload = without(fixture("rebill_failed.txt"), "subscription")
+
+        event = parse_as(payload, RebillFailed)
+
+        assert event.item == PurchasedItem(
+            key="product-12", kind="product", item_id="12", name="Foundation – Monthly"
+        )
+        assert event.idempotency_key == "order.rebill_failed:1514394:product-12:1730718290"
+
+    def test_a_subscription_of_an_unknown_type_is_a_parse_error(self) -> None:
+        payload = changed(fixture("subscription_cancelled.txt"), "subscription.type", "membership")
+
+        with pytest.raises(ParseError, match=r"subscription\[type\]"):
+            parse(payload)
+
+    def test_the_refund_item_is_type_dash_id(self) -> None:
+        payload = changed(fixture("refund_partial.txt"), "refund.type", "bump")
+
+        assert parse_as(payload, OrderRefunded).item == PurchasedItem(
+            key="bump-12", kind="bump", item_id="12", name="Foundation – Monthly"
+        )
+
+
+class TestRefundFullness:
+    @pytest.mark.parametrize(
+        ("amount", "total", "full"),
+        [("4900", "4900", True), ("5000", "4900", True), ("4899", "4900", False), ("4900", "null", None)],
+    )
+    def test_full_compares_refund_amount_with_order_total(
+        self, amount: str, total: str, full: bool | None
+    ) -> None:
+        payload = changed(fixture("refund_full.txt"), "refund.amount", amount)
+        payload = changed(payload, "order.total", total)
+
+        assert parse_as(payload, OrderRefunded).full is full
+
+    def test_full_is_unknown_without_a_refund_amount(self) -> None:
+        assert parse_as(without(fixture("refund_full.txt"), "refund.amount"), OrderRefunded).full is None
+
+
+class TestWrongTypesAreParseErrors:
+    @pytest.mark.parametrize(
+        ("name", "path", "value"),
+        [
+            ("order_success.txt", "event", ["order.success"]),
+            ("order_success.txt", "customer", ["a"]),
+            ("order_success.txt", "customer", "ada@example.com"),
+            ("order_success.txt", "customer.email", ["ada@example.com"]),
+            ("order_success.txt", "customer.email", {"0": "ada@example.com"}),
+            ("order_success.txt", "customer.first_name", {"x": "y"}),
+            ("order_success.txt", "order", ["x"]),
+            ("order_success.txt", "order.total", ["6800"]),
+            ("order_success.txt", "order_id", {"id": "1"}),
+            ("order_success.txt", "purchase_map", {"a": "product-12"}),
+            ("order_success.txt", "purchase_map", "product-12"),
+            ("order_success.txt", "purchase_map", [["product-12"]]),
+            ("order_success.txt", "purchases", "Foundation"),
+            ("order_success.txt", "purchases", [{"name": "x"}]),
+            ("order_success.json", "mode", False),
+            ("order_success.json", "order.total", 68.5),
+            ("subscription_payment.txt", "subscription", ["x"]),
+            ("subscription_payment.txt", "recurring_payment_idx", "six"),
+            ("subscription_payment.txt", "subscription.next_payment_date", {"unix": "1"}),
+            ("refund_full.txt", "refund.type", ["product"]),
+            ("refund_full.txt", "event_id", ["1"]),
+            ("cart_abandoned.txt", "date_unix", ["1"]),
+        ],
+    )
+    def test_wrong_shapes_raise_parse_error(self, name: str, path: str, value: Any) -> None:
+        with pytest.raises(ParseError):
+            parse(changed(fixture(name), path, value))
+
+    def test_an_absent_nested_object_spelled_null_is_just_absent(self) -> None:
+        payload = changed(fixture("rebill_failed.txt"), "subscription", "null")
+
+        assert parse_as(payload, RebillFailed).item == FOUNDATION
