@@ -1,0 +1,136 @@
+"""End to end: `make run`'s machinery as a real process, spoken to over HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chalicelib.adapters.kit.verify import sign
+from devstack.__main__ import LOCAL_SECRETS
+from tests.support.payloads import payload_bytes
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+ADMIN = {"Authorization": f"Bearer {LOCAL_SECRETS['ADMIN_TOKEN']}"}
+
+
+def start_stack(extra_env: dict[str, str]) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MOTO"))}
+    env.update({"PYTHONUNBUFFERED": "1", **extra_env})
+    for name in LOCAL_SECRETS:
+        env.pop(name, None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "devstack"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[str]:
+    process = start_stack({"LOCAL_APP_PORT": "0"})
+    assert process.stdout is not None
+    deadline = time.monotonic() + 60
+    base = None
+    seen = []
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        match = re.search(r"memberflow is running on (http://127\.0\.0\.1:\d+)", line)
+        if match:
+            base = match.group(1)
+            break
+    assert base, "".join(seen)
+    yield base
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=20) == 0
+
+
+def call(
+    method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            raw = response.read()
+            return response.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+class TestLocalStack:
+    def test_registration_head_answers_200(self, stack: str) -> None:
+        status, _ = call("HEAD", f"{stack}/webhooks/thrivecart")
+        assert status == 200
+
+    def test_form_encoded_purchase_creates_the_contact(self, stack: str) -> None:
+        body = payload_bytes("thrivecart", "order_success.txt").replace(
+            b"tc-secret-FIXTURE", LOCAL_SECRETS["THRIVECART_SECRET"].encode()
+        )
+        status, result = call(
+            "POST",
+            f"{stack}/webhooks/thrivecart",
+            body,
+            {"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert (status, result["result"]) == (200, "accepted")
+        status, contact = call("GET", f"{stack}/admin/contacts/ada.lovelace@example.com", headers=ADMIN)
+        assert status == 200
+        assert "Purchase – Foundation" in contact["tags"]
+        status, again = call(
+            "POST",
+            f"{stack}/webhooks/thrivecart",
+            body,
+            {"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert again["result"] == "duplicate"
+
+    def test_signed_kit_batch(self, stack: str) -> None:
+        body = payload_bytes("kit", "v4_tag_added.json")
+        headers = {
+            "Content-Type": "application/json",
+            "X-Kit-Signature": sign(body, LOCAL_SECRETS["KIT_WEBHOOK_SECRET"], int(time.time())),
+        }
+        status, result = call(
+            "POST", f"{stack}/webhooks/kit/{LOCAL_SECRETS['KIT_WEBHOOK_TOKEN']}", body, headers
+        )
+        assert status == 200
+        assert [e["result"] for e in result["events"]] == ["accepted", "accepted"]
+        _, ledger = call("GET", f"{stack}/admin/contacts/grace.hopper@example.com/ledger", headers=ADMIN)
+        assert ledger["balances"] == {"credits": 50}
+
+    def test_admin_needs_the_token(self, stack: str) -> None:
+        status, body = call("GET", f"{stack}/admin/events")
+        assert status == 401
+        assert body["error"]["code"] == "unauthorized"
+
+
+def test_busy_port_is_a_clear_error() -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        process = start_stack({"LOCAL_APP_PORT": str(port)})
+        output, _ = process.communicate(timeout=60)
+    assert process.returncode == 2
+    assert f"port {port}" in output
+    assert "LOCAL_APP_PORT" in output
