@@ -1,6 +1,7 @@
 # memberflow — `make run` starts the local stack, `make test` runs every check.
 SHELL := /bin/bash
 VENV ?= .venv
+STAGE ?= dev
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)
 
@@ -34,7 +35,7 @@ test: lint typecheck  ## ruff, mypy, the whole pytest suite (incl. package + cfn
 	$(PY) -m pytest -q
 
 package: install  ## chalice package + merge template + cfn-lint + zip size check, into out/
-	$(PY) scripts/package.py --out out
+	$(PY) scripts/package.py --stage $(STAGE) --out out
 
 schema: install  ## regenerate schema/memberflow.schema.json from the config models
 	$(PY) -m chalicelib.cli config schema --output schema/memberflow.schema.json

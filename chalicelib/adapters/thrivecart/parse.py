@@ -108,7 +108,9 @@ def _subscription_payment(payload: Mapping[str, Any], common: _Common) -> Subscr
     payment_index = _whole(payload, "recurring_payment_idx", what="a whole number")
     if payment_index is None:
         payment_index = _whole(payload, "subscription", "recurring_payment_idx", what="a whole number")
-    key = _key(common["event_name"], common["order_id"], invoice_id) or _key(
+    # An invoice without the suffix (the original order's) would merge every rebill into one key.
+    rebill_invoice = None if invoice_id == _text(payload, "order", "invoice_id") else invoice_id
+    key = _key(common["event_name"], common["order_id"], rebill_invoice) or _key(
         common["event_name"], common["order_id"], item.key if item else None, payment_index
     )
     return SubscriptionPaymentSucceeded(

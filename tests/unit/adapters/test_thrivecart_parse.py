@@ -104,8 +104,8 @@ class TestEveryFixtureBecomesTheRightEvent:
             ("customer_updated.txt", Ignored, "customer_updated"),
         ],
     )
-    def test_fixture_event_type(self, name: str, event_type: type, event_name: str) -> None:
-        event = parsed(name)
+    def test_fixture_event_type(self, name: str, event_type: type[Any], event_name: str) -> None:
+        event = parse_as(fixture(name), event_type)
 
         assert type(event) is event_type
         assert event.event_name == event_name
@@ -292,6 +292,11 @@ class TestIdempotencyKeys:
         }
 
         assert len(keys) == 2
+
+    def test_a_rebill_whose_invoice_is_the_original_one_falls_back_to_the_payment_index(self) -> None:
+        payload = changed(fixture("subscription_payment.txt"), "invoice_id", "000000004")
+
+        assert key_of(payload) == "order.subscription_payment:1514394:product-12:6"
 
     def test_two_failed_rebills_of_one_order_at_different_times_differ(self) -> None:
         first = fixture("rebill_failed.txt")

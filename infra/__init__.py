@@ -1,0 +1,1 @@
+"""Deployment infrastructure: the CloudFormation merge template that ``chalice package`` folds in."""

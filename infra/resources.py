@@ -1,0 +1,430 @@
+"""The CloudFormation merge template for ``chalice package --merge-template``, built from the pynamodb models.
+
+Chalice emits the functions, the REST API and the dependency layer; this module writes the overlay
+that Chalice deep-merges into its SAM output: one DynamoDB table per model in ``ALL_MODELS`` (keys,
+indexes, TTL and billing mode read from the model classes, so the schema lives only in
+``chalicelib.storage.models``), one least-privilege role shared by every function, a log group per
+function, the template Parameters, the runtime environment patched into each function, and Outputs.
+The template is assembled from resource groups: each group is a function from the app's shape
+(``AppShape``: which functions Chalice emits) to a ``Fragment`` of parameters, resources, outputs,
+role statements and environment variables, so a state machine, schedules or alarms are one more group
+in ``DEFAULT_GROUPS``. Usage: ``python -m infra.resources --output build/merge.json
+[--sam out/sam.json | --function APIHandler ...]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pynamodb.attributes import TTLAttribute
+from pynamodb.models import Model
+
+from chalicelib.storage.models import ALL_MODELS, TableNames, bind_table_names
+
+SAM_FUNCTION = "AWS::Serverless::Function"
+MANAGED_LAYER = "ManagedLayer"
+"""Logical id of the layer Chalice builds from requirements.txt and vendor/ when ``automatic_layer`` is on."""
+FUNCTION_ROLE = "FunctionRole"
+ROLE_ARN: dict[str, Any] = {"Fn::GetAtt": [FUNCTION_ROLE, "Arn"]}
+BUNDLED_CONFIG = "memberflow_config/memberflow.yaml"
+"""Where scripts/package.py puts the chosen YAML config, relative to vendor/."""
+SSM_PREFIX = "/memberflow/"
+SERVICE_NAME = "memberflow"
+
+TABLE_ACTIONS = (
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:DescribeTable",
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:Query",
+    "dynamodb:Scan",
+    "dynamodb:UpdateItem",
+)
+"""TransactWriteItems/TransactGetItems need no action of their own: each item is authorised as the
+PutItem/UpdateItem/DeleteItem/GetItem/ConditionCheckItem it wraps (DynamoDB guide, "Using IAM with
+DynamoDB transactions")."""
+INDEX_ACTIONS = ("dynamodb:Query", "dynamodb:Scan")
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 3653)
+
+
+@dataclass(frozen=True)
+class AppShape:
+    """What Chalice emits for the app: the function logical ids, their runtime, and the managed layer."""
+
+    functions: tuple[str, ...]
+    runtime: str = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    dependency_layer: bool = True
+
+    @classmethod
+    def from_sam(cls, template: Mapping[str, Any]) -> AppShape:
+        """Read the shape from a template that ``chalice package`` generated (with or without a merge)."""
+        resources: Mapping[str, Any] = template.get("Resources", {})
+        functions = sorted(name for name, res in resources.items() if res.get("Type") == SAM_FUNCTION)
+        if not functions:
+            raise ValueError("the template has no AWS::Serverless::Function")
+        runtimes = {resources[name]["Properties"]["Runtime"] for name in functions}
+        layer = {"Ref": MANAGED_LAYER}
+        layered = {layer in resources[name]["Properties"].get("Layers", []) for name in functions}
+        if len(runtimes) != 1 or len(layered) != 1:
+            raise ValueError(f"functions disagree on runtime or managed layer: {sorted(runtimes)}")
+        return cls(functions=tuple(functions), runtime=runtimes.pop(), dependency_layer=layered.pop())
+
+    @property
+    def config_path(self) -> str:
+        """The bundled config's absolute path inside the Lambda sandbox."""
+        if self.dependency_layer:
+            # Chalice's automatic layer carries vendor/ (under python/lib/<runtime>/site-packages),
+            # not the function zip, and layers unpack under /opt.
+            return f"/opt/python/lib/{self.runtime}/site-packages/{BUNDLED_CONFIG}"
+        return f"/var/task/{BUNDLED_CONFIG}"
+
+
+@dataclass
+class Fragment:
+    """One resource group's share of the template; ``statements`` go to the function role's policy."""
+
+    parameters: dict[str, Any] = field(default_factory=dict)
+    resources: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    statements: list[dict[str, Any]] = field(default_factory=list)
+    environment: dict[str, Any] = field(default_factory=dict)
+
+    def merge(self, other: Fragment) -> Fragment:
+        """Both fragments together; two groups defining the same name is a bug, not an override."""
+        merged = Fragment(statements=[*self.statements, *other.statements])
+        for section in ("parameters", "resources", "outputs", "environment"):
+            mine: dict[str, Any] = getattr(self, section)
+            theirs: dict[str, Any] = getattr(other, section)
+            clash = sorted(mine.keys() & theirs.keys())
+            if clash:
+                raise ValueError(f"{section} defined twice: {', '.join(clash)}")
+            setattr(merged, section, {**mine, **theirs})
+        return merged
+
+
+Group = Callable[[AppShape], Fragment]
+
+
+@dataclass(frozen=True)
+class TableBinding:
+    """A model and the ``TableNames`` field that names its table at runtime."""
+
+    field: str
+    model: type[Model]
+
+    @property
+    def logical_id(self) -> str:
+        return "".join(part.capitalize() for part in self.field.split("_")) + "Table"
+
+    @property
+    def env_var(self) -> str:
+        return f"MEMBERFLOW_{self.field.upper()}_TABLE"
+
+
+def table_bindings(models: Sequence[type[Model]] = ALL_MODELS) -> tuple[TableBinding, ...]:
+    """Pair each model with its ``TableNames`` field by asking ``bind_table_names`` itself.
+
+    Binding sentinel names (each field's own name) and reading them back keeps the pairing in the one
+    place that already defines it; the models' names are restored afterwards.
+    """
+    fields = [f.name for f in dataclasses.fields(TableNames)]
+    saved = {model: model.Meta.table_name for model in models}
+    try:
+        bind_table_names(TableNames(**{name: name for name in fields}))
+        bound = {model: model.Meta.table_name for model in models}
+    finally:
+        for model, name in saved.items():
+            model.Meta.table_name = name
+    unbound = sorted(model.__name__ for model, name in bound.items() if name not in fields)
+    if unbound:
+        raise ValueError(f"bind_table_names does not name these models: {', '.join(unbound)}")
+    if len(set(bound.values())) != len(bound):
+        raise ValueError("bind_table_names gives two models the same table")
+    if set(bound.values()) != set(fields):
+        raise ValueError(f"TableNames fields without a model: {sorted(set(fields) - set(bound.values()))}")
+    return tuple(TableBinding(field=bound[model], model=model) for model in models)
+
+
+def _key_schema(keys: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    # DynamoDB wants HASH before RANGE; pynamodb lists index keys in attribute order.
+    ordered = sorted(keys, key=lambda key: key["KeyType"] != "HASH")
+    return [{"AttributeName": key["AttributeName"], "KeyType": key["KeyType"]} for key in ordered]
+
+
+def _index(index: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "IndexName": index["index_name"],
+        "KeySchema": _key_schema(index["key_schema"]),
+        "Projection": dict(index["projection"]),
+    }
+
+
+def _has_indexes(model: type[Model]) -> bool:
+    schema = model._get_schema()
+    return bool(schema["global_secondary_indexes"] or schema["local_secondary_indexes"])
+
+
+def table_resource(model: type[Model]) -> dict[str, Any]:
+    """An ``AWS::DynamoDB::Table`` with exactly the model's keys, indexes and TTL."""
+    billing = getattr(model.Meta, "billing_mode", None)
+    if billing != "PAY_PER_REQUEST":
+        raise ValueError(f"{model.__name__}.Meta.billing_mode is {billing!r}; the stack is on-demand only")
+    schema = model._get_schema()
+    properties: dict[str, Any] = {
+        "BillingMode": billing,
+        "AttributeDefinitions": sorted(
+            (
+                {"AttributeName": a["AttributeName"], "AttributeType": a["AttributeType"]}
+                for a in schema["attribute_definitions"]
+            ),
+            key=lambda a: a["AttributeName"],
+        ),
+        "KeySchema": _key_schema(schema["key_schema"]),
+        "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+        "SSESpecification": {"SSEEnabled": True},
+    }
+    if schema["global_secondary_indexes"]:
+        properties["GlobalSecondaryIndexes"] = [_index(i) for i in schema["global_secondary_indexes"]]
+    if schema["local_secondary_indexes"]:
+        properties["LocalSecondaryIndexes"] = [_index(i) for i in schema["local_secondary_indexes"]]
+    ttl = next((a for a in model.get_attributes().values() if isinstance(a, TTLAttribute)), None)
+    if ttl is not None:
+        properties["TimeToLiveSpecification"] = {"AttributeName": ttl.attr_name, "Enabled": True}
+    stream = getattr(model.Meta, "stream_view_type", None)
+    if stream:
+        properties["StreamSpecification"] = {"StreamViewType": stream}
+    # Data outlives the stack: deleting or replacing it must never drop a table.
+    return {
+        "Type": "AWS::DynamoDB::Table",
+        "DeletionPolicy": "Retain",
+        "UpdateReplacePolicy": "Retain",
+        "Properties": properties,
+    }
+
+
+def tables_group(shape: AppShape) -> Fragment:
+    """Every model's table, item access to exactly those tables, and their names for the functions."""
+    bindings = table_bindings()
+    table_arns = [{"Fn::GetAtt": [b.logical_id, "Arn"]} for b in bindings]
+    index_arns = [{"Fn::Sub": f"${{{b.logical_id}.Arn}}/index/*"} for b in bindings if _has_indexes(b.model)]
+    statements: list[dict[str, Any]] = [
+        {"Sid": "TableItems", "Effect": "Allow", "Action": list(TABLE_ACTIONS), "Resource": table_arns}
+    ]
+    if index_arns:
+        statements.append(
+            {"Sid": "TableIndexes", "Effect": "Allow", "Action": list(INDEX_ACTIONS), "Resource": index_arns}
+        )
+    return Fragment(
+        resources={b.logical_id: table_resource(b.model) for b in bindings},
+        outputs={f"{b.logical_id}Name": {"Value": {"Ref": b.logical_id}} for b in bindings},
+        statements=statements,
+        environment={b.env_var: {"Ref": b.logical_id} for b in bindings},
+    )
+
+
+def secrets_group(shape: AppShape) -> Fragment:
+    """The admin token reference and read access to the app's SSM parameters (config secrets too)."""
+    return Fragment(
+        parameters={
+            "AdminTokenParameterName": {
+                "Type": "String",
+                "Default": f"{SSM_PREFIX}admin-token",
+                "AllowedPattern": f"^{SSM_PREFIX}[A-Za-z0-9_.\\-/]+$",
+                "Description": f"SSM SecureString with the admin bearer token (under {SSM_PREFIX})",
+            }
+        },
+        statements=[
+            {
+                "Sid": "AppParameters",
+                "Effect": "Allow",
+                "Action": ["ssm:GetParameter"],
+                "Resource": {
+                    "Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter"
+                    f"{SSM_PREFIX}*"
+                },
+            }
+        ],
+        environment={"ADMIN_TOKEN": {"Fn::Sub": "ssm:${AdminTokenParameterName}"}},
+    )
+
+
+def runtime_group(shape: AppShape) -> Fragment:
+    """Where the bundled config is, and how the functions log."""
+    return Fragment(
+        parameters={
+            "LogLevel": {
+                "Type": "String",
+                "Default": "INFO",
+                "AllowedValues": ["DEBUG", "INFO", "WARNING", "ERROR"],
+                "Description": "LOG_LEVEL of every function",
+            }
+        },
+        environment={
+            "MEMBERFLOW_CONFIG": shape.config_path,
+            "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
+            "LOG_LEVEL": {"Ref": "LogLevel"},
+        },
+    )
+
+
+def logs_group(shape: AppShape) -> Fragment:
+    """A log group per function, with retention, and write access to exactly those groups."""
+    groups = {f"{name}LogGroup": name for name in shape.functions}
+    resources: dict[str, Any] = {
+        group: {
+            "Type": "AWS::Logs::LogGroup",
+            "Properties": {
+                "LogGroupName": {"Fn::Sub": f"/aws/lambda/${{{function}}}"},
+                "RetentionInDays": {"Ref": "LogRetentionInDays"},
+            },
+        }
+        for group, function in groups.items()
+    }
+    # A separate policy, not a role statement: the group names come from the functions, which
+    # already depend on the role, so an inline statement would be a circular dependency.
+    resources["FunctionLogsPolicy"] = {
+        "Type": "AWS::IAM::Policy",
+        "Properties": {
+            "PolicyName": "function-logs",
+            "Roles": [{"Ref": FUNCTION_ROLE}],
+            "PolicyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Sid": "FunctionLogs",
+                        "Effect": "Allow",
+                        "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                        "Resource": [{"Fn::GetAtt": [group, "Arn"]} for group in groups],
+                    }
+                ],
+            },
+        },
+    }
+    return Fragment(
+        parameters={
+            "LogRetentionInDays": {
+                "Type": "Number",
+                "Default": 30,
+                "AllowedValues": list(LOG_RETENTION_DAYS),
+                "Description": "Retention of the functions' log groups",
+            }
+        },
+        resources=resources,
+    )
+
+
+DEFAULT_GROUPS: tuple[Group, ...] = (tables_group, secrets_group, runtime_group, logs_group)
+
+
+def function_role(statements: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The one role every function runs as; its inline policy is the union of the groups' statements."""
+    return {
+        "Type": "AWS::IAM::Role",
+        "Properties": {
+            "AssumeRolePolicyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "lambda.amazonaws.com"},
+                        "Action": "sts:AssumeRole",
+                    }
+                ],
+            },
+            "Policies": [
+                {
+                    "PolicyName": "memberflow-runtime",
+                    "PolicyDocument": {"Version": "2012-10-17", "Statement": [dict(s) for s in statements]},
+                }
+            ],
+        },
+    }
+
+
+def build_template(shape: AppShape, groups: Sequence[Group] = DEFAULT_GROUPS) -> dict[str, Any]:
+    """The merge template: every group's fragment, the function role, and a patch per function."""
+    fragment = Fragment()
+    for group in groups:
+        fragment = fragment.merge(group(shape))
+    resources = dict(fragment.resources)
+    if FUNCTION_ROLE in resources:
+        raise ValueError(f"a group defines {FUNCTION_ROLE}, which build_template owns")
+    resources[FUNCTION_ROLE] = function_role(fragment.statements)
+    for name in shape.functions:
+        if name in resources:
+            raise ValueError(f"a group defines a resource named like the function {name}")
+        # Chalice's deep merge replaces its placeholder Role string and adds to its Environment.
+        resources[name] = {
+            "Properties": {"Role": ROLE_ARN, "Environment": {"Variables": dict(fragment.environment)}}
+        }
+    outputs = {**fragment.outputs, "FunctionRoleArn": {"Value": ROLE_ARN}}
+    return {
+        "Description": f"{SERVICE_NAME}: Chalice app with its tables, role and log groups",
+        "Parameters": fragment.parameters,
+        "Resources": resources,
+        "Outputs": outputs,
+    }
+
+
+def check_packaged(template: Mapping[str, Any], shape: AppShape, merge: Mapping[str, Any]) -> list[str]:
+    """Problems with a packaged template: a function the merge missed or a patch that did not land."""
+    problems: list[str] = []
+    resources: Mapping[str, Any] = template.get("Resources", {})
+    packaged = sorted(name for name, res in resources.items() if res.get("Type") == SAM_FUNCTION)
+    if packaged != sorted(shape.functions):
+        problems.append(f"functions {packaged} differ from the merge template's {sorted(shape.functions)}")
+    expected = merge["Resources"]
+    for name in packaged:
+        props = resources[name]["Properties"]
+        if props.get("Role") != ROLE_ARN:
+            problems.append(f"{name} runs as {props.get('Role')!r}, not {FUNCTION_ROLE}")
+        wanted = expected.get(name, {}).get("Properties", {}).get("Environment", {}).get("Variables", {})
+        got = props.get("Environment", {}).get("Variables", {})
+        missing = sorted(key for key, value in wanted.items() if got.get(key) != value)
+        if not wanted:
+            problems.append(f"the merge template sets no environment for {name}")
+        elif missing:
+            problems.append(f"{name} lacks environment variables {missing}")
+    for name, res in resources.items():
+        if "Type" not in res:
+            problems.append(f"{name} has no Type: the merge template patched a resource Chalice did not emit")
+    return problems
+
+
+def write_template(template: Mapping[str, Any], output: Path) -> Path:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(template, indent=2) + "\n", encoding="utf-8")
+    return output
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.resources", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--output", type=Path, required=True, help="where to write the merge template")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--sam", type=Path, help="a chalice-generated sam.json to read the functions from")
+    source.add_argument(
+        "--function",
+        action="append",
+        default=[],
+        help="function logical id (repeatable; default: APIHandler)",
+    )
+    args = parser.parse_args(argv)
+    if args.sam is not None:
+        shape = AppShape.from_sam(json.loads(args.sam.read_text(encoding="utf-8")))
+    else:
+        shape = AppShape(functions=tuple(args.function or ["APIHandler"]))
+    write_template(build_template(shape), args.output)
+    print(f"wrote {args.output} for functions {', '.join(shape.functions)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,394 @@
+"""The deploy bundle: the merge template built from the pynamodb models, and the full `make package` run.
+
+The first half checks ``infra.resources`` alone (no ``chalice package``): tables against the tables
+pynamodb itself creates in moto, the role's DynamoDB grants, the per-function patches, and cfn-lint on
+the overlay merged into a minimal SAM template. The second half runs ``scripts/package.py`` end to end
+on a copy of the project (Chalice fetches Linux wheels, so it needs the package index) and checks the
+real output: cfn-lint clean, the same table checks, the zip size bar, the role, every function's
+environment, and that the bundle imports with nothing but the Lambda runtime's boto3 beside it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+from chalice.package import TemplateDeepMerger
+from moto import mock_aws
+
+from chalicelib.storage.models import ALL_MODELS, TableNames, bind_table_names
+from infra.resources import (
+    FUNCTION_ROLE,
+    ROLE_ARN,
+    AppShape,
+    Fragment,
+    build_template,
+    check_packaged,
+    table_bindings,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+TABLE_ENV_VARS = {f"MEMBERFLOW_{name.upper()}_TABLE" for name in TableNames.__dataclass_fields__}
+RUNTIME_ENV_VARS = {"MEMBERFLOW_CONFIG", "ADMIN_TOKEN", "POWERTOOLS_SERVICE_NAME", "LOG_LEVEL"}
+LAMBDA_RUNTIME_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six.py")
+"""What the Lambda Python runtime already provides, so the bundle must not need to carry it."""
+
+
+def _load_package_script() -> ModuleType:
+    # scripts/ is not a package: load the script by path, registered so its dataclasses resolve.
+    name = "memberflow_package_script"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / "package.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+pkg = _load_package_script()
+
+
+# --- helpers shared by both halves ---------------------------------------------------------------
+
+
+def _keys(schema: list[Mapping[str, str]]) -> dict[str, str]:
+    return {key["KeyType"]: key["AttributeName"] for key in schema}
+
+
+def _table_shape(description: Mapping[str, Any]) -> dict[str, Any]:
+    """Keys, attribute types and indexes, in a form both DescribeTable and CloudFormation reduce to."""
+    return {
+        "attributes": {a["AttributeName"]: a["AttributeType"] for a in description["AttributeDefinitions"]},
+        "keys": _keys(description["KeySchema"]),
+        "gsis": {
+            i["IndexName"]: (_keys(i["KeySchema"]), i["Projection"]["ProjectionType"])
+            for i in description.get("GlobalSecondaryIndexes", [])
+        },
+        "lsis": sorted(i["IndexName"] for i in description.get("LocalSecondaryIndexes", [])),
+    }
+
+
+@pytest.fixture(scope="module")
+def pynamodb_tables() -> Iterator[dict[str, dict[str, Any]]]:
+    """What pynamodb's own create_table makes of each model, keyed by model name."""
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        shapes: dict[str, dict[str, Any]] = {}
+        for model in ALL_MODELS:
+            model.create_table(wait=True)
+            description = client.describe_table(TableName=model.Meta.table_name)["Table"]
+            assert description["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+            shapes[model.__name__] = _table_shape(description)
+        yield shapes
+
+
+def assert_tables_match_models(
+    resources: Mapping[str, Any], pynamodb_tables: dict[str, dict[str, Any]]
+) -> None:
+    tables = {name: res for name, res in resources.items() if res.get("Type") == "AWS::DynamoDB::Table"}
+    bindings = table_bindings()
+    assert sorted(tables) == sorted(b.logical_id for b in bindings)
+    assert len(bindings) == len(ALL_MODELS)
+    for binding in bindings:
+        table = tables[binding.logical_id]
+        props = table["Properties"]
+        assert _table_shape(props) == pynamodb_tables[binding.model.__name__], binding.logical_id
+        assert _keys(props["KeySchema"]) == {
+            k: v
+            for k, v in (("HASH", binding.model._hash_keyname), ("RANGE", binding.model._range_keyname))
+            if v is not None
+        }
+        assert sorted(i["IndexName"] for i in props.get("GlobalSecondaryIndexes", [])) == sorted(
+            binding.model._indexes
+        )
+        assert props["BillingMode"] == "PAY_PER_REQUEST"
+        assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+        assert props["SSESpecification"] == {"SSEEnabled": True}
+        assert table["DeletionPolicy"] == table["UpdateReplacePolicy"] == "Retain"
+
+
+def _statements(resources: Mapping[str, Any]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    for res in resources.values():
+        props = res.get("Properties", {})
+        if res.get("Type") == "AWS::IAM::Role":
+            found += [
+                s for policy in props.get("Policies", []) for s in policy["PolicyDocument"]["Statement"]
+            ]
+        if res.get("Type") in {"AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"}:
+            found += props["PolicyDocument"]["Statement"]
+    return found
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def assert_dynamodb_grants_only_the_tables(resources: Mapping[str, Any]) -> None:
+    tables = {name for name, res in resources.items() if res.get("Type") == "AWS::DynamoDB::Table"}
+    allowed = [{"Fn::GetAtt": [t, "Arn"]} for t in tables] + [
+        {"Fn::Sub": f"${{{t}.Arn}}/index/*"} for t in tables
+    ]
+    granted: set[str] = set()
+    for statement in _statements(resources):
+        actions = _as_list(statement["Action"])
+        if not any(a.startswith("dynamodb:") for a in actions):
+            continue
+        assert statement["Effect"] == "Allow"
+        assert all(a.startswith("dynamodb:") and "*" not in a for a in actions), actions
+        for resource in _as_list(statement["Resource"]):
+            assert resource in allowed, resource
+            granted.add(json.dumps(resource))
+    assert {json.dumps({"Fn::GetAtt": [t, "Arn"]}) for t in tables} <= granted
+    for statement in _statements(resources):
+        assert "*" not in _as_list(statement["Resource"])
+
+
+def assert_every_function_is_patched(resources: Mapping[str, Any]) -> None:
+    functions = {name: res for name, res in resources.items() if res["Type"] == "AWS::Serverless::Function"}
+    assert functions
+    for name, res in functions.items():
+        props = res["Properties"]
+        assert props["Role"] == ROLE_ARN, name
+        env = props["Environment"]["Variables"]
+        assert env.keys() >= TABLE_ENV_VARS | RUNTIME_ENV_VARS, name
+        for binding in table_bindings():
+            assert env[binding.env_var] == {"Ref": binding.logical_id}
+        assert env["ADMIN_TOKEN"] == {"Fn::Sub": "ssm:${AdminTokenParameterName}"}
+        assert env["POWERTOOLS_SERVICE_NAME"] == "memberflow"
+
+
+# --- infra.resources alone -----------------------------------------------------------------------
+
+SHAPE = AppShape(functions=("APIHandler", "OutboxSweeper"), runtime="python3.11", dependency_layer=True)
+
+
+def _chalice_like(shape: AppShape) -> dict[str, Any]:
+    """The skeleton `chalice package` emits: functions with the placeholder role, and the layer."""
+    functions = {
+        name: {
+            "Type": "AWS::Serverless::Function",
+            "Properties": {
+                "Runtime": shape.runtime,
+                "Handler": "app.app",
+                "CodeUri": "./deployment.zip",
+                "Layers": [{"Ref": "ManagedLayer"}],
+                "Role": "arn:aws:iam::000000000000:role/placeholder",
+                "Environment": {"Variables": {"FROM_STAGE": "kept"}},
+            },
+        }
+        for name in shape.functions
+    }
+    layer = {
+        "Type": "AWS::Serverless::LayerVersion",
+        "Properties": {"ContentUri": "./layer-deployment.zip", "CompatibleRuntimes": [shape.runtime]},
+    }
+    return {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Transform": "AWS::Serverless-2016-10-31",
+        "Resources": {"ManagedLayer": layer, **functions},
+        "Outputs": {},
+    }
+
+
+def test_every_model_gets_the_table_pynamodb_would_create(pynamodb_tables: dict[str, dict[str, Any]]) -> None:
+    assert_tables_match_models(build_template(SHAPE)["Resources"], pynamodb_tables)
+
+
+def test_tables_are_paired_with_the_names_bind_table_names_sets() -> None:
+    before = {model: model.Meta.table_name for model in ALL_MODELS}
+    bindings = table_bindings()
+    assert {model: model.Meta.table_name for model in ALL_MODELS} == before
+    try:
+        bind_table_names(TableNames.with_prefix("probe-"))
+        for binding in bindings:
+            assert binding.model.Meta.table_name == f"probe-{binding.field}"
+    finally:
+        for model, name in before.items():
+            model.Meta.table_name = name
+
+
+def test_role_grants_dynamodb_on_the_generated_tables_only() -> None:
+    resources = build_template(SHAPE)["Resources"]
+    assert_dynamodb_grants_only_the_tables(resources)
+    ssm = [s for s in _statements(resources) if "ssm:GetParameter" in _as_list(s["Action"])]
+    assert [s["Action"] for s in ssm] == [["ssm:GetParameter"]]
+    assert ssm[0]["Resource"]["Fn::Sub"].endswith(":parameter/memberflow/*")
+    logs = resources["FunctionLogsPolicy"]["Properties"]["PolicyDocument"]["Statement"][0]["Resource"]
+    assert logs == [{"Fn::GetAtt": [f"{name}LogGroup", "Arn"]} for name in SHAPE.functions]
+
+
+def test_merged_into_a_chalice_like_template_every_function_is_patched_and_lints_clean(
+    tmp_path: Path,
+) -> None:
+    merge = build_template(SHAPE)
+    merged = TemplateDeepMerger().merge(merge, _chalice_like(SHAPE))
+    assert_every_function_is_patched(merged["Resources"])
+    assert merged["Resources"]["APIHandler"]["Properties"]["Environment"]["Variables"]["FROM_STAGE"] == "kept"
+    assert check_packaged(merged, SHAPE, merge) == []
+    path = tmp_path / "sam.json"
+    path.write_text(json.dumps(merged), encoding="utf-8")
+    assert pkg.run_cfn_lint(path) == 0
+
+
+def test_check_packaged_reports_a_function_the_merge_missed() -> None:
+    merge = build_template(AppShape(functions=("APIHandler",)))
+    merged = TemplateDeepMerger().merge(merge, _chalice_like(SHAPE))
+    problems = check_packaged(merged, AppShape(functions=("APIHandler",)), merge)
+    assert any("OutboxSweeper runs as" in p for p in problems)
+
+
+def test_app_shape_is_read_from_chalice_output() -> None:
+    shape = AppShape.from_sam(_chalice_like(SHAPE))
+    assert shape == SHAPE
+    assert shape.config_path == "/opt/python/lib/python3.11/site-packages/memberflow_config/memberflow.yaml"
+    assert AppShape(("APIHandler",), dependency_layer=False).config_path == (
+        "/var/task/memberflow_config/memberflow.yaml"
+    )
+
+
+def test_two_groups_cannot_define_the_same_resource() -> None:
+    with pytest.raises(ValueError, match="resources defined twice: ContactsTable"):
+        Fragment(resources={"ContactsTable": {}}).merge(Fragment(resources={"ContactsTable": {}}))
+    with pytest.raises(ValueError, match=FUNCTION_ROLE):
+        build_template(SHAPE, groups=[lambda shape: Fragment(resources={FUNCTION_ROLE: {}})])
+
+
+# --- scripts/package.py steps that need no network -----------------------------------------------
+
+
+def test_the_vendored_pynamodb_is_the_tested_one() -> None:
+    assert pkg.pynamodb_requirement(ROOT).replace(" ", "") == "pynamodb>=6.1,<6.2"
+
+
+def test_config_source_prefers_the_argument_then_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MEMBERFLOW_CONFIG", raising=False)
+    assert pkg.config_source(ROOT) == ROOT / "config" / "example.yaml"
+    monkeypatch.setenv("MEMBERFLOW_CONFIG", "config/minimal.yaml")
+    assert pkg.config_source(ROOT) == ROOT / "config" / "minimal.yaml"
+    assert pkg.config_source(ROOT, "/abs/prod.yaml") == Path("/abs/prod.yaml")
+
+
+def test_an_invalid_config_is_not_bundled(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("kit: [unclosed\n", encoding="utf-8")
+    with pytest.raises(pkg.PackageError, match="not a valid config"):
+        pkg.bundle_config(tmp_path, bad)
+    assert not (tmp_path / "vendor").exists()
+
+
+def test_a_function_zip_of_a_megabyte_fails_the_size_guard(tmp_path: Path) -> None:
+    with zipfile.ZipFile(tmp_path / "deployment.zip", "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("blob", os.urandom(pkg.FUNCTION_ZIP_LIMIT))
+    with pytest.raises(pkg.PackageError, match=r"deployment\.zip is"):
+        pkg.check_zip_sizes(tmp_path)
+
+
+# --- the full pipeline ---------------------------------------------------------------------------
+
+PROJECT_PARTS = ("app.py", "chalicelib", "config", "infra", "requirements.txt", "requirements-dev.txt")
+
+
+@pytest.fixture(scope="module")
+def packaged(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path, float]:
+    """`scripts/package.py --stage dev` on a copy of the project, so vendor/ and out/ stay private."""
+    if not (ROOT / "app.py").exists():
+        pytest.skip("app.py is not written yet")
+    project = tmp_path_factory.mktemp("project")
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for part in PROJECT_PARTS:
+        source = ROOT / part
+        if source.is_dir():
+            shutil.copytree(source, project / part, ignore=ignore)
+        else:
+            shutil.copy2(source, project / part)
+    (project / ".chalice").mkdir()
+    shutil.copy2(ROOT / ".chalice" / "config.json", project / ".chalice" / "config.json")
+    started = time.monotonic()
+    result = pkg.package(project, "dev", project / "out", "config/example.yaml")
+    return result, project, time.monotonic() - started
+
+
+def _sam(packaged: tuple[Any, Path, float]) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(packaged[0].template.read_text(encoding="utf-8"))
+    return data
+
+
+def test_package_output_passes_cfn_lint(packaged: tuple[Any, Path, float]) -> None:
+    result, _, seconds = packaged
+    print(f"package pipeline took {seconds:.1f}s; zips {result.zip_sizes}")
+    assert result.lint_status == 0
+    assert pkg.run_cfn_lint(result.template) == 0
+
+
+def test_package_output_has_every_models_table(
+    packaged: tuple[Any, Path, float], pynamodb_tables: dict[str, dict[str, Any]]
+) -> None:
+    assert_tables_match_models(_sam(packaged)["Resources"], pynamodb_tables)
+
+
+def test_package_output_function_zip_is_under_a_megabyte(packaged: tuple[Any, Path, float]) -> None:
+    sizes = packaged[0].zip_sizes
+    assert sizes["deployment.zip"] < 1_000_000
+    with zipfile.ZipFile(packaged[0].template.parent / "deployment.zip") as archive:
+        names = archive.namelist()
+    assert "app.py" in names
+    assert not any(n.startswith(("botocore/", "pydantic_core/", "pynamodb/")) for n in names)
+
+
+def test_package_output_role_touches_only_the_generated_tables(packaged: tuple[Any, Path, float]) -> None:
+    assert_dynamodb_grants_only_the_tables(_sam(packaged)["Resources"])
+
+
+def test_package_output_every_function_gets_the_environment(packaged: tuple[Any, Path, float]) -> None:
+    template = _sam(packaged)
+    assert_every_function_is_patched(template["Resources"])
+    assert "EndpointURL" in template["Outputs"]
+    assert {f"{b.logical_id}Name" for b in table_bindings()} <= template["Outputs"].keys()
+
+
+def test_package_output_bundle_imports_beside_only_the_runtime_boto3(
+    packaged: tuple[Any, Path, float], tmp_path: Path
+) -> None:
+    result = packaged[0]
+    task, opt, runtime = tmp_path / "task", tmp_path / "opt", tmp_path / "runtime"
+    with zipfile.ZipFile(result.template.parent / "deployment.zip") as archive:
+        archive.extractall(task)
+    with zipfile.ZipFile(result.template.parent / "layer-deployment.zip") as archive:
+        archive.extractall(opt)
+    runtime.mkdir()
+    site = Path(boto3.__file__).parents[1]
+    for name in LAMBDA_RUNTIME_PACKAGES:
+        (runtime / name).symlink_to(site / name)
+    config = _sam(packaged)["Resources"]["APIHandler"]["Properties"]["Environment"]["Variables"]
+    config_in_layer = opt / Path(config["MEMBERFLOW_CONFIG"]).relative_to("/opt")
+    assert config_in_layer.read_bytes() == (ROOT / "config" / "example.yaml").read_bytes()
+    layer_site = opt / "python" / "lib" / result.shape.runtime / "site-packages"
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "PYTHONPATH": os.pathsep.join(map(str, (task, layer_site, runtime))),
+    }
+    # -S: no site-packages, so every import must come from the bundle or the runtime's boto3.
+    probe = "import app, pynamodb; print(app.app.app_name, pynamodb.__file__)"
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", probe], cwd=task, env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("memberflow ")
+    assert str(layer_site) in done.stdout
