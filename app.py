@@ -14,7 +14,7 @@ from chalicelib import bootstrap
 from chalicelib.domain.errors import BadRequest, NotFound
 from chalicelib.domain.events import Ping
 from chalicelib.domain.inbox import Status
-from chalicelib.domain.model import normalize_email
+from chalicelib.domain.model import Contact, normalize_email
 from chalicelib.http import (
     api,
     base_url,
@@ -47,6 +47,14 @@ def _admin() -> bootstrap.Container:
     c = bootstrap.container()
     require_bearer(_request(), c.admin_token())
     return c
+
+
+def _known_contact(c: bootstrap.Container, raw_email: str) -> Contact:
+    address = normalize_email(path_email(raw_email))
+    contact = c.store.get_contact(address)
+    if contact is None:
+        raise NotFound(f"no contact {address}", code="unknown_contact")
+    return contact
 
 
 def _receipt(receipt: Receipt, **extra: Any) -> dict[str, Any]:
@@ -122,20 +130,14 @@ def _operation_receipt(receipt: Receipt, operation_id: str) -> dict[str, Any]:
 @api
 def get_contact(email: str) -> Response:
     c = _admin()
-    address = normalize_email(path_email(email))
-    contact = c.store.get_contact(address)
-    if contact is None:
-        raise NotFound(f"no contact {address}", code="unknown_contact")
-    return json_response(views.contact_view(contact, c.loaded.model))
+    return json_response(views.contact_view(_known_contact(c, email), c.loaded.model))
 
 
 @app.route("/admin/contacts/{email}/timeline", methods=["GET"])
 @api
 def get_timeline(email: str) -> Response:
     c = _admin()
-    address = normalize_email(path_email(email))
-    if c.store.get_contact(address) is None:
-        raise NotFound(f"no contact {address}", code="unknown_contact")
+    address = _known_contact(c, email).email
     return json_response(views.timeline_view(address, c.store.list_timeline(address)))
 
 
@@ -143,9 +145,7 @@ def get_timeline(email: str) -> Response:
 @api
 def get_ledger(email: str) -> Response:
     c = _admin()
-    address = normalize_email(path_email(email))
-    if c.store.get_contact(address) is None:
-        raise NotFound(f"no contact {address}", code="unknown_contact")
+    address = _known_contact(c, email).email
     field = (_request().query_params or {}).get("field")
     return json_response(views.ledger_view(address, c.store.list_ledger(address, field), field))
 
