@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from chalicelib.adapters.aws.ssm import ssm_fetcher
 from chalicelib.config.loader import LoadedConfig, load_config
 from chalicelib.config.secrets import SecretResolver
-from chalicelib.observability import SECRETS, configure_logging
+from chalicelib.observability import configure_logging
 from chalicelib.services.inbox import Inbox
 from chalicelib.services.intake import Intake
 from chalicelib.services.ports import Store
@@ -42,9 +42,7 @@ class Container:
         self.inbox.decoders = self.intake.decoders()
 
     def admin_token(self) -> str | None:
-        token = self.secrets.resolve_optional(self.settings.admin_token_ref)
-        SECRETS.register(token)
-        return token
+        return self.secrets.resolve_optional(self.settings.admin_token_ref)
 
 
 def build(settings: Settings | None = None) -> Container:

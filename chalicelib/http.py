@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hmac
+import json
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec
@@ -68,8 +69,6 @@ def raw_body(request: Request) -> bytes:
 
 
 def json_body(request: Request) -> dict[str, Any]:
-    import json
-
     body = raw_body(request)
     if not body.strip():
         return {}

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from chalicelib.domain.errors import MemberflowError
+from chalicelib.observability import SECRETS
 
 SsmFetch = Callable[[str], str]
 """Returns the decrypted value of an SSM parameter; raises ``KeyError`` when it does not exist."""
@@ -119,8 +120,13 @@ class SecretResolver:
         except ValueError as exc:
             raise SecretUnavailable(ref, str(exc)) from None
         if parsed.kind == "literal":
-            return ref
-        value = self._read_env(ref, parsed.target) if parsed.kind == "env" else self._read_ssm(ref, parsed)
+            value = ref
+        else:
+            value = (
+                self._read_env(ref, parsed.target) if parsed.kind == "env" else self._read_ssm(ref, parsed)
+            )
+        # Every value that leaves here is a secret: the log formatter and the inbox mask it from now on.
+        SECRETS.register(value)
         self._cache[ref] = value
         return value
 

@@ -12,19 +12,12 @@ from decimal import Decimal
 from typing import Any
 
 from chalicelib.config.loader import LoadedConfig
-from chalicelib.config.model import MemberflowConfig
+from chalicelib.config.model import MemberflowConfig, iter_secret_refs
+from chalicelib.config.secrets import parse_secret_ref
 from chalicelib.domain.hooks import hook_token
 from chalicelib.domain.inbox import InboxRecord
 from chalicelib.domain.model import Contact, FieldValue, LedgerEntry, TimelineEntry, is_test_email
 from chalicelib.observability import MASK
-
-_SECRET_PATHS = (
-    ("thrivecart", "secret"),
-    ("kit", "api_key"),
-    ("kit", "webhook_token"),
-    ("kit", "webhook_secret"),
-    ("hooks", "signing_secret"),
-)
 
 
 def json_value(value: Any) -> Any:
@@ -117,20 +110,15 @@ def event_view(record: InboxRecord, *, with_payload: bool = False) -> dict[str, 
     return view
 
 
-def _is_reference(value: str) -> bool:
-    return value.startswith(("env:", "ssm:"))
-
-
 def config_view(loaded: LoadedConfig) -> dict[str, Any]:
     dumped: dict[str, Any] = loaded.model.model_dump(mode="json")
-    for section, key in _SECRET_PATHS:
-        part = dumped.get(section)
-        if isinstance(part, dict) and isinstance(part.get(key), str) and not _is_reference(part[key]):
-            part[key] = MASK
-    hooks = dumped.get("hooks") or {}
-    hooks["previous_signing_secrets"] = [
-        ref if _is_reference(ref) else MASK for ref in hooks.get("previous_signing_secrets", [])
-    ]
+    for path, ref in iter_secret_refs(loaded.model):
+        if parse_secret_ref(ref).kind == "literal":
+            *parents, last = path
+            node: Any = dumped
+            for key in parents:
+                node = node[key]
+            node[last] = MASK
     return {
         "version": loaded.version,
         "source": loaded.source,

@@ -56,7 +56,6 @@ class Intake:
         if self.config.thrivecart is None:
             raise NotFound("ThriveCart is not configured (no 'thrivecart' section)", code="not_configured")
         secret = self.secrets.resolve(self.config.thrivecart.secret)
-        SECRETS.register(secret)
         verify_thrivecart(payload, secret=secret, account=self.config.thrivecart.account)
         event = parse_thrivecart(payload)
         if isinstance(event, Ping):
@@ -69,13 +68,11 @@ class Intake:
         self, token: str, body: bytes, query: Mapping[str, str], signature: str | None
     ) -> tuple[Receipt, ...]:
         expected = self.secrets.resolve_optional(self.config.kit.webhook_token)
-        SECRETS.register(expected, token)
         if not expected or not token_matches(token, expected):
             raise Unauthorized("Kit webhook token is wrong or kit.webhook_token is not configured")
         payload = decode_json(body)
         if is_envelope(payload):
             secret = self.secrets.resolve_optional(self.config.kit.webhook_secret)
-            SECRETS.register(secret)
             verify_signature(body, signature, [secret] if secret else [], now=self.clock().timestamp())
             return tuple(
                 self.inbox.receive(Delivery(Source.KIT, event, _stored({"format": "v4", "event": raw})))
@@ -121,9 +118,7 @@ class Intake:
 
     def hook_secrets(self) -> list[str]:
         refs = [self.config.hooks.signing_secret, *self.config.hooks.previous_signing_secrets]
-        values = [self.secrets.resolve(ref) for ref in refs if ref]
-        SECRETS.register(*values)
-        return values
+        return [self.secrets.resolve(ref) for ref in refs if ref]
 
     # --- admin ----------------------------------------------------------------------------------
 
