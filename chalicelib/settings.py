@@ -27,6 +27,8 @@ class Settings:
     """Where ``env:`` secret references are resolved."""
     public_base_url: str | None = None
     """Base of the generated operation URLs; derived from the request when unset."""
+    state_machine_arn: str | None = None
+    """The delay state machine that wakes waiting automation runs; unset, runs wait for the sweep."""
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -41,6 +43,8 @@ class Settings:
             ledger=env.get("MEMBERFLOW_LEDGER_TABLE", default.ledger),
             timeline=env.get("MEMBERFLOW_TIMELINE_TABLE", default.timeline),
             outbox=env.get("MEMBERFLOW_OUTBOX_TABLE", default.outbox),
+            runs=env.get("MEMBERFLOW_RUNS_TABLE", default.runs),
+            versions=env.get("MEMBERFLOW_VERSIONS_TABLE", default.versions),
         )
         admin = env.get("ADMIN_TOKEN") or None
         # A bare token in the environment is the local default; refs are resolved like config secrets.
@@ -50,4 +54,5 @@ class Settings:
             admin_token_ref=admin,
             environ=env,
             public_base_url=env.get("PUBLIC_BASE_URL") or None,
+            state_machine_arn=env.get("MEMBERFLOW_STATE_MACHINE_ARN") or None,
         )

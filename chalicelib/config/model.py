@@ -6,169 +6,48 @@ silently ignored setting. Secret values are never held here: a secret key holds 
 them. Validators here check one value or one section at a time; checks that need the whole file
 (does a referenced field exist, is a trigger tag used elsewhere) live in
 ``chalicelib.config.validate``. Field descriptions feed the JSON Schema, which is what editors show
-as help, so they are written for the person editing the YAML. Later sections (offerings,
-automations, emails) slot in beside the ones below.
+as help, so they are written for the person editing the YAML. The value types every section
+shares live in ``chalicelib.config.base``; automations and emails in ``chalicelib.config.automations``.
 """
 
 from __future__ import annotations
 
-import re
-import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
-from typing import Annotated, Any, ClassVar, Literal, get_args
+from typing import Any, ClassVar, Literal, get_args
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationInfo,
-    field_validator,
-    model_validator,
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
+
+from chalicelib.config.automations import AutomationConfig, AutomationId, EmailConfig, EmailId, TimeZoneName
+from chalicelib.config.base import (
+    IDENTIFIER_PATTERN,
+    PRODUCT_KEY_PATTERN,
+    SECRET_REF,
+    TAG_NAME_MAX_LENGTH,
+    EmailPattern,
+    FieldAssignment,
+    FieldDelta,
+    FieldName,
+    KeyPath,
+    KitTagId,
+    OperationId,
+    ProductKey,
+    SecretRef,
+    StrictModel,
+    TagName,
 )
 
-from chalicelib.config.secrets import parse_secret_ref
-
-PRODUCT_KEY_PATTERN = r"^(product|bump|upsell|downsell)-[0-9]+$"
-IDENTIFIER_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
-TAG_NAME_MAX_LENGTH = 255
-
-KeyPath = tuple[str | int, ...]
-"""A location in the config file: mapping keys and list indexes from the top."""
-
-
-class _SecretRefMarker:
-    """Tags ``SecretRef`` annotations so that ``iter_secret_refs`` can find every secret key."""
-
-    def __repr__(self) -> str:
-        return "SECRET_REF"
-
-
-SECRET_REF = _SecretRefMarker()
-
-
-def _check_secret_ref(value: str) -> str:
-    parse_secret_ref(value)
-    return value
-
-
-def _check_tag_name(value: str) -> str:
-    if not value.strip():
-        raise ValueError("tag name is empty")
-    if value != value.strip():
-        raise ValueError(f"tag name {value!r} starts or ends with whitespace; remove it")
-    if len(value) > TAG_NAME_MAX_LENGTH:
-        raise ValueError(f"tag name is {len(value)} characters long; the limit is {TAG_NAME_MAX_LENGTH}")
-    if any(unicodedata.category(char) == "Cc" for char in value):
-        raise ValueError(f"tag name {value!r} contains a line break, tab or other control character")
-    return value
-
-
-def _check_product_key(value: str) -> str:
-    if not re.fullmatch(PRODUCT_KEY_PATTERN, value):
-        raise ValueError(
-            f"{value!r} is not a ThriveCart purchase_map key: use product-N, bump-N, upsell-N "
-            f"or downsell-N, where N is the ThriveCart id (e.g. product-12)"
-        )
-    return value
-
-
-def _identifier_check(what: str, example: str) -> Callable[[str], str]:
-    def check(value: str) -> str:
-        if not re.fullmatch(IDENTIFIER_PATTERN, value):
-            raise ValueError(
-                f"{what} {value!r} must be 1 to 64 lowercase letters, digits, '-' or '_', "
-                f"starting with a letter or digit (e.g. {example})"
-            )
-        return value
-
-    return check
-
-
-def _check_kit_tag_id(value: str) -> str:
-    if not value.isascii() or not value.isdigit():
-        raise ValueError(f"Kit tag id {value!r} must be a number, e.g. 4512345")
-    return value
-
-
-def _check_email_pattern(value: str) -> str:
-    if "@" not in value:
-        raise ValueError(f"email pattern {value!r} must contain '@', e.g. *+test@* or *@example.com")
-    if any(char.isspace() for char in value):
-        raise ValueError(f"email pattern {value!r} contains whitespace")
-    return value
-
-
-SecretRef = Annotated[
-    str,
-    SECRET_REF,
-    AfterValidator(_check_secret_ref),
-    Field(
-        description=(
-            "A secret reference: env:NAME reads the environment variable NAME, ssm:/path reads an "
-            "SSM Parameter Store SecureString. A literal value also works but is reported as a "
-            "warning: secrets do not belong in files."
-        ),
-        examples=["env:SECRET_NAME", "ssm:/memberflow/prod/secret-name"],
-    ),
+__all__ = [
+    "IDENTIFIER_PATTERN",
+    "PRODUCT_KEY_PATTERN",
+    "TAG_NAME_MAX_LENGTH",
+    "FieldAssignment",
+    "FieldDelta",
+    "KeyPath",
+    "SecretRef",
+    "StrictModel",
+    "TagName",
 ]
-"""``env:NAME`` (environment variable), ``ssm:/path`` (SSM SecureString) or a literal value."""
-
-TagName = Annotated[
-    str,
-    AfterValidator(_check_tag_name),
-    Field(
-        description="A tag name exactly as it appears in Kit (case and dashes matter).",
-        json_schema_extra={
-            "minLength": 1,
-            "maxLength": TAG_NAME_MAX_LENGTH,
-            "pattern": r"^\S(.*\S)?$",
-        },
-        examples=["Purchase – Foundation"],
-    ),
-]
-"""A Kit tag name: non-empty, no surrounding whitespace, at most 255 characters."""
-
-ProductKey = Annotated[
-    str,
-    AfterValidator(_check_product_key),
-    Field(json_schema_extra={"pattern": PRODUCT_KEY_PATTERN}),
-]
-OperationId = Annotated[
-    str,
-    AfterValidator(_identifier_check("operation id", "add-50-credits")),
-    Field(json_schema_extra={"pattern": IDENTIFIER_PATTERN}),
-]
-FieldName = Annotated[
-    str,
-    AfterValidator(_identifier_check("field name", "coaching_sessions")),
-    Field(json_schema_extra={"pattern": IDENTIFIER_PATTERN}),
-]
-KitTagId = Annotated[str, AfterValidator(_check_kit_tag_id), Field(json_schema_extra={"pattern": "^[0-9]+$"})]
-EmailPattern = Annotated[
-    str,
-    AfterValidator(_check_email_pattern),
-    Field(json_schema_extra={"pattern": "@"}, examples=["*+test@*", "*@example.com"]),
-]
-
-
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _blank_means_default(cls, data: Any) -> Any:
-        # "kit:" with all of its lines commented out is YAML null; treat it like leaving the key out
-        # instead of failing with "expected a mapping".
-        if not isinstance(data, dict):
-            return data
-        fields = cls.model_fields
-        return {
-            key: value
-            for key, value in data.items()
-            if not (value is None and key in fields and not fields[key].is_required())
-        }
 
 
 class TagActions(StrictModel):
@@ -294,8 +173,11 @@ class KitConfig(StrictModel):
 class FieldConfig(StrictModel):
     """A custom field on every contact, e.g. a credit balance (number) or a chosen track (text)."""
 
-    type: Literal["number", "text"] = Field(
-        description="number (credits, counters; can be increased and decreased) or text."
+    type: Literal["number", "text", "date"] = Field(
+        description=(
+            "number (credits, counters; can be increased and decreased), text, or date "
+            "(an ISO date such as 2026-12-01, which wait_until can wait for)."
+        )
     )
     label: str | None = Field(default=None, description="A human-readable name for the admin views.")
     min: Decimal | None = Field(
@@ -319,8 +201,9 @@ class FieldConfig(StrictModel):
     def _bounds_only_for_numbers(cls, value: Decimal | None, info: ValidationInfo) -> Decimal | None:
         if value is None:
             return value
-        if info.data.get("type") == "text":
-            raise ValueError(f"only number fields can have {info.field_name}; this is a text field")
+        if info.data.get("type") in ("text", "date"):
+            kind = info.data.get("type")
+            raise ValueError(f"only number fields can have {info.field_name}; this is a {kind} field")
         low = info.data.get("min")
         if info.field_name == "max" and low is not None and value < low:
             raise ValueError(f"max {value} is below min {low}")
@@ -332,8 +215,8 @@ class FieldConfig(StrictModel):
         if value is None:
             return value
         kind = info.data.get("type")
-        if kind == "text" and not isinstance(value, str):
-            raise ValueError("the default of a text field must be text; put it in quotes")
+        if kind in ("text", "date") and not isinstance(value, str):
+            raise ValueError(f"the default of a {kind} field must be text; put it in quotes")
         if kind == "number":
             if not isinstance(value, Decimal):
                 raise ValueError(f"the default of a number field must be a number, not {value!r}")
@@ -343,22 +226,6 @@ class FieldConfig(StrictModel):
             if high is not None and value > high:
                 raise ValueError(f"default {value} is above max {high}")
         return value
-
-
-class FieldDelta(StrictModel):
-    """Add to or subtract from a number field."""
-
-    field: str = Field(description="The name of a number field defined under fields.")
-    by: Decimal = Field(gt=0, description="How much to add or subtract; always positive.")
-
-
-class FieldAssignment(StrictModel):
-    """Set a field to a fixed value."""
-
-    field: str = Field(description="The name of a field defined under fields.")
-    value: Decimal | str = Field(
-        description="The new value: a number for a number field, text for a text field."
-    )
 
 
 class OperationConfig(StrictModel):
@@ -371,7 +238,8 @@ class OperationConfig(StrictModel):
         "remove_tags",
         "add_tags",
     )
-    """The keys that do something; an operation must use at least one. Later actions extend this."""
+    """The keys that do something. An operation with none is only a trigger for automations
+    (``trigger: {operation: id}``); ``validate`` refuses one that nothing listens to."""
 
     name: str | None = Field(default=None, description="A human-readable name for the admin views.")
     trigger_tag: TagName | None = Field(
@@ -401,12 +269,6 @@ class OperationConfig(StrictModel):
         default=(),
         description="Tags added to the contact. Adding another operation's trigger tag runs it.",
     )
-
-    @model_validator(mode="after")
-    def _does_something(self) -> OperationConfig:
-        if not any(getattr(self, key) for key in self.action_keys):
-            raise ValueError("an operation needs at least one action: " + ", ".join(self.action_keys))
-        return self
 
 
 class HooksConfig(StrictModel):
@@ -445,7 +307,7 @@ class TestContactsConfig(StrictModel):
 
 
 class MemberflowConfig(StrictModel):
-    """memberflow's configuration: checkout, CRM, custom fields and operations."""
+    """memberflow's configuration: checkout, CRM, custom fields, operations and automations."""
 
     thrivecart: ThriveCartConfig | None = Field(
         default=None, description="The ThriveCart account webhook. Leave out if you do not sell through it."
@@ -465,6 +327,20 @@ class MemberflowConfig(StrictModel):
     test_contacts: TestContactsConfig = Field(
         default_factory=TestContactsConfig,
         description="Test contacts, whose delays run fast.",
+    )
+    time_zone: TimeZoneName = Field(
+        default="UTC",
+        description="The time zone of wait_until dates and times unless an automation names its own.",
+    )
+    emails: dict[EmailId, EmailConfig] = Field(
+        default_factory=dict,
+        description="Emails that automations send, by id (e.g. welcome).",
+        json_schema_extra={"additionalProperties": False},
+    )
+    automations: dict[AutomationId, AutomationConfig] = Field(
+        default_factory=dict,
+        description="Automations, by id (e.g. foundation-onboarding). The id appears in run history.",
+        json_schema_extra={"additionalProperties": False},
     )
 
 

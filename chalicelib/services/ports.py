@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from chalicelib.domain.automations.runs import WakeUp
 from chalicelib.domain.engine import Transition
 from chalicelib.domain.inbox import InboxRecord, Status
 from chalicelib.domain.model import Contact, KitSyncIntent, LedgerEntry, TimelineEntry
@@ -79,3 +80,13 @@ class Store(Protocol):
     def list_timeline(self, email: str) -> list[TimelineEntry]: ...
 
     def list_kit_sync(self, email: str) -> list[KitSyncIntent]: ...
+
+
+class Scheduler(Protocol):
+    """Starts and stops the durable timers (Step Functions executions) that wake waiting runs."""
+
+    def start(self, wake: WakeUp) -> None:
+        """Start the timer; starting the same wake-up (same execution name) again is harmless."""
+
+    def stop(self, execution_name: str) -> None:
+        """Stop a pending timer; an unknown or finished one is ignored."""

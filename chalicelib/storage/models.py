@@ -175,7 +175,86 @@ class OutboxModel(BaseTable):
     by_status = OutboxByStatus()
 
 
-ALL_MODELS: tuple[type[BaseTable], ...] = (ContactModel, EventModel, LedgerModel, TimelineModel, OutboxModel)
+class RunsByEmail(GlobalSecondaryIndex["RunModel"]):
+    class Meta:
+        index_name = "by_email"
+        projection = AllProjection()
+
+    email = UnicodeAttribute(hash_key=True)
+    started_at = UTCDateTimeAttribute(range_key=True)
+
+
+class RunsByAutomation(GlobalSecondaryIndex["RunModel"]):
+    class Meta:
+        index_name = "by_automation"
+        projection = AllProjection()
+
+    automation_id = UnicodeAttribute(hash_key=True)
+    started_at = UTCDateTimeAttribute(range_key=True)
+
+
+class RunsByStatus(GlobalSecondaryIndex["RunModel"]):
+    """Overdue waiting runs and held runs, for the sweep: ``sweep_at`` is the due time or the hold time."""
+
+    class Meta:
+        index_name = "by_status"
+        projection = AllProjection()
+
+    status = UnicodeAttribute(hash_key=True)
+    sweep_at = UTCDateTimeAttribute(range_key=True)
+
+
+class RunModel(BaseTable):
+    """One automation run of one contact; written in the same transaction as the contact."""
+
+    class Meta(BaseTable.Meta):
+        table_name = "memberflow-runs"
+
+    run_id = UnicodeAttribute(hash_key=True)
+    email = UnicodeAttribute()
+    automation_id = UnicodeAttribute()
+    automation_version = UnicodeAttribute()
+    status = UnicodeAttribute()
+    started_at = UTCDateTimeAttribute()
+    updated_at = UTCDateTimeAttribute()
+    sweep_at = UTCDateTimeAttribute()
+    trigger = JSONAttribute()
+    position = UnicodeAttribute(null=True)
+    generation = NumberAttribute(default=0)
+    due_at = UTCDateTimeAttribute(null=True)
+    woke_at = UTCDateTimeAttribute(null=True)
+    goal = UnicodeAttribute(null=True)
+    reentry_key = UnicodeAttribute(null=True)
+    ended_at = UTCDateTimeAttribute(null=True)
+    end_reason = UnicodeAttribute(null=True)
+    history = JSONAttribute()
+    lock_version = VersionAttribute()
+    by_email = RunsByEmail()
+    by_automation = RunsByAutomation()
+    by_status = RunsByStatus()
+
+
+class AutomationVersionModel(BaseTable):
+    """An automation definition as first used by a run; immutable, addressed by its hash."""
+
+    class Meta(BaseTable.Meta):
+        table_name = "memberflow-automation-versions"
+
+    automation_id = UnicodeAttribute(hash_key=True)
+    version = UnicodeAttribute(range_key=True)
+    definition = JSONAttribute()
+    first_used_at = UTCDateTimeAttribute()
+
+
+ALL_MODELS: tuple[type[BaseTable], ...] = (
+    ContactModel,
+    EventModel,
+    LedgerModel,
+    TimelineModel,
+    OutboxModel,
+    RunModel,
+    AutomationVersionModel,
+)
 
 
 @dataclass(frozen=True)
@@ -185,11 +264,19 @@ class TableNames:
     ledger: str
     timeline: str
     outbox: str
+    runs: str
+    versions: str
 
     @classmethod
     def with_prefix(cls, prefix: str) -> TableNames:
         return cls(
-            f"{prefix}contacts", f"{prefix}events", f"{prefix}ledger", f"{prefix}timeline", f"{prefix}outbox"
+            f"{prefix}contacts",
+            f"{prefix}events",
+            f"{prefix}ledger",
+            f"{prefix}timeline",
+            f"{prefix}outbox",
+            f"{prefix}runs",
+            f"{prefix}automation-versions",
         )
 
 
@@ -200,6 +287,8 @@ def bind_table_names(names: TableNames) -> None:
     LedgerModel.Meta.table_name = names.ledger
     TimelineModel.Meta.table_name = names.timeline
     OutboxModel.Meta.table_name = names.outbox
+    RunModel.Meta.table_name = names.runs
+    AutomationVersionModel.Meta.table_name = names.versions
 
 
 def create_tables() -> None:
