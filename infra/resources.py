@@ -8,7 +8,9 @@ function, the template Parameters, the runtime environment patched into each fun
 The template is assembled from resource groups: each group is a function from the app's shape
 (``AppShape``: which functions Chalice emits) to a ``Fragment`` of parameters, resources, outputs,
 role statements and environment variables, so a state machine, schedules or alarms are one more group
-in ``DEFAULT_GROUPS``. Usage: ``python -m infra.resources --output build/merge.json
+in ``DEFAULT_GROUPS``. ``delays_group`` is such a group: the Standard state machine that wakes waiting
+automation runs, built from ``infra/delays.asl.json`` (the same file the tests and the local stack
+execute in moto). Usage: ``python -m infra.resources --output build/merge.json
 [--sam out/sam.json | --function APIHandler ...]``.
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +56,23 @@ PutItem/UpdateItem/DeleteItem/GetItem/ConditionCheckItem it wraps (DynamoDB guid
 DynamoDB transactions")."""
 INDEX_ACTIONS = ("dynamodb:Query", "dynamodb:Scan")
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 3653)
+
+DELAYS_ASL = Path(__file__).resolve().with_name("delays.asl.json")
+"""The delay state machine's definition (JSONPath); ``${ResumeFunctionArn}`` is its only substitution."""
+RESUME_FUNCTION = "ResumeRun"
+"""Chalice's logical id for ``@app.lambda_function(name="resume_run")`` (``to_cfn_resource_name``)."""
+DELAY_STATE_MACHINE = "DelayStateMachine"
+DELAY_STATE_MACHINE_ROLE = "DelayStateMachineRole"
+DELAY_STATE_MACHINE_NAME = "${AWS::StackName}-delays"
+"""An explicit name, so the functions learn the ARN from ``Fn::Sub`` rather than a ``Ref``: the state
+machine references the resume function, so a ``Ref`` back from the functions would be a circular
+dependency. State machine names allow 80 characters, so keep the stack name within 73."""
+STATE_MACHINE_ARN_ENV = "MEMBERFLOW_STATE_MACHINE_ARN"
+_STATES_ARN = "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}"
+DELAY_STATE_MACHINE_ARN = f"{_STATES_ARN}:stateMachine:{DELAY_STATE_MACHINE_NAME}"
+DELAY_EXECUTIONS_ARN = f"{_STATES_ARN}:execution:{DELAY_STATE_MACHINE_NAME}:*"
+HAS_ALARM_TOPIC = "HasAlarmTopic"
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 
 
 @dataclass(frozen=True)
@@ -96,11 +116,12 @@ class Fragment:
     outputs: dict[str, Any] = field(default_factory=dict)
     statements: list[dict[str, Any]] = field(default_factory=list)
     environment: dict[str, Any] = field(default_factory=dict)
+    conditions: dict[str, Any] = field(default_factory=dict)
 
     def merge(self, other: Fragment) -> Fragment:
         """Both fragments together; two groups defining the same name is a bug, not an override."""
         merged = Fragment(statements=[*self.statements, *other.statements])
-        for section in ("parameters", "resources", "outputs", "environment"):
+        for section in ("parameters", "resources", "outputs", "environment", "conditions"):
             mine: dict[str, Any] = getattr(self, section)
             theirs: dict[str, Any] = getattr(other, section)
             clash = sorted(mine.keys() & theirs.keys())
@@ -321,7 +342,166 @@ def logs_group(shape: AppShape) -> Fragment:
     )
 
 
-DEFAULT_GROUPS: tuple[Group, ...] = (tables_group, secrets_group, runtime_group, logs_group)
+def delays_definition(path: Path = DELAYS_ASL) -> dict[str, Any]:
+    """The delay state machine's ASL as an object, placeholders (``${ResumeFunctionArn}``) left in."""
+    definition: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return definition
+
+
+def definition_placeholders(definition: Any) -> set[str]:
+    """Every ``${Name}`` in a definition: what its ``DefinitionSubstitutions`` must provide."""
+    if isinstance(definition, str):
+        return set(_PLACEHOLDER.findall(definition))
+    if isinstance(definition, Mapping):
+        return set().union(*(definition_placeholders(value) for value in definition.values()))
+    if isinstance(definition, list):
+        return set().union(*(definition_placeholders(value) for value in definition))
+    return set()
+
+
+def substitute_definition(definition: Any, substitutions: Mapping[str, str]) -> Any:
+    """What CloudFormation's ``DefinitionSubstitutions`` does, for moto (the tests and the local stack)."""
+    if isinstance(definition, str):
+
+        def replace(match: re.Match[str]) -> str:
+            if match.group(1) not in substitutions:
+                raise KeyError(f"no substitution for ${{{match.group(1)}}}")
+            return substitutions[match.group(1)]
+
+        return _PLACEHOLDER.sub(replace, definition)
+    if isinstance(definition, Mapping):
+        return {key: substitute_definition(value, substitutions) for key, value in definition.items()}
+    if isinstance(definition, list):
+        return [substitute_definition(value, substitutions) for value in definition]
+    return definition
+
+
+def render_delays_definition(resume_function_arn: str, path: Path = DELAYS_ASL) -> str:
+    """The delay ASL as a ``create_state_machine`` definition string that invokes ``resume_function_arn``."""
+    rendered = substitute_definition(delays_definition(path), {"ResumeFunctionArn": resume_function_arn})
+    return json.dumps(rendered)
+
+
+def delays_group(shape: AppShape) -> Fragment:
+    """The Standard state machine that wakes waiting automation runs, its own role, and the wiring.
+
+    One execution per wait (``WakeUp.as_input()``): a Choice on ``$.wait.seconds``, a Wait, then a Task
+    that invokes the resume function with the execution input unchanged. The functions may start
+    executions of exactly this state machine and describe or stop exactly its executions; the state
+    machine may invoke exactly the resume function. An app without ``resume_run`` is an error, not a
+    silent skip: without it no waiting run would ever wake but through the sweep.
+    """
+    if RESUME_FUNCTION not in shape.functions:
+        raise ValueError(
+            f"the delay state machine needs the function {RESUME_FUNCTION}"
+            ' (@app.lambda_function(name="resume_run") in app.py); the app has only'
+            f" {', '.join(shape.functions) or 'no functions'}"
+        )
+    resume_arn = {"Fn::GetAtt": [RESUME_FUNCTION, "Arn"]}
+    state_machine_arn = {"Fn::Sub": DELAY_STATE_MACHINE_ARN}
+    role = {
+        "Type": "AWS::IAM::Role",
+        "Properties": {
+            "AssumeRolePolicyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "states.amazonaws.com"},
+                        "Action": "sts:AssumeRole",
+                        # Only this stack's delay state machine may use it (confused deputy).
+                        "Condition": {
+                            "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}},
+                            "ArnLike": {"aws:SourceArn": state_machine_arn},
+                        },
+                    }
+                ],
+            },
+            "Policies": [
+                {
+                    "PolicyName": "invoke-resume-function",
+                    "PolicyDocument": {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {
+                                "Sid": "InvokeResumeFunction",
+                                "Effect": "Allow",
+                                "Action": ["lambda:InvokeFunction"],
+                                "Resource": [resume_arn],
+                            }
+                        ],
+                    },
+                }
+            ],
+        },
+    }
+    state_machine = {
+        "Type": "AWS::StepFunctions::StateMachine",
+        "Properties": {
+            "StateMachineName": {"Fn::Sub": DELAY_STATE_MACHINE_NAME},
+            "StateMachineType": "STANDARD",
+            "RoleArn": {"Fn::GetAtt": [DELAY_STATE_MACHINE_ROLE, "Arn"]},
+            # An object, not DefinitionString, so cfn-lint validates the ASL too.
+            "Definition": delays_definition(),
+            "DefinitionSubstitutions": {"ResumeFunctionArn": resume_arn},
+        },
+    }
+    alarm = {
+        "Type": "AWS::CloudWatch::Alarm",
+        "Properties": {
+            "AlarmDescription": (
+                "A delay execution failed, so a waiting automation run was not resumed by its timer;"
+                " the sweep_runs schedule resumes overdue runs, the execution history says why"
+            ),
+            "Namespace": "AWS/States",
+            "MetricName": "ExecutionsFailed",
+            "Dimensions": [{"Name": "StateMachineArn", "Value": {"Ref": DELAY_STATE_MACHINE}}],
+            "Statistic": "Sum",
+            "Period": 300,
+            "EvaluationPeriods": 1,
+            "Threshold": 1,
+            "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+            "TreatMissingData": "notBreaching",
+            "AlarmActions": {
+                "Fn::If": [HAS_ALARM_TOPIC, [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]
+            },
+        },
+    }
+    return Fragment(
+        parameters={
+            "AlarmTopicArn": {
+                "Type": "String",
+                "Default": "",
+                "AllowedPattern": "^(arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_.-]+)?$",
+                "Description": "SNS topic the alarms notify (empty: alarms without actions)",
+            }
+        },
+        conditions={HAS_ALARM_TOPIC: {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]}]}},
+        resources={
+            DELAY_STATE_MACHINE_ROLE: role,
+            DELAY_STATE_MACHINE: state_machine,
+            "DelayExecutionsFailedAlarm": alarm,
+        },
+        outputs={"DelayStateMachineArn": {"Value": {"Ref": DELAY_STATE_MACHINE}}},
+        statements=[
+            {
+                "Sid": "DelayStart",
+                "Effect": "Allow",
+                "Action": ["states:StartExecution"],
+                "Resource": state_machine_arn,
+            },
+            {
+                "Sid": "DelayExecutions",
+                "Effect": "Allow",
+                "Action": ["states:DescribeExecution", "states:StopExecution"],
+                "Resource": {"Fn::Sub": DELAY_EXECUTIONS_ARN},
+            },
+        ],
+        environment={STATE_MACHINE_ARN_ENV: state_machine_arn},
+    )
+
+
+DEFAULT_GROUPS: tuple[Group, ...] = (tables_group, secrets_group, runtime_group, logs_group, delays_group)
 
 
 def function_role(statements: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -366,12 +546,15 @@ def build_template(shape: AppShape, groups: Sequence[Group] = DEFAULT_GROUPS) ->
             "Properties": {"Role": ROLE_ARN, "Environment": {"Variables": dict(fragment.environment)}}
         }
     outputs = {**fragment.outputs, "FunctionRoleArn": {"Value": ROLE_ARN}}
-    return {
-        "Description": f"{SERVICE_NAME}: Chalice app with its tables, role and log groups",
+    template: dict[str, Any] = {
+        "Description": f"{SERVICE_NAME}: Chalice app with its tables, roles, logs and delay state machine",
         "Parameters": fragment.parameters,
         "Resources": resources,
         "Outputs": outputs,
     }
+    if fragment.conditions:
+        template["Conditions"] = fragment.conditions
+    return template
 
 
 def check_packaged(template: Mapping[str, Any], shape: AppShape, merge: Mapping[str, Any]) -> list[str]:
@@ -414,14 +597,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--function",
         action="append",
         default=[],
-        help="function logical id (repeatable; default: APIHandler)",
+        help=f"function logical id (repeatable; default: APIHandler {RESUME_FUNCTION} SweepRuns)",
     )
     args = parser.parse_args(argv)
     if args.sam is not None:
         shape = AppShape.from_sam(json.loads(args.sam.read_text(encoding="utf-8")))
     else:
-        shape = AppShape(functions=tuple(args.function or ["APIHandler"]))
-    write_template(build_template(shape), args.output)
+        shape = AppShape(functions=tuple(args.function or ["APIHandler", RESUME_FUNCTION, "SweepRuns"]))
+    try:
+        template = build_template(shape)
+    except ValueError as exc:
+        print(f"cannot build the merge template: {exc}", file=sys.stderr)
+        return 1
+    write_template(template, args.output)
     print(f"wrote {args.output} for functions {', '.join(shape.functions)}")
     return 0
 

@@ -153,7 +153,11 @@ def discover_app(project_dir: Path, stage: str) -> AppShape:
 
 
 def write_merge_template(shape: AppShape, output: Path) -> dict[str, Any]:
-    template = build_template(shape)
+    try:
+        template = build_template(shape)
+    except ValueError as exc:
+        # e.g. app.py lacks the resume_run function the delay state machine invokes
+        raise PackageError(f"cannot build the merge template: {exc}") from exc
     write_template(template, output)
     print(f"wrote {output} for functions {', '.join(shape.functions)}")
     return template

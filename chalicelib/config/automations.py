@@ -14,6 +14,7 @@ step is reachable, whether a condition compares a field of the right type, is th
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import re
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal
@@ -59,9 +60,16 @@ def parse_duration(text: str) -> int:
     return sum(int(n) * _DURATION_UNITS[unit] for n, unit in _DURATION_PART.findall(compact))
 
 
-def _check_delay(value: Any) -> str:
-    if isinstance(value, int) and not isinstance(value, bool):
-        raise ValueError(f"a delay needs a unit: write {value}d for days, {value}h for hours or {value}m")
+def _check_delay(value: Any) -> Any:
+    # Runs before the str validation: a bare number would otherwise only get "expected text".
+    if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+        if value != int(value):
+            raise ValueError(f"a delay is a whole number with a unit, e.g. 36h rather than {value}d")
+        number = int(value)
+        raise ValueError(
+            f"a delay needs a unit: write {number}d for days, {number}h for hours, {number}m for "
+            f"minutes or {number}w for weeks"
+        )
     if not isinstance(value, str):
         raise ValueError("a delay is a duration like 30m, 2d or 6w")
     seconds = parse_duration(value)
@@ -74,7 +82,7 @@ def _check_delay(value: Any) -> str:
 
 Duration = Annotated[
     str,
-    AfterValidator(_check_delay),
+    BeforeValidator(_check_delay),
     Field(
         description="A duration from 1m to 52w: minutes (m), hours (h), days (d), weeks (w), e.g. 2d.",
         json_schema_extra={"pattern": r"^\s*(\d+\s*[mhdwMHDW]\s*)+$"},
@@ -157,6 +165,49 @@ def _single_key(kind: str, keys: tuple[str, ...]) -> Any:
     return pick
 
 
+def _kind_check(kind: str, keys: tuple[str, ...], companions: tuple[str, ...]) -> Any:
+    """A before-validator that explains a mapping without exactly one action key.
+
+    The discriminator alone can only say "a step has exactly one of: <all keys>"; this names the
+    key that is wrong (``unknown step 'add_tags'; did you mean 'add_tag'?``) or the ones that clash.
+    ``companions`` are keys that go with an action key (``then``, ``else``, ``id``, ``eq``...).
+    """
+    listing = ", ".join(keys)
+
+    def unknown(key: object) -> str:
+        guess = difflib.get_close_matches(str(key), keys, n=1, cutoff=0.6)
+        if guess:
+            return f"unknown {kind} {str(key)!r}; did you mean {guess[0]!r}?"
+        return f"unknown {kind} {str(key)!r} (a {kind} is one of: {listing})"
+
+    def check(value: Any) -> Any:
+        if isinstance(value, str):
+            if value in keys:
+                raise ValueError(f"{value} needs a value: write it as {value}: <value>")
+            raise ValueError(unknown(value))
+        if not isinstance(value, dict):
+            return value  # not a mapping: the model reports "expected a mapping"
+        present = [key for key in value if key in keys]
+        if len(present) == 1:
+            return value
+        if len(present) > 1:
+            raise ValueError(
+                f"a {kind} does one thing, but this one has {', '.join(present)}; "
+                f"write each as a {kind} of its own"
+            )
+        strangers = [key for key in value if key not in companions]
+        if strangers:
+            raise ValueError("; ".join(unknown(key) for key in strangers))
+        if value:
+            raise ValueError(
+                f"a {kind} needs one of: {listing}; this one has only {', '.join(map(str, value))}"
+            )
+        raise ValueError(f"a {kind} needs one of: {listing}; this one is empty")
+
+    check.__name__ = f"{kind}_kind_check"
+    return check
+
+
 # --- Events: triggers, goals, cancel_on ---------------------------------------------------------
 
 
@@ -223,6 +274,7 @@ EventSpec = Annotated[
         custom_error_type="event_kind",
         custom_error_message=f"an event has exactly one of: {', '.join(EVENT_KEYS)}",
     ),
+    BeforeValidator(_kind_check("event", EVENT_KEYS, ())),
 ]
 """What starts, moves or cancels a run: a tag added/removed, a ThriveCart event, a field change."""
 
@@ -299,6 +351,7 @@ Condition = Annotated[
         custom_error_type="condition_kind",
         custom_error_message=f"a condition has exactly one of: {', '.join(CONDITION_KEYS)}",
     ),
+    BeforeValidator(_kind_check("condition", CONDITION_KEYS, COMPARISONS)),
 ]
 """A yes/no question about the contact. New kinds (``has_access``, subscription state) add a model."""
 
@@ -477,11 +530,14 @@ STEP_KEYS = (
 )
 
 
+_step_kind_check = _kind_check("step", STEP_KEYS, ("id", "then", "else"))
+
+
 def _step_before(value: Any) -> Any:
     # "- exit" is the natural YAML for a step with no argument.
     if value == "exit":
         return {"exit": True}
-    return value
+    return _step_kind_check(value)
 
 
 Step = Annotated[

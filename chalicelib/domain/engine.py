@@ -1,14 +1,21 @@
-"""The pure core: apply a list of changes to a contact snapshot, cascading through operations.
+"""The pure core: apply a list of changes to a contact snapshot, cascading through operations
+and automations.
 
 Adding an operation's trigger tag runs that operation and removes the tag again, and an operation
-may add tags that trigger further operations. The whole cascade is computed here, in memory, so
-that storage can commit the result (new snapshot, ledger entries, timeline, Kit sync intent) in
-one transaction: an event's effects land entirely or not at all. The cascade is bounded; a config
-whose operations keep triggering each other fails the event instead of looping.
+may add tags that trigger further operations. Every real change (a tag added or removed, a field
+changed, an operation run, a ThriveCart event) is also a ``Happening`` that may start automation
+runs, move running ones to a goal or cancel them; runs then advance through their steps (the
+interpreter) until they wait, hold or end, and their steps' effects cascade the same way. The whole
+cascade is computed here, in memory, so that storage can commit the result (new snapshot, runs,
+ledger entries, timeline, outbound intents) in one transaction: an event's effects land entirely or
+not at all. The cascade is bounded; a config whose operations or automations keep triggering each
+other fails the event instead of looping.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -16,19 +23,46 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from chalicelib.config import automations as steps
 from chalicelib.config.model import MemberflowConfig, OperationConfig
-from chalicelib.domain.errors import BadRequest, CascadeTooLong, Conflict, Insufficient, NotFound
+from chalicelib.domain.automations import interpreter
+from chalicelib.domain.automations.book import AutomationBook, book_for
+from chalicelib.domain.automations.conditions import FactValue, parse_when
+from chalicelib.domain.automations.happenings import Happening, matches
+from chalicelib.domain.automations.program import Node, Program
+from chalicelib.domain.automations.runs import (
+    ACTIVE,
+    Run,
+    RunStatus,
+    StepRecord,
+    WakeUp,
+    execution_name,
+)
+from chalicelib.domain.errors import (
+    BadRequest,
+    CascadeTooLong,
+    Conflict,
+    Insufficient,
+    MemberflowError,
+    NotFound,
+)
 from chalicelib.domain.model import (
     Contact,
     FieldValue,
     KitSyncIntent,
     LedgerEntry,
+    OutboundIntent,
     TimelineEntry,
     TimelineKind,
+    is_test_email,
 )
 
 MAX_OPERATION_RUNS_PER_EVENT = 25
 """Bounds a trigger cascade; also keeps one event's writes inside a single DynamoDB transaction."""
+MAX_RUN_STARTS_PER_EVENT = 25
+"""Bounds automations starting each other (a step adds the tag that triggers another run...)."""
+MAX_WRITES_PER_EVENT = 90
+"""Runs, ledger entries and outbound intents of one event; DynamoDB transactions hold 100 items."""
 
 KIT = "kit"
 
@@ -100,6 +134,28 @@ class Note:
     data: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Happen:
+    """Something automations may listen for that no other command expresses (a ThriveCart event)."""
+
+    happening: Happening
+
+
+@dataclass(frozen=True)
+class ResumeRun:
+    """A run's timer fired (``release``: a held run's automation is live again)."""
+
+    run_id: str
+    generation: int
+    release: bool = False
+
+
+@dataclass(frozen=True)
+class CancelRun:
+    run_id: str
+    reason: str
+
+
 Command = (
     RecordEvent
     | UpdateProfile
@@ -110,6 +166,9 @@ Command = (
     | SetMarketingStatus
     | MarkOrderItem
     | Note
+    | Happen
+    | ResumeRun
+    | CancelRun
 )
 
 
@@ -121,6 +180,8 @@ class Context:
     event_id: str
     now: datetime
     config: MemberflowConfig
+    automations: AutomationBook | None = None
+    """The config's automations plus any older versions the contact's runs are pinned to."""
 
 
 @dataclass(frozen=True)
@@ -138,10 +199,19 @@ class Transition:
     ledger: tuple[LedgerEntry, ...]
     kit_sync: KitSyncIntent | None
     operations: tuple[OperationResult, ...]
+    runs: tuple[Run, ...] = ()
+    """Runs started or changed; ``stored_version`` is the version read (0 for new runs)."""
+    wakeups: tuple[WakeUp, ...] = ()
+    """Timers to start once the transaction is committed."""
+    stops: tuple[str, ...] = ()
+    """Execution names of timers made stale (the run moved on); stopping them is a courtesy."""
+    outbound: tuple[OutboundIntent, ...] = ()
+    programs: tuple[Program, ...] = ()
+    """Automation versions that new runs are pinned to; stored before the commit."""
 
     @property
     def state_changed(self) -> bool:
-        return self.after != self.before
+        return self.after != self.before or bool(self.runs)
 
 
 # --- Engine -------------------------------------------------------------------------------------
@@ -152,9 +222,14 @@ def trigger_index(config: MemberflowConfig) -> dict[str, str]:
     return {op.trigger_tag: op_id for op_id, op in config.operations.items() if op.trigger_tag}
 
 
-def apply(contact: Contact, commands: Sequence[Command], ctx: Context) -> Transition:
-    """Apply ``commands`` in order; raises ``Insufficient``/``Conflict`` for refused direct changes."""
-    work = _Work(contact, ctx)
+def apply(
+    contact: Contact, commands: Sequence[Command], ctx: Context, runs: Mapping[str, Run] | None = None
+) -> Transition:
+    """Apply ``commands`` in order; raises ``Insufficient``/``Conflict`` for refused direct changes.
+
+    ``runs`` are the contact's active runs (those in ``contact.active_runs``), as stored.
+    """
+    work = _Work(contact, ctx, runs or {})
     work.run(commands)
     return work.result()
 
@@ -171,6 +246,8 @@ class _State:
     marketing_status: str | None
     timeline: list[TimelineEntry]
     ledger: list[LedgerEntry]
+    happenings: list[Happening] = field(default_factory=list)
+    """Noted but not yet matched against automations; rolled back with a refused operation."""
 
     def copy(self) -> _State:
         return _State(
@@ -184,15 +261,30 @@ class _State:
             self.marketing_status,
             list(self.timeline),
             list(self.ledger),
+            list(self.happenings),
         )
 
 
 class _Work:
-    def __init__(self, contact: Contact, ctx: Context) -> None:
+    def __init__(self, contact: Contact, ctx: Context, runs: Mapping[str, Run]) -> None:
         self.before = contact
         self.ctx = ctx
         self.config = ctx.config
         self.triggers = trigger_index(ctx.config)
+        self.book = ctx.automations or book_for(ctx.config)
+        self.runs: dict[str, Run] = {rid: run for rid, run in runs.items() if rid in contact.active_runs}
+        self.loaded_runs = dict(self.runs)
+        self.changed_runs: list[str] = []
+        self.ready: deque[tuple[str, int, str | None]] = deque()
+        self.wakes: dict[str, WakeUp] = {}
+        self.outbound: list[OutboundIntent] = []
+        self.programs: dict[tuple[str, str], Program] = {}
+        self.run_starts = 0
+        self.step_mark: int | None = None
+        self.active_runs = dict(contact.active_runs)
+        self.entries = dict(contact.automation_entries)
+        self.keys = set(contact.automation_keys)
+        self.is_test = is_test_email(contact.email, ctx.config.test_contacts.emails)
         self.state = _State(
             contact.first_name,
             contact.last_name,
@@ -214,6 +306,10 @@ class _Work:
             self._log(TimelineKind.CONTACT_CREATED, {})
 
     def run(self, commands: Sequence[Command]) -> None:
+        self._drain(commands)
+        self._automate()
+
+    def _drain(self, commands: Sequence[Command]) -> None:
         queue: deque[Command] = deque(commands)
         while queue:
             follow_ups = self._apply(queue.popleft())
@@ -247,6 +343,12 @@ class _Work:
                 self.state.marketing_status = command.status
         elif isinstance(command, MarkOrderItem):
             self.state.order_items.add(command.key)
+        elif isinstance(command, Happen):
+            self.state.happenings.append(command.happening)
+        elif isinstance(command, ResumeRun):
+            self._resume_run(command)
+        elif isinstance(command, CancelRun):
+            self._cancel_run(command.run_id, command.reason)
         else:
             self._log(TimelineKind.NOTE, {"text": command.text, **command.data})
         return []
@@ -272,6 +374,7 @@ class _Work:
             if tag not in self.state.tags:
                 self.state.tags.add(tag)
                 self._log(TimelineKind.TAG_ADDED, {"tag": tag, "origin": command.origin})
+                self.state.happenings.append(Happening("tag_added", tag))
             elif operation_id is None:
                 continue
             if operation_id is not None:
@@ -286,6 +389,7 @@ class _Work:
             if tag in self.state.tags:
                 self.state.tags.discard(tag)
                 self._log(TimelineKind.TAG_REMOVED, {"tag": tag, "origin": command.origin})
+                self.state.happenings.append(Happening("tag_removed", tag))
 
     def _field_config(self, name: str) -> Any:
         spec = self.config.fields.get(name)
@@ -305,15 +409,21 @@ class _Work:
     def _change_field(self, command: ChangeField) -> None:
         spec = self._field_config(command.field)
         current = self.current_value(command.field)
-        if spec.type == "text":
+        if spec.type in ("text", "date"):
             if command.delta is not None or not isinstance(command.value, str):
-                raise BadRequest(f"field '{command.field}' holds text; send a text 'set' value")
+                raise BadRequest(f"field '{command.field}' holds {spec.type}; send a text 'set' value")
+            if spec.type == "date" and parse_when(command.value) is None:
+                raise BadRequest(
+                    f"field '{command.field}' holds a date; send an ISO date like 2026-12-01",
+                    code="invalid_date",
+                )
             if command.value != current:
                 self.state.fields[command.field] = command.value
                 self._log(
                     TimelineKind.FIELD_CHANGED,
                     {"field": command.field, "from": current, "to": command.value, "reason": command.reason},
                 )
+                self.state.happenings.append(Happening("field_changed", command.field))
             return
         assert isinstance(current, Decimal)
         if command.delta is not None:
@@ -337,6 +447,8 @@ class _Work:
         if amount == 0 and command.field in self.state.fields:
             return
         self.state.fields[command.field] = new
+        if amount != 0:
+            self.state.happenings.append(Happening("field_changed", command.field))
         self.state.ledger.append(
             LedgerEntry(
                 email=self.before.email,
@@ -393,6 +505,7 @@ class _Work:
             )
             return []
         self.state.runs[command.operation_id] = done + 1
+        self.state.happenings.append(Happening("operation", command.operation_id))
         self.operations.append(OperationResult(command.operation_id, "applied"))
         self._log(
             TimelineKind.OPERATION_RAN,
@@ -430,10 +543,19 @@ class _Work:
             operation_runs=dict(s.runs),
             order_items=frozenset(s.order_items),
             marketing_status=s.marketing_status,
+            active_runs=dict(self.active_runs),
+            automation_entries=dict(self.entries),
+            automation_keys=frozenset(self.keys),
         )
         changed = after != self.before
         if changed:
             after = replace(after, updated_at=self.ctx.now)
+        runs = tuple(self.runs[rid] for rid in self.changed_runs)
+        if len(runs) + len(s.ledger) + len(self.outbound) > MAX_WRITES_PER_EVENT:
+            raise CascadeTooLong(
+                f"one event would write {len(runs)} runs, {len(s.ledger)} ledger entries and"
+                f" {len(self.outbound)} outbound messages; the limit is {MAX_WRITES_PER_EVENT} in all"
+            )
         return Transition(
             before=self.before,
             after=after,
@@ -441,7 +563,330 @@ class _Work:
             ledger=tuple(s.ledger),
             kit_sync=self._kit_sync(after) if changed else None,
             operations=tuple(self.operations),
+            runs=runs,
+            wakeups=self._wakeups(),
+            stops=self._stops(),
+            outbound=tuple(self.outbound),
+            programs=tuple(self.programs.values()),
         )
+
+    # --- automations ------------------------------------------------------------------------------
+
+    def _automate(self) -> None:
+        """Match happenings against runs and triggers, and advance ready runs, until all is quiet."""
+        while self.state.happenings or self.ready:
+            if self.state.happenings:
+                self._react(self.state.happenings.pop(0))
+                continue
+            run_id, generation, start = self.ready.popleft()
+            run = self.runs[run_id]
+            if run.generation == generation and run.status is RunStatus.RUNNING:
+                self._advance(run, start)
+
+    def _react(self, happening: Happening) -> None:
+        for run in sorted(self.runs.values(), key=lambda r: (r.started_at, r.run_id)):
+            if run.active:
+                self._react_in_run(run, happening)
+        for automation_id, program in sorted(self.book.current.items()):
+            if self.book.statuses.get(automation_id) == "live" and matches(program.config.trigger, happening):
+                self._start_run(program, happening)
+
+    def _react_in_run(self, run: Run, happening: Happening) -> None:
+        program = self.book.program(run.automation_id, run.version)
+        if program is None:
+            return
+        for spec in program.config.cancel_on:
+            if matches(spec, happening):
+                self._end_run(run, RunStatus.CANCELLED, f"cancel_on {_label(happening)}")
+                return
+        if run.goal is not None:
+            return
+        for goal in program.goals:
+            if matches(goal.on, happening):
+                record = StepRecord(
+                    goal.id, "goal", self.ctx.now, self.ctx.event_id, "reached", {"on": _label(happening)}
+                )
+                moved = replace(
+                    run,
+                    status=RunStatus.RUNNING,
+                    goal=goal.id,
+                    position=None,
+                    due_at=None,
+                    generation=run.generation + 1,
+                    updated_at=self.ctx.now,
+                    history=(*run.history, record),
+                )
+                self._set_run(moved, [record])
+                self.ready.append((run.run_id, moved.generation, goal.entry))
+                return
+
+    def _start_run(self, program: Program, happening: Happening) -> None:
+        automation_id = program.automation_id
+        reentry = program.config.reentry
+        key = f"{automation_id}#{happening.event_key or self.ctx.event_id}"
+        reason = None
+        if reentry == "once" and self.entries.get(automation_id, 0) > 0:
+            reason = "reentry is once and the contact has entered before"
+        elif reentry == "once_per_event" and key in self.keys:
+            reason = "reentry is once_per_event and this event started a run already"
+        if reason is not None:
+            self._log(
+                TimelineKind.RUN_NOT_STARTED,
+                {"automation": automation_id, "trigger": _label(happening), "reason": reason},
+            )
+            return
+        self.run_starts += 1
+        if self.run_starts > MAX_RUN_STARTS_PER_EVENT:
+            raise CascadeTooLong(
+                f"automations started more than {MAX_RUN_STARTS_PER_EVENT} runs in one event"
+                f" (last: {automation_id}); check for steps that trigger each other"
+            )
+        seed = f"{self.ctx.event_id}|{automation_id}|{self.run_starts}"
+        run_id = "r" + hashlib.sha256(seed.encode()).hexdigest()[:24]
+        record = StepRecord(
+            "trigger", "trigger", self.ctx.now, self.ctx.event_id, "started", happening.describe()
+        )
+        run = Run(
+            run_id=run_id,
+            email=self.before.email,
+            automation_id=automation_id,
+            version=program.version,
+            status=RunStatus.RUNNING,
+            started_at=self.ctx.now,
+            updated_at=self.ctx.now,
+            trigger={**happening.describe(), "event_id": self.ctx.event_id},
+            reentry_key=key,
+            history=(record,),
+        )
+        self.entries[automation_id] = self.entries.get(automation_id, 0) + 1
+        self.keys.add(key)
+        self.active_runs[run_id] = automation_id
+        self.programs[(automation_id, program.version)] = program
+        self._log(
+            TimelineKind.RUN_STARTED,
+            {
+                "automation": automation_id,
+                "run_id": run_id,
+                "version": program.version,
+                "trigger": _label(happening),
+            },
+        )
+        self._set_run(run, [])
+        self.ready.append((run_id, 0, program.entry))
+
+    def _advance(self, run: Run, start: str | None) -> None:
+        program = self.book.program(run.automation_id, run.version)
+        if program is None:
+            self._end_run(
+                run, RunStatus.FAILED, f"version {run.version} of {run.automation_id} is not available"
+            )
+            return
+        advanced = interpreter.advance(run, program, start, self, live=self.book.is_live(run.automation_id))
+        if advanced.wake is not None:
+            self.wakes[run.run_id] = advanced.wake
+        self._set_run(advanced.run, [])
+
+    def _resume_run(self, command: ResumeRun) -> None:
+        run = self.runs.get(command.run_id)
+        expected = RunStatus.HELD if command.release else RunStatus.WAITING
+        if run is None or run.generation != command.generation or run.status is not expected:
+            self._log(
+                TimelineKind.NOTE,
+                {"text": "stale wake-up ignored", "run_id": command.run_id, "generation": command.generation},
+            )
+            return
+        now = self.ctx.now
+        if command.release:
+            if not self.book.is_live(run.automation_id):
+                return
+            resumed = replace(run, status=RunStatus.RUNNING, updated_at=now)
+            self._set_run(resumed, [])
+            self.ready.append((run.run_id, run.generation, run.position))
+            return
+        assert run.due_at is not None
+        if now < run.due_at - dt.timedelta(seconds=1):
+            # A wait longer than one timer may last: arm the next timer and keep waiting.
+            rearmed = replace(run, generation=run.generation + 1, updated_at=now)
+            self._set_run(rearmed, [])
+            self.wakes[run.run_id] = interpreter.wake_for(rearmed, now)
+            return
+        program = self.book.program(run.automation_id, run.version)
+        node = program.nodes.get(run.position or "") if program else None
+        late = max(0.0, (now - run.due_at).total_seconds())
+        record = StepRecord(
+            run.position or "",
+            node.kind if node else "wait",
+            now,
+            self.ctx.event_id,
+            "woke",
+            {"due_at": run.due_at.isoformat(), "late_seconds": round(late, 3)},
+        )
+        woken = replace(
+            run, status=RunStatus.RUNNING, woke_at=now, updated_at=now, history=(*run.history, record)
+        )
+        self._set_run(woken, [record])
+        self.ready.append((run.run_id, run.generation, node.next if node else None))
+
+    def _cancel_run(self, run_id: str, reason: str) -> None:
+        run = self.runs.get(run_id)
+        if run is None or not run.active:
+            raise NotFound(f"run {run_id} is not active for {self.before.email}", code="run_not_active")
+        self._end_run(run, RunStatus.CANCELLED, reason)
+
+    def _end_run(self, run: Run, status: RunStatus, reason: str) -> None:
+        record = StepRecord(
+            run.position or "end", "end", self.ctx.now, self.ctx.event_id, status.value, {"reason": reason}
+        )
+        ended = replace(
+            run,
+            status=status,
+            position=None,
+            due_at=None,
+            generation=run.generation + 1,
+            ended_at=self.ctx.now,
+            end_reason=reason,
+            updated_at=self.ctx.now,
+            history=(*run.history, record),
+        )
+        self._set_run(ended, [record])
+
+    def _set_run(self, run: Run, records: Sequence[StepRecord]) -> None:
+        if run.run_id not in self.changed_runs:
+            self.changed_runs.append(run.run_id)
+        self.runs[run.run_id] = run
+        for record in records:
+            self.recorded(run, record)
+        if run.status not in ACTIVE:
+            self.active_runs.pop(run.run_id, None)
+            if not any(r.kind == "end" for r in records):
+                self._log(
+                    TimelineKind.RUN_ENDED,
+                    {"automation": run.automation_id, "run_id": run.run_id, "status": run.status.value},
+                )
+
+    def _wakeups(self) -> tuple[WakeUp, ...]:
+        return tuple(
+            wake
+            for rid, wake in self.wakes.items()
+            if self.runs[rid].status is RunStatus.WAITING and self.runs[rid].generation == wake.generation
+        )
+
+    def _stops(self) -> tuple[str, ...]:
+        stale = []
+        for rid, before in self.loaded_runs.items():
+            after = self.runs[rid]
+            if (
+                before.status is RunStatus.WAITING
+                and before.position
+                and after.generation != before.generation
+            ):
+                stale.append(execution_name(rid, before.position, before.generation))
+        return tuple(stale)
+
+    # --- the interpreter's host ---------------------------------------------------------------
+
+    def recorded(self, run: Run, record: StepRecord) -> None:
+        data: dict[str, Any] = {
+            "automation": run.automation_id,
+            "run_id": run.run_id,
+            "step": record.step,
+            "kind": record.kind,
+            "outcome": record.outcome,
+        }
+        data.update({k: v for k, v in record.detail.items() if k in _TIMELINE_DETAIL})
+        entry = TimelineEntry(TimelineKind.RUN_STEP, self.ctx.now, self.ctx.event_id, data)
+        # An effect step is recorded after it ran; its line goes before the changes it made.
+        mark, self.step_mark = self.step_mark, None
+        if mark is None:
+            self.state.timeline.append(entry)
+        else:
+            self.state.timeline.insert(mark, entry)
+
+    @property
+    def now(self) -> datetime:
+        return self.ctx.now
+
+    @property
+    def event_id(self) -> str:
+        return self.ctx.event_id
+
+    @property
+    def delay_scale(self) -> float:
+        return self.config.test_contacts.delay_scale if self.is_test else 1.0
+
+    @property
+    def time_zone(self) -> str:
+        return self.config.time_zone
+
+    def has_tag(self, tag: str) -> bool:
+        return tag in self.state.tags
+
+    def field_value(self, name: str) -> FactValue:
+        spec = self.config.fields.get(name)
+        if spec is None:
+            return None
+        value = self.current_value(name)
+        if spec.type == "date":
+            return parse_when(value)
+        return value
+
+    def perform(self, run: Run, node: Node) -> interpreter.Performed:
+        self.step_mark = len(self.state.timeline)
+        step = node.step
+        reason = f"automation {run.automation_id} step {node.id}"
+        if isinstance(step, steps.AddTagStep | steps.RemoveTagStep):
+            adding = isinstance(step, steps.AddTagStep)
+            tag = step.add_tag if isinstance(step, steps.AddTagStep) else step.remove_tag
+            had = tag in self.state.tags
+            self._drain(
+                [AddTags((tag,), origin="automation") if adding else RemoveTags((tag,), origin="automation")]
+            )
+            return interpreter.Performed("done" if had != adding else "no_change", {"tag": tag})
+        if isinstance(step, steps.SetFieldStep | steps.IncreaseFieldStep | steps.DecreaseFieldStep):
+            return self._perform_field(step, reason)
+        if isinstance(step, steps.RunOperationStep):
+            done = len(self.operations)
+            self._drain([RunOperation(step.run_operation)])
+            results = [o.result for o in self.operations[done:] if o.operation_id == step.run_operation]
+            result = results[0] if results else "applied"
+            return interpreter.Performed(result, {"operation": step.run_operation})
+        return self._perform_outbound(run, node)
+
+    def _perform_field(
+        self, step: steps.SetFieldStep | steps.IncreaseFieldStep | steps.DecreaseFieldStep, reason: str
+    ) -> interpreter.Performed:
+        if isinstance(step, steps.SetFieldStep):
+            value = step.set_field.value
+            change = ChangeField(step.set_field.field, reason, value=value)
+        elif isinstance(step, steps.IncreaseFieldStep):
+            change = ChangeField(step.increase_field.field, reason, delta=step.increase_field.by)
+        else:
+            change = ChangeField(step.decrease_field.field, reason, delta=-step.decrease_field.by)
+        before = self.state.fields.get(change.field)
+        try:
+            self._drain([change])
+        except MemberflowError as refusal:
+            return interpreter.Performed("refused", {"field": change.field, "reason": refusal.message})
+        changed = self.state.fields.get(change.field) != before
+        return interpreter.Performed("done" if changed else "no_change", {"field": change.field})
+
+    def _perform_outbound(self, run: Run, node: Node) -> interpreter.Performed:
+        step = node.step
+        if isinstance(step, steps.SendEmailStep):
+            kind, payload = "email", {"email_id": step.send_email}
+        elif isinstance(step, steps.SubscribeSequenceStep):
+            kind, payload = "kit_sequence", {"sequence_id": step.subscribe_sequence}
+        elif isinstance(step, steps.WebhookStep):
+            kind, payload = "webhook", {"url": step.webhook.url, "method": step.webhook.method}
+        else:  # pragma: no cover - the interpreter handles every other kind itself
+            raise AssertionError(f"not an effect step: {node.kind}")
+        payload = {**payload, "automation": run.automation_id}
+        self.outbound.append(
+            OutboundIntent(
+                kind, self.before.email, self.ctx.event_id, self.ctx.now, run.run_id, node.id, payload
+            )
+        )
+        return interpreter.Performed("queued", payload)
 
     def _kit_sync(self, after: Contact) -> KitSyncIntent | None:
         before = self.before
@@ -467,6 +912,15 @@ class _Work:
             fields=changed_fields,
         )
         return None if intent.is_empty else intent
+
+
+_TIMELINE_DETAIL = frozenset(
+    {"due_at", "late_seconds", "result", "reason", "tag", "field", "operation", "email_id", "branch", "on"}
+)
+
+
+def _label(happening: Happening) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in happening.describe().items())
 
 
 def plain_number(value: Decimal) -> str:

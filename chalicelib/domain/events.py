@@ -18,6 +18,7 @@ class Source(enum.StrEnum):
     KIT = "kit"
     HOOK = "hook"
     ADMIN = "admin"
+    AUTOMATION = "automation"
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,12 @@ class Contact:
     operation_runs: Mapping[str, int] = field(default_factory=dict)
     order_items: frozenset[str] = frozenset()
     """``{order_id}:{purchase key}`` of every purchased item whose actions were applied."""
+    active_runs: Mapping[str, str] = field(default_factory=dict)
+    """Run id -> automation id of every automation run the contact is in (running, waiting, held)."""
+    automation_entries: Mapping[str, int] = field(default_factory=dict)
+    """Automation id -> runs ever started, for ``reentry: once``."""
+    automation_keys: frozenset[str] = frozenset()
+    """``{automation id}#{event key}`` of every run started, for ``reentry: once_per_event``."""
     version: int = 0
 
     @classmethod
@@ -72,6 +78,10 @@ class TimelineKind(enum.StrEnum):
     OPERATION_REFUSED = "operation_refused"
     MARKETING_STATUS_CHANGED = "marketing_status_changed"
     ORDER_ITEM_SKIPPED = "order_item_skipped"
+    RUN_STARTED = "run_started"
+    RUN_NOT_STARTED = "run_not_started"
+    RUN_STEP = "run_step"
+    RUN_ENDED = "run_ended"
     NOTE = "note"
 
 
@@ -117,3 +127,21 @@ class KitSyncIntent:
     @property
     def is_empty(self) -> bool:
         return not (self.add_tags or self.remove_tags or self.fields or self.first_name)
+
+
+@dataclass(frozen=True)
+class OutboundIntent:
+    """An email, Kit sequence subscription or webhook call an automation asked for (sent by the outbox)."""
+
+    kind: str
+    """``email``, ``kit_sequence`` or ``webhook``."""
+    email: str
+    event_id: str
+    at: datetime
+    run_id: str
+    step_id: str
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def intent_id(self) -> str:
+        return f"{self.kind}#{self.event_id}#{self.run_id}#{self.step_id}"

@@ -52,4 +52,30 @@ class FieldChangeRequested:
     event_name: str = "admin.field"
 
 
-Request = OperationRequested | TagsChangeRequested | FieldChangeRequested
+@dataclass(frozen=True)
+class RunWakeUp:
+    """A waiting run's timer fired (or the sweep found it overdue); ``release`` wakes a held run."""
+
+    idempotency_key: str
+    person: Person
+    run_id: str
+    generation: int
+    release: bool = False
+
+    @property
+    def event_name(self) -> str:
+        return "automation.release" if self.release else "automation.wake"
+
+
+@dataclass(frozen=True)
+class RunCancelRequested:
+    """``POST /admin/runs/{run_id}/cancel``."""
+
+    idempotency_key: str
+    person: Person
+    run_id: str
+    reason: str = "cancelled by an operator"
+    event_name: str = "admin.cancel_run"
+
+
+Request = OperationRequested | TagsChangeRequested | FieldChangeRequested | RunWakeUp | RunCancelRequested

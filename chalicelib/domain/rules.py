@@ -12,15 +12,19 @@ from typing import Any
 
 from chalicelib.config.model import MemberflowConfig, ProductConfig, TagActions
 from chalicelib.domain import events as ev
+from chalicelib.domain.automations.happenings import Happening
 from chalicelib.domain.engine import (
     KIT,
     AddTags,
+    CancelRun,
     ChangeField,
     Command,
+    Happen,
     MarkOrderItem,
     Note,
     RecordEvent,
     RemoveTags,
+    ResumeRun,
     RunOperation,
     SetMarketingStatus,
     UpdateProfile,
@@ -30,6 +34,8 @@ from chalicelib.domain.requests import (
     FieldChangeRequested,
     OperationRequested,
     Request,
+    RunCancelRequested,
+    RunWakeUp,
     TagsChangeRequested,
 )
 
@@ -96,6 +102,7 @@ def _thrivecart(event: ev.ThriveCartEvent, contact: Contact, config: MemberflowC
         _profile(event.person),
     ]
     if isinstance(event, ev.OrderSucceeded):
+        fresh: list[str] = []
         for item in event.items:
             marker = f"{event.order_id}:{item.key}"
             if marker in contact.order_items:
@@ -103,8 +110,11 @@ def _thrivecart(event: ev.ThriveCartEvent, contact: Contact, config: MemberflowC
                     Note("order item already applied", {"item": item.key, "order": event.order_id})
                 )
                 continue
+            fresh.append(item.key)
             commands.append(MarkOrderItem(marker))
-            commands.extend(_product_actions(products, item.key, hook))
+            commands.extend(product_actions(products, item.key, hook))
+        if fresh:
+            commands.append(Happen(Happening("thrivecart", event.event_name, tuple(fresh))))
         return commands
     if isinstance(event, ev.CartAbandoned):
         key = f"product-{event.base_product}" if event.base_product else None
@@ -112,11 +122,12 @@ def _thrivecart(event: ev.ThriveCartEvent, contact: Contact, config: MemberflowC
         subject = getattr(event, "item", None)
         key = subject.key if isinstance(subject, ev.PurchasedItem) else None
     if key is not None:
-        commands.extend(_product_actions(products, key, hook))
+        commands.extend(product_actions(products, key, hook))
+    commands.append(Happen(Happening("thrivecart", event.event_name, (key,) if key else ())))
     return commands
 
 
-def _product_actions(products: Mapping[str, ProductConfig], key: str, hook: str) -> list[Command]:
+def product_actions(products: Mapping[str, ProductConfig], key: str, hook: str) -> list[Command]:
     product = products.get(key)
     actions = getattr(product, hook) if product is not None else None
     if actions is None:
@@ -187,6 +198,10 @@ def _request(event: Request) -> list[Command]:
         if event.remove:
             commands.append(RemoveTags(event.remove, origin="admin"))
         return commands
+    if isinstance(event, RunWakeUp):
+        return [ResumeRun(event.run_id, event.generation, release=event.release)]
+    if isinstance(event, RunCancelRequested):
+        return [record, CancelRun(event.run_id, event.reason)]
     assert isinstance(event, FieldChangeRequested)
     return [record, ChangeField(event.field, event.reason, delta=event.delta, value=event.value)]
 
@@ -194,4 +209,6 @@ def _request(event: Request) -> list[Command]:
 def _request_source(event: Request) -> str:
     if isinstance(event, OperationRequested) and event.via == "hook":
         return ev.Source.HOOK.value
+    if isinstance(event, RunWakeUp):
+        return ev.Source.AUTOMATION.value
     return ev.Source.ADMIN.value

@@ -1,0 +1,138 @@
+"""Evaluating conditions against a contact, keeping what was looked at.
+
+Every sub-condition is evaluated (no short-circuit), so a decision records each tag and field it
+saw; that record is how ``GET /admin/runs/{id}`` answers "why did this branch run?". New condition
+kinds (offering access, subscription state) add a case to ``_evaluate`` and a value to ``Facts``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any, Protocol
+
+from chalicelib.config.automations import AllOf, AnyOf, Condition, FieldCompare, HasTag, Not
+
+FactValue = Decimal | str | dt.date | dt.datetime | None
+
+
+class Facts(Protocol):
+    """What conditions may ask about a contact."""
+
+    def has_tag(self, tag: str) -> bool: ...
+
+    def field_value(self, name: str) -> FactValue:
+        """The field's value (its default when unset), typed: Decimal, str, or a date; None if empty."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    result: bool
+    tags: Mapping[str, bool] = field(default_factory=dict)
+    """Every tag the condition looked at, and whether the contact had it."""
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    """Every field the condition looked at, and its value (as text, for the record)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"result": self.result, "tags": dict(self.tags), "fields": dict(self.fields)}
+
+
+def evaluate(condition: Condition, facts: Facts) -> Verdict:
+    tags: dict[str, bool] = {}
+    fields: dict[str, Any] = {}
+    result = _evaluate(condition, facts, tags, fields)
+    return Verdict(result, tags, fields)
+
+
+def _evaluate(condition: Condition, facts: Facts, tags: dict[str, bool], fields: dict[str, Any]) -> bool:
+    if isinstance(condition, HasTag):
+        present = facts.has_tag(condition.has_tag)
+        tags[condition.has_tag] = present
+        return present
+    if isinstance(condition, FieldCompare):
+        value = facts.field_value(condition.field)
+        fields[condition.field] = None if value is None else _text(value)
+        op, operand = condition.comparison
+        return compare(value, op, operand)
+    if isinstance(condition, AllOf):
+        results = [_evaluate(c, facts, tags, fields) for c in condition.all]
+        return all(results)
+    if isinstance(condition, AnyOf):
+        results = [_evaluate(c, facts, tags, fields) for c in condition.any]
+        return any(results)
+    assert isinstance(condition, Not)
+    return not _evaluate(condition.not_, facts, tags, fields)
+
+
+def compare(value: FactValue, op: str, operand: Any) -> bool:
+    """``value <op> operand``; an empty field is neither equal to, above nor below anything."""
+    if op == "exists":
+        return (value is not None) == bool(operand)
+    if value is None:
+        return op == "ne"
+    left, right = _comparable(value, operand)
+    if left is None or right is None:
+        return op == "ne"
+    if op == "eq":
+        return bool(left == right)
+    if op == "ne":
+        return bool(left != right)
+    try:
+        if op == "gt":
+            return bool(left > right)
+        if op == "gte":
+            return bool(left >= right)
+        if op == "lt":
+            return bool(left < right)
+        if op == "lte":
+            return bool(left <= right)
+    except TypeError:
+        return False
+    raise ValueError(f"unknown comparison {op!r}")
+
+
+def _comparable(value: FactValue, operand: Any) -> tuple[Any, Any]:
+    if isinstance(value, Decimal):
+        try:
+            return value, Decimal(str(operand))
+        except InvalidOperation:
+            return None, None
+    if isinstance(value, dt.date):
+        other = parse_when(operand)
+        if other is None:
+            return None, None
+        return _as_datetime(value), _as_datetime(other)
+    return value, str(operand)
+
+
+def parse_when(raw: Any) -> dt.date | dt.datetime | None:
+    """An ISO date or date-time (from YAML, a field or JSON); None if it is not one."""
+    if isinstance(raw, dt.date):
+        return raw
+    if not isinstance(raw, str):
+        return None
+    text = raw.strip()
+    try:
+        if len(text) == 10:
+            return dt.date.fromisoformat(text)
+        return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _as_datetime(value: dt.date) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    return dt.datetime.combine(value, dt.time(), tzinfo=dt.UTC)
+
+
+def _text(value: FactValue) -> str:
+    if isinstance(value, Decimal):
+        if value == value.to_integral_value():
+            return str(value.quantize(Decimal(1)))
+        return format(value.normalize(), "f")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value)

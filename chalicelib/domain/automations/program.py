@@ -1,0 +1,234 @@
+"""An automation compiled for the interpreter: every step gets a stable id and knows what follows it.
+
+Steps nest (``if``/``switch`` branches, goals), but a run must be able to stop at any step and be
+resumed there later, possibly by a different deploy. So the tree is flattened into nodes keyed by
+step id, each naming the node that comes after it (the next step in its list, or whatever follows
+the branch it sits in). A run's position is a node id; that is also what moves a waiting run to a
+new version of its automation.
+
+A step's id is the one it was given, or one derived from what it does (``delay-2d``,
+``send_email-welcome``, ``if``), with ``-2``, ``-3`` for repeats, so inserting a different step
+does not rename the others. The version is a hash of the definition without its name and status:
+pausing an automation does not create a new version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from chalicelib.config.automations import (
+    AddTagStep,
+    AutomationConfig,
+    DecreaseFieldStep,
+    DelayStep,
+    EventSpec,
+    FieldChangedEvent,
+    Goal,
+    IfStep,
+    IncreaseFieldStep,
+    OperationEvent,
+    RemoveTagStep,
+    RunOperationStep,
+    SendEmailStep,
+    SetFieldStep,
+    Step,
+    SubscribeSequenceStep,
+    SwitchStep,
+    TagAddedEvent,
+    TagRemovedEvent,
+    ThriveCartEvent,
+    WaitUntilStep,
+    WebhookStep,
+)
+
+_SLUG = re.compile(r"[^a-z0-9]+")
+
+
+@dataclass(frozen=True)
+class Node:
+    id: str
+    step: Step
+    next: str | None
+    """The node after this one when it finishes (or after its branch finishes); None ends the run."""
+    branches: tuple[str | None, ...] = ()
+    """``if``: (then, else); ``switch``: one per case, then else. Each is the branch's first node."""
+
+    @property
+    def kind(self) -> str:
+        return type(self.step).action_key
+
+
+@dataclass(frozen=True)
+class GoalNode:
+    id: str
+    on: EventSpec
+    entry: str | None
+
+
+@dataclass(frozen=True)
+class Program:
+    automation_id: str
+    version: str
+    config: AutomationConfig
+    nodes: Mapping[str, Node]
+    entry: str | None
+    goals: tuple[GoalNode, ...]
+
+    @property
+    def name(self) -> str:
+        return self.config.name or self.automation_id
+
+
+def definition(config: AutomationConfig) -> dict[str, Any]:
+    """The part of an automation that decides what runs do: everything but its name and status."""
+    data: dict[str, Any] = config.model_dump(mode="json", by_alias=True, exclude_none=True)
+    data.pop("name", None)
+    data.pop("status", None)
+    return data
+
+
+def version_of(config: AutomationConfig) -> str:
+    canonical = json.dumps(definition(config), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def compile_automation(automation_id: str, config: AutomationConfig) -> Program:
+    ids = _Ids(config)
+    for step in _walk_all(config):  # ids in document order, before flattening visits lists level by level
+        ids.step_id(step)
+    nodes: dict[str, Node] = {}
+    entry = _flatten(config.steps, None, nodes, ids)
+    goals = tuple(
+        GoalNode(ids.goal_id(goal), goal.on, _flatten(goal.steps, None, nodes, ids)) for goal in config.goals
+    )
+    return Program(automation_id, version_of(config), config, nodes, entry, goals)
+
+
+def program_from_definition(automation_id: str, stored: Mapping[str, Any]) -> Program:
+    """Rebuild a stored version (see ``definition``) for runs pinned to it."""
+    return compile_automation(automation_id, AutomationConfig.model_validate(dict(stored)))
+
+
+def _flatten(steps: Sequence[Step], after: str | None, nodes: dict[str, Node], ids: _Ids) -> str | None:
+    step_ids = [ids.step_id(step) for step in steps]
+    for index, step in enumerate(steps):
+        following = step_ids[index + 1] if index + 1 < len(steps) else after
+        branches: tuple[str | None, ...] = ()
+        if isinstance(step, IfStep):
+            branches = (
+                _flatten(step.then, following, nodes, ids),
+                _flatten(step.else_, following, nodes, ids),
+            )
+        elif isinstance(step, SwitchStep):
+            cases = [_flatten(case.steps, following, nodes, ids) for case in step.switch]
+            branches = (*cases, _flatten(step.else_, following, nodes, ids))
+        nodes[step_ids[index]] = Node(step_ids[index], step, following, branches)
+    return step_ids[0] if step_ids else after
+
+
+class _Ids:
+    """Hands out step ids in document order: given ids as they are, derived ones made unique."""
+
+    def __init__(self, config: AutomationConfig) -> None:
+        self.taken: set[str] = set(_given_ids(config))
+        self.issued: dict[int, str] = {}
+
+    def step_id(self, step: Step) -> str:
+        if id(step) in self.issued:
+            return self.issued[id(step)]
+        issued = step.id or self._unique(derived_step_id(step))
+        self.issued[id(step)] = issued
+        return issued
+
+    def goal_id(self, goal: Goal) -> str:
+        return goal.id or self._unique("goal-" + _slug(event_label(goal.on)))
+
+    def _unique(self, base: str) -> str:
+        candidate, n = base, 1
+        while candidate in self.taken:
+            n += 1
+            candidate = f"{base}-{n}"
+        self.taken.add(candidate)
+        return candidate
+
+
+def walk_steps(steps: Sequence[Step]) -> Iterator[Step]:
+    """Every step, nested ones included, in document order."""
+    for step in steps:
+        yield step
+        if isinstance(step, IfStep):
+            yield from walk_steps(step.then)
+            yield from walk_steps(step.else_)
+        elif isinstance(step, SwitchStep):
+            for case in step.switch:
+                yield from walk_steps(case.steps)
+            yield from walk_steps(step.else_)
+
+
+def _walk_all(config: AutomationConfig) -> Iterator[Step]:
+    yield from walk_steps(config.steps)
+    for goal in config.goals:
+        yield from walk_steps(goal.steps)
+
+
+def _given_ids(config: AutomationConfig) -> Iterator[str]:
+    yield from (step.id for step in _walk_all(config) if step.id)
+    yield from (goal.id for goal in config.goals if goal.id)
+
+
+def derived_step_id(step: Step) -> str:
+    kind = type(step).action_key
+    argument = _argument(step)
+    return f"{kind}-{_slug(argument)}" if argument and _slug(argument) else kind
+
+
+def _argument(step: Step) -> str | None:
+    if isinstance(step, AddTagStep):
+        return step.add_tag
+    if isinstance(step, RemoveTagStep):
+        return step.remove_tag
+    if isinstance(step, SetFieldStep):
+        return step.set_field.field
+    if isinstance(step, IncreaseFieldStep):
+        return step.increase_field.field
+    if isinstance(step, DecreaseFieldStep):
+        return step.decrease_field.field
+    if isinstance(step, RunOperationStep):
+        return step.run_operation
+    if isinstance(step, DelayStep):
+        return step.delay
+    if isinstance(step, WaitUntilStep):
+        target = step.wait_until
+        return target.field or str(target.date or target.time)
+    if isinstance(step, SendEmailStep):
+        return step.send_email
+    if isinstance(step, SubscribeSequenceStep):
+        return step.subscribe_sequence
+    if isinstance(step, WebhookStep):
+        return urlsplit(step.webhook.url).hostname
+    return None
+
+
+def _slug(text: str) -> str:
+    return _SLUG.sub("-", text.lower()).strip("-")[:40].strip("-")
+
+
+def event_label(spec: EventSpec) -> str:
+    """``tag_added: Revoke Access``: how an event is named in history and messages."""
+    if isinstance(spec, TagAddedEvent):
+        return f"tag_added: {spec.tag_added}"
+    if isinstance(spec, TagRemovedEvent):
+        return f"tag_removed: {spec.tag_removed}"
+    if isinstance(spec, FieldChangedEvent):
+        return f"field_changed: {spec.field_changed}"
+    if isinstance(spec, OperationEvent):
+        return f"operation: {spec.operation}"
+    assert isinstance(spec, ThriveCartEvent)
+    match = spec.thrivecart
+    return f"thrivecart: {match.event}" + (f" {match.product}" if match.product else "")

@@ -1,0 +1,261 @@
+"""Run automations on a virtual clock, with no AWS at all: ``memberflow simulate``.
+
+The simulator drives the production engine and interpreter (``engine.apply``) with an in-memory
+contact and run set, and a heap of pending wake-ups in place of Step Functions: popping the
+earliest wake-up moves the clock to its due time and resumes the run exactly as the resume
+handler would. What it prints is the contact's timeline plus each run's history, so a branch shows
+the tags and fields it saw.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import heapq
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import yaml
+
+from chalicelib.config.model import MemberflowConfig
+from chalicelib.domain import engine
+from chalicelib.domain.automations.happenings import Happening
+from chalicelib.domain.automations.runs import Run, WakeUp
+from chalicelib.domain.errors import BadRequest
+from chalicelib.domain.model import Contact, FieldValue, TimelineEntry, normalize_email
+from chalicelib.domain.rules import product_actions
+
+THRIVECART_HOOKS = {
+    "order.success": "on_purchase",
+    "order.subscription_payment": "on_payment",
+    "order.refund": "on_refund",
+    "order.subscription_cancelled": "on_cancel",
+    "order.rebill_failed": "on_payment_failed",
+    "order.subscription_paused": "on_pause",
+    "order.subscription_resumed": "on_resume",
+    "cart.abandoned": "on_abandon",
+}
+
+
+@dataclass(frozen=True)
+class Line:
+    at: dt.datetime
+    text: str
+
+
+@dataclass
+class Simulator:
+    config: MemberflowConfig
+    contact: Contact
+    now: dt.datetime
+    runs: dict[str, Run] = field(default_factory=dict)
+    lines: list[Line] = field(default_factory=list)
+    timeline: list[TimelineEntry] = field(default_factory=list)
+    outbound: list[Any] = field(default_factory=list)
+    waits: list[WakeUp] = field(default_factory=list)
+    """Every timer started, in order (what Step Functions would have been asked to run)."""
+    _pending: list[tuple[dt.datetime, int, WakeUp]] = field(default_factory=list)
+    _stopped: set[str] = field(default_factory=set)
+    _seq: itertools.count[int] = field(default_factory=itertools.count)
+
+    @classmethod
+    def for_contact(cls, config: MemberflowConfig, spec: Mapping[str, Any], start: dt.datetime) -> Simulator:
+        contact = contact_from_spec(spec, config, start)
+        return cls(config, contact, start)
+
+    # --- driving ------------------------------------------------------------------------------
+
+    def apply(self, commands: Sequence[engine.Command], label: str) -> engine.Transition:
+        event_id = f"sim-{next(self._seq)}"
+        active = {rid: run for rid, run in self.runs.items() if rid in self.contact.active_runs}
+        transition = engine.apply(
+            self.contact, commands, engine.Context(event_id, self.now, self.config), active
+        )
+        self.contact = replace(transition.after, version=self.contact.version + 1)
+        for run in transition.runs:
+            self.runs[run.run_id] = run
+        self._stopped.update(transition.stops)
+        for wake in transition.wakeups:
+            self.waits.append(wake)
+            heapq.heappush(self._pending, (wake.due_at, next(self._seq), wake))
+        self.timeline.extend(transition.timeline)
+        self.outbound.extend(transition.outbound)
+        self.lines.append(Line(self.now, f"== {label}"))
+        self.lines.extend(Line(e.at, describe(e)) for e in transition.timeline)
+        return transition
+
+    def event(self, spec: Mapping[str, Any]) -> engine.Transition:
+        return self.apply(commands_for(spec, self.config), _label(spec))
+
+    def run_until(self, horizon: dt.datetime | None = None, max_wakes: int = 10_000) -> None:
+        """Fire wake-ups in due order until none are left (or the horizon is reached)."""
+        for _ in range(max_wakes):
+            if not self._pending:
+                return
+            due, _, wake = self._pending[0]
+            if horizon is not None and due > horizon:
+                return
+            heapq.heappop(self._pending)
+            if wake.execution_name in self._stopped:
+                continue
+            self.now = max(self.now, due)
+            self.apply(
+                [engine.ResumeRun(wake.run_id, wake.generation)],
+                f"wake-up of run {wake.run_id} at {wake.step_id}",
+            )
+
+    def advance_clock(self, to: dt.datetime) -> None:
+        self.run_until(to)
+        self.now = max(self.now, to)
+
+    def pending(self) -> list[WakeUp]:
+        return [w for _, _, w in sorted(self._pending) if w.execution_name not in self._stopped]
+
+    def report(self) -> str:
+        start = self.lines[0].at if self.lines else self.now
+        rows = [
+            f"{_offset(line.at - start):>12}  {line.at:%Y-%m-%d %H:%M:%S}  {line.text}" for line in self.lines
+        ]
+        rows.append("")
+        rows.append("runs:")
+        for run in sorted(self.runs.values(), key=lambda r: (r.started_at, r.run_id)):
+            rows.append(f"  {run.automation_id} ({run.run_id}, version {run.version}): {run.status.value}")
+            for record in run.history:
+                extra = _record_detail(record.detail)
+                rows.append(f"    {record.at:%Y-%m-%d %H:%M:%S}  {record.step}: {record.outcome}{extra}")
+        rows.append("")
+        rows.append(f"contact: tags {sorted(self.contact.tags)}, fields {_fields(self.contact.fields)}")
+        return "\n".join(rows)
+
+
+# --- inputs -------------------------------------------------------------------------------------
+
+
+def contact_from_spec(spec: Mapping[str, Any], config: MemberflowConfig, now: dt.datetime) -> Contact:
+    """``{"email": ..., "first_name": ..., "tags": [...], "fields": {...}}`` -> a stored-looking contact."""
+    unknown = sorted(set(spec) - {"email", "first_name", "last_name", "tags", "fields"})
+    if unknown:
+        raise BadRequest(f"unknown contact key(s): {', '.join(unknown)}")
+    email = spec.get("email")
+    if not isinstance(email, str):
+        raise BadRequest("the contact needs an 'email'")
+    tags = spec.get("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise BadRequest("'tags' must be a list of tag names")
+    fields: dict[str, FieldValue] = {}
+    for name, value in dict(spec.get("fields", {})).items():
+        field_config = config.fields.get(name)
+        if field_config is None:
+            raise BadRequest(f"unknown field '{name}' (known: {', '.join(config.fields) or 'none'})")
+        fields[name] = _number(value, name) if field_config.type == "number" else str(value)
+    return Contact(
+        email=normalize_email(email),
+        created_at=now,
+        updated_at=now,
+        first_name=spec.get("first_name"),
+        last_name=spec.get("last_name"),
+        tags=frozenset(tags),
+        fields=fields,
+        version=1,
+    )
+
+
+def commands_for(spec: Mapping[str, Any], config: MemberflowConfig) -> list[engine.Command]:
+    """An event in the config's own vocabulary (``tag_added: X``, ``thrivecart: {...}``...) as commands."""
+    if len(spec) != 1:
+        raise BadRequest("an event has one key: tag_added, tag_removed, set_field, operation or thrivecart")
+    ((kind, value),) = spec.items()
+    if kind == "tag_added":
+        return [engine.AddTags((str(value),), origin="simulator")]
+    if kind == "tag_removed":
+        return [engine.RemoveTags((str(value),), origin="simulator")]
+    if kind == "operation":
+        return [engine.RunOperation(str(value), strict=True)]
+    if kind == "set_field" and isinstance(value, Mapping):
+        name = str(value.get("field"))
+        field_config = config.fields.get(name)
+        if field_config is None:
+            raise BadRequest(f"unknown field '{name}'")
+        raw = value.get("value")
+        new: FieldValue = _number(raw, name) if field_config.type == "number" else str(raw)
+        return [engine.ChangeField(name, "simulator", value=new)]
+    if kind == "thrivecart" and isinstance(value, Mapping):
+        name = str(value.get("event"))
+        hook = THRIVECART_HOOKS.get(name)
+        if hook is None:
+            raise BadRequest(f"unknown ThriveCart event '{name}' (one of: {', '.join(THRIVECART_HOOKS)})")
+        product = value.get("product")
+        commands: list[engine.Command] = []
+        products: Mapping[str, Any] = config.thrivecart.products if config.thrivecart else {}
+        if product:
+            commands.extend(product_actions(products, str(product), hook))
+        commands.append(engine.Happen(Happening("thrivecart", name, (str(product),) if product else ())))
+        return commands
+    raise BadRequest(
+        f"unknown event '{kind}': use tag_added, tag_removed, set_field, operation or thrivecart"
+    )
+
+
+def parse_event(text: str) -> dict[str, Any]:
+    """``'tag_added: VIP'`` or ``'{thrivecart: {event: order.success, product: product-12}}'``."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise BadRequest(f"cannot read event {text!r}: {error}") from None
+    if not isinstance(data, dict):
+        raise BadRequest(f"an event is a mapping like 'tag_added: VIP', not {text!r}")
+    return data
+
+
+# --- output -------------------------------------------------------------------------------------
+
+
+def describe(entry: TimelineEntry) -> str:
+    data = dict(entry.data)
+    kind = entry.kind.value
+    if kind == "run_step":
+        text = f"[{data.pop('automation')}] {data.pop('step')}: {data.pop('outcome')}"
+        data.pop("run_id", None)
+        data.pop("kind", None)
+        return text + _record_detail(data)
+    return kind + _record_detail(data)
+
+
+def _record_detail(detail: Mapping[str, Any]) -> str:
+    if not detail:
+        return ""
+    parts = []
+    for key, value in detail.items():
+        if key == "cases":
+            value = [f"case {c['case']}={c['result']} {c['tags'] or ''}{c['fields'] or ''}" for c in value]
+        parts.append(f"{key}={value}")
+    return "  (" + ", ".join(parts) + ")"
+
+
+def _offset(delta: dt.timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"+{days}d {hours:02d}:{minutes:02d}:{seconds:02d}"
+
+
+def _fields(fields: Mapping[str, FieldValue]) -> dict[str, str]:
+    return {k: engine.plain_number(v) if isinstance(v, Decimal) else v for k, v in sorted(fields.items())}
+
+
+def _number(value: Any, name: str) -> Decimal:
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        raise BadRequest(f"field '{name}' is a number field; {value!r} is not a number") from None
+
+
+def _label(spec: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in spec.items())
+
+
+def events_from(texts: Iterable[str]) -> list[dict[str, Any]]:
+    return [parse_event(text) for text in texts]
