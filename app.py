@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalice.app import Chalice, Response
+from chalice.app import Chalice, Rate, Response
 
 from chalicelib import bootstrap
+from chalicelib.domain.automations.runs import RunStatus
 from chalicelib.domain.errors import BadRequest, NotFound
 from chalicelib.domain.events import Ping
 from chalicelib.domain.inbox import Status
@@ -254,3 +255,95 @@ def list_operations() -> Response:
     secrets = c.intake.hook_secrets()
     url = base_url(_request(), c.settings.public_base_url)
     return json_response(views.operations_view(c.loaded.model, url, secrets[0] if secrets else None))
+
+
+@app.route("/admin/tags", methods=["GET"])
+@api
+def tag_map() -> Response:
+    c = _admin()
+    from chalicelib.domain.tagmap import tag_map as build_tag_map
+
+    return json_response(build_tag_map(c.loaded.model))
+
+
+# --- Admin: automations and runs ---------------------------------------------------------------
+
+
+@app.route("/admin/automations", methods=["GET"])
+@api
+def list_automations() -> Response:
+    c = _admin()
+    return json_response(views.automations_view(c.inbox.book()))
+
+
+@app.route("/admin/automations/{automation_id}/migrate", methods=["POST"], content_types=ADMIN_CONTENT_TYPES)
+@api
+def migrate_automation(automation_id: str) -> Response:
+    c = _admin()
+    body = json_body(_request()) if _request().raw_body else {}
+    unknown = sorted(set(body) - {"dry_run", "step_map"})
+    if unknown:
+        raise BadRequest(f"unknown key(s) {', '.join(unknown)}; send 'dry_run' and/or 'step_map'")
+    dry_run = body.get("dry_run", True)
+    step_map = body.get("step_map", {})
+    if not isinstance(dry_run, bool):
+        raise BadRequest("'dry_run' must be true or false")
+    if not isinstance(step_map, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in step_map.items()
+    ):
+        raise BadRequest("'step_map' must map old step ids to new step ids")
+    return json_response(c.automations.migrate(automation_id, dry_run=dry_run, step_map=step_map))
+
+
+@app.route("/admin/runs", methods=["GET"])
+@api
+def list_runs() -> Response:
+    c = _admin()
+    params = _request().query_params or {}
+    status = params.get("status")
+    if status is not None and status not in {s.value for s in RunStatus}:
+        raise BadRequest(f"unknown status '{status}' (one of: {', '.join(s.value for s in RunStatus)})")
+    limit_text = params.get("limit", "50")
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 200:
+        raise BadRequest("limit must be a whole number from 1 to 200")
+    email = normalize_email(params["email"]) if params.get("email") else None
+    runs = c.store.list_runs(
+        email=email,
+        automation=params.get("automation") or None,
+        status=RunStatus(status) if status else None,
+        limit=int(limit_text),
+    )
+    return json_response({"runs": [views.run_view(run, with_history=False) for run in runs]})
+
+
+@app.route("/admin/runs/{run_id}", methods=["GET"])
+@api
+def get_run(run_id: str) -> Response:
+    c = _admin()
+    return json_response(views.run_view(c.automations.get(run_id)))
+
+
+@app.route("/admin/runs/{run_id}/cancel", methods=["POST"], content_types=ADMIN_CONTENT_TYPES)
+@api
+def cancel_run(run_id: str) -> Response:
+    c = _admin()
+    body = json_body(_request()) if _request().raw_body else {}
+    reason = body.get("reason")
+    if reason is not None and (not isinstance(reason, str) or not reason.strip()):
+        raise BadRequest("'reason' must be a non-empty string")
+    return json_response(views.run_view(c.automations.cancel(run_id, reason)))
+
+
+# --- Timers ------------------------------------------------------------------------------------
+
+
+@app.lambda_function(name="resume_run")
+def resume_run(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Step Functions calls this when a waiting run's delay is over (input: ``WakeUp.as_input()``)."""
+    return bootstrap.container().automations.wake(event)
+
+
+@app.schedule(Rate(5, unit=Rate.MINUTES), name="sweep_runs")
+def sweep_runs(event: Any) -> dict[str, int]:
+    """Wakes overdue runs whose timer was lost and releases held runs of automations live again."""
+    return bootstrap.container().automations.sweep().as_dict()

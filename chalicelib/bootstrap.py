@@ -15,9 +15,10 @@ from chalicelib.adapters.aws.ssm import ssm_fetcher
 from chalicelib.config.loader import LoadedConfig, load_config
 from chalicelib.config.secrets import SecretResolver
 from chalicelib.observability import configure_logging
+from chalicelib.services.automations import Automations
 from chalicelib.services.inbox import Inbox
 from chalicelib.services.intake import Intake
-from chalicelib.services.ports import Store
+from chalicelib.services.ports import Scheduler, Store
 from chalicelib.settings import Settings
 
 
@@ -32,14 +33,17 @@ class Container:
     secrets: SecretResolver
     store: Store
     clock: Callable[[], datetime] = utcnow
+    scheduler: Scheduler | None = None
     inbox: Inbox = field(init=False)
     intake: Intake = field(init=False)
+    automations: Automations = field(init=False)
 
     def __post_init__(self) -> None:
         config = self.loaded.model
-        self.inbox = Inbox(self.store, config, clock=self.clock)
+        self.inbox = Inbox(self.store, config, clock=self.clock, scheduler=self.scheduler)
         self.intake = Intake(self.inbox, config, self.secrets, self.clock)
         self.inbox.decoders = self.intake.decoders()
+        self.automations = Automations(self.inbox, self.store, self.clock)
 
     def admin_token(self) -> str | None:
         return self.secrets.resolve_optional(self.settings.admin_token_ref)
@@ -53,7 +57,12 @@ def build(settings: Settings | None = None) -> Container:
     configure_logging(settings.environ.get("LOG_LEVEL", "INFO"))
     bind_table_names(settings.tables)
     secrets = SecretResolver(environ=settings.environ, fetch_ssm=ssm_fetcher())
-    return Container(settings, load_config(settings.config_path), secrets, DynamoStore())
+    scheduler = None
+    if settings.state_machine_arn:
+        from chalicelib.adapters.aws.stepfunctions import StepFunctionsScheduler
+
+        scheduler = StepFunctionsScheduler(settings.state_machine_arn)
+    return Container(settings, load_config(settings.config_path), secrets, DynamoStore(), scheduler=scheduler)
 
 
 _lock = threading.Lock()

@@ -9,12 +9,22 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
+from chalicelib.domain.automations.runs import Run, RunStatus, WakeUp
 from chalicelib.domain.inbox import InboxRecord, Status, decode_cursor, encode_cursor
-from chalicelib.domain.model import Contact, KitSyncIntent, LedgerEntry, TimelineEntry
-from chalicelib.services.ports import Commit, EventAlreadyFinal, EventPage, StaleContact, Store
+from chalicelib.domain.model import Contact, KitSyncIntent, LedgerEntry, OutboundIntent, TimelineEntry
+from chalicelib.services.ports import (
+    Commit,
+    EventAlreadyFinal,
+    EventPage,
+    StaleContact,
+    StaleRun,
+    Store,
+)
 
 _OPEN = {Status.RECEIVED, Status.FAILED, Status.IGNORED}
 
@@ -27,6 +37,9 @@ class InMemoryStore:
         self.ledger: dict[str, list[LedgerEntry]] = defaultdict(list)
         self.timeline: dict[str, list[TimelineEntry]] = defaultdict(list)
         self.kit_sync: dict[str, list[KitSyncIntent]] = defaultdict(list)
+        self.outbound: dict[str, OutboundIntent] = {}
+        self.runs: dict[str, Run] = {}
+        self.versions: dict[tuple[str, str], Mapping[str, Any]] = {}
 
     def claim_event(self, record: InboxRecord) -> InboxRecord | None:
         with self._lock:
@@ -91,7 +104,17 @@ class InMemoryStore:
             stored = self.contacts.get(after.email)
             if (stored.version if stored else 0) != transition.before.version:
                 raise StaleContact(after.email)
+            for run in transition.runs:
+                current = self.runs.get(run.run_id)
+                if (current.stored_version if current else 0) != run.stored_version:
+                    raise StaleContact(after.email)
+            if any(intent.intent_id in self.outbound for intent in transition.outbound):
+                raise RuntimeError("outbound intent written twice")
             self.contacts[after.email] = replace(after, version=transition.before.version + 1)
+            for run in transition.runs:
+                self.runs[run.run_id] = replace(run, stored_version=run.stored_version + 1)
+            for intent in transition.outbound:
+                self.outbound[intent.intent_id] = intent
             self.events[commit.event_id] = replace(
                 record,
                 status=Status.ACCEPTED,
@@ -115,6 +138,63 @@ class InMemoryStore:
     def list_kit_sync(self, email: str) -> list[KitSyncIntent]:
         return list(self.kit_sync.get(email, []))
 
+    def list_outbound(self, email: str) -> list[OutboundIntent]:
+        intents = [i for i in self.outbound.values() if i.email == email]
+        return sorted(intents, key=lambda i: (i.at, i.intent_id))
+
+    def get_run(self, run_id: str) -> Run | None:
+        return self.runs.get(run_id)
+
+    def get_runs(self, run_ids: Sequence[str]) -> dict[str, Run]:
+        with self._lock:
+            return {rid: self.runs[rid] for rid in run_ids if rid in self.runs}
+
+    def list_runs(
+        self,
+        *,
+        email: str | None = None,
+        automation: str | None = None,
+        status: RunStatus | None = None,
+        limit: int = 50,
+    ) -> list[Run]:
+        with self._lock:
+            runs = [
+                r
+                for r in self.runs.values()
+                if (email is None or r.email == email)
+                and (automation is None or r.automation_id == automation)
+                and (status is None or r.status == status)
+            ]
+        return sorted(runs, key=lambda r: r.started_at, reverse=True)[:limit]
+
+    def list_due_runs(self, status: RunStatus, before: datetime, limit: int = 100) -> list[Run]:
+        def sweep_at(run: Run) -> datetime:
+            if run.status is RunStatus.WAITING and run.due_at is not None:
+                return run.due_at
+            return run.ended_at or run.updated_at
+
+        with self._lock:
+            due = [r for r in self.runs.values() if r.status == status and sweep_at(r) < before]
+        return sorted(due, key=sweep_at)[:limit]
+
+    def update_run(self, run: Run) -> Run:
+        with self._lock:
+            current = self.runs.get(run.run_id)
+            if (current.stored_version if current else 0) != run.stored_version:
+                raise StaleRun(run.run_id)
+            saved = replace(run, stored_version=run.stored_version + 1)
+            self.runs[run.run_id] = saved
+            return saved
+
+    def save_version(
+        self, automation_id: str, version: str, definition: Mapping[str, Any], at: datetime
+    ) -> None:
+        with self._lock:
+            self.versions.setdefault((automation_id, version), dict(definition))
+
+    def get_version(self, automation_id: str, version: str) -> Mapping[str, Any] | None:
+        return self.versions.get((automation_id, version))
+
 
 class InjectedFault(RuntimeError):
     """Raised by FaultyStore in place of a commit, as if the process died between two writes."""
@@ -135,3 +215,66 @@ class FaultyStore:
             self.failures -= 1
             raise InjectedFault("injected fault between the inbox write and the state write")
         self.inner.commit(commit)
+
+
+class RecordingScheduler:
+    """The ``Scheduler`` port in memory, with Step Functions' naming rule: one execution per name, ever.
+
+    ``start`` records the wake-up under its execution name; a name seen before (pending, stopped or
+    fired) changes nothing, as Step Functions refuses to start it again. ``stop`` ends a pending one;
+    an unknown, stopped or fired name is ignored. ``fire``/``fire_due`` play the timer going off: the
+    returned wake-ups' ``as_input()`` is what the resume handler would receive. Held to
+    ``StepFunctionsScheduler`` by tests/integration/test_scheduler_contract.py.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.started: dict[str, WakeUp] = {}
+        """Every execution ever started, by name, in start order."""
+        self.start_calls: list[WakeUp] = []
+        """Every ``start`` call, duplicates included."""
+        self.stopped: list[str] = []
+        """Names that were pending when ``stop`` ended them."""
+        self.stop_calls: list[str] = []
+        """Every ``stop`` call, unknown names included."""
+        self.fired: list[str] = []
+        """Names whose timer went off (``fire``/``fire_due``), in that order."""
+
+    def start(self, wake: WakeUp) -> None:
+        with self._lock:
+            self.start_calls.append(wake)
+            self.started.setdefault(wake.execution_name, wake)
+
+    def stop(self, execution_name: str) -> None:
+        with self._lock:
+            self.stop_calls.append(execution_name)
+            if self._is_pending(execution_name):
+                self.stopped.append(execution_name)
+
+    def _is_pending(self, name: str) -> bool:
+        return name in self.started and name not in self.stopped and name not in self.fired
+
+    def is_pending(self, execution_name: str) -> bool:
+        with self._lock:
+            return self._is_pending(execution_name)
+
+    def pending(self) -> list[WakeUp]:
+        """Started and neither stopped nor fired, in start order."""
+        with self._lock:
+            return [wake for name, wake in self.started.items() if self._is_pending(name)]
+
+    def due(self, now: datetime) -> list[WakeUp]:
+        """Pending wake-ups whose ``due_at`` has come, earliest first."""
+        return sorted((w for w in self.pending() if w.due_at <= now), key=lambda w: w.due_at)
+
+    def fire(self, execution_name: str) -> WakeUp:
+        """The timer of a pending wake-up goes off; returns it (its ``as_input()`` is the event)."""
+        with self._lock:
+            if not self._is_pending(execution_name):
+                raise KeyError(f"{execution_name} is not pending")
+            self.fired.append(execution_name)
+            return self.started[execution_name]
+
+    def fire_due(self, now: datetime) -> list[WakeUp]:
+        """Fire every wake-up due at ``now``, earliest first."""
+        return [self.fire(wake.execution_name) for wake in self.due(now)]

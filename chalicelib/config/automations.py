@@ -233,26 +233,36 @@ class ThriveCartMatch(StrictModel):
 
 
 class TagAddedEvent(StrictModel):
+    """The tag is added to the contact."""
+
     action_key: ClassVar[str] = "tag_added"
     tag_added: TagName = Field(description="The tag is added to the contact (it did not have it).")
 
 
 class TagRemovedEvent(StrictModel):
+    """The tag is removed from the contact."""
+
     action_key: ClassVar[str] = "tag_removed"
     tag_removed: TagName = Field(description="The tag is removed from the contact (it had it).")
 
 
 class ThriveCartEvent(StrictModel):
+    """A ThriveCart event for the contact, optionally for one product."""
+
     action_key: ClassVar[str] = "thrivecart"
     thrivecart: ThriveCartMatch = Field(description="A ThriveCart event for the contact.")
 
 
 class FieldChangedEvent(StrictModel):
+    """A custom field of the contact changes value."""
+
     action_key: ClassVar[str] = "field_changed"
     field_changed: str = Field(description="The named custom field changes value.")
 
 
 class OperationEvent(StrictModel):
+    """A custom operation runs for the contact."""
+
     action_key: ClassVar[str] = "operation"
     operation: str = Field(
         description=(
@@ -283,6 +293,8 @@ EventSpec = Annotated[
 
 
 class HasTag(StrictModel):
+    """True when the contact has the tag."""
+
     action_key: ClassVar[str] = "has_tag"
     has_tag: TagName = Field(description="True when the contact has this tag.")
 
@@ -323,16 +335,22 @@ class FieldCompare(StrictModel):
 
 
 class AllOf(StrictModel):
+    """True when every condition in the list is true."""
+
     action_key: ClassVar[str] = "all"
     all: tuple[Condition, ...] = Field(min_length=1, description="True when every condition is true.")
 
 
 class AnyOf(StrictModel):
+    """True when at least one condition in the list is true."""
+
     action_key: ClassVar[str] = "any"
     any: tuple[Condition, ...] = Field(min_length=1, description="True when at least one is true.")
 
 
 class Not(StrictModel):
+    """True when the condition is false."""
+
     action_key: ClassVar[str] = "not"
     not_: Condition = Field(alias="not", description="True when the condition is false.")
 
@@ -361,30 +379,46 @@ Condition = Annotated[
 
 class StepBase(StrictModel):
     action_key: ClassVar[str] = ""
-    id: StepId | None = None
+    id: StepId | None = Field(
+        default=None,
+        description=(
+            "A stable name for this step, used in run history, goals and when moving waiting runs "
+            "to a new version; derived from the step when left out."
+        ),
+    )
 
 
 class AddTagStep(StepBase):
+    """Add a tag to the contact."""
+
     action_key: ClassVar[str] = "add_tag"
     add_tag: TagName = Field(description="Add this tag (adding an operation's trigger tag runs it).")
 
 
 class RemoveTagStep(StepBase):
+    """Remove a tag from the contact."""
+
     action_key: ClassVar[str] = "remove_tag"
     remove_tag: TagName = Field(description="Remove this tag.")
 
 
 class SetFieldStep(StepBase):
+    """Set a custom field to a fixed value."""
+
     action_key: ClassVar[str] = "set_field"
     set_field: FieldAssignment = Field(description="Set a custom field to a value.")
 
 
 class IncreaseFieldStep(StepBase):
+    """Add to a number field."""
+
     action_key: ClassVar[str] = "increase_field"
     increase_field: FieldDelta = Field(description="Add to a number field (e.g. credits).")
 
 
 class DecreaseFieldStep(StepBase):
+    """Subtract from a number field."""
+
     action_key: ClassVar[str] = "decrease_field"
     decrease_field: FieldDelta = Field(
         description="Subtract from a number field; below its min the step is refused and the run goes on."
@@ -392,11 +426,15 @@ class DecreaseFieldStep(StepBase):
 
 
 class RunOperationStep(StepBase):
+    """Run a custom operation."""
+
     action_key: ClassVar[str] = "run_operation"
     run_operation: str = Field(description="Run a custom operation by id.")
 
 
 class DelayStep(StepBase):
+    """Wait for a while (1m to 52w) before the next step."""
+
     action_key: ClassVar[str] = "delay"
     delay: Duration
 
@@ -423,12 +461,35 @@ class WaitUntil(StrictModel):
         description="The time zone of date and time; defaults to the automation's, then the file's.",
     )
 
+    @field_validator("date", mode="before")
+    @classmethod
+    def _iso_date(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return dt.date.fromisoformat(value)
+            except ValueError:
+                pass
+            try:
+                return dt.datetime.fromisoformat(value)
+            except ValueError:
+                raise ValueError(
+                    f"{value!r} is not a date: write an ISO date like 2026-12-01 or a date and time "
+                    f"like 2026-12-01T09:00"
+                ) from None
+        return value
+
     @field_validator("time", mode="before")
     @classmethod
     def _yaml_sexagesimal(cls, value: Any) -> Any:
         # YAML 1.1 reads an unquoted 09:30 as the base-60 integer 570.
-        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 24 * 60:
-            return f"{value // 60:02d}:{value % 60:02d}"
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            value = f"{value // 60:02d}:{value % 60:02d}"
+        if isinstance(value, str):
+            text = f"0{value}" if re.fullmatch(r"\d:\d\d(:\d\d)?", value) else value
+            try:
+                return dt.time.fromisoformat(text)
+            except ValueError:
+                raise ValueError(f"{value!r} is not a time of day: write it like 09:00 or 17:30") from None
         return value
 
     @model_validator(mode="after")
@@ -445,11 +506,15 @@ class WaitUntil(StrictModel):
 
 
 class WaitUntilStep(StepBase):
+    """Wait until a date, a date field of the contact, or a time of day."""
+
     action_key: ClassVar[str] = "wait_until"
     wait_until: WaitUntil = Field(description="Wait until a date, a contact's date field or a time of day.")
 
 
 class IfStep(StepBase):
+    """Run the then steps when the condition is true, else the else steps; then go on."""
+
     action_key: ClassVar[str] = "if"
     if_: Condition = Field(alias="if", description="The condition; then runs when true, else when false.")
     then: tuple[Step, ...] = Field(default=(), description="Steps when the condition is true.")
@@ -459,11 +524,15 @@ class IfStep(StepBase):
 
 
 class SwitchCase(StrictModel):
+    """One case of a switch: a condition and the steps to run when it is the first that is true."""
+
     when: Condition = Field(description="The first case whose condition is true runs.")
     steps: tuple[Step, ...] = Field(description="Steps of this case.")
 
 
 class SwitchStep(StepBase):
+    """Run the steps of the first case whose condition is true, else the else steps; then go on."""
+
     action_key: ClassVar[str] = "switch"
     switch: tuple[SwitchCase, ...] = Field(min_length=1, description="Cases, tried in order.")
     else_: tuple[Step, ...] = Field(default=(), alias="else", description="Steps when no case matches.")
@@ -472,11 +541,15 @@ class SwitchStep(StepBase):
 
 
 class SendEmailStep(StepBase):
+    """Send an email from the emails section."""
+
     action_key: ClassVar[str] = "send_email"
     send_email: str = Field(description="An email id from the emails section.")
 
 
 class SubscribeSequenceStep(StepBase):
+    """Subscribe the contact to a Kit sequence."""
+
     action_key: ClassVar[str] = "subscribe_sequence"
     subscribe_sequence: str = Field(description="A Kit sequence id (the number in its URL).")
 
@@ -491,6 +564,8 @@ class SubscribeSequenceStep(StepBase):
 
 
 class WebhookCall(StrictModel):
+    """An outbound webhook call."""
+
     url: str = Field(description="An https URL; receives a JSON POST about the contact and the run.")
     method: Literal["POST", "PUT"] = Field(default="POST", description="POST or PUT.")
 
@@ -503,11 +578,15 @@ class WebhookCall(StrictModel):
 
 
 class WebhookStep(StepBase):
+    """Call an outbound webhook with the contact and the run."""
+
     action_key: ClassVar[str] = "webhook"
     webhook: WebhookCall = Field(description="Call an outbound webhook.")
 
 
 class ExitStep(StepBase):
+    """End the run here."""
+
     action_key: ClassVar[str] = "exit"
     exit: Literal[True] = Field(description="End the run here.")
 
@@ -567,7 +646,13 @@ Step = Annotated[
 class Goal(StrictModel):
     """When ``on`` happens to a contact anywhere in the automation, the run jumps to these steps."""
 
-    id: StepId | None = None
+    id: StepId | None = Field(
+        default=None,
+        description=(
+            "A stable name for this goal, used in run history and when moving waiting runs to a new "
+            "version; derived when left out."
+        ),
+    )
     on: EventSpec = Field(description="The event that reaches the goal.")
     steps: tuple[Step, ...] = Field(
         default=(), description="Steps run when the goal is reached; then the run ends."

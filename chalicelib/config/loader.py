@@ -17,10 +17,11 @@ import os
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, get_args, get_origin
+from types import UnionType
+from typing import Any, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Tag, ValidationError
 from pydantic_core import ErrorDetails
 
 from chalicelib.config.model import KeyPath, MemberflowConfig
@@ -98,7 +99,9 @@ class _StrictLoader(yaml.SafeLoader):
 
     YAML 1.1 (PyYAML's default) turns on, off, yes and no into booleans, so a key ``on:`` or a tag
     named ``No`` would silently change meaning; like YAML 1.2 we keep them as text. Boolean settings
-    lose nothing: the models still accept yes/no/on/off for them.
+    lose nothing: the models still accept yes/no/on/off for them. Likewise an unquoted date
+    (2026-12-01) stays text, as in YAML 1.2 and the editor's schema check: a ``date`` field's
+    default or ``set_field`` value is ISO text, and ``wait_until.date`` parses the text itself.
     """
 
     def __init__(self, stream: str) -> None:
@@ -116,8 +119,9 @@ class _StrictLoader(yaml.SafeLoader):
 
 
 _BOOL_TAG = "tag:yaml.org,2002:bool"
+_TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
 _StrictLoader.yaml_implicit_resolvers = {
-    first: [(tag, pattern) for tag, pattern in resolvers if tag != _BOOL_TAG]
+    first: [(tag, pattern) for tag, pattern in resolvers if tag not in (_BOOL_TAG, _TIMESTAMP_TAG)]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _StrictLoader.add_implicit_resolver(
@@ -218,13 +222,30 @@ _FRIENDLY = {
 def _pydantic_problems(exc: ValidationError, data: object) -> list[str]:
     by_path: dict[KeyPath, list[str]] = {}
     for details in exc.errors():
-        path = _input_path(details, data)
+        if _is_echo_of_item_errors(details):
+            continue
+        path, owner = _locate(details, data)
         found = by_path.setdefault(path, [])
-        message = _message(details, path)
+        message = _message(details, owner)
         if message not in found:
             found.append(message)
     ordered = sorted(by_path.items(), key=lambda item: _file_order(item[0], data))
     return [format_problem(path, _join_alternatives(found)) for path, found in ordered]
+
+
+def _is_echo_of_item_errors(details: ErrorDetails) -> bool:
+    """A list's ``min_length`` error that only repeats the errors of its items.
+
+    pydantic checks ``min_length`` against the items that validated, so ``steps:`` whose every
+    item has an error also gets "should have at least 1 item after validation, not 0". The list
+    is long enough; its items are what is wrong, and they are reported. A list that is really too
+    short (``steps: []``) still is.
+    """
+    if details["type"] != "too_short":
+        return False
+    given = details.get("input")
+    minimum = (details.get("ctx") or {}).get("min_length")
+    return isinstance(given, list | tuple) and isinstance(minimum, int) and len(given) >= minimum
 
 
 def _file_order(path: KeyPath, data: object) -> tuple[int, ...]:
@@ -249,23 +270,34 @@ def _join_alternatives(messages: list[str]) -> str:
     return "; ".join(messages)
 
 
-def _input_path(details: ErrorDetails, data: object) -> KeyPath:
-    """The error's location in the YAML, without pydantic's union-member and ``[key]`` segments.
+def _locate(details: ErrorDetails, data: object) -> tuple[KeyPath, type[BaseModel] | None]:
+    """The error's location in the YAML, and the model whose key its last segment is.
 
-    Pydantic's ``loc`` mixes keys of the input with names of union members (``decimal``, ``str``);
-    walking the input data alongside keeps exactly the segments that exist in the file.
+    Pydantic's ``loc`` mixes keys of the input with names of union members (``decimal``, ``str``)
+    and, for the tagged unions of steps, conditions and events, the tag of the member it tried
+    (``('steps', 0, 'delay', 'idd')``: ``delay`` is the tag, ``idd`` the key). Walking the input
+    data and the model annotations alongside keeps exactly the segments that exist in the file.
     """
     loc = details["loc"]
     path: list[str | int] = []
     current: object = data
+    annotation: Any = MemberflowConfig
+    owner: type[BaseModel] | None = None
     for position, part in enumerate(loc):
+        members = _tagged_members(annotation)
+        if isinstance(part, str) and part in members:
+            annotation = members[part]
+            continue
         child = _child(current, part)
         if child is not _ABSENT:
             path.append(part)
             current = child
+            owner = _as_model(annotation)
+            annotation = _child_annotation(annotation, part)
         elif position == len(loc) - 1 and details["type"] == "missing":
             path.append(part)
-    return tuple(path)
+            owner = _as_model(annotation)
+    return tuple(path), owner
 
 
 _ABSENT = object()
@@ -279,42 +311,54 @@ def _child(container: object, part: str | int) -> object:
     return _ABSENT
 
 
-def _message(details: ErrorDetails, path: KeyPath) -> str:
+def _message(details: ErrorDetails, owner: type[BaseModel] | None) -> str:
     kind = details["type"]
     if kind == "extra_forbidden":
-        return _unknown_key_message(path)
+        return _unknown_key_message(details["loc"][-1], owner)
     if kind == "value_error":
         return details["msg"].removeprefix("Value error, ")
     if kind == "literal_error":
         return details["msg"].replace("Input should be", "expected")
+    if kind == "too_short":
+        minimum = (details.get("ctx") or {}).get("min_length", 1)
+        if minimum == 1:
+            return "the list is empty; it needs at least one entry"
+        return f"the list needs at least {minimum} entries"
     return _FRIENDLY.get(kind, details["msg"])
 
 
-def _unknown_key_message(path: KeyPath) -> str:
-    model = _model_at(path[:-1])
+def _unknown_key_message(key: str | int, model: type[BaseModel] | None) -> str:
     if model is None:
         return "unknown key"
-    allowed = list(model.model_fields)
-    guess = difflib.get_close_matches(str(path[-1]), allowed, n=1)
+    allowed = [info.alias or name for name, info in model.model_fields.items()]
+    guess = difflib.get_close_matches(str(key), allowed, n=1)
     hint = f"; did you mean {guess[0]!r}?" if guess else ""
     return f"unknown key (allowed: {', '.join(allowed)}){hint}"
 
 
-def _model_at(path: KeyPath) -> type[BaseModel] | None:
-    """The model class that validates the mapping at ``path``, following dict values and lists."""
-    annotation: Any = MemberflowConfig
-    for part in path:
-        model = _as_model(annotation)
-        if model is not None:
-            if not isinstance(part, str) or part not in model.model_fields:
-                return None
-            annotation = model.model_fields[part].annotation
-            continue
-        container = _container(annotation)
-        if container is None:
-            return None
-        annotation = container
-    return _as_model(annotation)
+def _child_annotation(annotation: Any, part: str | int) -> Any:
+    """The annotation of the value at ``part`` inside a value of type ``annotation``."""
+    model = _as_model(annotation)
+    if model is not None:
+        for name, info in model.model_fields.items():
+            if part in (name, info.alias):
+                return info.annotation
+        return None
+    return _container(annotation)
+
+
+def _tagged_members(annotation: Any) -> dict[str, Any]:
+    """Tag -> member type, when ``annotation`` is a tagged union (steps, conditions, events)."""
+    while hasattr(annotation, "__metadata__"):
+        annotation = get_args(annotation)[0]
+    if get_origin(annotation) not in (Union, UnionType):
+        return {}
+    members: dict[str, Any] = {}
+    for member in get_args(annotation):
+        for meta in getattr(member, "__metadata__", ()):
+            if isinstance(meta, Tag) and isinstance(meta.tag, str):
+                members[meta.tag] = get_args(member)[0]
+    return members
 
 
 def _unwrap(annotation: Any) -> list[Any]:

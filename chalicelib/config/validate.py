@@ -11,6 +11,8 @@ is a function from the config to ``Finding``s, and ``CHECKS`` lists them, so a l
 
 from __future__ import annotations
 
+import datetime as dt
+import difflib
 import enum
 import json
 import re
@@ -20,11 +22,43 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
 
+from pydantic import BaseModel
+
+from chalicelib.config.automations import (
+    AddTagStep,
+    AllOf,
+    AnyOf,
+    AutomationConfig,
+    Condition,
+    DecreaseFieldStep,
+    EventSpec,
+    ExitStep,
+    FieldChangedEvent,
+    FieldCompare,
+    HasTag,
+    IfStep,
+    IncreaseFieldStep,
+    Not,
+    OperationEvent,
+    RemoveTagStep,
+    RunOperationStep,
+    SendEmailStep,
+    SetFieldStep,
+    Step,
+    StepBase,
+    SwitchStep,
+    TagAddedEvent,
+    TagRemovedEvent,
+    ThriveCartEvent,
+    WaitUntilStep,
+)
 from chalicelib.config.model import (
+    FieldAssignment,
     FieldConfig,
     FieldDelta,
     KeyPath,
     MemberflowConfig,
+    OperationConfig,
     TagActions,
     iter_secret_refs,
 )
@@ -98,7 +132,8 @@ class TagUse:
 
     ``owner`` is the key path of the thing doing it (``("operations", "book-session")``), so that
     two uses by the same operation can be told apart from uses by different ones; ``owner_label``
-    is how messages name it.
+    is how messages name it. ``purpose`` says what a read does, to complete "cannot ..." in the
+    trigger-tag error (``"trigger an automation on 'Op – X'"``); without it the message is generic.
     """
 
     tag: str
@@ -106,6 +141,7 @@ class TagUse:
     path: KeyPath
     owner: KeyPath
     owner_label: str
+    purpose: str | None = None
 
 
 TagUseSource = Callable[[MemberflowConfig], Iterable[TagUse]]
@@ -141,7 +177,33 @@ def operation_tag_uses(config: MemberflowConfig) -> Iterator[TagUse]:
             yield TagUse(tag, TagUseKind.ADD, (*owner, "add_tags", index), owner, label)
 
 
-TAG_USE_SOURCES: tuple[TagUseSource, ...] = (product_tag_uses, operation_tag_uses)
+def automation_tag_uses(config: MemberflowConfig) -> Iterator[TagUse]:
+    """add_tag/remove_tag steps, and the tags read by triggers, goals, cancel_on and has_tag."""
+    for base, automation in _automations(config):
+        label = f"automation {base[-1]!r}"
+        for path, item in automation_items(automation, base):
+            if isinstance(item, AddTagStep):
+                yield TagUse(item.add_tag, TagUseKind.ADD, (*path, "add_tag"), base, label)
+            elif isinstance(item, RemoveTagStep):
+                yield TagUse(item.remove_tag, TagUseKind.REMOVE, (*path, "remove_tag"), base, label)
+            elif isinstance(item, HasTag):
+                purpose = f"test {item.has_tag!r} in a condition"
+                yield TagUse(item.has_tag, TagUseKind.READ, (*path, "has_tag"), base, label, purpose)
+            elif isinstance(item, TagAddedEvent | TagRemovedEvent):
+                key = item.action_key
+                tag = item.tag_added if isinstance(item, TagAddedEvent) else item.tag_removed
+                purpose = _EVENT_PURPOSES[str(path[2])].format(tag=repr(tag), key=key)
+                yield TagUse(tag, TagUseKind.READ, (*path, key), base, label, purpose)
+
+
+_EVENT_PURPOSES = {
+    "trigger": "trigger an automation on {key} {tag}",
+    "goals": "make {key} {tag} a goal",
+    "cancel_on": "cancel runs on {key} {tag}",
+}
+
+
+TAG_USE_SOURCES: tuple[TagUseSource, ...] = (product_tag_uses, operation_tag_uses, automation_tag_uses)
 
 
 def tag_uses(config: MemberflowConfig, sources: Sequence[TagUseSource] | None = None) -> list[TagUse]:
@@ -154,43 +216,119 @@ def tag_uses(config: MemberflowConfig, sources: Sequence[TagUseSource] | None = 
 
 def check_field_references(config: MemberflowConfig) -> Iterator[Finding]:
     """Operations name fields that exist, with the right type and, for set_field, a value in range."""
-    known = ", ".join(config.fields) or "none; define fields under fields:"
     for op_id, operation in config.operations.items():
         base: KeyPath = ("operations", op_id)
         for action in ("increase_field", "decrease_field"):
             delta: FieldDelta | None = getattr(operation, action)
-            if delta is None:
-                continue
-            path: KeyPath = (*base, action, "field")
-            field = config.fields.get(delta.field)
-            if field is None:
-                yield error(path, f"unknown field {delta.field!r} (known: {known})")
-            elif field.type != "number":
-                yield error(path, f"{action} needs a number field; {delta.field!r} is a {field.type} field")
-        assignment = operation.set_field
-        if assignment is None:
-            continue
-        field = config.fields.get(assignment.field)
-        if field is None:
-            yield error((*base, "set_field", "field"), f"unknown field {assignment.field!r} (known: {known})")
-            continue
-        problem = _value_problem(assignment.field, field, assignment.value)
-        if problem is not None:
-            yield error((*base, "set_field", "value"), problem)
+            if delta is not None:
+                yield from _delta_findings(config, (*base, action), action, delta)
+        if operation.set_field is not None:
+            yield from _assignment_findings(config, (*base, "set_field"), operation.set_field)
 
 
-def _value_problem(name: str, field: FieldConfig, value: Decimal | str) -> str | None:
+def _known(names: Iterable[str], section: str) -> str:
+    listed = ", ".join(names)
+    return listed or f"none; define {section} under {section}:"
+
+
+def _unknown_field(config: MemberflowConfig, path: KeyPath, name: str) -> Finding:
+    return error(path, f"unknown field {name!r} (known: {_known(config.fields, 'fields')})")
+
+
+def _delta_findings(
+    config: MemberflowConfig, path: KeyPath, action: str, delta: FieldDelta
+) -> Iterator[Finding]:
+    field = config.fields.get(delta.field)
+    if field is None:
+        yield _unknown_field(config, (*path, "field"), delta.field)
+    elif field.type != "number":
+        yield error(
+            (*path, "field"), f"{action} needs a number field; {delta.field!r} is a {field.type} field"
+        )
+
+
+def _assignment_findings(
+    config: MemberflowConfig, path: KeyPath, assignment: FieldAssignment
+) -> Iterator[Finding]:
+    field = config.fields.get(assignment.field)
+    if field is None:
+        yield _unknown_field(config, (*path, "field"), assignment.field)
+        return
+    problem = _value_problem(assignment.field, field, assignment.value)
+    if problem is not None:
+        yield error((*path, "value"), problem)
+
+
+def iso_date(text: str) -> dt.date | None:
+    """The date of an ISO date (2026-12-01) or date and time (2026-12-01T09:00), else None."""
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        pass
+    try:
+        return dt.datetime.fromisoformat(text).date()
+    except ValueError:
+        return None
+
+
+def _shown(value: Decimal | str) -> str:
+    return str(value) if isinstance(value, Decimal) else repr(value)
+
+
+def _type_problem(name: str, field: FieldConfig, value: Decimal | str) -> str | None:
+    """Why ``value`` cannot be a value of the field, judging by type only."""
     if field.type == "text":
         if not isinstance(value, str):
             return f"field {name!r} is a text field; put the value {value} in quotes"
         return None
+    if field.type == "date":
+        if not isinstance(value, str) or iso_date(value) is None:
+            return f"field {name!r} is a date field; {_shown(value)} is not an ISO date like 2026-12-01"
+        return None
     if not isinstance(value, Decimal):
         return f"field {name!r} is a number field; {value!r} is not a number"
+    return None
+
+
+def _value_problem(name: str, field: FieldConfig, value: Decimal | str) -> str | None:
+    problem = _type_problem(name, field, value)
+    if problem is not None or not isinstance(value, Decimal):
+        return problem
     if field.min is not None and value < field.min:
         return f"{value} is below the min {field.min} of field {name!r}"
     if field.max is not None and value > field.max:
         return f"{value} is above the max {field.max} of field {name!r}"
     return None
+
+
+def check_date_defaults(config: MemberflowConfig) -> Iterator[Finding]:
+    """A date field's default is an ISO date."""
+    for name, field in config.fields.items():
+        if field.type == "date" and isinstance(field.default, str) and iso_date(field.default) is None:
+            yield error(
+                ("fields", name, "default"),
+                f"the default of a date field must be an ISO date like 2026-12-01, not {field.default!r}",
+            )
+
+
+def check_operation_actions(config: MemberflowConfig) -> Iterator[Finding]:
+    """An operation does something, unless it exists to be listened for (``{operation: id}``)."""
+    listened = {
+        event.operation
+        for automation in config.automations.values()
+        for event in (automation.trigger, *(goal.on for goal in automation.goals), *automation.cancel_on)
+        if isinstance(event, OperationEvent)
+    }
+    keys = OperationConfig.action_keys
+    for op_id, operation in config.operations.items():
+        if op_id in listened or any(getattr(operation, key) not in (None, ()) for key in keys):
+            continue
+        yield error(
+            ("operations", op_id),
+            f"an operation needs at least one action: {', '.join(keys)}; without actions it can only "
+            f"be an automation's trigger, goal or cancel_on event ({{operation: {op_id}}}), and no "
+            f"automation uses it that way",
+        )
 
 
 def check_trigger_tags(config: MemberflowConfig) -> Iterator[Finding]:
@@ -227,12 +365,49 @@ def trigger_tag_findings(uses: Sequence[TagUse]) -> Iterator[Finding]:
                 f"memberflow removes by itself right after the operation runs (a trigger tag may "
                 f"only be added)",
             )
-        else:
+        elif use.purpose is None:
             yield error(
                 use.path,
                 f"cannot use {use.tag!r} here: it is the trigger tag of {trigger.owner_label} and may "
                 f"be used for nothing else (adding it runs the operation)",
             )
+        else:
+            yield error(use.path, _trigger_read_message(use, trigger))
+
+
+def _trigger_read_message(use: TagUse, trigger: TagUse) -> str:
+    message = (
+        f"cannot {use.purpose}: it is the trigger tag of {trigger.owner_label}, which memberflow "
+        f"removes again as soon as the operation has run"
+    )
+    if use.path[-1] == "has_tag":
+        return message + ", so no contact has it long enough to be tested"
+    message += ", so it may be used for nothing else"
+    if use.path[-1] in ("tag_added", "tag_removed") and trigger.owner[:1] == ("operations",):
+        message += f"; to react to the operation, use {{operation: {trigger.owner[-1]}}}"
+    return message
+
+
+def check_unadded_tags(config: MemberflowConfig) -> Iterator[Finding]:
+    """Warn about a tag that is read (trigger, condition, goal) but that nothing in the file adds."""
+    return unadded_tag_findings(config, tag_uses(config))
+
+
+def unadded_tag_findings(config: MemberflowConfig, uses: Sequence[TagUse]) -> Iterator[Finding]:
+    """One warning per such tag, at its first read. Tags named in ``kit.tag_ids`` come from Kit."""
+    added = sorted({use.tag for use in uses if use.kind is TagUseKind.ADD})
+    settled = {*added, *config.kit.tag_ids.values()}
+    settled |= {use.tag for use in uses if use.kind is TagUseKind.TRIGGER}  # the trigger rule covers it
+    for use in uses:
+        if use.kind is not TagUseKind.READ or use.tag in settled:
+            continue
+        settled.add(use.tag)
+        guess = difflib.get_close_matches(use.tag, added, n=1, cutoff=0.8)
+        hint = f" (or did you mean {guess[0]!r}?)" if guess else ""
+        yield warning(
+            use.path,
+            f"nothing in this config adds {use.tag!r}; it must come from Kit or the admin API{hint}",
+        )
 
 
 def check_trigger_cycles(config: MemberflowConfig) -> Iterator[Finding]:
@@ -339,11 +514,283 @@ def check_literal_secrets(config: MemberflowConfig) -> Iterator[Finding]:
             )
 
 
+# --- Automations ------------------------------------------------------------------------------
+
+AutomationItem = BaseModel
+"""A step, a condition or an event of an automation (see ``automation_items``)."""
+
+
+def _automations(config: MemberflowConfig) -> Iterator[tuple[KeyPath, AutomationConfig]]:
+    for automation_id, automation in config.automations.items():
+        yield ("automations", automation_id), automation
+
+
+def automation_items(automation: AutomationConfig, base: KeyPath) -> Iterator[tuple[KeyPath, AutomationItem]]:
+    """Every event, step and condition of an automation with its key path, in file order.
+
+    Nested steps (then, else, switch cases, goal steps) and nested conditions (all, any, not) are
+    included, each right after the step or condition that holds it. Drafts are walked like the rest.
+    """
+    yield (*base, "trigger"), automation.trigger
+    yield from _step_items(automation.steps, (*base, "steps"))
+    for index, goal in enumerate(automation.goals):
+        yield (*base, "goals", index, "on"), goal.on
+        yield from _step_items(goal.steps, (*base, "goals", index, "steps"))
+    for index, event in enumerate(automation.cancel_on):
+        yield (*base, "cancel_on", index), event
+
+
+def _step_items(steps: Sequence[Step], path: KeyPath) -> Iterator[tuple[KeyPath, AutomationItem]]:
+    for index, step in enumerate(steps):
+        here = (*path, index)
+        yield here, step
+        if isinstance(step, IfStep):
+            yield from _condition_items(step.if_, (*here, "if"))
+            yield from _step_items(step.then, (*here, "then"))
+            yield from _step_items(step.else_, (*here, "else"))
+        elif isinstance(step, SwitchStep):
+            for case_index, case in enumerate(step.switch):
+                yield from _condition_items(case.when, (*here, "switch", case_index, "when"))
+                yield from _step_items(case.steps, (*here, "switch", case_index, "steps"))
+            yield from _step_items(step.else_, (*here, "else"))
+
+
+def _condition_items(condition: Condition, path: KeyPath) -> Iterator[tuple[KeyPath, AutomationItem]]:
+    yield path, condition
+    if isinstance(condition, AllOf):
+        for index, part in enumerate(condition.all):
+            yield from _condition_items(part, (*path, "all", index))
+    elif isinstance(condition, AnyOf):
+        for index, part in enumerate(condition.any):
+            yield from _condition_items(part, (*path, "any", index))
+    elif isinstance(condition, Not):
+        yield from _condition_items(condition.not_, (*path, "not"))
+
+
+def step_lists(automation: AutomationConfig, base: KeyPath) -> Iterator[tuple[KeyPath, Sequence[Step]]]:
+    """Every list of steps in an automation (main, nested, goal steps) with its key path."""
+    yield (*base, "steps"), automation.steps
+    for index, goal in enumerate(automation.goals):
+        yield (*base, "goals", index, "steps"), goal.steps
+    for path, item in automation_items(automation, base):
+        if isinstance(item, IfStep):
+            yield (*path, "then"), item.then
+            yield (*path, "else"), item.else_
+        elif isinstance(item, SwitchStep):
+            for index, case in enumerate(item.switch):
+                yield (*path, "switch", index, "steps"), case.steps
+            yield (*path, "else"), item.else_
+
+
+def check_automation_references(config: MemberflowConfig) -> Iterator[Finding]:
+    """Operations, emails and fields named by automations exist and fit how they are used."""
+    for base, automation in _automations(config):
+        for path, item in automation_items(automation, base):
+            yield from _item_reference_findings(config, path, item)
+
+
+def _item_reference_findings(
+    config: MemberflowConfig, path: KeyPath, item: AutomationItem
+) -> Iterator[Finding]:
+    if isinstance(item, RunOperationStep | OperationEvent):
+        name = item.run_operation if isinstance(item, RunOperationStep) else item.operation
+        if name not in config.operations:
+            known = _known(config.operations, "operations")
+            yield error((*path, item.action_key), f"unknown operation {name!r} (known: {known})")
+    elif isinstance(item, SendEmailStep):
+        if item.send_email not in config.emails:
+            known = _known(config.emails, "emails")
+            yield error((*path, "send_email"), f"unknown email {item.send_email!r} (known: {known})")
+    elif isinstance(item, IncreaseFieldStep):
+        yield from _delta_findings(config, (*path, "increase_field"), "increase_field", item.increase_field)
+    elif isinstance(item, DecreaseFieldStep):
+        yield from _delta_findings(config, (*path, "decrease_field"), "decrease_field", item.decrease_field)
+    elif isinstance(item, SetFieldStep):
+        yield from _assignment_findings(config, (*path, "set_field"), item.set_field)
+    elif isinstance(item, FieldChangedEvent):
+        if item.field_changed not in config.fields:
+            yield _unknown_field(config, (*path, "field_changed"), item.field_changed)
+    elif isinstance(item, WaitUntilStep) and item.wait_until.field is not None:
+        name = item.wait_until.field
+        field = config.fields.get(name)
+        where = (*path, "wait_until", "field")
+        if field is None:
+            yield _unknown_field(config, where, name)
+        elif field.type != "date":
+            yield error(where, f"wait_until needs a date field; {name!r} is a {field.type} field")
+    elif isinstance(item, FieldCompare):
+        yield from _comparison_findings(config, path, item)
+
+
+_ORDERING = ("gt", "gte", "lt", "lte")
+
+
+def _comparison_findings(
+    config: MemberflowConfig, path: KeyPath, condition: FieldCompare
+) -> Iterator[Finding]:
+    name = condition.field
+    field = config.fields.get(name)
+    if field is None:
+        yield _unknown_field(config, (*path, "field"), name)
+        return
+    op, value = condition.comparison
+    if op == "exists" or isinstance(value, bool):
+        return
+    if op in _ORDERING and field.type == "text":
+        yield error(
+            (*path, op), f"{op} compares numbers or dates; {name!r} is a text field (use eq or ne for text)"
+        )
+        return
+    problem = _type_problem(name, field, value)
+    if problem is not None:
+        yield error((*path, op), problem)
+
+
+def check_automation_structure(config: MemberflowConfig) -> Iterator[Finding]:
+    """Goals, switch cases and ifs have steps; every step can be reached; explicit ids are unique."""
+    for base, automation in _automations(config):
+        for index, goal in enumerate(automation.goals):
+            if not goal.steps:
+                yield error(
+                    (*base, "goals", index),
+                    "a goal needs at least one step; to just end the run when this event happens, "
+                    "list the event under cancel_on instead",
+                )
+        for path, item in automation_items(automation, base):
+            if isinstance(item, IfStep) and not item.then and not item.else_:
+                yield error(path, "an if needs then or else steps (or both)")
+            elif isinstance(item, SwitchStep):
+                for index, case in enumerate(item.switch):
+                    if not case.steps:
+                        yield error(
+                            (*path, "switch", index, "steps"),
+                            "a switch case needs at least one step (only the switch's else may be empty)",
+                        )
+        for path, steps in step_lists(automation, base):
+            yield from _unreachable_findings(path, steps)
+        yield from _duplicate_id_findings(automation, base)
+
+
+def ends_run(step: Step) -> bool:
+    """Whether a run that reaches ``step`` always ends there (exit, or branches that all exit)."""
+    if isinstance(step, ExitStep):
+        return True
+    if isinstance(step, IfStep):
+        return _list_ends_run(step.then) and _list_ends_run(step.else_)
+    if isinstance(step, SwitchStep):
+        return all(_list_ends_run(case.steps) for case in step.switch) and _list_ends_run(step.else_)
+    return False
+
+
+def _list_ends_run(steps: Sequence[Step]) -> bool:
+    return any(ends_run(step) for step in steps)
+
+
+def _unreachable_findings(path: KeyPath, steps: Sequence[Step]) -> Iterator[Finding]:
+    for index, step in enumerate(steps[:-1]):
+        if not ends_run(step):
+            continue
+        where = format_path((*path, index))
+        if isinstance(step, ExitStep):
+            reason = f"the exit at {where} ends the run"
+        elif isinstance(step, IfStep):
+            reason = f"both branches of the if at {where} end with exit"
+        else:
+            reason = f"every case and the else of the switch at {where} end with exit"
+        yield error((*path, index + 1), f"this step is never reached: {reason}")
+        return
+
+
+def _duplicate_id_findings(automation: AutomationConfig, base: KeyPath) -> Iterator[Finding]:
+    ids: list[tuple[KeyPath, str | None]] = []
+    for path, item in _step_items(automation.steps, (*base, "steps")):
+        if isinstance(item, StepBase):
+            ids.append((path, item.id))
+    for index, goal in enumerate(automation.goals):
+        ids.append(((*base, "goals", index), goal.id))
+        for path, item in _step_items(goal.steps, (*base, "goals", index, "steps")):
+            if isinstance(item, StepBase):
+                ids.append((path, item.id))
+    first_use: dict[str, KeyPath] = {}
+    for path, step_id in ids:
+        if step_id is None:
+            continue
+        first = first_use.setdefault(step_id, path)
+        if first != path:
+            yield error(
+                (*path, "id"),
+                f"id {step_id!r} is already used at {format_path(first)}; step and goal ids must be "
+                f"unique within an automation",
+            )
+
+
+def wait_date_findings(config: MemberflowConfig, today: dt.date) -> Iterator[Finding]:
+    """Warn about a wait_until date more than a year after ``today``: most likely a wrong year."""
+    horizon = today + dt.timedelta(days=366)
+    for base, automation in _automations(config):
+        for path, item in automation_items(automation, base):
+            if not isinstance(item, WaitUntilStep) or item.wait_until.date is None:
+                continue
+            target = item.wait_until.date
+            day = target.date() if isinstance(target, dt.datetime) else target
+            if day > horizon:
+                yield warning(
+                    (*path, "wait_until", "date"),
+                    f"{target.isoformat()} is more than a year away, so runs would wait here for over a "
+                    f"year; check the year",
+                )
+
+
+def check_wait_dates(config: MemberflowConfig) -> Iterator[Finding]:
+    return wait_date_findings(config, dt.datetime.now(dt.UTC).date())
+
+
+def describe_event(event: EventSpec) -> str:
+    """``tag_added 'Revoke Access'``, ``thrivecart order.refund for product-12``, ..."""
+    if isinstance(event, TagAddedEvent):
+        return f"tag_added {event.tag_added!r}"
+    if isinstance(event, TagRemovedEvent):
+        return f"tag_removed {event.tag_removed!r}"
+    if isinstance(event, ThriveCartEvent):
+        product = f" for {event.thrivecart.product}" if event.thrivecart.product else ""
+        return f"thrivecart {event.thrivecart.event}{product}"
+    if isinstance(event, FieldChangedEvent):
+        return f"field_changed {event.field_changed!r}"
+    return f"operation {event.operation!r}"
+
+
+def check_goals_against_trigger(config: MemberflowConfig) -> Iterator[Finding]:
+    """Warn when a goal or cancel_on event is the automation's own trigger."""
+    for base, automation in _automations(config):
+        trigger = automation.trigger
+        for index, goal in enumerate(automation.goals):
+            if goal.on == trigger:
+                yield warning(
+                    (*base, "goals", index, "on"),
+                    f"{describe_event(goal.on)} is also this automation's trigger, so the event that "
+                    f"starts a run can reach this goal too; use a different event",
+                )
+        for index, event in enumerate(automation.cancel_on):
+            if event == trigger:
+                yield warning(
+                    (*base, "cancel_on", index),
+                    f"{describe_event(event)} is also this automation's trigger, so the event that "
+                    f"starts a run can cancel it too; use a different event",
+                )
+
+
 CHECKS: tuple[Check, ...] = (
     check_field_references,
     check_trigger_tags,
     check_trigger_cycles,
     check_literal_secrets,
+    check_date_defaults,
+    check_operation_actions,
+    check_automation_references,
+    check_automation_structure,
+    check_wait_dates,
+    check_goals_against_trigger,
+    check_unadded_tags,
 )
 """The checks ``validate`` runs, in order; a new config section appends its own."""
 

@@ -76,6 +76,8 @@ def decide(event: Actionable, contact: Contact, config: MemberflowConfig) -> lis
         return _thrivecart(event, contact, config)
     if isinstance(event, ev.KitEvent):
         return _kit(event, config)
+    if isinstance(event, RunWakeUp | RunCancelRequested) and contact.is_new:
+        raise Unactionable(f"no contact {contact.email}, so no run {event.run_id}")
     return _request(event)
 
 

@@ -14,6 +14,9 @@ from typing import Any
 from chalicelib.config.loader import LoadedConfig
 from chalicelib.config.model import MemberflowConfig, iter_secret_refs
 from chalicelib.config.secrets import parse_secret_ref
+from chalicelib.domain.automations.book import AutomationBook
+from chalicelib.domain.automations.program import event_label
+from chalicelib.domain.automations.runs import Run
 from chalicelib.domain.hooks import hook_token
 from chalicelib.domain.inbox import InboxRecord
 from chalicelib.domain.model import Contact, FieldValue, LedgerEntry, TimelineEntry, is_test_email
@@ -52,6 +55,11 @@ def contact_view(contact: Contact, config: MemberflowConfig) -> dict[str, Any]:
         "marketing_status": contact.marketing_status,
         "kit_subscriber_id": contact.kit_subscriber_id,
         "operation_runs": dict(sorted(contact.operation_runs.items())),
+        "active_runs": [
+            {"run_id": run_id, "automation": automation}
+            for run_id, automation in sorted(contact.active_runs.items(), key=lambda item: item[1])
+        ],
+        "automations_entered": dict(sorted(contact.automation_entries.items())),
         "created_at": contact.created_at.isoformat(),
         "updated_at": contact.updated_at.isoformat(),
     }
@@ -145,3 +153,55 @@ def operations_view(config: MemberflowConfig, base_url: str, signing_secret: str
             }
         )
     return {"operations": operations}
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def run_view(run: Run, *, with_history: bool = True) -> dict[str, Any]:
+    lateness = None
+    if run.woke_at is not None and run.history:
+        woke = [r for r in run.history if r.outcome == "woke"]
+        if woke:
+            lateness = woke[-1].detail.get("late_seconds")
+    view: dict[str, Any] = {
+        "run_id": run.run_id,
+        "email": run.email,
+        "automation": run.automation_id,
+        "version": run.version,
+        "status": run.status.value,
+        "position": run.position,
+        "generation": run.generation,
+        "goal": run.goal,
+        "trigger": dict(run.trigger),
+        "started_at": _iso(run.started_at),
+        "updated_at": _iso(run.updated_at),
+        "due_at": _iso(run.due_at),
+        "woke_at": _iso(run.woke_at),
+        "late_seconds": lateness,
+        "ended_at": _iso(run.ended_at),
+        "end_reason": run.end_reason,
+    }
+    if with_history:
+        view["history"] = [record.as_dict() for record in run.history]
+    return view
+
+
+def automations_view(book: AutomationBook) -> dict[str, Any]:
+    return {
+        "automations": [
+            {
+                "id": automation_id,
+                "name": program.name,
+                "status": book.statuses.get(automation_id, "live"),
+                "version": program.version,
+                "trigger": event_label(program.config.trigger),
+                "reentry": program.config.reentry,
+                "steps": list(program.nodes),
+                "goals": [goal.id for goal in program.goals],
+                "cancel_on": [event_label(spec) for spec in program.config.cancel_on],
+            }
+            for automation_id, program in sorted(book.current.items())
+        ]
+    }

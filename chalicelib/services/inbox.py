@@ -13,18 +13,21 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from chalicelib.config.model import MemberflowConfig
 from chalicelib.domain import engine, rules
+from chalicelib.domain.automations.book import AutomationBook, book_for
+from chalicelib.domain.automations.program import Program, definition, program_from_definition
+from chalicelib.domain.automations.runs import Run
 from chalicelib.domain.errors import ConcurrentWrite, MemberflowError, NotFound
 from chalicelib.domain.events import Ignored
 from chalicelib.domain.inbox import FINAL, InboxRecord, Status, event_id_for
 from chalicelib.domain.model import Contact, normalize_email
-from chalicelib.services.ports import Commit, EventAlreadyFinal, StaleContact, Store
+from chalicelib.services.ports import Commit, EventAlreadyFinal, Scheduler, StaleContact, Store
 
 logger = logging.getLogger(__name__)
 
@@ -68,12 +71,17 @@ class Inbox:
         decoders: Mapping[str, Decoder] | None = None,
         clock: Callable[[], datetime] = _utcnow,
         sleep: Callable[[float], None] = time.sleep,
+        scheduler: Scheduler | None = None,
     ) -> None:
         self.store = store
         self.config = config
         self.decoders = dict(decoders or {})
         self.clock = clock
         self.sleep = sleep
+        self.scheduler = scheduler
+        """Starts the timers of waiting runs; without one, waiting runs are woken by the sweep."""
+        self._pinned: dict[tuple[str, str], Program] = {}
+        self._saved_versions: set[tuple[str, str]] = set()
 
     def receive(self, delivery: Delivery) -> Receipt:
         """Store the delivery and act on it unless an earlier delivery of it already did."""
@@ -142,8 +150,11 @@ class Inbox:
         for attempt in range(MAX_COMMIT_ATTEMPTS):
             now = self.clock()
             contact = self.store.get_contact(email) or Contact.new(email, now)
+            runs = self.store.get_runs(list(contact.active_runs)) if contact.active_runs else {}
             commands = rules.decide(event, contact, self.config)
-            transition = engine.apply(contact, commands, engine.Context(event_id, now, self.config))
+            context = engine.Context(event_id, now, self.config, self.book(runs.values()))
+            transition = engine.apply(contact, commands, context, runs)
+            self._save_versions(transition.programs, now)
             result = _result_summary(transition)
             try:
                 self.store.commit(Commit(event_id, transition, processed_at=now, result=result))
@@ -153,8 +164,50 @@ class Inbox:
                 continue
             except EventAlreadyFinal:
                 return Receipt("duplicate", event_id, reason="processed concurrently")
+            self._schedule(transition)
             return Receipt("accepted", event_id, contact=transition.after, operations=transition.operations)
         raise ConcurrentWrite(f"contact {email} is changing too fast; retry the request")
+
+    # --- automations ----------------------------------------------------------------------------
+
+    def book(self, runs: Iterable[Run] = ()) -> AutomationBook:
+        """The config's automations plus the stored versions ``runs`` are pinned to."""
+        base = book_for(self.config)
+        missing = {
+            (r.automation_id, r.version) for r in runs if base.program(r.automation_id, r.version) is None
+        }
+        for key in missing - set(self._pinned):
+            stored = self.store.get_version(*key)
+            if stored is not None:
+                self._pinned[key] = program_from_definition(key[0], stored)
+        pinned = [self._pinned[key] for key in missing if key in self._pinned]
+        return base.with_pinned(pinned) if pinned else base
+
+    def _save_versions(self, programs: Iterable[Program], now: datetime) -> None:
+        # Content-addressed and immutable, so writing it before the commit is harmless if that fails.
+        for program in programs:
+            key = (program.automation_id, program.version)
+            if key not in self._saved_versions:
+                self.store.save_version(key[0], key[1], definition(program.config), now)
+                self._saved_versions.add(key)
+
+    def _schedule(self, transition: engine.Transition) -> None:
+        """Start the new timers and stop stale ones; a failure leaves the run to the sweep."""
+        if self.scheduler is None:
+            return
+        for name in transition.stops:
+            try:
+                self.scheduler.stop(name)
+            except Exception:
+                logger.warning("could not stop a stale timer", extra={"execution": name}, exc_info=True)
+        for wake in transition.wakeups:
+            try:
+                self.scheduler.start(wake)
+            except Exception:
+                logger.exception(
+                    "could not start a timer; the sweep will wake the run when it is due",
+                    extra={"run_id": wake.run_id, "due_at": wake.due_at.isoformat()},
+                )
 
     def _finish_without_change(
         self, event_id: str, status: Status, reason: str, email: str | None
@@ -206,6 +259,9 @@ def _result_summary(transition: engine.Transition) -> dict[str, Any]:
         summary["tags_removed"] = removed
     if transition.operations:
         summary["operations"] = [{"id": o.operation_id, "result": o.result} for o in transition.operations]
+    started = [r for r in transition.runs if r.stored_version == 0]
+    if started:
+        summary["runs_started"] = [{"automation": r.automation_id, "run_id": r.run_id} for r in started]
     if transition.ledger:
         summary["ledger"] = [
             {

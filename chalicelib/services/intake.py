@@ -29,7 +29,13 @@ from chalicelib.domain.errors import BadRequest, NotFound, Unauthorized
 from chalicelib.domain.events import Ignored, Person, Ping, Source
 from chalicelib.domain.inbox import InboxRecord
 from chalicelib.domain.model import FieldValue, normalize_email
-from chalicelib.domain.requests import FieldChangeRequested, OperationRequested, TagsChangeRequested
+from chalicelib.domain.requests import (
+    FieldChangeRequested,
+    OperationRequested,
+    RunCancelRequested,
+    RunWakeUp,
+    TagsChangeRequested,
+)
 from chalicelib.domain.rules import Actionable
 from chalicelib.observability import SECRETS
 from chalicelib.services.inbox import Decoder, Delivery, Inbox, Receipt
@@ -199,6 +205,7 @@ class Intake:
             Source.KIT: self._decode_kit,
             Source.HOOK: _decode_request,
             Source.ADMIN: _decode_request,
+            Source.AUTOMATION: _decode_request,
         }
 
     def _decode_thrivecart(self, record: InboxRecord) -> Actionable | Ignored:
@@ -222,6 +229,10 @@ def _decode_request(record: InboxRecord) -> Actionable:
     p = record.payload
     person = Person(email=p["email"], first_name=p.get("first_name"))
     key = record.idempotency_key
+    if record.source == Source.AUTOMATION:
+        return RunWakeUp(key, person, p["run_id"], int(p["generation"]), release=bool(p.get("release")))
+    if "run_id" in p:
+        return RunCancelRequested(key, person, p["run_id"], p.get("reason", "cancelled by an operator"))
     if "operation_id" in p:
         return OperationRequested(key, person, p["operation_id"], via=p.get("via", "admin"))
     if p.get("kind") == "tags":

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from chalicelib.domain.automations.runs import WakeUp
+from chalicelib.domain.automations.runs import Run, RunStatus, WakeUp
 from chalicelib.domain.engine import Transition
 from chalicelib.domain.inbox import InboxRecord, Status
-from chalicelib.domain.model import Contact, KitSyncIntent, LedgerEntry, TimelineEntry
+from chalicelib.domain.model import Contact, KitSyncIntent, LedgerEntry, OutboundIntent, TimelineEntry
 
 
 class StaleContact(Exception):
@@ -24,6 +24,10 @@ class StaleContact(Exception):
 
 class EventAlreadyFinal(Exception):
     """The inbox record was finished by someone else (a concurrent or earlier delivery)."""
+
+
+class StaleRun(Exception):
+    """The run changed since it was read; read it again."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,39 @@ class Store(Protocol):
     def list_timeline(self, email: str) -> list[TimelineEntry]: ...
 
     def list_kit_sync(self, email: str) -> list[KitSyncIntent]: ...
+
+    def list_outbound(self, email: str) -> list[OutboundIntent]:
+        """Emails, sequence subscriptions and webhook calls automations asked for, oldest first."""
+
+    # --- automation runs --------------------------------------------------------------------------
+
+    def get_run(self, run_id: str) -> Run | None: ...
+
+    def get_runs(self, run_ids: Sequence[str]) -> dict[str, Run]:
+        """The runs that exist among ``run_ids``, read consistently."""
+
+    def list_runs(
+        self,
+        *,
+        email: str | None = None,
+        automation: str | None = None,
+        status: RunStatus | None = None,
+        limit: int = 50,
+    ) -> list[Run]:
+        """Newest first."""
+
+    def list_due_runs(self, status: RunStatus, before: datetime, limit: int = 100) -> list[Run]:
+        """Runs in ``status`` whose sweep time (due time when waiting, hold time when held) is before."""
+
+    def update_run(self, run: Run) -> Run:
+        """Save a run changed outside an event (a migration); raises StaleRun if it changed meanwhile."""
+
+    def save_version(
+        self, automation_id: str, version: str, definition: Mapping[str, Any], at: datetime
+    ) -> None:
+        """Store an automation version the first time a run uses it; later saves change nothing."""
+
+    def get_version(self, automation_id: str, version: str) -> Mapping[str, Any] | None: ...
 
 
 class Scheduler(Protocol):

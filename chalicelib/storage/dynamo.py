@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import heapq
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -21,25 +22,29 @@ from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
+from chalicelib.domain.automations.runs import Run, RunStatus, StepRecord
 from chalicelib.domain.inbox import InboxRecord, Status, decode_cursor, encode_cursor
 from chalicelib.domain.model import (
     Contact,
     KitSyncIntent,
     LedgerEntry,
+    OutboundIntent,
     TimelineEntry,
     TimelineKind,
 )
-from chalicelib.services.ports import Commit, EventAlreadyFinal, EventPage, StaleContact
+from chalicelib.services.ports import Commit, EventAlreadyFinal, EventPage, StaleContact, StaleRun
 from chalicelib.storage.models import (
+    AutomationVersionModel,
     ContactModel,
     EventModel,
     LedgerModel,
     OutboxModel,
+    RunModel,
     TimelineModel,
 )
 
 _CONDITION_FAILED = "ConditionalCheckFailedException"
-_SOURCES = ("thrivecart", "kit", "hook", "admin")
+_SOURCES = ("thrivecart", "kit", "hook", "admin", "automation")
 # Statuses a commit or outcome may overwrite; "ignored" only ever reaches here through a replay.
 _OPEN = (Status.RECEIVED.value, Status.FAILED.value, Status.IGNORED.value)
 
@@ -152,6 +157,12 @@ class DynamoStore:
         )
         if transition.kit_sync is not None:
             puts.append((_outbox_to_model(transition.kit_sync), OutboxModel.id.does_not_exist()))
+        puts.extend(
+            (_outbound_to_model(intent), OutboxModel.id.does_not_exist()) for intent in transition.outbound
+        )
+        # A run's own version (pynamodb's VersionAttribute) guards it like the contact's guards the contact.
+        first_run = len(puts)
+        puts.extend((_run_to_model(run), None) for run in transition.runs)
         try:
             with TransactWrite(connection=self._tx_connection()) as tx:
                 for model, condition in puts:
@@ -173,7 +184,12 @@ class DynamoStore:
             reasons = error.cancellation_reasons
             if _failed(reasons, len(puts)):
                 raise EventAlreadyFinal(commit.event_id) from error
-            if _failed(reasons, 0) or any(r is not None and r.code == "TransactionConflict" for r in reasons):
+            stale_run = any(_failed(reasons, i) for i in range(first_run, len(puts)))
+            if (
+                _failed(reasons, 0)
+                or stale_run
+                or any(r is not None and r.code == "TransactionConflict" for r in reasons)
+            ):
                 raise StaleContact(contact.email) from error
             raise
 
@@ -204,6 +220,92 @@ class DynamoStore:
             if m.kind == "kit_sync"
         ]
         return sorted(intents, key=lambda i: (i.at, i.event_id))
+
+    def list_outbound(self, email: str) -> list[OutboundIntent]:
+        intents = [
+            _outbound_from_model(m)
+            for m in OutboxModel.scan(OutboxModel.email == email, consistent_read=True)
+            if m.kind != "kit_sync"
+        ]
+        return sorted(intents, key=lambda i: (i.at, i.intent_id))
+
+    # --- automation runs ------------------------------------------------------------------------
+
+    def get_run(self, run_id: str) -> Run | None:
+        try:
+            return _run_from_model(RunModel.get(run_id, consistent_read=True))
+        except RunModel.DoesNotExist:
+            return None
+
+    def get_runs(self, run_ids: Sequence[str]) -> dict[str, Run]:
+        if not run_ids:
+            return {}
+        models = RunModel.batch_get(list(dict.fromkeys(run_ids)), consistent_read=True)
+        return {m.run_id: _run_from_model(m) for m in models}
+
+    def list_runs(
+        self,
+        *,
+        email: str | None = None,
+        automation: str | None = None,
+        status: RunStatus | None = None,
+        limit: int = 50,
+    ) -> list[Run]:
+        models: Iterator[RunModel]
+        status_filter = RunModel.status == status.value if status else None
+        if email:
+            extra = RunModel.automation_id == automation if automation else None
+            condition = (
+                status_filter & extra
+                if status_filter is not None and extra is not None
+                else status_filter or extra
+            )
+            models = RunModel.by_email.query(email, filter_condition=condition, scan_index_forward=False)
+        elif automation:
+            models = RunModel.by_automation.query(
+                automation, filter_condition=status_filter, scan_index_forward=False
+            )
+        elif status:
+            models = RunModel.by_status.query(status.value, scan_index_forward=False)
+        else:
+            models = iter(sorted(RunModel.scan(), key=lambda m: m.started_at, reverse=True))
+        runs: list[Run] = []
+        for model in models:
+            runs.append(_run_from_model(model))
+            if len(runs) >= limit:
+                break
+        return runs
+
+    def list_due_runs(self, status: RunStatus, before: datetime, limit: int = 100) -> list[Run]:
+        query = RunModel.by_status.query(status.value, RunModel.sweep_at < before, limit=limit)
+        return [_run_from_model(m) for m in query]
+
+    def update_run(self, run: Run) -> Run:
+        try:
+            _run_to_model(run).save()
+        except PutError as error:
+            if error.cause_response_code == _CONDITION_FAILED:
+                raise StaleRun(run.run_id) from error
+            raise
+        return replace(run, stored_version=run.stored_version + 1)
+
+    def save_version(
+        self, automation_id: str, version: str, definition: Mapping[str, Any], at: datetime
+    ) -> None:
+        item = AutomationVersionModel(automation_id, version, definition=dict(definition), first_used_at=at)
+        try:
+            item.save(condition=AutomationVersionModel.version.does_not_exist())
+        except PutError as error:
+            if error.cause_response_code != _CONDITION_FAILED:
+                raise
+
+    def get_version(self, automation_id: str, version: str) -> Mapping[str, Any] | None:
+        try:
+            item = AutomationVersionModel.get(automation_id, version, consistent_read=True)
+        except AutomationVersionModel.DoesNotExist:
+            return None
+        definition: Mapping[str, Any] = item.definition
+        return definition
 
 
 def _failed(reasons: list[Any], index: int) -> bool:
@@ -264,6 +366,9 @@ def _contact_to_model(contact: Contact, *, version: int) -> ContactModel:
         fields=dict(contact.fields) or None,
         operation_runs={k: Decimal(v) for k, v in contact.operation_runs.items()} or None,
         order_items=set(contact.order_items) or None,
+        active_runs=dict(contact.active_runs) or None,
+        automation_entries={k: Decimal(v) for k, v in contact.automation_entries.items()} or None,
+        automation_keys=set(contact.automation_keys) or None,
         marketing_status=contact.marketing_status,
         kit_subscriber_id=contact.kit_subscriber_id,
         created_at=contact.created_at,
@@ -284,6 +389,9 @@ def _contact_from_model(model: ContactModel) -> Contact:
         fields=dict(model.fields or {}),
         operation_runs={k: int(v) for k, v in (model.operation_runs or {}).items()},
         order_items=frozenset(model.order_items or ()),
+        active_runs=dict(model.active_runs or {}),
+        automation_entries={k: int(v) for k, v in (model.automation_entries or {}).items()},
+        automation_keys=frozenset(model.automation_keys or ()),
         marketing_status=model.marketing_status,
         kit_subscriber_id=model.kit_subscriber_id,
         created_at=_utc(model.created_at),
@@ -356,6 +464,86 @@ def _outbox_from_model(model: OutboxModel) -> KitSyncIntent:
         add_tags=tuple(payload.get("add_tags", ())),
         remove_tags=tuple(payload.get("remove_tags", ())),
         fields=payload.get("fields", {}),
+    )
+
+
+def _outbound_to_model(intent: OutboundIntent) -> OutboxModel:
+    return OutboxModel(
+        intent.intent_id,
+        email=intent.email,
+        kind=intent.kind,
+        status="pending",
+        created_at=intent.at,
+        event_id=intent.event_id,
+        payload={"run_id": intent.run_id, "step_id": intent.step_id, **_jsonable(dict(intent.payload))},
+    )
+
+
+def _outbound_from_model(model: OutboxModel) -> OutboundIntent:
+    payload = dict(model.payload)
+    return OutboundIntent(
+        kind=model.kind,
+        email=model.email,
+        event_id=model.event_id,
+        at=_utc(model.created_at),
+        run_id=payload.pop("run_id", ""),
+        step_id=payload.pop("step_id", ""),
+        payload=payload,
+    )
+
+
+def _sweep_at(run: Run) -> datetime:
+    if run.status is RunStatus.WAITING and run.due_at is not None:
+        return run.due_at
+    return run.ended_at or run.updated_at
+
+
+def _run_to_model(run: Run) -> RunModel:
+    model = RunModel(
+        run.run_id,
+        email=run.email,
+        automation_id=run.automation_id,
+        automation_version=run.version,
+        status=run.status.value,
+        started_at=run.started_at,
+        updated_at=run.updated_at,
+        sweep_at=_sweep_at(run),
+        trigger=_jsonable(dict(run.trigger)),
+        position=run.position,
+        generation=run.generation,
+        due_at=run.due_at,
+        woke_at=run.woke_at,
+        goal=run.goal,
+        reentry_key=run.reentry_key,
+        ended_at=run.ended_at,
+        end_reason=run.end_reason,
+        history=[_jsonable(r.as_dict()) for r in run.history],
+    )
+    if run.stored_version:
+        model.lock_version = run.stored_version
+    return model
+
+
+def _run_from_model(model: RunModel) -> Run:
+    return Run(
+        run_id=model.run_id,
+        email=model.email,
+        automation_id=model.automation_id,
+        version=model.automation_version,
+        status=RunStatus(model.status),
+        started_at=_utc(model.started_at),
+        updated_at=_utc(model.updated_at),
+        trigger=model.trigger or {},
+        position=model.position,
+        generation=int(model.generation or 0),
+        due_at=_utc(model.due_at) if model.due_at else None,
+        woke_at=_utc(model.woke_at) if model.woke_at else None,
+        goal=model.goal,
+        reentry_key=model.reentry_key,
+        ended_at=_utc(model.ended_at) if model.ended_at else None,
+        end_reason=model.end_reason,
+        history=tuple(StepRecord.from_dict(raw) for raw in model.history or ()),
+        stored_version=int(model.lock_version or 0),
     )
 
 

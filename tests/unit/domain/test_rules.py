@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from chalicelib.domain import events as ev
-from chalicelib.domain.engine import AddTags, MarkOrderItem, Note, RemoveTags, SetMarketingStatus
+from chalicelib.domain.automations.happenings import Happening
+from chalicelib.domain.engine import AddTags, Happen, MarkOrderItem, Note, RemoveTags, SetMarketingStatus
 from chalicelib.domain.model import Contact
 from chalicelib.domain.rules import Unactionable, decide, screen
 from tests.builders import T0, config
@@ -41,7 +42,16 @@ class TestPurchases:
             AddTags(("Purchase – Foundation",)),
             MarkOrderItem("77:bump-12"),
             AddTags(("Purchase – Workbook",)),
+            Happen(Happening("thrivecart", "order.success", ("product-12", "bump-12"))),
         ]
+
+    def test_automations_hear_of_the_items_not_applied_before(self) -> None:
+        commands = decide(
+            order("product-12", "upsell-2"), contact(order_items=frozenset({"77:product-12"})), CONFIG
+        )
+        assert commands[-1] == Happen(Happening("thrivecart", "order.success", ("upsell-2",)))
+        replay = decide(order("product-12"), contact(order_items=frozenset({"77:product-12"})), CONFIG)
+        assert not any(isinstance(c, Happen) for c in replay)
 
     def test_an_item_already_applied_for_this_order_is_skipped(self) -> None:
         commands = decide(
@@ -77,6 +87,7 @@ class TestPurchases:
         assert decide(refund, contact(), CONFIG)[2:] == [
             RemoveTags(("Purchase – Foundation",)),
             AddTags(("Refunded – Foundation",)),
+            Happen(Happening("thrivecart", "order.refund", ("product-12",))),
         ]
 
 

@@ -1,0 +1,278 @@
+"""The delay state machine in moto: created from ``infra/delays.asl.json``, its Lambda task run in-process.
+
+moto's Step Functions interpreter (``execute_state_machine``) runs the real ASL; its Lambda task is an
+``Invoke`` on moto's simple Lambda backend (``use_docker: False``), which ``route_lambda`` replaces
+with a call into Python handlers: the Chalice app's ``@app.lambda_function`` handlers for ``make run``,
+a test's recording handler in ``tests/support/stepfunctions.py``. A handler's exception becomes the
+function error Lambda reports (``Unhandled``, ``errorType`` = the exception's class name), and
+``LambdaServiceError`` fails the invoke itself, as Lambda does when it throttles, so the ASL's Retry
+on ``Lambda.*`` errors is exercised. For ``make run`` (``LocalDelays``), Waits really sleep, and the
+app's ``@app.schedule`` handlers (``sweep_runs``) run on a timer thread every ``LOCAL_SWEEP_SECONDS``.
+
+These are moto internals (``LambdaSimpleBackend.invoke``, ``default_user_config``): moto is pinned to
+``>=5.2,<5.3`` in requirements-dev.txt.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import ModuleType
+from typing import Any
+
+from infra.resources import render_delays_definition
+
+LOG = logging.getLogger("memberflow.devstack")
+
+Handler = Callable[[dict[str, Any], Any], Any]
+"""A Lambda handler as Chalice's ``@app.lambda_function`` exposes it: ``handler(event, context)``."""
+
+LOCAL_PREFIX = "memberflow-local-"
+LOCAL_STATE_MACHINE = f"{LOCAL_PREFIX}delays"
+RESUME_HANDLER = "resume_run"
+SWEEP_SECONDS_ENV = "LOCAL_SWEEP_SECONDS"
+DEFAULT_SWEEP_SECONDS = 30.0
+LAMBDA_TIMEOUT_MS = 30_000
+_ASSUME_STATES = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "states.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ],
+    }
+)
+
+
+class LambdaServiceError(Exception):
+    """Raised by a handler: the Lambda *service* fails the invoke (the Task sees ``Lambda.<code>``).
+
+    Real Lambda answers a throttled or failed invoke with an API error, not a function error; Step
+    Functions reports it as ``Lambda.TooManyRequestsException``, ``Lambda.ServiceException``, ...
+    """
+
+    def __init__(self, code: str = "TooManyRequestsException", message: str = "Rate exceeded") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def enable_execution() -> None:
+    """Server mode: let moto's interpreter run executions, and run Lambda tasks without Docker.
+
+    (Tests get the same from ``mock_aws(config=MOTO_CONFIG)``.) The interpreter calls back into the
+    moto server at ``localhost:$MOTO_PORT``, so MOTO_PORT must name the running server's port.
+    """
+    from moto.core.config import default_user_config
+
+    if not os.environ.get("MOTO_PORT"):
+        raise RuntimeError("set MOTO_PORT to the moto server's port before enabling Step Functions")
+    default_user_config["stepfunctions"] = {"execute_state_machine": True}
+    default_user_config["lambda"] = {"use_docker": False}
+
+
+MOTO_CONFIG: dict[str, Any] = {
+    "stepfunctions": {"execute_state_machine": True},
+    "lambda": {"use_docker": False},
+}
+"""``mock_aws(config=MOTO_CONFIG)``: the in-process equivalent of ``enable_execution``."""
+
+
+def _function_name(function: str) -> str:
+    # Step Functions invokes by ARN (arn:aws:lambda:region:account:function:NAME[:qualifier]).
+    if function.startswith("arn:"):
+        return function.split(":")[6]
+    return function
+
+
+def route_lambda(resolve: Callable[[str], Handler | None]) -> Callable[..., bytes]:
+    """A replacement for ``LambdaSimpleBackend.invoke`` that calls ``resolve(function_name)``'s handler.
+
+    A function without a handler keeps moto's echo (the payload comes back as the result).
+    """
+    from chalice.local import LambdaContext
+    from moto.core.exceptions import JsonRESTError
+
+    def invoke(
+        self: Any, function_name: str, qualifier: str | None, body: Any, headers: Any, response_headers: Any
+    ) -> bytes:
+        name = _function_name(function_name)
+        handler = resolve(name)
+        raw = body.decode() if isinstance(body, bytes) else body
+        if handler is None:
+            return str(raw or "{}").encode()
+        event = json.loads(raw or "{}")
+        try:
+            result = handler(event, LambdaContext(name, 512, LAMBDA_TIMEOUT_MS))
+        except LambdaServiceError as error:
+            failure = JsonRESTError(error.code, str(error))
+            failure.code = 429 if error.code == "TooManyRequestsException" else 500
+            raise failure from error
+        except Exception as error:
+            LOG.warning("lambda %s failed: %s: %s", name, type(error).__name__, error)
+            response_headers["x-amz-function-error"] = "Unhandled"
+            payload = {"errorType": type(error).__name__, "errorMessage": str(error), "stackTrace": []}
+            return json.dumps(payload).encode()
+        return json.dumps(result, default=str).encode()
+
+    return invoke
+
+
+def dummy_zip() -> bytes:
+    """Any code will do: moto needs a function to resolve the ARN; the handler runs in this process."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("app.py", "def resume_run(event, context):\n    return event\n")
+    return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    role_arn: str
+    function_arn: str
+    state_machine_arn: str
+
+
+def create_delay_state_machine(
+    *,
+    iam: Any,
+    lambda_client: Any,
+    sfn: Any,
+    function_name: str,
+    state_machine_name: str,
+    extra_functions: tuple[str, ...] = (),
+) -> Provisioned:
+    """An IAM role, the resume function (a stub) and the delay state machine from the real ASL."""
+    role_arn = iam.create_role(
+        RoleName=f"{state_machine_name}-role", AssumeRolePolicyDocument=_ASSUME_STATES
+    )["Role"]["Arn"]
+    code = dummy_zip()
+    arns: dict[str, str] = {}
+    for name in (function_name, *extra_functions):
+        arns[name] = lambda_client.create_function(
+            FunctionName=name,
+            Runtime="python3.11",
+            Role=role_arn,
+            Handler=f"app.{name.rsplit('-', 1)[-1]}",
+            Code={"ZipFile": code},
+            Timeout=LAMBDA_TIMEOUT_MS // 1000,
+        )["FunctionArn"]
+    state_machine_arn = sfn.create_state_machine(
+        name=state_machine_name,
+        definition=render_delays_definition(arns[function_name]),
+        roleArn=role_arn,
+        type="STANDARD",
+    )["stateMachineArn"]
+    return Provisioned(role_arn, arns[function_name], state_machine_arn)
+
+
+def scheduled_event(name: str, region: str) -> dict[str, Any]:
+    """What EventBridge sends a scheduled function."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": region,
+        "resources": [f"arn:aws:events:{region}:123456789012:rule/{LOCAL_PREFIX}{name}"],
+        "detail": {},
+    }
+
+
+def sweep_seconds(environ: Mapping[str, str] = os.environ) -> float:
+    raw = environ.get(SWEEP_SECONDS_ENV, "")
+    if not raw:
+        return DEFAULT_SWEEP_SECONDS
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{SWEEP_SECONDS_ENV} must be a number of seconds, not {raw!r}") from None
+
+
+class LocalDelays:
+    """``make run``'s Step Functions: the delay state machine, Lambda routing and the schedule ticker."""
+
+    def __init__(self, app_module: ModuleType, period: float = DEFAULT_SWEEP_SECONDS) -> None:
+        from chalice.app import ScheduledEventConfig
+
+        self.app_module = app_module
+        app = app_module.app
+        self.lambdas: dict[str, Handler] = {}
+        for function in app.pure_lambda_functions:
+            self.lambdas[function.name] = getattr(app_module, function.handler_string.split(".")[-1])
+        self.schedules: dict[str, Handler] = {
+            source.name: getattr(app_module, source.handler_string.split(".")[-1])
+            for source in app.event_sources
+            if isinstance(source, ScheduledEventConfig)
+        }
+        self.period = period
+        self.state_machine_arn: str | None = None
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+
+    def _resolve(self, function_name: str) -> Handler | None:
+        return self.lambdas.get(function_name.removeprefix(LOCAL_PREFIX))
+
+    def start(self, region: str) -> str:
+        """Create everything in the running moto server; returns the state machine ARN."""
+        import boto3
+        from moto.awslambda_simple.models import LambdaSimpleBackend
+
+        # moto's TimestampPath wait compares a UTC "...Z" time with the naive local clock.
+        if time.localtime().tm_gmtoff != 0:
+            os.environ["TZ"] = "UTC"
+            time.tzset()
+        enable_execution()
+        if RESUME_HANDLER in self.lambdas:
+            LambdaSimpleBackend.invoke = route_lambda(self._resolve)  # type: ignore[method-assign]
+        else:
+            LOG.warning(
+                "app.py has no @app.lambda_function(name=%r): delay executions will wait but resume nothing",
+                RESUME_HANDLER,
+            )
+        others = tuple(f"{LOCAL_PREFIX}{name}" for name in self.lambdas if name != RESUME_HANDLER)
+        provisioned = create_delay_state_machine(
+            iam=boto3.client("iam", region_name=region),
+            lambda_client=boto3.client("lambda", region_name=region),
+            sfn=boto3.client("stepfunctions", region_name=region),
+            function_name=f"{LOCAL_PREFIX}{RESUME_HANDLER}",
+            state_machine_name=LOCAL_STATE_MACHINE,
+            extra_functions=others,
+        )
+        self.state_machine_arn = provisioned.state_machine_arn
+        if self.schedules and self.period > 0:
+            self._ticker = threading.Thread(
+                target=self._tick, args=(region,), name="memberflow-schedules", daemon=True
+            )
+            self._ticker.start()
+        elif not self.schedules:
+            LOG.info("app.py has no @app.schedule handlers; nothing to run on a timer")
+        return provisioned.state_machine_arn
+
+    def run_schedules(self, region: str) -> None:
+        """Run every scheduled handler once (what the timer does every ``period`` seconds)."""
+        from chalice.local import LambdaContext
+
+        for name, handler in self.schedules.items():
+            try:
+                handler(scheduled_event(name, region), LambdaContext(name, 512, LAMBDA_TIMEOUT_MS))
+            except Exception:
+                LOG.exception("scheduled handler %s failed", name)
+
+    def _tick(self, region: str) -> None:
+        while not self._stop.wait(self.period):
+            self.run_schedules(region)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join(timeout)
