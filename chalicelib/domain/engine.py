@@ -790,7 +790,7 @@ class _Work:
             "automation": run.automation_id,
             "run_id": run.run_id,
             "step": record.step,
-            "kind": record.kind,
+            "step_kind": record.kind,
             "outcome": record.outcome,
         }
         data.update({k: v for k, v in record.detail.items() if k in _TIMELINE_DETAIL})

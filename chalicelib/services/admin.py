@@ -160,11 +160,8 @@ def _iso(value: Any) -> str | None:
 
 
 def run_view(run: Run, *, with_history: bool = True) -> dict[str, Any]:
-    lateness = None
-    if run.woke_at is not None and run.history:
-        woke = [r for r in run.history if r.outcome == "woke"]
-        if woke:
-            lateness = woke[-1].detail.get("late_seconds")
+    woke = [r for r in run.history if r.outcome == "woke"]
+    lateness = woke[-1].detail.get("late_seconds") if woke else None
     view: dict[str, Any] = {
         "run_id": run.run_id,
         "email": run.email,

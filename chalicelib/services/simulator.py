@@ -218,7 +218,7 @@ def describe(entry: TimelineEntry) -> str:
     if kind == "run_step":
         text = f"[{data.pop('automation')}] {data.pop('step')}: {data.pop('outcome')}"
         data.pop("run_id", None)
-        data.pop("kind", None)
+        data.pop("step_kind", None)
         return text + _record_detail(data)
     return kind + _record_detail(data)
 

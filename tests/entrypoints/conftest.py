@@ -20,7 +20,7 @@ from chalicelib import bootstrap
 from chalicelib.config.loader import LoadedConfig
 from chalicelib.config.model import MemberflowConfig
 from chalicelib.config.secrets import SecretResolver
-from chalicelib.services.ports import Store
+from chalicelib.services.ports import Scheduler, Store
 from chalicelib.settings import Settings
 from chalicelib.storage.dynamo import DynamoStore
 from chalicelib.storage.models import create_tables
@@ -58,10 +58,19 @@ class World:
         return self.post_json(path, body, {**ADMIN, **(headers or {})})
 
 
-def make_container(store: Store, model: MemberflowConfig | None = None) -> bootstrap.Container:
+def make_container(
+    store: Store,
+    model: MemberflowConfig | None = None,
+    *,
+    scheduler: Scheduler | None = None,
+    clock: Any = None,
+) -> bootstrap.Container:
     settings = Settings.from_environ({**SECRET_ENV, "MEMBERFLOW_CONFIG": "unused.yaml"})
     loaded = LoadedConfig(model=model or config(), version="test", warnings=(), source="tests")
-    return bootstrap.Container(settings, loaded, SecretResolver(environ=SECRET_ENV), store)
+    extra: dict[str, Any] = {"clock": clock} if clock is not None else {}
+    return bootstrap.Container(
+        settings, loaded, SecretResolver(environ=SECRET_ENV), store, scheduler=scheduler, **extra
+    )
 
 
 @pytest.fixture

@@ -209,7 +209,6 @@ class _Cursor:
             position=node.id,
             generation=self.run.generation + 1,
             due_at=due.at,
-            woke_at=None,
             updated_at=self.host.now,
         )
         if due.seconds is not None and due.seconds <= MAX_TIMER_SECONDS:

@@ -160,8 +160,8 @@ class TestModelErrors:
             "did you mean 'on_purchase'?",
             "thrivecart.products.product-12.on_payment.add_tag: unknown key "
             "(allowed: add_tags, remove_tags); did you mean 'add_tags'?",
-            "operation: unknown key (allowed: thrivecart, kit, fields, operations, hooks, test_contacts); "
-            "did you mean 'operations'?",
+            "operation: unknown key (allowed: thrivecart, kit, fields, operations, hooks, test_contacts, "
+            "time_zone, emails, automations); did you mean 'operations'?",
         )
 
     def test_list_items_are_named_by_index(self) -> None:
@@ -203,10 +203,11 @@ class TestModelErrors:
             "operations.b.add_tags: expected a list",
         )
 
-    def test_section_level_rule(self) -> None:
+    def test_an_operation_without_actions_is_a_whole_file_error(self) -> None:
         assert errors("operations:\n  noop: {name: Nothing}\n") == (
             "operations.noop: an operation needs at least one action: set_field, increase_field, "
-            "decrease_field, remove_tags, add_tags",
+            "decrease_field, remove_tags, add_tags; without actions it can only be an automation's "
+            "trigger, goal or cancel_on event ({operation: noop}), and no automation uses it that way",
         )
 
     def test_odd_keys_are_quoted_in_the_path(self) -> None:

@@ -1,0 +1,118 @@
+"""The tag map: which tags the config sets, which it reads, and what looks wrong about them.
+
+Kit knows tags only by name, so a tag that one place spells ``Module 1 Complete`` and another
+``Module1 Complete`` is two tags, and the automation waiting for the first never hears of the
+second. The tag map (``GET /admin/tags``) lists every tag the config mentions with the places that
+set it (``add``, ``remove``) and the places that react to it (``read``: automation triggers, goals,
+cancel_on and conditions; ``trigger``: the operation it fires), plus lint findings:
+
+- near-duplicate names: equal once case, spaces, dashes (``-`` ``–`` ``—``) and punctuation are
+  ignored, or, for longer names, a ``difflib`` ratio of at least 0.92 (names whose numbers differ,
+  ``Course – M1`` and ``Course – M2``, are a series, not a typo);
+- the trigger-tag rule and tags that are read but never added, exactly as ``config check`` reports
+  them (``chalicelib.config.validate``).
+
+Everything comes from ``tag_uses``, so a config section that reports its tag uses there appears
+here with no further code. The result is plain JSON data, sorted, so equal configs give equal maps.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import unicodedata
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from chalicelib.config.base import KeyPath
+from chalicelib.config.model import MemberflowConfig
+from chalicelib.config.validate import (
+    Finding,
+    TagUse,
+    TagUseKind,
+    format_path,
+    tag_uses,
+    trigger_tag_findings,
+    unadded_tag_findings,
+    warning,
+)
+
+SIMILARITY = 0.92
+"""difflib ratio from which two (normalised) names count as near-duplicates."""
+MIN_SIMILAR_LENGTH = 10
+"""Shorter names are only compared after normalising: one letter apart is a different word."""
+
+_SET_KINDS = (TagUseKind.ADD, TagUseKind.REMOVE)
+_DIGITS = re.compile(r"\d+")
+
+
+def tag_map(config: MemberflowConfig) -> dict[str, Any]:
+    """``{"tags": {tag: {"set_by": [...], "read_by": [...]}}, "findings": [...]}``, JSON-ready.
+
+    Each use is ``{"kind": "add" | "remove" | "read" | "trigger", "path": "dotted.key.path",
+    "owner": "operation 'add-50-credits'"}``; ``set_by`` holds adds and removes, ``read_by`` reads
+    and the operation a trigger tag fires. Each finding is ``{"severity", "path", "message"}``.
+    """
+    uses = tag_uses(config)
+    tags: dict[str, dict[str, list[dict[str, str]]]] = {}
+    for use in sorted(uses, key=lambda use: (use.tag, _path_key(use.path), use.kind.value)):
+        entry = tags.setdefault(use.tag, {"set_by": [], "read_by": []})
+        side = "set_by" if use.kind in _SET_KINDS else "read_by"
+        entry[side].append({"kind": use.kind.value, "path": format_path(use.path), "owner": use.owner_label})
+    findings = [
+        *trigger_tag_findings(uses),
+        *unadded_tag_findings(config, uses),
+        *near_duplicate_findings(uses),
+    ]
+    findings.sort(key=lambda finding: (_path_key(finding.path), finding.severity, finding.message))
+    return {
+        "tags": tags,
+        "findings": [
+            {"severity": finding.severity, "path": format_path(finding.path), "message": finding.message}
+            for finding in findings
+        ],
+    }
+
+
+def normalise(tag: str) -> str:
+    """The name with case, whitespace, dashes and punctuation gone: ``Module 1 – Done`` -> ``module1done``."""
+    text = unicodedata.normalize("NFKC", tag).casefold()
+    return "".join(char for char in text if not char.isspace() and unicodedata.category(char)[0] not in "PZ")
+
+
+def near_duplicate_findings(uses: Sequence[TagUse]) -> Iterator[Finding]:
+    """A warning at the first use of each name that looks like another name of the config."""
+    first_use: dict[str, KeyPath] = {}
+    for use in sorted(uses, key=lambda use: _path_key(use.path)):
+        first_use.setdefault(use.tag, use.path)
+    groups: dict[str, list[str]] = defaultdict(list)
+    for tag in sorted(first_use):
+        groups[normalise(tag)].append(tag)
+    for names in groups.values():
+        kept = names[0]
+        for other in names[1:]:
+            yield warning(
+                first_use[other],
+                f"{other!r} and {kept!r} differ only in case, spaces, dashes or punctuation; Kit "
+                f"treats them as two tags, so one of them is probably a typo",
+            )
+    keys = sorted(key for key in groups if len(key) >= MIN_SIMILAR_LENGTH)
+    for index, key in enumerate(keys):
+        for other_key in keys[index + 1 :]:
+            if _DIGITS.findall(key) != _DIGITS.findall(other_key):
+                continue  # "Course – M1" and "Course – M2" are a series
+            matcher = difflib.SequenceMatcher(None, key, other_key)
+            if matcher.real_quick_ratio() < SIMILARITY or matcher.ratio() < SIMILARITY:
+                continue
+            kept, other = groups[key][0], groups[other_key][0]
+            yield warning(
+                first_use[other],
+                f"{other!r} looks like {kept!r}; Kit treats them as two tags, so one of them is "
+                f"probably a typo",
+            )
+
+
+def _path_key(path: KeyPath) -> tuple[tuple[int, int, str], ...]:
+    """Sorts key paths with list indexes in numeric order (steps.2 before steps.10)."""
+    return tuple((0, part, "") if isinstance(part, int) else (1, 0, part) for part in path)
