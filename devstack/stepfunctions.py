@@ -222,8 +222,8 @@ class LocalDelays:
     def _resolve(self, function_name: str) -> Handler | None:
         return self.lambdas.get(function_name.removeprefix(LOCAL_PREFIX))
 
-    def start(self, region: str) -> str:
-        """Create everything in the running moto server; returns the state machine ARN."""
+    def provision(self, region: str) -> str:
+        """Create the role, functions and state machine in the running moto server; returns its ARN."""
         import boto3
         from moto.awslambda_simple.models import LambdaSimpleBackend
 
@@ -249,14 +249,19 @@ class LocalDelays:
             extra_functions=others,
         )
         self.state_machine_arn = provisioned.state_machine_arn
-        if self.schedules and self.period > 0:
-            self._ticker = threading.Thread(
-                target=self._tick, args=(region,), name="memberflow-schedules", daemon=True
-            )
-            self._ticker.start()
-        elif not self.schedules:
-            LOG.info("app.py has no @app.schedule handlers; nothing to run on a timer")
         return provisioned.state_machine_arn
+
+    def start_schedules(self, region: str) -> None:
+        """Run the ``@app.schedule`` handlers every ``period`` seconds on a daemon thread until ``stop``."""
+        if not self.schedules:
+            LOG.warning("app.py has no @app.schedule handlers; nothing runs on a timer")
+            return
+        if self.period <= 0:
+            return
+        self._ticker = threading.Thread(
+            target=self._tick, args=(region,), name="memberflow-schedules", daemon=True
+        )
+        self._ticker.start()
 
     def run_schedules(self, region: str) -> None:
         """Run every scheduled handler once (what the timer does every ``period`` seconds)."""

@@ -155,6 +155,15 @@ def _duplicate_keys(node: yaml.Node, path: KeyPath, seen_nodes: set[int]) -> Ite
             yield from _duplicate_keys(item, (*path, index), seen_nodes)
 
 
+def read_yaml(text: str, *, source: str = "<string>") -> dict[str, Any]:
+    """The config text as plain data, read as memberflow reads it (YAML 1.2 booleans, dates as text).
+
+    This is also how the YAML language server in editors reads it, so the JSON Schema applies to
+    this data. Raises ``ConfigError`` for a YAML problem or duplicate keys.
+    """
+    return _read_yaml(text, source)
+
+
 def _read_yaml(text: str, source: str) -> dict[str, Any]:
     loader = _StrictLoader(text)
     try:

@@ -254,12 +254,10 @@ class DynamoStore:
         models: Iterator[RunModel]
         status_filter = RunModel.status == status.value if status else None
         if email:
-            extra = RunModel.automation_id == automation if automation else None
-            condition = (
-                status_filter & extra
-                if status_filter is not None and extra is not None
-                else status_filter or extra
-            )
+            condition = status_filter
+            if automation:
+                same = RunModel.automation_id == automation
+                condition = same if condition is None else condition & same
             models = RunModel.by_email.query(email, filter_condition=condition, scan_index_forward=False)
         elif automation:
             models = RunModel.by_automation.query(

@@ -1,8 +1,10 @@
 """The deploy bundle: the merge template built from the pynamodb models, and the full `make package` run.
 
 The first half checks ``infra.resources`` alone (no ``chalice package``): tables against the tables
-pynamodb itself creates in moto, the role's DynamoDB grants, the per-function patches, and cfn-lint on
-the overlay merged into a minimal SAM template. The second half runs ``scripts/package.py`` end to end
+pynamodb itself creates in moto, the role's DynamoDB grants, the per-function patches, the delay state
+machine (its definition is the ASL file, its substitution points at the resume function, its roles are
+least privilege, nothing depends on itself), and cfn-lint on the overlay merged into a minimal SAM
+template. The second half runs ``scripts/package.py`` end to end
 on a copy of the project (Chalice fetches Linux wheels, so it needs the package index) and checks the
 real output: cfn-lint clean, the same table checks, the zip size bar, the role, every function's
 environment, and that the bundle imports with nothing but the Lambda runtime's boto3 beside it.
@@ -13,6 +15,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,22 +29,39 @@ from typing import Any
 import boto3
 import pytest
 from chalice.package import TemplateDeepMerger
+from chalice.utils import to_cfn_resource_name
 from moto import mock_aws
 
 from chalicelib.storage.models import ALL_MODELS, TableNames, bind_table_names
 from infra.resources import (
+    DELAY_STATE_MACHINE,
+    DELAY_STATE_MACHINE_ROLE,
+    DELAYS_ASL,
     FUNCTION_ROLE,
+    RESUME_FUNCTION,
     ROLE_ARN,
+    STATE_MACHINE_ARN_ENV,
     AppShape,
     Fragment,
     build_template,
     check_packaged,
+    definition_placeholders,
+    delays_group,
     table_bindings,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLE_ENV_VARS = {f"MEMBERFLOW_{name.upper()}_TABLE" for name in TableNames.__dataclass_fields__}
-RUNTIME_ENV_VARS = {"MEMBERFLOW_CONFIG", "ADMIN_TOKEN", "POWERTOOLS_SERVICE_NAME", "LOG_LEVEL"}
+RUNTIME_ENV_VARS = {
+    "MEMBERFLOW_CONFIG",
+    "ADMIN_TOKEN",
+    "POWERTOOLS_SERVICE_NAME",
+    "LOG_LEVEL",
+    STATE_MACHINE_ARN_ENV,
+}
+_STATES = "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}"
+STATE_MACHINE_ARN = {"Fn::Sub": f"{_STATES}:stateMachine:${{AWS::StackName}}-delays"}
+EXECUTIONS_ARN = {"Fn::Sub": f"{_STATES}:execution:${{AWS::StackName}}-delays:*"}
 LAMBDA_RUNTIME_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six.py")
 """What the Lambda Python runtime already provides, so the bundle must not need to carry it."""
 
@@ -171,11 +191,106 @@ def assert_every_function_is_patched(resources: Mapping[str, Any]) -> None:
             assert env[binding.env_var] == {"Ref": binding.logical_id}
         assert env["ADMIN_TOKEN"] == {"Fn::Sub": "ssm:${AdminTokenParameterName}"}
         assert env["POWERTOOLS_SERVICE_NAME"] == "memberflow"
+        # Built from the known name: a Ref to the state machine would be a circular dependency.
+        assert env[STATE_MACHINE_ARN_ENV] == STATE_MACHINE_ARN
+
+
+_PSEUDO = re.compile(r"\$\{([A-Za-z0-9]+)(?:\.[A-Za-z0-9.]+)?\}")
+
+
+def _references(value: Any) -> set[str]:
+    """Logical ids a value points at through Ref, Fn::GetAtt or Fn::Sub (parameters included)."""
+    if isinstance(value, list):
+        return set().union(*(_references(v) for v in value))
+    if not isinstance(value, dict):
+        return set()
+    found: set[str] = set()
+    for key, inner in value.items():
+        if key == "Ref" and isinstance(inner, str):
+            found.add(inner)
+        elif key == "Fn::GetAtt":
+            found.add(inner[0] if isinstance(inner, list) else inner.split(".")[0])
+        elif key == "Fn::Sub":
+            text, variables = (inner, {}) if isinstance(inner, str) else (inner[0], inner[1])
+            found |= {name for name in _PSEUDO.findall(text) if name not in variables}
+            found |= _references(variables)
+        else:
+            found |= _references(inner)
+    return found
+
+
+def assert_no_circular_dependency(resources: Mapping[str, Any]) -> None:
+    graph = {
+        name: (_references(res) | set(_as_list(res.get("DependsOn", [])))) & resources.keys()
+        for name, res in resources.items()
+    }
+    done: set[str] = set()
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        if name in path:
+            raise AssertionError("circular dependency: " + " -> ".join([*path[path.index(name) :], name]))
+        if name in done:
+            return
+        for target in sorted(graph[name]):
+            visit(target, (*path, name))
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name, ())
+
+
+def assert_delay_state_machine(resources: Mapping[str, Any]) -> None:
+    """The state machine runs the ASL file, invokes the resume function, and nothing more is allowed."""
+    machine = resources[DELAY_STATE_MACHINE]
+    assert machine["Type"] == "AWS::StepFunctions::StateMachine"
+    props = machine["Properties"]
+    assert props["StateMachineType"] == "STANDARD"
+    assert props["StateMachineName"] == {"Fn::Sub": "${AWS::StackName}-delays"}
+    assert props["Definition"] == json.loads(DELAYS_ASL.read_text(encoding="utf-8"))
+    assert "DefinitionString" not in props
+    assert props["DefinitionSubstitutions"] == {"ResumeFunctionArn": {"Fn::GetAtt": [RESUME_FUNCTION, "Arn"]}}
+    assert definition_placeholders(props["Definition"]) == props["DefinitionSubstitutions"].keys()
+    assert resources[RESUME_FUNCTION]["Properties"]["Role"] == ROLE_ARN
+    assert props["RoleArn"] == {"Fn::GetAtt": [DELAY_STATE_MACHINE_ROLE, "Arn"]}
+
+    role = resources[DELAY_STATE_MACHINE_ROLE]["Properties"]
+    [trust] = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "states.amazonaws.com"}
+    assert trust["Condition"]["ArnLike"] == {"aws:SourceArn": STATE_MACHINE_ARN}
+    [policy] = role["Policies"]
+    assert policy["PolicyDocument"]["Statement"] == [
+        {
+            "Sid": "InvokeResumeFunction",
+            "Effect": "Allow",
+            "Action": ["lambda:InvokeFunction"],
+            "Resource": [{"Fn::GetAtt": [RESUME_FUNCTION, "Arn"]}],
+        }
+    ]
+
+    function_statements = resources[FUNCTION_ROLE]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    states = [s for s in function_statements if any(a.startswith("states:") for a in _as_list(s["Action"]))]
+    assert {(tuple(_as_list(s["Action"])), json.dumps(s["Resource"])) for s in states} == {
+        (("states:StartExecution",), json.dumps(STATE_MACHINE_ARN)),
+        (("states:DescribeExecution", "states:StopExecution"), json.dumps(EXECUTIONS_ARN)),
+    }
+    # Only the delay state machine's role may invoke functions; nothing grants more than it names.
+    invokers = [s for s in _statements(resources) if "lambda:InvokeFunction" in _as_list(s["Action"])]
+    assert len(invokers) == 1
+    for statement in _statements(resources):
+        assert all("*" not in action for action in _as_list(statement["Action"])), statement
+
+    alarm = resources["DelayExecutionsFailedAlarm"]["Properties"]
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/States", "ExecutionsFailed")
+    assert alarm["Dimensions"] == [{"Name": "StateMachineArn", "Value": {"Ref": DELAY_STATE_MACHINE}}]
 
 
 # --- infra.resources alone -----------------------------------------------------------------------
 
-SHAPE = AppShape(functions=("APIHandler", "OutboxSweeper"), runtime="python3.11", dependency_layer=True)
+SHAPE = AppShape(
+    functions=("APIHandler", "OutboxSweeper", RESUME_FUNCTION, "SweepRuns"),
+    runtime="python3.11",
+    dependency_layer=True,
+)
 
 
 def _chalice_like(shape: AppShape) -> dict[str, Any]:
@@ -215,9 +330,10 @@ def test_tables_are_paired_with_the_names_bind_table_names_sets() -> None:
     bindings = table_bindings()
     assert {model: model.Meta.table_name for model in ALL_MODELS} == before
     try:
-        bind_table_names(TableNames.with_prefix("probe-"))
+        names = TableNames.with_prefix("probe-")
+        bind_table_names(names)
         for binding in bindings:
-            assert binding.model.Meta.table_name == f"probe-{binding.field}"
+            assert binding.model.Meta.table_name == getattr(names, binding.field)
     finally:
         for model, name in before.items():
             model.Meta.table_name = name
@@ -247,10 +363,49 @@ def test_merged_into_a_chalice_like_template_every_function_is_patched_and_lints
 
 
 def test_check_packaged_reports_a_function_the_merge_missed() -> None:
-    merge = build_template(AppShape(functions=("APIHandler",)))
+    merge = build_template(AppShape(functions=("APIHandler", RESUME_FUNCTION)))
     merged = TemplateDeepMerger().merge(merge, _chalice_like(SHAPE))
-    problems = check_packaged(merged, AppShape(functions=("APIHandler",)), merge)
+    problems = check_packaged(merged, AppShape(functions=("APIHandler", RESUME_FUNCTION)), merge)
     assert any("OutboxSweeper runs as" in p for p in problems)
+
+
+def test_the_delay_state_machine_runs_the_asl_file_and_invokes_only_the_resume_function() -> None:
+    merged = TemplateDeepMerger().merge(build_template(SHAPE), _chalice_like(SHAPE))
+    assert_delay_state_machine(merged["Resources"])
+    assert merged["Outputs"]["DelayStateMachineArn"] == {"Value": {"Ref": DELAY_STATE_MACHINE}}
+
+
+def test_nothing_in_the_template_depends_on_itself() -> None:
+    merged = TemplateDeepMerger().merge(build_template(SHAPE), _chalice_like(SHAPE))
+    assert_no_circular_dependency(merged["Resources"])
+    assert DELAY_STATE_MACHINE in _references(merged["Resources"]["DelayExecutionsFailedAlarm"])
+    assert RESUME_FUNCTION in _references(merged["Resources"][DELAY_STATE_MACHINE])
+    for function in SHAPE.functions:
+        assert DELAY_STATE_MACHINE not in _references(merged["Resources"][function])
+    with pytest.raises(AssertionError, match="circular dependency: A -> B -> A"):
+        assert_no_circular_dependency({"A": {"Properties": {"X": {"Ref": "B"}}}, "B": {"DependsOn": "A"}})
+
+
+def test_the_resume_function_id_is_the_one_chalice_emits() -> None:
+    assert to_cfn_resource_name("resume_run") == RESUME_FUNCTION
+
+
+def test_an_app_without_the_resume_function_cannot_be_packaged() -> None:
+    # Skipping the state machine would deploy automations whose waits never end but by the sweep.
+    with pytest.raises(ValueError, match=r"needs the function ResumeRun .*only APIHandler, SweepRuns"):
+        build_template(AppShape(functions=("APIHandler", "SweepRuns")))
+    with pytest.raises(ValueError, match="ResumeRun"):
+        delays_group(AppShape(functions=("APIHandler",)))
+
+
+def test_alarm_actions_follow_the_topic_parameter() -> None:
+    template = build_template(SHAPE)
+    assert template["Conditions"]["HasAlarmTopic"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]}]
+    }
+    actions = template["Resources"]["DelayExecutionsFailedAlarm"]["Properties"]["AlarmActions"]
+    assert actions == {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+    assert template["Parameters"]["AlarmTopicArn"]["Default"] == ""
 
 
 def test_app_shape_is_read_from_chalice_output() -> None:
@@ -353,6 +508,22 @@ def test_package_output_function_zip_is_under_a_megabyte(packaged: tuple[Any, Pa
 
 def test_package_output_role_touches_only_the_generated_tables(packaged: tuple[Any, Path, float]) -> None:
     assert_dynamodb_grants_only_the_tables(_sam(packaged)["Resources"])
+
+
+def test_package_output_has_the_delay_state_machine(packaged: tuple[Any, Path, float]) -> None:
+    resources = _sam(packaged)["Resources"]
+    assert resources[RESUME_FUNCTION]["Type"] == "AWS::Serverless::Function"
+    assert resources[RESUME_FUNCTION]["Properties"]["Handler"] == "app.resume_run"
+    assert_delay_state_machine(resources)
+    assert_no_circular_dependency(resources)
+    sweep = [
+        event
+        for res in resources.values()
+        if res["Type"] == "AWS::Serverless::Function"
+        for event in res["Properties"].get("Events", {}).values()
+        if event["Type"] == "Schedule"
+    ]
+    assert {"Type": "Schedule", "Properties": {"Schedule": "rate(5 minutes)"}} in sweep
 
 
 def test_package_output_every_function_gets_the_environment(packaged: tuple[Any, Path, float]) -> None:

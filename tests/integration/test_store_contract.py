@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 
 from chalicelib.domain import engine
+from chalicelib.domain.automations.program import definition
+from chalicelib.domain.automations.runs import RunStatus
 from chalicelib.domain.engine import AddTags, ChangeField, Context, RecordEvent
 from chalicelib.domain.inbox import Status
 from chalicelib.domain.model import Contact
-from chalicelib.services.ports import Commit, EventAlreadyFinal, StaleContact, Store
+from chalicelib.services.ports import Commit, EventAlreadyFinal, StaleContact, StaleRun, Store
 from chalicelib.storage.dynamo import DynamoStore
 from tests.builders import T0, config, inbox_record, later, unique_email
 from tests.fakes import InMemoryStore
 
 CONFIG = config()
+RUNS_CONFIG = config(
+    emails={"hello": {"subject": "Hello", "body": "..."}},
+    automations={
+        "drip": {
+            "trigger": {"tag_added": "Start"},
+            "steps": [{"send_email": "hello"}, {"delay": "2d"}, {"add_tag": "Done"}],
+        }
+    },
+)
 
 
 def transition(store: Store, email: str, event_id: str, *commands: engine.Command) -> engine.Transition:
@@ -158,6 +171,77 @@ class StoreContract:
         (intent,) = store.list_kit_sync(email)
         assert intent.add_tags == ("A",)
         assert intent.event_id == record.id
+
+    # --- automation runs ----------------------------------------------------------------------
+
+    def _start_drip(self, store: Store, email: str) -> tuple[engine.Transition, str]:
+        record = inbox_record(email=email)
+        store.claim_event(record)
+        contact = store.get_contact(email) or Contact.new(email, T0)
+        ctx = Context(record.id, later(1), RUNS_CONFIG)
+        t = engine.apply(contact, [AddTags(("Start",))], ctx)
+        for program in t.programs:
+            store.save_version(program.automation_id, program.version, definition(program.config), later(1))
+        store.commit(Commit(record.id, t, processed_at=later(1)))
+        return t, record.id
+
+    def test_a_commit_writes_new_runs_and_outbound_intents(self, store: Store) -> None:
+        email = unique_email()
+        t, _ = self._start_drip(store, email)
+        (run,) = t.runs
+        stored = store.get_run(run.run_id)
+        assert stored is not None
+        assert stored.status is RunStatus.WAITING
+        assert stored.position == "delay-2d"
+        assert stored.history == run.history
+        assert stored.stored_version == 1
+        assert store.get_runs([run.run_id, "missing"]) == {run.run_id: stored}
+        contact = store.get_contact(email)
+        assert contact is not None
+        assert contact.active_runs == {run.run_id: "drip"}
+        assert contact.automation_entries == {"drip": 1}
+        assert [i.kind for i in store.list_outbound(email)] == ["email"]
+        assert store.list_outbound(email)[0].payload["email_id"] == "hello"
+
+    def test_runs_are_listed_by_email_automation_and_status(self, store: Store) -> None:
+        email = unique_email()
+        t, _ = self._start_drip(store, email)
+        (run,) = t.runs
+        assert [r.run_id for r in store.list_runs(email=email)] == [run.run_id]
+        assert run.run_id in [r.run_id for r in store.list_runs(automation="drip", status=RunStatus.WAITING)]
+        assert store.list_runs(email=email, status=RunStatus.COMPLETED) == []
+        due = store.list_due_runs(RunStatus.WAITING, later(1) + timedelta(days=3))
+        assert run.run_id in [r.run_id for r in due]
+        assert run.run_id not in [r.run_id for r in store.list_due_runs(RunStatus.WAITING, later(2))]
+
+    def test_a_run_changed_since_it_was_read_loses_the_commit(self, store: Store) -> None:
+        email = unique_email()
+        t, _ = self._start_drip(store, email)
+        (run,) = t.runs
+        stored = store.get_run(run.run_id)
+        assert stored is not None
+        store.update_run(replace(stored, position="delay-2d"))
+        with pytest.raises(StaleRun):
+            store.update_run(stored)
+        # A commit that read the old run version is refused as stale.
+        record = inbox_record(email=email)
+        store.claim_event(record)
+        contact = store.get_contact(email)
+        assert contact is not None
+        wake = engine.apply(
+            contact,
+            [engine.ResumeRun(run.run_id, stored.generation)],
+            Context(record.id, later(1) + timedelta(days=2), RUNS_CONFIG),
+            {run.run_id: stored},
+        )
+        with pytest.raises(StaleContact):
+            store.commit(Commit(record.id, wake, processed_at=later(3)))
+
+    def test_versions_are_saved_once(self, store: Store) -> None:
+        store.save_version("drip", "v1", {"steps": [1]}, later(1))
+        store.save_version("drip", "v1", {"steps": [2]}, later(2))
+        assert store.get_version("drip", "v1") == {"steps": [1]}
+        assert store.get_version("drip", "v2") is None
 
 
 class TestInMemoryStore(StoreContract):
