@@ -2,7 +2,10 @@
 
 One process holds everything: a moto server (DynamoDB and the other AWS services the app uses)
 on a loopback port, the app's tables created from the pynamodb models, the example config loaded
-and validated, and Chalice's local server. State lives in memory and is gone when it stops
+and validated, the delay state machine from ``infra/delays.asl.json`` executed by moto with its
+Lambda task calling the app's ``resume_run`` in this process (Waits really sleep), the app's
+``@app.schedule`` handlers (``sweep_runs``) run every ``LOCAL_SWEEP_SECONDS`` (default 30), and
+Chalice's local server. State lives in memory and is gone when it stops
 (Ctrl-C or SIGTERM). Secrets the config references default to well-known local values so the
 printed curl commands work as they are.
 """
@@ -62,11 +65,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--config", default=os.environ.get("MEMBERFLOW_CONFIG", str(ROOT / "config" / "example.yaml"))
     )
+    parser.add_argument(
+        "--sweep-seconds",
+        type=float,
+        default=None,
+        help="run the app's scheduled handlers this often (default: $LOCAL_SWEEP_SECONDS, else 30; 0: never)",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    from devstack.stepfunctions import sweep_seconds
+
+    if args.sweep_seconds is None:
+        try:
+            args.sweep_seconds = sweep_seconds()
+        except ValueError as error:
+            print(f"memberflow: {error}", file=sys.stderr)
+            return 2
     try:
         ensure_port_free(args.host, args.app_port, "LOCAL_APP_PORT")
         ensure_port_free(args.host, args.moto_port, "LOCAL_MOTO_PORT")
@@ -114,17 +131,23 @@ def serve(args: argparse.Namespace, config_version: str, moto_endpoint: str) -> 
     from chalice.config import Config
     from chalice.local import create_local_server
 
-    from app import app
+    import app as app_module
     from chalicelib import bootstrap
     from chalicelib.storage.models import create_tables
+    from devstack.stepfunctions import LocalDelays
 
+    region = os.environ["AWS_DEFAULT_REGION"]
+    delays = LocalDelays(app_module, period=args.sweep_seconds)
+    # Before the container: Settings reads the state machine ARN when it is built.
+    os.environ["MEMBERFLOW_STATE_MACHINE_ARN"] = delays.provision(region)
     container = bootstrap.container()
     create_tables()
     config = Config.create(chalice_stage="local", app_name="memberflow", project_dir=str(ROOT))
-    server = create_local_server(app, config, args.host, args.app_port)
+    server = create_local_server(app_module.app, config, args.host, args.app_port)
     port = server.server.server_address[1]
     base = f"http://{args.host}:{port}"
-    print_banner(base, moto_endpoint, container, config_version)
+    print_banner(base, moto_endpoint, container, config_version, delays)
+    delays.start_schedules(region)
 
     stopping = threading.Event()
 
@@ -137,14 +160,20 @@ def serve(args: argparse.Namespace, config_version: str, moto_endpoint: str) -> 
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    server.server.serve_forever()
+    try:
+        server.server.serve_forever()
+    finally:
+        delays.stop()
     server.server.server_close()
     return 0
 
 
-def print_banner(base: str, moto_endpoint: str, container: object, version: str) -> None:
+def print_banner(
+    base: str, moto_endpoint: str, container: object, version: str, delays: object | None = None
+) -> None:
     from chalicelib.bootstrap import Container
     from chalicelib.domain.hooks import hook_token
+    from devstack.stepfunctions import RESUME_HANDLER, LocalDelays
 
     assert isinstance(container, Container)
     secrets = container.intake.hook_secrets()
@@ -154,6 +183,16 @@ def print_banner(base: str, moto_endpoint: str, container: object, version: str)
         f"  config        {container.loaded.source} (version {version})",
         f"  moto          {moto_endpoint}  (in-memory AWS; state is lost on exit)",
         f"  admin token   {os.environ['ADMIN_TOKEN']}",
+    ]
+    if isinstance(delays, LocalDelays):
+        routed = (
+            "" if RESUME_HANDLER in delays.lambdas else f" (app.py has no {RESUME_HANDLER}: nothing resumes)"
+        )
+        lines.append(f"  delays        {delays.state_machine_arn}{routed}")
+        if delays.schedules and delays.period > 0:
+            every = f"{delays.period:g}s (LOCAL_SWEEP_SECONDS)"
+            lines.append(f"  schedules     {', '.join(sorted(delays.schedules))} every {every}")
+    lines += [
         "",
         "Webhook URLs:",
         f"  ThriveCart    {base}/webhooks/thrivecart",

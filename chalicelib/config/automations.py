@@ -25,10 +25,13 @@ from pydantic import (
     BeforeValidator,
     Discriminator,
     Field,
+    GetJsonSchemaHandler,
     Tag,
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from chalicelib.config.base import (
     IDENTIFIER_PATTERN,
@@ -173,36 +176,41 @@ def _kind_check(kind: str, keys: tuple[str, ...], companions: tuple[str, ...]) -
     ``companions`` are keys that go with an action key (``then``, ``else``, ``id``, ``eq``...).
     """
     listing = ", ".join(keys)
+    a_kind = f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
+    clash, clash_hint = {
+        "step": ("does one thing", "; write each as a step of its own"),
+        "condition": ("tests one thing", "; combine conditions with all: [...] or any: [...]"),
+    }.get(kind, ("names one thing", ""))
 
     def unknown(key: object) -> str:
         guess = difflib.get_close_matches(str(key), keys, n=1, cutoff=0.6)
         if guess:
             return f"unknown {kind} {str(key)!r}; did you mean {guess[0]!r}?"
-        return f"unknown {kind} {str(key)!r} (a {kind} is one of: {listing})"
+        return f"unknown {kind} {str(key)!r} ({a_kind} is one of: {listing})"
 
     def check(value: Any) -> Any:
         if isinstance(value, str):
             if value in keys:
                 raise ValueError(f"{value} needs a value: write it as {value}: <value>")
             raise ValueError(unknown(value))
+        if value is None:
+            raise ValueError(f"{a_kind} needs one of: {listing}; this one is empty")
         if not isinstance(value, dict):
-            return value  # not a mapping: the model reports "expected a mapping"
+            shown = "a list" if isinstance(value, list | tuple) else repr(value)
+            raise ValueError(f"{a_kind} is a mapping with one of: {listing}; not {shown}")
         present = [key for key in value if key in keys]
         if len(present) == 1:
             return value
         if len(present) > 1:
-            raise ValueError(
-                f"a {kind} does one thing, but this one has {', '.join(present)}; "
-                f"write each as a {kind} of its own"
-            )
+            raise ValueError(f"{a_kind} {clash}, but this one has {', '.join(present)}{clash_hint}")
         strangers = [key for key in value if key not in companions]
         if strangers:
             raise ValueError("; ".join(unknown(key) for key in strangers))
         if value:
             raise ValueError(
-                f"a {kind} needs one of: {listing}; this one has only {', '.join(map(str, value))}"
+                f"{a_kind} needs one of: {listing}; this one has only {', '.join(map(str, value))}"
             )
-        raise ValueError(f"a {kind} needs one of: {listing}; this one is empty")
+        raise ValueError(f"{a_kind} needs one of: {listing}; this one is empty")
 
     check.__name__ = f"{kind}_kind_check"
     return check
@@ -590,6 +598,13 @@ class ExitStep(StepBase):
     action_key: ClassVar[str] = "exit"
     exit: Literal[True] = Field(description="End the run here.")
 
+    @field_validator("exit", mode="before")
+    @classmethod
+    def _no_argument(cls, value: Any) -> Any:
+        if value is not True:
+            raise ValueError("exit takes no value: write the step as - exit (or exit: true)")
+        return value
+
 
 STEP_KEYS = (
     "add_tag",
@@ -610,6 +625,15 @@ STEP_KEYS = (
 
 
 _step_kind_check = _kind_check("step", STEP_KEYS, ("id", "then", "else"))
+
+
+class _BareExitInSchema:
+    """Lets the JSON Schema accept ``- exit`` as a step, as the validator does, so editors do not flag it."""
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {"anyOf": [handler(core_schema), {"const": "exit", "description": "End the run here."}]}
 
 
 def _step_before(value: Any) -> Any:
@@ -640,6 +664,7 @@ Step = Annotated[
         custom_error_message=f"a step has exactly one of: {', '.join(STEP_KEYS)}",
     ),
     BeforeValidator(_step_before),
+    _BareExitInSchema(),
 ]
 
 

@@ -328,6 +328,9 @@ def _message(details: ErrorDetails, owner: type[BaseModel] | None) -> str:
         return details["msg"].removeprefix("Value error, ")
     if kind == "literal_error":
         return details["msg"].replace("Input should be", "expected")
+    if kind == "string_too_short":
+        minimum = (details.get("ctx") or {}).get("min_length", 1)
+        return "must not be empty" if minimum == 1 else f"needs at least {minimum} characters"
     if kind == "too_short":
         minimum = (details.get("ctx") or {}).get("min_length", 1)
         if minimum == 1:

@@ -568,18 +568,23 @@ def _condition_items(condition: Condition, path: KeyPath) -> Iterator[tuple[KeyP
 
 
 def step_lists(automation: AutomationConfig, base: KeyPath) -> Iterator[tuple[KeyPath, Sequence[Step]]]:
-    """Every list of steps in an automation (main, nested, goal steps) with its key path."""
-    yield (*base, "steps"), automation.steps
+    """Every list of steps in an automation (main, nested, goal steps) with its key path, in file order."""
+    yield from _nested_step_lists(automation.steps, (*base, "steps"))
     for index, goal in enumerate(automation.goals):
-        yield (*base, "goals", index, "steps"), goal.steps
-    for path, item in automation_items(automation, base):
-        if isinstance(item, IfStep):
-            yield (*path, "then"), item.then
-            yield (*path, "else"), item.else_
-        elif isinstance(item, SwitchStep):
-            for index, case in enumerate(item.switch):
-                yield (*path, "switch", index, "steps"), case.steps
-            yield (*path, "else"), item.else_
+        yield from _nested_step_lists(goal.steps, (*base, "goals", index, "steps"))
+
+
+def _nested_step_lists(steps: Sequence[Step], path: KeyPath) -> Iterator[tuple[KeyPath, Sequence[Step]]]:
+    yield path, steps
+    for index, step in enumerate(steps):
+        here = (*path, index)
+        if isinstance(step, IfStep):
+            yield from _nested_step_lists(step.then, (*here, "then"))
+            yield from _nested_step_lists(step.else_, (*here, "else"))
+        elif isinstance(step, SwitchStep):
+            for case_index, case in enumerate(step.switch):
+                yield from _nested_step_lists(case.steps, (*here, "switch", case_index, "steps"))
+            yield from _nested_step_lists(step.else_, (*here, "else"))
 
 
 def check_automation_references(config: MemberflowConfig) -> Iterator[Finding]:

@@ -281,6 +281,8 @@ class _Work:
         self.programs: dict[tuple[str, str], Program] = {}
         self.run_starts = 0
         self.step_mark: int | None = None
+        self.waking: set[str] = set()
+        """The timer delivering this wake-up: it is finishing, so it must not be stopped."""
         self.active_runs = dict(contact.active_runs)
         self.entries = dict(contact.automation_entries)
         self.keys = set(contact.automation_keys)
@@ -696,6 +698,8 @@ class _Work:
             )
             return
         now = self.ctx.now
+        if run.position:
+            self.waking.add(execution_name(run.run_id, run.position, run.generation))
         if command.release:
             if not self.book.is_live(run.automation_id):
                 return

@@ -82,12 +82,22 @@ def normalise(tag: str) -> str:
 
 
 def near_duplicate_findings(uses: Sequence[TagUse]) -> Iterator[Finding]:
-    """A warning at the first use of each name that looks like another name of the config."""
+    """A warning at the first use of each name that looks like another name of the config.
+
+    Of two look-alikes, the one used more often (then: used first, in key-path order) is taken as
+    the intended name, and the other one is reported.
+    """
     first_use: dict[str, KeyPath] = {}
+    count: dict[str, int] = defaultdict(int)
     for use in sorted(uses, key=lambda use: _path_key(use.path)):
         first_use.setdefault(use.tag, use.path)
+        count[use.tag] += 1
+
+    def rank(tag: str) -> tuple[int, tuple[tuple[int, int, str], ...], str]:
+        return (-count[tag], _path_key(first_use[tag]), tag)
+
     groups: dict[str, list[str]] = defaultdict(list)
-    for tag in sorted(first_use):
+    for tag in sorted(first_use, key=rank):
         groups[normalise(tag)].append(tag)
     for names in groups.values():
         kept = names[0]
@@ -105,7 +115,7 @@ def near_duplicate_findings(uses: Sequence[TagUse]) -> Iterator[Finding]:
             matcher = difflib.SequenceMatcher(None, key, other_key)
             if matcher.real_quick_ratio() < SIMILARITY or matcher.ratio() < SIMILARITY:
                 continue
-            kept, other = groups[key][0], groups[other_key][0]
+            kept, other = sorted((groups[key][0], groups[other_key][0]), key=rank)
             yield warning(
                 first_use[other],
                 f"{other!r} looks like {kept!r}; Kit treats them as two tags, so one of them is "

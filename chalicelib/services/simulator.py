@@ -21,7 +21,9 @@ import yaml
 
 from chalicelib.config.model import MemberflowConfig
 from chalicelib.domain import engine
+from chalicelib.domain.automations.book import book_for
 from chalicelib.domain.automations.happenings import Happening
+from chalicelib.domain.automations.program import Program
 from chalicelib.domain.automations.runs import Run, WakeUp
 from chalicelib.domain.errors import BadRequest
 from chalicelib.domain.model import Contact, FieldValue, TimelineEntry, normalize_email
@@ -56,6 +58,9 @@ class Simulator:
     outbound: list[Any] = field(default_factory=list)
     waits: list[WakeUp] = field(default_factory=list)
     """Every timer started, in order (what Step Functions would have been asked to run)."""
+    programs: dict[tuple[str, str], Program] = field(default_factory=dict)
+    """Every automation version a run was pinned to, as the service stores them: a run started
+    before ``config`` was swapped for an edited one goes on with the version it started on."""
     _pending: list[tuple[dt.datetime, int, WakeUp]] = field(default_factory=list)
     _stopped: set[str] = field(default_factory=set)
     _seq: itertools.count[int] = field(default_factory=itertools.count)
@@ -70,10 +75,12 @@ class Simulator:
     def apply(self, commands: Sequence[engine.Command], label: str) -> engine.Transition:
         event_id = f"sim-{next(self._seq)}"
         active = {rid: run for rid, run in self.runs.items() if rid in self.contact.active_runs}
+        book = book_for(self.config).with_pinned(self.programs.values())
         transition = engine.apply(
-            self.contact, commands, engine.Context(event_id, self.now, self.config), active
+            self.contact, commands, engine.Context(event_id, self.now, self.config, book), active
         )
         self.contact = replace(transition.after, version=self.contact.version + 1)
+        self.programs.update({(p.automation_id, p.version): p for p in transition.programs})
         for run in transition.runs:
             self.runs[run.run_id] = run
         self._stopped.update(transition.stops)
@@ -144,11 +151,16 @@ def contact_from_spec(spec: Mapping[str, Any], config: MemberflowConfig, now: dt
     tags = spec.get("tags", [])
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         raise BadRequest("'tags' must be a list of tag names")
+    raw_fields = spec.get("fields", {})
+    if not isinstance(raw_fields, Mapping):
+        raise BadRequest("'fields' must be a mapping of field names to values")
     fields: dict[str, FieldValue] = {}
-    for name, value in dict(spec.get("fields", {})).items():
+    for name, value in raw_fields.items():
         field_config = config.fields.get(name)
         if field_config is None:
             raise BadRequest(f"unknown field '{name}' (known: {', '.join(config.fields) or 'none'})")
+        if value is None:
+            continue  # null: the field has no value, as if left out
         fields[name] = _number(value, name) if field_config.type == "number" else str(value)
     return Contact(
         email=normalize_email(email),
@@ -168,17 +180,23 @@ def commands_for(spec: Mapping[str, Any], config: MemberflowConfig) -> list[engi
         raise BadRequest("an event has one key: tag_added, tag_removed, set_field, operation or thrivecart")
     ((kind, value),) = spec.items()
     if kind == "tag_added":
-        return [engine.AddTags((str(value),), origin="simulator")]
+        return [engine.AddTags((_name(kind, value, "a tag name"),), origin="simulator")]
     if kind == "tag_removed":
-        return [engine.RemoveTags((str(value),), origin="simulator")]
+        return [engine.RemoveTags((_name(kind, value, "a tag name"),), origin="simulator")]
     if kind == "operation":
-        return [engine.RunOperation(str(value), strict=True)]
+        operation_id = _name(kind, value, "an operation id")
+        if operation_id not in config.operations:
+            known = ", ".join(config.operations) or "none"
+            raise BadRequest(f"unknown operation '{operation_id}' (known: {known})")
+        return [engine.RunOperation(operation_id, strict=True)]
     if kind == "set_field" and isinstance(value, Mapping):
         name = str(value.get("field"))
         field_config = config.fields.get(name)
         if field_config is None:
             raise BadRequest(f"unknown field '{name}'")
         raw = value.get("value")
+        if raw is None:
+            raise BadRequest(f"set_field needs a value, e.g. set_field: {{field: {name}, value: ...}}")
         new: FieldValue = _number(raw, name) if field_config.type == "number" else str(raw)
         return [engine.ChangeField(name, "simulator", value=new)]
     if kind == "thrivecart" and isinstance(value, Mapping):
@@ -251,6 +269,13 @@ def _number(value: Any, name: str) -> Decimal:
         return Decimal(str(value))
     except InvalidOperation:
         raise BadRequest(f"field '{name}' is a number field; {value!r} is not a number") from None
+
+
+def _name(kind: str, value: Any, what: str) -> str:
+    """The tag or operation an event names: text (a bare number reads as text), never empty."""
+    if isinstance(value, bool) or not isinstance(value, str | int) or str(value).strip() == "":
+        raise BadRequest(f"{kind} needs {what}, e.g. '{kind}: <name>' (got {value!r})")
+    return str(value)
 
 
 def _label(spec: Mapping[str, Any]) -> str:

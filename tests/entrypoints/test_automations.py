@@ -327,3 +327,12 @@ class TestPauseAndSweep:
 def test_base_config_has_no_automations() -> None:
     assert "automations" not in BASE_CONFIG
     assert ADMIN
+
+
+def test_a_wake_up_does_not_stop_its_own_timer(auto: AutomationWorld) -> None:
+    email = unique_email()
+    auto.tag(email, add=["Purchase – Foundation"])
+    auto.clock.advance(days=2)
+    auto.fire_due()
+    assert auto.scheduler.stop_calls == []
+    assert len(auto.scheduler.pending()) == 1  # the next delay's timer

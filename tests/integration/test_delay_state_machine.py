@@ -201,3 +201,44 @@ def test_a_handler_returning_nothing_still_succeeds(sfn: DelayStateMachine, hand
     execution = sfn.wait_for(wake_up.execution_name)
     assert execution["status"] == "SUCCEEDED"
     assert json.loads(execution["output"])["resumed"] == {"outcome": None}
+
+
+def test_the_local_stack_finds_the_apps_resume_and_schedule_handlers() -> None:
+    """``make run`` routes the task to ``app.resume_run`` and ticks ``app.sweep_runs`` (devstack)."""
+    import types
+
+    from chalice.app import Chalice, Rate
+
+    from devstack.stepfunctions import LocalDelays, sweep_seconds
+
+    calls: list[tuple[str, Any]] = []
+    module = types.ModuleType("fake_app")
+    app = Chalice(app_name="fake")
+
+    @app.lambda_function(name="resume_run")
+    def resume_run(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        calls.append(("resume_run", event))
+        return {"woke": event["run_id"]}
+
+    @app.schedule(Rate(5, unit=Rate.MINUTES), name="sweep_runs")
+    def sweep_runs(event: Any) -> None:
+        calls.append(("sweep_runs", event.to_dict()["detail-type"]))
+
+    module.app, module.resume_run, module.sweep_runs = app, resume_run, sweep_runs
+    local = LocalDelays(module, period=0.01)
+    resume = local._resolve("memberflow-local-resume_run")
+    assert resume is not None
+    assert resume({"run_id": "r1"}, None) == {"woke": "r1"}
+    assert local._resolve("memberflow-local-other") is None
+    local.run_schedules("us-east-1")
+    assert calls == [("resume_run", {"run_id": "r1"}), ("sweep_runs", "Scheduled Event")]
+    local.start_schedules("us-east-1")
+    deadline = datetime.now(UTC) + timedelta(seconds=5)
+    while len(calls) < 4 and datetime.now(UTC) < deadline:
+        local._stop.wait(0.01)
+    local.stop()
+    assert calls[-1] == ("sweep_runs", "Scheduled Event")
+    assert sweep_seconds({}) == 30
+    assert sweep_seconds({"LOCAL_SWEEP_SECONDS": "2.5"}) == 2.5
+    with pytest.raises(ValueError, match="LOCAL_SWEEP_SECONDS"):
+        sweep_seconds({"LOCAL_SWEEP_SECONDS": "soon"})

@@ -45,6 +45,25 @@ class TestShippedConfigs:
         }
         assert config.operations["book-session"].run_limit == 1
         assert config.test_contacts.delay_scale == 86400
+        assert config.time_zone == "Europe/London"
+        assert set(config.automations) == {"monthly-credits", "foundation-onboarding"}
+        monthly = config.automations["monthly-credits"]
+        assert (monthly.trigger.model_dump(), monthly.reentry) == (
+            {"tag_added": "Payment – Success"},
+            "always",
+        )
+        onboarding = config.automations["foundation-onboarding"]
+        assert [type(step).action_key for step in onboarding.steps] == [
+            "send_email",
+            "delay",
+            "if",
+            "delay",
+            "wait_until",
+            "switch",
+        ]
+        assert onboarding.goals[0].on.model_dump() == {"tag_added": "Revoke Access"}
+        assert onboarding.cancel_on
+        assert {"welcome", "credits-added"} <= set(config.emails)
 
 
 class TestYaml:
