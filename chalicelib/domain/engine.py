@@ -784,7 +784,9 @@ class _Work:
                 and before.position
                 and after.generation != before.generation
             ):
-                stale.append(execution_name(rid, before.position, before.generation))
+                name = execution_name(rid, before.position, before.generation)
+                if name not in self.waking:
+                    stale.append(name)
         return tuple(stale)
 
     # --- the interpreter's host ---------------------------------------------------------------
