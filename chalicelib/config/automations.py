@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
+    BaseModel,
     BeforeValidator,
     Discriminator,
     Field,
@@ -193,6 +194,8 @@ def _kind_check(kind: str, keys: tuple[str, ...], companions: tuple[str, ...]) -
             if value in keys:
                 raise ValueError(f"{value} needs a value: write it as {value}: <value>")
             raise ValueError(unknown(value))
+        if isinstance(value, BaseModel):
+            return value  # built in code (AllOf(all=(HasTag(...),))): the discriminator knows it
         if value is None:
             raise ValueError(f"{a_kind} needs one of: {listing}; this one is empty")
         if not isinstance(value, dict):

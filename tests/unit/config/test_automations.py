@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import pytest
 
 from chalicelib.config import ConfigError, parse_config
+from chalicelib.config.automations import AllOf, ExitStep, HasTag, IfStep
 from chalicelib.config.model import MemberflowConfig
 from chalicelib.config.validate import (
     TagUseKind,
@@ -150,6 +151,13 @@ class TestValidAutomations:
         assert automations["monthly-credits"].reentry == "always"
         assert automations["draft-idea"].status == "draft"
         assert loaded.model.fields["renews_on"].default == "2027-01-01"  # an unquoted date stays text
+
+    def test_models_built_in_code_pass_the_key_checks(self) -> None:
+        step = IfStep.model_validate(
+            {"if": AllOf(all=(HasTag(has_tag="VIP Member"),)), "then": (ExitStep(exit=True),)}
+        )
+        assert isinstance(step.if_, AllOf)
+        assert isinstance(step.then[0], ExitStep)
 
     def test_a_draft_is_checked_like_a_live_one(self) -> None:
         assert errors_of({"idea": auto({"send_email": "nope"}, status="draft")}) == (

@@ -1,0 +1,153 @@
+"""The whole delay path on moto: a tag starts a run on DynamoDB, the run's timer is an execution of
+the real ASL in moto's Step Functions interpreter, and its Lambda task is the app's ``resume_run``
+handler, called in-process. Waits are recorded instead of slept; the test clock jumps to the due
+time when the task runs, as if the wait had really passed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from chalice.test import Client
+
+from app import app, resume_run
+from chalicelib import bootstrap
+from chalicelib.adapters.aws.stepfunctions import StepFunctionsScheduler
+from chalicelib.domain.automations.runs import RunStatus
+from chalicelib.storage.dynamo import DynamoStore
+from chalicelib.storage.models import create_tables
+from devstack.moto_support import serialize_dynamodb_requests
+from tests.builders import T0, config, unique_email
+from tests.entrypoints.conftest import ADMIN, make_container
+from tests.support.stepfunctions import DelayStateMachine, delay_state_machine
+
+CONFIG = config(
+    emails={"week-two": {"subject": "Week two", "body": "..."}},
+    automations={
+        "drip": {
+            "trigger": {"tag_added": "Purchase – Foundation"},
+            "steps": [
+                {"delay": "7d", "id": "first-week"},
+                {"send_email": "week-two"},
+                {"add_tag": "Week Two"},
+            ],
+            "goals": [{"on": {"tag_added": "Revoke Access"}, "steps": [{"add_tag": "Revoked"}]}],
+        }
+    },
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class Stack:
+    client: Client
+    store: DynamoStore
+    sfn: DelayStateMachine
+    clock: Clock
+    results: list[Any]
+
+
+@pytest.fixture
+def stack() -> Iterator[Stack]:
+    yield from _stack(hold_waits=False)
+
+
+@pytest.fixture
+def held_stack() -> Iterator[Stack]:
+    """Waits block until released or stopped, so an execution can be seen pending."""
+    yield from _stack(hold_waits=True)
+
+
+def _stack(*, hold_waits: bool) -> Iterator[Stack]:
+    serialize_dynamodb_requests()
+    clock = Clock()
+    results: list[Any] = []
+
+    def handler(event: dict[str, Any], context: Any) -> Any:
+        # The Wait "passed": the clock reaches the due time before the task runs.
+        clock.now = max(clock.now, datetime.fromisoformat(event["due_at"]))
+        results.append(resume_run(event, context))
+        return results[-1]
+
+    with delay_state_machine(handler, hold_waits=hold_waits) as sfn:
+        create_tables()
+        store = DynamoStore()
+        scheduler = StepFunctionsScheduler(sfn.state_machine_arn, client=sfn.client)
+        container = make_container(store, CONFIG, scheduler=scheduler, clock=clock)
+        bootstrap.override(lambda: container)
+        with Client(app) as client:
+            yield Stack(client, store, sfn, clock, results)
+        bootstrap.override(None)
+
+
+def add_tag(stack: Stack, email: str, tag: str) -> None:
+    response = stack.client.http.post(
+        f"/admin/contacts/{email}/tags",
+        headers={**ADMIN, "Content-Type": "application/json"},
+        body=f'{{"add": ["{tag}"]}}',
+    )
+    assert response.status_code == 200, response.body
+
+
+def test_a_seven_day_delay_waits_604800_seconds_then_resumes_the_run(stack: Stack) -> None:
+    email = unique_email()
+    add_tag(stack, email, "Purchase – Foundation")
+    (execution,) = stack.sfn.wait_all()
+
+    assert execution["status"] == "SUCCEEDED"
+    assert stack.sfn.waits == [604800]
+    assert [r["result"] for r in stack.results] == ["accepted"]
+    (run,) = stack.store.list_runs(email=email)
+    assert run.status is RunStatus.COMPLETED
+    woke = next(r for r in run.history if r.outcome == "woke")
+    assert woke.detail["due_at"] == (T0 + timedelta(days=7)).isoformat()
+    contact = stack.store.get_contact(email)
+    assert contact is not None
+    assert "Week Two" in contact.tags
+    assert [i.payload["email_id"] for i in stack.store.list_outbound(email)] == ["week-two"]
+
+
+def test_a_second_delivery_of_the_same_wake_up_changes_nothing(stack: Stack) -> None:
+    email = unique_email()
+    add_tag(stack, email, "Purchase – Foundation")
+    (execution,) = stack.sfn.wait_all()
+    first_input = stack.sfn.history(execution["executionArn"])
+    assert first_input
+    (run,) = stack.store.list_runs(email=email)
+    again = resume_run({"run_id": run.run_id, "email": email, "generation": 1, "step_id": "first-week"}, None)
+    assert again["result"] == "duplicate"
+    contact = stack.store.get_contact(email)
+    assert contact is not None
+    assert len(stack.store.list_outbound(email)) == 1
+
+
+def test_a_goal_during_the_wait_stops_the_pending_execution(held_stack: Stack) -> None:
+    stack = held_stack
+    email = unique_email()
+    add_tag(stack, email, "Purchase – Foundation")
+    (pending,) = stack.sfn.executions()
+    arn = pending["executionArn"]
+    stack.sfn.wait_waiting(arn)
+    stack.clock.now = T0 + timedelta(days=3)
+    add_tag(stack, email, "Revoke Access")
+
+    assert stack.sfn.wait_for(arn)["status"] == "ABORTED"
+    (run,) = stack.store.list_runs(email=email)
+    assert run.status is RunStatus.COMPLETED
+    assert run.goal is not None
+    contact = stack.store.get_contact(email)
+    assert contact is not None
+    assert "Revoked" in contact.tags
+    assert "Week Two" not in contact.tags
+    assert stack.results == []
