@@ -134,3 +134,50 @@ def test_busy_port_is_a_clear_error() -> None:
     assert process.returncode == 2
     assert f"port {port}" in output
     assert "LOCAL_APP_PORT" in output
+
+
+def test_a_test_contact_walks_a_six_week_drip_in_seconds() -> None:
+    process = start_stack({"LOCAL_APP_PORT": "0", "MEMBERFLOW_CONFIG": str(ROOT / "tests/e2e/drip.yaml")})
+    assert process.stdout is not None
+    try:
+        base = None
+        deadline = time.monotonic() + 60
+        while base is None and time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            match = re.search(r"memberflow is running on (http://127\.0\.0\.1:\d+)", line)
+            base = match.group(1) if match else None
+        assert base, "the local stack did not start"
+        email = "jane+test@example.com"
+        status, _ = call(
+            "POST",
+            f"{base}/admin/contacts/{email}/tags",
+            json.dumps({"add": ["Start Drip"]}).encode(),
+            {**ADMIN, "Content-Type": "application/json"},
+        )
+        assert status == 200
+        started = time.monotonic()
+        run: dict[str, Any] = {}
+        while time.monotonic() - started < 45:
+            _, listing = call("GET", f"{base}/admin/runs?email=jane%2Btest%40example.com", headers=ADMIN)
+            if listing["runs"] and listing["runs"][0]["status"] == "completed":
+                _, run = call("GET", f"{base}/admin/runs/{listing['runs'][0]['run_id']}", headers=ADMIN)
+                break
+            time.sleep(0.5)
+        elapsed = time.monotonic() - started
+        assert run.get("status") == "completed", run
+        assert elapsed < 40  # six weeks of delays, one second each, plus the timers' overhead
+        waits = [h for h in run["history"] if h["outcome"] == "waiting"]
+        assert [h["detail"]["seconds"] for h in waits] == [1, 1, 2, 2]
+        assert [h["step"] for h in run["history"] if h["outcome"] == "woke"] == [
+            "week-1",
+            "week-2",
+            "weeks-3-4",
+            "weeks-5-6",
+        ]
+        _, contact = call("GET", f"{base}/admin/contacts/jane%2Btest%40example.com", headers=ADMIN)
+        assert {"Week 1", "General Week 2", "Drip Done"} <= set(contact["tags"])
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -214,6 +215,15 @@ class TestSimulate:
         argv[argv.index(START)] = "2026-01-05T09:00"
         assert main(argv) == 0
         assert "2026-01-05 09:00:00  == tag_added: Payment – Success" in capsys.readouterr().out
+
+    def test_the_start_defaults_to_now(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        argv = simulate(tmp_path, "--event", "tag_added: Payment – Success")
+        del argv[argv.index("--start") : argv.index(START) + 1]
+        before = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        assert main(argv) == 0
+        first = capsys.readouterr().out.splitlines()[0]
+        stamp = dt.datetime.strptime(first.split("  ")[1], "%Y-%m-%d %H:%M:%S").replace(tzinfo=dt.UTC)
+        assert before <= stamp <= dt.datetime.now(dt.UTC)
 
     def test_no_events_prints_an_empty_report(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
