@@ -168,14 +168,9 @@ class InMemoryStore:
         return sorted(runs, key=lambda r: r.started_at, reverse=True)[:limit]
 
     def list_due_runs(self, status: RunStatus, before: datetime, limit: int = 100) -> list[Run]:
-        def sweep_at(run: Run) -> datetime:
-            if run.status is RunStatus.WAITING and run.due_at is not None:
-                return run.due_at
-            return run.ended_at or run.updated_at
-
         with self._lock:
-            due = [r for r in self.runs.values() if r.status == status and sweep_at(r) < before]
-        return sorted(due, key=sweep_at)[:limit]
+            due = [r for r in self.runs.values() if r.status == status and r.sweep_at < before]
+        return sorted(due, key=lambda r: r.sweep_at)[:limit]
 
     def update_run(self, run: Run) -> Run:
         with self._lock:

@@ -38,6 +38,7 @@ from chalicelib.config.base import (
     IDENTIFIER_PATTERN,
     FieldAssignment,
     FieldDelta,
+    ProductKey,
     StrictModel,
     TagName,
     identifier_check,
@@ -131,16 +132,6 @@ StepId = Annotated[
     ),
 ]
 
-THRIVECART_EVENTS = (
-    "order.success",
-    "order.subscription_payment",
-    "order.refund",
-    "order.subscription_cancelled",
-    "order.rebill_failed",
-    "order.subscription_paused",
-    "order.subscription_resumed",
-    "cart.abandoned",
-)
 ThriveCartEventName = Literal[
     "order.success",
     "order.subscription_payment",
@@ -226,21 +217,13 @@ class ThriveCartMatch(StrictModel):
     """A ThriveCart event, optionally for one purchased item."""
 
     event: ThriveCartEventName = Field(description="The ThriveCart event, e.g. order.success.")
-    product: str | None = Field(
+    product: ProductKey | None = Field(
         default=None,
         description=(
             "A purchase_map key (product-12, bump-12, upsell-2, downsell-3); leave out to match the "
             "event for any item."
         ),
-        json_schema_extra={"pattern": r"^(product|bump|upsell|downsell)-[0-9]+$"},
     )
-
-    @field_validator("product", mode="before")
-    @classmethod
-    def _product_key(cls, value: Any) -> Any:
-        if value is not None and not re.fullmatch(r"(product|bump|upsell|downsell)-[0-9]+", str(value)):
-            raise ValueError(f"{value!r} is not a purchase_map key like product-12 or bump-12")
-        return value
 
 
 class TagAddedEvent(StrictModel):

@@ -321,6 +321,10 @@ def _utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def _utc_or_none(value: datetime | None) -> datetime | None:
+    return _utc(value) if value else None
+
+
 def _event_to_model(record: InboxRecord) -> EventModel:
     return EventModel(
         record.id,
@@ -349,7 +353,7 @@ def _event_from_model(model: EventModel) -> InboxRecord:
         payload=model.payload or {},
         email=model.email,
         reason=model.reason,
-        processed_at=_utc(model.processed_at) if model.processed_at else None,
+        processed_at=_utc_or_none(model.processed_at),
         duplicate_of=model.duplicate_of,
         result=model.result or {},
     )
@@ -490,12 +494,6 @@ def _outbound_from_model(model: OutboxModel) -> OutboundIntent:
     )
 
 
-def _sweep_at(run: Run) -> datetime:
-    if run.status is RunStatus.WAITING and run.due_at is not None:
-        return run.due_at
-    return run.ended_at or run.updated_at
-
-
 def _run_to_model(run: Run) -> RunModel:
     model = RunModel(
         run.run_id,
@@ -505,7 +503,7 @@ def _run_to_model(run: Run) -> RunModel:
         status=run.status.value,
         started_at=run.started_at,
         updated_at=run.updated_at,
-        sweep_at=_sweep_at(run),
+        sweep_at=run.sweep_at,
         trigger=_jsonable(dict(run.trigger)),
         position=run.position,
         generation=run.generation,
@@ -534,11 +532,11 @@ def _run_from_model(model: RunModel) -> Run:
         trigger=model.trigger or {},
         position=model.position,
         generation=int(model.generation or 0),
-        due_at=_utc(model.due_at) if model.due_at else None,
-        woke_at=_utc(model.woke_at) if model.woke_at else None,
+        due_at=_utc_or_none(model.due_at),
+        woke_at=_utc_or_none(model.woke_at),
         goal=model.goal,
         reentry_key=model.reentry_key,
-        ended_at=_utc(model.ended_at) if model.ended_at else None,
+        ended_at=_utc_or_none(model.ended_at),
         end_reason=model.end_reason,
         history=tuple(StepRecord.from_dict(raw) for raw in model.history or ()),
         stored_version=int(model.lock_version or 0),

@@ -95,6 +95,13 @@ class Run:
     def active(self) -> bool:
         return self.status in ACTIVE
 
+    @property
+    def sweep_at(self) -> datetime:
+        """When the sweep should look at the run: its due time while waiting, else its last change."""
+        if self.status is RunStatus.WAITING and self.due_at is not None:
+            return self.due_at
+        return self.ended_at or self.updated_at
+
 
 @dataclass(frozen=True)
 class WakeUp:
