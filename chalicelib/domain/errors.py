@@ -11,7 +11,9 @@
     ├── Conflict (409)
     │   ├── Insufficient (409): a field change would go below the field's minimum
     │   └── CascadeTooLong (409): trigger tags keep firing operations past the bound
-    └── ConcurrentWrite (503): optimistic lock lost too many times; safe to retry
+    ├── PayloadTooLarge (413): a body above the documented cap; nothing was stored
+    └── Unavailable (503, retryable): a passing condition of ours; the sender should retry
+        └── ConcurrentWrite (503): optimistic lock lost too many times
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ class MemberflowError(Exception):
 
     http_status = 500
     code = "internal_error"
+    retryable = False
+    """True when the same request may succeed later unchanged (the edge answers 503, senders retry)."""
 
     def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message)
@@ -76,8 +80,22 @@ class CascadeTooLong(Conflict):
     code = "cascade_too_long"
 
 
-class ConcurrentWrite(MemberflowError):
-    """Another writer kept winning the optimistic lock; the caller may retry."""
+class PayloadTooLarge(MemberflowError):
+    """A request body is larger than memberflow stores; nothing of it was stored."""
+
+    http_status = 413
+    code = "payload_too_large"
+
+
+class Unavailable(MemberflowError):
+    """A passing condition on our side (contention, a secret that cannot be read); retry later."""
 
     http_status = 503
+    code = "unavailable"
+    retryable = True
+
+
+class ConcurrentWrite(Unavailable):
+    """Another writer kept winning the optimistic lock; the caller may retry."""
+
     code = "busy"

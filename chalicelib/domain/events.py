@@ -197,6 +197,20 @@ class Ignored:
 
 
 @dataclass(frozen=True)
+class Rejected:
+    """One event of a batch that cannot be read (bad email, no id, too large): recorded as failed.
+
+    The rest of the batch is still applied; the key is stable across redeliveries of the batch, so a
+    retry finds the rejection already recorded.
+    """
+
+    idempotency_key: str
+    event_name: str
+    reason: str
+    email: str | None = None
+
+
+@dataclass(frozen=True)
 class Ping:
     """ThriveCart's registration test POST (no ``event`` field)."""
 

@@ -18,6 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from chalicelib.domain.errors import BadRequest
+from chalicelib.domain.text import is_clean
 
 FieldValue = Decimal | str
 
@@ -27,6 +28,9 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 def normalize_email(raw: str) -> str:
     """One contact per email: surrounding whitespace and letter case do not make a new person."""
     email = raw.strip().lower()
+    if not is_clean(email):
+        # Never echo it: a lone surrogate cannot even be encoded into the error response.
+        raise BadRequest("the email address holds control or invalid characters", code="invalid_email")
     if len(email) > 254 or not _EMAIL.match(email):
         raise BadRequest(f"'{raw.strip()[:80]}' is not an email address", code="invalid_email")
     return email
