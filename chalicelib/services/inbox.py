@@ -179,7 +179,7 @@ class Inbox:
         for key in missing - set(self._pinned):
             stored = self.store.get_version(*key)
             if stored is not None:
-                self._pinned[key] = program_from_definition(key[0], stored)
+                self._pinned[key] = program_from_definition(key[0], stored, version=key[1])
         pinned = [self._pinned[key] for key in missing if key in self._pinned]
         return base.with_pinned(pinned) if pinned else base
 

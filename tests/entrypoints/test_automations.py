@@ -6,7 +6,7 @@ Step Functions by the scheduler contract test); the clock is a test clock moved 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -287,6 +287,29 @@ class TestVersions:
         auto.clock.advance(days=7, seconds=1)
         auto.fire_due()
         assert "Drip Done v2" in auto.admin_get(f"/admin/contacts/{email}").json_body["tags"]
+
+    def test_a_run_pinned_to_a_definition_stored_by_an_older_schema_still_wakes(
+        self, auto: AutomationWorld
+    ) -> None:
+        email = unique_email()
+        auto.tag(email, add=["Purchase – Foundation"])
+        pinned = auto.store.list_runs(email=email)[0]
+        stored = auto.store.get_version("foundation-drip", pinned.version)
+        assert stored is not None
+        # An older release stored its own form (defaults written out) under its own hash.
+        older = {**stored, "reentry": "once", "cancel_on": []}
+        auto.store.save_version("foundation-drip", "0ld5chema000", older, T0)
+        auto.store.update_run(replace(pinned, version="0ld5chema000"))
+        edited = {**DRIP, "steps": [*DRIP["steps"][:-1], {"add_tag": "Drip Done v2"}]}
+        auto.reconfigure(config(automations={"foundation-drip": edited}, emails=EMAILS))
+
+        auto.clock.advance(days=2, seconds=1)
+        auto.fire_due()
+        auto.clock.advance(days=7, seconds=1)
+        auto.fire_due()
+        run = only_run(auto, email)
+        assert (run["status"], run["version"]) == ("completed", "0ld5chema000")
+        assert "Drip Done" in auto.admin_get(f"/admin/contacts/{email}").json_body["tags"]
 
     def test_migrate_refuses_unknown_targets_and_automations(self, auto: AutomationWorld) -> None:
         assert auto.admin_post("/admin/automations/nope/migrate", {}).status_code == 404

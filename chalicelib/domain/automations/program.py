@@ -8,17 +8,23 @@ new version of its automation.
 
 A step's id is the one it was given, or one derived from what it does (``delay-2d``,
 ``send_email-welcome``, ``if``), with ``-2``, ``-3`` for repeats, so inserting a different step
-does not rename the others. The version is a hash of the definition without its name and status:
-pausing an automation does not create a new version.
+does not rename the others. The version is a hash of the definition without its name and status,
+and without any key left at its default: pausing an automation does not create a new version, and
+neither does a release that adds a config key with a default. A run is pinned to the hash it started
+on; a stored definition is rebuilt under that stored hash, never a recomputed one, so a schema change
+cannot strand a waiting run.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import enum
 import hashlib
 import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -86,11 +92,38 @@ class Program:
 
 
 def definition(config: AutomationConfig) -> dict[str, Any]:
-    """The part of an automation that decides what runs do: everything but its name and status."""
-    data: dict[str, Any] = config.model_dump(mode="json", by_alias=True, exclude_none=True)
+    """The part of an automation that decides what runs do: everything but its name and status.
+
+    Keys at their default are left out, so a key added to the schema later (with a default that
+    keeps today's behaviour) changes neither this form nor the version hashed from it.
+    """
+    dumped = config.model_dump(mode="python", by_alias=True, exclude_none=True, exclude_defaults=True)
+    data: dict[str, Any] = _json_ready(dumped)
     data.pop("name", None)
     data.pop("status", None)
     return data
+
+
+def _json_ready(value: Any) -> Any:
+    """Plain JSON values that validate back to the same config: numbers stay numbers.
+
+    pydantic's JSON mode writes a Decimal as a string, and ``lt: "100"`` reads back as *text*, so a
+    rebuilt pinned version would compare a number field with a string.
+    """
+    if isinstance(value, Mapping):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, Decimal):
+        if value == value.to_integral_value() and abs(value) < 2**53:
+            return int(value)
+        as_float = float(value)
+        return as_float if Decimal(repr(as_float)) == value else str(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    return value
 
 
 def version_of(config: AutomationConfig) -> str:
@@ -110,9 +143,16 @@ def compile_automation(automation_id: str, config: AutomationConfig) -> Program:
     return Program(automation_id, version_of(config), config, nodes, entry, goals)
 
 
-def program_from_definition(automation_id: str, stored: Mapping[str, Any]) -> Program:
-    """Rebuild a stored version (see ``definition``) for runs pinned to it."""
-    return compile_automation(automation_id, AutomationConfig.model_validate(dict(stored)))
+def program_from_definition(
+    automation_id: str, stored: Mapping[str, Any], version: str | None = None
+) -> Program:
+    """Rebuild a stored version (see ``definition``) for runs pinned to it.
+
+    ``version`` is the hash the definition was stored under; the rebuilt program keeps it even when
+    today's schema would hash the definition differently (defaults filled in, keys renamed).
+    """
+    program = compile_automation(automation_id, AutomationConfig.model_validate(dict(stored)))
+    return program if version is None else replace(program, version=version)
 
 
 def _flatten(steps: Sequence[Step], after: str | None, nodes: dict[str, Node], ids: _Ids) -> str | None:

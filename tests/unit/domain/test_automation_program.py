@@ -412,3 +412,33 @@ goals:
         assert rebuilt.nodes == original.nodes
         assert rebuilt.goals == original.goals
         assert rebuilt.entry == original.entry
+
+
+class TestVersionsAcrossSchemaChanges:
+    """A run waits for weeks; releases in between must not make its pinned version unreadable."""
+
+    def test_a_config_key_added_later_with_a_default_keeps_every_hash(self) -> None:
+        class WithNewKey(AutomationConfig):
+            # What a later release adding an optional key looks like to the hash.
+            notify_owner: bool = False
+
+        today = automation(BASE)
+        later_release = WithNewKey.model_validate(today.model_dump(by_alias=True))
+        assert version_of(later_release) == version_of(today)
+        assert definition(later_release) == definition(today)
+
+    def test_writing_a_default_out_does_not_change_the_version(self) -> None:
+        assert version_of(automation(BASE + "reentry: once\n")) == version_of(automation(BASE))
+
+    def test_a_stored_definition_keeps_the_hash_it_was_stored_under(self) -> None:
+        # An older release wrote its defaults out and hashed that form.
+        older_form = {**definition(automation(BASE)), "reentry": "once", "cancel_on": []}
+        rebuilt = program_from_definition("onboarding", older_form, version="0ld5chema000")
+        assert rebuilt.version == "0ld5chema000"
+        assert rebuilt.nodes == compiled(BASE).nodes
+
+    def test_numbers_in_conditions_stay_numbers_in_the_stored_form(self) -> None:
+        text = BASE + "  - if: {field: credits, lt: 100.5}\n    then: [{add_tag: Low}]\n"
+        original = compiled(text)
+        stored = yaml.safe_load(yaml.safe_dump(definition(original.config)))  # any JSON store
+        assert program_from_definition("onboarding", stored).nodes == original.nodes
