@@ -323,6 +323,13 @@ def get_run(run_id: str) -> Response:
     return json_response(views.run_view(c.automations.get(run_id)))
 
 
+@app.route("/admin/runs/{run_id}/retry", methods=["POST"], content_types=ADMIN_CONTENT_TYPES)
+@api
+def retry_run(run_id: str) -> Response:
+    c = _admin()
+    return json_response(views.run_view(c.automations.retry(run_id)))
+
+
 @app.route("/admin/runs/{run_id}/cancel", methods=["POST"], content_types=ADMIN_CONTENT_TYPES)
 @api
 def cancel_run(run_id: str) -> Response:

@@ -45,6 +45,8 @@ class Settings:
             outbox=env.get("MEMBERFLOW_OUTBOX_TABLE", default.outbox),
             runs=env.get("MEMBERFLOW_RUNS_TABLE", default.runs),
             versions=env.get("MEMBERFLOW_VERSIONS_TABLE", default.versions),
+            run_history=env.get("MEMBERFLOW_RUN_HISTORY_TABLE", default.run_history),
+            markers=env.get("MEMBERFLOW_MARKERS_TABLE", default.markers),
         )
         admin = env.get("ADMIN_TOKEN") or None
         # A bare token in the environment is the local default; refs are resolved like config secrets.

@@ -14,8 +14,8 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from chalicelib.domain.automations.runs import Run, RunStatus, WakeUp
-from chalicelib.domain.inbox import InboxRecord, Status, decode_cursor, encode_cursor
+from chalicelib.domain.automations.runs import Run, RunStatus, StepRecord, WakeUp
+from chalicelib.domain.inbox import OPEN, InboxRecord, Status, decode_cursor, encode_cursor
 from chalicelib.domain.model import Contact, KitSyncIntent, LedgerEntry, OutboundIntent, TimelineEntry
 from chalicelib.services.ports import (
     Commit,
@@ -25,8 +25,6 @@ from chalicelib.services.ports import (
     StaleRun,
     Store,
 )
-
-_OPEN = {Status.RECEIVED, Status.FAILED, Status.IGNORED}
 
 
 class InMemoryStore:
@@ -39,6 +37,9 @@ class InMemoryStore:
         self.kit_sync: dict[str, list[KitSyncIntent]] = defaultdict(list)
         self.outbound: dict[str, OutboundIntent] = {}
         self.runs: dict[str, Run] = {}
+        """As stored: without history (that is in ``history``)."""
+        self.history: dict[str, list[StepRecord]] = defaultdict(list)
+        self.markers: dict[str, set[str]] = defaultdict(set)
         self.versions: dict[tuple[str, str], Mapping[str, Any]] = {}
 
     def claim_event(self, record: InboxRecord) -> InboxRecord | None:
@@ -85,21 +86,66 @@ class InMemoryStore:
     ) -> None:
         with self._lock:
             record = self.events.get(event_id)
-            if record is None or record.status not in _OPEN:
+            if record is None or record.status not in OPEN:
                 raise EventAlreadyFinal(event_id)
             self.events[event_id] = replace(
-                record, status=status, reason=reason, processed_at=at, email=email or record.email
+                record,
+                status=status,
+                reason=reason,
+                processed_at=at,
+                email=email or record.email,
+                retry_at=None,
             )
+
+    def record_fault(
+        self, event_id: str, *, attempts: int, error: str, at: datetime, retry_at: datetime | None
+    ) -> None:
+        with self._lock:
+            record = self.events.get(event_id)
+            if record is None or record.status not in OPEN:
+                raise EventAlreadyFinal(event_id)
+            status = Status.RETRYING if retry_at is not None else Status.FAILED
+            reason = f"retrying: {error}" if retry_at else f"gave up after {attempts} attempts: {error}"
+            self.events[event_id] = replace(
+                record,
+                status=status,
+                attempts=attempts,
+                last_error=error,
+                processed_at=at,
+                retry_at=retry_at,
+                reason=reason,
+            )
+
+    def list_stuck_events(self, before: datetime, limit: int) -> list[InboxRecord]:
+        with self._lock:
+            stuck = [
+                r for r in self.events.values() if r.status is Status.RECEIVED and r.received_at < before
+            ]
+        return sorted(stuck, key=lambda r: (r.received_at, r.id))[:limit]
+
+    def list_retry_due(self, before: datetime, limit: int) -> list[InboxRecord]:
+        with self._lock:
+            due = [
+                r
+                for r in self.events.values()
+                if r.status is Status.RETRYING and r.retry_at is not None and r.retry_at < before
+            ]
+        return sorted(due, key=lambda r: (r.retry_at or r.received_at, r.id))[:limit]
 
     def get_contact(self, email: str) -> Contact | None:
         return self.contacts.get(email)
+
+    def get_markers(self, email: str, keys: Sequence[str]) -> dict[str, bool]:
+        with self._lock:
+            stored = self.markers.get(email, set())
+            return {key: key in stored for key in keys}
 
     def commit(self, commit: Commit) -> None:
         transition = commit.transition
         after = transition.after
         with self._lock:
             record = self.events.get(commit.event_id)
-            if record is None or record.status not in _OPEN:
+            if record is None or record.status not in OPEN:
                 raise EventAlreadyFinal(commit.event_id)
             stored = self.contacts.get(after.email)
             if (stored.version if stored else 0) != transition.before.version:
@@ -108,11 +154,14 @@ class InMemoryStore:
                 current = self.runs.get(run.run_id)
                 if (current.stored_version if current else 0) != run.stored_version:
                     raise StaleContact(after.email)
+            if any(marker in self.markers[after.email] for marker in transition.markers):
+                raise StaleContact(after.email)
             if any(intent.intent_id in self.outbound for intent in transition.outbound):
                 raise RuntimeError("outbound intent written twice")
             self.contacts[after.email] = replace(after, version=transition.before.version + 1)
             for run in transition.runs:
-                self.runs[run.run_id] = replace(run, stored_version=run.stored_version + 1)
+                self._store_run(run)
+            self.markers[after.email].update(transition.markers)
             for intent in transition.outbound:
                 self.outbound[intent.intent_id] = intent
             self.events[commit.event_id] = replace(
@@ -122,6 +171,7 @@ class InMemoryStore:
                 email=after.email,
                 result=dict(commit.result),
                 reason=None,
+                retry_at=None,
             )
             self.timeline[after.email].extend(transition.timeline)
             self.ledger[after.email].extend(transition.ledger)
@@ -142,8 +192,16 @@ class InMemoryStore:
         intents = [i for i in self.outbound.values() if i.email == email]
         return sorted(intents, key=lambda i: (i.at, i.intent_id))
 
+    def _store_run(self, run: Run) -> Run:
+        self.history[run.run_id].extend(run.history)
+        saved = replace(run, stored_version=run.stored_version + 1, history=())
+        self.runs[run.run_id] = saved
+        return saved
+
     def get_run(self, run_id: str) -> Run | None:
-        return self.runs.get(run_id)
+        with self._lock:
+            run = self.runs.get(run_id)
+            return None if run is None else replace(run, history=tuple(self.history[run_id]))
 
     def get_runs(self, run_ids: Sequence[str]) -> dict[str, Run]:
         with self._lock:
@@ -167,19 +225,17 @@ class InMemoryStore:
             ]
         return sorted(runs, key=lambda r: r.started_at, reverse=True)[:limit]
 
-    def list_due_runs(self, status: RunStatus, before: datetime, limit: int = 100) -> list[Run]:
+    def list_sweep_due(self, queue: str, before: datetime, limit: int = 100) -> list[Run]:
         with self._lock:
-            due = [r for r in self.runs.values() if r.status == status and r.sweep_at < before]
-        return sorted(due, key=lambda r: r.sweep_at)[:limit]
+            due = [r for r in self.runs.values() if r.sweep_queue == queue and r.sweep_at < before]
+        return sorted(due, key=lambda r: (r.sweep_at, r.run_id))[:limit]
 
     def update_run(self, run: Run) -> Run:
         with self._lock:
             current = self.runs.get(run.run_id)
             if (current.stored_version if current else 0) != run.stored_version:
                 raise StaleRun(run.run_id)
-            saved = replace(run, stored_version=run.stored_version + 1)
-            self.runs[run.run_id] = saved
-            return saved
+            return self._store_run(run)
 
     def save_version(
         self, automation_id: str, version: str, definition: Mapping[str, Any], at: datetime
@@ -189,6 +245,10 @@ class InMemoryStore:
 
     def get_version(self, automation_id: str, version: str) -> Mapping[str, Any] | None:
         return self.versions.get((automation_id, version))
+
+    def automation_ids(self) -> set[str]:
+        with self._lock:
+            return {automation_id for automation_id, _ in self.versions}
 
 
 class InjectedFault(RuntimeError):

@@ -47,6 +47,7 @@ from chalicelib.domain.errors import (
     NotFound,
 )
 from chalicelib.domain.model import (
+    MAX_ACTIVE_RUNS,
     Contact,
     FieldValue,
     KitSyncIntent,
@@ -55,14 +56,18 @@ from chalicelib.domain.model import (
     TimelineEntry,
     TimelineKind,
     is_test_email,
+    order_marker,
+    reentry_marker,
 )
 
 MAX_OPERATION_RUNS_PER_EVENT = 25
 """Bounds a trigger cascade; also keeps one event's writes inside a single DynamoDB transaction."""
 MAX_RUN_STARTS_PER_EVENT = 25
 """Bounds automations starting each other (a step adds the tag that triggers another run...)."""
-MAX_WRITES_PER_EVENT = 90
-"""Runs, ledger entries and outbound intents of one event; DynamoDB transactions hold 100 items."""
+MAX_RECORDS_PER_EVENT = 100
+"""Everything one event writes commits in one DynamoDB transaction, which holds at most 100 items:
+the contact, the inbox record, its timeline page, the Kit intent, ledger entries, outbound intents,
+runs, their history pages and markers."""
 
 KIT = "kit"
 
@@ -124,8 +129,21 @@ class SetMarketingStatus:
 
 
 @dataclass(frozen=True)
-class MarkOrderItem:
+class OrderItem:
     key: str
+    """The purchase_map key, e.g. ``bump-12``."""
+    commands: tuple[Command, ...] = ()
+    """What the item does when its actions have not been applied for this order before."""
+
+
+@dataclass(frozen=True)
+class ApplyOrderItems:
+    """Apply each item's actions once per order: a redelivered or re-sent order applies nothing twice."""
+
+    order_id: str
+    event_name: str
+    event_key: str
+    items: tuple[OrderItem, ...]
 
 
 @dataclass(frozen=True)
@@ -164,7 +182,7 @@ Command = (
     | ChangeField
     | RunOperation
     | SetMarketingStatus
-    | MarkOrderItem
+    | ApplyOrderItems
     | Note
     | Happen
     | ResumeRun
@@ -182,6 +200,20 @@ class Context:
     config: MemberflowConfig
     automations: AutomationBook | None = None
     """The config's automations plus any older versions the contact's runs are pinned to."""
+    markers: Mapping[str, bool] = field(default_factory=dict)
+    """Markers already looked up for this contact: key -> stored or not."""
+
+
+class MarkersNeeded(Exception):
+    """The event depends on markers not looked up yet: read them, then apply the event again.
+
+    The engine stops at the first marker it has to know rather than guessing, so that nothing it
+    decides (or refuses) depends on a marker it did not see.
+    """
+
+    def __init__(self, keys: frozenset[str]) -> None:
+        super().__init__(f"{len(keys)} marker(s) needed")
+        self.keys = keys
 
 
 @dataclass(frozen=True)
@@ -208,10 +240,19 @@ class Transition:
     outbound: tuple[OutboundIntent, ...] = ()
     programs: tuple[Program, ...] = ()
     """Automation versions that new runs are pinned to; stored before the commit."""
+    markers: tuple[str, ...] = ()
+    """Markers to write; none of them existed when the event was applied."""
 
     @property
     def state_changed(self) -> bool:
         return self.after != self.before or bool(self.runs)
+
+    @property
+    def record_count(self) -> int:
+        """Items the commit writes: contact, inbox record, timeline page, Kit intent and the rest."""
+        pages = sum(1 for run in self.runs if run.history)
+        fixed = 2 + bool(self.timeline) + (self.kit_sync is not None)
+        return fixed + len(self.ledger) + len(self.outbound) + len(self.runs) + pages + len(self.markers)
 
 
 # --- Engine -------------------------------------------------------------------------------------
@@ -242,7 +283,7 @@ class _State:
     tags: set[str]
     fields: dict[str, FieldValue]
     runs: dict[str, int]
-    order_items: set[str]
+    markers: list[str]
     marketing_status: str | None
     timeline: list[TimelineEntry]
     ledger: list[LedgerEntry]
@@ -257,7 +298,7 @@ class _State:
             set(self.tags),
             dict(self.fields),
             dict(self.runs),
-            set(self.order_items),
+            list(self.markers),
             self.marketing_status,
             list(self.timeline),
             list(self.ledger),
@@ -285,7 +326,8 @@ class _Work:
         """The timer delivering this wake-up: it is finishing, so it must not be stopped."""
         self.active_runs = dict(contact.active_runs)
         self.entries = dict(contact.automation_entries)
-        self.keys = set(contact.automation_keys)
+        self.keys: set[str] = set()
+        """Reentry keys of this event that have no marker (the event id is the key): in memory only."""
         self.is_test = is_test_email(contact.email, ctx.config.test_contacts.emails)
         self.state = _State(
             contact.first_name,
@@ -294,7 +336,7 @@ class _Work:
             set(contact.tags),
             dict(contact.fields),
             dict(contact.operation_runs),
-            set(contact.order_items),
+            [],
             contact.marketing_status,
             [],
             [],
@@ -343,8 +385,8 @@ class _Work:
                     {"from": self.state.marketing_status, "to": command.status},
                 )
                 self.state.marketing_status = command.status
-        elif isinstance(command, MarkOrderItem):
-            self.state.order_items.add(command.key)
+        elif isinstance(command, ApplyOrderItems):
+            return self._apply_order_items(command)
         elif isinstance(command, Happen):
             self.state.happenings.append(command.happening)
         elif isinstance(command, ResumeRun):
@@ -354,6 +396,36 @@ class _Work:
         else:
             self._log(TimelineKind.NOTE, {"text": command.text, **command.data})
         return []
+
+    def _marked(self, key: str) -> bool:
+        if key in self.state.markers:
+            return True
+        known = self.ctx.markers.get(key)
+        if known is None:
+            raise MarkersNeeded(frozenset({key}))
+        return known
+
+    def _apply_order_items(self, command: ApplyOrderItems) -> list[Command]:
+        markers = {item.key: order_marker(command.order_id, item.key) for item in command.items}
+        unknown = frozenset(m for m in markers.values() if m not in self.ctx.markers)
+        unknown -= set(self.state.markers)
+        if unknown:
+            raise MarkersNeeded(unknown)
+        follow_ups: list[Command] = []
+        fresh: list[str] = []
+        for item in command.items:
+            if self._marked(markers[item.key]):
+                follow_ups.append(
+                    Note("order item already applied", {"item": item.key, "order": command.order_id})
+                )
+                continue
+            self.state.markers.append(markers[item.key])
+            fresh.append(item.key)
+            follow_ups.extend(item.commands)
+        if fresh:
+            happening = Happening("thrivecart", command.event_name, tuple(fresh), command.event_key)
+            follow_ups.append(Happen(happening))
+        return follow_ups
 
     def _update_profile(self, command: UpdateProfile) -> None:
         changes: dict[str, str] = {}
@@ -543,22 +615,15 @@ class _Work:
             tags=frozenset(s.tags),
             fields=dict(s.fields),
             operation_runs=dict(s.runs),
-            order_items=frozenset(s.order_items),
             marketing_status=s.marketing_status,
             active_runs=dict(self.active_runs),
             automation_entries=dict(self.entries),
-            automation_keys=frozenset(self.keys),
         )
         changed = after != self.before
         if changed:
             after = replace(after, updated_at=self.ctx.now)
         runs = tuple(self.runs[rid] for rid in self.changed_runs)
-        if len(runs) + len(s.ledger) + len(self.outbound) > MAX_WRITES_PER_EVENT:
-            raise CascadeTooLong(
-                f"one event would write {len(runs)} runs, {len(s.ledger)} ledger entries and"
-                f" {len(self.outbound)} outbound messages; the limit is {MAX_WRITES_PER_EVENT} in all"
-            )
-        return Transition(
+        transition = Transition(
             before=self.before,
             after=after,
             timeline=tuple(s.timeline),
@@ -570,7 +635,15 @@ class _Work:
             stops=self._stops(),
             outbound=tuple(self.outbound),
             programs=tuple(self.programs.values()),
+            markers=tuple(s.markers),
         )
+        if transition.record_count > MAX_RECORDS_PER_EVENT:
+            raise CascadeTooLong(
+                f"one event would write {transition.record_count} records ({len(runs)} runs,"
+                f" {len(s.ledger)} ledger entries, {len(self.outbound)} outbound messages,"
+                f" {len(s.markers)} markers); one event commits at most {MAX_RECORDS_PER_EVENT}"
+            )
+        return transition
 
     # --- automations ------------------------------------------------------------------------------
 
@@ -626,11 +699,16 @@ class _Work:
         automation_id = program.automation_id
         reentry = program.config.reentry
         key = f"{automation_id}#{happening.event_key or self.ctx.event_id}"
+        marker = reentry_marker(automation_id, happening.event_key) if happening.event_key else None
         reason = None
         if reentry == "once" and self.entries.get(automation_id, 0) > 0:
             reason = "reentry is once and the contact has entered before"
-        elif reentry == "once_per_event" and key in self.keys:
+        elif reentry == "once_per_event" and (
+            key in self.keys or (marker is not None and self._marked(marker))
+        ):
             reason = "reentry is once_per_event and this event started a run already"
+        elif len(self.active_runs) >= MAX_ACTIVE_RUNS:
+            reason = f"the contact is in {MAX_ACTIVE_RUNS} runs already (the most at once)"
         if reason is not None:
             self._log(
                 TimelineKind.RUN_NOT_STARTED,
@@ -662,6 +740,8 @@ class _Work:
         )
         self.entries[automation_id] = self.entries.get(automation_id, 0) + 1
         self.keys.add(key)
+        if reentry == "once_per_event" and marker is not None:
+            self.state.markers.append(marker)
         self.active_runs[run_id] = automation_id
         self.programs[(automation_id, program.version)] = program
         self._log(
@@ -726,7 +806,12 @@ class _Work:
             {"due_at": run.due_at.isoformat(), "late_seconds": round(late, 3)},
         )
         woken = replace(
-            run, status=RunStatus.RUNNING, woke_at=now, updated_at=now, history=(*run.history, record)
+            run,
+            status=RunStatus.RUNNING,
+            woke_at=now,
+            late_seconds=round(late, 3),
+            updated_at=now,
+            history=(*run.history, record),
         )
         self._set_run(woken, [record])
         self.ready.append((run.run_id, run.generation, node.next if node else None))
@@ -757,6 +842,7 @@ class _Work:
     def _set_run(self, run: Run, records: Sequence[StepRecord]) -> None:
         if run.run_id not in self.changed_runs:
             self.changed_runs.append(run.run_id)
+        run = run.settled()
         self.runs[run.run_id] = run
         for record in records:
             self.recorded(run, record)

@@ -27,10 +27,16 @@ class Status(enum.StrEnum):
     DUPLICATE = "duplicate"
     IGNORED = "ignored"
     FAILED = "failed"
+    """Durably recorded as unprocessable (a refusal, an unreadable event, or retries given up)."""
+    RETRYING = "retrying"
+    """A fault of ours stopped it; the sweep retries it with backoff (and the sender may retry)."""
 
 
 FINAL = frozenset({Status.ACCEPTED, Status.IGNORED, Status.DUPLICATE})
 """Statuses after which a delivery of the same event changes nothing."""
+OPEN = frozenset({Status.RECEIVED, Status.RETRYING, Status.FAILED, Status.IGNORED})
+"""Statuses an outcome may overwrite: not yet done, or done without a change (replayable);
+"ignored" only ever reaches a commit through an operator's replay."""
 
 
 def event_id_for(source: str, idempotency_key: str) -> str:
@@ -53,6 +59,11 @@ class InboxRecord:
     processed_at: datetime | None = None
     duplicate_of: str | None = None
     result: Mapping[str, Any] = field(default_factory=dict)
+    attempts: int = 0
+    """Processing attempts that ended in a fault of ours."""
+    last_error: str | None = None
+    retry_at: datetime | None = None
+    """While ``retrying``: when the sweep tries again."""
 
 
 def encode_cursor(received_at: datetime) -> str:

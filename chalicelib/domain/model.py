@@ -1,15 +1,18 @@
 """Contacts and what is recorded about them, as plain immutable values.
 
 A ``Contact`` is a snapshot: the engine derives a new snapshot from an old one and storage writes
-it back guarded by ``version`` (0 means "not stored yet"). Timeline entries, ledger entries and
-outbound intents are the other records one change produces; they are committed together with the
-new snapshot or not at all.
+it back guarded by ``version`` (0 means "not stored yet"). Timeline entries, ledger entries,
+outbound intents and markers are the other records one change produces; they are committed together
+with the new snapshot or not at all. Nothing in the snapshot grows with the number of events, orders
+or runs: what must be remembered per order or per triggering event is a *marker*, an item of its
+own that the engine asks for by key.
 """
 
 from __future__ import annotations
 
 import enum
 import fnmatch
+import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -40,6 +43,30 @@ def is_test_email(email: str, patterns: Iterable[str]) -> bool:
     return any(fnmatch.fnmatchcase(email, pattern.lower()) for pattern in patterns)
 
 
+MAX_ACTIVE_RUNS = 20
+"""Runs one contact may be in at once (waiting or held). A goal or ``cancel_on`` event may have to
+move all of them in one transaction, which DynamoDB caps at 100 items; and nothing in the contact
+item may grow with the number of runs."""
+
+
+def order_marker(order_id: str, item_key: str) -> str:
+    """The marker that an order item's actions were applied (so a redelivered order applies nothing)."""
+    return _bounded(f"order:{order_id}:{item_key}")
+
+
+def reentry_marker(automation_id: str, event_key: str) -> str:
+    """The marker that an event started a ``reentry: once_per_event`` automation for the contact."""
+    return _bounded(f"reentry:{automation_id}:{event_key}")
+
+
+def _bounded(marker: str) -> str:
+    # A sort key holds at most 1 KB; long ids keep their readable start and a digest of the whole.
+    if len(marker.encode("utf-8", "surrogatepass")) <= 400:
+        return marker
+    digest = hashlib.sha256(marker.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{marker[:120]}#sha256:{digest}"
+
+
 @dataclass(frozen=True)
 class Contact:
     email: str
@@ -52,14 +79,12 @@ class Contact:
     marketing_status: str | None = None
     kit_subscriber_id: str | None = None
     operation_runs: Mapping[str, int] = field(default_factory=dict)
-    order_items: frozenset[str] = frozenset()
-    """``{order_id}:{purchase key}`` of every purchased item whose actions were applied."""
+    """Operation id -> runs so far (bounded by the config's operations)."""
     active_runs: Mapping[str, str] = field(default_factory=dict)
-    """Run id -> automation id of every automation run the contact is in (running, waiting, held)."""
+    """Run id -> automation id of every automation run the contact is in (running, waiting, held);
+    at most ``MAX_ACTIVE_RUNS`` entries."""
     automation_entries: Mapping[str, int] = field(default_factory=dict)
-    """Automation id -> runs ever started, for ``reentry: once``."""
-    automation_keys: frozenset[str] = frozenset()
-    """``{automation id}#{event key}`` of every run started, for ``reentry: once_per_event``."""
+    """Automation id -> runs ever started, for ``reentry: once`` (bounded by the config's automations)."""
     version: int = 0
 
     @classmethod

@@ -16,12 +16,13 @@ from chalicelib.domain.automations.happenings import Happening
 from chalicelib.domain.engine import (
     KIT,
     AddTags,
+    ApplyOrderItems,
     CancelRun,
     ChangeField,
     Command,
     Happen,
-    MarkOrderItem,
     Note,
+    OrderItem,
     RecordEvent,
     RemoveTags,
     ResumeRun,
@@ -73,7 +74,7 @@ def screen(event: Actionable, config: MemberflowConfig) -> str | None:
 def decide(event: Actionable, contact: Contact, config: MemberflowConfig) -> list[Command]:
     """Commands that apply ``event`` to ``contact``; raises ``Unactionable`` when it cannot."""
     if isinstance(event, ev.ThriveCartEvent):
-        return _thrivecart(event, contact, config)
+        return _thrivecart(event, config)
     if isinstance(event, ev.KitEvent):
         return _kit(event, config)
     if isinstance(event, RunWakeUp | RunCancelRequested) and contact.is_new:
@@ -96,7 +97,7 @@ def _tag_actions(actions: TagActions | None) -> list[Command]:
     return commands
 
 
-def _thrivecart(event: ev.ThriveCartEvent, contact: Contact, config: MemberflowConfig) -> list[Command]:
+def _thrivecart(event: ev.ThriveCartEvent, config: MemberflowConfig) -> list[Command]:
     products: Mapping[str, ProductConfig] = config.thrivecart.products if config.thrivecart else {}
     hook = _PRODUCT_HOOK.get(type(event), "")
     commands: list[Command] = [
@@ -104,19 +105,11 @@ def _thrivecart(event: ev.ThriveCartEvent, contact: Contact, config: MemberflowC
         _profile(event.person),
     ]
     if isinstance(event, ev.OrderSucceeded):
-        fresh: list[str] = []
-        for item in event.items:
-            marker = f"{event.order_id}:{item.key}"
-            if marker in contact.order_items:
-                commands.append(
-                    Note("order item already applied", {"item": item.key, "order": event.order_id})
-                )
-                continue
-            fresh.append(item.key)
-            commands.append(MarkOrderItem(marker))
-            commands.extend(product_actions(products, item.key, hook))
-        if fresh:
-            commands.append(Happen(Happening("thrivecart", event.event_name, tuple(fresh))))
+        items = tuple(
+            OrderItem(item.key, tuple(product_actions(products, item.key, hook))) for item in event.items
+        )
+        order_id = event.order_id or event.idempotency_key
+        commands.append(ApplyOrderItems(order_id, event.event_name, event.idempotency_key, items))
         return commands
     if isinstance(event, ev.CartAbandoned):
         key = f"product-{event.base_product}" if event.base_product else None
@@ -125,7 +118,10 @@ def _thrivecart(event: ev.ThriveCartEvent, contact: Contact, config: MemberflowC
         key = subject.key if isinstance(subject, ev.PurchasedItem) else None
     if key is not None:
         commands.extend(product_actions(products, key, hook))
-    commands.append(Happen(Happening("thrivecart", event.event_name, (key,) if key else ())))
+    products_of_event = (key,) if key else ()
+    commands.append(
+        Happen(Happening("thrivecart", event.event_name, products_of_event, event.idempotency_key))
+    )
     return commands
 
 

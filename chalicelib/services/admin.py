@@ -160,8 +160,6 @@ def _iso(value: Any) -> str | None:
 
 
 def run_view(run: Run, *, with_history: bool = True) -> dict[str, Any]:
-    woke = [r for r in run.history if r.outcome == "woke"]
-    lateness = woke[-1].detail.get("late_seconds") if woke else None
     view: dict[str, Any] = {
         "run_id": run.run_id,
         "email": run.email,
@@ -176,9 +174,12 @@ def run_view(run: Run, *, with_history: bool = True) -> dict[str, Any]:
         "updated_at": _iso(run.updated_at),
         "due_at": _iso(run.due_at),
         "woke_at": _iso(run.woke_at),
-        "late_seconds": lateness,
+        "late_seconds": run.late_seconds,
         "ended_at": _iso(run.ended_at),
         "end_reason": run.end_reason,
+        "sweep_attempts": run.sweep_attempts,
+        "retry_at": _iso(run.retry_at),
+        "parked": run.parked,
     }
     if with_history:
         view["history"] = [record.as_dict() for record in run.history]

@@ -6,13 +6,18 @@ webhook: a wake-up delivered twice (Step Functions retry, the sweep racing the t
 event already accepted, or the run's generation moved on, and does nothing.
 
 The sweep is the safety net behind the timers. It wakes waiting runs whose due time passed a grace
-period ago (a timer that failed to start, or a run migrated from an old deploy) and releases held
-runs whose automation is live again.
+period ago (a timer that failed to start, or a run migrated from an old deploy), releases held runs
+whose automation is live again, and finishes inbox events no attempt finished. Every item is tried
+on its own: one that fails is counted, backed off (its place in the sweep queue moves to its retry
+time) and, after ``SWEEP_MAX_ATTEMPTS``, parked with the reason for an operator, so no item can
+block the ones behind it. Held runs queue per automation, so the sweep reads only runs of live
+automations. Each invocation stops at a number of items and a time budget; the next one continues.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -20,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from chalicelib.domain.automations.program import definition
-from chalicelib.domain.automations.runs import Run, RunStatus, StepRecord
+from chalicelib.domain.automations.runs import WAITING_QUEUE, Run, RunStatus, StepRecord, held_queue
 from chalicelib.domain.errors import BadRequest, Conflict, NotFound
 from chalicelib.domain.events import Person, Source
 from chalicelib.domain.requests import RunCancelRequested, RunWakeUp
@@ -31,17 +36,43 @@ logger = logging.getLogger(__name__)
 
 SWEEP_GRACE = timedelta(minutes=5)
 """How late a timer may be before the sweep wakes the run itself."""
-SWEEP_BATCH = 200
+SWEEP_BATCH = 100
+"""Items (runs and events, each) one sweep looks at; the next sweep continues."""
+SWEEP_BUDGET_SECONDS = 40.0
+"""Wall time one sweep may take (its Lambda times out at 60 s)."""
+SWEEP_MAX_ATTEMPTS = 8
+"""Failed sweeps of one run after which it is parked for an operator."""
 MIGRATE_LIMIT = 10_000
+
+
+def sweep_backoff(attempts: int) -> timedelta:
+    """5, 10, 20 ... minutes after the 1st, 2nd, 3rd ... failure, at most 6 hours."""
+    return min(timedelta(minutes=5) * (1 << min(max(attempts - 1, 0), 20)), timedelta(hours=6))
+
+
+class RunDidNotMove(Exception):
+    """A wake-up or release was answered but left the run where it was (so it would be due forever)."""
 
 
 @dataclass(frozen=True)
 class SweepResult:
-    woken: int
-    released: int
+    woken: int = 0
+    released: int = 0
+    events: int = 0
+    """Stored events finished (stuck ``received`` or due ``retrying``)."""
+    failed: int = 0
+    """Items tried and failed again (runs and events); each is backed off."""
+    parked: int = 0
+    """Items given up on by this sweep; they wait for an operator."""
 
     def as_dict(self) -> dict[str, int]:
-        return {"woken": self.woken, "released": self.released}
+        return {
+            "woken": self.woken,
+            "released": self.released,
+            "events": self.events,
+            "failed": self.failed,
+            "parked": self.parked,
+        }
 
 
 class Automations:
@@ -69,21 +100,114 @@ class Automations:
         stored = {"run_id": run_id, "email": email, "generation": generation, "release": release}
         return self.inbox.receive(Delivery(Source.AUTOMATION, event, stored))
 
-    def sweep(self, now: datetime | None = None) -> SweepResult:
+    def sweep(
+        self,
+        now: datetime | None = None,
+        *,
+        limit: int = SWEEP_BATCH,
+        budget_seconds: float = SWEEP_BUDGET_SECONDS,
+    ) -> SweepResult:
         now = now or self.clock()
-        woken = released = 0
-        for run in self.store.list_due_runs(RunStatus.WAITING, now - SWEEP_GRACE, limit=SWEEP_BATCH):
-            receipt = self._wake(run.run_id, run.email, run.generation, release=False)
-            woken += receipt.result == "accepted"
+        deadline = time.monotonic() + budget_seconds
+        counts: Counter[str] = Counter()
+        due = self.store.list_sweep_due(WAITING_QUEUE, now - SWEEP_GRACE, limit=limit)
+        for run in due:
+            if time.monotonic() > deadline:
+                break
+            counts[self._sweep_run(run, now, release=False)] += 1
         book = self.inbox.book()
-        for run in self.store.list_due_runs(RunStatus.HELD, now, limit=SWEEP_BATCH):
-            if book.is_live(run.automation_id):
-                stamp = run.updated_at.isoformat()
-                receipt = self._wake(run.run_id, run.email, run.generation, release=True, stamp=stamp)
-                released += receipt.result == "accepted"
-        if woken or released:
-            logger.info("sweep", extra={"woken": woken, "released": released})
-        return SweepResult(woken, released)
+        # Runs of automations removed from the config finish on their pinned version: live too.
+        live = {aid for aid in book.current if book.is_live(aid)}
+        live |= self.store.automation_ids() - set(book.current)
+        budget = limit
+        for automation_id in sorted(live):
+            if budget <= 0 or time.monotonic() > deadline:
+                break
+            held = self.store.list_sweep_due(held_queue(automation_id), now, limit=budget)
+            budget -= len(held)
+            for run in held:
+                if time.monotonic() > deadline:
+                    break
+                counts[self._sweep_run(run, now, release=True)] += 1
+        events = self.inbox.sweep_events(now, limit=limit, deadline=deadline)
+        result = SweepResult(
+            woken=counts["woken"],
+            released=counts["released"],
+            events=events.retried,
+            failed=counts["failed"] + counts["parked"] + events.faulted,
+            parked=counts["parked"] + events.parked,
+        )
+        if any(result.as_dict().values()):
+            logger.info("sweep", extra=result.as_dict())
+        return result
+
+    def _sweep_run(self, run: Run, now: datetime, *, release: bool) -> str:
+        """Wake or release one run; on failure back it off or park it. Returns what happened."""
+        try:
+            stamp = run.updated_at.isoformat() if release else ""
+            receipt = self._wake(run.run_id, run.email, run.generation, release=release, stamp=stamp)
+            after = self.store.get_runs([run.run_id]).get(run.run_id)
+            moved = after is None or (after.generation, after.status) != (run.generation, run.status)
+            if not moved:
+                raise RunDidNotMove(
+                    f"the {'release' if release else 'wake-up'} was {receipt.result}"
+                    + (f" ({receipt.reason})" if receipt.reason else "")
+                )
+        except Exception as error:
+            logger.warning("sweep could not move a run", extra={"run_id": run.run_id}, exc_info=True)
+            return self._sweep_failed(run, now, error)
+        return "released" if release else "woken"
+
+    def _sweep_failed(self, run: Run, now: datetime, error: Exception) -> str:
+        attempts = run.sweep_attempts + 1
+        message = (
+            str(error) if isinstance(error, RunDidNotMove) else f"internal error ({type(error).__name__})"
+        )
+        parked = attempts >= SWEEP_MAX_ATTEMPTS
+        record = StepRecord(
+            run.position or "sweep",
+            "sweep",
+            now,
+            f"sweep:{run.run_id}:{run.generation}:{attempts}",
+            "parked" if parked else "retry_later",
+            {"reason": message, "attempt": attempts},
+        )
+        backed_off = replace(
+            run,
+            sweep_attempts=attempts,
+            retry_at=None if parked else now + sweep_backoff(attempts),
+            parked=f"gave up after {attempts} sweeps: {message}" if parked else None,
+            history=(record,),
+        )
+        try:
+            self.store.update_run(backed_off)
+        except StaleRun:
+            return "failed"  # it changed meanwhile, so it is no longer stuck where it was
+        except Exception:
+            logger.exception("could not record a failed sweep", extra={"run_id": run.run_id})
+        if parked:
+            logger.error("run parked", extra={"run_id": run.run_id, "reason": message})
+        return "parked" if parked else "failed"
+
+    def retry(self, run_id: str) -> Run:
+        """An operator retries a parked run: the next sweep wakes or releases it."""
+        run = self.get(run_id)
+        if not run.active:
+            raise Conflict(f"run {run_id} has already ended ({run.status.value})", code="run_ended")
+        if run.parked is None and not run.retry_at:
+            raise Conflict(f"run {run_id} is not parked or backing off", code="run_not_parked")
+        now = self.clock()
+        record = StepRecord(
+            run.position or "sweep",
+            "sweep",
+            now,
+            f"unpark:{run.run_id}:{run.generation}:{now.isoformat()}",
+            "unparked",
+            {"previous": run.parked or f"backing off until {run.retry_at}"},
+        )
+        bare = replace(run, history=())
+        self.store.update_run(replace(bare.settled(), history=(record,)))
+        return self.get(run_id)
 
     # --- operators ----------------------------------------------------------------------------
 

@@ -2,20 +2,26 @@
 
 The inbox record is written before anything is acted on. Its status then moves to ``accepted`` in
 the same transaction as the contact change, so a crash in between leaves a ``received`` record
-that the next delivery (or a replay) processes; a concurrent duplicate loses the transaction and
-answers ``duplicate``. Contact writes use an optimistic lock, retried on conflict.
+that the next delivery, an operator's replay or the sweep processes; a concurrent duplicate loses
+the transaction and answers ``duplicate``. Contact writes use an optimistic lock, retried on
+conflict.
+
+What a sender hears follows one rule: a 2xx only once the event is applied or durably recorded as
+unprocessable (``failed`` with its reason). A fault of ours (an exception, contention that outlasts
+the retries, a secret that cannot be read) marks the record ``retrying`` with a backoff time and
+propagates, so the edge answers 5xx and the sender retries; the sweep retries it too, and parks it
+as ``failed`` after ``MAX_ATTEMPTS``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import random
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chalicelib.config.model import MemberflowConfig
@@ -24,7 +30,7 @@ from chalicelib.domain.automations.book import AutomationBook, book_for
 from chalicelib.domain.automations.program import Program, definition, program_from_definition
 from chalicelib.domain.automations.runs import Run
 from chalicelib.domain.errors import ConcurrentWrite, MemberflowError, NotFound
-from chalicelib.domain.events import Ignored
+from chalicelib.domain.events import Ignored, Rejected, Source
 from chalicelib.domain.inbox import FINAL, InboxRecord, Status, event_id_for
 from chalicelib.domain.model import Contact, normalize_email
 from chalicelib.services.ports import Commit, EventAlreadyFinal, Scheduler, StaleContact, Store
@@ -33,15 +39,37 @@ logger = logging.getLogger(__name__)
 
 MAX_COMMIT_ATTEMPTS = 60
 """Optimistic-lock retries per event: enough for dozens of concurrent writers on one contact."""
+MAX_MARKER_ROUNDS = 8
+"""Look-ups of markers one event may need (each round reads the markers the engine asked for)."""
+MAX_ATTEMPTS = 10
+"""Faulted attempts after which the sweep stops retrying an event and parks it as ``failed``."""
+STUCK_AFTER = timedelta(minutes=2)
+"""A ``received`` record this old belongs to an attempt that died (Lambda's timeout is shorter)."""
+RETRY_BASE = timedelta(minutes=1)
+RETRY_CAP = timedelta(hours=6)
 
-Decoder = Callable[[InboxRecord], rules.Actionable | Ignored]
+Decoder = Callable[[InboxRecord], "rules.Actionable | Ignored | Rejected"]
 """Turns a stored inbox record back into its event, for replays."""
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """Exponential backoff: 1, 2, 4 ... minutes after the 1st, 2nd, 3rd ... fault, at most 6 hours."""
+    return min(RETRY_BASE * (1 << min(max(attempts - 1, 0), 20)), RETRY_CAP)
+
+
+@dataclass(frozen=True)
+class EventSweep:
+    retried: int = 0
+    """Stored events the sweep finished (applied, ignored or recorded as failed)."""
+    faulted: int = 0
+    """Events whose retry faulted again (backed off, or parked)."""
+    parked: int = 0
 
 
 @dataclass(frozen=True)
 class Delivery:
     source: str
-    event: rules.Actionable | Ignored
+    event: rules.Actionable | Ignored | Rejected
     payload: Mapping[str, Any]
     """The delivery as it will be stored: already stripped of every secret."""
 
@@ -101,9 +129,9 @@ class Inbox:
         if existing is not None and existing.status in FINAL:
             self._record_duplicate(record, existing)
             return Receipt("duplicate", existing.id, reason=f"already {existing.status.value}")
-        # A stored record still "received" or "failed" means an earlier attempt did not finish:
-        # act on it; the commit's condition keeps a concurrent twin from applying it twice.
-        return self._act(event_id, event)
+        # A stored record not yet final means an earlier attempt did not finish: act on it; the
+        # commit's condition keeps a concurrent twin from applying it twice.
+        return self._act(event_id, event, delivery.source)
 
     def replay(self, event_id: str) -> Receipt:
         """Run a stored event through the same path again; accepted ones stay exactly-once."""
@@ -114,36 +142,101 @@ class Inbox:
             raise NotFound(f"no event with id '{event_id}'", code="unknown_event")
         if record.status == Status.ACCEPTED:
             return Receipt("duplicate", record.id, reason="already accepted")
-        decoder = self.decoders.get(record.source)
-        if decoder is None:
+        if record.source not in self.decoders:
             raise NotFound(f"events from '{record.source}' cannot be replayed", code="not_replayable")
-        return self._act(record.id, decoder(record))
+        return self._retry(record)
+
+    def sweep_events(self, now: datetime, *, limit: int, deadline: float) -> EventSweep:
+        """Finish stored events no attempt finished: stuck ``received`` ones, then due ``retrying`` ones.
+
+        Each event is tried on its own; a fault is recorded on that event (backoff, then parked) and
+        the sweep goes on, so one broken event never blocks the others, and every event it looks at
+        leaves the front of its queue.
+        """
+        retried = faulted = parked = 0
+        candidates = self.store.list_stuck_events(now - STUCK_AFTER, limit)
+        candidates += self.store.list_retry_due(now, max(limit - len(candidates), 0))
+        for record in candidates:
+            if time.monotonic() > deadline:
+                break
+            try:
+                self._retry(record)
+                retried += 1
+            except Exception:
+                faulted += 1
+                after = self.store.get_event(record.id)
+                parked += after is not None and after.status is Status.FAILED
+        return EventSweep(retried, faulted, parked)
 
     # --- acting ---------------------------------------------------------------------------------
 
-    def _act(self, event_id: str, event: rules.Actionable | Ignored) -> Receipt:
+    def _retry(self, record: InboxRecord) -> Receipt:
+        decoder = self.decoders.get(record.source)
+        if decoder is None:
+            return self._finish_without_change(
+                record.id, Status.FAILED, f"events from '{record.source}' cannot be replayed", record.email
+            )
+        try:
+            event = decoder(record)
+        except MemberflowError as unreadable:
+            reason = f"the stored payload cannot be read again: {unreadable.message}"
+            return self._finish_without_change(record.id, Status.FAILED, reason, record.email)
+        except Exception as fault:
+            self._record_fault(record.id, record.source, fault)
+            raise
+        return self._act(record.id, event, record.source)
+
+    def _act(self, event_id: str, event: rules.Actionable | Ignored | Rejected, source: str) -> Receipt:
         if isinstance(event, Ignored):
             return self._finish_without_change(event_id, Status.IGNORED, event.reason, event.email)
+        if isinstance(event, Rejected):
+            return self._finish_without_change(event_id, Status.FAILED, event.reason, event.email)
         reason = rules.screen(event, self.config)
         if reason is not None:
             return self._finish_without_change(event_id, Status.IGNORED, reason, event.person.email)
         try:
             return self._apply(event_id, event)
         except MemberflowError as refusal:
+            if refusal.retryable:
+                self._record_fault(event_id, source, refusal)
+                raise
             receipt = self._finish_without_change(event_id, Status.FAILED, refusal.message, _email_of(event))
             return replace(receipt, refusal=refusal) if receipt.result == "failed" else receipt
         except rules.Unactionable as unactionable:
             return self._finish_without_change(event_id, Status.FAILED, unactionable.reason, _email_of(event))
         except Exception as fault:
             logger.exception("processing failed", extra={"event_id": event_id})
-            with contextlib.suppress(EventAlreadyFinal):
-                self.store.finish_event(
-                    event_id,
-                    Status.FAILED,
-                    reason=f"internal error ({type(fault).__name__})",
-                    at=self.clock(),
-                )
+            self._record_fault(event_id, source, fault)
             raise
+
+    def _record_fault(self, event_id: str, source: str, fault: Exception) -> None:
+        """Back the event off (``retrying``), or park it (``failed``) after ``MAX_ATTEMPTS``.
+
+        Never raises: the fault being recorded is what the caller must hear about.
+        """
+        error = (
+            fault.message
+            if isinstance(fault, MemberflowError)
+            else f"internal error ({type(fault).__name__})"
+        )
+        now = self.clock()
+        try:
+            stored = self.store.get_event(event_id)
+            attempts = (stored.attempts if stored else 0) + 1
+            if source == Source.AUTOMATION:
+                # The run sweep retries the run itself (with its own backoff); no second retry loop.
+                self.store.finish_event(
+                    event_id, Status.FAILED, reason=f"{error}; the run sweep retries the run", at=now
+                )
+                return
+            retry_at = now + retry_delay(attempts) if attempts < MAX_ATTEMPTS else None
+            self.store.record_fault(event_id, attempts=attempts, error=error, at=now, retry_at=retry_at)
+            if retry_at is None:
+                logger.error("event parked", extra={"event_id": event_id, "attempts": attempts})
+        except EventAlreadyFinal:
+            return
+        except Exception:
+            logger.exception("could not record a fault", extra={"event_id": event_id})
 
     def _apply(self, event_id: str, event: rules.Actionable) -> Receipt:
         email = normalize_email(event.person.email)
@@ -153,7 +246,7 @@ class Inbox:
             runs = self.store.get_runs(list(contact.active_runs)) if contact.active_runs else {}
             commands = rules.decide(event, contact, self.config)
             context = engine.Context(event_id, now, self.config, self.book(runs.values()))
-            transition = engine.apply(contact, commands, context, runs)
+            transition = self._transition(contact, commands, context, runs)
             self._save_versions(transition.programs, now)
             result = _result_summary(transition)
             try:
@@ -167,6 +260,28 @@ class Inbox:
             self._schedule(transition)
             return Receipt("accepted", event_id, contact=transition.after, operations=transition.operations)
         raise ConcurrentWrite(f"contact {email} is changing too fast; retry the request")
+
+    def _transition(
+        self,
+        contact: Contact,
+        commands: list[engine.Command],
+        context: engine.Context,
+        runs: Mapping[str, Run],
+    ) -> engine.Transition:
+        """Apply the commands, reading the markers the engine asks for (read after the contact, so
+        the commit's lock on the contact's version covers them too)."""
+        markers: dict[str, bool] = {}
+        for _ in range(MAX_MARKER_ROUNDS):
+            try:
+                return engine.apply(contact, commands, replace(context, markers=dict(markers)), runs)
+            except engine.MarkersNeeded as needed:
+                missing = sorted(needed.keys - markers.keys())
+                if not missing:
+                    raise RuntimeError(
+                        f"the engine asked again for markers it had: {sorted(needed.keys)}"
+                    ) from None
+                markers.update(self.store.get_markers(contact.email, missing))
+        raise RuntimeError(f"an event needed markers more than {MAX_MARKER_ROUNDS} times")
 
     # --- automations ----------------------------------------------------------------------------
 
@@ -233,8 +348,8 @@ class Inbox:
         )
 
 
-def _email_of(event: rules.Actionable | Ignored) -> str | None:
-    if isinstance(event, Ignored):
+def _email_of(event: rules.Actionable | Ignored | Rejected) -> str | None:
+    if isinstance(event, Ignored | Rejected):
         return _safe_email(event.email)
     return _safe_email(event.person.email)
 

@@ -70,13 +70,30 @@ class Store(Protocol):
     ) -> None:
         """Record an outcome that changes no contact; raises EventAlreadyFinal if accepted already."""
 
+    def record_fault(
+        self, event_id: str, *, attempts: int, error: str, at: datetime, retry_at: datetime | None
+    ) -> None:
+        """A fault of ours stopped the event: ``retrying`` until ``retry_at``, or ``failed`` (parked)
+        when ``retry_at`` is None. Raises EventAlreadyFinal if it was accepted meanwhile."""
+
+    def list_stuck_events(self, before: datetime, limit: int) -> list[InboxRecord]:
+        """Events still ``received`` (claimed, never finished) since before ``before``, oldest first."""
+
+    def list_retry_due(self, before: datetime, limit: int) -> list[InboxRecord]:
+        """Events ``retrying`` whose retry time is before ``before``, earliest first."""
+
     def get_contact(self, email: str) -> Contact | None: ...
+
+    def get_markers(self, email: str, keys: Sequence[str]) -> dict[str, bool]:
+        """Whether each marker of the contact is stored (read consistently)."""
 
     def commit(self, commit: Commit) -> None:
         """Write the transition and mark the event accepted, all or nothing.
 
-        Raises StaleContact if the contact's version moved, EventAlreadyFinal if the event was
-        accepted meanwhile.
+        Runs in the transition carry in ``history`` only the records to append (runs are read
+        without history, see ``get_runs``); they are stored as one history page per run. Markers
+        are written only if absent. Raises StaleContact if the contact's version, a run's version
+        or a marker moved, EventAlreadyFinal if the event was accepted meanwhile.
         """
 
     def list_ledger(self, email: str, field: str | None = None) -> list[LedgerEntry]: ...
@@ -90,10 +107,11 @@ class Store(Protocol):
 
     # --- automation runs --------------------------------------------------------------------------
 
-    def get_run(self, run_id: str) -> Run | None: ...
+    def get_run(self, run_id: str) -> Run | None:
+        """The run with its whole history (for display)."""
 
     def get_runs(self, run_ids: Sequence[str]) -> dict[str, Run]:
-        """The runs that exist among ``run_ids``, read consistently."""
+        """The runs that exist among ``run_ids``, read consistently, without their history."""
 
     def list_runs(
         self,
@@ -103,13 +121,15 @@ class Store(Protocol):
         status: RunStatus | None = None,
         limit: int = 50,
     ) -> list[Run]:
-        """Newest first."""
+        """Newest first, without history."""
 
-    def list_due_runs(self, status: RunStatus, before: datetime, limit: int = 100) -> list[Run]:
-        """Runs in ``status`` whose sweep time (due time when waiting, hold time when held) is before."""
+    def list_sweep_due(self, queue: str, before: datetime, limit: int = 100) -> list[Run]:
+        """Runs in a sweep queue (``Run.sweep_queue``) whose ``sweep_at`` is before ``before``, earliest
+        first, without history."""
 
     def update_run(self, run: Run) -> Run:
-        """Save a run changed outside an event (a migration); raises StaleRun if it changed meanwhile."""
+        """Save a run changed outside an event (migration, sweep bookkeeping), appending its
+        ``history`` as a page; raises StaleRun if it changed meanwhile. Returns it without history."""
 
     def save_version(
         self, automation_id: str, version: str, definition: Mapping[str, Any], at: datetime
@@ -117,6 +137,9 @@ class Store(Protocol):
         """Store an automation version the first time a run uses it; later saves change nothing."""
 
     def get_version(self, automation_id: str, version: str) -> Mapping[str, Any] | None: ...
+
+    def automation_ids(self) -> set[str]:
+        """Every automation that has a stored version (some may have left the config)."""
 
 
 class Scheduler(Protocol):

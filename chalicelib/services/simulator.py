@@ -58,6 +58,8 @@ class Simulator:
     outbound: list[Any] = field(default_factory=list)
     waits: list[WakeUp] = field(default_factory=list)
     """Every timer started, in order (what Step Functions would have been asked to run)."""
+    markers: set[str] = field(default_factory=set)
+    """Order items applied and reentry keys used, as the service stores them (marker items)."""
     programs: dict[tuple[str, str], Program] = field(default_factory=dict)
     """Every automation version a run was pinned to, as the service stores them: a run started
     before ``config`` was swapped for an edited one goes on with the version it started on."""
@@ -76,9 +78,15 @@ class Simulator:
         event_id = f"sim-{next(self._seq)}"
         active = {rid: run for rid, run in self.runs.items() if rid in self.contact.active_runs}
         book = book_for(self.config).with_pinned(self.programs.values())
-        transition = engine.apply(
-            self.contact, commands, engine.Context(event_id, self.now, self.config, book), active
-        )
+        context = engine.Context(event_id, self.now, self.config, book)
+        while True:
+            try:
+                transition = engine.apply(self.contact, commands, context, active)
+                break
+            except engine.MarkersNeeded as needed:
+                known = {key: key in self.markers for key in needed.keys}
+                context = replace(context, markers={**context.markers, **known})
+        self.markers.update(transition.markers)
         self.contact = replace(transition.after, version=self.contact.version + 1)
         self.programs.update({(p.automation_id, p.version): p for p in transition.programs})
         for run in transition.runs:

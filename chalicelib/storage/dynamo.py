@@ -2,9 +2,10 @@
 
 Exactly-once hinges on two conditional writes: claiming an event id (``attribute_not_exists``) and
 the commit transaction, which saves the contact under its version, marks the event accepted only
-if it is not already, and adds ledger, timeline and outbox items. A lost race surfaces as
-``StaleContact`` or ``EventAlreadyFinal``, decided from the cancellation reasons by item position,
-never from message text.
+if it is not already, and adds ledger, timeline, outbox, run, run-history and marker items. A lost
+race surfaces as ``StaleContact`` or ``EventAlreadyFinal``, decided from the cancellation reasons by
+item position, never from message text. No item grows with the contact's history: runs keep their
+history in pages of their own, and once-only facts (order items, reentry keys) are marker items.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.domain.automations.runs import Run, RunStatus, StepRecord
-from chalicelib.domain.inbox import InboxRecord, Status, decode_cursor, encode_cursor
+from chalicelib.domain.inbox import OPEN, InboxRecord, Status, decode_cursor, encode_cursor
 from chalicelib.domain.model import (
     Contact,
     KitSyncIntent,
@@ -38,15 +39,18 @@ from chalicelib.storage.models import (
     ContactModel,
     EventModel,
     LedgerModel,
+    MarkerModel,
     OutboxModel,
+    RunHistoryModel,
     RunModel,
     TimelineModel,
 )
 
 _CONDITION_FAILED = "ConditionalCheckFailedException"
 _SOURCES = ("thrivecart", "kit", "hook", "admin", "automation")
-# Statuses a commit or outcome may overwrite; "ignored" only ever reaches here through a replay.
-_OPEN = (Status.RECEIVED.value, Status.FAILED.value, Status.IGNORED.value)
+_OPEN = tuple(status.value for status in OPEN)
+_RETRY_QUEUE = Status.RETRYING.value
+_BATCH_GET = 100
 
 
 class DynamoStore:
@@ -125,6 +129,8 @@ class DynamoStore:
             EventModel.status.set(status.value),
             EventModel.processed_at.set(at),
             EventModel.reason.set(reason) if reason else EventModel.reason.remove(),
+            EventModel.retry_queue.remove(),
+            EventModel.retry_at.remove(),
         ]
         if email:
             actions.append(EventModel.email.set(email))
@@ -138,6 +144,48 @@ class DynamoStore:
                 raise EventAlreadyFinal(event_id) from error
             raise
 
+    def record_fault(
+        self, event_id: str, *, attempts: int, error: str, at: datetime, retry_at: datetime | None
+    ) -> None:
+        actions: list[Action] = [
+            EventModel.attempts.set(attempts),
+            EventModel.last_error.set(error),
+            EventModel.processed_at.set(at),
+        ]
+        if retry_at is not None:
+            actions += [
+                EventModel.status.set(Status.RETRYING.value),
+                EventModel.retry_queue.set(_RETRY_QUEUE),
+                EventModel.retry_at.set(retry_at),
+                EventModel.reason.set(f"retrying: {error}"),
+            ]
+        else:
+            actions += [
+                EventModel.status.set(Status.FAILED.value),
+                EventModel.retry_queue.remove(),
+                EventModel.retry_at.remove(),
+                EventModel.reason.set(f"gave up after {attempts} attempts: {error}"),
+            ]
+        try:
+            EventModel(event_id).update(
+                actions=actions,
+                condition=EventModel.id.exists() & EventModel.status.is_in(*_OPEN),
+            )
+        except UpdateError as error_:
+            if error_.cause_response_code == _CONDITION_FAILED:
+                raise EventAlreadyFinal(event_id) from error_
+            raise
+
+    def list_stuck_events(self, before: datetime, limit: int) -> list[InboxRecord]:
+        query = EventModel.by_status.query(
+            Status.RECEIVED.value, EventModel.received_at < before, limit=limit
+        )
+        return [_event_from_model(m) for m in query]
+
+    def list_retry_due(self, before: datetime, limit: int) -> list[InboxRecord]:
+        query = EventModel.by_retry.query(_RETRY_QUEUE, EventModel.retry_at < before, limit=limit)
+        return [_event_from_model(m) for m in query]
+
     # --- contacts -------------------------------------------------------------------------------
 
     def get_contact(self, email: str) -> Contact | None:
@@ -145,6 +193,14 @@ class DynamoStore:
             return _contact_from_model(ContactModel.get(email, consistent_read=True))
         except ContactModel.DoesNotExist:
             return None
+
+    def get_markers(self, email: str, keys: Sequence[str]) -> dict[str, bool]:
+        wanted = list(dict.fromkeys(keys))
+        found: set[str] = set()
+        for start in range(0, len(wanted), _BATCH_GET):
+            chunk = [(email, key) for key in wanted[start : start + _BATCH_GET]]
+            found.update(m.marker for m in MarkerModel.batch_get(chunk, consistent_read=True))
+        return {key: key in found for key in wanted}
 
     def commit(self, commit: Commit) -> None:
         transition = commit.transition
@@ -163,6 +219,14 @@ class DynamoStore:
         # A run's own version (pynamodb's VersionAttribute) guards it like the contact's guards the contact.
         first_run = len(puts)
         puts.extend((_run_to_model(run), None) for run in transition.runs)
+        puts.extend((page, None) for page in _history_pages(transition.runs))
+        puts.extend(
+            (
+                MarkerModel(contact.email, marker, event_id=commit.event_id, at=commit.processed_at),
+                MarkerModel.marker.does_not_exist(),
+            )
+            for marker in transition.markers
+        )
         try:
             with TransactWrite(connection=self._tx_connection()) as tx:
                 for model, condition in puts:
@@ -175,6 +239,8 @@ class DynamoStore:
                         EventModel.email.set(contact.email),
                         EventModel.result.set(dict(commit.result)),
                         EventModel.reason.remove(),
+                        EventModel.retry_queue.remove(),
+                        EventModel.retry_at.remove(),
                     ],
                     condition=EventModel.id.exists() & EventModel.status.is_in(*_OPEN),
                 )
@@ -233,15 +299,25 @@ class DynamoStore:
 
     def get_run(self, run_id: str) -> Run | None:
         try:
-            return _run_from_model(RunModel.get(run_id, consistent_read=True))
+            run = _run_from_model(RunModel.get(run_id, consistent_read=True))
         except RunModel.DoesNotExist:
             return None
+        history = [
+            StepRecord.from_dict(raw)
+            for page in RunHistoryModel.query(run_id, consistent_read=True)
+            for raw in page.records
+        ]
+        return replace(run, history=tuple(history))
 
     def get_runs(self, run_ids: Sequence[str]) -> dict[str, Run]:
-        if not run_ids:
-            return {}
-        models = RunModel.batch_get(list(dict.fromkeys(run_ids)), consistent_read=True)
-        return {m.run_id: _run_from_model(m) for m in models}
+        wanted = list(dict.fromkeys(run_ids))
+        runs: dict[str, Run] = {}
+        for start in range(0, len(wanted), _BATCH_GET):
+            chunk = wanted[start : start + _BATCH_GET]
+            runs.update(
+                (m.run_id, _run_from_model(m)) for m in RunModel.batch_get(chunk, consistent_read=True)
+            )
+        return runs
 
     def list_runs(
         self,
@@ -274,18 +350,21 @@ class DynamoStore:
                 break
         return runs
 
-    def list_due_runs(self, status: RunStatus, before: datetime, limit: int = 100) -> list[Run]:
-        query = RunModel.by_status.query(status.value, RunModel.sweep_at < before, limit=limit)
+    def list_sweep_due(self, queue: str, before: datetime, limit: int = 100) -> list[Run]:
+        query = RunModel.by_sweep.query(queue, RunModel.sweep_at < before, limit=limit)
         return [_run_from_model(m) for m in query]
 
     def update_run(self, run: Run) -> Run:
         try:
-            _run_to_model(run).save()
-        except PutError as error:
-            if error.cause_response_code == _CONDITION_FAILED:
+            with TransactWrite(connection=self._tx_connection()) as tx:
+                tx.save(_run_to_model(run))
+                for page in _history_pages([run]):
+                    tx.save(page)
+        except TransactWriteError as error:
+            if _failed(error.cancellation_reasons, 0):
                 raise StaleRun(run.run_id) from error
             raise
-        return replace(run, stored_version=run.stored_version + 1)
+        return replace(run, stored_version=run.stored_version + 1, history=())
 
     def save_version(
         self, automation_id: str, version: str, definition: Mapping[str, Any], at: datetime
@@ -296,6 +375,11 @@ class DynamoStore:
         except PutError as error:
             if error.cause_response_code != _CONDITION_FAILED:
                 raise
+
+    def automation_ids(self) -> set[str]:
+        # The versions table holds one small item per automation version ever used.
+        scan = AutomationVersionModel.scan(attributes_to_get=["automation_id", "version"])
+        return {item.automation_id for item in scan}
 
     def get_version(self, automation_id: str, version: str) -> Mapping[str, Any] | None:
         try:
@@ -339,6 +423,10 @@ def _event_to_model(record: InboxRecord) -> EventModel:
         processed_at=record.processed_at,
         duplicate_of=record.duplicate_of,
         result=dict(record.result) if record.result else None,
+        attempts=record.attempts or None,
+        last_error=record.last_error,
+        retry_queue=_RETRY_QUEUE if record.status is Status.RETRYING else None,
+        retry_at=record.retry_at if record.status is Status.RETRYING else None,
     )
 
 
@@ -356,6 +444,9 @@ def _event_from_model(model: EventModel) -> InboxRecord:
         processed_at=_utc_or_none(model.processed_at),
         duplicate_of=model.duplicate_of,
         result=model.result or {},
+        attempts=int(model.attempts or 0),
+        last_error=model.last_error,
+        retry_at=_utc_or_none(model.retry_at),
     )
 
 
@@ -367,10 +458,8 @@ def _contact_to_model(contact: Contact, *, version: int) -> ContactModel:
         tags=set(contact.tags) or None,
         fields=dict(contact.fields) or None,
         operation_runs={k: Decimal(v) for k, v in contact.operation_runs.items()} or None,
-        order_items=set(contact.order_items) or None,
         active_runs=dict(contact.active_runs) or None,
         automation_entries={k: Decimal(v) for k, v in contact.automation_entries.items()} or None,
-        automation_keys=set(contact.automation_keys) or None,
         marketing_status=contact.marketing_status,
         kit_subscriber_id=contact.kit_subscriber_id,
         created_at=contact.created_at,
@@ -390,10 +479,8 @@ def _contact_from_model(model: ContactModel) -> Contact:
         tags=frozenset(model.tags or ()),
         fields=dict(model.fields or {}),
         operation_runs={k: int(v) for k, v in (model.operation_runs or {}).items()},
-        order_items=frozenset(model.order_items or ()),
         active_runs=dict(model.active_runs or {}),
         automation_entries={k: int(v) for k, v in (model.automation_entries or {}).items()},
-        automation_keys=frozenset(model.automation_keys or ()),
         marketing_status=model.marketing_status,
         kit_subscriber_id=model.kit_subscriber_id,
         created_at=_utc(model.created_at),
@@ -509,11 +596,15 @@ def _run_to_model(run: Run) -> RunModel:
         generation=run.generation,
         due_at=run.due_at,
         woke_at=run.woke_at,
+        late_seconds=Decimal(str(run.late_seconds)) if run.late_seconds is not None else None,
         goal=run.goal,
         reentry_key=run.reentry_key,
         ended_at=run.ended_at,
         end_reason=run.end_reason,
-        history=[_jsonable(r.as_dict()) for r in run.history],
+        sweep_queue=run.sweep_queue,
+        sweep_attempts=run.sweep_attempts or None,
+        retry_at=run.retry_at,
+        parked=run.parked,
     )
     if run.stored_version:
         model.lock_version = run.stored_version
@@ -534,13 +625,32 @@ def _run_from_model(model: RunModel) -> Run:
         generation=int(model.generation or 0),
         due_at=_utc_or_none(model.due_at),
         woke_at=_utc_or_none(model.woke_at),
+        late_seconds=float(model.late_seconds) if model.late_seconds is not None else None,
         goal=model.goal,
         reentry_key=model.reentry_key,
         ended_at=_utc_or_none(model.ended_at),
         end_reason=model.end_reason,
-        history=tuple(StepRecord.from_dict(raw) for raw in model.history or ()),
+        sweep_attempts=int(model.sweep_attempts or 0),
+        retry_at=_utc_or_none(model.retry_at),
+        parked=model.parked,
         stored_version=int(model.lock_version or 0),
     )
+
+
+def _history_pages(runs: Sequence[Run]) -> list[RunHistoryModel]:
+    """One page per run per write: the records the change appended (runs read to change carry none)."""
+    pages = []
+    for run in runs:
+        if run.history:
+            first = run.history[0]
+            pages.append(
+                RunHistoryModel(
+                    run.run_id,
+                    f"{first.at.isoformat()}#{first.event_id}",
+                    records=[_jsonable(r.as_dict()) for r in run.history],
+                )
+            )
+    return pages
 
 
 def _jsonable(data: Any) -> Any:

@@ -77,10 +77,8 @@ class ContactModel(BaseTable):
     tags = UnicodeSetAttribute(null=True)
     fields = ValueMapAttribute(null=True)
     operation_runs = ValueMapAttribute(null=True)
-    order_items = UnicodeSetAttribute(null=True)
     active_runs = ValueMapAttribute(null=True)
     automation_entries = ValueMapAttribute(null=True)
-    automation_keys = UnicodeSetAttribute(null=True)
     marketing_status = UnicodeAttribute(null=True)
     kit_subscriber_id = UnicodeAttribute(null=True)
     created_at = UTCDateTimeAttribute()
@@ -106,6 +104,17 @@ class EventsByStatus(GlobalSecondaryIndex["EventModel"]):
     received_at = UTCDateTimeAttribute(range_key=True)
 
 
+class EventsDueForRetry(GlobalSecondaryIndex["EventModel"]):
+    """Sparse: only events in ``retrying`` carry ``retry_queue``, so the sweep reads nothing else."""
+
+    class Meta:
+        index_name = "by_retry"
+        projection = AllProjection()
+
+    retry_queue = UnicodeAttribute(hash_key=True)
+    retry_at = UTCDateTimeAttribute(range_key=True)
+
+
 class EventModel(BaseTable):
     class Meta(BaseTable.Meta):
         table_name = "memberflow-events"
@@ -122,8 +131,13 @@ class EventModel(BaseTable):
     processed_at = UTCDateTimeAttribute(null=True)
     duplicate_of = UnicodeAttribute(null=True)
     result = JSONAttribute(null=True)
+    attempts = NumberAttribute(null=True)
+    last_error = UnicodeAttribute(null=True)
+    retry_queue = UnicodeAttribute(null=True)
+    retry_at = UTCDateTimeAttribute(null=True)
     by_source = EventsBySource()
     by_status = EventsByStatus()
+    by_retry = EventsDueForRetry()
 
 
 class LedgerModel(BaseTable):
@@ -207,8 +221,23 @@ class RunsByStatus(GlobalSecondaryIndex["RunModel"]):
     sweep_at = UTCDateTimeAttribute(range_key=True)
 
 
+class RunsBySweepQueue(GlobalSecondaryIndex["RunModel"]):
+    """Sparse: only runs the sweep may have to move carry ``sweep_queue`` (``waiting``, ``held#<id>``)."""
+
+    class Meta:
+        index_name = "by_sweep"
+        projection = AllProjection()
+
+    sweep_queue = UnicodeAttribute(hash_key=True)
+    sweep_at = UTCDateTimeAttribute(range_key=True)
+
+
 class RunModel(BaseTable):
-    """One automation run of one contact; written in the same transaction as the contact."""
+    """One automation run of one contact; written in the same transaction as the contact.
+
+    Its step history lives in ``RunHistoryModel`` pages, so a run item stays the same size however
+    long the run lives.
+    """
 
     class Meta(BaseTable.Meta):
         table_name = "memberflow-runs"
@@ -226,15 +255,44 @@ class RunModel(BaseTable):
     generation = NumberAttribute(default=0)
     due_at = UTCDateTimeAttribute(null=True)
     woke_at = UTCDateTimeAttribute(null=True)
+    late_seconds = DecimalAttribute(null=True)
     goal = UnicodeAttribute(null=True)
     reentry_key = UnicodeAttribute(null=True)
     ended_at = UTCDateTimeAttribute(null=True)
     end_reason = UnicodeAttribute(null=True)
-    history = JSONAttribute()
+    sweep_queue = UnicodeAttribute(null=True)
+    sweep_attempts = NumberAttribute(null=True)
+    retry_at = UTCDateTimeAttribute(null=True)
+    parked = UnicodeAttribute(null=True)
     lock_version = VersionAttribute()
     by_email = RunsByEmail()
     by_automation = RunsByAutomation()
     by_status = RunsByStatus()
+    by_sweep = RunsBySweepQueue()
+
+
+class RunHistoryModel(BaseTable):
+    """One page of a run's history: the steps one event took, written with that event's commit."""
+
+    class Meta(BaseTable.Meta):
+        table_name = "memberflow-run-history"
+
+    run_id = UnicodeAttribute(hash_key=True)
+    page = UnicodeAttribute(range_key=True)
+    """``{first record's time}#{event id}``: pages sort in the order the run lived them."""
+    records = JSONAttribute()
+
+
+class MarkerModel(BaseTable):
+    """A fact remembered per contact that must never be applied twice (an order item, a reentry key)."""
+
+    class Meta(BaseTable.Meta):
+        table_name = "memberflow-markers"
+
+    email = UnicodeAttribute(hash_key=True)
+    marker = UnicodeAttribute(range_key=True)
+    event_id = UnicodeAttribute()
+    at = UTCDateTimeAttribute()
 
 
 class AutomationVersionModel(BaseTable):
@@ -257,6 +315,8 @@ ALL_MODELS: tuple[type[BaseTable], ...] = (
     OutboxModel,
     RunModel,
     AutomationVersionModel,
+    RunHistoryModel,
+    MarkerModel,
 )
 
 
@@ -269,6 +329,8 @@ class TableNames:
     outbox: str
     runs: str
     versions: str
+    run_history: str
+    markers: str
 
     @classmethod
     def with_prefix(cls, prefix: str) -> TableNames:
@@ -280,6 +342,8 @@ class TableNames:
             f"{prefix}outbox",
             f"{prefix}runs",
             f"{prefix}automation-versions",
+            f"{prefix}run-history",
+            f"{prefix}markers",
         )
 
 
@@ -292,6 +356,8 @@ def bind_table_names(names: TableNames) -> None:
     OutboxModel.Meta.table_name = names.outbox
     RunModel.Meta.table_name = names.runs
     AutomationVersionModel.Meta.table_name = names.versions
+    RunHistoryModel.Meta.table_name = names.run_history
+    MarkerModel.Meta.table_name = names.markers
 
 
 def create_tables() -> None:

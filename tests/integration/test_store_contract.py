@@ -10,7 +10,7 @@ import pytest
 
 from chalicelib.domain import engine
 from chalicelib.domain.automations.program import definition
-from chalicelib.domain.automations.runs import RunStatus
+from chalicelib.domain.automations.runs import WAITING_QUEUE, RunStatus, held_queue
 from chalicelib.domain.engine import AddTags, ChangeField, Context, RecordEvent
 from chalicelib.domain.inbox import Status
 from chalicelib.domain.model import Contact
@@ -195,7 +195,8 @@ class StoreContract:
         assert stored.position == "delay-2d"
         assert stored.history == run.history
         assert stored.stored_version == 1
-        assert store.get_runs([run.run_id, "missing"]) == {run.run_id: stored}
+        # Runs read to be changed come without their history; it is appended, never rewritten.
+        assert store.get_runs([run.run_id, "missing"]) == {run.run_id: replace(stored, history=())}
         contact = store.get_contact(email)
         assert contact is not None
         assert contact.active_runs == {run.run_id: "drip"}
@@ -210,9 +211,57 @@ class StoreContract:
         assert [r.run_id for r in store.list_runs(email=email)] == [run.run_id]
         assert run.run_id in [r.run_id for r in store.list_runs(automation="drip", status=RunStatus.WAITING)]
         assert store.list_runs(email=email, status=RunStatus.COMPLETED) == []
-        due = store.list_due_runs(RunStatus.WAITING, later(1) + timedelta(days=3))
+        due = store.list_sweep_due(WAITING_QUEUE, later(1) + timedelta(days=3))
         assert run.run_id in [r.run_id for r in due]
-        assert run.run_id not in [r.run_id for r in store.list_due_runs(RunStatus.WAITING, later(2))]
+        assert run.run_id not in [r.run_id for r in store.list_sweep_due(WAITING_QUEUE, later(2))]
+
+    def test_history_grows_in_pages_and_the_run_item_does_not(self, store: Store) -> None:
+        email = unique_email()
+        t, _ = self._start_drip(store, email)
+        (run,) = t.runs
+        record = inbox_record(email=email)
+        store.claim_event(record)
+        contact = store.get_contact(email)
+        assert contact is not None
+        loaded = store.get_runs([run.run_id])[run.run_id]
+        woken = engine.apply(
+            contact,
+            [engine.ResumeRun(run.run_id, loaded.generation)],
+            Context(record.id, later(1) + timedelta(days=2), RUNS_CONFIG),
+            {run.run_id: loaded},
+        )
+        store.commit(Commit(record.id, woken, processed_at=later(3)))
+        stored = store.get_run(run.run_id)
+        assert stored is not None
+        assert stored.status is RunStatus.COMPLETED
+        assert [r.outcome for r in stored.history] == [
+            *(r.outcome for r in run.history),
+            *(r.outcome for r in woken.runs[0].history),
+        ]
+
+    def test_the_sweep_queues_waiting_runs_and_held_runs_per_automation(self, store: Store) -> None:
+        email = unique_email()
+        t, _ = self._start_drip(store, email)
+        (run,) = t.runs
+        loaded = store.get_runs([run.run_id])[run.run_id]
+        held = store.update_run(replace(loaded, status=RunStatus.HELD, updated_at=later(2)))
+        waiting = store.list_sweep_due(WAITING_QUEUE, later(1) + timedelta(days=3))
+        assert run.run_id not in [r.run_id for r in waiting]
+        assert [r.run_id for r in store.list_sweep_due(held_queue("drip"), later(3))] == [run.run_id]
+        assert store.list_sweep_due(held_queue("other"), later(3)) == []
+        # Backing off moves the run's place in its queue; parking takes it out.
+        backed_off = store.update_run(replace(held, sweep_attempts=1, retry_at=later(60)))
+        assert store.list_sweep_due(held_queue("drip"), later(30)) == []
+        assert [r.run_id for r in store.list_sweep_due(held_queue("drip"), later(61))] == [run.run_id]
+        parked = store.update_run(replace(backed_off, parked="gave up", retry_at=None))
+        assert store.list_sweep_due(held_queue("drip"), later(10_000)) == []
+        reread = store.get_run(run.run_id)
+        assert reread is not None
+        assert (reread.sweep_attempts, reread.parked) == (parked.sweep_attempts, "gave up")
+
+    def test_automations_with_stored_versions_are_listed(self, store: Store) -> None:
+        self._start_drip(store, unique_email())
+        assert "drip" in store.automation_ids()
 
     def test_a_run_changed_since_it_was_read_loses_the_commit(self, store: Store) -> None:
         email = unique_email()
@@ -220,6 +269,7 @@ class StoreContract:
         (run,) = t.runs
         stored = store.get_run(run.run_id)
         assert stored is not None
+        stored = replace(stored, history=())
         store.update_run(replace(stored, position="delay-2d"))
         with pytest.raises(StaleRun):
             store.update_run(stored)
@@ -244,6 +294,78 @@ class StoreContract:
         assert store.get_version("drip", "v2") is None
 
 
+class MarkerContract:
+    @pytest.fixture
+    def store(self) -> Store:
+        raise NotImplementedError
+
+    def _commit_markers(self, store: Store, email: str, *markers: str) -> str:
+        record = inbox_record(email=email)
+        store.claim_event(record)
+        t = transition(store, email, record.id, AddTags(("A",)))
+        store.commit(Commit(record.id, replace(t, markers=markers), processed_at=later(1)))
+        return record.id
+
+    def test_markers_are_absent_until_committed(self, store: Store) -> None:
+        email = unique_email()
+        assert store.get_markers(email, ["order:1:product-1"]) == {"order:1:product-1": False}
+        self._commit_markers(store, email, "order:1:product-1", "reentry:drip:k")
+        assert store.get_markers(email, ["order:1:product-1", "reentry:drip:k", "order:2:x"]) == {
+            "order:1:product-1": True,
+            "reentry:drip:k": True,
+            "order:2:x": False,
+        }
+        assert store.get_markers(unique_email(), ["order:1:product-1"]) == {"order:1:product-1": False}
+
+    def test_a_commit_writing_a_marker_that_exists_is_stale(self, store: Store) -> None:
+        email = unique_email()
+        self._commit_markers(store, email, "order:1:product-1")
+        record = inbox_record(email=email)
+        store.claim_event(record)
+        t = transition(store, email, record.id, AddTags(("B",)))
+        with pytest.raises(StaleContact):
+            store.commit(Commit(record.id, replace(t, markers=("order:1:product-1",)), processed_at=later(2)))
+        assert store.get_event(record.id).status is Status.RECEIVED  # type: ignore[union-attr]
+
+    def test_many_markers_are_read_at_once(self, store: Store) -> None:
+        email = unique_email()
+        keys = [f"order:{n}:product-1" for n in range(150)]
+        assert set(store.get_markers(email, keys).values()) == {False}
+
+    def test_a_fault_backs_the_event_off_and_the_sweep_finds_it_when_due(self, store: Store) -> None:
+        record = inbox_record()
+        store.claim_event(record)
+        assert [r.id for r in store.list_stuck_events(later(30), 10)] == [record.id]
+        store.record_fault(
+            record.id, attempts=1, error="internal error (KeyError)", at=later(1), retry_at=later(5)
+        )
+        retrying = store.get_event(record.id)
+        assert retrying is not None
+        assert (retrying.status, retrying.attempts, retrying.retry_at) == (Status.RETRYING, 1, later(5))
+        assert retrying.last_error == "internal error (KeyError)"
+        assert record.id not in [r.id for r in store.list_stuck_events(later(30), 10)]
+        assert store.list_retry_due(later(4), 10) == []
+        assert [r.id for r in store.list_retry_due(later(6), 10)] == [record.id]
+        store.finish_event(record.id, Status.IGNORED, reason="done", at=later(7))
+        assert store.list_retry_due(later(60), 10) == []
+
+    def test_a_parked_event_is_failed_and_leaves_the_retry_queue(self, store: Store) -> None:
+        record = inbox_record()
+        store.claim_event(record)
+        store.record_fault(record.id, attempts=10, error="boom", at=later(1), retry_at=None)
+        parked = store.get_event(record.id)
+        assert parked is not None
+        assert parked.status is Status.FAILED
+        assert parked.reason == "gave up after 10 attempts: boom"
+        assert store.list_retry_due(later(10_000), 10) == []
+
+    def test_a_fault_after_the_event_was_accepted_changes_nothing(self, store: Store) -> None:
+        email = unique_email()
+        event_id = self._commit_markers(store, email)
+        with pytest.raises(EventAlreadyFinal):
+            store.record_fault(event_id, attempts=1, error="late", at=later(2), retry_at=later(3))
+
+
 class TestInMemoryStore(StoreContract):
     @pytest.fixture
     def store(self) -> Store:
@@ -252,6 +374,19 @@ class TestInMemoryStore(StoreContract):
 
 @pytest.mark.integration
 class TestDynamoStore(StoreContract):
+    @pytest.fixture
+    def store(self, dynamo_store: DynamoStore) -> Store:
+        return dynamo_store
+
+
+class TestInMemoryMarkers(MarkerContract):
+    @pytest.fixture
+    def store(self) -> Store:
+        return InMemoryStore()
+
+
+@pytest.mark.integration
+class TestDynamoMarkers(MarkerContract):
     @pytest.fixture
     def store(self, dynamo_store: DynamoStore) -> Store:
         return dynamo_store

@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -82,12 +82,22 @@ class Run:
     generation: int = 0
     due_at: datetime | None = None
     woke_at: datetime | None = None
+    late_seconds: float | None = None
+    """How late the last wake-up came after its due time."""
     goal: str | None = None
     """The id of the goal the run reached, if any."""
     reentry_key: str | None = None
     ended_at: datetime | None = None
     end_reason: str | None = None
     history: tuple[StepRecord, ...] = ()
+    """Full history when read for display (``get_run``); runs read to be changed carry none, and
+    whatever a change appends here is stored as that change's history page, never rewritten."""
+    sweep_attempts: int = 0
+    """Sweeps in a row whose wake-up or release of this run failed; any change of the run resets it."""
+    retry_at: datetime | None = None
+    """Set after a failed sweep attempt: the sweep leaves the run alone until then (backoff)."""
+    parked: str | None = None
+    """Why the sweep gave up on the run after repeated failures; an operator retries or cancels it."""
     stored_version: int = 0
     """Optimistic-lock version of the stored item (0: not stored yet)."""
 
@@ -98,9 +108,39 @@ class Run:
     @property
     def sweep_at(self) -> datetime:
         """When the sweep should look at the run: its due time while waiting, else its last change."""
+        if self.retry_at is not None and self.active:
+            return self.retry_at
         if self.status is RunStatus.WAITING and self.due_at is not None:
             return self.due_at
         return self.ended_at or self.updated_at
+
+    @property
+    def sweep_queue(self) -> str | None:
+        """The sweep's queue the run waits in; None when the sweep has nothing to do with it.
+
+        Held runs queue per automation, so the sweep asks only for runs of live automations and no
+        number of runs held by a paused automation can stand in front of them.
+        """
+        if self.parked is not None:
+            return None
+        if self.status is RunStatus.WAITING:
+            return WAITING_QUEUE
+        if self.status is RunStatus.HELD:
+            return held_queue(self.automation_id)
+        return None
+
+    def settled(self) -> Run:
+        """The run after a change of its own: the sweep's failure bookkeeping starts over."""
+        if not (self.sweep_attempts or self.retry_at or self.parked):
+            return self
+        return replace(self, sweep_attempts=0, retry_at=None, parked=None)
+
+
+WAITING_QUEUE = "waiting"
+
+
+def held_queue(automation_id: str) -> str:
+    return f"held#{automation_id}"
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,46 @@ class TestTags:
         assert t.kit_sync is None
 
 
+class TestOrderItems:
+    """An order item's actions apply once per order, remembered as a marker item, not in the contact."""
+
+    ORDER = engine.ApplyOrderItems(
+        "77",
+        "order.success",
+        "order.success:77",
+        (
+            engine.OrderItem("product-12", (AddTags(("Purchase – Foundation",)),)),
+            engine.OrderItem("upsell-2", (AddTags(("Purchase – Upsell",)),)),
+        ),
+    )
+    MARKERS = ("order:77:product-12", "order:77:upsell-2")
+
+    def test_the_engine_asks_for_every_marker_of_the_order_before_deciding(self) -> None:
+        with pytest.raises(engine.MarkersNeeded) as needed:
+            engine.apply(stored(), [self.ORDER], CTX)
+        assert needed.value.keys == frozenset(self.MARKERS)
+
+    def test_only_items_not_applied_before_apply_and_are_marked(self) -> None:
+        ctx = Context("evt_test", T0, CONFIG, markers={self.MARKERS[0]: True, self.MARKERS[1]: False})
+        t = engine.apply(stored(), [self.ORDER], ctx)
+        assert t.after.tags == {"Purchase – Upsell"}
+        assert t.markers == (self.MARKERS[1],)
+        notes = [e.data for e in t.timeline if e.kind is TimelineKind.NOTE]
+        assert {"text": "order item already applied", "item": "product-12", "order": "77"} in notes
+
+    def test_an_order_applied_before_changes_nothing_and_triggers_nothing(self) -> None:
+        ctx = Context("evt_test", T0, CONFIG, markers=dict.fromkeys(self.MARKERS, True))
+        t = engine.apply(stored(), [self.ORDER], ctx)
+        assert t.after.tags == frozenset()
+        assert t.markers == ()
+
+    def test_nothing_about_orders_grows_the_contact(self) -> None:
+        ctx = Context("evt_test", T0, CONFIG, markers=dict.fromkeys(self.MARKERS, False))
+        t = engine.apply(stored(), [self.ORDER], ctx)
+        assert set(t.markers) == set(self.MARKERS)
+        assert not hasattr(t.after, "order_items")
+
+
 class TestTriggerTags:
     def test_trigger_tag_runs_its_operation_and_is_removed(self) -> None:
         t = engine.apply(stored(), [AddTags(("Op – Add 50 Credits",))], CTX)

@@ -6,7 +6,15 @@ import pytest
 
 from chalicelib.domain import events as ev
 from chalicelib.domain.automations.happenings import Happening
-from chalicelib.domain.engine import AddTags, Happen, MarkOrderItem, Note, RemoveTags, SetMarketingStatus
+from chalicelib.domain.engine import (
+    AddTags,
+    ApplyOrderItems,
+    Happen,
+    Note,
+    OrderItem,
+    RemoveTags,
+    SetMarketingStatus,
+)
 from chalicelib.domain.model import Contact
 from chalicelib.domain.rules import Unactionable, decide, screen
 from tests.builders import T0, config
@@ -35,35 +43,25 @@ def contact(**kwargs: object) -> Contact:
 
 
 class TestPurchases:
-    def test_each_item_applies_its_product_actions(self) -> None:
+    def test_each_item_applies_its_product_actions_once_per_order(self) -> None:
         commands = decide(order("product-12", "bump-12"), contact(), CONFIG)
         assert commands[2:] == [
-            MarkOrderItem("77:product-12"),
-            AddTags(("Purchase – Foundation",)),
-            MarkOrderItem("77:bump-12"),
-            AddTags(("Purchase – Workbook",)),
-            Happen(Happening("thrivecart", "order.success", ("product-12", "bump-12"))),
+            ApplyOrderItems(
+                "77",
+                "order.success",
+                "order.success:77",
+                (
+                    OrderItem("product-12", (AddTags(("Purchase – Foundation",)),)),
+                    OrderItem("bump-12", (AddTags(("Purchase – Workbook",)),)),
+                ),
+            )
         ]
 
-    def test_automations_hear_of_the_items_not_applied_before(self) -> None:
-        commands = decide(
-            order("product-12", "upsell-2"), contact(order_items=frozenset({"77:product-12"})), CONFIG
-        )
-        assert commands[-1] == Happen(Happening("thrivecart", "order.success", ("upsell-2",)))
-        replay = decide(order("product-12"), contact(order_items=frozenset({"77:product-12"})), CONFIG)
-        assert not any(isinstance(c, Happen) for c in replay)
-
-    def test_an_item_already_applied_for_this_order_is_skipped(self) -> None:
-        commands = decide(
-            order("product-12", "upsell-2"), contact(order_items=frozenset({"77:product-12"})), CONFIG
-        )
-        assert MarkOrderItem("77:product-12") not in commands
-        assert MarkOrderItem("77:upsell-2") in commands
-        assert any(isinstance(c, Note) and c.text == "order item already applied" for c in commands)
-
     def test_unconfigured_product_is_noted(self) -> None:
-        commands = decide(order("product-99"), contact(), CONFIG)
-        assert Note("no actions configured", {"item": "product-99", "on": "on_purchase"}) in commands
+        (apply_items,) = decide(order("product-99"), contact(), CONFIG)[2:]
+        assert isinstance(apply_items, ApplyOrderItems)
+        notes = apply_items.items[0].commands
+        assert notes == (Note("no actions configured", {"item": "product-99", "on": "on_purchase"}),)
 
     def test_test_mode_orders_follow_the_config(self) -> None:
         assert screen(order("product-12", test_mode=True), CONFIG) is not None
@@ -87,7 +85,8 @@ class TestPurchases:
         assert decide(refund, contact(), CONFIG)[2:] == [
             RemoveTags(("Purchase – Foundation",)),
             AddTags(("Refunded – Foundation",)),
-            Happen(Happening("thrivecart", "order.refund", ("product-12",))),
+            # The event's identity is its event key: reentry once_per_event starts once per refund.
+            Happen(Happening("thrivecart", "order.refund", ("product-12",), "r")),
         ]
 
 
