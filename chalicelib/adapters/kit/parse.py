@@ -1,13 +1,48 @@
 """Turns Kit webhook bodies into memberflow's domain events, without any I/O.
 
-Two delivery styles reach memberflow. Current webhook endpoints POST a signed envelope
-``{"delivery_id", "events": [...]}`` holding 1–100 events of one type, each with a UUID ``id`` that is
-its dedup key; ``parse_envelope`` maps every element to a ``KitEvent`` or ``Ignored`` and pairs it with
-the dict to store. Legacy hooks POST only ``{"subscriber": {...}}`` (or a purchase) and say nothing
-about which tag or event fired them, so each hook URL carries ``?event=...&tag=...`` and
-``parse_legacy`` reads the meaning from that query and derives a dedup key from the body and a time
-window. Anything unreadable raises ``ParseError``; well-formed but uninteresting deliveries become
-``Ignored``. Kit field names never leave this module.
+Two delivery styles reach memberflow, and ``decode_json`` reads both: at most ``MAX_KIT_BODY_BYTES``
+(else ``PayloadTooLarge``, before any decoding), UTF-8, one JSON object nested at most
+``MAX_JSON_DEPTH`` deep, with no NaN or Infinity, no integer longer than ``MAX_NUMBER_DIGITS`` digits
+and no number beyond the range of a float (else ``ParseError``).
+
+Current webhook endpoints POST a signed envelope ``{"delivery_id", "events": [...]}`` holding 1–100
+events of one type. Only a broken envelope (``events`` missing or not a list, 0 or more than 100
+events) raises ``ParseError``. ``parse_envelope`` reads each event on its own and pairs its outcome,
+a ``KitEvent``, ``Ignored`` or ``Rejected``, with the dict to store for it. An event that cannot be
+read (not an object, no usable id or type, no subscriber, no plausible email, an email, name, tag
+or id holding control characters or lone surrogates, no tag, a bad purchase total, a stored form
+above ``MAX_STORED_EVENT_BYTES``) becomes ``Rejected`` so that the rest of the batch still applies:
+failing the whole delivery would make Kit retry every event for 41 hours. Keys, first that applies:
+
+* ``kit:event:{id}`` when the event's ``id`` is usable: a string, not blank, at most 200 characters,
+  valid Unicode, no control characters. Only ``Rejected`` outcomes ever lack one.
+* ``kit:delivery:{delivery_id}:{index}`` when ``delivery_id`` is a usable integer or string; Kit keeps
+  ``delivery_id`` and the order of ``events`` on a retry.
+* ``kit:event-digest:{hex}``: SHA-256 of the event's canonical JSON (sorted keys, no spaces,
+  ASCII-escaped).
+
+The stored dict is the event plus the usable ``delivery_id`` (or None). Its ASCII-escaped JSON is at
+most ``MAX_STORED_EVENT_BYTES``; an event above that is stored as ``{"id", "type", "delivery_id",
+"omitted": "too large"}`` (id and type only when usable) and rejected.
+
+Legacy hooks POST only ``{"subscriber": {...}}`` (or a purchase) and say nothing about which tag or
+event fired them, so each hook URL carries ``?event=...`` and, as needed, ``tag``, ``form_id``,
+``sequence_id``, ``link`` or ``product_id`` (``LEGACY_QUERY_KEYS``); ``parse_legacy`` reads the
+meaning from that query, and anything unreadable raises ``ParseError`` naming the field but never
+echoing its text. A body whose ASCII-escaped JSON exceeds ``MAX_STORED_EVENT_BYTES`` raises
+``PayloadTooLarge``. Legacy hooks carry no event id, so the key is derived:
+
+* purchases (``purchase_create``, ``product_purchase``) whose purchase carries an ``id`` (else a
+  ``transaction_id``): ``kit:legacy:purchase:{that id}``;
+* everything else: ``kit:legacy:{name}:{tag or ''}:{digest}``, where ``name`` is the event lower-cased
+  without its ``subscriber.``/``purchase.`` prefix, ``name`` and ``tag`` are cut to 200 UTF-8 bytes, and
+  ``digest`` is the first 32 hex digits of the SHA-256 of the canonical ASCII-escaped JSON of
+  ``{"body": <body>, "query": <the LEGACY_QUERY_KEYS present, stripped, event normalised>}``.
+
+That key is the same for every delivery of one body to one hook URL however far apart they are, so
+the same tag removed and added again next month would collide with the first; the service replaces
+it for tag and status events with a key derived from the contact's state. Well-formed but
+uninteresting deliveries become ``Ignored``. Kit field names never leave this module.
 """
 
 from __future__ import annotations
@@ -16,12 +51,11 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Iterable, Mapping
 from decimal import Decimal, localcontext
 from typing import Any, Final, TypeGuard
 
-from chalicelib.domain.errors import ParseError
+from chalicelib.domain.errors import ParseError, PayloadTooLarge
 from chalicelib.domain.events import (
     Ignored,
     KitEvent,
@@ -32,22 +66,47 @@ from chalicelib.domain.events import (
     KitTagRemoved,
     MarketingStatus,
     Person,
+    Rejected,
 )
+from chalicelib.domain.text import is_clean
 
 MAX_EVENTS_PER_DELIVERY: Final = 100
+MAX_KIT_BODY_BYTES: Final = 1024 * 1024
+"""Kit's largest delivery, 100 events of a few kilobytes each, fits many times over."""
+MAX_STORED_EVENT_BYTES: Final = 64 * 1024
+"""Cap on ``len(json.dumps(stored, ensure_ascii=True))`` for one stored event or legacy body.
 
-# Legacy hooks carry no event id and Kit documents no retry schedule for them, so a delivery can only be
-# recognised by its body plus a coarse time bucket. Ten minutes covers a prompt redelivery (Kit sending
-# twice, or retrying after we failed), while the same body much later - say the tag removed and added
-# again next month - is a new happening and must not be swallowed as a duplicate.
-LEGACY_DEDUPE_WINDOW_SECONDS: Final = 600
+ASCII escaping can triple a body (one 4-byte character becomes a 12-byte surrogate pair), and a
+DynamoDB item holds at most 400 KB, so the cap is on the stored form rather than the bytes received.
+"""
+MAX_JSON_DEPTH: Final = 32
+"""Deepest nesting ``decode_json`` accepts, counting the top-level object as level 1."""
+MAX_NUMBER_DIGITS: Final = 100
 
 NOT_HANDLED: Final = "event type not handled"
 LEGACY_EVENT_MISSING: Final = "legacy Kit hook URL must say ?event=..."
+UNKNOWN_EVENT_TYPE: Final = "unknown"
+"""``Rejected.event_name`` of a v4 event whose ``type`` is missing or unusable."""
+EVENT_TOO_LARGE: Final = f"event is larger than {MAX_STORED_EVENT_BYTES // 1024} KiB"
+UNCLEAN: Final = "contains control characters or invalid Unicode"
+
+LEGACY_QUERY_KEYS: Final = (
+    "event",
+    "tag",
+    "form",
+    "form_id",
+    "sequence",
+    "sequence_id",
+    "course_id",
+    "link",
+    "product_id",
+)
+"""The hook URL parameters ``parse_legacy`` reads; they are part of the legacy dedup digest."""
 
 # Bounds keep attacker-sized strings out of idempotency keys (DynamoDB keys are at most 2 KB).
 _MAX_ID_LENGTH: Final = 200
 _MAX_QUERY_VALUE_LENGTH: Final = 500
+_MAX_KEY_PART_BYTES: Final = 200
 _MAX_ID_NUMBER: Final = 10**30
 # Kit sends totals in major units; anything this large is garbage, and bounding it keeps Decimal cheap.
 _MAX_TOTAL: Final = Decimal(10) ** 12
@@ -106,15 +165,41 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
 
 
-def _id_text(value: Any) -> str | None:
+def _clean(value: str | None, what: str, where: str) -> str | None:
+    """``value`` unchanged, or ParseError naming ``what`` (never quoting it) if it is not clean text."""
+    if value is not None and not is_clean(value):
+        raise ParseError(f"{where}: {what} {UNCLEAN}")
+    return value
+
+
+def _clean_text(value: Any, what: str, where: str) -> str | None:
+    return _clean(_text(value), what, where)
+
+
+def _id_text(value: Any, what: str, where: str) -> str | None:
     """Kit ids arrive as JSON numbers or strings; memberflow keeps them as strings."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
         return str(value) if abs(value) < _MAX_ID_NUMBER else None
     if isinstance(value, str) and value.strip() and len(value) <= _MAX_ID_LENGTH:
-        return value.strip()
+        return _clean(value.strip(), what, where)
     return None
+
+
+def _usable_text(value: Any) -> str | None:
+    """A string fit to be part of a key as it is; None for anything else (never an error)."""
+    if isinstance(value, str) and value.strip() and len(value) <= _MAX_ID_LENGTH and is_clean(value):
+        return value
+    return None
+
+
+def _usable_delivery_id(value: Any) -> int | str | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if abs(value) < _MAX_ID_NUMBER else None
+    return _usable_text(value)
 
 
 def _mapping(value: Any) -> Mapping[str, Any] | None:
@@ -122,8 +207,10 @@ def _mapping(value: Any) -> Mapping[str, Any] | None:
 
 
 def is_plausible_email(value: object) -> TypeGuard[str]:
-    """One "@", something before it, a dotted domain after it, no whitespace anywhere."""
+    """One "@", something before it, a dotted domain after it; no whitespace, control or lone surrogate."""
     if not isinstance(value, str) or len(value) > 320 or any(char.isspace() for char in value):
+        return False
+    if not is_clean(value):
         return False
     local, at, domain = value.partition("@")
     if not at or not local or "@" in domain:
@@ -133,12 +220,15 @@ def is_plausible_email(value: object) -> TypeGuard[str]:
 
 def _person(subscriber: Mapping[str, Any], where: str) -> Person:
     email = subscriber.get("email_address")
+    if isinstance(email, str) and not is_clean(email):
+        raise ParseError(f"{where}: subscriber email address {UNCLEAN}")
     if not is_plausible_email(email):
         raise ParseError(f"{where}: subscriber has no plausible email address")
     fields = _mapping(subscriber.get("fields"))
     # Kit's subscriber object has no last name; only an account-defined custom field can carry one.
-    last_name = _text(fields.get("last_name")) if fields is not None else None
-    return Person(email=email, first_name=_text(subscriber.get("first_name")), last_name=last_name)
+    last_name = _clean_text(fields.get("last_name"), "last name", where) if fields is not None else None
+    first_name = _clean_text(subscriber.get("first_name"), "first name", where)
+    return Person(email=email, first_name=first_name, last_name=last_name)
 
 
 def _cents(value: Any, where: str) -> int | None:
@@ -183,13 +273,13 @@ def _purchase_created(
     where: str,
 ) -> KitPurchaseCreated:
     purchase = purchase or {}
-    currency = _text(purchase.get("currency"))
+    currency = _clean_text(purchase.get("currency"), "purchase currency", where)
     return KitPurchaseCreated(
         idempotency_key=key,
         event_name=event_name,
         person=_person(buyer, where),
         kit_subscriber_id=subscriber_id,
-        transaction_id=_id_text(purchase.get("transaction_id")),
+        transaction_id=_id_text(purchase.get("transaction_id"), "purchase transaction_id", where),
         total_cents=_cents(purchase.get("total"), where),
         currency=currency.strip().upper() if currency is not None else None,
     )
@@ -202,11 +292,28 @@ def _plausible_email_of(container: Mapping[str, Any] | None) -> str | None:
     return email if is_plausible_email(email) else None
 
 
+def _canonical(value: Any) -> str:
+    """Sorted keys, no spaces, ASCII escapes: lone surrogates (legal in JSON text) survive the encode."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def _stored_size(value: Any) -> int | None:
+    """Length of ``value`` as stored (ASCII-escaped JSON), or None if it is not JSON at all."""
+    try:
+        return len(json.dumps(value, ensure_ascii=True, allow_nan=False))
+    except (TypeError, ValueError, RecursionError):
+        return None
+
+
 # --- whole bodies ------------------------------------------------------------------------------
 
 
 def decode_json(raw_body: bytes) -> dict[str, Any]:
-    """The JSON object in ``raw_body``; ParseError for an empty, non-UTF-8, invalid or non-object body."""
+    """The JSON object in ``raw_body``; PayloadTooLarge above ``MAX_KIT_BODY_BYTES``, else ParseError."""
+    if len(raw_body) > MAX_KIT_BODY_BYTES:
+        raise PayloadTooLarge(
+            f"body is {len(raw_body)} bytes; the limit is {MAX_KIT_BODY_BYTES} bytes (1 MiB)"
+        )
     if not raw_body.strip():
         raise ParseError("empty body")
     try:
@@ -214,13 +321,54 @@ def decode_json(raw_body: bytes) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise ParseError("body is not UTF-8") from exc
     try:
-        payload = json.loads(text)
-    # ValueError covers JSONDecodeError and over-long integers; RecursionError covers absurd nesting.
+        payload = json.loads(
+            text, parse_constant=_reject_constant, parse_int=_bounded_int, parse_float=_finite_float
+        )
+    # ValueError covers JSONDecodeError; RecursionError covers nesting deeper than the interpreter allows.
     except (ValueError, RecursionError) as exc:
         raise ParseError("body is not valid JSON") from exc
     if not isinstance(payload, dict):
         raise ParseError("body must be a JSON object")
+    if _depth(payload) > MAX_JSON_DEPTH:
+        raise ParseError(f"body is nested more than {MAX_JSON_DEPTH} levels deep")
     return payload
+
+
+def _reject_constant(name: str) -> Any:
+    raise ParseError(f"body is not valid JSON: {name} is not a JSON number")
+
+
+def _bounded_int(digits: str) -> int:
+    # int() refuses more than 4300 digits with a ValueError; no Kit id or amount comes near this bound.
+    if len(digits.lstrip("-")) > MAX_NUMBER_DIGITS:
+        raise ParseError(f"body is not valid JSON: a number has more than {MAX_NUMBER_DIGITS} digits")
+    return int(digits)
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ParseError("body is not valid JSON: a number is too large to represent")
+    return number
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of a decoded JSON value, without recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, dict):
+            children: Iterable[Any] = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        deepest = max(deepest, level)
+        if deepest > MAX_JSON_DEPTH:
+            return deepest
+        stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def is_envelope(payload: Mapping[str, Any]) -> bool:
@@ -232,33 +380,25 @@ def is_envelope(payload: Mapping[str, Any]) -> bool:
 # --- v4 webhook endpoints ----------------------------------------------------------------------
 
 
-def _seen_detail(data: Mapping[str, Any], subscriber: Mapping[str, Any]) -> dict[str, str]:
+def _seen_detail(data: Mapping[str, Any], subscriber: Mapping[str, Any], where: str) -> dict[str, str]:
     detail: dict[str, str] = {}
     for key, prefix in _V4_RELATED:
         related = _mapping(data.get(key))
         if related is None:
             continue
-        for field, reader in (("id", _id_text), ("name", _text), ("url", _text)):
-            value = reader(related.get(field))
+        for field in ("id", "name", "url"):
+            what = f"{key} {field}"
+            raw = related.get(field)
+            value = _id_text(raw, what, where) if field == "id" else _clean_text(raw, what, where)
             if value is not None:
                 detail.setdefault(f"{prefix}_{field}", value)
-    state = _text(subscriber.get("state"))
+    state = _clean_text(subscriber.get("state"), "subscriber state", where)
     if state is not None:
         detail["state"] = state
     return detail
 
 
-def _v4_event(index: int, event: Any) -> KitEvent | Ignored:
-    if not isinstance(event, Mapping):
-        raise ParseError(f"Kit envelope events[{index}] is not an object")
-    event_id = event.get("id")
-    if not isinstance(event_id, str) or not event_id.strip() or len(event_id) > _MAX_ID_LENGTH:
-        raise ParseError(f"Kit envelope events[{index}] has no usable id")
-    where = f"Kit event {event_id}"
-    event_type = _text(event.get("type"))
-    if event_type is None:
-        raise ParseError(f"{where} has no type")
-    key = f"kit:event:{event_id}"
+def _v4_event(key: str, event_type: str, event: Mapping[str, Any], where: str) -> KitEvent | Ignored:
     data = _mapping(event.get("data")) or {}
     subscriber = _mapping(data.get("subscriber"))
 
@@ -266,7 +406,9 @@ def _v4_event(index: int, event: Any) -> KitEvent | Ignored:
         purchase = _mapping(data.get("purchase"))
         # A purchase event may come without a subscriber object; the purchase then names the buyer.
         buyer = subscriber if subscriber is not None else purchase or {}
-        subscriber_id = _id_text(subscriber.get("id")) if subscriber is not None else None
+        subscriber_id = (
+            _id_text(subscriber.get("id"), "subscriber id", where) if subscriber is not None else None
+        )
         return _purchase_created(key, event_type, buyer, subscriber_id, purchase, where)
     handled = (
         event_type in (_V4_TAG_ADDED, _V4_TAG_REMOVED) or event_type in _V4_STATUS or event_type in _V4_SEEN
@@ -276,11 +418,12 @@ def _v4_event(index: int, event: Any) -> KitEvent | Ignored:
     if subscriber is None:
         raise ParseError(f"{where} has no subscriber object")
     person = _person(subscriber, where)
-    subscriber_id = _id_text(subscriber.get("id"))
+    subscriber_id = _id_text(subscriber.get("id"), "subscriber id", where)
 
     if event_type in (_V4_TAG_ADDED, _V4_TAG_REMOVED):
         tag = _mapping(data.get("tag")) or {}
-        tag_name, tag_id = _text(tag.get("name")), _id_text(tag.get("id"))
+        tag_name = _clean_text(tag.get("name"), "tag name", where)
+        tag_id = _id_text(tag.get("id"), "tag id", where)
         if tag_name is None and tag_id is None:
             raise ParseError(f"{where} names no tag")
         tag_type = KitTagAdded if event_type == _V4_TAG_ADDED else KitTagRemoved
@@ -289,22 +432,78 @@ def _v4_event(index: int, event: Any) -> KitEvent | Ignored:
         return KitMarketingStatusChanged(
             key, event_type, person, subscriber_id, status=_V4_STATUS[event_type]
         )
-    return KitSubscriberSeen(key, event_type, person, subscriber_id, detail=_seen_detail(data, subscriber))
+    detail = _seen_detail(data, subscriber, where)
+    return KitSubscriberSeen(key, event_type, person, subscriber_id, detail=detail)
 
 
-def parse_envelope(payload: Mapping[str, Any]) -> list[tuple[dict[str, Any], KitEvent | Ignored]]:
-    """Every event of a v4 envelope, each as (its own dict plus ``delivery_id``, its domain event)."""
+def _v4_key(index: int, event: Any, event_id: str | None, delivery_id: int | str | None) -> str:
+    if event_id is not None:
+        return f"kit:event:{event_id}"
+    if delivery_id is not None:
+        return f"kit:delivery:{delivery_id}:{index}"
+    try:
+        canonical = _canonical(event)
+    except (TypeError, ValueError, RecursionError) as exc:
+        # Unreachable for anything decode_json returned; without id, delivery or digest nothing is stable.
+        raise ParseError(f"Kit envelope events[{index}] has no id and cannot be canonicalised") from exc
+    return f"kit:event-digest:{hashlib.sha256(canonical.encode('ascii')).hexdigest()}"
+
+
+def _email_in(event: Mapping[str, Any]) -> str | None:
+    """The buyer's or subscriber's email for a Rejected event, when one is plausible; never raises."""
+    data = _mapping(event.get("data")) or {}
+    for container in ("subscriber", "purchase"):
+        email = _plausible_email_of(_mapping(data.get(container)))
+        if email is not None:
+            return email
+    return None
+
+
+def _read_event(
+    index: int, event: Any, delivery_id: int | str | None
+) -> tuple[dict[str, Any], KitEvent | Ignored | Rejected]:
+    fields = _mapping(event)
+    event_id = _usable_text(fields.get("id")) if fields is not None else None
+    event_type = _usable_text(fields.get("type")) if fields is not None else None
+    key = _v4_key(index, event, event_id, delivery_id)
+    name = event_type or UNKNOWN_EVENT_TYPE
+    stored = (
+        {**fields, "delivery_id": delivery_id}
+        if fields is not None
+        else {"event": event, "delivery_id": delivery_id}
+    )
+    size = _stored_size(stored)
+    # size is None only for Python values no JSON text decodes to (NaN, sets); stored without them too.
+    if size is None or size > MAX_STORED_EVENT_BYTES:
+        omitted = "too large" if size is not None else "not JSON"
+        reduced = {"id": event_id, "type": event_type, "delivery_id": delivery_id, "omitted": omitted}
+        reason = EVENT_TOO_LARGE if size is not None else "event cannot be stored as JSON"
+        return reduced, Rejected(key, name, reason)
+    if fields is None:
+        return stored, Rejected(key, name, f"Kit envelope events[{index}] is not an object")
+    email = _email_in(fields)
+    if event_id is None:
+        return stored, Rejected(key, name, f"Kit envelope events[{index}] has no usable id", email=email)
+    where = f"Kit event {event_id}"
+    if event_type is None:
+        return stored, Rejected(key, name, f"{where} has no usable type", email=email)
+    try:
+        return stored, _v4_event(key, event_type, fields, where)
+    except ParseError as error:
+        return stored, Rejected(key, name, error.message, email=email)
+
+
+def parse_envelope(
+    payload: Mapping[str, Any],
+) -> list[tuple[dict[str, Any], KitEvent | Ignored | Rejected]]:
+    """Every event of a v4 envelope as (the dict to store, its outcome); ParseError only for the envelope."""
     events = payload.get("events")
     if not isinstance(events, list):
         raise ParseError("Kit envelope 'events' must be a list")
     if not 1 <= len(events) <= MAX_EVENTS_PER_DELIVERY:
         raise ParseError(f"Kit envelope must hold 1 to {MAX_EVENTS_PER_DELIVERY} events, got {len(events)}")
-    delivery_id = payload.get("delivery_id")
-    parsed: list[tuple[dict[str, Any], KitEvent | Ignored]] = []
-    for index, event in enumerate(events):
-        outcome = _v4_event(index, event)
-        parsed.append(({**event, "delivery_id": delivery_id}, outcome))
-    return parsed
+    delivery_id = _usable_delivery_id(payload.get("delivery_id"))
+    return [_read_event(index, event, delivery_id) for index, event in enumerate(events)]
 
 
 # --- legacy hooks ------------------------------------------------------------------------------
@@ -316,6 +515,8 @@ def _query_value(query: Mapping[str, str], name: str) -> str | None:
         return None
     if len(value) > _MAX_QUERY_VALUE_LENGTH:
         raise ParseError(f"legacy Kit hook URL parameter {name!r} is too long")
+    if not is_clean(value):
+        raise ParseError(f"legacy Kit hook URL parameter {name!r} {UNCLEAN}")
     return value.strip()
 
 
@@ -332,21 +533,39 @@ def _legacy_event_name(name: str) -> str:
     return f"purchase.{name}" if name == "purchase_create" else f"subscriber.{name}"
 
 
-def _payload_digest(payload: Mapping[str, Any]) -> str:
-    try:
-        # ASCII escapes keep lone surrogates (legal in JSON text) from breaking the UTF-8 encode below.
-        canonical = json.dumps(dict(payload), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise ParseError("legacy Kit payload cannot be canonicalised") from exc
-    return hashlib.sha256(canonical.encode("ascii")).hexdigest()[:32]
+def _key_part(text: str) -> str:
+    # The digest already covers the full value; this only keeps the readable part of the key bounded.
+    return text.encode("utf-8")[:_MAX_KEY_PART_BYTES].decode("utf-8", "ignore")
+
+
+def _legacy_meaning(query: Mapping[str, str]) -> dict[str, str]:
+    meaning: dict[str, str] = {}
+    for name in LEGACY_QUERY_KEYS:
+        value = _query_value(query, name)
+        if value is not None:
+            meaning[name] = _normalise_legacy_event(value) if name == "event" else value
+    return meaning
 
 
 def legacy_idempotency_key(
-    name: str, tag: str | None, payload: Mapping[str, Any], received_at: datetime
+    name: str, tag: str | None, payload: Mapping[str, Any], query: Mapping[str, str]
 ) -> str:
-    """Same key for a redelivery of the same body in the same window; new key for anything else."""
-    window = int(received_at.timestamp()) // LEGACY_DEDUPE_WINDOW_SECONDS
-    return f"kit:legacy:{name}:{tag or ''}:{_payload_digest(payload)}:{window}"
+    """``kit:legacy:{name}:{tag or ''}:{digest}``: one key per body and hook URL meaning, at any time."""
+    try:
+        canonical = _canonical({"body": dict(payload), "query": _legacy_meaning(query)})
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ParseError("legacy Kit payload cannot be canonicalised") from exc
+    digest = hashlib.sha256(canonical.encode("ascii")).hexdigest()[:32]
+    return f"kit:legacy:{_key_part(name)}:{_key_part(tag or '')}:{digest}"
+
+
+def _legacy_purchase_key(purchase: Mapping[str, Any] | None, where: str) -> str | None:
+    if purchase is None:
+        return None
+    purchase_id = _id_text(purchase.get("id"), "purchase id", where) or _id_text(
+        purchase.get("transaction_id"), "purchase transaction_id", where
+    )
+    return f"kit:legacy:purchase:{purchase_id}" if purchase_id is not None else None
 
 
 def _legacy_subscriber(payload: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -364,13 +583,12 @@ def _legacy_tag(tag: str, tag_ids: Mapping[str, str]) -> tuple[str | None, str |
 
 
 def parse_legacy(
-    payload: Mapping[str, Any],
-    query: Mapping[str, str],
-    *,
-    tag_ids: Mapping[str, str],
-    received_at: datetime,
+    payload: Mapping[str, Any], query: Mapping[str, str], *, tag_ids: Mapping[str, str]
 ) -> KitEvent | Ignored:
     """The event a legacy hook delivered; its meaning comes from ``?event=`` (and ``&tag=``) in its URL."""
+    size = _stored_size(dict(payload))
+    if size is not None and size > MAX_STORED_EVENT_BYTES:
+        raise PayloadTooLarge(f"legacy Kit hook body is larger than {MAX_STORED_EVENT_BYTES // 1024} KiB")
     raw_event = _query_value(query, "event")
     if raw_event is None:
         raise ParseError(LEGACY_EVENT_MISSING)
@@ -378,16 +596,21 @@ def parse_legacy(
     tag = _query_value(query, "tag")
     if name in _LEGACY_TAG and tag is None:
         raise ParseError(f"legacy Kit {name} hook URL must say &tag=<name or id>")
-    key = legacy_idempotency_key(name, tag, payload, received_at)
-    subscriber = _legacy_subscriber(payload)
     where = f"legacy Kit {name} hook"
+    key = legacy_idempotency_key(name, tag, payload, query)
+    subscriber = _legacy_subscriber(payload)
 
     if name == "purchase_create":
         # Kit's docs show the purchase both wrapped in {"purchase": ...} and bare at the top level.
         purchase = _mapping(payload.get("purchase")) or payload
         explicit_subscriber = _mapping(payload.get("subscriber"))
         buyer = explicit_subscriber if explicit_subscriber is not None else purchase
-        subscriber_id = _id_text(explicit_subscriber.get("id")) if explicit_subscriber is not None else None
+        subscriber_id = (
+            _id_text(explicit_subscriber.get("id"), "subscriber id", where)
+            if explicit_subscriber is not None
+            else None
+        )
+        key = _legacy_purchase_key(purchase, where) or key
         return _purchase_created(key, _legacy_event_name(name), buyer, subscriber_id, purchase, where)
     known = name in _LEGACY_TAG or name in _LEGACY_STATUS or name in _LEGACY_SEEN or name in _LEGACY_PURCHASE
     if not known:
@@ -396,7 +619,7 @@ def parse_legacy(
         raise ParseError(f"{where}: payload has no subscriber object")
     event_name = _legacy_event_name(name)
     person = _person(subscriber, where)
-    subscriber_id = _id_text(subscriber.get("id"))
+    subscriber_id = _id_text(subscriber.get("id"), "subscriber id", where)
 
     if name in _LEGACY_TAG and tag is not None:
         tag_name, tag_id = _legacy_tag(tag, tag_ids)
@@ -405,15 +628,15 @@ def parse_legacy(
     if name in _LEGACY_STATUS:
         return KitMarketingStatusChanged(key, event_name, person, subscriber_id, status=_LEGACY_STATUS[name])
     if name in _LEGACY_PURCHASE:
-        return _purchase_created(
-            key, event_name, subscriber, subscriber_id, _mapping(payload.get("purchase")), where
-        )
+        product_purchase = _mapping(payload.get("purchase"))
+        key = _legacy_purchase_key(product_purchase, where) or key
+        return _purchase_created(key, event_name, subscriber, subscriber_id, product_purchase, where)
     detail: dict[str, str] = {}
     for parameter, detail_key in _LEGACY_DETAIL_QUERY.items():
         value = _query_value(query, parameter)
         if value is not None:
             detail.setdefault(detail_key, value)
-    state = _text(subscriber.get("state"))
+    state = _clean_text(subscriber.get("state"), "subscriber state", where)
     if state is not None:
         detail["state"] = state
     return KitSubscriberSeen(key, event_name, person, subscriber_id, detail=detail)

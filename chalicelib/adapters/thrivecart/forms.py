@@ -6,7 +6,15 @@ bracket keys (``customer[address][country]``, ``order[charges][0][amount]``), bu
 ``Content-Type`` trusted. Bracket keys are rebuilt into nested dicts, and maps whose keys are
 exactly ``0..n-1`` become lists, the way PHP's ``$_POST`` would see them. Values are left exactly as
 received (form values stay strings, including ``"null"`` and ``"false"``) so the stored payload is
-faithful; ``parse.py`` does the type conversion. Anything that cannot be read raises ``ParseError``.
+faithful; ``parse.py`` does the type conversion. Anything that cannot be read raises ``ParseError``;
+a body over ``MAX_BODY_BYTES`` raises ``PayloadTooLarge`` before any decoding.
+
+A body under the cap can still be too big to store: the payload is stored as ASCII-escaped JSON, in
+which a control character sent as ``%01`` (3 bytes) becomes ``\u0001`` (6) and a raw 4-byte character
+becomes a 12-byte surrogate pair. ``stored_size(payload) -> int`` is that length for the redacted
+payload, ``len(json.dumps(redact(payload), ensure_ascii=True))``, and
+``ensure_storable(payload) -> dict`` returns the redacted payload to store, or raises
+``PayloadTooLarge`` when ``stored_size`` exceeds ``MAX_STORED_BYTES``. Call it before storing.
 """
 
 from __future__ import annotations
@@ -19,14 +27,18 @@ import email.utils
 import json
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-from chalicelib.domain.errors import ParseError
+from chalicelib.adapters.thrivecart.verify import redact
+from chalicelib.domain.errors import ParseError, PayloadTooLarge
+from chalicelib.domain.text import is_encodable
 
-MAX_BODY_BYTES = 1024 * 1024
+MAX_BODY_BYTES = 128 * 1024
 """Real ThriveCart bodies are a few kilobytes; anything this big is not a webhook."""
+MAX_STORED_BYTES = 192 * 1024
+"""Cap on ``stored_size``: room for escaping, and well inside DynamoDB's 400 KB item."""
 
 MAX_FIELDS = 10_000
 MAX_NUMBER_DIGITS = 100
@@ -41,7 +53,7 @@ _INDEX = re.compile(r"0|[1-9][0-9]{0,8}")
 def decode_body(body: bytes, content_type: str | None) -> dict[str, Any]:
     """Decode a webhook body into a dict; raise ``ParseError`` naming what could not be read."""
     if len(body) > MAX_BODY_BYTES:
-        raise ParseError(f"body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}")
+        raise PayloadTooLarge(f"body is {len(body)} bytes; the limit is {MAX_BODY_BYTES} bytes")
     if not body.strip():
         return {}
     media_type = (content_type or "").split(";", 1)[0].strip().lower()
@@ -51,6 +63,30 @@ def decode_body(body: bytes, content_type: str | None) -> dict[str, Any]:
     if media_type == "multipart/form-data":
         return build_nested(_multipart_pairs(body, content_type or ""))
     return build_nested(_urlencoded_pairs(body))
+
+
+def stored_size(payload: Mapping[str, Any]) -> int:
+    """Length of the payload as stored: the redacted payload as ASCII-escaped JSON."""
+    return _escaped_length(redact(payload))
+
+
+def ensure_storable(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """The redacted payload to store; PayloadTooLarge if its stored form exceeds ``MAX_STORED_BYTES``."""
+    stored = redact(payload)
+    size = _escaped_length(stored)
+    if size > MAX_STORED_BYTES:
+        raise PayloadTooLarge(
+            f"payload is {size} bytes once stored as escaped JSON; the limit is {MAX_STORED_BYTES} bytes"
+        )
+    return stored
+
+
+def _escaped_length(stored: dict[str, Any]) -> int:
+    try:
+        return len(json.dumps(stored, ensure_ascii=True, allow_nan=False))
+    # Only a payload that did not come from decode_body can fail here (a set, NaN, a cycle).
+    except (TypeError, ValueError, RecursionError):
+        raise ParseError("payload cannot be stored as JSON") from None
 
 
 def build_nested(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
@@ -156,7 +192,7 @@ def _urlencoded_pairs(body: bytes) -> list[tuple[str, str]]:
 
 
 def _multipart_pairs(body: bytes, content_type: str) -> list[tuple[str, str]]:
-    if "\r" in content_type or "\n" in content_type:
+    if "\r" in content_type or "\n" in content_type or not is_encodable(content_type):
         raise ParseError("Content-Type header is malformed")
     # The email parser needs the boundary from the HTTP header, so it is given a header block.
     head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("utf-8", "surrogateescape")

@@ -3,15 +3,39 @@
 Input is the dict ``forms.decode_body`` produced (all strings for form deliveries, JSON types for
 JSON ones). Here ThriveCart's quirks are undone: ``"null"`` and ``""`` mean absent, cents and unix
 times arrive as strings, test mode is ``mode``/``mode_int``, and items are keys like ``bump-12``.
+
 Each event gets an idempotency key that is the same for every redelivery of one happening and
-different for distinct happenings (two rebills of one order, two partial refunds of one item);
-when the fields a key is built from are missing, a SHA-256 of the payload without its secret is
-used. Event types memberflow does not act on become ``Ignored``, a POST without ``event`` is a
+different for distinct happenings. Parts are joined with ``:``; the first rule whose parts are all
+present applies:
+
+* ``order.success``: ``{event}:{order_id}:{invoice_id}:{item keys, sorted, comma-joined}``; items come
+  from ``purchase_map`` (else ``purchase_map_flat``, else ``product-{base_product}``), so a later
+  delivery adding an upsell is a new happening.
+* ``order.subscription_payment``: ``{event}:event:{event_id}``; else
+  ``{event}:{order_id}:{item}:{rebill invoice}``, where the item is ``subscription[type]-subscription[id]``
+  (e.g. ``upsell-3``; else ``product-{subscription[product_id]}`` or ``product-{base_product}``) and the
+  rebill invoice is the suffixed ``invoice_id`` (``000000141-6``): one order may bill two
+  subscriptions on one invoice. Then ``{event}:{order_id}:{rebill invoice}``, then
+  ``{event}:{order_id}:{item}:{recurring_payment_idx}``.
+* ``order.refund``: ``{event}:event:{event_id}``, else ``{event}:{order_id}:{item}:{amount}:{date_unix}``.
+* cancelled, paused, resumed, rebill failed: ``{event}:{order_id}:{item}:{date_unix}``.
+* ``cart.abandoned``: ``{event}:{email, stripped and lower-cased}:{base_product}:{date_unix}``.
+* otherwise, and for ``Ignored``: ``thrivecart:sha256:{hex}`` of the canonical JSON of the payload
+  without its secret.
+
+A key longer than ``MAX_KEY_BYTES`` UTF-8 bytes (thousands of items, say) becomes
+``{event}:sha256:{hex of the key}``. Fields that identify someone or something, or go into a key
+(``event``, ids, types, invoices, item keys, emails, names, ``thrivecart_account``, ``base_product``,
+dates) must be clean text after stripping: a control character or lone surrogate raises
+``ParseError`` naming the field in ThriveCart's bracket spelling without quoting its value, and ids
+are at most ``MAX_IDENTITY_LENGTH`` characters. Free text (product names, addresses) is kept as
+received. Event types memberflow does not act on become ``Ignored``, a POST without ``event`` is a
 ``Ping``, and any unreadable field raises ``ParseError`` naming it — never another exception.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -37,8 +61,13 @@ from chalicelib.domain.events import (
     SubscriptionPaymentSucceeded,
     SubscriptionResumed,
 )
+from chalicelib.domain.text import is_clean
 
 FALLBACK_KEY_PREFIX = "thrivecart:sha256:"
+MAX_KEY_BYTES = 1024
+"""Longest idempotency key as UTF-8; DynamoDB allows 2048 bytes for a partition key."""
+MAX_IDENTITY_LENGTH = 200
+UNCLEAN = "contains control characters or invalid Unicode"
 
 _NULLS = frozenset({"", "null"})
 _ITEM_KEY = re.compile(r"(?:product|bump|upsell|downsell)-[0-9]+")
@@ -60,7 +89,7 @@ class _Common(TypedDict):
 
 def parse(payload: Mapping[str, Any]) -> DomainEvent | Ignored | Ping:
     """Turn a decoded ThriveCart payload into a domain event, ``Ignored`` or ``Ping``."""
-    event_name = _text(payload, "event")
+    event_name = _identity(_text(payload, "event"), "event")
     if event_name is None:
         return Ping()
     builder = _BUILDERS.get(event_name)
@@ -71,7 +100,7 @@ def parse(payload: Mapping[str, Any]) -> DomainEvent | Ignored | Ping:
             reason="event type not handled",
             email=_email_if_any(payload),
         )
-    return builder(payload, _common(payload, event_name))
+    return _bounded(builder(payload, _common(payload, event_name)))
 
 
 def fallback_key(payload: Mapping[str, Any]) -> str:
@@ -83,11 +112,19 @@ def fallback_key(payload: Mapping[str, Any]) -> str:
     return FALLBACK_KEY_PREFIX + hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
 
+def _bounded(event: DomainEvent) -> DomainEvent:
+    key = event.idempotency_key.encode("utf-8")
+    if len(key) <= MAX_KEY_BYTES:
+        return event
+    digest = hashlib.sha256(key).hexdigest()
+    return dataclasses.replace(event, idempotency_key=f"{event.event_name}:sha256:{digest}")
+
+
 # --- one builder per handled event ------------------------------------------------------------
 
 
 def _order_succeeded(payload: Mapping[str, Any], common: _Common) -> OrderSucceeded:
-    invoice_id = _text(payload, "invoice_id") or _text(payload, "order", "invoice_id")
+    invoice_id = _ident(payload, "invoice_id") or _ident(payload, "order", "invoice_id")
     items = _purchased_items(payload)
     item_keys = ",".join(sorted(item.key for item in items))
     key = _key(common["event_name"], common["order_id"], invoice_id)
@@ -104,14 +141,18 @@ def _order_succeeded(payload: Mapping[str, Any], common: _Common) -> OrderSuccee
 def _subscription_payment(payload: Mapping[str, Any], common: _Common) -> SubscriptionPaymentSucceeded:
     item = _subscription_item(payload)
     # The top-level invoice_id carries the rebill suffix (000000141-6); order[invoice_id] does not.
-    invoice_id = _text(payload, "invoice_id") or _text(payload, "subscription", "invoice_str")
+    invoice_id = _ident(payload, "invoice_id") or _ident(payload, "subscription", "invoice_str")
     payment_index = _whole(payload, "recurring_payment_idx", what="a whole number")
     if payment_index is None:
         payment_index = _whole(payload, "subscription", "recurring_payment_idx", what="a whole number")
     # An invoice without the suffix (the original order's) would merge every rebill into one key.
-    rebill_invoice = None if invoice_id == _text(payload, "order", "invoice_id") else invoice_id
-    key = _key(common["event_name"], common["order_id"], rebill_invoice) or _key(
-        common["event_name"], common["order_id"], item.key if item else None, payment_index
+    rebill_invoice = None if invoice_id == _ident(payload, "order", "invoice_id") else invoice_id
+    name, order_id, item_key = common["event_name"], common["order_id"], item.key if item else None
+    key = (
+        _key(name, "event", _ident(payload, "event_id"))
+        or _key(name, order_id, item_key, rebill_invoice)
+        or _key(name, order_id, rebill_invoice)
+        or _key(name, order_id, item_key, payment_index)
     )
     return SubscriptionPaymentSucceeded(
         idempotency_key=key or fallback_key(payload),
@@ -125,8 +166,8 @@ def _subscription_payment(payload: Mapping[str, Any], common: _Common) -> Subscr
 
 
 def _order_refunded(payload: Mapping[str, Any], common: _Common) -> OrderRefunded:
-    refund_type = _text(payload, "refund", "type")
-    refund_id = _text(payload, "refund", "id")
+    refund_type = _ident(payload, "refund", "type")
+    refund_id = _ident(payload, "refund", "id")
     item = (
         _item(f"{refund_type}-{refund_id}", "refund[type]-refund[id]", _text(payload, "refund", "name"))
         if refund_type and refund_id
@@ -134,7 +175,7 @@ def _order_refunded(payload: Mapping[str, Any], common: _Common) -> OrderRefunde
     )
     amount = _whole(payload, "refund", "amount")
     total = _whole(payload, "order", "total")
-    event_id = _text(payload, "event_id")
+    event_id = _ident(payload, "event_id")
     key = _key(common["event_name"], "event", event_id) or _key(
         common["event_name"], common["order_id"], item.key if item else None, amount, _event_unix(payload)
     )
@@ -200,10 +241,10 @@ def _common(payload: Mapping[str, Any], event_name: str) -> _Common:
         event_name=event_name,
         person=_person(payload, viewer_fallback=event_name == "cart.abandoned"),
         test_mode=_test_mode(payload),
-        account=_text(payload, "thrivecart_account"),
+        account=_ident(payload, "thrivecart_account"),
         occurred_at=_occurred_at(payload),
-        order_id=_text(payload, "order_id") or _text(payload, "order", "id"),
-        base_product=_text(payload, "base_product"),
+        order_id=_ident(payload, "order_id") or _ident(payload, "order", "id"),
+        base_product=_ident(payload, "base_product"),
     )
 
 
@@ -215,13 +256,18 @@ def _person(payload: Mapping[str, Any], *, viewer_fallback: bool) -> Person:
         email = _text(payload, "viewer", "email")
     if email is None:
         raise ParseError("customer email is missing")
+    _identity(email, f"{source}[email]", max_length=None)
     if not _plausible_email(email):
         raise ParseError("customer email is not an email address")
     return Person(
         email=email,
-        first_name=_text(payload, source, "first_name") or _text(payload, source, "firstname"),
-        last_name=_text(payload, source, "last_name") or _text(payload, source, "lastname"),
+        first_name=_name_text(payload, source, "first_name") or _name_text(payload, source, "firstname"),
+        last_name=_name_text(payload, source, "last_name") or _name_text(payload, source, "lastname"),
     )
+
+
+def _name_text(payload: Mapping[str, Any], *path: str) -> str | None:
+    return _identity(_text(payload, *path), _name(path), max_length=None)
 
 
 def _email_if_any(payload: Mapping[str, Any]) -> str | None:
@@ -234,6 +280,8 @@ def _email_if_any(payload: Mapping[str, Any]) -> str | None:
 
 
 def _plausible_email(email: str) -> bool:
+    if len(email) > 320 or not is_clean(email):
+        return False
     if any(char.isspace() for char in email) or email.count("@") != 1:
         return False
     local, domain = email.split("@")
@@ -275,7 +323,7 @@ def _subscription_change_key(payload: Mapping[str, Any], common: _Common, item: 
 def _purchased_items(payload: Mapping[str, Any]) -> tuple[PurchasedItem, ...]:
     raw_map = _get(payload, "purchase_map")
     if _is_absent(raw_map):
-        flat = _text(payload, "purchase_map_flat") or ""
+        flat = _identity(_text(payload, "purchase_map_flat"), "purchase_map_flat", max_length=None) or ""
         keys: list[tuple[str, str]] = [
             (key.strip(), "purchase_map_flat") for key in flat.split(",") if key.strip()
         ]
@@ -298,25 +346,32 @@ def _purchased_items(payload: Mapping[str, Any]) -> tuple[PurchasedItem, ...]:
         name = _as_text(raw_names[index], f"purchases[{index}]") if index < len(raw_names) else None
         item = _item(key, field, name)
         items.setdefault(item.key, item)
+    if not items:
+        # An order always buys its front-end product; rebills already fall back to it the same way.
+        base_product = _ident(payload, "base_product")
+        if base_product:
+            name = _text(payload, "base_product_name")
+            return (_item(f"product-{base_product}", "base_product", name),)
     return tuple(items.values())
 
 
 def _subscription_item(payload: Mapping[str, Any]) -> PurchasedItem | None:
     name = _text(payload, "subscription", "name")
-    kind = _text(payload, "subscription", "type")
-    item_id = _text(payload, "subscription", "id")
+    kind = _ident(payload, "subscription", "type")
+    item_id = _ident(payload, "subscription", "id")
     if kind and item_id:
         return _item(f"{kind}-{item_id}", "subscription[type]-subscription[id]", name)
-    product_id = _text(payload, "subscription", "product_id")
+    product_id = _ident(payload, "subscription", "product_id")
     if product_id:
         return _item(f"product-{product_id}", "subscription[product_id]", name)
-    base_product = _text(payload, "base_product")
+    base_product = _ident(payload, "base_product")
     if base_product:
         return _item(f"product-{base_product}", "base_product", name or _text(payload, "base_product_name"))
     return None
 
 
 def _item(key: str, field: str, name: str | None) -> PurchasedItem:
+    _identity(key, field)
     if not _ITEM_KEY.fullmatch(key):
         raise ParseError(f"{field} {_shorten(key)} is not an item key like product-12 or bump-3")
     kind, item_id = key.rsplit("-", 1)
@@ -346,6 +401,22 @@ def _get(payload: Mapping[str, Any], *path: str) -> Any:
 
 def _text(payload: Mapping[str, Any], *path: str) -> str | None:
     return _as_text(_get(payload, *path), _name(path))
+
+
+def _ident(payload: Mapping[str, Any], *path: str) -> str | None:
+    """Text that identifies something or goes into a key: clean, at most ``MAX_IDENTITY_LENGTH``."""
+    return _identity(_text(payload, *path), _name(path))
+
+
+def _identity(text: str | None, field: str, *, max_length: int | None = MAX_IDENTITY_LENGTH) -> str | None:
+    if text is None:
+        return None
+    # The value is never quoted: a lone surrogate would break the error response itself.
+    if not is_clean(text):
+        raise ParseError(f"{field} {UNCLEAN}")
+    if max_length is not None and len(text) > max_length:
+        raise ParseError(f"{field} is longer than {max_length} characters")
+    return text
 
 
 def _whole(payload: Mapping[str, Any], *path: str, what: str = "a whole number of cents") -> int | None:

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from chalicelib.adapters.kit.parse import (
-    LEGACY_DEDUPE_WINDOW_SECONDS,
+    MAX_JSON_DEPTH,
+    MAX_KIT_BODY_BYTES,
+    MAX_STORED_EVENT_BYTES,
     decode_json,
     is_envelope,
+    is_plausible_email,
+    legacy_idempotency_key,
     parse_envelope,
     parse_legacy,
 )
-from chalicelib.domain.errors import ParseError
+from chalicelib.domain.errors import ParseError, PayloadTooLarge
 from chalicelib.domain.events import (
     Ignored,
     KitEvent,
@@ -27,9 +31,9 @@ from chalicelib.domain.events import (
     KitTagRemoved,
     MarketingStatus,
     Person,
+    Rejected,
 )
 
-RECEIVED_AT = datetime(2026, 3, 2, 10, 15, 4, tzinfo=UTC)
 TAG_IDS = {"5123456": "Op – Add 50 Credits"}
 
 
@@ -41,16 +45,15 @@ def fixture(name: str) -> dict[str, Any]:
     return decode_json(fixture_bytes(name))
 
 
-def only_event(name: str) -> KitEvent | Ignored:
+def only_event(name: str) -> KitEvent | Ignored | Rejected:
     parsed = parse_envelope(fixture(name))
     assert len(parsed) == 1
     return parsed[0][1]
 
 
-def legacy(query: dict[str, str], payload: dict[str, Any] | None = None, **kwargs: Any) -> KitEvent | Ignored:
-    options: dict[str, Any] = {"tag_ids": TAG_IDS, "received_at": RECEIVED_AT, **kwargs}
+def legacy(query: dict[str, str], payload: dict[str, Any] | None = None) -> KitEvent | Ignored:
     return parse_legacy(
-        payload if payload is not None else fixture("legacy_subscriber.json"), query, **options
+        payload if payload is not None else fixture("legacy_subscriber.json"), query, tag_ids=TAG_IDS
     )
 
 
@@ -69,6 +72,24 @@ def event(event_type: str = "subscriber.activated", **overrides: Any) -> dict[st
 
 
 ADA = Person(email="ada.lovelace@example.com", first_name="Ada")
+EVENT_ID = "aa6c1e0e-0d4c-4b8f-9a53-6f4f1d2b7c10"
+# Control characters (C0, DEL, C1) and lone surrogates, as JSON can carry them.
+NOT_CLEAN = "contains control characters or invalid Unicode"
+UNCLEAN = ["\x00", "\x01", "\x1f", "\x7f", "\x85", "\ud800", "\udfff"]
+
+
+def canonical_sha256(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def outcomes(payload: dict[str, Any]) -> list[KitEvent | Ignored | Rejected]:
+    return [outcome for _, outcome in parse_envelope(payload)]
+
+
+def rejected(outcome: object) -> Rejected:
+    assert isinstance(outcome, Rejected), outcome
+    return outcome
 
 
 class TestDecodeJson:
@@ -95,6 +116,51 @@ class TestDecodeJson:
     @pytest.mark.parametrize("body", [b"[]", b'"text"', b"42", b"null"])
     def test_non_object_top_level_is_a_parse_error(self, body: bytes) -> None:
         with pytest.raises(ParseError, match="JSON object"):
+            decode_json(body)
+
+    def test_body_over_the_cap_is_payload_too_large_naming_the_cap(self) -> None:
+        body = b'{"a": "' + b"x" * MAX_KIT_BODY_BYTES + b'"}'
+        with pytest.raises(PayloadTooLarge, match=str(MAX_KIT_BODY_BYTES)) as caught:
+            decode_json(body)
+        assert caught.value.http_status == 413
+
+    def test_the_cap_is_checked_before_decoding(self) -> None:
+        with pytest.raises(PayloadTooLarge):
+            decode_json(b"\xff" * (MAX_KIT_BODY_BYTES + 1))
+
+    def test_body_exactly_at_the_cap_is_read(self) -> None:
+        prefix, suffix = b'{"a": "', b'"}'
+        body = prefix + b"x" * (MAX_KIT_BODY_BYTES - len(prefix) - len(suffix)) + suffix
+        assert len(body) == MAX_KIT_BODY_BYTES
+        assert len(decode_json(body)["a"]) == MAX_KIT_BODY_BYTES - 9
+
+    @pytest.mark.parametrize(
+        "number",
+        [b"1e999999", b"-1e999999", b"1" * 10_000, b"-" + b"9" * 4000, b"1" * 400, b"NaN", b"Infinity"],
+        ids=["huge-float", "huge-negative-float", "10000-digits", "4000-digits", "400-digits", "nan", "inf"],
+    )
+    def test_numbers_python_cannot_hold_exactly_are_a_parse_error(self, number: bytes) -> None:
+        with pytest.raises(ParseError, match="not valid JSON"):
+            decode_json(b'{"events": [{"total": ' + number + b"}]}")
+
+    @pytest.mark.parametrize(
+        ("number", "value"), [(b"-0", 0), (b"1e200", 1e200), (b"1.7e308", 1.7e308), (b"1e-400", 0.0)]
+    )
+    def test_ordinary_exotic_numbers_are_read(self, number: bytes, value: float) -> None:
+        assert decode_json(b'{"n": ' + number + b"}") == {"n": value}
+
+    def test_nesting_beyond_the_depth_cap_is_a_parse_error(self) -> None:
+        deep = b'{"a": ' + b"[" * MAX_JSON_DEPTH + b"]" * MAX_JSON_DEPTH + b"}"
+        with pytest.raises(ParseError, match="nested more than"):
+            decode_json(deep)
+
+    def test_nesting_at_the_depth_cap_is_read(self) -> None:
+        lists = b"[" * (MAX_JSON_DEPTH - 1) + b"]" * (MAX_JSON_DEPTH - 1)
+        assert decode_json(b'{"a": ' + lists + b"}") == {"a": json.loads(lists)}
+
+    @pytest.mark.parametrize("body", [b'{"a": ' + b"[" * 5000 + b"]" * 5000 + b"}", b"{" * 100_000])
+    def test_nesting_deeper_than_the_interpreter_allows_is_a_parse_error(self, body: bytes) -> None:
+        with pytest.raises(ParseError):
             decode_json(body)
 
 
@@ -289,10 +355,10 @@ class TestEnvelopeEventMapping:
         assert (outcome.tag, outcome.tag_id) == ("VIP", None)
 
     @pytest.mark.parametrize("tag", [None, {}, {"name": "", "id": None}, "VIP"])
-    def test_tag_event_naming_no_tag_is_a_parse_error(self, tag: Any) -> None:
+    def test_tag_event_naming_no_tag_is_rejected(self, tag: Any) -> None:
         data = {"subscriber": {"email_address": "ada@example.com"}, "tag": tag}
-        with pytest.raises(ParseError, match="names no tag"):
-            parse_envelope(envelope(event("subscriber.tag_added", data=data)))
+        (outcome,) = outcomes(envelope(event("subscriber.tag_added", data=data)))
+        assert rejected(outcome).reason == f"Kit event {EVENT_ID} names no tag"
 
     def test_last_name_only_from_the_last_name_field(self) -> None:
         data = {"subscriber": {"email_address": "ada@example.com", "fields": {"last_name": "Lovelace"}}}
@@ -322,23 +388,74 @@ class TestEnvelopeErrors:
         with pytest.raises(ParseError, match="must be a list"):
             parse_envelope({"delivery_id": 1, "events": events})
 
+    def test_missing_events(self) -> None:
+        with pytest.raises(ParseError, match="must be a list"):
+            parse_envelope({"delivery_id": 1})
+
     @pytest.mark.parametrize("count", [0, 101])
     def test_wrong_number_of_events(self, count: int) -> None:
         with pytest.raises(ParseError, match="1 to 100 events"):
             parse_envelope(envelope(*[event() for _ in range(count)]))
 
+
+GOOD = event(id="00000000-0000-4000-8000-000000000001")
+
+
+class TestOneUnreadableEventIsRejectedAndTheRestApplied:
     def test_event_that_is_not_an_object(self) -> None:
-        with pytest.raises(ParseError, match=r"events\[1\] is not an object"):
-            parse_envelope(envelope(event(), "nope"))  # type: ignore[arg-type]
+        parsed = parse_envelope(envelope(GOOD, "nope"))  # type: ignore[arg-type]
+        assert isinstance(parsed[0][1], KitMarketingStatusChanged)
+        assert parsed[1] == (
+            {"event": "nope", "delivery_id": 1},
+            Rejected("kit:delivery:1:1", "unknown", "Kit envelope events[1] is not an object"),
+        )
 
-    @pytest.mark.parametrize("event_id", [None, "", "  ", 123, "x" * 201])
-    def test_event_without_a_usable_id(self, event_id: Any) -> None:
-        with pytest.raises(ParseError, match=r"events\[0\] has no usable id"):
-            parse_envelope(envelope(event(id=event_id)))
+    @pytest.mark.parametrize(
+        "event_id",
+        [None, "", "  ", 123, "x" * 201, "abc\ud800", "\udfff", "ab\x00c", "a\tb", "id\x85", "\x7f"],
+    )
+    def test_event_without_a_usable_id_is_keyed_by_delivery_and_position(self, event_id: Any) -> None:
+        parsed = outcomes(envelope(GOOD, event(id=event_id)))
+        assert isinstance(parsed[0], KitMarketingStatusChanged)
+        assert parsed[1] == Rejected(
+            "kit:delivery:1:1",
+            "subscriber.activated",
+            "Kit envelope events[1] has no usable id",
+            email="ada@example.com",
+        )
 
-    def test_event_without_a_type(self) -> None:
-        with pytest.raises(ParseError, match="has no type"):
-            parse_envelope(envelope(event(type=None)))
+    @pytest.mark.parametrize("delivery_id", ["d-77", 77, -3])
+    def test_delivery_ids_may_be_integers_or_strings(self, delivery_id: int | str) -> None:
+        (outcome,) = outcomes({"delivery_id": delivery_id, "events": [event(id=None)]})
+        assert outcome.idempotency_key == f"kit:delivery:{delivery_id}:0"
+
+    @pytest.mark.parametrize("delivery_id", [None, True, 1.5, "", "d\x00", "d\ud800", "x" * 201, [1], 10**40])
+    def test_without_a_usable_delivery_id_the_key_is_a_digest_of_the_event(self, delivery_id: Any) -> None:
+        broken = event(id="\ud800")
+        (outcome,) = outcomes({"delivery_id": delivery_id, "events": [broken]})
+        assert outcome.idempotency_key == f"kit:event-digest:{canonical_sha256(broken)}"
+
+    def test_the_digest_key_ignores_key_order(self) -> None:
+        broken = event(id=None)
+        reordered = dict(reversed(list(broken.items())))
+        assert outcomes({"events": [broken]}) == outcomes({"events": [reordered]})
+
+    def test_a_redelivery_gets_the_same_keys_for_every_event(self) -> None:
+        batch = envelope(GOOD, "nope", event(id=None), event(id="x\x00"), event(id="e-5", type=None))  # type: ignore[arg-type]
+        first = [outcome.idempotency_key for outcome in outcomes(batch)]
+        again = [outcome.idempotency_key for outcome in outcomes(json.loads(json.dumps(batch)))]
+        assert first == again
+        assert len(set(first)) == len(first)
+
+    @pytest.mark.parametrize("event_type", [None, "", 7, "subscriber.\x00activated", "\ud800", "t" * 201])
+    def test_event_without_a_usable_type(self, event_type: Any) -> None:
+        (outcome,) = outcomes(envelope(event(type=event_type)))
+        assert outcome == Rejected(
+            f"kit:event:{EVENT_ID}",
+            "unknown",
+            f"Kit event {EVENT_ID} has no usable type",
+            email="ada@example.com",
+        )
 
     @pytest.mark.parametrize(
         "email",
@@ -346,12 +463,157 @@ class TestEnvelopeErrors:
     )
     def test_handled_event_without_a_plausible_email_names_the_event(self, email: Any) -> None:
         bad = event(id="11111111-2222-4333-8444-555555555555", data={"subscriber": {"email_address": email}})
-        with pytest.raises(ParseError, match="Kit event 11111111-2222-4333-8444-555555555555"):
-            parse_envelope(envelope(event(), bad))
+        parsed = outcomes(envelope(GOOD, bad))
+        assert isinstance(parsed[0], KitMarketingStatusChanged)
+        assert parsed[1] == Rejected(
+            "kit:event:11111111-2222-4333-8444-555555555555",
+            "subscriber.activated",
+            "Kit event 11111111-2222-4333-8444-555555555555: subscriber has no plausible email address",
+        )
 
     def test_handled_event_without_a_subscriber(self) -> None:
-        with pytest.raises(ParseError, match="no subscriber object"):
-            parse_envelope(envelope(event(data={})))
+        (outcome,) = outcomes(envelope(event(data={})))
+        assert rejected(outcome).reason == f"Kit event {EVENT_ID} has no subscriber object"
+
+    @pytest.mark.parametrize("bad", UNCLEAN)
+    def test_email_with_control_characters_or_lone_surrogates(self, bad: str) -> None:
+        email = f"ada{bad}@example.com"
+        (outcome,) = outcomes(envelope(event(data={"subscriber": {"email_address": email}})))
+        reason = rejected(outcome).reason
+        assert reason == f"Kit event {EVENT_ID}: subscriber email address {NOT_CLEAN}"
+        assert outcome.email is None
+
+    @pytest.mark.parametrize("bad", UNCLEAN)
+    @pytest.mark.parametrize(
+        ("field", "what"),
+        [
+            ("first_name", "first name"),
+            ("last_name", "last name"),
+            ("id", "subscriber id"),
+            ("state", "subscriber state"),
+        ],
+    )
+    def test_subscriber_text_with_control_characters_or_lone_surrogates(
+        self, bad: str, field: str, what: str
+    ) -> None:
+        # In the middle: surrounding whitespace (which includes some control characters) is stripped from ids.
+        value = f"4{bad}2"
+        filled = {"fields": {"last_name": value}} if field == "last_name" else {field: value}
+        subscriber = {"email_address": "ada@example.com", **filled}
+        (outcome,) = outcomes(envelope(event("subscriber.created", data={"subscriber": subscriber})))
+        reason = rejected(outcome).reason
+        assert reason == f"Kit event {EVENT_ID}: {what} {NOT_CLEAN}"
+        assert bad not in reason
+        assert outcome.email == "ada@example.com"
+
+    @pytest.mark.parametrize("bad", UNCLEAN)
+    @pytest.mark.parametrize(("field", "what"), [("name", "tag name"), ("id", "tag id")])
+    def test_tag_with_control_characters_or_lone_surrogates(self, bad: str, field: str, what: str) -> None:
+        data = {"subscriber": {"email_address": "ada@example.com"}, "tag": {field: f"V{bad}IP"}}
+        (outcome,) = outcomes(envelope(event("subscriber.tag_added", data=data)))
+        assert rejected(outcome).reason == f"Kit event {EVENT_ID}: {what} {NOT_CLEAN}"
+
+    @pytest.mark.parametrize(
+        ("field", "what"), [("id", "form id"), ("name", "form name"), ("url", "form url")]
+    )
+    def test_related_resource_with_control_characters(self, field: str, what: str) -> None:
+        data = {"subscriber": {"email_address": "ada@example.com"}, "form": {field: "7\x00"}}
+        (outcome,) = outcomes(envelope(event("subscriber.subscribed_to_form", data=data)))
+        assert rejected(outcome).reason == f"Kit event {EVENT_ID}: {what} {NOT_CLEAN}"
+
+    @pytest.mark.parametrize(
+        ("purchase", "reason"),
+        [
+            ({"total": "abc"}, "purchase total is not a decimal number"),
+            ({"total": 10**13}, "purchase total is out of range"),
+            (
+                {"transaction_id": "ch\x00"},
+                f"purchase transaction_id {NOT_CLEAN}",
+            ),
+            ({"currency": "US\ud800"}, f"purchase currency {NOT_CLEAN}"),
+        ],
+    )
+    def test_unreadable_purchase(self, purchase: dict[str, Any], reason: str) -> None:
+        data = {"purchase": {"email_address": "grace@example.com", **purchase}}
+        parsed = outcomes(envelope(GOOD, event("purchase.created", data=data)))
+        assert isinstance(parsed[0], KitMarketingStatusChanged)
+        assert parsed[1] == Rejected(
+            f"kit:event:{EVENT_ID}",
+            "purchase.created",
+            f"Kit event {EVENT_ID}: {reason}",
+            email="grace@example.com",
+        )
+
+    def test_unhandled_type_with_an_unclean_email_is_ignored_without_the_email(self) -> None:
+        data = {"subscriber": {"email_address": "ada\x00@example.com"}}
+        (outcome,) = outcomes(envelope(event("broadcast.created", data=data)))
+        assert outcome == Ignored(f"kit:event:{EVENT_ID}", "broadcast.created", "event type not handled")
+
+
+class TestStoredEvents:
+    def test_an_event_over_the_cap_is_rejected_and_stored_without_its_content(self) -> None:
+        data = {
+            "subscriber": {
+                "email_address": "ada@example.com",
+                "fields": {"bio": "x" * MAX_STORED_EVENT_BYTES},
+            }
+        }
+        parsed = parse_envelope(envelope(GOOD, event("subscriber.created", data=data)))
+        assert isinstance(parsed[0][1], KitMarketingStatusChanged)
+        assert parsed[1] == (
+            {"id": EVENT_ID, "type": "subscriber.created", "delivery_id": 1, "omitted": "too large"},
+            Rejected(f"kit:event:{EVENT_ID}", "subscriber.created", "event is larger than 64 KiB"),
+        )
+
+    def test_the_cap_is_measured_on_the_ascii_escaped_form(self) -> None:
+        # 20,000 emoji are 80 KB as UTF-8 but 240 KB once each is escaped as a surrogate pair.
+        data = {"subscriber": {"email_address": "ada@example.com", "first_name": "\U0001f600" * 20_000}}
+        (outcome,) = outcomes(envelope(event(data=data)))
+        assert rejected(outcome).reason == "event is larger than 64 KiB"
+
+    def test_an_oversized_event_without_usable_id_or_type_keeps_neither(self) -> None:
+        big = {"id": "\x00", "type": ["x"], "data": "y" * MAX_STORED_EVENT_BYTES}
+        ((stored, outcome),) = parse_envelope({"delivery_id": "d1", "events": [big]})
+        assert stored == {"id": None, "type": None, "delivery_id": "d1", "omitted": "too large"}
+        assert outcome == Rejected("kit:delivery:d1:0", "unknown", "event is larger than 64 KiB")
+
+    def test_an_event_just_under_the_cap_is_read(self) -> None:
+        base = event(
+            "subscriber.created",
+            data={"subscriber": {"email_address": "ada@example.com", "fields": {"bio": ""}}},
+        )
+        room = MAX_STORED_EVENT_BYTES - len(json.dumps({**base, "delivery_id": 1}))
+        base["data"]["subscriber"]["fields"]["bio"] = "x" * room
+        ((stored, outcome),) = parse_envelope(envelope(base))
+        assert len(json.dumps(stored, ensure_ascii=True)) == MAX_STORED_EVENT_BYTES
+        assert isinstance(outcome, KitSubscriberSeen)
+
+    def test_unusable_delivery_ids_are_stored_as_none(self) -> None:
+        ((stored, _),) = parse_envelope({"delivery_id": {"nested": "x" * 1000}, "events": [GOOD]})
+        assert stored == {**GOOD, "delivery_id": None}
+
+    def test_every_stored_dict_is_ascii_json_within_the_cap(self) -> None:
+        batch = envelope(
+            GOOD,
+            "nope",  # type: ignore[arg-type]
+            event(id="\ud800", data={"subscriber": {"email_address": "\x00\ud800"}}),
+            event(data={"blob": "\x01" * MAX_STORED_EVENT_BYTES}),
+        )
+        for stored, _ in parse_envelope(batch):
+            text = json.dumps(stored, ensure_ascii=True, allow_nan=False)
+            assert text.isascii()
+            assert len(text) <= MAX_STORED_EVENT_BYTES
+
+
+class TestIsPlausibleEmail:
+    @pytest.mark.parametrize("bad", UNCLEAN)
+    def test_control_characters_and_lone_surrogates_are_refused(self, bad: str) -> None:
+        assert not is_plausible_email(f"ada{bad}@example.com")
+        assert not is_plausible_email(f"ada@example.com{bad}")
+
+    @pytest.mark.parametrize("good", ["ada@example.com", "ådå@exämple.com", "a+b@sub.example.co.uk"])
+    def test_ordinary_addresses_pass(self, good: str) -> None:
+        assert is_plausible_email(good)
 
 
 class TestLegacySubscriberHooks:
@@ -438,31 +700,81 @@ class TestLegacySubscriberHooks:
             legacy({"event": "tag_add", "tag": "x" * 501})
 
 
-class TestLegacyDedupeWindow:
-    def test_key_format(self) -> None:
-        outcome = legacy({"event": "tag_add", "tag": "VIP"})
-        prefix, source, name, tag, digest, window = outcome.idempotency_key.split(":")
-        assert (prefix, source, name, tag) == ("kit", "legacy", "tag_add", "VIP")
-        assert len(digest) == 32
-        assert int(window) == int(RECEIVED_AT.timestamp()) // LEGACY_DEDUPE_WINDOW_SECONDS
+class TestLegacyUncleanText:
+    @pytest.mark.parametrize("bad", UNCLEAN)
+    @pytest.mark.parametrize(
+        ("field", "what"),
+        [
+            ("email_address", "subscriber email address"),
+            ("first_name", "first name"),
+            ("last_name", "last name"),
+            ("id", "subscriber id"),
+        ],
+    )
+    def test_subscriber_text_is_a_parse_error_that_does_not_echo_it(
+        self, bad: str, field: str, what: str
+    ) -> None:
+        subscriber = fixture("legacy_subscriber.json")["subscriber"]
+        if field == "email_address":
+            subscriber[field] = f"ada{bad}@example.com"
+        elif field == "last_name":
+            subscriber["fields"]["last_name"] = f"Love{bad}lace"
+        else:
+            subscriber[field] = f"A{bad}da"
+        with pytest.raises(ParseError) as caught:
+            legacy({"event": "tag_add", "tag": "VIP"}, {"subscriber": subscriber})
+        assert caught.value.message == f"legacy Kit tag_add hook: {what} {NOT_CLEAN}"
 
-    def test_same_body_in_the_same_window_is_the_same_key(self) -> None:
-        window_start = datetime.fromtimestamp(int(RECEIVED_AT.timestamp()) // 600 * 600, tz=UTC)
-        first = legacy({"event": "tag_add", "tag": "VIP"}, received_at=window_start)
-        again = legacy({"event": "tag_add", "tag": "VIP"}, received_at=window_start + timedelta(seconds=599))
-        assert first.idempotency_key == again.idempotency_key
+    @pytest.mark.parametrize("bad", UNCLEAN)
+    @pytest.mark.parametrize("parameter", ["event", "tag", "form_id", "link"])
+    def test_url_parameters_are_a_parse_error_that_does_not_echo_them(self, bad: str, parameter: str) -> None:
+        query = {"event": "tag_add", "tag": "VIP", parameter: f"x{bad}y"}
+        with pytest.raises(ParseError) as caught:
+            legacy(query)
+        assert caught.value.message == (f"legacy Kit hook URL parameter {parameter!r} {NOT_CLEAN}")
+
+    @pytest.mark.parametrize("field", ["id", "transaction_id", "currency"])
+    def test_purchase_ids_and_currency(self, field: str) -> None:
+        purchase = {**fixture("legacy_purchase.json")["purchase"], field: "p\ud800"}
+        with pytest.raises(ParseError, match=NOT_CLEAN):
+            legacy({"event": "purchase_create"}, {"purchase": purchase})
+
+
+class TestLegacyBodySize:
+    def test_a_body_whose_stored_form_is_over_the_cap_is_payload_too_large(self) -> None:
+        payload = fixture("legacy_subscriber.json")
+        payload["subscriber"]["fields"]["bio"] = "\x01" * (MAX_STORED_EVENT_BYTES // 6 + 1)
+        with pytest.raises(PayloadTooLarge, match="64 KiB"):
+            legacy({"event": "tag_add", "tag": "VIP"}, payload)
+
+    def test_a_body_under_the_cap_is_read(self) -> None:
+        payload = fixture("legacy_subscriber.json")
+        payload["subscriber"]["fields"]["bio"] = "x" * (MAX_STORED_EVENT_BYTES // 2)
+        assert isinstance(legacy({"event": "tag_add", "tag": "VIP"}, payload), KitTagAdded)
+
+
+QUERY = {"event": "tag_add", "tag": "VIP"}
+
+
+class TestLegacyKeys:
+    def test_key_format(self) -> None:
+        payload = fixture("legacy_subscriber.json")
+        digest = canonical_sha256({"body": payload, "query": QUERY})[:32]
+        assert legacy(QUERY).idempotency_key == f"kit:legacy:tag_add:VIP:{digest}"
+
+    def test_the_key_function_takes_no_time(self) -> None:
+        payload = fixture("legacy_subscriber.json")
+        key = legacy_idempotency_key("tag_add", "VIP", payload, QUERY)
+        assert key == legacy(QUERY, payload).idempotency_key
+
+    def test_same_body_and_url_is_the_same_key(self) -> None:
+        assert legacy(QUERY).idempotency_key == legacy(dict(QUERY)).idempotency_key
 
     def test_same_body_with_reordered_keys_is_the_same_key(self) -> None:
         payload = fixture("legacy_subscriber.json")
         reordered = json.loads(json.dumps(payload, sort_keys=True))
         reordered["subscriber"] = dict(reversed(list(reordered["subscriber"].items())))
-        query = {"event": "tag_add", "tag": "VIP"}
-        assert legacy(query, payload).idempotency_key == legacy(query, reordered).idempotency_key
-
-    def test_same_body_ten_minutes_later_is_a_new_key(self) -> None:
-        first = legacy({"event": "tag_add", "tag": "VIP"})
-        later = legacy({"event": "tag_add", "tag": "VIP"}, received_at=RECEIVED_AT + timedelta(minutes=10))
-        assert first.idempotency_key != later.idempotency_key
+        assert legacy(QUERY, payload).idempotency_key == legacy(QUERY, reordered).idempotency_key
 
     def test_different_tag_is_a_new_key(self) -> None:
         vip = legacy({"event": "tag_add", "tag": "VIP"})
@@ -473,13 +785,55 @@ class TestLegacyDedupeWindow:
         payload = fixture("legacy_subscriber.json")
         changed = json.loads(json.dumps(payload))
         changed["subscriber"]["fields"]["Credits"] = "200"
-        query = {"event": "tag_add", "tag": "VIP"}
-        assert legacy(query, payload).idempotency_key != legacy(query, changed).idempotency_key
+        assert legacy(QUERY, payload).idempotency_key != legacy(QUERY, changed).idempotency_key
 
     def test_different_event_is_a_new_key(self) -> None:
         added = legacy({"event": "tag_add", "tag": "VIP"})
         removed = legacy({"event": "tag_remove", "tag": "VIP"})
         assert added.idempotency_key != removed.idempotency_key
+
+    @pytest.mark.parametrize(
+        ("one", "other"),
+        [
+            ({"form_id": "1"}, {"form_id": "2"}),
+            ({"form": "1"}, {"form": "2"}),
+            ({"sequence_id": "1"}, {"sequence_id": "2"}),
+            ({"sequence": "1"}, {"sequence": "2"}),
+            ({"course_id": "1"}, {"course_id": "2"}),
+            ({"link": "https://a.example"}, {"link": "https://b.example"}),
+            ({"product_id": "1"}, {"product_id": "2"}),
+            ({}, {"form_id": "1"}),
+        ],
+    )
+    def test_hooks_differing_only_by_their_meaning_parameter_get_different_keys(
+        self, one: dict[str, str], other: dict[str, str]
+    ) -> None:
+        for event_value in ("form_subscribe", "course_subscribe", "subscriber_activate"):
+            first = legacy({"event": event_value, **one})
+            second = legacy({"event": event_value, **other})
+            assert first.idempotency_key != second.idempotency_key
+
+    def test_parameters_without_meaning_do_not_change_the_key(self) -> None:
+        plain = legacy(QUERY)
+        noisy = legacy({**QUERY, "utm_source": "x", "token": "abc"})
+        assert plain.idempotency_key == noisy.idempotency_key
+
+    def test_spellings_of_one_event_share_a_key(self) -> None:
+        keys = {
+            legacy({"event": spelling, "tag": "VIP"}).idempotency_key
+            for spelling in ("tag_add", "subscriber.tag_add", " TAG_ADD ")
+        }
+        assert len(keys) == 1
+
+    def test_a_long_multibyte_tag_keeps_the_key_within_1024_utf8_bytes(self) -> None:
+        key = legacy({"event": "tag_add", "tag": "\U0001f600" * 500}).idempotency_key
+        assert len(key.encode("utf-8")) <= 1024
+        assert key.startswith("kit:legacy:tag_add:\U0001f600")
+
+    def test_a_long_unknown_event_keeps_the_key_within_1024_utf8_bytes(self) -> None:
+        outcome = legacy({"event": "\u00e9" * 500, "tag": "\u4e2d" * 500})
+        assert isinstance(outcome, Ignored)
+        assert len(outcome.idempotency_key.encode("utf-8")) <= 1024
 
 
 class TestLegacyPurchase:
@@ -494,7 +848,29 @@ class TestLegacyPurchase:
             total_cents=4999,
             currency="USD",
         )
-        assert outcome.idempotency_key.startswith("kit:legacy:purchase_create::")
+        assert outcome.idempotency_key == "kit:legacy:purchase:8812345"
+
+    def test_a_purchase_without_id_is_keyed_by_its_transaction_id(self) -> None:
+        purchase = fixture("legacy_purchase.json")["purchase"]
+        del purchase["id"]
+        outcome = legacy({"event": "purchase_create"}, {"purchase": purchase})
+        assert outcome.idempotency_key == "kit:legacy:purchase:pi_3QxT7k2eZvKYlo2C1a9bF0dE"
+
+    def test_a_purchase_without_either_id_is_keyed_by_its_digest(self) -> None:
+        purchase = fixture("legacy_purchase.json")["purchase"]
+        del purchase["id"], purchase["transaction_id"]
+        payload = {"purchase": purchase}
+        digest = canonical_sha256({"body": payload, "query": {"event": "purchase_create"}})[:32]
+        assert legacy({"event": "purchase_create"}, payload).idempotency_key == (
+            f"kit:legacy:purchase_create::{digest}"
+        )
+
+    def test_the_same_purchase_through_two_hooks_is_one_key(self) -> None:
+        payload = fixture("legacy_purchase.json")
+        payload["subscriber"] = {"email_address": "grace.hopper@example.com"}
+        created = legacy({"event": "purchase_create"}, payload)
+        bought = legacy({"event": "product_purchase", "product_id": "12"}, payload)
+        assert created.idempotency_key == bought.idempotency_key == "kit:legacy:purchase:8812345"
 
     def test_purchase_object_at_top_level(self) -> None:
         bare = fixture("legacy_purchase.json")["purchase"]

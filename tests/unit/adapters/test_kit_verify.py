@@ -81,6 +81,23 @@ class TestMismatch:
         with pytest.raises(Unauthorized, match="does not match"):
             verify_signature(BODY, f"t={NOW},v1=é€", [SECRET], now=NOW)
 
+    @pytest.mark.parametrize(
+        "header",
+        [
+            f"t={NOW},v1=\ud800",
+            f"t={NOW},v1=\x00",
+            f"t={NOW},v1=ab\x00cd,v1=\udfff",
+            f"t={NOW}\x00,v1=abcdef",
+            f"t=\ud800{NOW},v1=abcdef",
+            f"\x00t={NOW},v1=abcdef",
+            "\ud800",
+            "\x00",
+        ],
+    )
+    def test_lone_surrogates_and_nuls_in_the_header_are_unauthorized_not_a_crash(self, header: str) -> None:
+        with pytest.raises(Unauthorized):
+            verify_signature(BODY, header, [SECRET], now=NOW)
+
     def test_empty_secrets_never_verify_anything(self) -> None:
         with pytest.raises(Unauthorized, match="no Kit webhook signing secret"):
             verify_signature(BODY, sign(BODY, "", NOW), ["", ""], now=NOW)
@@ -170,6 +187,11 @@ class TestTokenMatches:
 
     def test_an_unconfigured_token_matches_nothing(self) -> None:
         assert not token_matches("", "")
+
+    def test_tokens_with_nuls_or_lone_surrogates_are_compared_without_error(self) -> None:
+        assert not token_matches("k7Qp2vXw9Lr4\x00", "k7Qp2vXw9Lr4")
+        assert not token_matches("\udfff", "k7Qp2vXw9Lr4")
+        assert token_matches("a\x00b", "a\x00b")
 
     def test_non_ascii_tokens_are_compared_without_error(self) -> None:
         assert token_matches("jeton-é", "jeton-é")

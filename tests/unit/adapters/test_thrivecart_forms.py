@@ -7,8 +7,16 @@ from urllib.parse import urlencode
 
 import pytest
 
-from chalicelib.adapters.thrivecart.forms import MAX_BODY_BYTES, MAX_DEPTH, decode_body
-from chalicelib.domain.errors import ParseError
+from chalicelib.adapters.thrivecart.forms import (
+    MAX_BODY_BYTES,
+    MAX_DEPTH,
+    MAX_STORED_BYTES,
+    decode_body,
+    ensure_storable,
+    stored_size,
+)
+from chalicelib.adapters.thrivecart.verify import redact
+from chalicelib.domain.errors import ParseError, PayloadTooLarge
 from tests.support.payloads import payload_bytes
 
 FORM = "application/x-www-form-urlencoded"
@@ -250,15 +258,94 @@ class TestUnreadableBodies:
             decode_body(body, "application/json")
 
     def test_json_nested_beyond_the_interpreter_limit_is_a_parse_error(self) -> None:
-        body = b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+        body = b'{"a":' + b"[" * 50_000 + b"]" * 50_000 + b"}"
 
         with pytest.raises(ParseError):
             decode_body(body, "application/json")
 
-    def test_an_absurdly_large_body_is_rejected(self) -> None:
-        with pytest.raises(ParseError, match="limit"):
-            decode_body(b"a=" + b"x" * MAX_BODY_BYTES, FORM)
+    @pytest.mark.parametrize(
+        "content_type",
+        [
+            "multipart/form-data; boundary=" + chr(0xD800),
+            # In surrogateescape's range, which would otherwise be encoded as a raw byte.
+            "multipart/form-data; boundary=" + chr(0xDCFF),
+            "multipart/form-data; boundary=a\x00b",
+        ],
+    )
+    def test_a_content_type_with_lone_surrogates_or_nul_is_a_parse_error(self, content_type: str) -> None:
+        body = b'--a\r\nContent-Disposition: form-data; name="event"\r\n\r\norder.success\r\n--a--\r\n'
+
+        with pytest.raises(ParseError):
+            decode_body(body, content_type)
 
     def test_too_many_fields_are_rejected(self) -> None:
         with pytest.raises(ParseError, match="more than"):
             decode_body(b"&".join([b"a[]=1"] * 20_000), FORM)
+
+
+class TestSizeLimits:
+    def test_the_body_cap_is_128_kib(self) -> None:
+        assert MAX_BODY_BYTES == 128 * 1024
+
+    @pytest.mark.parametrize("content_type", [FORM, "application/json", None])
+    def test_a_body_over_the_cap_is_payload_too_large_naming_the_cap(self, content_type: str | None) -> None:
+        with pytest.raises(PayloadTooLarge, match=str(MAX_BODY_BYTES)) as caught:
+            decode_body(b"a=" + b"x" * MAX_BODY_BYTES, content_type)
+
+        assert caught.value.http_status == 413
+
+    def test_the_cap_is_checked_before_decoding(self) -> None:
+        with pytest.raises(PayloadTooLarge):
+            decode_body(b"\xff" * (MAX_BODY_BYTES + 1), "application/json")
+
+    def test_a_body_exactly_at_the_cap_is_read(self) -> None:
+        body = b"a=" + b"x" * (MAX_BODY_BYTES - 2)
+
+        assert len(decode_body(body, FORM)["a"]) == MAX_BODY_BYTES - 2
+
+
+class TestStoredSize:
+    def test_stored_size_is_the_length_of_the_redacted_payload_as_ascii_json(self) -> None:
+        payload = decode_body(payload_bytes("thrivecart", "order_success.txt"), FORM)
+
+        assert stored_size(payload) == len(json.dumps(redact(payload), ensure_ascii=True))
+
+    def test_ensure_storable_returns_the_redacted_payload(self) -> None:
+        payload = decode_body(payload_bytes("thrivecart", "order_success.txt"), FORM)
+
+        stored = ensure_storable(payload)
+
+        assert stored == redact(payload)
+        assert "thrivecart_secret" not in stored
+        assert "thrivecart_secret" in payload
+
+    def test_control_characters_can_take_a_body_under_the_cap_over_the_stored_cap(self) -> None:
+        # Each %01 is 3 bytes on the wire and 6 once stored as \u0001.
+        body = b"event=order.success&note=" + b"%01" * 40_000
+        payload = decode_body(body, FORM)
+
+        with pytest.raises(PayloadTooLarge, match=str(MAX_STORED_BYTES)) as caught:
+            ensure_storable(payload)
+
+        assert caught.value.http_status == 413
+
+    def test_raw_multibyte_text_is_measured_once_escaped(self) -> None:
+        body = b"event=order.success&note=" + "\U0001f600".encode() * 30_000
+        payload = decode_body(body, FORM)
+
+        assert stored_size(payload) > MAX_STORED_BYTES
+        with pytest.raises(PayloadTooLarge):
+            ensure_storable(payload)
+
+    def test_a_payload_exactly_at_the_stored_cap_is_storable(self) -> None:
+        payload: dict[str, object] = {"event": "order.success", "note": ""}
+        payload["note"] = "x" * (MAX_STORED_BYTES - stored_size(payload))
+
+        assert stored_size(payload) == MAX_STORED_BYTES
+        assert ensure_storable(payload) == payload
+
+    def test_the_secret_does_not_count(self) -> None:
+        payload = {"event": "order.success", "note": "x" * (MAX_STORED_BYTES - 40)}
+        payload["thrivecart_secret"] = "s" * 1000
+
+        assert ensure_storable(payload) == {"event": "order.success", "note": "x" * (MAX_STORED_BYTES - 40)}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import json
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -148,7 +150,7 @@ class TestEveryFixtureBecomesTheRightEvent:
 
     def test_subscription_payment(self) -> None:
         assert parsed("subscription_payment.txt") == SubscriptionPaymentSucceeded(
-            idempotency_key="order.subscription_payment:1514394:000000004-6",
+            idempotency_key="order.subscription_payment:1514394:product-12:000000004-6",
             event_name="order.subscription_payment",
             person=ADA,
             test_mode=False,
@@ -576,8 +578,33 @@ class TestItems:
 
         assert parse_as(payload, OrderSucceeded).items == (FOUNDATION,)
 
-    def test_an_order_without_any_items_has_none(self) -> None:
+    def test_an_order_without_purchase_map_falls_back_to_the_base_product(self) -> None:
         payload = without(fixture("order_success.txt"), "purchase_map", "purchase_map_flat")
+
+        event = parse_as(payload, OrderSucceeded)
+
+        assert event.items == (
+            PurchasedItem(key="product-12", kind="product", item_id="12", name="Foundation – Monthly"),
+        )
+        assert event.idempotency_key == "order.success:1514394:000000004:product-12"
+
+    @pytest.mark.parametrize(("purchase_map", "flat"), [("null", "null"), ([], ""), (None, " , ")])
+    def test_an_empty_purchase_map_also_falls_back_to_the_base_product(
+        self, purchase_map: Any, flat: Any
+    ) -> None:
+        payload = changed(
+            changed(fixture("order_success.txt"), "purchase_map", purchase_map), "purchase_map_flat", flat
+        )
+
+        assert [item.key for item in parse_as(payload, OrderSucceeded).items] == ["product-12"]
+
+    def test_the_base_product_fallback_works_for_json_deliveries_too(self) -> None:
+        payload = without(fixture("order_success.json"), "purchase_map", "purchase_map_flat")
+
+        assert [item.key for item in parse_as(payload, OrderSucceeded).items] == ["product-12"]
+
+    def test_an_order_without_purchase_map_or_base_product_has_no_items(self) -> None:
+        payload = without(fixture("order_success.txt"), "purchase_map", "purchase_map_flat", "base_product")
 
         event = parse_as(payload, OrderSucceeded)
 
@@ -673,3 +700,199 @@ class TestWrongTypesAreParseErrors:
         payload = changed(fixture("rebill_failed.txt"), "subscription", "null")
 
         assert parse_as(payload, RebillFailed).item == FOUNDATION
+
+
+class TestRebillKeys:
+    def test_a_rebill_is_keyed_by_order_item_and_rebill_invoice(self) -> None:
+        assert key_of(fixture("subscription_payment.txt")) == (
+            "order.subscription_payment:1514394:product-12:000000004-6"
+        )
+
+    def test_two_subscriptions_of_one_order_billed_on_the_same_invoice_differ(self) -> None:
+        product = fixture("subscription_payment.txt")
+        upsell = changed(changed(product, "subscription.type", "upsell"), "subscription.id", "3")
+
+        assert key_of(product) != key_of(upsell)
+        assert key_of(upsell) == "order.subscription_payment:1514394:upsell-3:000000004-6"
+
+    def test_a_redelivery_keeps_its_key(self) -> None:
+        body = payload_bytes("thrivecart", "subscription_payment.txt")
+        first = decode_body(body, "application/x-www-form-urlencoded")
+        again = decode_body(body, "application/x-www-form-urlencoded")
+
+        assert key_of(first) == key_of(again)
+
+    def test_an_event_id_wins(self) -> None:
+        payload = changed(fixture("subscription_payment.txt"), "event_id", "1325564999")
+
+        assert key_of(payload) == "order.subscription_payment:event:1325564999"
+
+    def test_without_a_subscription_the_base_product_names_the_item(self) -> None:
+        payload = without(fixture("subscription_payment.txt"), "subscription")
+
+        assert key_of(payload) == "order.subscription_payment:1514394:product-12:000000004-6"
+
+    def test_without_any_item_the_key_falls_back_to_order_and_invoice(self) -> None:
+        payload = without(fixture("subscription_payment.txt"), "subscription", "base_product")
+
+        assert key_of(payload) == "order.subscription_payment:1514394:000000004-6"
+
+
+# Control characters (C0, DEL, C1) and lone surrogates. JSON bodies can carry any of them, form bodies
+# all but the surrogates.
+UNCLEAN = ["\x00", "\x01", "\x1b", "\x7f", "\x9f", "\ud800", "\udfff"]
+
+
+class TestIdentityFieldsMustBeCleanText:
+    @pytest.mark.parametrize("bad", UNCLEAN)
+    @pytest.mark.parametrize(
+        ("name", "path", "field"),
+        [
+            ("order_success.txt", "event", "event"),
+            ("order_success.txt", "order_id", "order_id"),
+            ("order_success.txt", "order.id", "order[id]"),
+            ("order_success.txt", "invoice_id", "invoice_id"),
+            ("order_success.txt", "thrivecart_account", "thrivecart_account"),
+            ("order_success.txt", "base_product", "base_product"),
+            ("order_success.txt", "customer.email", "customer[email]"),
+            ("order_success.txt", "customer.first_name", "customer[first_name]"),
+            ("order_success.txt", "customer.last_name", "customer[last_name]"),
+            ("order_success.txt", "purchase_map_flat", "purchase_map_flat"),
+            ("order_success.txt", "order_timestamp", "order_timestamp"),
+            ("subscription_payment.txt", "invoice_id", "invoice_id"),
+            ("subscription_payment.txt", "subscription.type", "subscription[type]"),
+            ("subscription_payment.txt", "subscription.id", "subscription[id]"),
+            ("subscription_payment.txt", "subscription.invoice_str", "subscription[invoice_str]"),
+            ("subscription_payment.txt", "subscription.next_payment_date", "subscription[next_payment_date]"),
+            ("subscription_payment.txt", "event_id", "event_id"),
+            ("refund_full.txt", "event_id", "event_id"),
+            ("refund_full.txt", "refund.type", "refund[type]"),
+            ("refund_full.txt", "refund.id", "refund[id]"),
+            ("refund_full.txt", "date_unix", "date_unix"),
+            ("cart_abandoned.txt", "viewer.first_name", "viewer[first_name]"),
+            (
+                "subscription_cancelled.txt",
+                "subscription.billing_period_end",
+                "subscription[billing_period_end]",
+            ),
+        ],
+    )
+    def test_a_parse_error_names_the_field_without_echoing_it(
+        self, bad: str, name: str, path: str, field: str
+    ) -> None:
+        # Remove the field that would be read first, so that the one under test is read at all.
+        read_first = {
+            "order.id": "order_id",
+            "subscription.invoice_str": "invoice_id",
+            "viewer.first_name": "customer",
+            "purchase_map_flat": "purchase_map",
+        }
+        payload = without(fixture(name), read_first.get(path, ""))
+        payload = changed(payload, path, f"12{bad}34")
+
+        with pytest.raises(ParseError, match=re.escape(field)) as caught:
+            parse(payload)
+
+        assert bad not in caught.value.message
+        assert "12" not in caught.value.message.replace(field, "")
+
+    @pytest.mark.parametrize("bad", UNCLEAN)
+    def test_a_purchase_map_key(self, bad: str) -> None:
+        payload = changed(fixture("order_success.txt"), "purchase_map", ["product-12", f"bump-1{bad}2"])
+
+        with pytest.raises(ParseError, match=re.escape("purchase_map[1]")) as caught:
+            parse(payload)
+
+        assert bad not in caught.value.message
+
+    def test_the_same_holds_for_json_deliveries(self) -> None:
+        body = payload_bytes("thrivecart", "order_success.json").replace(
+            b'"ada.lovelace@example.com"', b'"ada.lovelace\\ud800@example.com"'
+        )
+
+        with pytest.raises(ParseError, match=re.escape("customer[email]")):
+            parse(decode_body(body, "application/json"))
+
+    def test_an_ignored_event_with_an_unclean_email_carries_none(self) -> None:
+        payload = changed(fixture("customer_updated.txt"), "customer.email", "ada\x00@example.com")
+
+        assert parse_as(payload, Ignored).email is None
+
+    @pytest.mark.parametrize(
+        ("name", "path"),
+        [
+            ("refund_full.txt", "order_id"),
+            ("order_success.txt", "invoice_id"),
+            ("refund_full.txt", "event_id"),
+            ("refund_full.txt", "thrivecart_account"),
+            ("refund_full.txt", "base_product"),
+            ("refund_full.txt", "refund.id"),
+            ("subscription_payment.txt", "subscription.id"),
+            ("order_success.txt", "purchase_map"),
+        ],
+    )
+    def test_identity_fields_longer_than_200_characters_are_a_parse_error(self, name: str, path: str) -> None:
+        value: Any = ["upsell-" + "7" * 200] if path == "purchase_map" else "7" * 201
+        payload = changed(fixture(name), path, value)
+
+        with pytest.raises(ParseError, match="longer than 200 characters"):
+            parse(payload)
+
+    def test_an_email_longer_than_320_characters_is_not_an_email(self) -> None:
+        payload = changed(fixture("order_success.txt"), "customer.email", "a" * 310 + "@example.com")
+
+        with pytest.raises(ParseError, match="not an email address"):
+            parse(payload)
+
+
+class TestFreeTextMayHoldControlCharacters:
+    @pytest.mark.parametrize("bad", UNCLEAN)
+    @pytest.mark.parametrize(
+        "path", ["base_product_name", "customer.address.line1", "purchases", "currency", "order.charges"]
+    )
+    def test_product_names_and_addresses_are_kept_as_received(self, bad: str, path: str) -> None:
+        value: Any = f"Found{bad}ation"
+        if path == "purchases":
+            value = [f"Found{bad}ation", "Workbook", "Inner Circle"]
+        elif path == "order.charges":
+            value = [{"name": f"Found{bad}ation"}]
+        payload = changed(fixture("order_success.txt"), path, value)
+
+        event = parse_as(payload, OrderSucceeded)
+
+        if path == "purchases":
+            assert event.items[0].name == f"Found{bad}ation"
+
+
+class TestKeysStayWithinDynamoDBLimits:
+    def test_an_order_with_very_many_items_gets_a_bounded_key(self) -> None:
+        keys = [f"upsell-{n}" for n in range(2000)]
+        payload = changed(changed(fixture("order_success.txt"), "purchase_map", keys), "purchases", "null")
+
+        event = parse_as(payload, OrderSucceeded)
+
+        assert len(event.items) == 2000
+        assert len(event.idempotency_key.encode("utf-8")) <= 1024
+        assert event.idempotency_key.startswith("order.success:sha256:")
+        assert key_of(copy.deepcopy(payload)) == event.idempotency_key
+        other = changed(payload, "purchase_map", [*keys[:-1], "upsell-99999"])
+        assert key_of(other) != event.idempotency_key
+
+    def test_a_long_multibyte_email_gets_a_bounded_cart_key(self) -> None:
+        email = "\U0001f600" * 300 + "@example.com"
+        payload = changed(fixture("cart_abandoned.txt"), "customer.email", email)
+
+        key = key_of(payload)
+
+        assert len(key.encode("utf-8")) <= 1024
+        assert key.startswith("cart.abandoned:sha256:")
+
+    def test_ordinary_keys_are_not_hashed(self) -> None:
+        assert not key_of(fixture("cart_abandoned.txt")).startswith("cart.abandoned:sha256:")
+
+
+class TestStoredPayloadsAreStrictJson:
+    def test_fixture_events_round_trip_through_ascii_json(self) -> None:
+        payload = changed(fixture("order_success.json"), "base_product_name", "Found\x00ation\ud800")
+
+        assert json.loads(json.dumps(payload, ensure_ascii=True)) == payload

@@ -82,6 +82,17 @@ class TestVerifyRejects:
         with pytest.raises(Unauthorized):
             verify({"thrivecart_secret": "\ud800"}, secret=SECRET, account=None)
 
+    @pytest.mark.parametrize("bad", ["\x00", "\ud800", chr(0xDCFF), "\x1b"])
+    def test_nuls_and_lone_surrogates_in_secret_or_account_are_unauthorized(self, bad: str) -> None:
+        with pytest.raises(Unauthorized, match="secret"):
+            verify({"thrivecart_secret": SECRET + bad}, secret=SECRET, account=None)
+        with pytest.raises(Unauthorized, match="account"):
+            verify(
+                {"thrivecart_secret": SECRET, "thrivecart_account": ACCOUNT + bad},
+                secret=SECRET,
+                account=ACCOUNT,
+            )
+
     def test_messages_never_contain_either_secret(self) -> None:
         with pytest.raises(Unauthorized) as caught:
             verify({"thrivecart_secret": "tc-secret-GUESS"}, secret=SECRET, account=None)
