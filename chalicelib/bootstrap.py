@@ -1,19 +1,25 @@
 """Composition root: builds the real adapters and services once per process, lazily.
 
 Nothing here runs at import time, so importing ``app`` is cheap and tests can install their own
-container (fakes, or moto-backed stores) with ``override`` before the first request.
+container (fakes, or moto-backed stores) with ``override`` before the first request. The metrics
+are shared by the whole process and flushed by the edge (``api`` in ``chalicelib.http`` for routes,
+``flushes_metrics`` for the Lambda and scheduled handlers), so services only ever ``count``.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import ParamSpec, TypeVar
 
 from chalicelib.adapters.aws.ssm import ssm_fetcher
 from chalicelib.config.loader import LoadedConfig, load_config
 from chalicelib.config.secrets import SecretResolver
+from chalicelib.metrics import EmfMetrics, Metrics
 from chalicelib.observability import configure_logging
 from chalicelib.services.automations import Automations
 from chalicelib.services.inbox import Inbox
@@ -21,9 +27,28 @@ from chalicelib.services.intake import Intake
 from chalicelib.services.ports import Scheduler, Store
 from chalicelib.settings import Settings
 
+logger = logging.getLogger("chalicelib.bootstrap")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+_metrics_lock = threading.Lock()
+_shared_metrics: Metrics | None = None
+
+
+def shared_metrics() -> Metrics:
+    """The process's EMF metrics, made on first use: what every ``Container`` counts into by default."""
+    global _shared_metrics
+    if _shared_metrics is None:
+        with _metrics_lock:
+            if _shared_metrics is None:
+                _shared_metrics = EmfMetrics()
+    return _shared_metrics
 
 
 @dataclass
@@ -34,13 +59,16 @@ class Container:
     store: Store
     clock: Callable[[], datetime] = utcnow
     scheduler: Scheduler | None = None
+    metrics: Metrics = field(default_factory=shared_metrics)
     inbox: Inbox = field(init=False)
     intake: Intake = field(init=False)
     automations: Automations = field(init=False)
 
     def __post_init__(self) -> None:
         config = self.loaded.model
-        self.inbox = Inbox(self.store, config, clock=self.clock, scheduler=self.scheduler)
+        self.inbox = Inbox(
+            self.store, config, clock=self.clock, scheduler=self.scheduler, metrics=self.metrics
+        )
         self.intake = Intake(self.inbox, config, self.secrets, self.clock)
         self.inbox.decoders = self.intake.decoders()
         self.automations = Automations(self.inbox, self.store, self.clock)
@@ -85,3 +113,30 @@ def override(factory: Callable[[], Container] | None) -> None:
     with _lock:
         _container = None
         _factory = factory or build
+
+
+def metrics() -> Metrics:
+    """The container's metrics, or the shared ones while there is none (building it may have failed)."""
+    current = _container
+    return current.metrics if current is not None else shared_metrics()
+
+
+def flush_metrics() -> None:
+    """Publish what this invocation counted; a failure is logged, never raised: metrics fail nothing."""
+    try:
+        metrics().flush()
+    except Exception:
+        logger.exception("metrics flush failed")
+
+
+def flushes_metrics(handler: Callable[P, R]) -> Callable[P, R]:
+    """Flush the metrics after ``handler``, returned or raised; put it under Chalice's decorator."""
+
+    @functools.wraps(handler)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return handler(*args, **kwargs)
+        finally:
+            flush_metrics()
+
+    return wrapper

@@ -2,7 +2,9 @@
 
 Every error leaves as ``{"error": {"code", "message"}}``: a ``MemberflowError`` with its own
 status, a broken config as 500 ``config_invalid`` (naming the problems, which are not secret), and
-anything unexpected as a bare 500 whose details stay in the (scrubbed) logs.
+anything unexpected as a bare 500 whose details stay in the (scrubbed) logs. Every 5xx answer is
+counted as ``Api5xx``, and the metrics a request counted are flushed when it ends, so views never
+flush them themselves.
 """
 
 from __future__ import annotations
@@ -17,12 +19,17 @@ from urllib.parse import unquote
 
 from chalice.app import Request, Response
 
+from chalicelib import bootstrap
 from chalicelib.config.loader import ConfigError
 from chalicelib.domain.errors import BadRequest, MemberflowError, Unauthorized
+from chalicelib.metrics import API_5XX
 
 logger = logging.getLogger("chalicelib.http")
 
 P = ParamSpec("P")
+
+RETRY_AFTER_SECONDS = 30
+"""What a 503 asks the sender to wait: long enough for contention to pass, short for a webhook."""
 
 
 def json_response(body: Mapping[str, Any], status: int = 200) -> Response:
@@ -34,27 +41,41 @@ def error_response(status: int, code: str, message: str) -> Response:
 
 
 def api(view: Callable[P, Response]) -> Callable[P, Response]:
-    """Map errors raised by a view to JSON error responses."""
+    """Map errors raised by a view to JSON error responses, count 5xx answers, flush the metrics."""
 
     @functools.wraps(view)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> Response:
         try:
-            return view(*args, **kwargs)
-        except MemberflowError as error:
-            log = logger.error if error.http_status >= 500 else logger.info
-            log(
-                "request refused",
-                extra={"status": error.http_status, "code": error.code, "detail": error.message},
-            )
-            return error_response(error.http_status, error.code, error.message)
-        except ConfigError as error:
-            logger.error("config invalid", extra={"errors": list(error.errors)})
-            return error_response(500, "config_invalid", str(error))
-        except Exception:
-            logger.exception("unhandled error")
-            return error_response(500, "internal_error", "an internal error occurred; it has been logged")
+            response = _answer(view, *args, **kwargs)
+            if response.status_code >= 500:
+                bootstrap.metrics().count(API_5XX)
+            return response
+        finally:
+            bootstrap.flush_metrics()
 
     return wrapper
+
+
+def _answer(view: Callable[P, Response], *args: P.args, **kwargs: P.kwargs) -> Response:
+    try:
+        return view(*args, **kwargs)
+    except MemberflowError as error:
+        log = logger.error if error.http_status >= 500 else logger.info
+        log(
+            "request refused",
+            extra={"status": error.http_status, "code": error.code, "detail": error.message},
+        )
+        response = error_response(error.http_status, error.code, error.answer)
+        if error.retryable:
+            # Kit honours Retry-After on a 503 (clamped to 1 s - 24 h); others retry on their own clock.
+            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+    except ConfigError as error:
+        logger.error("config invalid", extra={"errors": list(error.errors)})
+        return error_response(500, "config_invalid", str(error))
+    except Exception:
+        logger.exception("unhandled error")
+        return error_response(500, "internal_error", "an internal error occurred; it has been logged")
 
 
 def header(request: Request, name: str) -> str | None:
