@@ -27,6 +27,7 @@ from chalicelib.http import (
     require_bearer,
 )
 from chalicelib.services import admin as views
+from chalicelib.services.automations import SWEEP_BUDGET_SECONDS
 from chalicelib.services.inbox import Receipt
 
 app = Chalice(app_name="memberflow")
@@ -345,12 +346,23 @@ def cancel_run(run_id: str) -> Response:
 
 
 @app.lambda_function(name="resume_run")
+@bootstrap.flushes_metrics
 def resume_run(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Step Functions calls this when a waiting run's delay is over (input: ``WakeUp.as_input()``)."""
     return bootstrap.container().automations.wake(event)
 
 
 @app.schedule(Rate(5, unit=Rate.MINUTES), name="sweep_runs")
+@bootstrap.flushes_metrics
 def sweep_runs(event: Any) -> dict[str, int]:
-    """Wakes overdue runs whose timer was lost and releases held runs of automations live again."""
-    return bootstrap.container().automations.sweep().as_dict()
+    """Wakes overdue runs, releases held runs of live automations, finishes events left unfinished."""
+    return bootstrap.container().automations.sweep(budget_seconds=_time_left(app.lambda_context)).as_dict()
+
+
+def _time_left(context: Any, margin_seconds: float = 15.0) -> float:
+    # Stop early enough that the last item finishes before Lambda's timeout; the next sweep goes on.
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if remaining is None:
+        return SWEEP_BUDGET_SECONDS
+    left = float(remaining()) / 1000 - margin_seconds
+    return max(1.0, min(SWEEP_BUDGET_SECONDS, left))

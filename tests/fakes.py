@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -256,20 +256,37 @@ class InjectedFault(RuntimeError):
 
 
 class FaultyStore:
-    """Delegates to ``inner`` but raises InjectedFault instead of the first ``failures`` commits."""
+    """Delegates to ``inner`` but raises InjectedFault instead of the first ``failures`` commits
+    (of those ``when`` selects, every commit by default)."""
 
-    def __init__(self, inner: Store, failures: int = 1) -> None:
+    def __init__(self, inner: Store, failures: int = 1, when: Callable[[Commit], bool] | None = None) -> None:
         self.inner = inner
         self.failures = failures
+        self.when = when
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.inner, name)
 
     def commit(self, commit: Commit) -> None:
-        if self.failures > 0:
+        if self.failures > 0 and (self.when is None or self.when(commit)):
             self.failures -= 1
             raise InjectedFault("injected fault between the inbox write and the state write")
         self.inner.commit(commit)
+
+
+class ContendedStore:
+    """Delegates to ``inner`` but every commit loses the optimistic lock, as under a crowd of writers."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.commits = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def commit(self, commit: Commit) -> None:
+        self.commits += 1
+        raise StaleContact(commit.transition.after.email)
 
 
 class RecordingScheduler:

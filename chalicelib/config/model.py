@@ -148,6 +148,14 @@ class KitConfig(StrictModel):
         default=None,
         description="The signing secret of a Kit v4 webhook endpoint (checks X-Kit-Signature).",
     )
+    legacy_hooks: bool = Field(
+        default=True,
+        description=(
+            "Whether the Kit URL accepts legacy (per-rule) hooks. They are unsigned: the URL token is "
+            "their only check. Set false once every Kit webhook you use is a signed v4 endpoint "
+            "(webhook_secret), so a leaked URL alone cannot post events."
+        ),
+    )
     tag_ids: dict[KitTagId, TagName] = Field(
         default_factory=dict,
         description=(

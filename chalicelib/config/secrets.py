@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from chalicelib.domain.errors import MemberflowError
+from chalicelib.domain.errors import Unavailable
 from chalicelib.observability import SECRETS
 
 SsmFetch = Callable[[str], str]
@@ -77,11 +77,15 @@ def describe_ref(ref: str) -> str:
     return "<literal>" if parsed.kind == "literal" else ref
 
 
-class SecretUnavailable(MemberflowError):
-    """A referenced secret cannot be read: the variable is unset or empty, or the parameter is missing."""
+class SecretUnavailable(Unavailable):
+    """A referenced secret cannot be read: the variable is unset or empty, or the parameter is missing.
 
-    http_status = 500
+    A deployment problem, not the caller's: the answer is a 503 (senders retry while an operator
+    fixes it) with a generic message; the reference and reason go to the logs only.
+    """
+
     code = "secret_unavailable"
+    public_message = "a secret memberflow needs cannot be read right now; the details are in its logs"
 
     def __init__(self, ref: str, reason: str) -> None:
         super().__init__(f"secret {describe_ref(ref)} is unavailable: {reason}")

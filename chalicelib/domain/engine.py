@@ -56,6 +56,7 @@ from chalicelib.domain.model import (
     TimelineEntry,
     TimelineKind,
     is_test_email,
+    number_problem,
     order_marker,
     reentry_marker,
 )
@@ -285,6 +286,8 @@ class _State:
     runs: dict[str, int]
     markers: list[str]
     marketing_status: str | None
+    kit_tags: dict[str, int]
+    marketing_changes: int
     timeline: list[TimelineEntry]
     ledger: list[LedgerEntry]
     happenings: list[Happening] = field(default_factory=list)
@@ -300,6 +303,8 @@ class _State:
             dict(self.runs),
             list(self.markers),
             self.marketing_status,
+            dict(self.kit_tags),
+            self.marketing_changes,
             list(self.timeline),
             list(self.ledger),
             list(self.happenings),
@@ -338,6 +343,8 @@ class _Work:
             dict(contact.operation_runs),
             [],
             contact.marketing_status,
+            dict(contact.kit_tags),
+            contact.marketing_changes,
             [],
             [],
         )
@@ -385,6 +392,7 @@ class _Work:
                     {"from": self.state.marketing_status, "to": command.status},
                 )
                 self.state.marketing_status = command.status
+                self.state.marketing_changes += 1
         elif isinstance(command, ApplyOrderItems):
             return self._apply_order_items(command)
         elif isinstance(command, Happen):
@@ -396,6 +404,12 @@ class _Work:
         else:
             self._log(TimelineKind.NOTE, {"text": command.text, **command.data})
         return []
+
+    def _seen_in_kit(self, tag: str, *, present: bool) -> None:
+        """Count a change of the tag's presence in Kit (see ``kit_legacy`` for why)."""
+        changes = self.state.kit_tags.get(tag, 0)
+        if (changes % 2 == 1) != present:
+            self.state.kit_tags[tag] = changes + 1
 
     def _marked(self, key: str) -> bool:
         if key in self.state.markers:
@@ -444,6 +458,7 @@ class _Work:
         for tag in command.tags:
             if command.origin == KIT:
                 self.kit_added.add(tag)
+                self._seen_in_kit(tag, present=True)
             operation_id = self.triggers.get(tag)
             if tag not in self.state.tags:
                 self.state.tags.add(tag)
@@ -460,6 +475,7 @@ class _Work:
         for tag in command.tags:
             if command.origin == KIT:
                 self.kit_removed.add(tag)
+                self._seen_in_kit(tag, present=False)
             if tag in self.state.tags:
                 self.state.tags.discard(tag)
                 self._log(TimelineKind.TAG_REMOVED, {"tag": tag, "origin": command.origin})
@@ -506,6 +522,12 @@ class _Work:
             new = command.value
         else:
             raise BadRequest(f"field '{command.field}' holds a number; send a number")
+        problem = number_problem(new)
+        if problem is not None:
+            raise Conflict(
+                f"{command.field} would go to {new:.6g}, which is out of range: a field number {problem}",
+                code="out_of_range",
+            )
         if spec.min is not None and new < spec.min:
             raise Insufficient(
                 f"{command.field} would go to {plain_number(new)}, below its minimum {plain_number(spec.min)}"
@@ -616,6 +638,8 @@ class _Work:
             fields=dict(s.fields),
             operation_runs=dict(s.runs),
             marketing_status=s.marketing_status,
+            kit_tags=dict(s.kit_tags),
+            marketing_changes=s.marketing_changes,
             active_runs=dict(self.active_runs),
             automation_entries=dict(self.entries),
         )

@@ -27,11 +27,19 @@ class MemberflowError(Exception):
     retryable = False
     """True when the same request may succeed later unchanged (the edge answers 503, senders retry)."""
 
+    public_message: str | None = None
+    """What the caller is told when ``message`` is for the logs only (it names a secret's path)."""
+
     def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
+
+    @property
+    def answer(self) -> str:
+        """The message an HTTP caller sees."""
+        return self.public_message or self.message
 
 
 class BadRequest(MemberflowError):

@@ -28,6 +28,24 @@ FieldValue = Decimal | str
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
+MAX_NUMBER = Decimal(10) ** 15
+"""Field numbers stay below this in size: a quadrillion credits is not a real balance, and bounded
+numbers keep every value well inside what DynamoDB stores (38 significant digits)."""
+MAX_DECIMAL_PLACES = 6
+
+
+def number_problem(value: Decimal) -> str | None:
+    """Why ``value`` cannot be a field number, or None if it can."""
+    if not value.is_finite():
+        return "must be a finite number"
+    if abs(value) >= MAX_NUMBER:
+        return f"must be between -{MAX_NUMBER:,} and {MAX_NUMBER:,} (exclusive)"
+    exponent = value.normalize().as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -MAX_DECIMAL_PLACES:
+        return f"may have at most {MAX_DECIMAL_PLACES} decimal places"
+    return None
+
+
 def normalize_email(raw: str) -> str:
     """One contact per email: surrounding whitespace and letter case do not make a new person."""
     email = raw.strip().lower()
@@ -85,6 +103,11 @@ class Contact:
     at most ``MAX_ACTIVE_RUNS`` entries."""
     automation_entries: Mapping[str, int] = field(default_factory=dict)
     """Automation id -> runs ever started, for ``reentry: once`` (bounded by the config's automations)."""
+    kit_tags: Mapping[str, int] = field(default_factory=dict)
+    """Tag -> changes of its presence in Kit that memberflow has seen (odd: Kit has it); bounded by
+    the tags Kit ever sent for the contact. How legacy hooks are deduplicated (``kit_legacy``)."""
+    marketing_changes: int = 0
+    """Changes of the marketing status memberflow has seen from Kit."""
     version: int = 0
 
     @classmethod

@@ -12,6 +12,9 @@ cancel_on and conditions; ``trigger``: the operation it fires), plus lint findin
 - the trigger-tag rule and tags that are read but never added, exactly as ``config check`` reports
   them (``chalicelib.config.validate``).
 
+``known_tags`` and ``closest_tag`` apply the same rules to a name from outside the config (the
+simulator's events and contact), to say which tag of the config it probably means.
+
 Everything comes from ``tag_uses``, so a config section that reports its tag uses there appears
 here with no further code. The result is plain JSON data, sorted, so equal configs give equal maps.
 """
@@ -22,7 +25,7 @@ import difflib
 import re
 import unicodedata
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from chalicelib.config.base import KeyPath
@@ -42,6 +45,9 @@ SIMILARITY = 0.92
 """difflib ratio from which two (normalised) names count as near-duplicates."""
 MIN_SIMILAR_LENGTH = 10
 """Shorter names are only compared after normalising: one letter apart is a different word."""
+SUGGESTION_CUTOFF = 0.8
+"""difflib ratio from which a known tag is offered as "did you mean" for an unknown one (a hint, so
+lower than ``SIMILARITY``, as for the "nothing adds this tag" warning)."""
 
 _SET_KINDS = (TagUseKind.ADD, TagUseKind.REMOVE)
 _DIGITS = re.compile(r"\d+")
@@ -79,6 +85,30 @@ def normalise(tag: str) -> str:
     """The name with case, whitespace, dashes and punctuation gone: ``Module 1 – Done`` -> ``module1done``."""
     text = unicodedata.normalize("NFKC", tag).casefold()
     return "".join(char for char in text if not char.isspace() and unicodedata.category(char)[0] not in "PZ")
+
+
+def known_tags(config: MemberflowConfig) -> set[str]:
+    """Every tag the config mentions: set, removed, read, fired on, or named under ``kit.tag_ids``."""
+    return {use.tag for use in tag_uses(config)} | set(config.kit.tag_ids.values())
+
+
+def closest_tag(tag: str, known: Iterable[str]) -> str | None:
+    """The known tag that ``tag`` probably means, or None.
+
+    A name equal to ``tag`` once normalised (case, spaces, dashes, punctuation) comes first; else the
+    most similar normalised name, if at least ``SUGGESTION_CUTOFF`` alike and with the same numbers
+    (``Course – M2`` does not suggest ``Course – M1``).
+    """
+    by_key: dict[str, str] = {}
+    for name in sorted(known):
+        by_key.setdefault(normalise(name), name)
+    key = normalise(tag)
+    if key in by_key:
+        return by_key[key]
+    numbers = _DIGITS.findall(key)
+    candidates = [other for other in by_key if _DIGITS.findall(other) == numbers]
+    guess = difflib.get_close_matches(key, candidates, n=1, cutoff=SUGGESTION_CUTOFF)
+    return by_key[guess[0]] if guess else None
 
 
 def near_duplicate_findings(uses: Sequence[TagUse]) -> Iterator[Finding]:

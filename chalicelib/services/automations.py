@@ -6,7 +6,8 @@ webhook: a wake-up delivered twice (Step Functions retry, the sweep racing the t
 event already accepted, or the run's generation moved on, and does nothing.
 
 The sweep is the safety net behind the timers. It wakes waiting runs whose due time passed a grace
-period ago (a timer that failed to start, or a run migrated from an old deploy), releases held runs
+period ago (``TIMER_GRACE``: a timer that failed to start, or a run migrated from an old deploy),
+releases held runs
 whose automation is live again, and finishes inbox events no attempt finished. Every item is tried
 on its own: one that fails is counted, backed off (its place in the sweep queue moves to its retry
 time) and, after ``SWEEP_MAX_ATTEMPTS``, parked with the reason for an operator, so no item can
@@ -29,13 +30,12 @@ from chalicelib.domain.automations.runs import WAITING_QUEUE, Run, RunStatus, St
 from chalicelib.domain.errors import BadRequest, Conflict, NotFound
 from chalicelib.domain.events import Person, Source
 from chalicelib.domain.requests import RunCancelRequested, RunWakeUp
+from chalicelib.metrics import SWEEP_FAILED, SWEEP_PARKED
 from chalicelib.services.inbox import Delivery, Inbox, Receipt
 from chalicelib.services.ports import StaleRun, Store
 
 logger = logging.getLogger(__name__)
 
-SWEEP_GRACE = timedelta(minutes=5)
-"""How late a timer may be before the sweep wakes the run itself."""
 SWEEP_BATCH = 100
 """Items (runs and events, each) one sweep looks at; the next sweep continues."""
 SWEEP_BUDGET_SECONDS = 40.0
@@ -110,7 +110,7 @@ class Automations:
         now = now or self.clock()
         deadline = time.monotonic() + budget_seconds
         counts: Counter[str] = Counter()
-        due = self.store.list_sweep_due(WAITING_QUEUE, now - SWEEP_GRACE, limit=limit)
+        due = self.store.list_sweep_due(WAITING_QUEUE, now, limit=limit)
         for run in due:
             if time.monotonic() > deadline:
                 break
@@ -155,7 +155,9 @@ class Automations:
                 )
         except Exception as error:
             logger.warning("sweep could not move a run", extra={"run_id": run.run_id}, exc_info=True)
-            return self._sweep_failed(run, now, error)
+            outcome = self._sweep_failed(run, now, error)
+            self.inbox.metrics.count(SWEEP_PARKED if outcome == "parked" else SWEEP_FAILED, kind="run")
+            return outcome
         return "released" if release else "woken"
 
     def _sweep_failed(self, run: Run, now: datetime, error: Exception) -> str:

@@ -33,6 +33,7 @@ from chalicelib.domain.errors import ConcurrentWrite, MemberflowError, NotFound
 from chalicelib.domain.events import Ignored, Rejected, Source
 from chalicelib.domain.inbox import FINAL, InboxRecord, Status, event_id_for
 from chalicelib.domain.model import Contact, normalize_email
+from chalicelib.metrics import INBOX_OUTCOME, NO_METRICS, SWEEP_FAILED, SWEEP_PARKED, Metrics
 from chalicelib.services.ports import Commit, EventAlreadyFinal, Scheduler, StaleContact, Store
 
 logger = logging.getLogger(__name__)
@@ -100,7 +101,9 @@ class Inbox:
         clock: Callable[[], datetime] = _utcnow,
         sleep: Callable[[float], None] = time.sleep,
         scheduler: Scheduler | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics: Metrics = metrics or NO_METRICS
         self.store = store
         self.config = config
         self.decoders = dict(decoders or {})
@@ -128,6 +131,7 @@ class Inbox:
         existing = self.store.claim_event(record)
         if existing is not None and existing.status in FINAL:
             self._record_duplicate(record, existing)
+            self._count(delivery.source, "duplicate")
             return Receipt("duplicate", existing.id, reason=f"already {existing.status.value}")
         # A stored record not yet final means an earlier attempt did not finish: act on it; the
         # commit's condition keeps a concurrent twin from applying it twice.
@@ -164,6 +168,7 @@ class Inbox:
                 retried += 1
             except Exception:
                 faulted += 1
+                self.metrics.count(SWEEP_FAILED, kind="event")
                 after = self.store.get_event(record.id)
                 parked += after is not None and after.status is Status.FAILED
         return EventSweep(retried, faulted, parked)
@@ -187,6 +192,22 @@ class Inbox:
         return self._act(record.id, event, record.source)
 
     def _act(self, event_id: str, event: rules.Actionable | Ignored | Rejected, source: str) -> Receipt:
+        try:
+            receipt = self._outcome(event_id, event, source)
+        except Exception:
+            self._count(source, "retried")
+            raise
+        outcome = "rejected" if isinstance(event, Rejected) and receipt.result == "failed" else receipt.result
+        self._count(source, outcome)
+        return receipt
+
+    def _count(self, source: str, outcome: str) -> None:
+        try:
+            self.metrics.count(INBOX_OUTCOME, source=str(source), outcome=outcome)
+        except Exception:
+            logger.warning("metric not counted", extra={"outcome": outcome}, exc_info=True)
+
+    def _outcome(self, event_id: str, event: rules.Actionable | Ignored | Rejected, source: str) -> Receipt:
         if isinstance(event, Ignored):
             return self._finish_without_change(event_id, Status.IGNORED, event.reason, event.email)
         if isinstance(event, Rejected):
@@ -233,6 +254,8 @@ class Inbox:
             self.store.record_fault(event_id, attempts=attempts, error=error, at=now, retry_at=retry_at)
             if retry_at is None:
                 logger.error("event parked", extra={"event_id": event_id, "attempts": attempts})
+                self._count(source, "failed")
+                self.metrics.count(SWEEP_PARKED, kind="event")
         except EventAlreadyFinal:
             return
         except Exception:

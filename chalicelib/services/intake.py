@@ -11,24 +11,41 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qsl
 
-from chalicelib.adapters.kit.parse import decode_json, is_envelope, parse_envelope, parse_legacy
+from chalicelib.adapters.kit.parse import (
+    LEGACY_QUERY_KEYS,
+    decode_json,
+    is_envelope,
+    parse_envelope,
+    parse_legacy,
+)
 from chalicelib.adapters.kit.verify import token_matches, verify_signature
-from chalicelib.adapters.thrivecart.forms import decode_body
+from chalicelib.adapters.thrivecart.forms import decode_body, ensure_storable
 from chalicelib.adapters.thrivecart.parse import parse as parse_thrivecart
-from chalicelib.adapters.thrivecart.verify import redact as redact_thrivecart
 from chalicelib.adapters.thrivecart.verify import verify as verify_thrivecart
 from chalicelib.config.model import MemberflowConfig
 from chalicelib.config.secrets import SecretResolver
 from chalicelib.domain import hooks
-from chalicelib.domain.errors import BadRequest, NotFound, Unauthorized
-from chalicelib.domain.events import Ignored, Person, Ping, Source
+from chalicelib.domain.errors import BadRequest, NotFound, ParseError, Unauthorized
+from chalicelib.domain.events import (
+    Ignored,
+    KitEvent,
+    KitMarketingStatusChanged,
+    KitTagAdded,
+    KitTagRemoved,
+    Person,
+    Ping,
+    Rejected,
+    Source,
+)
 from chalicelib.domain.inbox import InboxRecord
-from chalicelib.domain.model import FieldValue, normalize_email
+from chalicelib.domain.kit_legacy import legacy_key
+from chalicelib.domain.model import FieldValue, normalize_email, number_problem
 from chalicelib.domain.requests import (
     FieldChangeRequested,
     OperationRequested,
@@ -40,7 +57,6 @@ from chalicelib.domain.rules import Actionable
 from chalicelib.observability import SECRETS
 from chalicelib.services.inbox import Decoder, Delivery, Inbox, Receipt
 
-_LEGACY_QUERY_KEYS = ("event", "tag")
 MAX_TAGS_PER_REQUEST = 50
 
 
@@ -66,34 +82,52 @@ class Intake:
         event = parse_thrivecart(payload)
         if isinstance(event, Ping):
             return event
-        return self.inbox.receive(Delivery(Source.THRIVECART, event, _stored(redact_thrivecart(payload))))
+        # Checked before anything is stored, so a body too large to keep is refused whole (413).
+        return self.inbox.receive(Delivery(Source.THRIVECART, event, _stored(ensure_storable(payload))))
 
     # --- Kit ------------------------------------------------------------------------------------
 
     def kit(
         self, token: str, body: bytes, query: Mapping[str, str], signature: str | None
     ) -> tuple[Receipt, ...]:
+        """A Kit delivery: every event of a v4 batch on its own, or one legacy hook.
+
+        A batch is applied event by event, in order: an unreadable event is recorded ``failed`` with
+        its reason and the others still apply; a fault of ours on one event propagates (5xx) after
+        the events before it are committed, so Kit's retry finds those ``duplicate``.
+        """
         expected = self.secrets.resolve_optional(self.config.kit.webhook_token)
         if not expected or not token_matches(token, expected):
             raise Unauthorized("Kit webhook token is wrong or kit.webhook_token is not configured")
         payload = decode_json(body)
-        if is_envelope(payload):
+        envelope = is_envelope(payload)
+        if envelope or not self.config.kit.legacy_hooks:
+            # With legacy hooks turned off, every body must be signed: the URL token alone is not enough.
             secret = self.secrets.resolve_optional(self.config.kit.webhook_secret)
             verify_signature(body, signature, [secret] if secret else [], now=self.clock().timestamp())
-            return tuple(
-                self.inbox.receive(Delivery(Source.KIT, event, _stored({"format": "v4", "event": raw})))
-                for raw, event in parse_envelope(payload)
-            )
-        received_at = self.clock()
-        kept_query = {k: query[k] for k in _LEGACY_QUERY_KEYS if k in query}
-        event = parse_legacy(payload, kept_query, tag_ids=self.config.kit.tag_ids, received_at=received_at)
-        stored = {
-            "format": "legacy",
-            "query": kept_query,
-            "body": payload,
-            "received_at": received_at.isoformat(),
-        }
+            if not envelope:
+                raise ParseError("a signed Kit delivery must be a v4 envelope with 'events'")
+            receipts = []
+            for raw, event in parse_envelope(payload):
+                delivery = Delivery(Source.KIT, event, _stored({"format": "v4", "event": raw}))
+                receipts.append(self.inbox.receive(delivery))
+            return tuple(receipts)
+        kept_query = {k: query[k] for k in LEGACY_QUERY_KEYS if k in query}
+        event = self._legacy_event(parse_legacy(payload, kept_query, tag_ids=self.config.kit.tag_ids))
+        stored = {"format": "legacy", "query": kept_query, "body": payload, "key": event.idempotency_key}
         return (self.inbox.receive(Delivery(Source.KIT, event, _stored(stored))),)
+
+    def _legacy_event(self, event: KitEvent | Ignored) -> KitEvent | Ignored:
+        """Key tag and status hooks by what memberflow has seen in Kit (``domain.kit_legacy``)."""
+        if not isinstance(event, KitTagAdded | KitTagRemoved | KitMarketingStatusChanged):
+            return event
+        tag_name = None
+        if isinstance(event, KitTagAdded | KitTagRemoved):
+            tag_name = event.tag or (self.config.kit.tag_ids.get(event.tag_id) if event.tag_id else None)
+            if tag_name is None:
+                return event  # cannot be acted on (unknown tag id); recorded as failed under its own key
+        contact = self.inbox.store.get_contact(normalize_email(event.person.email))
+        return replace(event, idempotency_key=legacy_key(event, contact, tag_name))
 
     # --- generated operation URLs ---------------------------------------------------------------
 
@@ -105,13 +139,14 @@ class Intake:
         content_type: str | None,
         idempotency_key: str | None,
     ) -> Receipt:
-        if operation_id not in self.config.operations:
-            raise NotFound(f"no operation '{operation_id}'", code="unknown_operation")
         signing = self.hook_secrets()
         if not signing:
             raise Unauthorized("operation URLs are disabled: hooks.signing_secret is not configured")
+        # The token first: without a valid one, a known and an unknown operation look the same.
         if not hooks.token_is_valid(token, operation_id, signing):
             raise Unauthorized("operation URL token is wrong")
+        if operation_id not in self.config.operations:
+            raise NotFound(f"no operation '{operation_id}'", code="unknown_operation")
         fields = _form_or_json(body, content_type)
         email = _required_text(fields, "email")
         key = idempotency_key or _optional_text(fields, "idempotency_key") or f"auto:{uuid.uuid4().hex}"
@@ -214,15 +249,13 @@ class Intake:
             return Ignored(record.idempotency_key, "ping", "registration ping")
         return event
 
-    def _decode_kit(self, record: InboxRecord) -> Actionable | Ignored:
+    def _decode_kit(self, record: InboxRecord) -> Actionable | Ignored | Rejected:
         stored = record.payload
         if stored.get("format") == "v4":
             ((_, event),) = parse_envelope({"events": [stored["event"]]})
-            return event
-        received_at = datetime.fromisoformat(stored["received_at"])
-        return parse_legacy(
-            stored["body"], stored["query"], tag_ids=self.config.kit.tag_ids, received_at=received_at
-        )
+            return replace(event, idempotency_key=record.idempotency_key)
+        legacy = parse_legacy(stored["body"], stored["query"], tag_ids=self.config.kit.tag_ids)
+        return replace(legacy, idempotency_key=record.idempotency_key)
 
 
 def _decode_request(record: InboxRecord) -> Actionable:
@@ -297,6 +330,7 @@ def _number(raw: Any, name: str) -> Decimal:
         value = Decimal(str(raw).strip())
     except InvalidOperation as error:
         raise BadRequest(f"'{name}' must be a number, not {str(raw)[:40]!r}") from error
-    if not value.is_finite():
-        raise BadRequest(f"'{name}' must be a finite number")
+    problem = number_problem(value)
+    if problem is not None:
+        raise BadRequest(f"'{name}' {problem}", code="invalid_number")
     return value

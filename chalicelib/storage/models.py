@@ -79,6 +79,8 @@ class ContactModel(BaseTable):
     operation_runs = ValueMapAttribute(null=True)
     active_runs = ValueMapAttribute(null=True)
     automation_entries = ValueMapAttribute(null=True)
+    kit_tags = ValueMapAttribute(null=True)
+    marketing_changes = NumberAttribute(null=True)
     marketing_status = UnicodeAttribute(null=True)
     kit_subscriber_id = UnicodeAttribute(null=True)
     created_at = UTCDateTimeAttribute()

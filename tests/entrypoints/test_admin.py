@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -127,6 +128,12 @@ class TestFields:
             ({"delta": "ten", "reason": "r"}, "k", 400),
             ({"delta": True, "reason": "r"}, "k", 400),
             ({"delta": "NaN", "reason": "r"}, "k", 400),
+            ({"delta": "1e200", "reason": "r"}, "k", 400),
+            ({"delta": 1e300, "reason": "r"}, "k", 400),
+            ({"delta": "-Infinity", "reason": "r"}, "k", 400),
+            ({"delta": "0.0000001", "reason": "r"}, "k", 400),
+            ({"set": "1E+15", "reason": "r"}, "k", 400),
+            ({"delta": "9" * 400, "reason": "r"}, "k", 400),
             ({"delta": 1, "set": 2, "reason": "r"}, "k", 400),
             ({"reason": "r"}, "k", 400),
         ],
@@ -203,3 +210,31 @@ class TestConfigView:
         assert body["config"]["thrivecart"]["secret"] == "env:THRIVECART_SECRET"
         assert body["config"]["kit"]["webhook_secret"] == "***"
         assert "literal-secret-value" not in json.dumps(body)
+
+
+class TestMissingSecrets:
+    def test_a_missing_admin_token_parameter_is_a_generic_503_that_logs_the_path(
+        self, store: object, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        from chalice.test import Client
+
+        from chalicelib import bootstrap
+        from chalicelib.config.secrets import SecretResolver
+
+        def no_such_parameter(path: str) -> str:
+            raise KeyError(path)
+
+        container = make_container(store)  # type: ignore[arg-type]
+        container.settings = replace(container.settings, admin_token_ref="ssm:/memberflow/admin-token")
+        container.secrets = SecretResolver(environ={}, fetch_ssm=no_such_parameter)
+        bootstrap.override(lambda: container)
+        try:
+            with Client(app) as client, caplog.at_level("INFO"):
+                response = client.http.get("/admin/contacts/a@example.com", headers=ADMIN)
+        finally:
+            bootstrap.override(None)
+        assert response.status_code == 503
+        assert response.json_body["error"]["code"] == "secret_unavailable"
+        assert "/memberflow/admin-token" not in response.body.decode()
+        assert response.headers.get("Retry-After")
+        assert any("/memberflow/admin-token" in str(getattr(r, "detail", "")) for r in caplog.records)

@@ -1,10 +1,19 @@
 from __future__ import annotations
 
+import json
 import time
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from chalice.test import Client
+
+from app import app
+from chalicelib import bootstrap
 from chalicelib.adapters.kit.verify import sign
-from tests.entrypoints.conftest import SECRET_ENV, World
+from chalicelib.domain.inbox import Status
+from tests.builders import config
+from tests.entrypoints.conftest import SECRET_ENV, World, make_container
+from tests.fakes import FaultyStore, InMemoryStore
 from tests.support.payloads import payload_bytes
 
 TOKEN = SECRET_ENV["KIT_WEBHOOK_TOKEN"]
@@ -105,3 +114,134 @@ class TestSignedEndpoints:
 
     def test_missing_signature_is_401(self, world: World) -> None:
         assert post_v4(world, "v4_tag_added.json", JSON).status_code == 401
+
+
+def _envelope(*events: dict[str, object], delivery_id: int = 7001) -> bytes:
+    return json.dumps({"delivery_id": delivery_id, "events": list(events)}).encode()
+
+
+def _tag_added(event_id: str, email: str, tag: str = "VIP") -> dict[str, object]:
+    return {
+        "id": event_id,
+        "type": "subscriber.tag_added",
+        "created": "2026-03-02T10:15:04Z",
+        "data": {"subscriber": {"id": 1, "email_address": email}, "tag": {"id": 5, "name": tag}},
+    }
+
+
+class TestBatchesEventByEvent:
+    def test_a_bad_event_is_recorded_failed_and_the_rest_apply(self, world: World) -> None:
+        body = _envelope(
+            _tag_added("e-1", "one@example.com"),
+            _tag_added("e-2", "not an email"),
+            _tag_added("e-3", "three@example.com"),
+        )
+        response = world.client.http.post(f"/webhooks/kit/{TOKEN}", headers=signed(body), body=body)
+        assert response.status_code == 200
+        results = [(e["result"], e.get("reason", "")) for e in response.json_body["events"]]
+        assert [r for r, _ in results] == ["accepted", "failed", "accepted"]
+        assert "email" in results[1][1]
+        assert world.store.get_contact("three@example.com") is not None
+        failed = world.store.list_events(status=Status.FAILED).items
+        assert [r.idempotency_key for r in failed] == ["kit:event:e-2"]
+        # Kit's retry of the same delivery re-applies nothing; the bad event is refused the same way.
+        again = world.client.http.post(f"/webhooks/kit/{TOKEN}", headers=signed(body), body=body)
+        assert [e["result"] for e in again.json_body["events"]] == ["duplicate", "failed", "duplicate"]
+        assert len(world.store.list_events(status=Status.FAILED).items) == 1
+
+    def test_a_fault_on_one_event_answers_5xx_after_the_events_before_it(self, store: InMemoryStore) -> None:
+        faulty = FaultyStore(store, failures=1, when=lambda c: c.transition.after.email == "two@example.com")
+        body = _envelope(
+            _tag_added("f-1", "one@example.com"),
+            _tag_added("f-2", "two@example.com"),
+            _tag_added("f-3", "three@example.com"),
+        )
+        container = make_container(faulty)  # type: ignore[arg-type]
+        bootstrap.override(lambda: container)
+        try:
+            with Client(app) as client:
+                crashed = client.http.post(f"/webhooks/kit/{TOKEN}", headers=signed(body), body=body)
+                assert crashed.status_code == 500
+                assert store.get_contact("one@example.com") is not None
+                assert store.get_contact("three@example.com") is None  # never reached
+                retried = client.http.post(f"/webhooks/kit/{TOKEN}", headers=signed(body), body=body)
+        finally:
+            bootstrap.override(None)
+        assert [e["result"] for e in retried.json_body["events"]] == ["duplicate", "accepted", "accepted"]
+
+    def test_a_body_over_the_cap_is_413_and_nothing_is_stored(self, world: World) -> None:
+        body = _envelope(_tag_added("big", "big@example.com", tag="x" * (1024 * 1024)))
+        response = world.client.http.post(f"/webhooks/kit/{TOKEN}", headers=signed(body), body=body)
+        assert response.status_code == 413
+        assert response.json_body["error"]["code"] == "payload_too_large"
+        assert world.store.list_events().items == []
+
+
+TRIGGER_HOOK = f"/webhooks/kit/{TOKEN}?event=tag_add&tag=Op%20%E2%80%93%20Add%2050%20Credits"
+REMOVE_HOOK = f"/webhooks/kit/{TOKEN}?event=tag_remove&tag=Op%20%E2%80%93%20Add%2050%20Credits"
+
+
+class TestLegacyDedupeByState:
+    """Legacy hooks have no id: a delivery is new only if memberflow has seen Kit change since."""
+
+    def credits(self, world: World) -> Decimal:
+        contact = world.store.get_contact("ada.lovelace@example.com")
+        assert contact is not None
+        return Decimal(contact.fields.get("credits", 0))
+
+    def test_the_same_trigger_tag_add_twice_runs_the_operation_once_whenever_it_comes(
+        self, world: World
+    ) -> None:
+        body = payload_bytes("kit", "legacy_subscriber.json")
+        first = world.client.http.post(TRIGGER_HOOK, headers=JSON, body=body)
+        # Ten minutes, or ten days: a redelivery is a redelivery.
+        world.container.clock = lambda: datetime.now(UTC) + timedelta(days=10)
+        second = world.client.http.post(TRIGGER_HOOK, headers=JSON, body=body)
+        assert (first.json_body["result"], second.json_body["result"]) == ("accepted", "duplicate")
+        assert self.credits(world) == Decimal(50)
+
+    def test_it_fires_again_once_kit_has_removed_the_tag_and_added_it_again(self, world: World) -> None:
+        body = payload_bytes("kit", "legacy_subscriber.json")
+        world.client.http.post(TRIGGER_HOOK, headers=JSON, body=body)
+        removed = world.client.http.post(REMOVE_HOOK, headers=JSON, body=body)
+        assert removed.json_body["result"] == "accepted"
+        assert world.client.http.post(REMOVE_HOOK, headers=JSON, body=body).json_body["result"] == "duplicate"
+        next_month = world.client.http.post(TRIGGER_HOOK, headers=JSON, body=body)
+        assert next_month.json_body["result"] == "accepted"
+        assert self.credits(world) == Decimal(100)
+
+    def test_status_hooks_follow_the_status(self, world: World) -> None:
+        body = payload_bytes("kit", "legacy_subscriber.json")
+        unsubscribe = f"/webhooks/kit/{TOKEN}?event=subscriber_unsubscribe"
+        activate = f"/webhooks/kit/{TOKEN}?event=subscriber_activate"
+        results = [
+            world.client.http.post(path, headers=JSON, body=body).json_body["result"]
+            for path in (unsubscribe, unsubscribe, activate, unsubscribe)
+        ]
+        # The last unsubscribe has the same body as the first, but the subscriber came back between.
+        assert results == ["accepted", "duplicate", "accepted", "accepted"]
+        contact = world.store.get_contact("ada.lovelace@example.com")
+        assert contact is not None
+        assert contact.marketing_status == "unsubscribed"
+
+
+class TestLegacyHooksTurnedOff:
+    def test_an_unsigned_legacy_body_is_refused_and_signed_batches_still_work(
+        self, store: InMemoryStore
+    ) -> None:
+        base = config()
+        signed_only = config(kit={**base.model_dump(mode="json")["kit"], "legacy_hooks": False})
+        container = make_container(store, signed_only)
+        bootstrap.override(lambda: container)
+        try:
+            with Client(app) as client:
+                body = payload_bytes("kit", "legacy_subscriber.json")
+                legacy = client.http.post(TRIGGER_HOOK, headers=JSON, body=body)
+                v4 = payload_bytes("kit", "v4_tag_added.json")
+                batch = client.http.post(f"/webhooks/kit/{TOKEN}", headers=signed(v4), body=v4)
+        finally:
+            bootstrap.override(None)
+        assert legacy.status_code == 401
+        assert store.get_contact("ada.lovelace@example.com") is not None  # from the signed batch only
+        assert batch.status_code == 200
+        assert [r.source for r in store.list_events().items] == ["kit", "kit"]

@@ -57,8 +57,15 @@ class TestGeneratedUrls:
         response = world.post_json(f"/hooks/add-100-credits/{token}", {"email": "x@example.com"})
         assert response.status_code == 401
 
-    def test_unknown_operation_is_404(self, world: World) -> None:
-        response = world.post_json("/hooks/nope/abc", {"email": "x@example.com"})
+    def test_a_bad_token_gets_the_same_401_for_known_and_unknown_operations(self, world: World) -> None:
+        # Otherwise the answers would tell a stranger which operation ids exist.
+        known = world.post_json("/hooks/add-50-credits/abc", {"email": "x@example.com"})
+        unknown = world.post_json("/hooks/nope/abc", {"email": "x@example.com"})
+        assert (known.status_code, unknown.status_code) == (401, 401)
+        assert known.json_body == unknown.json_body
+
+    def test_a_valid_token_for_an_operation_no_longer_configured_is_404(self, world: World) -> None:
+        response = world.post_json(hook_path("retired-operation"), {"email": "x@example.com"})
         assert response.status_code == 404
 
     def test_missing_email_is_400(self, world: World) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import pytest
@@ -106,3 +107,59 @@ class TestRejections:
         response = deliver(world, "affiliate_commission_earned.txt")
         assert response.json_body["result"] == "ignored"
         assert world.store.list_events().items[0].status.value == "ignored"
+
+
+def _body(name: str) -> str:
+    return payload_bytes("thrivecart", name).decode()
+
+
+def _post(world: World, body: str) -> object:
+    return world.client.http.post("/webhooks/thrivecart", headers=FORM, body=body.encode())
+
+
+class TestKeysAndLimits:
+    def test_rebills_of_two_subscriptions_on_one_order_and_invoice_are_both_applied(
+        self, world: World
+    ) -> None:
+        product = _body("subscription_payment.txt")
+        upsell = product.replace("subscription%5Btype%5D=product", "subscription%5Btype%5D=upsell").replace(
+            "subscription%5Bid%5D=12", "subscription%5Bid%5D=2"
+        )
+        assert upsell != product
+        results = [_post(world, body).json_body["result"] for body in (product, upsell, product)]  # type: ignore[attr-defined]
+        assert results == ["accepted", "accepted", "duplicate"]
+
+    def test_an_order_without_a_purchase_map_applies_its_base_product(self, world: World) -> None:
+        without_map = "&".join(
+            part for part in _body("order_success.txt").split("&") if not part.startswith("purchase_map")
+        )
+        response = _post(world, without_map)
+        assert response.json_body["result"] == "accepted"  # type: ignore[attr-defined]
+        contact = world.store.get_contact(BUYER)
+        assert contact is not None
+        assert contact.tags == {"Purchase – Foundation"}
+
+    def test_a_body_over_the_cap_is_413_and_nothing_is_stored(self, world: World) -> None:
+        huge = _body("order_success.txt") + "&notes=" + "x" * (600 * 1024)
+        response = _post(world, huge)
+        assert response.status_code == 413  # type: ignore[attr-defined]
+        assert world.store.list_events().items == []
+
+    @pytest.mark.parametrize("field", ["order_id", "customer%5Bemail%5D", "invoice_id"])
+    def test_control_characters_or_lone_surrogates_in_identities_are_400(
+        self, world: World, field: str
+    ) -> None:
+        as_json = {"event": "order.success", "thrivecart_secret": "tc-secret-FIXTURE", "order_id": "1"}
+        as_json["customer"] = {"email": "ada@example.com"}  # type: ignore[assignment]
+        bad = "\ud800" if field != "invoice_id" else "12\x00"
+        if field == "customer%5Bemail%5D":
+            as_json["customer"] = {"email": f"ada{bad}@example.com"}  # type: ignore[assignment]
+        else:
+            as_json[field] = bad
+        response = world.client.http.post(
+            "/webhooks/thrivecart",
+            headers={"Content-Type": "application/json"},
+            body=json.dumps(as_json).encode(),
+        )
+        assert response.status_code == 400
+        assert world.store.list_events().items == []

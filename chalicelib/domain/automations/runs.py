@@ -12,7 +12,7 @@ import enum
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 
@@ -30,6 +30,9 @@ class RunStatus(enum.StrEnum):
 
 
 ACTIVE = frozenset({RunStatus.RUNNING, RunStatus.WAITING, RunStatus.HELD})
+
+TIMER_GRACE = timedelta(minutes=5)
+"""How late a run's timer may be before the sweep wakes the run itself."""
 
 
 @dataclass(frozen=True)
@@ -107,11 +110,12 @@ class Run:
 
     @property
     def sweep_at(self) -> datetime:
-        """When the sweep should look at the run: its due time while waiting, else its last change."""
+        """When the sweep should look at the run: its retry time after a failed sweep, a grace period
+        after its due time while waiting (the timer comes first), else its last change."""
         if self.retry_at is not None and self.active:
             return self.retry_at
         if self.status is RunStatus.WAITING and self.due_at is not None:
-            return self.due_at
+            return self.due_at + TIMER_GRACE
         return self.ended_at or self.updated_at
 
     @property

@@ -58,9 +58,11 @@ class TestEnv:
         assert "other-value" not in str(error)
         assert (error.code, error.http_status, error.ref) == (
             "secret_unavailable",
-            500,
+            503,
             "env:THRIVECART_SECRET",
         )
+        assert error.retryable
+        assert "THRIVECART_SECRET" not in error.answer  # the caller hears no reference or path
         assert isinstance(error, MemberflowError)
 
     def test_an_empty_variable_is_unavailable(self) -> None:

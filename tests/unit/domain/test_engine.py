@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from chalicelib.domain import engine
 from chalicelib.domain.engine import AddTags, ChangeField, Context, RemoveTags, RunOperation
-from chalicelib.domain.errors import CascadeTooLong, Insufficient, NotFound
+from chalicelib.domain.errors import CascadeTooLong, Conflict, Insufficient, NotFound
 from chalicelib.domain.model import Contact, TimelineKind
 from tests.builders import T0, config
 
@@ -190,3 +190,17 @@ def test_no_trigger_tag_ever_stays_on_a_contact(tags: list[str]) -> None:
     t = engine.apply(stored(), [AddTags(tuple(tags))], CTX)
     assert not any(tag.startswith("Op –") for tag in t.after.tags)
     assert t.after.fields.get("credits", Decimal(0)) >= 0
+
+
+class TestNumberRange:
+    def test_a_change_that_would_leave_the_storable_range_is_refused(self) -> None:
+        near_the_top = stored(fields={"credits": Decimal(10) ** 15 - 1})
+        with pytest.raises(Conflict) as refused:
+            engine.apply(near_the_top, [ChangeField("credits", "grant", delta=Decimal(1))], CTX)
+        assert refused.value.code == "out_of_range"
+
+    def test_inside_a_cascade_the_operation_is_refused_and_nothing_applies(self) -> None:
+        near_the_top = stored(fields={"credits": Decimal(10) ** 15 - 1})
+        t = engine.apply(near_the_top, [AddTags(("Op – Add 50 Credits",))], CTX)
+        assert [o.result for o in t.operations] == ["out_of_range"]
+        assert t.after.fields["credits"] == Decimal(10) ** 15 - 1

@@ -1,0 +1,129 @@
+"""No item grows with a contact's history: 20,000 runs and 2,000 orders later, the contact item is as
+small as after the first few, and DynamoDB (moto, which enforces the 400 KB item limit) takes it.
+
+The events go through the real inbox and engine on the in-memory store, held to DynamoDB by the
+store contract suite: moto copies every table on each transaction, so 20,000 commits on moto would
+take most of an hour. The contact they leave is then committed to and read back from DynamoDB, and
+its size is measured by DynamoDB's rules (attribute name bytes plus value bytes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from chalicelib.domain import engine
+from chalicelib.domain.events import OrderSucceeded, Person, PurchasedItem, Source
+from chalicelib.domain.inbox import InboxRecord, Status, event_id_for
+from chalicelib.domain.model import Contact
+from chalicelib.domain.requests import TagsChangeRequested
+from chalicelib.services.inbox import Delivery, Inbox
+from chalicelib.services.ports import Commit
+from chalicelib.storage.dynamo import DynamoStore, _contact_to_model
+from tests.builders import T0, config, unique_email
+from tests.fakes import InMemoryStore
+
+RUNS = 20_000
+ORDERS = 2_000
+
+PING = config(
+    automations={
+        "ping": {"trigger": {"tag_added": "Ping"}, "reentry": "always", "steps": [{"remove_tag": "Ping"}]},
+        "per-order": {
+            "trigger": {"thrivecart": {"event": "order.success"}},
+            "reentry": "once_per_event",
+            "steps": [{"add_tag": "Customer"}],
+        },
+    }
+)
+
+
+def item_size(contact: Contact) -> int:
+    """The contact item's size as DynamoDB counts it: attribute names plus values, in bytes."""
+    serialized: dict[str, Any] = _contact_to_model(contact, version=contact.version).serialize()
+    return sum(len(name.encode()) + _value_size(value) for name, value in serialized.items())
+
+
+def _value_size(typed: dict[str, Any]) -> int:
+    ((kind, value),) = typed.items()
+    if kind in ("S", "N"):
+        return len(str(value).encode())
+    if kind == "SS":
+        return sum(len(v.encode()) for v in value)
+    if kind == "M":
+        return 3 + sum(len(k.encode()) + 1 + _value_size(v) for k, v in value.items())
+    if kind == "BOOL":
+        return 1
+    raise AssertionError(f"unexpected DynamoDB type {kind}")
+
+
+def _ping(inbox: Inbox, email: str, n: int) -> None:
+    event = TagsChangeRequested(f"tags:ping:{n}", Person(email), add=("Ping",))
+    stored = {"kind": "tags", "email": email, "add": ["Ping"], "remove": []}
+    assert inbox.receive(Delivery(Source.ADMIN, event, stored)).result == "accepted"
+
+
+def _order(inbox: Inbox, email: str, n: int) -> None:
+    order = OrderSucceeded(
+        f"order.success:{n}:1:product-12",
+        "order.success",
+        Person(email),
+        False,
+        None,
+        None,
+        str(n),
+        "12",
+        invoice_id="1",
+        items=(PurchasedItem("product-12", "product", "12"),),
+    )
+    assert inbox.receive(Delivery(Source.THRIVECART, order, {"event": "order.success"})).result == "accepted"
+
+
+@pytest.mark.integration
+def test_twenty_thousand_runs_and_two_thousand_orders_leave_the_contact_item_small(
+    dynamo_store: DynamoStore,
+) -> None:
+    fake = InMemoryStore()
+    inbox = Inbox(fake, PING, clock=lambda: T0)
+    email = unique_email()
+    _ping(inbox, email, 0)
+    _order(inbox, email, 0)
+    first = fake.get_contact(email)
+    assert first is not None
+
+    for n in range(1, RUNS):
+        _ping(inbox, email, n)
+    for n in range(1, ORDERS):
+        _order(inbox, email, n)
+    contact = fake.get_contact(email)
+    assert contact is not None
+    runs = fake.list_runs(email=email, limit=RUNS + ORDERS + 10)
+    assert len(runs) == RUNS + ORDERS
+    assert {r.status.value for r in runs} == {"completed"}
+    assert contact.automation_entries == {"ping": RUNS, "per-order": ORDERS}
+    assert contact.active_runs == {}
+    # Only the digits of the version and the two entry counters may grow (4 + 4 + 3 bytes); every
+    # once-only fact is a marker item of its own and every run an item of its own.
+    assert item_size(contact) <= item_size(first) + 11
+    assert item_size(contact) < 2_000
+    assert len(fake.markers[email]) == ORDERS * 2  # one order item and one reentry key per order
+
+    # DynamoDB takes that contact and gives it back unchanged.
+    record = InboxRecord(
+        id=event_id_for("admin", "bounded"),
+        source="admin",
+        idempotency_key="bounded",
+        event_type="admin.tags",
+        status=Status.RECEIVED,
+        received_at=T0,
+    )
+    dynamo_store.claim_event(record)
+    fresh = Contact.new(email, T0)
+    copied = replace(contact, version=0)
+    transition = engine.Transition(fresh, copied, (), (), None, ())
+    dynamo_store.commit(Commit(record.id, transition, processed_at=T0))
+    read_back = dynamo_store.get_contact(email)
+    assert read_back is not None
+    assert replace(read_back, version=0) == copied
