@@ -21,7 +21,7 @@ from chalicelib.config.automations import parse_duration
 from chalicelib.config.loader import ConfigError, LoadedConfig, load_config
 from chalicelib.config.schema import SCHEMA_PATH, render_schema, write_schema
 from chalicelib.domain.errors import BadRequest, MemberflowError, NotFound
-from chalicelib.services.simulator import Simulator, commands_for, parse_event
+from chalicelib.services.simulator import Simulator, commands_for, parse_event, unknown_tag_warnings
 
 
 class Handler(Protocol):
@@ -110,6 +110,8 @@ def _simulate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except BadRequest as problem:
         print(f"error: {problem.message}", file=err)
         return 2
+    for unknown_tag in unknown_tag_warnings(config, contact, events):
+        print(f"warning: {unknown_tag}", file=err)
     try:
         for event in events:
             sim.event(event)
@@ -180,7 +182,8 @@ def add_simulate_command(groups: CommandGroups) -> None:
         description=(
             "Run one contact through the automations of a config file on a virtual clock: apply "
             "the events in order at --start, then fire every wake-up (delays, wait_until) up to "
-            "--until later, and print the timeline and each run's history."
+            "--until later, and print the timeline and each run's history. A tag of the contact or "
+            "an event that the config never mentions is warned about on stderr, with a guess."
         ),
     )
     simulate.add_argument("--config", required=True, metavar="FILE", help="the YAML config file")

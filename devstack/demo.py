@@ -2,7 +2,8 @@
 
 It sends what ThriveCart and Kit would send (a purchase with a bump and an upsell, two monthly
 rebills, the first rebill again as a retry, a signed Kit batch, a generated operation URL call)
-and prints the buyer's contact, credit ledger and timeline as the admin API returns them.
+and prints the buyer's contact, credit ledger and timeline as the admin API returns them. It talks
+to http://127.0.0.1:$LOCAL_APP_PORT (default 8000), where `make run` listens, or to MEMBERFLOW_URL.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from devstack.__main__ import LOCAL_SECRETS
 SAMPLES = Path(__file__).resolve().parent.parent / "tests" / "payloads"
 FIXTURE_SECRET = b"tc-secret-FIXTURE"
 BUYER = "ada.lovelace@example.com"
+DEFAULT_PORT = "8000"
+"""The port ``make run`` listens on unless LOCAL_APP_PORT says otherwise."""
 
 
 def secret(name: str) -> str:
@@ -48,14 +51,22 @@ def thrivecart(base: str, name: str) -> Any:
 
 
 def main() -> int:
-    base = os.environ.get("MEMBERFLOW_URL", f"http://127.0.0.1:{os.environ.get('LOCAL_APP_PORT', '8000')}")
+    port = os.environ.get("LOCAL_APP_PORT") or DEFAULT_PORT
+    base = os.environ.get("MEMBERFLOW_URL") or f"http://127.0.0.1:{port}"
+    where = "MEMBERFLOW_URL" if os.environ.get("MEMBERFLOW_URL") else f"LOCAL_APP_PORT={port}"
     try:
         urllib.request.urlopen(
             urllib.request.Request(f"{base}/webhooks/thrivecart", method="HEAD"), timeout=3
         )
     except OSError:
-        print(f"memberflow is not running on {base}: start it with `make run` first.", file=sys.stderr)
+        print(
+            f"memberflow: nothing answers on {base} ({where}): is `make run` running? it listens on"
+            f" http://127.0.0.1:$LOCAL_APP_PORT (default {DEFAULT_PORT}); start it, or give `make demo`"
+            " the LOCAL_APP_PORT it was started with.",
+            file=sys.stderr,
+        )
         return 2
+    print(f"Replaying against {base} ({where})\n")
     admin = {"Authorization": f"Bearer {secret('ADMIN_TOKEN')}"}
     steps = [
         (

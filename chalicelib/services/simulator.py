@@ -4,7 +4,8 @@ The simulator drives the production engine and interpreter (``engine.apply``) wi
 contact and run set, and a heap of pending wake-ups in place of Step Functions: popping the
 earliest wake-up moves the clock to its due time and resumes the run exactly as the resume
 handler would. What it prints is the contact's timeline plus each run's history, so a branch shows
-the tags and fields it saw.
+the tags and fields it saw. ``unknown_tag_warnings`` points out the tags of the input that the
+config never mentions, since such a tag changes nothing in a simulation and is usually misspelt.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import heapq
 import itertools
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
@@ -28,6 +30,7 @@ from chalicelib.domain.automations.runs import Run, WakeUp
 from chalicelib.domain.errors import BadRequest
 from chalicelib.domain.model import Contact, FieldValue, TimelineEntry, normalize_email
 from chalicelib.domain.rules import product_actions
+from chalicelib.domain.tagmap import closest_tag, known_tags
 
 THRIVECART_HOOKS = {
     "order.success": "on_purchase",
@@ -222,6 +225,55 @@ def commands_for(spec: Mapping[str, Any], config: MemberflowConfig) -> list[engi
     raise BadRequest(
         f"unknown event '{kind}': use tag_added, tag_removed, set_field, operation or thrivecart"
     )
+
+
+def unknown_tag_warnings(
+    config: MemberflowConfig, contact: Mapping[str, Any], events: Sequence[Mapping[str, Any]]
+) -> list[str]:
+    """One line per tag of the contact or of a tag event that the config never mentions, with a guess.
+
+    Nothing in the config sets or reads such a tag, so it changes nothing in the simulation; it is
+    what a misspelt name looks like (``Payment - Success``, with a hyphen, is not the config's
+    ``Payment – Success``). The guess follows the tag map's lint (``closest_tag``).
+    """
+    known = known_tags(config)
+    tags = contact.get("tags")
+    mentions = [(str(tag), "the contact's tags") for tag in tags] if isinstance(tags, list) else []
+    for event in events:
+        for kind in ("tag_added", "tag_removed"):
+            if kind in event:
+                mentions.append((str(event[kind]), f"event '{_label(event)}'"))
+    warnings: list[str] = []
+    reported: set[str] = set()
+    for tag, where in mentions:
+        if tag in known or tag in reported:
+            continue
+        reported.add(tag)
+        text = f"{where}: the config never mentions the tag {tag!r}; nothing sets it or reacts to it"
+        guess = closest_tag(tag, known)
+        if guess is not None:
+            text += f"; did you mean {guess!r}?{_dash_note(tag, guess)}"
+        warnings.append(text)
+    return warnings
+
+
+_DASH_NAMES = {"-": "hyphen", "–": "en dash", "—": "em dash"}
+
+
+def _dash_note(written: str, meant: str) -> str:
+    """`` (a hyphen '-' where the config has an en dash '–')`` when the first differing dash says so."""
+    ours = [char for char in written if unicodedata.category(char) == "Pd"]
+    theirs = [char for char in meant if unicodedata.category(char) == "Pd"]
+    for mine, wanted in zip(ours, theirs, strict=False):
+        if mine != wanted:
+            return f" ({_dash_name(mine)} {mine!r} where the config has {_dash_name(wanted)} {wanted!r})"
+    return ""
+
+
+def _dash_name(char: str) -> str:
+    """``a hyphen``, ``an en dash``, ``a figure dash``..."""
+    name = _DASH_NAMES.get(char) or unicodedata.name(char, "dash").lower()
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
 
 
 def parse_event(text: str) -> dict[str, Any]:

@@ -195,7 +195,34 @@ class TestSimulate:
         captured = capsys.readouterr()
         assert "+0d 00:00:02  2026-01-05 09:00:02  [onboarding] send_email-upsell: queued" in captured.out
         assert "contact: tags ['Purchase – Foundation', 'VIP'], fields {'credits': '5'}" in captured.out
-        assert captured.err == ""
+        assert "note:" not in captured.err  # nothing left pending; 'VIP' is warned about, see below
+
+    def test_a_tag_the_config_never_mentions_is_a_warning_with_a_guess(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        argv = simulate(
+            tmp_path,
+            "--event",
+            "tag_added: Purchase - Foundation",  # a hyphen, where the config has an en dash
+            "--event",
+            "tag_added: payment – success",
+            contact='{"email": "jane@example.com", "tags": ["VIP"]}',
+        )
+        assert main(argv) == 0
+        captured = capsys.readouterr()
+        assert captured.err.splitlines() == [
+            "warning: the contact's tags: the config never mentions the tag 'VIP'; nothing sets it or"
+            " reacts to it",
+            "warning: event 'tag_added: Purchase - Foundation': the config never mentions the tag"
+            " 'Purchase - Foundation'; nothing sets it or reacts to it; did you mean 'Purchase – Foundation'?"
+            " (a hyphen '-' where the config has an en dash '–')",
+            "warning: event 'tag_added: payment – success': the config never mentions the tag"
+            " 'payment – success'; nothing sets it or reacts to it; did you mean 'Payment – Success'?",
+        ]
+        # The report on stdout is as parseable as ever: the misspelt tags were added, and nothing ran.
+        assert "warning" not in captured.out
+        assert "== tag_added: Purchase - Foundation" in captured.out
+        assert "runs:\n\ncontact: tags ['Purchase - Foundation', 'VIP', 'payment – success']" in captured.out
 
     def test_wake_ups_after_the_horizon_are_left_pending(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -10,7 +10,7 @@ import pytest
 
 from chalicelib.config import load_config
 from chalicelib.config.model import MemberflowConfig
-from chalicelib.domain.tagmap import normalise, tag_map
+from chalicelib.domain.tagmap import closest_tag, known_tags, normalise, tag_map
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -231,3 +231,28 @@ class TestLint:
         messages = [message for _, _, message in findings(config)]
         assert messages[0].startswith("cannot trigger an automation on tag_added 'Op – Add 50 Credits'")
         assert messages[1].startswith("cannot remove 'Op – Add 50 Credits'")
+
+
+class TestClosestTag:
+    def test_known_tags_are_every_tag_the_config_mentions(self) -> None:
+        assert known_tags(CONFIG) == {"Op – Add 50 Credits", "Purchase – Foundation", "VIP"}
+        with_kit = build(kit={"tag_ids": {"4512345": "Module 1 Complete"}})
+        assert known_tags(with_kit) == {"Module 1 Complete"}
+
+    @pytest.mark.parametrize(
+        ("written", "meant"),
+        [
+            ("Purchase - Foundation", "Purchase – Foundation"),  # hyphen for en dash
+            ("purchase – FOUNDATION", "Purchase – Foundation"),
+            ("Purchase  –Foundation", "Purchase – Foundation"),
+            ("Purchase – Foundatoin", "Purchase – Foundation"),  # one slip apart
+            ("Op – Add 50 Credit", "Op – Add 50 Credits"),
+            ("vip", "VIP"),
+        ],
+    )
+    def test_near_misses_find_the_config_tag(self, written: str, meant: str) -> None:
+        assert closest_tag(written, known_tags(CONFIG)) == meant
+
+    @pytest.mark.parametrize("written", ["Zebra", "Op – Add 100 Credits", "Purchase – Coaching"])
+    def test_other_names_have_no_guess(self, written: str) -> None:
+        assert closest_tag(written, known_tags(CONFIG)) is None

@@ -28,6 +28,7 @@ from chalicelib.services.simulator import (
     describe,
     events_from,
     parse_event,
+    unknown_tag_warnings,
 )
 
 T0 = dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)
@@ -201,6 +202,54 @@ class TestEvents:
         with pytest.raises(BadRequest) as caught:
             commands_for(spec, CONFIG)
         assert message in caught.value.message
+
+
+class TestUnknownTags:
+    def test_tags_the_config_sets_or_reads_are_fine(self) -> None:
+        contact = {"email": "j@example.com", "tags": ["VIP", "Left"]}  # read by a condition, a goal
+        events = [{"tag_added": "Purchase – Foundation"}, {"tag_removed": "VIP"}, {"operation": "x"}]
+        assert unknown_tag_warnings(CONFIG, contact, events) == []
+
+    def test_a_hyphen_for_an_en_dash_is_named(self) -> None:
+        warnings = unknown_tag_warnings(
+            CONFIG, {"email": "j@example.com"}, [{"tag_added": "Purchase - Foundation"}]
+        )
+        assert warnings == [
+            "event 'tag_added: Purchase - Foundation': the config never mentions the tag "
+            "'Purchase - Foundation'; nothing sets it or reacts to it; did you mean 'Purchase – Foundation'? "
+            "(a hyphen '-' where the config has an en dash '–')"
+        ]
+
+    @pytest.mark.parametrize(
+        "written",
+        ["purchase – foundation", "Purchase –  Foundation", "Purchase–Foundation", "Purchase — Foundation"],
+    )
+    def test_case_spacing_and_other_dashes_suggest_the_config_tag(self, written: str) -> None:
+        (warning,) = unknown_tag_warnings(CONFIG, {"email": "j@example.com", "tags": [written]}, [])
+        assert warning.startswith(f"the contact's tags: the config never mentions the tag {written!r}")
+        assert "did you mean 'Purchase – Foundation'?" in warning
+
+    def test_a_near_miss_is_suggested(self) -> None:
+        (warning,) = unknown_tag_warnings(CONFIG, {"email": "j"}, [{"tag_removed": "Purchase – Foundatoin"}])
+        assert warning.endswith("did you mean 'Purchase – Foundation'?")
+
+    def test_an_unrelated_tag_gets_no_guess(self) -> None:
+        (warning,) = unknown_tag_warnings(CONFIG, {"email": "j", "tags": ["Zebra Crossing"]}, [])
+        assert warning == (
+            "the contact's tags: the config never mentions the tag 'Zebra Crossing'; "
+            "nothing sets it or reacts to it"
+        )
+
+    def test_each_tag_is_reported_once(self) -> None:
+        events = [{"tag_added": "Nope"}, {"tag_removed": "Nope"}]
+        warnings = unknown_tag_warnings(CONFIG, {"email": "j", "tags": ["Nope"]}, events)
+        assert len(warnings) == 1
+        assert warnings[0].startswith("the contact's tags: ")
+
+    def test_kit_tag_ids_count_as_mentions(self) -> None:
+        config = parse_config(CONFIG_TEXT + 'kit:\n  tag_ids: {4512345: "Module 1 Complete"}\n').model
+        contact = {"email": "j", "tags": ["Module 1 Complete"]}
+        assert unknown_tag_warnings(config, contact, [{"tag_added": "Module 1 Complete"}]) == []
 
 
 class TestClock:
