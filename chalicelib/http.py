@@ -21,7 +21,7 @@ from chalice.app import Request, Response
 
 from chalicelib import bootstrap
 from chalicelib.config.loader import ConfigError
-from chalicelib.domain.errors import BadRequest, MemberflowError, Unauthorized
+from chalicelib.domain.errors import BadRequest, MemberflowError, PayloadTooLarge, Unauthorized
 from chalicelib.metrics import API_5XX
 
 logger = logging.getLogger("chalicelib.http")
@@ -89,8 +89,14 @@ def raw_body(request: Request) -> bytes:
     return body if isinstance(body, bytes) else (body or "").encode()
 
 
+MAX_ADMIN_BODY_BYTES = 128 * 1024
+"""Admin requests carry a few tags or one field change; a larger body is refused before parsing."""
+
+
 def json_body(request: Request) -> dict[str, Any]:
     body = raw_body(request)
+    if len(body) > MAX_ADMIN_BODY_BYTES:
+        raise PayloadTooLarge(f"body is {len(body)} bytes; the limit is {MAX_ADMIN_BODY_BYTES}")
     if not body.strip():
         return {}
     try:

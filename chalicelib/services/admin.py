@@ -112,6 +112,9 @@ def event_view(record: InboxRecord, *, with_payload: bool = False) -> dict[str, 
         "processed_at": record.processed_at.isoformat() if record.processed_at else None,
         "duplicate_of": record.duplicate_of,
         "result": dict(record.result),
+        "attempts": record.attempts,
+        "last_error": record.last_error,
+        "retry_at": record.retry_at.isoformat() if record.retry_at else None,
     }
     if with_payload:
         view["payload"] = dict(record.payload)

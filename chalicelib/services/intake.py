@@ -28,10 +28,11 @@ from chalicelib.adapters.kit.verify import token_matches, verify_signature
 from chalicelib.adapters.thrivecart.forms import decode_body, ensure_storable
 from chalicelib.adapters.thrivecart.parse import parse as parse_thrivecart
 from chalicelib.adapters.thrivecart.verify import verify as verify_thrivecart
+from chalicelib.config.base import TAG_NAME_MAX_LENGTH
 from chalicelib.config.model import MemberflowConfig
 from chalicelib.config.secrets import SecretResolver
 from chalicelib.domain import hooks
-from chalicelib.domain.errors import BadRequest, NotFound, ParseError, Unauthorized
+from chalicelib.domain.errors import BadRequest, NotFound, ParseError, PayloadTooLarge, Unauthorized
 from chalicelib.domain.events import (
     Ignored,
     KitEvent,
@@ -54,10 +55,18 @@ from chalicelib.domain.requests import (
     TagsChangeRequested,
 )
 from chalicelib.domain.rules import Actionable
+from chalicelib.domain.text import is_clean
 from chalicelib.observability import SECRETS
 from chalicelib.services.inbox import Decoder, Delivery, Inbox, Receipt
 
 MAX_TAGS_PER_REQUEST = 50
+MAX_REQUEST_BYTES = 128 * 1024
+"""Generated operation URLs take an email and a few names; anything this big is not a real call."""
+MAX_KEY_LENGTH = 200
+"""Idempotency keys: long enough for a UUID or a composite key, short enough for any index."""
+MAX_NAME_LENGTH = 200
+MAX_REASON_LENGTH = 1000
+MAX_TEXT_VALUE_LENGTH = 1000
 
 
 class Intake:
@@ -149,7 +158,8 @@ class Intake:
             raise NotFound(f"no operation '{operation_id}'", code="unknown_operation")
         fields = _form_or_json(body, content_type)
         email = _required_text(fields, "email")
-        key = idempotency_key or _optional_text(fields, "idempotency_key") or f"auto:{uuid.uuid4().hex}"
+        given_key = _key_text(idempotency_key, "Idempotency-Key") or _optional_text(fields, "idempotency_key")
+        key = _key_text(given_key, "idempotency_key") or f"auto:{uuid.uuid4().hex}"
         person = Person(email=normalize_email(email), first_name=_optional_text(fields, "first_name"))
         request = OperationRequested(f"{operation_id}:{key}", person, operation_id, via="hook")
         stored = {"operation_id": operation_id, "email": person.email, "via": "hook"}
@@ -167,7 +177,7 @@ class Intake:
         if operation_id not in self.config.operations:
             raise NotFound(f"no operation '{operation_id}'", code="unknown_operation")
         person = Person(email=normalize_email(email))
-        key = f"{operation_id}:{idempotency_key or 'auto:' + uuid.uuid4().hex}"
+        key = f"{operation_id}:{_key_text(idempotency_key, 'Idempotency-Key') or 'auto:' + uuid.uuid4().hex}"
         request = OperationRequested(key, person, operation_id, via="admin")
         stored = {"operation_id": operation_id, "email": person.email, "via": "admin"}
         return self.inbox.receive(Delivery(Source.ADMIN, request, stored))
@@ -183,7 +193,7 @@ class Intake:
         if both := sorted(set(add) & set(remove)):
             raise BadRequest(f"tag(s) both added and removed: {', '.join(both)}")
         person = Person(email=normalize_email(email))
-        key = f"tags:{idempotency_key or 'auto:' + uuid.uuid4().hex}"
+        key = f"tags:{_key_text(idempotency_key, 'Idempotency-Key') or 'auto:' + uuid.uuid4().hex}"
         request = TagsChangeRequested(key, person, add=tuple(add), remove=tuple(remove))
         stored = {"kind": "tags", "email": person.email, "add": add, "remove": remove}
         return self.inbox.receive(Delivery(Source.ADMIN, request, stored))
@@ -191,6 +201,7 @@ class Intake:
     def admin_field(
         self, email: str, field: str, body: Mapping[str, Any], idempotency_key: str | None
     ) -> Receipt:
+        idempotency_key = _key_text(idempotency_key, "Idempotency-Key")
         if not idempotency_key:
             raise BadRequest(
                 "an Idempotency-Key header is required for field changes", code="idempotency_key_required"
@@ -207,6 +218,7 @@ class Intake:
         reason = body.get("reason")
         if not isinstance(reason, str) or not reason.strip():
             raise BadRequest("'reason' is required: say why the field changes (it goes in the ledger)")
+        _check_text(reason, "reason", MAX_REASON_LENGTH)
         person = Person(email=normalize_email(email))
         delta: Decimal | None = None
         value: FieldValue | None = None
@@ -217,7 +229,7 @@ class Intake:
         elif spec.type == "number":
             value = _number(body["set"], "set")
         elif isinstance(body["set"], str):
-            value = body["set"]
+            value = _check_text(body["set"], "set", MAX_TEXT_VALUE_LENGTH)
         else:
             raise BadRequest(f"field '{field}' holds text; 'set' must be a string")
         request = FieldChangeRequested(
@@ -288,6 +300,8 @@ def _stored(payload: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _form_or_json(body: bytes, content_type: str | None) -> dict[str, Any]:
+    if len(body) > MAX_REQUEST_BYTES:
+        raise PayloadTooLarge(f"body is {len(body)} bytes; the limit is {MAX_REQUEST_BYTES}")
     if not body.strip():
         return {}
     text = body.decode("utf-8", errors="replace")
@@ -302,16 +316,31 @@ def _form_or_json(body: bytes, content_type: str | None) -> dict[str, Any]:
     return dict(parse_qsl(text, keep_blank_values=True))
 
 
+def _check_text(value: str, name: str, max_length: int) -> str:
+    """``value`` if it can be stored and shown as it is; a 400 naming ``name`` otherwise."""
+    if not is_clean(value):
+        raise BadRequest(f"'{name}' holds control characters or invalid Unicode", code="invalid_text")
+    if len(value) > max_length:
+        raise BadRequest(f"'{name}' is longer than {max_length} characters", code="invalid_text")
+    return value
+
+
+def _key_text(value: str | None, name: str) -> str | None:
+    return _check_text(value.strip(), name, MAX_KEY_LENGTH) if value and value.strip() else None
+
+
 def _required_text(fields: Mapping[str, Any], name: str) -> str:
     value = fields.get(name)
     if not isinstance(value, str) or not value.strip():
         raise BadRequest(f"'{name}' is required", code=f"missing_{name}")
-    return value.strip()
+    return _check_text(value.strip(), name, MAX_TEXT_VALUE_LENGTH)
 
 
 def _optional_text(fields: Mapping[str, Any], name: str) -> str | None:
     value = fields.get(name)
-    return value.strip() if isinstance(value, str) and value.strip() else None
+    if not isinstance(value, str) or not value.strip():
+        return None
+    return _check_text(value.strip(), name, MAX_NAME_LENGTH)
 
 
 def _tag_list(body: Mapping[str, Any], key: str) -> list[str]:
@@ -320,7 +349,7 @@ def _tag_list(body: Mapping[str, Any], key: str) -> list[str]:
         raise BadRequest(f"'{key}' must be a list of tag names")
     if len(raw) > MAX_TAGS_PER_REQUEST:
         raise BadRequest(f"'{key}' may name at most {MAX_TAGS_PER_REQUEST} tags")
-    return list(dict.fromkeys(t.strip() for t in raw))
+    return list(dict.fromkeys(_check_text(t.strip(), key, TAG_NAME_MAX_LENGTH) for t in raw))
 
 
 def _number(raw: Any, name: str) -> Decimal:
