@@ -1,9 +1,8 @@
 """Turns Kit webhook bodies into memberflow's domain events, without any I/O.
 
 Two delivery styles reach memberflow, and ``decode_json`` reads both: at most ``MAX_KIT_BODY_BYTES``
-(else ``PayloadTooLarge``, before any decoding), UTF-8, one JSON object nested at most
-``MAX_JSON_DEPTH`` deep, with no NaN or Infinity, no integer longer than ``MAX_NUMBER_DIGITS`` digits
-and no number beyond the range of a float (else ``ParseError``).
+(else ``PayloadTooLarge``, before any decoding), then strict JSON as ``adapters.strict_json`` reads
+it (one object, bounded nesting and numbers, else ``ParseError``).
 
 Current webhook endpoints POST a signed envelope ``{"delivery_id", "events": [...]}`` holding 1–100
 events of one type. Only a broken envelope (``events`` missing or not a list, 0 or more than 100
@@ -51,10 +50,11 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from decimal import Decimal, localcontext
 from typing import Any, Final, TypeGuard
 
+from chalicelib.adapters.strict_json import MAX_DEPTH, decode_object
 from chalicelib.domain.errors import ParseError, PayloadTooLarge
 from chalicelib.domain.events import (
     Ignored,
@@ -79,9 +79,8 @@ MAX_STORED_EVENT_BYTES: Final = 64 * 1024
 ASCII escaping can triple a body (one 4-byte character becomes a 12-byte surrogate pair), and a
 DynamoDB item holds at most 400 KB, so the cap is on the stored form rather than the bytes received.
 """
-MAX_JSON_DEPTH: Final = 32
+MAX_JSON_DEPTH: Final = MAX_DEPTH
 """Deepest nesting ``decode_json`` accepts, counting the top-level object as level 1."""
-MAX_NUMBER_DIGITS: Final = 100
 
 NOT_HANDLED: Final = "event type not handled"
 LEGACY_EVENT_MISSING: Final = "legacy Kit hook URL must say ?event=..."
@@ -316,59 +315,7 @@ def decode_json(raw_body: bytes) -> dict[str, Any]:
         )
     if not raw_body.strip():
         raise ParseError("empty body")
-    try:
-        text = raw_body.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ParseError("body is not UTF-8") from exc
-    try:
-        payload = json.loads(
-            text, parse_constant=_reject_constant, parse_int=_bounded_int, parse_float=_finite_float
-        )
-    # ValueError covers JSONDecodeError; RecursionError covers nesting deeper than the interpreter allows.
-    except (ValueError, RecursionError) as exc:
-        raise ParseError("body is not valid JSON") from exc
-    if not isinstance(payload, dict):
-        raise ParseError("body must be a JSON object")
-    if _depth(payload) > MAX_JSON_DEPTH:
-        raise ParseError(f"body is nested more than {MAX_JSON_DEPTH} levels deep")
-    return payload
-
-
-def _reject_constant(name: str) -> Any:
-    raise ParseError(f"body is not valid JSON: {name} is not a JSON number")
-
-
-def _bounded_int(digits: str) -> int:
-    # int() refuses more than 4300 digits with a ValueError; no Kit id or amount comes near this bound.
-    if len(digits.lstrip("-")) > MAX_NUMBER_DIGITS:
-        raise ParseError(f"body is not valid JSON: a number has more than {MAX_NUMBER_DIGITS} digits")
-    return int(digits)
-
-
-def _finite_float(text: str) -> float:
-    number = float(text)
-    if not math.isfinite(number):
-        raise ParseError("body is not valid JSON: a number is too large to represent")
-    return number
-
-
-def _depth(value: Any) -> int:
-    """Nesting depth of a decoded JSON value, without recursion."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, level = stack.pop()
-        if isinstance(node, dict):
-            children: Iterable[Any] = node.values()
-        elif isinstance(node, list):
-            children = node
-        else:
-            continue
-        deepest = max(deepest, level)
-        if deepest > MAX_JSON_DEPTH:
-            return deepest
-        stack.extend((child, level + 1) for child in children)
-    return deepest
+    return decode_object(raw_body)
 
 
 def is_envelope(payload: Mapping[str, Any]) -> bool:

@@ -25,12 +25,12 @@ import email.parser
 import email.policy
 import email.utils
 import json
-import math
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
+from chalicelib.adapters.strict_json import decode_object
 from chalicelib.adapters.thrivecart.verify import redact
 from chalicelib.domain.errors import ParseError, PayloadTooLarge
 from chalicelib.domain.text import is_encodable
@@ -41,7 +41,6 @@ MAX_STORED_BYTES = 192 * 1024
 """Cap on ``stored_size``: room for escaping, and well inside DynamoDB's 400 KB item."""
 
 MAX_FIELDS = 10_000
-MAX_NUMBER_DIGITS = 100
 MAX_DEPTH = 32
 """Deepest nesting accepted, counting the top-level dict as level 1."""
 
@@ -119,61 +118,7 @@ def build_nested(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
 
 
 def _decode_json(body: bytes) -> dict[str, Any]:
-    try:
-        text = body.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ParseError(f"JSON body is not valid UTF-8 (byte {exc.start})") from None
-    try:
-        decoded = json.loads(
-            text, parse_constant=_reject_constant, parse_int=_bounded_int, parse_float=_finite_float
-        )
-    except json.JSONDecodeError as exc:
-        where = f"line {exc.lineno} column {exc.colno}"
-        raise ParseError(f"body is not valid JSON: {exc.msg} at {where}") from None
-    except RecursionError:
-        raise ParseError(f"JSON body is nested more than {MAX_DEPTH} levels deep") from None
-    if not isinstance(decoded, dict):
-        raise ParseError(f"JSON body is a {type(decoded).__name__}, not an object")
-    if _depth(decoded) > MAX_DEPTH:
-        raise ParseError(f"JSON body is nested more than {MAX_DEPTH} levels deep")
-    return decoded
-
-
-def _reject_constant(name: str) -> Any:
-    raise ParseError(f"body is not valid JSON: {name} is not a JSON number")
-
-
-def _bounded_int(digits: str) -> int:
-    # int() refuses more than 4300 digits with a ValueError; no real field comes anywhere near this.
-    if len(digits) > MAX_NUMBER_DIGITS:
-        raise ParseError(f"JSON body has a number with more than {MAX_NUMBER_DIGITS} digits")
-    return int(digits)
-
-
-def _finite_float(text: str) -> float:
-    number = float(text)
-    if not math.isfinite(number):
-        raise ParseError("JSON body has a number too large to represent")
-    return number
-
-
-def _depth(value: Any) -> int:
-    """Nesting depth of a decoded JSON value, without recursion (json itself allows ~1000 levels)."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, level = stack.pop()
-        if isinstance(node, dict):
-            children: Iterable[Any] = node.values()
-        elif isinstance(node, list):
-            children = node
-        else:
-            continue
-        deepest = max(deepest, level)
-        if deepest > MAX_DEPTH:
-            return deepest
-        stack.extend((child, level + 1) for child in children)
-    return deepest
+    return decode_object(body)
 
 
 def _urlencoded_pairs(body: bytes) -> list[tuple[str, str]]:
