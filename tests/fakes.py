@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from chalicelib.domain.automations.runs import Run, RunStatus, StepRecord, WakeUp
-from chalicelib.domain.inbox import OPEN, InboxRecord, Status, decode_cursor, encode_cursor
+from chalicelib.domain.inbox import OPEN, InboxRecord, Status, decode_cursor, encode_cursor, fault_reason
 from chalicelib.domain.model import Contact, KitSyncIntent, LedgerEntry, OutboundIntent, TimelineEntry
 from chalicelib.services.ports import (
     Commit,
@@ -105,7 +105,7 @@ class InMemoryStore:
             if record is None or record.status not in OPEN:
                 raise EventAlreadyFinal(event_id)
             status = Status.RETRYING if retry_at is not None else Status.FAILED
-            reason = f"retrying: {error}" if retry_at else f"gave up after {attempts} attempts: {error}"
+            reason = fault_reason(error, attempts, parked=retry_at is None)
             self.events[event_id] = replace(
                 record,
                 status=status,

@@ -39,6 +39,11 @@ OPEN = frozenset({Status.RECEIVED, Status.RETRYING, Status.FAILED, Status.IGNORE
 "ignored" only ever reaches a commit through an operator's replay."""
 
 
+def fault_reason(error: str, attempts: int, *, parked: bool) -> str:
+    """The reason shown on an event a fault of ours stopped: retrying, or given up on."""
+    return f"gave up after {attempts} attempts: {error}" if parked else f"retrying: {error}"
+
+
 def event_id_for(source: str, idempotency_key: str) -> str:
     digest = hashlib.sha256(f"{source}\n{idempotency_key}".encode()).hexdigest()
     return f"evt_{digest[:32]}"

@@ -24,7 +24,7 @@ from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.domain.automations.runs import Run, RunStatus, StepRecord
-from chalicelib.domain.inbox import OPEN, InboxRecord, Status, decode_cursor, encode_cursor
+from chalicelib.domain.inbox import OPEN, InboxRecord, Status, decode_cursor, encode_cursor, fault_reason
 from chalicelib.domain.model import (
     Contact,
     KitSyncIntent,
@@ -134,15 +134,7 @@ class DynamoStore:
         ]
         if email:
             actions.append(EventModel.email.set(email))
-        try:
-            EventModel(event_id).update(
-                actions=actions,
-                condition=EventModel.id.exists() & EventModel.status.is_in(*_OPEN),
-            )
-        except UpdateError as error:
-            if error.cause_response_code == _CONDITION_FAILED:
-                raise EventAlreadyFinal(event_id) from error
-            raise
+        _update_open_event(event_id, actions)
 
     def record_fault(
         self, event_id: str, *, attempts: int, error: str, at: datetime, retry_at: datetime | None
@@ -152,29 +144,22 @@ class DynamoStore:
             EventModel.last_error.set(error),
             EventModel.processed_at.set(at),
         ]
+        reason = fault_reason(error, attempts, parked=retry_at is None)
         if retry_at is not None:
             actions += [
                 EventModel.status.set(Status.RETRYING.value),
                 EventModel.retry_queue.set(_RETRY_QUEUE),
                 EventModel.retry_at.set(retry_at),
-                EventModel.reason.set(f"retrying: {error}"),
+                EventModel.reason.set(reason),
             ]
         else:
             actions += [
                 EventModel.status.set(Status.FAILED.value),
                 EventModel.retry_queue.remove(),
                 EventModel.retry_at.remove(),
-                EventModel.reason.set(f"gave up after {attempts} attempts: {error}"),
+                EventModel.reason.set(reason),
             ]
-        try:
-            EventModel(event_id).update(
-                actions=actions,
-                condition=EventModel.id.exists() & EventModel.status.is_in(*_OPEN),
-            )
-        except UpdateError as error_:
-            if error_.cause_response_code == _CONDITION_FAILED:
-                raise EventAlreadyFinal(event_id) from error_
-            raise
+        _update_open_event(event_id, actions)
 
     def list_stuck_events(self, before: datetime, limit: int) -> list[InboxRecord]:
         query = EventModel.by_status.query(
@@ -388,6 +373,18 @@ class DynamoStore:
             return None
         definition: Mapping[str, Any] = item.definition
         return definition
+
+
+def _update_open_event(event_id: str, actions: list[Action]) -> None:
+    """Write an outcome unless the event reached a final one meanwhile (then EventAlreadyFinal)."""
+    try:
+        EventModel(event_id).update(
+            actions=actions, condition=EventModel.id.exists() & EventModel.status.is_in(*_OPEN)
+        )
+    except UpdateError as error:
+        if error.cause_response_code == _CONDITION_FAILED:
+            raise EventAlreadyFinal(event_id) from error
+        raise
 
 
 def _failed(reasons: list[Any], index: int) -> bool:
