@@ -8,6 +8,7 @@ Lambda task calling the app's ``resume_run`` in this process (Waits really sleep
 Chalice's local server. State lives in memory and is gone when it stops
 (Ctrl-C or SIGTERM). Secrets the config references default to well-known local values so the
 printed curl commands work as they are.
+The app runs as the packaged template's function role with IAM enforced; ``LOCAL_IAM=off`` turns that off.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from chalicelib.config.secrets import SecretResolver
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -129,11 +134,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def serve(args: argparse.Namespace, config_version: str, moto_endpoint: str) -> int:
     from chalice.config import Config
-    from chalice.local import create_local_server
 
     import app as app_module
     from chalicelib import bootstrap
     from chalicelib.storage.models import create_tables
+    from devstack.stack import become_function_role, local_iam_enabled
     from devstack.stepfunctions import LocalDelays
 
     region = os.environ["AWS_DEFAULT_REGION"]
@@ -142,8 +147,11 @@ def serve(args: argparse.Namespace, config_version: str, moto_endpoint: str) -> 
     os.environ["MEMBERFLOW_STATE_MACHINE_ARN"] = delays.provision(region)
     container = bootstrap.container()
     create_tables()
+    if local_iam_enabled():
+        # From here on routes, resume_run and the sweep have exactly the packaged role's rights.
+        become_function_role(delays.stack)
     config = Config.create(chalice_stage="local", app_name="memberflow", project_dir=str(ROOT))
-    server = create_local_server(app_module.app, config, args.host, args.app_port)
+    server = local_server(app_module.app, config, args.host, args.app_port)
     port = server.server.server_address[1]
     base = f"http://{args.host}:{port}"
     print_banner(base, moto_endpoint, container, config_version, delays)
@@ -168,6 +176,25 @@ def serve(args: argparse.Namespace, config_version: str, moto_endpoint: str) -> 
     return 0
 
 
+LISTEN_BACKLOG = 128
+"""Connections the local server's listen queue holds before a thread accepts them (socketserver's 5
+overflows under a burst of webhooks: Linux drops the SYNs, so clients wait a second; macOS resets)."""
+
+
+def local_server(app: Any, config: Any, host: str, port: int) -> Any:
+    """``chalice.local.create_local_server`` with a server class of our own; chalice's stay untouched."""
+    from chalice.local import LocalChalice, LocalDevServer, ThreadedHTTPServer
+
+    class LocalHTTPServer(ThreadedHTTPServer):
+        request_queue_size = LISTEN_BACKLOG
+        daemon_threads = True
+
+    if not isinstance(app, LocalChalice):
+        # As create_local_server does: app.current_request per thread, for the threaded server.
+        app.__class__ = type("LocalApp", (LocalChalice, type(app)), {})
+    return LocalDevServer(app, config, host, port, server_cls=LocalHTTPServer)
+
+
 def print_banner(
     base: str, moto_endpoint: str, container: object, version: str, delays: object | None = None
 ) -> None:
@@ -176,13 +203,15 @@ def print_banner(
     from devstack.stepfunctions import RESUME_HANDLER, LocalDelays
 
     assert isinstance(container, Container)
+    config = container.loaded.model
     secrets = container.intake.hook_secrets()
-    kit_token = os.environ["KIT_WEBHOOK_TOKEN"]
+    shown = ShownSecrets(container.secrets)
+    admin_token = shown.text("ADMIN_TOKEN", container.settings.admin_token_ref, "ADMIN_TOKEN") or "<not set>"
     lines = [
         f"memberflow is running on {base}",
         f"  config        {container.loaded.source} (version {version})",
         f"  moto          {moto_endpoint}  (in-memory AWS; state is lost on exit)",
-        f"  admin token   {os.environ['ADMIN_TOKEN']}",
+        f"  admin token   {admin_token}",
     ]
     if isinstance(delays, LocalDelays):
         routed = (
@@ -192,29 +221,71 @@ def print_banner(
         if delays.schedules and delays.period > 0:
             every = f"{delays.period:g}s (LOCAL_SWEEP_SECONDS)"
             lines.append(f"  schedules     {', '.join(sorted(delays.schedules))} every {every}")
-    lines += [
-        "",
-        "Webhook URLs:",
-        f"  ThriveCart    {base}/webhooks/thrivecart",
-        f"  Kit           {base}/webhooks/kit/{kit_token}",
-        f"                legacy rules: {base}/webhooks/kit/{kit_token}?event=tag_add&tag=<tag name>",
-    ]
+    lines += ["", "Webhook URLs:", f"  ThriveCart    {base}/webhooks/thrivecart"]
+    kit_token = shown.text("KIT_WEBHOOK_TOKEN", config.kit.webhook_token, "kit.webhook_token")
+    if kit_token is not None:
+        # Without a signing secret every signed v4 batch is refused; legacy rules need the token only.
+        v4 = "  (legacy rules only: v4 endpoints need kit.webhook_secret)"
+        v4 = "" if config.kit.webhook_secret else v4
+        lines += [
+            f"  Kit           {base}/webhooks/kit/{kit_token}{v4}",
+            f"                legacy rules: {base}/webhooks/kit/{kit_token}?event=tag_add&tag=<tag name>",
+        ]
     if secrets:
         lines.append("Operation URLs:")
         for op_id in sorted(container.loaded.model.operations):
             lines.append(f"  {op_id:<22}{base}/hooks/{op_id}/{hook_token(secrets[0], op_id)}")
-    lines += [
-        "",
-        "Try it (or run `make demo` in another terminal):",
-        f"  curl -s {base}/webhooks/thrivecart -d event=order.success"
-        f" -d thrivecart_secret={os.environ['THRIVECART_SECRET']} -d order_id=1 -d invoice_id=1"
-        " -d 'customer[email]=ada@example.com' -d 'purchase_map[0]=product-12'",
-        f"  curl -s -H 'Authorization: Bearer {os.environ['ADMIN_TOKEN']}'"
-        f" {base}/admin/contacts/ada@example.com",
-        "",
-        "Ctrl-C stops it.",
-    ]
+    lines += ["", "Try it (or run `make demo` in another terminal):"]
+    if config.thrivecart is not None:
+        thrivecart_secret = shown.text("THRIVECART_SECRET", config.thrivecart.secret, "thrivecart.secret")
+        lines.append(
+            f"  curl -s {base}/webhooks/thrivecart -d event=order.success"
+            f" -d thrivecart_secret={thrivecart_secret} -d order_id=1 -d invoice_id=1"
+            " -d 'customer[email]=ada@example.com' -d 'purchase_map[0]=product-12'"
+        )
+    lines.append(f"  curl -s -H 'Authorization: Bearer {admin_token}' {base}/admin/contacts/ada@example.com")
+    if shown.masked:
+        names = ", ".join(sorted(shown.masked))
+        their = "their <…> placeholders" if len(shown.masked) > 1 else "its <…> placeholder"
+        lines.append(f"  Substitute your {names} for {their}: secrets you set yourself are not printed.")
+    lines += ["", "Ctrl-C stops it."]
     print("\n".join(lines), flush=True)
+
+
+class ShownSecrets:
+    """Secrets as the banner prints them: a built-in local default in full, anything else masked.
+
+    The defaults in ``LOCAL_SECRETS`` are public, and printing them makes the curl commands work as
+    they are; a value the user supplied (a real ThriveCart secret word exported in the shell, say)
+    must not end up in a terminal's scrollback or a pasted log. A mask names where the value came
+    from, its first two characters and its length, enough to tell which value is in use.
+    """
+
+    def __init__(self, resolver: SecretResolver) -> None:
+        self.resolver = resolver
+        self.masked: set[str] = set()
+        """Where each masked value came from (``THRIVECART_SECRET``, ``ssm:/path``, ``kit.webhook_token``)."""
+
+    def text(self, default: str, ref: str | None, key: str) -> str | None:
+        """The secret behind ``ref`` (None: not configured); ``default`` names its LOCAL_SECRETS entry."""
+        from chalicelib.config.secrets import SecretUnavailable, parse_secret_ref
+
+        if ref is None:
+            return None
+        try:
+            parsed = parse_secret_ref(ref)
+            source = {"env": parsed.target, "ssm": f"ssm:{parsed.target}"}.get(parsed.kind, key)
+        except ValueError:
+            source = key
+        try:
+            value = self.resolver.resolve(ref)
+        except SecretUnavailable:
+            self.masked.add(source)
+            return f"<{source}: not set>"
+        if value == LOCAL_SECRETS[default]:
+            return value
+        self.masked.add(source)
+        return f"<{source}: {value[:2]}…, {len(value)} chars>"
 
 
 if __name__ == "__main__":

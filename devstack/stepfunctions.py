@@ -6,7 +6,8 @@ with a call into Python handlers: the Chalice app's ``@app.lambda_function`` han
 a test's recording handler in ``tests/support/stepfunctions.py``. A handler's exception becomes the
 function error Lambda reports (``Unhandled``, ``errorType`` = the exception's class name), and
 ``LambdaServiceError`` fails the invoke itself, as Lambda does when it throttles, so the ASL's Retry
-on ``Lambda.*`` errors is exercised. For ``make run`` (``LocalDelays``), Waits really sleep, and the
+on ``Lambda.*`` errors is exercised. For ``make run`` (``LocalDelays``), the state machine, its role
+and the functions come from the packaged template (``devstack.stack``), Waits really sleep, and the
 app's ``@app.schedule`` handlers (``sweep_runs``) run on a timer thread every ``LOCAL_SWEEP_SECONDS``.
 
 These are moto internals (``LambdaSimpleBackend.invoke``, ``default_user_config``): moto is pinned to
@@ -15,41 +16,33 @@ These are moto internals (``LambdaSimpleBackend.invoke``, ``default_user_config`
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
 import threading
 import time
 import uuid
-import zipfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from infra.resources import render_delays_definition
+if TYPE_CHECKING:
+    from devstack.stack import MotoStack
 
 LOG = logging.getLogger("memberflow.devstack")
 
 Handler = Callable[[dict[str, Any], Any], Any]
 """A Lambda handler as Chalice's ``@app.lambda_function`` exposes it: ``handler(event, context)``."""
 
-LOCAL_PREFIX = "memberflow-local-"
+LOCAL_STACK = "memberflow-local"
+"""``<app>-<stage>``: functions are ``memberflow-local-<name>``, the state machine ``<stack>-delays``."""
+LOCAL_PREFIX = f"{LOCAL_STACK}-"
 LOCAL_STATE_MACHINE = f"{LOCAL_PREFIX}delays"
 RESUME_HANDLER = "resume_run"
 SWEEP_SECONDS_ENV = "LOCAL_SWEEP_SECONDS"
 DEFAULT_SWEEP_SECONDS = 30.0
 LAMBDA_TIMEOUT_MS = 30_000
-_ASSUME_STATES = json.dumps(
-    {
-        "Version": "2012-10-17",
-        "Statement": [
-            {"Effect": "Allow", "Principal": {"Service": "states.amazonaws.com"}, "Action": "sts:AssumeRole"}
-        ],
-    }
-)
 
 
 class LambdaServiceError(Exception):
@@ -125,54 +118,6 @@ def route_lambda(resolve: Callable[[str], Handler | None]) -> Callable[..., byte
     return invoke
 
 
-def dummy_zip() -> bytes:
-    """Any code will do: moto needs a function to resolve the ARN; the handler runs in this process."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("app.py", "def resume_run(event, context):\n    return event\n")
-    return buffer.getvalue()
-
-
-@dataclass(frozen=True)
-class Provisioned:
-    role_arn: str
-    function_arn: str
-    state_machine_arn: str
-
-
-def create_delay_state_machine(
-    *,
-    iam: Any,
-    lambda_client: Any,
-    sfn: Any,
-    function_name: str,
-    state_machine_name: str,
-    extra_functions: tuple[str, ...] = (),
-) -> Provisioned:
-    """An IAM role, the resume function (a stub) and the delay state machine from the real ASL."""
-    role_arn = iam.create_role(
-        RoleName=f"{state_machine_name}-role", AssumeRolePolicyDocument=_ASSUME_STATES
-    )["Role"]["Arn"]
-    code = dummy_zip()
-    arns: dict[str, str] = {}
-    for name in (function_name, *extra_functions):
-        arns[name] = lambda_client.create_function(
-            FunctionName=name,
-            Runtime="python3.11",
-            Role=role_arn,
-            Handler=f"app.{name.rsplit('-', 1)[-1]}",
-            Code={"ZipFile": code},
-            Timeout=LAMBDA_TIMEOUT_MS // 1000,
-        )["FunctionArn"]
-    state_machine_arn = sfn.create_state_machine(
-        name=state_machine_name,
-        definition=render_delays_definition(arns[function_name]),
-        roleArn=role_arn,
-        type="STANDARD",
-    )["stateMachineArn"]
-    return Provisioned(role_arn, arns[function_name], state_machine_arn)
-
-
 def scheduled_event(name: str, region: str) -> dict[str, Any]:
     """What EventBridge sends a scheduled function."""
     return {
@@ -216,6 +161,7 @@ class LocalDelays:
         }
         self.period = period
         self.state_machine_arn: str | None = None
+        self.stack: MotoStack | None = None
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
 
@@ -223,9 +169,12 @@ class LocalDelays:
         return self.lambdas.get(function_name.removeprefix(LOCAL_PREFIX))
 
     def provision(self, region: str) -> str:
-        """Create the role, functions and state machine in the running moto server; returns its ARN."""
-        import boto3
+        """The template's tables, roles, functions and state machine in the running moto server; its ARN."""
         from moto.awslambda_simple.models import LambdaSimpleBackend
+
+        from devstack import moto_iam
+        from devstack.stack import provision
+        from infra.resources import DELAY_STATE_MACHINE
 
         # moto's TimestampPath wait compares a UTC "...Z" time with the naive local clock.
         if time.localtime().tm_gmtoff != 0:
@@ -239,17 +188,10 @@ class LocalDelays:
                 "app.py has no @app.lambda_function(name=%r): delay executions will wait but resume nothing",
                 RESUME_HANDLER,
             )
-        others = tuple(f"{LOCAL_PREFIX}{name}" for name in self.lambdas if name != RESUME_HANDLER)
-        provisioned = create_delay_state_machine(
-            iam=boto3.client("iam", region_name=region),
-            lambda_client=boto3.client("lambda", region_name=region),
-            sfn=boto3.client("stepfunctions", region_name=region),
-            function_name=f"{LOCAL_PREFIX}{RESUME_HANDLER}",
-            state_machine_name=LOCAL_STATE_MACHINE,
-            extra_functions=others,
-        )
-        self.state_machine_arn = provisioned.state_machine_arn
-        return provisioned.state_machine_arn
+        moto_iam.install()
+        self.stack = provision(self.app_module.app, stack_name=LOCAL_STACK, region=region)
+        self.state_machine_arn = self.stack.state_machines[DELAY_STATE_MACHINE]
+        return self.state_machine_arn
 
     def start_schedules(self, region: str) -> None:
         """Run the ``@app.schedule`` handlers every ``period`` seconds on a daemon thread until ``stop``."""

@@ -10,14 +10,16 @@ The template is assembled from resource groups: each group is a function from th
 role statements and environment variables, so a state machine, schedules or alarms are one more group
 in ``DEFAULT_GROUPS``. ``delays_group`` is such a group: the Standard state machine that wakes waiting
 automation runs, built from ``infra/delays.asl.json`` (the same file the tests and the local stack
-execute in moto). Usage: ``python -m infra.resources --output build/merge.json
-[--sam out/sam.json | --function APIHandler ...]``.
+execute in moto). ``alarms_group`` owns ``AlarmTopicArn`` and the alarms on the app's own metrics
+(generated from ``chalicelib.metrics.CATALOGUE``) and on every function's ``Errors``. Usage:
+``python -m infra.resources --output build/merge.json [--sam out/sam.json | --function APIHandler ...]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import re
 import sys
@@ -29,6 +31,18 @@ from typing import Any
 from pynamodb.attributes import TTLAttribute
 from pynamodb.models import Model
 
+from chalicelib.metrics import (
+    API_5XX,
+    CATALOGUE,
+    FAILED_OUTCOME,
+    INBOX_OUTCOME,
+    NAMESPACE,
+    SERVICE,
+    SERVICE_DIMENSION,
+    SWEEP_FAILED,
+    SWEEP_PARKED,
+    checked_series,
+)
 from chalicelib.storage.models import ALL_MODELS, TableNames, bind_table_names
 
 SAM_FUNCTION = "AWS::Serverless::Function"
@@ -42,6 +56,8 @@ SSM_PREFIX = "/memberflow/"
 SERVICE_NAME = "memberflow"
 
 TABLE_ACTIONS = (
+    # A batch is its own action, not the GetItem it repeats: DynamoStore reads runs and markers in batches.
+    "dynamodb:BatchGetItem",
     "dynamodb:ConditionCheckItem",
     "dynamodb:DeleteItem",
     "dynamodb:DescribeTable",
@@ -72,6 +88,11 @@ _STATES_ARN = "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}"
 DELAY_STATE_MACHINE_ARN = f"{_STATES_ARN}:stateMachine:{DELAY_STATE_MACHINE_NAME}"
 DELAY_EXECUTIONS_ARN = f"{_STATES_ARN}:execution:{DELAY_STATE_MACHINE_NAME}:*"
 HAS_ALARM_TOPIC = "HasAlarmTopic"
+ALARM_TOPIC = "AlarmTopicArn"
+ALARM_PERIOD = 300
+"""Seconds per evaluation period of every alarm: the sweep's rate, and CloudWatch's usual 5 minutes."""
+MAX_ALARM_METRICS = 10
+"""CloudWatch takes at most 10 metrics in one alarm's metric math."""
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 
 
@@ -97,6 +118,11 @@ class AppShape:
             raise ValueError(f"functions disagree on runtime or managed layer: {sorted(runtimes)}")
         return cls(functions=tuple(functions), runtime=runtimes.pop(), dependency_layer=layered.pop())
 
+    @classmethod
+    def from_app(cls, app: Any, *, dependency_layer: bool = True) -> AppShape:
+        """The shape ``chalice package`` would emit for a Chalice app object, without running it."""
+        return cls(functions=tuple(sorted(app_functions(app))), dependency_layer=dependency_layer)
+
     @property
     def config_path(self) -> str:
         """The bundled config's absolute path inside the Lambda sandbox."""
@@ -105,6 +131,34 @@ class AppShape:
             # not the function zip, and layers unpack under /opt.
             return f"/opt/python/lib/{self.runtime}/site-packages/{BUNDLED_CONFIG}"
         return f"/var/task/{BUNDLED_CONFIG}"
+
+
+API_HANDLER = "APIHandler"
+"""Chalice's logical id for the one function that serves every route (its Chalice name is api_handler)."""
+
+
+def app_functions(app: Any) -> dict[str, str]:
+    """Each function's logical id in ``chalice package`` output, mapped to its Chalice name.
+
+    Mirrors ``chalice.deploy.appgraph``: one function per pure Lambda function and per event source
+    (schedules included), the routes' handler and its authorizers, and the websocket handlers, each
+    named by ``to_cfn_resource_name`` except the routes' handler, which Chalice renames APIHandler.
+    """
+    from chalice.utils import to_cfn_resource_name
+
+    names = [function.name for function in app.pure_lambda_functions]
+    names += [source.name for source in app.event_sources]
+    functions = {to_cfn_resource_name(name): name for name in names}
+    if app.routes:
+        functions[API_HANDLER] = "api_handler"
+        functions.update({to_cfn_resource_name(a.name): a.name for a in app.builtin_auth_handlers})
+    routes = {handler.route_key_handled for handler in app.websocket_handlers.values()}
+    socket = {"$connect": "websocket_connect", "$disconnect": "websocket_disconnect"}
+    names = [name for key, name in socket.items() if key in routes]
+    if routes - socket.keys():
+        names.append("websocket_message")
+    functions.update({to_cfn_resource_name(name): name for name in names})
+    return functions
 
 
 @dataclass
@@ -462,21 +516,10 @@ def delays_group(shape: AppShape) -> Fragment:
             "Threshold": 1,
             "ComparisonOperator": "GreaterThanOrEqualToThreshold",
             "TreatMissingData": "notBreaching",
-            "AlarmActions": {
-                "Fn::If": [HAS_ALARM_TOPIC, [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]
-            },
+            "AlarmActions": alarm_actions(),
         },
     }
     return Fragment(
-        parameters={
-            "AlarmTopicArn": {
-                "Type": "String",
-                "Default": "",
-                "AllowedPattern": "^(arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_.-]+)?$",
-                "Description": "SNS topic the alarms notify (empty: alarms without actions)",
-            }
-        },
-        conditions={HAS_ALARM_TOPIC: {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]}]}},
         resources={
             DELAY_STATE_MACHINE_ROLE: role,
             DELAY_STATE_MACHINE: state_machine,
@@ -501,7 +544,171 @@ def delays_group(shape: AppShape) -> Fragment:
     )
 
 
-DEFAULT_GROUPS: tuple[Group, ...] = (tables_group, secrets_group, runtime_group, logs_group, delays_group)
+def alarm_actions() -> dict[str, Any]:
+    """Notify ``AlarmTopicArn`` when the stack has one (``alarms_group`` defines it and its condition)."""
+    return {"Fn::If": [HAS_ALARM_TOPIC, [{"Ref": ALARM_TOPIC}], {"Ref": "AWS::NoValue"}]}
+
+
+def app_metric(name: str, **dimensions: str) -> dict[str, Any]:
+    """A series ``chalicelib.metrics`` publishes, as CloudWatch knows it (powertools adds ``service``)."""
+    checked_series(name, 0, dimensions)
+    named = {SERVICE_DIMENSION: SERVICE, **dimensions}
+    return {
+        "Namespace": NAMESPACE,
+        "MetricName": name,
+        "Dimensions": [{"Name": key, "Value": value} for key, value in sorted(named.items())],
+    }
+
+
+def every_series(name: str, **fixed: str) -> list[dict[str, Any]]:
+    """Each series of ``name`` with the ``fixed`` values, and every value ``CATALOGUE`` allows elsewhere."""
+    free = {key: values for key, values in CATALOGUE[name].items() if key not in fixed}
+    return [
+        app_metric(name, **fixed, **dict(zip(free, values, strict=True)))
+        for values in itertools.product(*free.values())
+    ]
+
+
+def metric_alarm(
+    description: Any, series: Sequence[Mapping[str, Any]], *, label: str, periods: int = 1
+) -> dict[str, Any]:
+    """An alarm when the 5-minute Sum of ``series``, added up, is 1 or more ``periods`` periods in a row."""
+    watched: dict[str, Any]
+    if len(series) == 1:
+        watched = {**series[0], "Statistic": "Sum", "Period": ALARM_PERIOD}
+    elif len(series) <= MAX_ALARM_METRICS:
+        stats = [
+            {
+                "Id": f"m{index}",
+                "MetricStat": {"Metric": dict(metric), "Period": ALARM_PERIOD, "Stat": "Sum"},
+                "ReturnData": False,
+            }
+            for index, metric in enumerate(series)
+        ]
+        # FILL: a series without data at a timestamp adds 0 instead of blanking the sum there.
+        total = {"Id": "total", "Expression": "SUM(FILL(METRICS(), 0))", "Label": label, "ReturnData": True}
+        watched = {"Metrics": [*stats, total]}
+    else:
+        raise ValueError(f"{label}: {len(series)} series, and an alarm takes at most {MAX_ALARM_METRICS}")
+    return {
+        "Type": "AWS::CloudWatch::Alarm",
+        "Properties": {
+            "AlarmDescription": description,
+            **watched,
+            "EvaluationPeriods": periods,
+            "DatapointsToAlarm": periods,
+            "Threshold": 1,
+            "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+            "TreatMissingData": "notBreaching",
+            "AlarmActions": alarm_actions(),
+        },
+    }
+
+
+INBOX_FAILED_DESCRIPTION = (
+    "memberflow kept at least one inbox record as failed in the last 5 minutes (metric InboxOutcome,"
+    " outcome=failed, all sources added up): a ThriveCart or Kit webhook, a hook, an admin change or an"
+    " automation step arrived but was not applied. Nothing is lost: the record keeps its payload and error."
+    " List them with GET /admin/events?status=failed (add &source=kit to narrow), read one with"
+    " GET /admin/events/{event_id}, fix the cause (the traceback is in the log group of the function that"
+    " received it, /aws/lambda/<stack>-APIHandler-..., -ResumeRun-... or -SweepRuns-...), then replay it"
+    " with POST /admin/events/{event_id}/replay."
+)
+SWEEP_FAILED_DESCRIPTION = (
+    "The sweep_runs schedule could not process some items in two sweeps in a row (metric SweepFailed, 10"
+    " minutes; kind=run is a due run, kind=event an inbox record). Such an item stays due and is retried"
+    " every 5 minutes, and is parked after repeated failures (SweepParkedAlarm). The errors are in the"
+    " SweepRuns function's log group; GET /admin/runs?status=waiting and GET /admin/events?status=failed"
+    " show what is stuck. A short DynamoDB or Kit outage clears by itself."
+)
+SWEEP_PARKED_DESCRIPTION = (
+    "The sweep gave up on an item after repeated failures and parked it (metric SweepParked, last 5"
+    " minutes): nothing retries it any more, an operator must. kind=run: find it with"
+    " GET /admin/runs?status=failed and read its history with GET /admin/runs/{run_id}; kind=event:"
+    " GET /admin/events?status=failed, then POST /admin/events/{event_id}/replay once the cause is fixed."
+    " The SweepRuns function's log group has the errors that led to it."
+)
+API_5XX_DESCRIPTION = (
+    "The API answered at least one request with a 5xx status in the last 5 minutes (metric Api5xx)."
+    " ThriveCart and Kit retry webhooks that got a 5xx, but a lasting failure loses deliveries and locks"
+    " operators out of /admin. In the APIHandler function's log group look for 'unhandled error' (a bug,"
+    " with its traceback), 'config invalid' (the bundled config is broken: deploy a valid one; GET"
+    " /admin/config shows the loaded one) or 'request refused' with status 503 (DynamoDB, SSM or another"
+    " dependency was unavailable; callers may retry)."
+)
+FUNCTION_ERRORS_HINTS = {
+    API_HANDLER: "API Gateway answered those requests with 502 or 504; webhook senders retry them.",
+    RESUME_FUNCTION: "The delay execution that invoked it failed too; the sweep resumes the run.",
+    "SweepRuns": "That sweep did not finish; the next one starts within 5 minutes.",
+}
+"""What a failed invocation means for the functions the app has today, by logical id."""
+
+
+def function_errors_description(function: str) -> dict[str, Any]:
+    text = (
+        f"The ${{{function}}} function failed an invocation in the last 5 minutes (AWS/Lambda Errors): it"
+        " crashed, timed out or ran out of memory, which the app cannot count itself. Its log group"
+        f" /aws/lambda/${{{function}}} shows 'Task timed out', 'Runtime exited' or the traceback."
+    )
+    hint = FUNCTION_ERRORS_HINTS.get(function)
+    return {"Fn::Sub": f"{text} {hint}" if hint else text}
+
+
+def alarms_group(shape: AppShape) -> Fragment:
+    """Where alarms notify, the alarms on the app's own metrics, and one on each function's errors.
+
+    The app alarms watch series generated from ``chalicelib.metrics.CATALOGUE`` (every source of a
+    failed inbox record, both kinds of sweep item), so a source or kind added there is watched by the
+    next package. ``AWS/Lambda`` ``Errors`` catches what the app cannot count: a crash outside the
+    ``api`` decorator, a timeout, running out of memory. Every alarm fires on a single occurrence
+    (at least 1 in 5 minutes; the sweep's failures in two sweeps in a row), since memberflow's traffic
+    is low enough that a ratio or a higher bar would hide a total outage.
+    """
+    resources: dict[str, Any] = {
+        "InboxFailedAlarm": metric_alarm(
+            INBOX_FAILED_DESCRIPTION,
+            every_series(INBOX_OUTCOME, outcome=FAILED_OUTCOME),
+            label="failed inbox records",
+        ),
+        "SweepFailedAlarm": metric_alarm(
+            SWEEP_FAILED_DESCRIPTION, every_series(SWEEP_FAILED), label="sweep failures", periods=2
+        ),
+        "SweepParkedAlarm": metric_alarm(
+            SWEEP_PARKED_DESCRIPTION, every_series(SWEEP_PARKED), label="parked sweep items"
+        ),
+        "Api5xxAlarm": metric_alarm(API_5XX_DESCRIPTION, every_series(API_5XX), label="5xx answers"),
+    }
+    for function in shape.functions:
+        errors = {
+            "Namespace": "AWS/Lambda",
+            "MetricName": "Errors",
+            "Dimensions": [{"Name": "FunctionName", "Value": {"Ref": function}}],
+        }
+        resources[f"{function}ErrorsAlarm"] = metric_alarm(
+            function_errors_description(function), [errors], label=f"{function} errors"
+        )
+    return Fragment(
+        parameters={
+            ALARM_TOPIC: {
+                "Type": "String",
+                "Default": "",
+                "AllowedPattern": "^(arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_.-]+)?$",
+                "Description": "SNS topic the alarms notify (empty: alarms without actions)",
+            }
+        },
+        conditions={HAS_ALARM_TOPIC: {"Fn::Not": [{"Fn::Equals": [{"Ref": ALARM_TOPIC}, ""]}]}},
+        resources=resources,
+    )
+
+
+DEFAULT_GROUPS: tuple[Group, ...] = (
+    tables_group,
+    secrets_group,
+    runtime_group,
+    logs_group,
+    delays_group,
+    alarms_group,
+)
 
 
 def function_role(statements: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

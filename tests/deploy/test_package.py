@@ -32,21 +32,37 @@ from chalice.package import TemplateDeepMerger
 from chalice.utils import to_cfn_resource_name
 from moto import mock_aws
 
+from chalicelib.metrics import (
+    API_5XX,
+    FAILED_OUTCOME,
+    INBOX_OUTCOME,
+    INBOX_SOURCES,
+    NAMESPACE,
+    SERVICE,
+    SERVICE_DIMENSION,
+    SWEEP_FAILED,
+    SWEEP_KINDS,
+    SWEEP_PARKED,
+    EmfMetrics,
+)
 from chalicelib.storage.models import ALL_MODELS, TableNames, bind_table_names
 from infra.resources import (
     DELAY_STATE_MACHINE,
     DELAY_STATE_MACHINE_ROLE,
     DELAYS_ASL,
     FUNCTION_ROLE,
+    MAX_ALARM_METRICS,
     RESUME_FUNCTION,
     ROLE_ARN,
     STATE_MACHINE_ARN_ENV,
     AppShape,
     Fragment,
+    alarms_group,
     build_template,
     check_packaged,
     definition_placeholders,
     delays_group,
+    metric_alarm,
     table_bindings,
 )
 
@@ -284,6 +300,70 @@ def assert_delay_state_machine(resources: Mapping[str, Any]) -> None:
     assert alarm["Dimensions"] == [{"Name": "StateMachineArn", "Value": {"Ref": DELAY_STATE_MACHINE}}]
 
 
+Watched = tuple[str, str, tuple[tuple[str, str], ...]]
+"""A series an alarm watches: namespace, metric name, and its dimensions (values as JSON)."""
+
+
+def _series(namespace: str, name: str, **dimensions: Any) -> Watched:
+    return namespace, name, tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in dimensions.items()))
+
+
+def _app(name: str, **dimensions: str) -> Watched:
+    return _series(NAMESPACE, name, **{SERVICE_DIMENSION: SERVICE, **dimensions})
+
+
+APP_ALARMS: dict[str, set[Watched]] = {
+    "InboxFailedAlarm": {_app(INBOX_OUTCOME, source=s, outcome=FAILED_OUTCOME) for s in INBOX_SOURCES},
+    "SweepFailedAlarm": {_app(SWEEP_FAILED, kind=kind) for kind in SWEEP_KINDS},
+    "SweepParkedAlarm": {_app(SWEEP_PARKED, kind=kind) for kind in SWEEP_KINDS},
+    "Api5xxAlarm": {_app(API_5XX)},
+}
+"""Each alarm on the app's metrics and every series (``chalicelib.metrics`` names) it must add up."""
+ALARM_ACTIONS = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+
+
+def _metric(metric: Mapping[str, Any]) -> Watched:
+    dimensions = {d["Name"]: d["Value"] for d in metric.get("Dimensions", [])}
+    return _series(metric["Namespace"], metric["MetricName"], **dimensions)
+
+
+def watched_series(alarm: Mapping[str, Any]) -> set[Watched]:
+    """What an alarm adds up: its one metric (Sum), or every metric of its ``SUM(FILL(METRICS(), 0))``."""
+    if "Metrics" not in alarm:
+        assert (alarm["Statistic"], alarm["Period"]) == ("Sum", 300)
+        return {_metric(alarm)}
+    stats = [m for m in alarm["Metrics"] if "MetricStat" in m]
+    [total] = [m for m in alarm["Metrics"] if "MetricStat" not in m]
+    assert total["Expression"] == "SUM(FILL(METRICS(), 0))"
+    assert total["ReturnData"] is True
+    assert all(m["ReturnData"] is False for m in stats)
+    assert all((m["MetricStat"]["Stat"], m["MetricStat"]["Period"]) == ("Sum", 300) for m in stats)
+    assert len(stats) <= MAX_ALARM_METRICS
+    return {_metric(m["MetricStat"]["Metric"]) for m in stats}
+
+
+def assert_alarms(resources: Mapping[str, Any], functions: tuple[str, ...]) -> None:
+    """Every alarm is there, watches what the app publishes, pages through the topic, and says what to do."""
+    alarms = {n: r["Properties"] for n, r in resources.items() if r.get("Type") == "AWS::CloudWatch::Alarm"}
+    errors = {f"{function}ErrorsAlarm": function for function in functions}
+    assert alarms.keys() == APP_ALARMS.keys() | errors.keys() | {"DelayExecutionsFailedAlarm"}
+    for name, alarm in alarms.items():
+        assert alarm["AlarmActions"] == ALARM_ACTIONS, name
+        assert alarm["TreatMissingData"] == "notBreaching", name
+        assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
+    for name, series in APP_ALARMS.items():
+        assert watched_series(alarms[name]) == series, name
+        assert "GET /admin/" in alarms[name]["AlarmDescription"], name
+    sweep = alarms["SweepFailedAlarm"]
+    assert (sweep["EvaluationPeriods"], sweep["DatapointsToAlarm"]) == (2, 2)
+    for name, function in errors.items():
+        assert watched_series(alarms[name]) == {
+            _series("AWS/Lambda", "Errors", FunctionName={"Ref": function})
+        }
+        description = alarms[name]["AlarmDescription"]["Fn::Sub"]
+        assert f"/aws/lambda/${{{function}}}" in description, name
+
+
 # --- infra.resources alone -----------------------------------------------------------------------
 
 SHAPE = AppShape(
@@ -408,6 +488,46 @@ def test_alarm_actions_follow_the_topic_parameter() -> None:
     assert template["Parameters"]["AlarmTopicArn"]["Default"] == ""
 
 
+def test_every_alarm_watches_the_app_metrics_and_every_function_and_pages_through_the_topic() -> None:
+    assert_alarms(build_template(SHAPE)["Resources"], SHAPE.functions)
+    group = alarms_group(SHAPE)
+    assert group.parameters.keys() == {"AlarmTopicArn"}
+    assert group.conditions.keys() == {"HasAlarmTopic"}
+
+
+def test_the_alarms_watch_the_series_emf_metrics_publishes(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The real EMF lines, read as CloudWatch reads them, must land in the alarms' series.
+    monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
+    monkeypatch.delenv("POWERTOOLS_DEV", raising=False)
+    emitted = {
+        "InboxFailedAlarm": (INBOX_OUTCOME, {"source": "kit", "outcome": FAILED_OUTCOME}),
+        "SweepFailedAlarm": (SWEEP_FAILED, {"kind": "event"}),
+        "SweepParkedAlarm": (SWEEP_PARKED, {"kind": "run"}),
+        "Api5xxAlarm": (API_5XX, {}),
+    }
+    alarms = build_template(SHAPE)["Resources"]
+    for name, (metric, dimensions) in emitted.items():
+        metrics = EmfMetrics()
+        capsys.readouterr()
+        metrics.count(metric, **dimensions)
+        metrics.flush()
+        [line] = [json.loads(text) for text in capsys.readouterr().out.splitlines()]
+        [directive] = line["_aws"]["CloudWatchMetrics"]
+        [names] = directive["Dimensions"]
+        [definition] = directive["Metrics"]
+        published = _series(directive["Namespace"], definition["Name"], **{k: line[k] for k in names})
+        assert published in watched_series(alarms[name]["Properties"]), name
+
+
+def test_an_alarm_takes_at_most_ten_metrics() -> None:
+    metric = {"Namespace": NAMESPACE, "MetricName": API_5XX}
+    assert len(metric_alarm("x", [metric] * MAX_ALARM_METRICS, label="ten")["Properties"]["Metrics"]) == 11
+    with pytest.raises(ValueError, match="eleven: 11 series"):
+        metric_alarm("x", [metric] * (MAX_ALARM_METRICS + 1), label="eleven")
+
+
 def test_app_shape_is_read_from_chalice_output() -> None:
     shape = AppShape.from_sam(_chalice_like(SHAPE))
     assert shape == SHAPE
@@ -526,11 +646,24 @@ def test_package_output_has_the_delay_state_machine(packaged: tuple[Any, Path, f
     assert {"Type": "Schedule", "Properties": {"Schedule": "rate(5 minutes)"}} in sweep
 
 
+def test_package_output_has_every_alarm(packaged: tuple[Any, Path, float]) -> None:
+    template = _sam(packaged)
+    assert_alarms(template["Resources"], AppShape.from_sam(template).functions)
+
+
 def test_package_output_every_function_gets_the_environment(packaged: tuple[Any, Path, float]) -> None:
     template = _sam(packaged)
     assert_every_function_is_patched(template["Resources"])
     assert "EndpointURL" in template["Outputs"]
     assert {f"{b.logical_id}Name" for b in table_bindings()} <= template["Outputs"].keys()
+
+
+def test_the_app_object_names_the_functions_chalice_package_emits(packaged: tuple[Any, Path, float]) -> None:
+    # The moto harness builds its roles from AppShape.from_app; it must be the shape `make package` uses.
+    from app import app
+
+    assert AppShape.from_app(app).functions == AppShape.from_sam(_sam(packaged)).functions
+    assert AppShape.from_app(app).functions == packaged[0].shape.functions
 
 
 def test_package_output_bundle_imports_beside_only_the_runtime_boto3(

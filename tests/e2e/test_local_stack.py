@@ -9,10 +9,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -178,6 +180,100 @@ def test_a_test_contact_walks_a_six_week_drip_in_seconds() -> None:
         ]
         _, contact = call("GET", f"{base}/admin/contacts/jane%2Btest%40example.com", headers=ADMIN)
         assert {"Week 1", "General Week 2", "Drip Done"} <= set(contact["tags"])
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+
+
+def wait_until_running(process: subprocess.Popen[str], seconds: float = 60) -> str | None:
+    """The base URL from the banner of a starting stack, or None if it never came up."""
+    assert process.stdout is not None
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            return None
+        match = re.search(r"memberflow is running on (http://127\.0\.0\.1:\d+)", line)
+        if match:
+            return match.group(1)
+    return None
+
+
+CONNECTIONS = 50
+SYN_RETRY = 0.9
+"""Seconds: a client whose first SYN found the listen queue full waits ~1 s for its retransmission."""
+
+
+def head_request(port: int, start: threading.Barrier) -> tuple[float, str]:
+    """Connect the moment every other client does, send one HEAD; how long connecting took, the answer."""
+    start.wait(timeout=30)
+    began = time.monotonic()
+    try:
+        client = socket.create_connection(("127.0.0.1", port), timeout=30)
+    except OSError as error:
+        return time.monotonic() - began, f"{type(error).__name__}: {error}"
+    connected = time.monotonic() - began
+    with client:
+        try:
+            client.sendall(
+                b"HEAD /webhooks/thrivecart HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+            )
+            answer = b""
+            while chunk := client.recv(4096):  # to the end, so the server never writes to a closed socket
+                answer += chunk
+        except OSError as error:  # ConnectionResetError above all
+            return connected, f"{type(error).__name__}: {error}"
+    return connected, answer.split(b"\r\n", 1)[0].decode("latin-1") or "no answer"
+
+
+def test_fifty_clients_connecting_at_once_are_all_answered_without_delay(stack: str) -> None:
+    # With socketserver's listen backlog of 5, a burst overflows the queue: Linux drops the SYNs
+    # (the clients retry a second later), macOS and BSD reset the connections.
+    port = int(stack.rsplit(":", 1)[1])
+    start = threading.Barrier(CONNECTIONS)
+    with ThreadPoolExecutor(max_workers=CONNECTIONS) as pool:
+        outcomes = list(pool.map(lambda _: head_request(port, start), range(CONNECTIONS)))
+    answers = [answer for _, answer in outcomes]
+    assert [a for a in answers if a != "HTTP/1.1 200 OK"] == []
+    assert [round(seconds, 2) for seconds, _ in outcomes if seconds >= SYN_RETRY] == []
+
+
+def demo(port: int) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in LOCAL_SECRETS and k != "MEMBERFLOW_URL"}
+    return subprocess.run(
+        [sys.executable, "-m", "devstack.demo"],
+        cwd=ROOT,
+        env={**env, "LOCAL_APP_PORT": str(port)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_demo_without_a_stack_says_where_it_looked() -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))  # bound, never listening: a connection is refused at once
+        port = unused.getsockname()[1]
+        result = demo(port)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert f"nothing answers on http://127.0.0.1:{port}" in result.stderr
+    assert "is `make run` running? it listens on http://127.0.0.1:$LOCAL_APP_PORT" in result.stderr
+    assert f"LOCAL_APP_PORT={port}" in result.stderr
+
+
+def test_demo_replays_against_the_port_in_local_app_port() -> None:
+    process = start_stack({"LOCAL_APP_PORT": "0"})
+    try:
+        base = wait_until_running(process)
+        assert base, "the local stack did not start"
+        port = int(base.rsplit(":", 1)[1])
+        result = demo(port)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith(f"Replaying against {base} (LOCAL_APP_PORT={port})")
+        assert '{"result": "accepted"' in result.stdout
+        assert "Credit ledger:" in result.stdout
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0

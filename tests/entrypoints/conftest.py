@@ -1,19 +1,19 @@
 """Entrypoint tests: the real Chalice app through chalice.test.Client, with the container swapped.
 
 ``world`` wires the app to an in-memory store by default; ``moto_world`` wires the same app to
-DynamoStore on moto, for the tests whose point is the real conditional writes.
+DynamoStore on moto, for the tests whose point is the real conditional writes, running as the
+packaged template's function role with IAM enforced (``tests.support.aws``).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from chalice.test import Client
-from moto import mock_aws
 
 from app import app
 from chalicelib import bootstrap
@@ -23,10 +23,9 @@ from chalicelib.config.secrets import SecretResolver
 from chalicelib.services.ports import Scheduler, Store
 from chalicelib.settings import Settings
 from chalicelib.storage.dynamo import DynamoStore
-from chalicelib.storage.models import create_tables
-from devstack.moto_support import serialize_dynamodb_requests
 from tests.builders import config
 from tests.fakes import InMemoryStore
+from tests.support.aws import AppAws, app_aws
 
 SECRET_ENV = {
     "THRIVECART_SECRET": "tc-secret-FIXTURE",
@@ -43,6 +42,8 @@ class World:
     client: Client
     store: Store
     container: bootstrap.Container
+    aws: AppAws | None = field(default=None, kw_only=True)
+    """The moto stack under ``moto_world`` (admin clients, the role's policies); None with fakes."""
 
     def post_json(self, path: str, body: Any, headers: dict[str, str] | None = None) -> Any:
         return self.client.http.post(
@@ -89,12 +90,10 @@ def world(store: Store) -> Iterator[World]:
 
 @pytest.fixture
 def moto_world() -> Iterator[World]:
-    serialize_dynamodb_requests()
-    with mock_aws():
-        create_tables()
+    with app_aws() as aws:
         store = DynamoStore()
         container = make_container(store)
         bootstrap.override(lambda: container)
         with Client(app) as client:
-            yield World(client, store, container)
+            yield World(client, store, container, aws=aws)
         bootstrap.override(None)

@@ -3,22 +3,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from moto import mock_aws
 
 from chalicelib.storage.dynamo import DynamoStore
-from chalicelib.storage.models import create_tables
-from devstack.moto_support import serialize_dynamodb_requests
+from tests.support.aws import AppAws, app_aws
 
 
 @pytest.fixture
-def aws() -> Iterator[None]:
-    serialize_dynamodb_requests()
-    # pynamodb caches one connection per model class; the moto context must wrap the whole test.
-    with mock_aws():
-        create_tables()
-        yield
+def aws() -> Iterator[AppAws]:
+    # The whole test runs inside: pynamodb caches one connection per model class.
+    with app_aws() as world:
+        yield world
 
 
 @pytest.fixture
-def dynamo_store(aws: None) -> DynamoStore:
+def dynamo_store(aws: AppAws) -> DynamoStore:
     return DynamoStore()

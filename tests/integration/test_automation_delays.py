@@ -19,8 +19,6 @@ from chalicelib import bootstrap
 from chalicelib.adapters.aws.stepfunctions import StepFunctionsScheduler
 from chalicelib.domain.automations.runs import RunStatus
 from chalicelib.storage.dynamo import DynamoStore
-from chalicelib.storage.models import create_tables
-from devstack.moto_support import serialize_dynamodb_requests
 from tests.builders import T0, config, unique_email
 from tests.entrypoints.conftest import ADMIN, make_container
 from tests.support.stepfunctions import DelayStateMachine, delay_state_machine
@@ -70,7 +68,6 @@ def held_stack() -> Iterator[Stack]:
 
 
 def _stack(*, hold_waits: bool) -> Iterator[Stack]:
-    serialize_dynamodb_requests()
     clock = Clock()
     results: list[Any] = []
 
@@ -80,10 +77,9 @@ def _stack(*, hold_waits: bool) -> Iterator[Stack]:
         results.append(resume_run(event, context))
         return results[-1]
 
-    with delay_state_machine(handler, hold_waits=hold_waits) as sfn:
-        create_tables()
+    with delay_state_machine(handler, hold_waits=hold_waits, tables=True) as sfn:
         store = DynamoStore()
-        scheduler = StepFunctionsScheduler(sfn.state_machine_arn, client=sfn.client)
+        scheduler = StepFunctionsScheduler(sfn.state_machine_arn, client=sfn.app_client)
         container = make_container(store, CONFIG, scheduler=scheduler, clock=clock)
         bootstrap.override(lambda: container)
         with Client(app) as client:
@@ -108,7 +104,9 @@ def test_a_seven_day_delay_waits_604800_seconds_then_resumes_the_run(stack: Stac
     assert execution["status"] == "SUCCEEDED"
     assert stack.sfn.waits == [604800]
     assert [r["result"] for r in stack.results] == ["accepted"]
-    (run,) = stack.store.list_runs(email=email)
+    (listed,) = stack.store.list_runs(email=email)
+    run = stack.store.get_run(listed.run_id)  # with its history pages
+    assert run is not None
     assert run.status is RunStatus.COMPLETED
     woke = next(r for r in run.history if r.outcome == "woke")
     assert woke.detail["due_at"] == (T0 + timedelta(days=7)).isoformat()

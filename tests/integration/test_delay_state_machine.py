@@ -89,7 +89,7 @@ def test_a_week_long_delay_waits_a_week_then_hands_the_input_over_unchanged(
     sfn: DelayStateMachine, handler: Recorder
 ) -> None:
     wake_up = wake(seconds=WEEK)
-    StepFunctionsScheduler(sfn.state_machine_arn, client=sfn.client).start(wake_up)
+    StepFunctionsScheduler(sfn.state_machine_arn, client=sfn.app_client).start(wake_up)
     execution = sfn.wait_for(wake_up.execution_name)
     assert execution["status"] == "SUCCEEDED"
     assert sfn.waits == [WEEK]
@@ -183,7 +183,7 @@ def test_an_error_in_the_handler_itself_is_not_retried(sfn: DelayStateMachine, h
 def test_a_duplicate_start_through_the_scheduler_resumes_once(
     sfn: DelayStateMachine, handler: Recorder
 ) -> None:
-    scheduler = StepFunctionsScheduler(sfn.state_machine_arn, client=sfn.client)
+    scheduler = StepFunctionsScheduler(sfn.state_machine_arn, client=sfn.app_client)
     wake_up = wake(seconds=WEEK)
     scheduler.start(wake_up)
     scheduler.start(wake_up)

@@ -43,7 +43,7 @@ class SettledScheduler:
 
     def __init__(self, sfn: DelayStateMachine) -> None:
         self.sfn = sfn
-        self.inner = StepFunctionsScheduler(sfn.state_machine_arn, client=sfn.client)
+        self.inner = StepFunctionsScheduler(sfn.state_machine_arn, client=sfn.app_client)
 
     def start(self, wake: WakeUp) -> None:
         self.inner.start(wake)
@@ -192,7 +192,7 @@ class TestStepFunctionsScheduler(SchedulerContract):
     def test_a_stopped_execution_is_aborted_and_never_resumes_the_run(self, sfn: DelayStateMachine) -> None:
         calls: list[dict[str, Any]] = []
         sfn.handler = lambda event, context: calls.append(event)
-        scheduler = StepFunctionsScheduler(sfn.state_machine_arn, client=sfn.client)
+        scheduler = StepFunctionsScheduler(sfn.state_machine_arn, client=sfn.app_client)
         wake = wake_up(seconds=86400)
         scheduler.start(wake)
         assert sfn.wait_waiting(wake.execution_name) == "WaitSeconds"
@@ -202,7 +202,7 @@ class TestStepFunctionsScheduler(SchedulerContract):
         assert sfn.waits == [86400]
 
     def test_a_duplicate_start_returns_without_a_second_execution(self, sfn: DelayStateMachine) -> None:
-        scheduler = StepFunctionsScheduler(sfn.state_machine_arn, client=sfn.client)
+        scheduler = StepFunctionsScheduler(sfn.state_machine_arn, client=sfn.app_client)
         wake = wake_up()
         scheduler.start(wake)
         sfn.wait_waiting(wake.execution_name)
@@ -214,6 +214,9 @@ class TestStepFunctionsScheduler(SchedulerContract):
         from botocore.exceptions import ClientError
 
         missing = sfn.state_machine_arn.replace("memberflow-test-delays", "no-such-machine")
+        # The function role may start only the stack's own machine: IAM refuses before any lookup.
+        with pytest.raises(ClientError, match="AccessDeniedException"):
+            StepFunctionsScheduler(missing, client=sfn.app_client).start(wake_up())
         with pytest.raises(ClientError, match="StateMachineDoesNotExist"):
             StepFunctionsScheduler(missing, client=sfn.client).start(wake_up())
 

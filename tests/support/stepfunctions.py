@@ -1,22 +1,26 @@
 """Run the real delay state machine (``infra/delays.asl.json``) in moto's Step Functions interpreter.
 
 ``delay_state_machine(handler)`` is a context manager (use it in a fixture or a ``with`` block) that,
-inside ``mock_aws`` with execution on and Docker-free Lambda, creates an IAM role, a stub Lambda
-function ``memberflow-test-resume_run``, and the state machine from the ASL with that function's ARN
-substituted. The Lambda task is routed to ``handler(event, context)`` in this process: a raised
-exception becomes the function error Lambda reports (``Unhandled``; the Task's error is the
-exception's class name), and ``LambdaServiceError`` fails the invoke as the Lambda service does
-(``Lambda.TooManyRequestsException`` etc., which the ASL retries). Waits and retry intervals are
-recorded in ``waits`` and ``retries`` instead of slept; with ``hold_waits`` set, a Wait blocks until
-the execution is stopped or released (``release(name)``, or ``release()`` for all), so "pending"
-executions can be observed::
+inside ``tests.support.aws.app_aws`` (moto with execution on and Docker-free Lambda, the packaged
+template's roles with exactly their policies, IAM enforced, the test running as ``FunctionRole``),
+creates the stub Lambda function ``memberflow-test-resume_run`` and the state machine
+``memberflow-test-delays`` from the template: the ASL with that function's ARN substituted, run as
+``DelayStateMachineRole``, whose Lambda task invokes the function as that role. ``client`` is an
+admin's (start, list, inspect executions); ``app_client`` is the function role's, the one to give
+``StepFunctionsScheduler``; ``tables=True`` creates the app's tables too. The Lambda task is routed to
+``handler(event, context)`` in this process: a raised exception becomes the function error Lambda
+reports (``Unhandled``; the Task's error is the exception's class name), and ``LambdaServiceError``
+fails the invoke as the Lambda service does (``Lambda.TooManyRequestsException`` etc., which the ASL
+retries). Waits and retry intervals are recorded in ``waits`` and ``retries`` instead of slept; with
+``hold_waits`` set, a Wait blocks until the execution is stopped or released (``release(name)``, or
+``release()`` for all), so "pending" executions can be observed::
 
     from tests.support.stepfunctions import delay_state_machine
 
     def test_a_week_long_delay_resumes_the_run() -> None:
         calls = []
         with delay_state_machine(lambda event, context: calls.append(event)) as sfn:
-            StepFunctionsScheduler(sfn.state_machine_arn).start(wake)
+            StepFunctionsScheduler(sfn.state_machine_arn, client=sfn.app_client).start(wake)
             assert sfn.wait_for(wake.execution_name)["status"] == "SUCCEEDED"
         assert sfn.waits == [604800]
         assert calls == [wake.as_input()]
@@ -37,24 +41,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from chalicelib.domain.automations.runs import WakeUp
-from devstack.stepfunctions import (
-    MOTO_CONFIG,
-    Handler,
-    LambdaServiceError,
-    create_delay_state_machine,
-    route_lambda,
-)
+from devstack.stepfunctions import Handler, LambdaServiceError, route_lambda
+from infra.resources import DELAY_STATE_MACHINE, RESUME_FUNCTION
+from tests.support.aws import AppAws, app_aws
 
 __all__ = ["RESUME_FUNCTION_NAME", "DelayStateMachine", "LambdaServiceError", "delay_state_machine"]
 
 RESUME_FUNCTION_NAME = "memberflow-test-resume_run"
-STATE_MACHINE_NAME = "memberflow-test-delays"
-REGION = "us-east-1"
 HOLD_LIMIT_SECONDS = 30.0
 """A held Wait gives up after this long, so a forgotten execution cannot outlive its test for long."""
 _POLL = 0.01
@@ -66,11 +62,15 @@ def _no_handler(event: dict[str, Any], context: Any) -> None:
 
 @dataclass
 class DelayStateMachine:
-    """The state machine under test, its client, and what its executions did."""
+    """The state machine under test, its clients, and what its executions did."""
 
     client: Any
+    """An admin's: starts, lists and inspects executions beyond what the app may."""
+    app_client: Any
+    """The function role's: what ``StepFunctionsScheduler`` runs with in AWS."""
     state_machine_arn: str
     function_arn: str
+    aws: AppAws
     handler: Handler = _no_handler
     """Called for every Lambda task; replace it at any time."""
     hold_waits: bool = False
@@ -213,7 +213,7 @@ class DelayStateMachine:
 
 @contextmanager
 def delay_state_machine(
-    handler: Handler | None = None, *, hold_waits: bool = False
+    handler: Handler | None = None, *, hold_waits: bool = False, tables: bool = False
 ) -> Iterator[DelayStateMachine]:
     """The delay state machine in moto, its Lambda task routed to ``handler``; see the module docstring."""
     from moto.awslambda_simple.models import LambdaSimpleBackend
@@ -240,23 +240,18 @@ def delay_state_machine(
         current()._retry_sleep(seconds)
 
     try:
-        with pytest.MonkeyPatch.context() as patch, mock_aws(config=MOTO_CONFIG):
+        with pytest.MonkeyPatch.context() as patch, app_aws(lambdas=True, tables=tables) as aws:
             patch.setattr(LambdaSimpleBackend, "invoke", route_lambda(resolve))
             patch.setattr(WaitFunction, "_wait_interval", wait)
             # retrier_decl imported ``time`` for itself: replace that module reference, not time.sleep.
             patch.setattr(retrier_decl, "time", types.SimpleNamespace(sleep=retry_sleep))
-            client = boto3.client("stepfunctions", region_name=REGION)
-            provisioned = create_delay_state_machine(
-                iam=boto3.client("iam", region_name=REGION),
-                lambda_client=boto3.client("lambda", region_name=REGION),
-                sfn=client,
-                function_name=RESUME_FUNCTION_NAME,
-                state_machine_name=STATE_MACHINE_NAME,
-            )
+            assert aws.stack.name(RESUME_FUNCTION) == RESUME_FUNCTION_NAME
             harness = DelayStateMachine(
-                client=client,
-                state_machine_arn=provisioned.state_machine_arn,
-                function_arn=provisioned.function_arn,
+                client=aws.admin_client("stepfunctions"),
+                app_client=aws.app_client("stepfunctions"),
+                state_machine_arn=aws.stack.state_machines[DELAY_STATE_MACHINE],
+                function_arn=aws.stack.functions[RESUME_FUNCTION],
+                aws=aws,
                 handler=handler or _no_handler,
                 hold_waits=hold_waits,
             )

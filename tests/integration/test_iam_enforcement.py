@@ -1,0 +1,399 @@
+"""The harness bites: on moto with ``devstack.moto_iam``, what the packaged policy does not allow fails.
+
+The roles are the template's, statement for statement. Each negative test takes that policy, removes
+or steps around exactly one grant, and shows the call that needed it refused with
+AccessDeniedException, as AWS refuses it; the limits tests show DynamoDB's size rules refusing what
+AWS refuses. The pure tests at the end pin the (action, resource) pairs AWS checks per request and
+the item sizes of the DynamoDB developer guide.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from pynamodb.exceptions import PutError
+
+from app import app
+from chalicelib.adapters.aws.ssm import ssm_fetcher
+from chalicelib.adapters.aws.stepfunctions import StepFunctionsScheduler
+from chalicelib.domain.automations.runs import WakeUp
+from chalicelib.storage.dynamo import DynamoStore
+from devstack import moto_iam
+from devstack.moto_iam import (
+    attribute_value_size,
+    dynamodb_pairs,
+    item_size,
+    lambda_pairs,
+    ssm_pairs,
+    states_pairs,
+    transaction_size,
+)
+from devstack.stack import MOTO_ONLY_STATEMENTS
+from infra.intrinsics import resolve
+from infra.resources import (
+    DELAY_STATE_MACHINE_ROLE,
+    FUNCTION_ROLE,
+    RESUME_FUNCTION,
+    AppShape,
+    build_template,
+)
+from tests.builders import inbox_record, unique_email
+from tests.support.aws import AppAws
+from tests.support.stepfunctions import DelayStateMachine, delay_state_machine
+
+pytestmark = pytest.mark.integration
+
+ACCOUNT = "123456789012"
+TABLE = f"arn:aws:dynamodb:us-east-1:{ACCOUNT}:table"
+CONTACTS = "memberflow-contacts"
+EVENTS = "memberflow-events"
+
+
+def denied(action: str, resource: str) -> str:
+    """What AccessDeniedException says, as a regex: who is refused doing what on which ARN."""
+    return rf"AccessDeniedException.*not authorized to perform: {action} on resource: {resource}(?: |$)"
+
+
+def contact_item(email: str, **extra: Any) -> dict[str, Any]:
+    return {"email": {"S": email}, **extra}
+
+
+@pytest.fixture
+def sfn() -> Iterator[DelayStateMachine]:
+    with delay_state_machine(lambda event, context: {"resumed": True}) as machine:
+        yield machine
+
+
+# --- the roles are the template's -----------------------------------------------------------------
+
+
+def test_the_function_role_has_exactly_the_generated_statements(aws: AppAws) -> None:
+    template = build_template(AppShape.from_app(app))
+    cfn = aws.stack.cfn
+    role = template["Resources"][FUNCTION_ROLE]["Properties"]
+    expected = {p["PolicyName"]: resolve(p["PolicyDocument"], cfn) for p in role["Policies"]}
+    for res in template["Resources"].values():
+        if res.get("Type") == "AWS::IAM::Policy" and {"Ref": FUNCTION_ROLE} in res["Properties"]["Roles"]:
+            expected[res["Properties"]["PolicyName"]] = resolve(res["Properties"]["PolicyDocument"], cfn)
+    assert MOTO_ONLY_STATEMENTS == {}
+
+    iam = aws.admin_client("iam")
+    name = aws.stack.name(FUNCTION_ROLE)
+    stored = {
+        policy: iam.get_role_policy(RoleName=name, PolicyName=policy)["PolicyDocument"]
+        for policy in iam.list_role_policies(RoleName=name)["PolicyNames"]
+    }
+    assert stored == expected
+    assert iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"] == []
+    text = json.dumps(stored)
+    assert "Fn::" not in text
+    assert '"Ref"' not in text
+    assert "dynamodb:TransactWriteItems" not in text  # each item is authorised as the write it wraps
+
+
+# --- DynamoDB -------------------------------------------------------------------------------------
+
+
+def test_a_write_the_policy_lacks_is_refused(aws: AppAws) -> None:
+    aws.without("dynamodb:PutItem")
+    with pytest.raises(PutError) as refused:
+        DynamoStore().claim_event(inbox_record(email=unique_email()))
+    assert refused.value.cause_response_code == "AccessDeniedException"
+    assert refused.match(denied("dynamodb:PutItem", f"{TABLE}/{EVENTS}"))
+
+
+def test_each_transaction_item_is_authorised_as_the_write_it_wraps(aws: AppAws) -> None:
+    client = aws.app_client("dynamodb")
+    event_id = f"evt-{uuid.uuid4().hex}"
+
+    def transaction(email: str) -> dict[str, Any]:
+        return {
+            "TransactItems": [
+                {"Put": {"TableName": CONTACTS, "Item": contact_item(email)}},
+                {
+                    "Update": {
+                        "TableName": EVENTS,
+                        "Key": {"id": {"S": event_id}},
+                        "UpdateExpression": "SET #s = :s",
+                        "ExpressionAttributeNames": {"#s": "status"},
+                        "ExpressionAttributeValues": {":s": {"S": "accepted"}},
+                    }
+                },
+            ]
+        }
+
+    client.transact_write_items(**transaction(unique_email()))
+    aws.without("dynamodb:UpdateItem")
+    with pytest.raises(ClientError, match=denied("dynamodb:UpdateItem", f"{TABLE}/{EVENTS}")):
+        client.transact_write_items(**transaction(unique_email()))
+
+
+def test_a_table_outside_the_policy_is_refused(aws: AppAws) -> None:
+    admin = aws.admin_client("dynamodb")
+    admin.create_table(
+        TableName="elsewhere",
+        AttributeDefinitions=[{"AttributeName": "email", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "email", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    key = {"email": {"S": "ada@example.com"}}
+    assert "Item" not in admin.get_item(TableName="elsewhere", Key=key)
+    with pytest.raises(ClientError, match=denied("dynamodb:GetItem", f"{TABLE}/elsewhere")):
+        aws.app_client("dynamodb").get_item(TableName="elsewhere", Key=key)
+
+
+def test_an_index_is_authorised_as_its_own_arn(aws: AppAws) -> None:
+    client = aws.app_client("dynamodb")
+    query: dict[str, Any] = {
+        "TableName": EVENTS,
+        "IndexName": "by_status",
+        "KeyConditionExpression": "#s = :s",
+        "ExpressionAttributeNames": {"#s": "status"},
+        "ExpressionAttributeValues": {":s": {"S": "failed"}},
+    }
+    assert client.query(**query)["Items"] == []
+    aws.without("dynamodb:Query", sid="TableIndexes")
+    by_id = {"#i": "id"}, {":i": {"S": "evt-1"}}
+    assert (
+        client.query(
+            TableName=EVENTS,
+            KeyConditionExpression="#i = :i",
+            ExpressionAttributeNames=by_id[0],
+            ExpressionAttributeValues=by_id[1],
+        )["Items"]
+        == []
+    )
+    with pytest.raises(ClientError, match=denied("dynamodb:Query", f"{TABLE}/{EVENTS}/index/by_status")):
+        client.query(**query)
+
+
+def test_a_batch_read_is_an_action_of_its_own(aws: AppAws) -> None:
+    client = aws.app_client("dynamodb")
+    key = {"email": {"S": unique_email()}}
+    aws.without("dynamodb:BatchGetItem")
+    assert "Item" not in client.get_item(TableName=CONTACTS, Key=key)
+    with pytest.raises(ClientError, match=denied("dynamodb:BatchGetItem", f"{TABLE}/{CONTACTS}")):
+        client.batch_get_item(RequestItems={CONTACTS: {"Keys": [key]}})
+
+
+# --- DynamoDB's size limits -----------------------------------------------------------------------
+
+
+def unvalidated_client() -> Any:
+    # botocore would refuse over 100 actions itself; pynamodb turns that check off, and so does this.
+    return boto3.client("dynamodb", config=Config(parameter_validation=False))
+
+
+def big_puts(count: int, blob_bytes: int = 390_000) -> list[dict[str, Any]]:
+    return [
+        {"Put": {"TableName": CONTACTS, "Item": contact_item(unique_email(), blob={"S": "x" * blob_bytes})}}
+        for _ in range(count)
+    ]
+
+
+def test_a_transaction_of_more_than_4_mb_is_refused_and_writes_nothing(aws: AppAws) -> None:
+    client = aws.app_client("dynamodb")
+    ten, eleven = big_puts(10), big_puts(11)  # 3.9 MB, then 4.3 MB: every item under 400 KB
+    assert transaction_size({"TransactItems": eleven}) > moto_iam.TRANSACTION_LIMIT_BYTES
+    client.transact_write_items(TransactItems=ten)
+    with pytest.raises(ClientError, match=r"ValidationException.*4 MB"):
+        client.transact_write_items(TransactItems=eleven)
+    pages = aws.admin_client("dynamodb").get_paginator("scan").paginate(TableName=CONTACTS, Select="COUNT")
+    assert sum(page["Count"] for page in pages) == 10
+
+
+def test_an_item_over_400_kb_is_refused(aws: AppAws) -> None:
+    client = aws.app_client("dynamodb")
+    with pytest.raises(ClientError, match=r"ValidationException.*Item size has exceeded"):
+        client.put_item(TableName=CONTACTS, Item=contact_item(unique_email(), blob={"S": "x" * 410_000}))
+
+
+def test_a_transaction_of_more_than_100_actions_is_refused(aws: AppAws) -> None:
+    puts = [{"Put": {"TableName": CONTACTS, "Item": contact_item(unique_email())}} for _ in range(101)]
+    with pytest.raises(ClientError, match=r"ValidationException.*less than or equal to 100"):
+        unvalidated_client().transact_write_items(TransactItems=puts)
+    unvalidated_client().transact_write_items(TransactItems=puts[:100])
+
+
+# --- Step Functions and Lambda --------------------------------------------------------------------
+
+
+def wake_up() -> WakeUp:
+    return WakeUp(
+        run_id=f"run-{uuid.uuid4().hex[:12]}",
+        email="ada@example.com",
+        step_id="wait",
+        generation=1,
+        due_at=datetime.now(UTC).replace(microsecond=0),
+        wait_seconds=0,
+    )
+
+
+def test_starting_another_state_machine_is_refused(sfn: DelayStateMachine) -> None:
+    own = sfn.client.describe_state_machine(stateMachineArn=sfn.state_machine_arn)
+    other = sfn.client.create_state_machine(
+        name="memberflow-test-other", definition=own["definition"], roleArn=own["roleArn"]
+    )["stateMachineArn"]
+    with pytest.raises(ClientError, match=denied("states:StartExecution", other)):
+        StepFunctionsScheduler(other, client=sfn.app_client).start(wake_up())
+    wake = wake_up()
+    StepFunctionsScheduler(sfn.state_machine_arn, client=sfn.app_client).start(wake)
+    assert sfn.wait_for(wake.execution_name)["status"] == "SUCCEEDED"
+
+
+def test_the_function_role_may_not_list_executions_nor_invoke_functions(sfn: DelayStateMachine) -> None:
+    with pytest.raises(ClientError, match=denied("states:ListExecutions", sfn.state_machine_arn)):
+        sfn.app_client.list_executions(stateMachineArn=sfn.state_machine_arn)
+    with pytest.raises(ClientError, match=denied("lambda:InvokeFunction", sfn.function_arn)):
+        sfn.aws.app_client("lambda").invoke(FunctionName=sfn.function_arn, Payload=b"{}")
+
+
+def test_the_state_machine_role_invokes_the_resume_function_and_nothing_else(sfn: DelayStateMachine) -> None:
+    as_machine = sfn.aws.role_credentials(DELAY_STATE_MACHINE_ROLE).client("lambda", "us-east-1")
+    answer = as_machine.invoke(FunctionName=sfn.function_arn, Payload=b'{"run_id": "r1"}')
+    assert json.loads(answer["Payload"].read()) == {"resumed": True}
+    other = next(arn for logical, arn in sfn.aws.stack.functions.items() if logical != RESUME_FUNCTION)
+    with pytest.raises(ClientError, match=denied("lambda:InvokeFunction", other)):
+        as_machine.invoke(FunctionName=other, Payload=b"{}")
+
+
+def test_a_state_machine_role_without_invoke_rights_fails_the_execution(sfn: DelayStateMachine) -> None:
+    # The task runs as DelayStateMachineRole, not as moto's fixed credentials: take the grant away.
+    sfn.aws.without("lambda:InvokeFunction", role=DELAY_STATE_MACHINE_ROLE)
+    wake = wake_up()
+    sfn.start(wake)
+    execution = sfn.wait_for(wake.execution_name)
+    assert execution["status"] == "FAILED"
+    assert "AccessDenied" in f"{execution.get('error')} {execution.get('cause')}"
+    assert sfn.events == []
+
+
+# --- SSM ------------------------------------------------------------------------------------------
+
+
+def test_only_parameters_under_the_apps_prefix_are_readable(aws: AppAws) -> None:
+    admin = aws.admin_client("ssm")
+    for name in ("/memberflow/kit-token", "/elsewhere/kit-token"):
+        admin.put_parameter(Name=name, Value=f"value of {name}", Type="SecureString")
+    fetch = ssm_fetcher()
+    assert fetch("/memberflow/kit-token") == "value of /memberflow/kit-token"
+    parameter = f"arn:aws:ssm:us-east-1:{ACCOUNT}:parameter"
+    with pytest.raises(ClientError, match=denied("ssm:GetParameter", f"{parameter}/elsewhere/kit-token")):
+        fetch("/elsewhere/kit-token")
+    # GetParameters is an action of its own, which the role is not granted.
+    with pytest.raises(ClientError, match=denied("ssm:GetParameters", f"{parameter}/memberflow/kit-token")):
+        aws.app_client("ssm").get_parameters(Names=["/memberflow/kit-token"], WithDecryption=True)
+
+
+# --- moto_iam on its own ----------------------------------------------------------------------------
+
+
+def test_install_is_idempotent_and_uninstall_gives_moto_back_its_own_checks() -> None:
+    from moto.dynamodb.responses import DynamoHandler
+
+    moto_iam.install()
+    moto_iam.install()
+    assert "_authenticate_and_authorize_normal_action" in DynamoHandler.__dict__
+    moto_iam.uninstall()
+    try:
+        assert "_authenticate_and_authorize_normal_action" not in DynamoHandler.__dict__
+    finally:
+        moto_iam.install()
+
+
+WHERE = ("us-east-1", ACCOUNT, "aws")
+
+
+def test_dynamodb_requests_are_checked_per_item_table_and_index() -> None:
+    put = {"Put": {"TableName": "a", "Item": {}}}
+    update = {"Update": {"TableName": "b", "Key": {}}}
+    check = {"ConditionCheck": {"TableName": "a", "Key": {}}}
+    delete = {"Delete": {"TableName": f"{TABLE}/c", "Key": {}}}
+    assert dynamodb_pairs(
+        "TransactWriteItems", {"TransactItems": [put, update, check, delete, put]}, *WHERE
+    ) == [
+        ("dynamodb:PutItem", f"{TABLE}/a"),
+        ("dynamodb:UpdateItem", f"{TABLE}/b"),
+        ("dynamodb:ConditionCheckItem", f"{TABLE}/a"),
+        ("dynamodb:DeleteItem", f"{TABLE}/c"),
+    ]
+    gets = {"TransactItems": [{"Get": {"TableName": "a", "Key": {}}}, {"Get": {"TableName": "b", "Key": {}}}]}
+    assert dynamodb_pairs("TransactGetItems", gets, *WHERE) == [
+        ("dynamodb:GetItem", f"{TABLE}/a"),
+        ("dynamodb:GetItem", f"{TABLE}/b"),
+    ]
+    batch = {"RequestItems": {"a": {}, "b": {}}}
+    assert dynamodb_pairs("BatchWriteItem", batch, *WHERE) == [
+        ("dynamodb:BatchWriteItem", f"{TABLE}/a"),
+        ("dynamodb:BatchWriteItem", f"{TABLE}/b"),
+    ]
+    assert dynamodb_pairs("Scan", {"TableName": "a", "IndexName": "i"}, *WHERE) == [
+        ("dynamodb:Scan", f"{TABLE}/a/index/i")
+    ]
+    assert dynamodb_pairs("Query", {"TableName": "a"}, *WHERE) == [("dynamodb:Query", f"{TABLE}/a")]
+    assert dynamodb_pairs("ListTables", {}, *WHERE) == [("dynamodb:ListTables", "*")]
+
+
+def test_step_functions_ssm_and_lambda_requests_are_checked_on_what_they_name() -> None:
+    machine = f"arn:aws:states:us-east-1:{ACCOUNT}:stateMachine:m"
+    execution = f"arn:aws:states:us-east-1:{ACCOUNT}:execution:m:e"
+    assert states_pairs("StartExecution", {"stateMachineArn": machine}, *WHERE) == [
+        ("states:StartExecution", machine)
+    ]
+    assert states_pairs("StopExecution", {"executionArn": execution}, *WHERE) == [
+        ("states:StopExecution", execution)
+    ]
+    assert states_pairs("CreateStateMachine", {"name": "m"}, *WHERE) == [
+        ("states:CreateStateMachine", machine)
+    ]
+    parameter = f"arn:aws:ssm:us-east-1:{ACCOUNT}:parameter"
+    assert ssm_pairs("GetParameter", {"Name": "/memberflow/a:3"}, *WHERE) == [
+        ("ssm:GetParameter", f"{parameter}/memberflow/a")
+    ]
+    assert ssm_pairs("GetParameters", {"Names": ["/a", "b"]}, *WHERE) == [
+        ("ssm:GetParameters", f"{parameter}/a"),
+        ("ssm:GetParameters", f"{parameter}/b"),
+    ]
+    assert ssm_pairs("GetParametersByPath", {"Path": "/memberflow"}, *WHERE) == [
+        ("ssm:GetParametersByPath", f"{parameter}/memberflow")
+    ]
+    function = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:f"
+    assert lambda_pairs("Invoke", "f", None, *WHERE) == [("lambda:InvokeFunction", function)]
+    assert lambda_pairs("Invoke", function, "live", *WHERE) == [("lambda:InvokeFunction", f"{function}:live")]
+    assert lambda_pairs("Invoke", f"{ACCOUNT}:function:f", None, *WHERE) == [
+        ("lambda:InvokeFunction", function)
+    ]
+    assert lambda_pairs("GetFunction", "f", None, *WHERE) == [("lambda:GetFunction", function)]
+
+
+def test_item_sizes_follow_the_dynamodb_developer_guide() -> None:
+    assert item_size({"name": {"S": "héllo"}}) == 4 + 6  # UTF-8 bytes of the name and of the value
+    assert attribute_value_size({"N": "123.450"}) == 4  # 5 significant digits: 3 bytes, plus 1
+    assert attribute_value_size({"N": "-0.0001"}) == 2
+    assert attribute_value_size({"B": b"\x00" * 10}) == 10
+    assert attribute_value_size({"B": "AAAA"}) == 3  # base64 on the wire, raw bytes counted
+    assert attribute_value_size({"BOOL": True}) == attribute_value_size({"NULL": True}) == 1
+    assert attribute_value_size({"SS": ["ab", "c"]}) == 3
+    assert attribute_value_size({"L": []}) == attribute_value_size({"M": {}}) == 3
+    assert attribute_value_size({"L": [{"S": "a"}, {"N": "1"}]}) == 3 + (1 + 1) + (1 + 2)
+    assert attribute_value_size({"M": {"k": {"S": "v"}}}) == 3 + 1 + 1 + 1
+
+
+def test_a_transaction_counts_put_items_and_the_keys_and_values_of_the_rest() -> None:
+    key = {"email": {"S": "a@b.c"}}  # 5 + 5
+    request = {
+        "TransactItems": [
+            {"Put": {"TableName": "t", "Item": {**key, "n": {"N": "10"}}}},  # 10 + 1 + 2
+            {"Update": {"TableName": "t", "Key": key, "ExpressionAttributeValues": {":v": {"S": "xyz"}}}},
+            {"ConditionCheck": {"TableName": "t", "Key": key}},
+        ]
+    }
+    assert transaction_size(request) == 13 + (10 + 3) + 10
