@@ -430,12 +430,6 @@ def substitute_definition(definition: Any, substitutions: Mapping[str, str]) -> 
     return definition
 
 
-def render_delays_definition(resume_function_arn: str, path: Path = DELAYS_ASL) -> str:
-    """The delay ASL as a ``create_state_machine`` definition string that invokes ``resume_function_arn``."""
-    rendered = substitute_definition(delays_definition(path), {"ResumeFunctionArn": resume_function_arn})
-    return json.dumps(rendered)
-
-
 def delays_group(shape: AppShape) -> Fragment:
     """The Standard state machine that wakes waiting automation runs, its own role, and the wiring.
 
