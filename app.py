@@ -13,12 +13,13 @@ from chalice.app import Chalice, Rate, Response
 from chalicelib import bootstrap
 from chalicelib.domain.automations.runs import RunStatus
 from chalicelib.domain.errors import BadRequest, NotFound
-from chalicelib.domain.events import Ping
+from chalicelib.domain.events import Ping, Source
 from chalicelib.domain.inbox import Status
 from chalicelib.domain.model import Contact, normalize_email
 from chalicelib.http import (
     api,
     base_url,
+    chalice_errors,
     header,
     json_body,
     json_response,
@@ -31,6 +32,7 @@ from chalicelib.services.automations import SWEEP_BUDGET_SECONDS
 from chalicelib.services.inbox import Receipt
 
 app = Chalice(app_name="memberflow")
+app.register_middleware(chalice_errors, "http")
 
 WEBHOOK_CONTENT_TYPES = [
     "application/x-www-form-urlencoded",
@@ -210,18 +212,26 @@ def list_events() -> Response:
     status = params.get("status")
     if status is not None and status not in {s.value for s in Status}:
         raise BadRequest(f"unknown status '{status}' (one of: {', '.join(s.value for s in Status)})")
-    limit_text = params.get("limit", "50")
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 200:
-        raise BadRequest("limit must be a whole number from 1 to 200")
+    source = params.get("source")
+    if source is not None and source not in {s.value for s in Source}:
+        raise BadRequest(f"unknown source '{source[:40]}' (one of: {', '.join(s.value for s in Source)})")
     page = c.store.list_events(
         status=Status(status) if status else None,
-        source=params.get("source"),
-        limit=int(limit_text),
+        source=source,
+        limit=_limit(params),
         cursor=params.get("cursor"),
     )
     return json_response(
         {"events": [views.event_view(r) for r in page.items], "next_cursor": page.next_cursor}
     )
+
+
+def _limit(params: Any) -> int:
+    text = params.get("limit", "50")
+    # ASCII digits and short: isdigit() alone takes "²", and int() refuses more than 4300 digits.
+    if not (text.isascii() and text.isdigit() and len(text) <= 6) or not 1 <= int(text) <= 200:
+        raise BadRequest("limit must be a whole number from 1 to 200")
+    return int(text)
 
 
 @app.route("/admin/events/{event_id}", methods=["GET"])
@@ -304,15 +314,13 @@ def list_runs() -> Response:
     status = params.get("status")
     if status is not None and status not in {s.value for s in RunStatus}:
         raise BadRequest(f"unknown status '{status}' (one of: {', '.join(s.value for s in RunStatus)})")
-    limit_text = params.get("limit", "50")
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 200:
-        raise BadRequest("limit must be a whole number from 1 to 200")
+    limit = _limit(params)
     email = normalize_email(params["email"]) if params.get("email") else None
     runs = c.store.list_runs(
         email=email,
         automation=params.get("automation") or None,
         status=RunStatus(status) if status else None,
-        limit=int(limit_text),
+        limit=limit,
     )
     return json_response({"runs": [views.run_view(run, with_history=False) for run in runs]})
 

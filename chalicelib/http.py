@@ -1,8 +1,9 @@
 """HTTP edge helpers: JSON error mapping, admin bearer auth and request accessors for ``app.py``.
 
 Every error leaves as ``{"error": {"code", "message"}}``: a ``MemberflowError`` with its own
-status, a broken config as 500 ``config_invalid`` (naming the problems, which are not secret), and
-anything unexpected as a bare 500 whose details stay in the (scrubbed) logs. Every 5xx answer is
+status, a broken config as 500 ``config_invalid`` (naming the problems, which are not secret),
+anything unexpected as a bare 500 whose details stay in the (scrubbed) logs, and what Chalice
+answers itself before a view runs (``chalice_errors``). Every 5xx answer is
 counted as ``Api5xx``, and the metrics a request counted are flushed when it ends, so views never
 flush them themselves.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import hmac
-import json
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec
@@ -20,8 +20,9 @@ from urllib.parse import unquote
 from chalice.app import Request, Response
 
 from chalicelib import bootstrap
+from chalicelib.adapters.strict_json import decode_object
 from chalicelib.config.loader import ConfigError
-from chalicelib.domain.errors import BadRequest, MemberflowError, PayloadTooLarge, Unauthorized
+from chalicelib.domain.errors import MemberflowError, PayloadTooLarge, Unauthorized
 from chalicelib.metrics import API_5XX
 
 logger = logging.getLogger("chalicelib.http")
@@ -78,6 +79,25 @@ def _answer(view: Callable[P, Response], *args: P.args, **kwargs: P.kwargs) -> R
         return error_response(500, "internal_error", "an internal error occurred; it has been logged")
 
 
+_CHALICE_CODES = {
+    "UnsupportedMediaType": "unsupported_media_type",
+    "MethodNotAllowedError": "method_not_allowed",
+    "BadRequest": "bad_request",
+    "InternalServerError": "internal_error",
+}
+
+
+def chalice_errors(request: Request, get_response: Callable[[Request], Response]) -> Response:
+    """HTTP middleware: the errors Chalice answers before a view runs (415 for a Content-Type the
+    route does not take, 405) leave in our ``{"error": {"code", "message"}}`` shape too."""
+    response = get_response(request)
+    body = response.body
+    if response.status_code >= 400 and isinstance(body, dict) and set(body) == {"Code", "Message"}:
+        code = str(body["Code"])
+        response.body = {"error": {"code": _CHALICE_CODES.get(code, code), "message": str(body["Message"])}}
+    return response
+
+
 def header(request: Request, name: str) -> str | None:
     headers: Mapping[str, Any] = request.headers or {}
     value = headers.get(name) or headers.get(name.lower())
@@ -99,13 +119,7 @@ def json_body(request: Request) -> dict[str, Any]:
         raise PayloadTooLarge(f"body is {len(body)} bytes; the limit is {MAX_ADMIN_BODY_BYTES}")
     if not body.strip():
         return {}
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise BadRequest("body is not valid JSON", code="malformed_payload") from error
-    if not isinstance(data, dict):
-        raise BadRequest("body must be a JSON object", code="malformed_payload")
-    return data
+    return decode_object(body)
 
 
 def path_email(raw: str) -> str:
@@ -118,7 +132,9 @@ def require_bearer(request: Request, expected: str | None) -> None:
     scheme, _, token = given.partition(" ")
     if not expected:
         raise Unauthorized("admin API is disabled: ADMIN_TOKEN is not set")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
+    # surrogatepass: a header holding a lone surrogate is a wrong token, not a crash.
+    given_token = token.strip().encode("utf-8", "surrogatepass")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given_token, expected.encode()):
         raise Unauthorized("missing or wrong bearer token")
 
 

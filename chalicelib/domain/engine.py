@@ -48,6 +48,7 @@ from chalicelib.domain.errors import (
 )
 from chalicelib.domain.model import (
     MAX_ACTIVE_RUNS,
+    MAX_TAGS,
     Contact,
     FieldValue,
     KitSyncIntent,
@@ -461,6 +462,13 @@ class _Work:
                 self._seen_in_kit(tag, present=True)
             operation_id = self.triggers.get(tag)
             if tag not in self.state.tags:
+                # A trigger tag leaves again at once, so only a tag that stays counts against the cap.
+                if operation_id is None and len(self.state.tags) >= MAX_TAGS:
+                    raise Conflict(
+                        f"{self.before.email} has {MAX_TAGS} tags, the most a contact may have;"
+                        f" remove some before adding {tag!r}",
+                        code="too_many_tags",
+                    )
                 self.state.tags.add(tag)
                 self._log(TimelineKind.TAG_ADDED, {"tag": tag, "origin": command.origin})
                 self.state.happenings.append(Happening("tag_added", tag))

@@ -12,6 +12,8 @@ import hashlib
 import hmac
 from collections.abc import Sequence
 
+from chalicelib.domain.text import is_encodable
+
 
 def hook_token(secret: str, operation_id: str) -> str:
     digest = hmac.new(secret.encode(), f"memberflow-hook:{operation_id}".encode(), hashlib.sha256).digest()
@@ -19,6 +21,8 @@ def hook_token(secret: str, operation_id: str) -> str:
 
 
 def token_is_valid(token: str, operation_id: str, secrets: Sequence[str]) -> bool:
+    if not (is_encodable(token) and is_encodable(operation_id)):
+        return False  # a lone surrogate is in no URL memberflow generated (and cannot be hashed)
     valid = False
     for secret in secrets:
         # Check every secret (no early exit) so timing does not reveal which one matched.

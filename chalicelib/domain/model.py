@@ -67,6 +67,11 @@ move all of them in one transaction, which DynamoDB caps at 100 items; and nothi
 item may grow with the number of runs."""
 
 
+MAX_TAGS = 500
+"""Tags one contact may have: the tag set lives in the contact item, so it must stay far below
+DynamoDB's 400 KB even with names of the longest allowed length (255 characters)."""
+
+
 def order_marker(order_id: str, item_key: str) -> str:
     """The marker that an order item's actions were applied (so a redelivered order applies nothing)."""
     return _bounded(f"order:{order_id}:{item_key}")

@@ -8,7 +8,6 @@ through the same path as the original delivery.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -25,6 +24,7 @@ from chalicelib.adapters.kit.parse import (
     parse_legacy,
 )
 from chalicelib.adapters.kit.verify import token_matches, verify_signature
+from chalicelib.adapters.strict_json import decode_object
 from chalicelib.adapters.thrivecart.forms import decode_body, ensure_storable
 from chalicelib.adapters.thrivecart.parse import parse as parse_thrivecart
 from chalicelib.adapters.thrivecart.verify import verify as verify_thrivecart
@@ -304,16 +304,9 @@ def _form_or_json(body: bytes, content_type: str | None) -> dict[str, Any]:
         raise PayloadTooLarge(f"body is {len(body)} bytes; the limit is {MAX_REQUEST_BYTES}")
     if not body.strip():
         return {}
-    text = body.decode("utf-8", errors="replace")
-    if "json" in (content_type or "") or text.lstrip().startswith("{"):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise BadRequest(f"body is not valid JSON: {error.msg}", code="malformed_payload") from error
-        if not isinstance(data, dict):
-            raise BadRequest("body must be a JSON object", code="malformed_payload")
-        return data
-    return dict(parse_qsl(text, keep_blank_values=True))
+    if "json" in (content_type or "") or body.lstrip().startswith(b"{"):
+        return decode_object(body)
+    return dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
 
 
 def _check_text(value: str, name: str, max_length: int) -> str:

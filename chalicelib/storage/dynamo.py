@@ -80,6 +80,8 @@ class DynamoStore:
         _event_to_model(record).save(condition=EventModel.id.does_not_exist())
 
     def get_event(self, event_id: str) -> InboxRecord | None:
+        if not _can_be_key(event_id):
+            return None
         try:
             return _event_from_model(EventModel.get(event_id, consistent_read=True))
         except EventModel.DoesNotExist:
@@ -94,6 +96,8 @@ class DynamoStore:
         cursor: str | None = None,
     ) -> EventPage:
         before = decode_cursor(cursor)
+        if source is not None and not _can_be_key(source):
+            return EventPage([])
         streams: list[Iterator[EventModel]] = []
         if status is not None:
             condition = EventModel.received_at < before if before else None
@@ -174,6 +178,8 @@ class DynamoStore:
     # --- contacts -------------------------------------------------------------------------------
 
     def get_contact(self, email: str) -> Contact | None:
+        if not _can_be_key(email):
+            return None
         try:
             return _contact_from_model(ContactModel.get(email, consistent_read=True))
         except ContactModel.DoesNotExist:
@@ -247,6 +253,8 @@ class DynamoStore:
     # --- history --------------------------------------------------------------------------------
 
     def list_ledger(self, email: str, field: str | None = None) -> list[LedgerEntry]:
+        if not _can_be_key(email, field or ""):
+            return []
         condition = LedgerModel.entry_id.startswith(f"{field}#") if field else None
         return [_ledger_from_model(m) for m in LedgerModel.query(email, condition, consistent_read=True)]
 
@@ -283,6 +291,8 @@ class DynamoStore:
     # --- automation runs ------------------------------------------------------------------------
 
     def get_run(self, run_id: str) -> Run | None:
+        if not _can_be_key(run_id):
+            return None
         try:
             run = _run_from_model(RunModel.get(run_id, consistent_read=True))
         except RunModel.DoesNotExist:
@@ -312,6 +322,8 @@ class DynamoStore:
         status: RunStatus | None = None,
         limit: int = 50,
     ) -> list[Run]:
+        if not _can_be_key(email or "", automation or ""):
+            return []
         models: Iterator[RunModel]
         status_filter = RunModel.status == status.value if status else None
         if email:
@@ -373,6 +385,21 @@ class DynamoStore:
             return None
         definition: Mapping[str, Any] = item.definition
         return definition
+
+
+_MAX_KEY_BYTES = 1024
+"""DynamoDB refuses a sort key (or a key prefix) longer than 1 KB and any key holding text UTF-8
+cannot encode, with a ValidationException; an id or filter like that names nothing we stored."""
+
+
+def _can_be_key(*values: str) -> bool:
+    for value in values:
+        try:
+            if len(value.encode("utf-8")) > _MAX_KEY_BYTES:
+                return False
+        except UnicodeEncodeError:
+            return False
+    return True
 
 
 def _update_open_event(event_id: str, actions: list[Action]) -> None:

@@ -287,6 +287,17 @@ class StoreContract:
         with pytest.raises(StaleContact):
             store.commit(Commit(record.id, wake, processed_at=later(3)))
 
+    def test_ids_and_filters_no_key_can_hold_find_nothing(self, store: Store) -> None:
+        # DynamoDB refuses such keys with a ValidationException; they name nothing stored either way.
+        huge = "x" * 3000
+        assert store.get_event(huge) is None
+        assert store.get_event("evt_\ud800") is None
+        assert store.get_run(huge) is None
+        assert store.get_contact(f"{huge}@example.com") is None
+        assert store.list_runs(automation=huge) == []
+        assert store.list_ledger("a@example.com", field=huge) == []
+        assert store.list_events(source=huge).items == []
+
     def test_versions_are_saved_once(self, store: Store) -> None:
         store.save_version("drip", "v1", {"steps": [1]}, later(1))
         store.save_version("drip", "v1", {"steps": [2]}, later(2))

@@ -9,9 +9,10 @@ events of one type. Only a broken envelope (``events`` missing or not a list, 0 
 events) raises ``ParseError``. ``parse_envelope`` reads each event on its own and pairs its outcome,
 a ``KitEvent``, ``Ignored`` or ``Rejected``, with the dict to store for it. An event that cannot be
 read (not an object, no usable id or type, no subscriber, no plausible email, an email, name, tag
-or id holding control characters or lone surrogates, no tag, a bad purchase total, a stored form
-above ``MAX_STORED_EVENT_BYTES``) becomes ``Rejected`` so that the rest of the batch still applies:
-failing the whole delivery would make Kit retry every event for 41 hours. Keys, first that applies:
+or id holding control characters or lone surrogates, no tag, a tag name over the 255 characters a
+config's tag may have, a bad purchase total, a stored form above ``MAX_STORED_EVENT_BYTES``) becomes
+``Rejected`` so that the rest of the batch still applies: failing the whole delivery would make Kit
+retry every event for 41 hours. Keys, first that applies:
 
 * ``kit:event:{id}`` when the event's ``id`` is usable: a string, not blank, at most 200 characters,
   valid Unicode, no control characters. Only ``Rejected`` outcomes ever lack one.
@@ -55,6 +56,7 @@ from decimal import Decimal, localcontext
 from typing import Any, Final, TypeGuard
 
 from chalicelib.adapters.strict_json import MAX_DEPTH, decode_object
+from chalicelib.config.base import TAG_NAME_MAX_LENGTH
 from chalicelib.domain.errors import ParseError, PayloadTooLarge
 from chalicelib.domain.events import (
     Ignored,
@@ -370,6 +372,10 @@ def _v4_event(key: str, event_type: str, event: Mapping[str, Any], where: str) -
     if event_type in (_V4_TAG_ADDED, _V4_TAG_REMOVED):
         tag = _mapping(data.get("tag")) or {}
         tag_name = _clean_text(tag.get("name"), "tag name", where)
+        # Every tag a contact gets stays in its item: a few of 60 KB each (one event may be 64 KiB)
+        # would push it past DynamoDB's 400 KB, so a name longer than a config may give is refused.
+        if tag_name is not None and len(tag_name) > TAG_NAME_MAX_LENGTH:
+            raise ParseError(f"{where}: tag name is longer than {TAG_NAME_MAX_LENGTH} characters")
         tag_id = _id_text(tag.get("id"), "tag id", where)
         if tag_name is None and tag_id is None:
             raise ParseError(f"{where} names no tag")

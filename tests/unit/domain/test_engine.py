@@ -204,3 +204,17 @@ class TestNumberRange:
         t = engine.apply(near_the_top, [AddTags(("Op – Add 50 Credits",))], CTX)
         assert [o.result for o in t.operations] == ["out_of_range"]
         assert t.after.fields["credits"] == Decimal(10) ** 15 - 1
+
+
+class TestTagCap:
+    FULL = frozenset(f"Tag {n}" for n in range(500))
+
+    def test_a_contact_with_the_most_tags_refuses_one_more(self) -> None:
+        with pytest.raises(Conflict) as refused:
+            engine.apply(stored(tags=self.FULL), [AddTags(("One more",))], CTX)
+        assert refused.value.code == "too_many_tags"
+
+    def test_a_tag_it_has_and_a_trigger_tag_still_work(self) -> None:
+        t = engine.apply(stored(tags=self.FULL), [AddTags(("Tag 1", "Op – Add 50 Credits"))], CTX)
+        assert t.after.fields["credits"] == Decimal(50)
+        assert t.after.tags == self.FULL
