@@ -243,7 +243,7 @@ def template_roles(template: Mapping[str, Any], stack: Stack) -> dict[str, RoleS
     }
 
 
-BOOTSTRAP = Credentials("AKIABOOTSTRAPMEMBERFLOW", "bootstrap")
+BOOTSTRAP = Credentials("bootstrap-memberflow", "bootstrap")
 """Signs the calls that create the admin user, which exists only after them; moto checks nothing then."""
 
 

@@ -41,7 +41,7 @@ def list_tables_as_a_stranger(endpoint: str) -> list[str]:
         "dynamodb",
         endpoint_url=endpoint,
         region_name="us-east-1",
-        aws_access_key_id="AKIASTRANGER00000000",
+        aws_access_key_id="stranger-memberflow",
         aws_secret_access_key="not-a-known-secret",
     )
     return list(client.list_tables()["TableNames"])
