@@ -99,6 +99,9 @@ class AddTags:
     tags: tuple[str, ...]
     origin: str = "memberflow"
     """``kit`` when Kit already has these tags, so mirroring them back would be an echo."""
+    restated: bool = False
+    """From Kit, by a hook without an id (legacy): if memberflow has seen Kit add the tag and not
+    remove it since, this says nothing new and changes nothing (``kit_legacy``)."""
 
 
 @dataclass(frozen=True)
@@ -288,6 +291,7 @@ class _State:
     markers: list[str]
     marketing_status: str | None
     kit_tags: dict[str, int]
+    kit_changes: int
     marketing_changes: int
     timeline: list[TimelineEntry]
     ledger: list[LedgerEntry]
@@ -305,6 +309,7 @@ class _State:
             list(self.markers),
             self.marketing_status,
             dict(self.kit_tags),
+            self.kit_changes,
             self.marketing_changes,
             list(self.timeline),
             list(self.ledger),
@@ -345,6 +350,7 @@ class _Work:
             [],
             contact.marketing_status,
             dict(contact.kit_tags),
+            contact.kit_changes,
             contact.marketing_changes,
             [],
             [],
@@ -407,10 +413,14 @@ class _Work:
         return []
 
     def _seen_in_kit(self, tag: str, *, present: bool) -> None:
-        """Count a change of the tag's presence in Kit (see ``kit_legacy`` for why)."""
-        changes = self.state.kit_tags.get(tag, 0)
-        if (changes % 2 == 1) != present:
-            self.state.kit_tags[tag] = changes + 1
+        """Record a change of the tag's presence in Kit (see ``kit_legacy`` for why)."""
+        if present == (tag in self.state.kit_tags):
+            return
+        self.state.kit_changes += 1
+        if present:
+            self.state.kit_tags[tag] = self.state.kit_changes
+        else:
+            del self.state.kit_tags[tag]
 
     def _marked(self, key: str) -> bool:
         if key in self.state.markers:
@@ -458,6 +468,12 @@ class _Work:
         follow_ups: list[Command] = []
         for tag in command.tags:
             if command.origin == KIT:
+                if command.restated and tag in self.state.kit_tags:
+                    # A legacy hook saying again what Kit already told us: it happened once.
+                    self._log(
+                        TimelineKind.NOTE, {"text": "Kit already has this tag; nothing to do", "tag": tag}
+                    )
+                    continue
                 self.kit_added.add(tag)
                 self._seen_in_kit(tag, present=True)
             operation_id = self.triggers.get(tag)
@@ -647,6 +663,7 @@ class _Work:
             operation_runs=dict(s.runs),
             marketing_status=s.marketing_status,
             kit_tags=dict(s.kit_tags),
+            kit_changes=s.kit_changes,
             marketing_changes=s.marketing_changes,
             active_runs=dict(self.active_runs),
             automation_entries=dict(self.entries),

@@ -142,6 +142,8 @@ class KitEvent:
     event_name: str
     person: Person
     kit_subscriber_id: str | None
+    legacy: bool = False
+    """Delivered by a legacy hook, which carries no event id (see ``domain.kit_legacy``)."""
 
 
 @dataclass(frozen=True)

@@ -9,17 +9,20 @@ add it and has not seen it leave Kit since, the delivery restates a happening al
 
 The rule, exactly:
 
-* Per contact and tag, memberflow counts the changes of the tag's presence *in Kit* it has seen
-  (``Contact.kit_tags``; odd means Kit has the tag). A Kit ``tag_add`` of a tag Kit does not have
-  counts one change, a Kit ``tag_remove`` of a tag Kit has counts one; any other is no change.
-  Changes memberflow makes to its own copy (an operation consuming its trigger tag, an admin
-  removal) are not changes in Kit: Kit keeps the tag until memberflow has it removed there.
-* A legacy ``tag_add`` of tag T gets the key ``kit:legacy:tag_add:{email}:{T}:{n}``, where ``n`` is
-  the count that add leads to: the current count if Kit has T already (the delivery restates the
-  add that made it so, and is a duplicate of it), else the count plus one (a new add).
-  ``tag_remove`` mirrors it. So a trigger tag added in Kit fires its operation once, and fires again
-  only after memberflow has seen the tag leave Kit (a Kit ``tag_remove``, or memberflow's own
-  removal delivered to Kit) and Kit add it again.
+* Per contact, memberflow keeps the tags Kit has as far as it has seen (``Contact.kit_tags``), and
+  numbers every change of a tag's presence in Kit (``Contact.kit_changes``). A Kit add of a tag Kit
+  does not have is a change and records the tag with its change number; a Kit removal of a tag Kit
+  has is a change and forgets the tag. Changes memberflow makes to its own copy (an operation
+  consuming its trigger tag, an admin removal) are not changes in Kit: Kit keeps the tag until
+  memberflow has it removed there. The record holds only the tags Kit has, so it stays bounded.
+* The guarantee is in the transaction: a legacy ``tag_add`` of a tag Kit already has changes
+  nothing and fires nothing (``AddTags.restated``). So a trigger tag added in Kit fires its
+  operation once, and again only after memberflow has seen the tag leave Kit (a Kit
+  ``tag_remove``, or memberflow's own removal delivered to Kit) and Kit add it again.
+* So that the sender also hears ``duplicate``, the delivery is keyed by the same state: a legacy
+  ``tag_add`` of tag T gets ``kit:legacy:tag_add:{email}:{T}:{n}``, where ``n`` is the change
+  number that added T if Kit has it (the delivery restates that add), else the next change number
+  (a new add). ``tag_remove`` gets the current change number if Kit does not have T, else the next.
 * Status hooks (``subscriber_activate``, ``subscriber_unsubscribe``, ...) work the same way on the
   contact's marketing status and its count of status changes (``Contact.marketing_changes``).
 * Other legacy hooks (forms, sequences, links, purchases) keep the adapter's key: the purchase id,
@@ -32,10 +35,6 @@ from chalicelib.domain.events import KitEvent, KitMarketingStatusChanged, KitTag
 from chalicelib.domain.model import Contact, normalize_email
 
 
-def kit_tag_present(contact: Contact | None, tag: str) -> bool:
-    return contact is not None and contact.kit_tags.get(tag, 0) % 2 == 1
-
-
 def legacy_key(event: KitEvent, contact: Contact | None, tag_name: str | None) -> str:
     """The idempotency key of a legacy hook delivery, given the contact as stored (None: unknown).
 
@@ -43,11 +42,13 @@ def legacy_key(event: KitEvent, contact: Contact | None, tag_name: str | None) -
     """
     email = normalize_email(event.person.email)
     if isinstance(event, KitTagAdded | KitTagRemoved) and tag_name is not None:
-        adding = isinstance(event, KitTagAdded)
-        changes = contact.kit_tags.get(tag_name, 0) if contact is not None else 0
-        already = kit_tag_present(contact, tag_name) == adding
-        count = changes if already else changes + 1
-        return f"kit:legacy:{'tag_add' if adding else 'tag_remove'}:{email}:{tag_name}:{count}"
+        kit_tags = contact.kit_tags if contact is not None else {}
+        changes = contact.kit_changes if contact is not None else 0
+        if isinstance(event, KitTagAdded):
+            count = kit_tags.get(tag_name, changes + 1)
+            return f"kit:legacy:tag_add:{email}:{tag_name}:{count}"
+        count = changes + 1 if tag_name in kit_tags else changes
+        return f"kit:legacy:tag_remove:{email}:{tag_name}:{count}"
     if isinstance(event, KitMarketingStatusChanged):
         status = event.status.value
         changes = contact.marketing_changes if contact is not None else 0

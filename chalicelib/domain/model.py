@@ -109,8 +109,11 @@ class Contact:
     automation_entries: Mapping[str, int] = field(default_factory=dict)
     """Automation id -> runs ever started, for ``reentry: once`` (bounded by the config's automations)."""
     kit_tags: Mapping[str, int] = field(default_factory=dict)
-    """Tag -> changes of its presence in Kit that memberflow has seen (odd: Kit has it); bounded by
-    the tags Kit ever sent for the contact. How legacy hooks are deduplicated (``kit_legacy``)."""
+    """The tags Kit has, as far as memberflow has seen, each with the number of the change (of
+    ``kit_changes``) that added it; a tag leaves when Kit removes it. How legacy hooks are
+    deduplicated (``kit_legacy``)."""
+    kit_changes: int = 0
+    """Changes of tag presence in Kit memberflow has seen for the contact (only ever grows)."""
     marketing_changes: int = 0
     """Changes of the marketing status memberflow has seen from Kit."""
     version: int = 0

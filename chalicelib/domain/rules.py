@@ -163,7 +163,7 @@ def _kit(event: ev.KitEvent, config: MemberflowConfig) -> list[Command]:
                 " add it under kit.tag_ids or name the tag in the hook URL"
             )
         if isinstance(event, ev.KitTagAdded):
-            commands.append(AddTags((tag,), origin=KIT))
+            commands.append(AddTags((tag,), origin=KIT, restated=event.legacy))
         else:
             commands.append(RemoveTags((tag,), origin=KIT))
     elif isinstance(event, ev.KitMarketingStatusChanged):

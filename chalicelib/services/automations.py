@@ -7,8 +7,8 @@ event already accepted, or the run's generation moved on, and does nothing.
 
 The sweep is the safety net behind the timers. It wakes waiting runs whose due time passed a grace
 period ago (``TIMER_GRACE``: a timer that failed to start, or a run migrated from an old deploy),
-releases held runs
-whose automation is live again, and finishes inbox events no attempt finished. Every item is tried
+releases held runs whose automation is live again, and finishes inbox events no attempt finished.
+Every item is tried
 on its own: one that fails is counted, backed off (its place in the sweep queue moves to its retry
 time) and, after ``SWEEP_MAX_ATTEMPTS``, parked with the reason for an operator, so no item can
 block the ones behind it. Held runs queue per automation, so the sweep reads only runs of live

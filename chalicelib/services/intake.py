@@ -136,7 +136,7 @@ class Intake:
             if tag_name is None:
                 return event  # cannot be acted on (unknown tag id); recorded as failed under its own key
         contact = self.inbox.store.get_contact(normalize_email(event.person.email))
-        return replace(event, idempotency_key=legacy_key(event, contact, tag_name))
+        return replace(event, idempotency_key=legacy_key(event, contact, tag_name), legacy=True)
 
     # --- generated operation URLs ---------------------------------------------------------------
 
@@ -267,6 +267,8 @@ class Intake:
             ((_, event),) = parse_envelope({"events": [stored["event"]]})
             return replace(event, idempotency_key=record.idempotency_key)
         legacy = parse_legacy(stored["body"], stored["query"], tag_ids=self.config.kit.tag_ids)
+        if isinstance(legacy, KitEvent):
+            return replace(legacy, idempotency_key=record.idempotency_key, legacy=True)
         return replace(legacy, idempotency_key=record.idempotency_key)
 
 

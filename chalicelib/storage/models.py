@@ -80,6 +80,7 @@ class ContactModel(BaseTable):
     active_runs = ValueMapAttribute(null=True)
     automation_entries = ValueMapAttribute(null=True)
     kit_tags = ValueMapAttribute(null=True)
+    kit_changes = NumberAttribute(null=True)
     marketing_changes = NumberAttribute(null=True)
     marketing_status = UnicodeAttribute(null=True)
     kit_subscriber_id = UnicodeAttribute(null=True)

@@ -218,3 +218,39 @@ class TestTagCap:
         t = engine.apply(stored(tags=self.FULL), [AddTags(("Tag 1", "Op – Add 50 Credits"))], CTX)
         assert t.after.fields["credits"] == Decimal(50)
         assert t.after.tags == self.FULL
+
+
+class TestWhatKitHas:
+    """Legacy Kit hooks carry no id: the engine itself refuses to apply one twice (``kit_legacy``)."""
+
+    TRIGGER = "Op – Add 50 Credits"
+
+    def test_a_legacy_add_of_a_tag_kit_already_has_changes_nothing_whatever_its_key(self) -> None:
+        first = engine.apply(stored(), [AddTags((self.TRIGGER,), origin="kit", restated=True)], CTX)
+        assert first.after.fields["credits"] == Decimal(50)
+        assert first.after.kit_tags == {self.TRIGGER: 1}
+        again = engine.apply(first.after, [AddTags((self.TRIGGER,), origin="kit", restated=True)], CTX)
+        assert again.after.fields["credits"] == Decimal(50)
+        assert again.operations == ()
+        assert again.kit_sync is None
+
+    def test_an_add_with_an_id_is_always_a_real_add(self) -> None:
+        first = engine.apply(stored(), [AddTags((self.TRIGGER,), origin="kit")], CTX)
+        again = engine.apply(first.after, [AddTags((self.TRIGGER,), origin="kit")], CTX)
+        assert again.after.fields["credits"] == Decimal(100)
+
+    def test_after_kit_removes_it_a_legacy_add_fires_again(self) -> None:
+        first = engine.apply(stored(), [AddTags((self.TRIGGER,), origin="kit", restated=True)], CTX)
+        removed = engine.apply(first.after, [RemoveTags((self.TRIGGER,), origin="kit")], CTX)
+        assert (removed.after.kit_tags, removed.after.kit_changes) == ({}, 2)
+        again = engine.apply(removed.after, [AddTags((self.TRIGGER,), origin="kit", restated=True)], CTX)
+        assert again.after.fields["credits"] == Decimal(100)
+        assert again.after.kit_tags == {self.TRIGGER: 3}
+
+    def test_the_record_of_kit_tags_holds_only_tags_kit_has(self) -> None:
+        contact = stored()
+        for n in range(200):
+            tag = f"Tag {n}"
+            contact = engine.apply(contact, [AddTags((tag,), origin="kit", restated=True)], CTX).after
+            contact = engine.apply(contact, [RemoveTags((tag,), origin="kit")], CTX).after
+        assert (contact.kit_tags, contact.kit_changes) == ({}, 400)
