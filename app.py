@@ -19,7 +19,7 @@ from chalicelib.domain.model import Contact, normalize_email
 from chalicelib.http import (
     api,
     base_url,
-    chalice_errors,
+    edge,
     header,
     json_body,
     json_response,
@@ -32,7 +32,7 @@ from chalicelib.services.automations import SWEEP_BUDGET_SECONDS
 from chalicelib.services.inbox import Receipt
 
 app = Chalice(app_name="memberflow")
-app.register_middleware(chalice_errors, "http")
+app.register_middleware(edge, "http")
 
 WEBHOOK_CONTENT_TYPES = [
     "application/x-www-form-urlencoded",

@@ -3,9 +3,9 @@
 Every error leaves as ``{"error": {"code", "message"}}``: a ``MemberflowError`` with its own
 status, a broken config as 500 ``config_invalid`` (naming the problems, which are not secret),
 anything unexpected as a bare 500 whose details stay in the (scrubbed) logs, and what Chalice
-answers itself before a view runs (``chalice_errors``). Every 5xx answer is
-counted as ``Api5xx``, and the metrics a request counted are flushed when it ends, so views never
-flush them themselves.
+answers itself before a view runs (``edge``, the HTTP middleware). Every 5xx answer is counted as
+``Api5xx``, and the metrics a request counted are flushed when it ends, so views never flush them
+themselves.
 """
 
 from __future__ import annotations
@@ -42,17 +42,11 @@ def error_response(status: int, code: str, message: str) -> Response:
 
 
 def api(view: Callable[P, Response]) -> Callable[P, Response]:
-    """Map errors raised by a view to JSON error responses, count 5xx answers, flush the metrics."""
+    """Map errors raised by a view to JSON error responses."""
 
     @functools.wraps(view)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> Response:
-        try:
-            response = _answer(view, *args, **kwargs)
-            if response.status_code >= 500:
-                bootstrap.metrics().count(API_5XX)
-            return response
-        finally:
-            bootstrap.flush_metrics()
+        return _answer(view, *args, **kwargs)
 
     return wrapper
 
@@ -87,15 +81,25 @@ _CHALICE_CODES = {
 }
 
 
-def chalice_errors(request: Request, get_response: Callable[[Request], Response]) -> Response:
-    """HTTP middleware: the errors Chalice answers before a view runs (415 for a Content-Type the
-    route does not take, 405) leave in our ``{"error": {"code", "message"}}`` shape too."""
-    response = get_response(request)
-    body = response.body
-    if response.status_code >= 400 and isinstance(body, dict) and set(body) == {"Code", "Message"}:
-        code = str(body["Code"])
-        response.body = {"error": {"code": _CHALICE_CODES.get(code, code), "message": str(body["Message"])}}
-    return response
+def edge(request: Request, get_response: Callable[[Request], Response]) -> Response:
+    """HTTP middleware around every request, whatever answers it (a view, or Chalice itself).
+
+    The errors Chalice answers before a view runs (415 for a Content-Type the route does not take,
+    405) leave in our ``{"error": {"code", "message"}}`` shape too; every 5xx is counted as
+    ``Api5xx``; and what the request counted is flushed, so views never flush metrics themselves.
+    """
+    try:
+        response = get_response(request)
+        body = response.body
+        if response.status_code >= 400 and isinstance(body, dict) and set(body) == {"Code", "Message"}:
+            code = str(body["Code"])
+            message = str(body["Message"])
+            response.body = {"error": {"code": _CHALICE_CODES.get(code, code), "message": message}}
+        if response.status_code >= 500:
+            bootstrap.metrics().count(API_5XX)
+        return response
+    finally:
+        bootstrap.flush_metrics()
 
 
 def header(request: Request, name: str) -> str | None:

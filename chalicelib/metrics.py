@@ -19,6 +19,8 @@ import threading
 from collections.abc import Mapping
 from typing import NamedTuple, Protocol
 
+from chalicelib.domain.events import Source
+
 logger = logging.getLogger("chalicelib.metrics")
 
 NAMESPACE = "memberflow"
@@ -33,10 +35,10 @@ SWEEP_FAILED = "SweepFailed"
 SWEEP_PARKED = "SweepParked"
 """The sweep gave up on one item after repeated failures and parked it for an operator: ``kind``."""
 API_5XX = "Api5xx"
-"""The API answered one request with a 5xx status; counted by the ``api`` decorator, no dimensions."""
+"""The API answered one request with a 5xx status; counted by the HTTP middleware, no dimensions."""
 
-INBOX_SOURCES = ("thrivecart", "kit", "hook", "admin", "automation")
-"""The ``source`` values: ``chalicelib.domain.events.Source``, spelled out to keep this import tiny."""
+INBOX_SOURCES = tuple(source.value for source in Source)
+"""The ``source`` values: where an inbox record came from."""
 INBOX_OUTCOMES = ("accepted", "duplicate", "ignored", "failed", "rejected", "retried")
 FAILED_OUTCOME = "failed"
 """The ``outcome`` the inbox alarm watches: the record was kept with an error, for a replay."""

@@ -20,12 +20,14 @@ from chalicelib import bootstrap
 from chalicelib.config.loader import LoadedConfig
 from chalicelib.config.model import MemberflowConfig
 from chalicelib.config.secrets import SecretResolver
+from chalicelib.metrics import Metrics
 from chalicelib.services.ports import Scheduler, Store
 from chalicelib.settings import Settings
 from chalicelib.storage.dynamo import DynamoStore
 from tests.builders import config
 from tests.fakes import InMemoryStore
 from tests.support.aws import AppAws, app_aws
+from tests.support.metrics import RecordingMetrics
 
 SECRET_ENV = {
     "THRIVECART_SECRET": "tc-secret-FIXTURE",
@@ -65,12 +67,20 @@ def make_container(
     *,
     scheduler: Scheduler | None = None,
     clock: Any = None,
+    metrics: Metrics | None = None,
 ) -> bootstrap.Container:
+    """The app's container over ``store``; metrics are recorded, never printed as EMF lines."""
     settings = Settings.from_environ({**SECRET_ENV, "MEMBERFLOW_CONFIG": "unused.yaml"})
     loaded = LoadedConfig(model=model or config(), version="test", warnings=(), source="tests")
     extra: dict[str, Any] = {"clock": clock} if clock is not None else {}
     return bootstrap.Container(
-        settings, loaded, SecretResolver(environ=SECRET_ENV), store, scheduler=scheduler, **extra
+        settings,
+        loaded,
+        SecretResolver(environ=SECRET_ENV),
+        store,
+        scheduler=scheduler,
+        metrics=metrics or RecordingMetrics(),
+        **extra,
     )
 
 
