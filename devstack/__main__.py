@@ -1,7 +1,7 @@
 """``make run``: moto in-process, tables created, the Chalice app served on 127.0.0.1.
 
 One process holds everything: a moto server (DynamoDB and the other AWS services the app uses)
-on a loopback port, the app's tables created from the pynamodb models, the example config loaded
+on a loopback port, the app's tables created from the packaged template, the example config loaded
 and validated, the delay state machine from ``infra/delays.asl.json`` executed by moto with its
 Lambda task calling the app's ``resume_run`` in this process (Waits really sleep), the app's
 ``@app.schedule`` handlers (``sweep_runs``) run every ``LOCAL_SWEEP_SECONDS`` (default 30), and
@@ -89,6 +89,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as error:
             print(f"memberflow: {error}", file=sys.stderr)
             return 2
+    from devstack.stack import local_iam_enabled
+
+    try:
+        iam = local_iam_enabled()
+    except ValueError as error:
+        print(f"memberflow: {error}", file=sys.stderr)
+        return 2
     try:
         ensure_port_free(args.host, args.app_port, "LOCAL_APP_PORT")
         ensure_port_free(args.host, args.moto_port, "LOCAL_MOTO_PORT")
@@ -112,9 +119,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("moto").setLevel(logging.CRITICAL)
     from moto.server import ThreadedMotoServer
 
-    from devstack.moto_support import serialize_dynamodb_requests
+    from devstack import moto_support
 
-    serialize_dynamodb_requests()
+    moto_support.install(iam=iam)
     moto = ThreadedMotoServer(ip_address=args.host, port=args.moto_port, verbose=False)
     moto.start()
     moto_host, moto_port = moto.get_host_and_port()
@@ -127,29 +134,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         AWS_DEFAULT_REGION="us-east-1",
     )
     try:
-        return serve(args, loaded.version, endpoint)
+        return serve(args, loaded.version, endpoint, iam=iam)
     finally:
         moto.stop()
 
 
-def serve(args: argparse.Namespace, config_version: str, moto_endpoint: str) -> int:
+def serve(args: argparse.Namespace, config_version: str, moto_endpoint: str, *, iam: bool) -> int:
     from chalice.config import Config
 
     import app as app_module
     from chalicelib import bootstrap
-    from chalicelib.storage.models import create_tables
-    from devstack.stack import become_function_role, local_iam_enabled
+    from devstack.stack import become_function_role
     from devstack.stepfunctions import LocalDelays
+    from infra.resources import DELAY_STATE_MACHINE
 
     region = os.environ["AWS_DEFAULT_REGION"]
     delays = LocalDelays(app_module, period=args.sweep_seconds)
+    stack = delays.provision(region)
     # Before the container: Settings reads the state machine ARN when it is built.
-    os.environ["MEMBERFLOW_STATE_MACHINE_ARN"] = delays.provision(region)
+    os.environ["MEMBERFLOW_STATE_MACHINE_ARN"] = stack.arn(DELAY_STATE_MACHINE)
+    if iam:
+        # Before the container too, so nothing it makes signs as another identity: from here on
+        # routes, resume_run and the sweep have exactly the packaged role's rights.
+        become_function_role(stack)
     container = bootstrap.container()
-    create_tables()
-    if local_iam_enabled():
-        # From here on routes, resume_run and the sweep have exactly the packaged role's rights.
-        become_function_role(delays.stack)
     config = Config.create(chalice_stage="local", app_name="memberflow", project_dir=str(ROOT))
     server = local_server(app_module.app, config, args.host, args.app_port)
     port = server.server.server_address[1]
@@ -187,7 +195,6 @@ def local_server(app: Any, config: Any, host: str, port: int) -> Any:
 
     class LocalHTTPServer(ThreadedHTTPServer):
         request_queue_size = LISTEN_BACKLOG
-        daemon_threads = True
 
     if not isinstance(app, LocalChalice):
         # As create_local_server does: app.current_request per thread, for the threaded server.

@@ -1,4 +1,4 @@
-"""Make moto refuse what AWS refuses: IAM per action and resource, and DynamoDB's 4 MB transactions.
+"""Make moto authorise as AWS does: per action and resource, and Step Functions' tasks as their role.
 
 moto can enforce IAM (``moto.core.authorization``), but for DynamoDB, Step Functions, SSM and Lambda
 it checks one action per request against the resource ``"*"``, so a least-privilege policy (every
@@ -15,12 +15,12 @@ proves nothing. AWS authorises each request as one or more (action, resource ARN
 
 ``install()`` teaches moto those pairs and checks every pair against the caller's policies (moto's
 own ``IAMPolicy`` evaluation, so ``Deny`` and wildcards behave as moto's do); it also makes the Step
-Functions interpreter call its tasks' services as the state machine's role, assumed through moto's STS,
-as AWS does, instead of moto's fixed ``ak``/``sk`` credentials, which no identity owns and enforcement
-rejects. The checks run only while enforcement is on (moto's global switch: ``enforcing()`` for a
-block, ``enforce()`` for good). Whenever installed, it also refuses a ``TransactWriteItems`` whose
-items add up to more than DynamoDB's 4 MB (moto enforces the 400 KB item and 100 action limits, not
-this one). What an allowed request does is unchanged, and nothing in memberflow is patched.
+Functions interpreter call every task's service (Lambda, the service integrations, the Map state's
+S3 reader and writer) as the state machine's role, assumed through moto's STS, as AWS does, instead of
+moto's fixed ``ak``/``sk`` credentials, which no identity owns and enforcement rejects. Callers get it
+through ``devstack.moto_support.install(iam=True)``, with the rest of what moto needs. The checks run
+only while enforcement is on (moto's global switch: ``enforcing()`` for a block, ``enforce()`` for
+good). What an allowed request does is unchanged, and nothing in memberflow is patched.
 
 These are moto internals (``BaseResponse._authenticate_and_authorize_normal_action``, ``IAMRequest``,
 ``IAMPolicy``, the interpreter's ``boto_client_for``, ``sts_backends``); moto is pinned to
@@ -29,21 +29,17 @@ These are moto internals (``BaseResponse._authenticate_and_authorize_normal_acti
 
 from __future__ import annotations
 
-import base64
 import functools
+import importlib
 import json
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import unquote
 
 Pair = tuple[str, str]
 """(IAM action, resource ARN): what AWS checks a policy against."""
-
-TRANSACTION_LIMIT_BYTES = 4 * 1024 * 1024
-"""DynamoDB: "The aggregate size of the items in the transaction cannot exceed 4 MB" (TransactWriteItems)."""
 
 _TRANSACT_WRITE_ACTIONS = {
     "Put": "PutItem",
@@ -151,72 +147,6 @@ def _unique(pairs: Sequence[Pair]) -> list[Pair]:
     return list(dict.fromkeys(pairs))
 
 
-# --- DynamoDB's transaction size ----------------------------------------------------------------
-
-
-def attribute_value_size(value: Mapping[str, Any]) -> int:
-    """Bytes of one typed value by the DynamoDB developer guide ("DynamoDB item sizes and formats")."""
-    ((kind, inner),) = value.items()
-    if kind == "S":
-        return len(inner.encode("utf-8"))
-    if kind == "N":
-        return _number_size(inner)
-    if kind == "B":
-        return _binary_size(inner)
-    if kind in {"BOOL", "NULL"}:
-        return 1
-    if kind == "SS":
-        return sum(len(v.encode("utf-8")) for v in inner)
-    if kind == "NS":
-        return sum(_number_size(v) for v in inner)
-    if kind == "BS":
-        return sum(_binary_size(v) for v in inner)
-    # A list or map costs 3 bytes, plus 1 byte per element on top of the element itself.
-    if kind == "L":
-        return 3 + sum(1 + attribute_value_size(v) for v in inner)
-    if kind == "M":
-        return 3 + sum(1 + len(k.encode("utf-8")) + attribute_value_size(v) for k, v in inner.items())
-    raise ValueError(f"unknown DynamoDB type {kind!r}")
-
-
-def item_size(attributes: Mapping[str, Mapping[str, Any]]) -> int:
-    """An item's size: each attribute's name (UTF-8 bytes) plus its value."""
-    return sum(len(name.encode("utf-8")) + attribute_value_size(v) for name, v in attributes.items())
-
-
-def _number_size(text: str) -> int:
-    # "1 byte per two significant digits, plus 1 byte"; leading and trailing zeroes are trimmed.
-    try:
-        digits = len(Decimal(text).normalize().as_tuple().digits)
-    except InvalidOperation:
-        digits = len(text)
-    return (digits + 1) // 2 + 1
-
-
-def _binary_size(value: Any) -> int:
-    if isinstance(value, bytes | bytearray):
-        return len(value)
-    return len(base64.b64decode(value))
-
-
-def transaction_size(params: Mapping[str, Any]) -> int:
-    """What a ``TransactWriteItems`` request itself carries: put items, and the keys and values of the rest.
-
-    AWS sizes the items the transaction touches, which for an update or delete includes what is already
-    stored; counting only the request can let through a transaction AWS refuses, never the reverse.
-    """
-    total = 0
-    for kind, operation in (entry for item in params.get("TransactItems", []) for entry in item.items()):
-        if kind == "Put":
-            total += item_size(operation["Item"])
-        else:
-            total += item_size(operation.get("Key", {}))
-            total += sum(
-                attribute_value_size(v) for v in operation.get("ExpressionAttributeValues", {}).values()
-            )
-    return total
-
-
 # --- the checks moto runs -----------------------------------------------------------------------
 
 
@@ -311,18 +241,6 @@ def _authorize(self: Any, resource: str = "*") -> None:
     self._authenticate_and_authorize_action(functools.partial(_request_class(), response=self), resource)
 
 
-def _authorize_dynamodb(self: Any, resource: str = "*") -> None:
-    _authorize(self, resource)
-    if self._get_action() == "TransactWriteItems":
-        from moto.dynamodb.exceptions import MockValidationException
-
-        size = transaction_size(getattr(self, "params", None) or {})
-        if size > TRANSACTION_LIMIT_BYTES:
-            raise MockValidationException(
-                f"Transaction request cannot be larger than 4 MB: its items add up to {size} bytes"
-            )
-
-
 # --- Step Functions tasks as the state machine's role ----------------------------------------------
 
 
@@ -350,6 +268,7 @@ def _role_credentials(role_arn: str, region: str) -> Any:
 
 
 def _boto_client_for(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
     def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
         role_arn = getattr(state_credentials, "role_arn", None)
         if not role_arn:
@@ -381,20 +300,38 @@ def _boto_client_for(original: Callable[..., Any]) -> Callable[..., Any]:
     return boto_client_for
 
 
-_TASK_MODULES = (
-    "moto.stepfunctions.parser.asl.utils.boto_client",
-    "moto.stepfunctions.parser.asl.component.state.exec.state_task.lambda_eval_utils",
+_ASL = "moto.stepfunctions.parser.asl"
+_EXEC = f"{_ASL}.component.state.exec"
+INTERPRETER_CLIENT_MODULES = (
+    f"{_ASL}.utils.boto_client",
+    f"{_EXEC}.state_task.lambda_eval_utils",
+    *(
+        f"{_EXEC}.state_task.service.state_task_service_{service}"
+        for service in (
+            "aws_sdk",
+            "batch",
+            "dynamodb",
+            "ecs",
+            "events",
+            "glue",
+            "sfn",
+            "sns",
+            "sqs",
+            "unsupported",
+        )
+    ),
+    f"{_EXEC}.state_map.item_reader.eval.resource_eval_s3",
+    f"{_EXEC}.state_map.result_writer.resource_eval.resource_eval_s3",
 )
-"""Where the interpreter looks ``boto_client_for`` up: it was imported by name, so patch each module."""
+"""Every interpreter module that imported ``boto_client_for`` by name, so each holds its own reference
+and each is patched; the tests hold this list to moto's source."""
 
 
 # --- switching it on ------------------------------------------------------------------------------
 
 
 def install() -> None:
-    """Make moto authorise per action and resource and size transactions as AWS does (idempotent)."""
-    import importlib
-
+    """Make moto authorise per action and resource (idempotent); via ``moto_support.install(iam=True)``."""
     from moto.awslambda.responses import LambdaResponse
     from moto.dynamodb.responses import DynamoHandler
     from moto.ssm.responses import SimpleSystemManagerResponse
@@ -403,20 +340,15 @@ def install() -> None:
     with _lock:
         if "classes" in _installed:
             return
-        classes = {
-            DynamoHandler: _authorize_dynamodb,
-            StepFunctionResponse: _authorize,
-            SimpleSystemManagerResponse: _authorize,
-            LambdaResponse: _authorize,
-        }
-        for cls, check in classes.items():
-            cls._authenticate_and_authorize_normal_action = check  # type: ignore[method-assign]
-        modules = [importlib.import_module(name) for name in _TASK_MODULES]
+        classes = (DynamoHandler, StepFunctionResponse, SimpleSystemManagerResponse, LambdaResponse)
+        for cls in classes:
+            cls._authenticate_and_authorize_normal_action = _authorize  # type: ignore[method-assign]
+        modules = [importlib.import_module(name) for name in INTERPRETER_CLIENT_MODULES]
         original = modules[0].boto_client_for
         patched = _boto_client_for(original)
         for module in modules:
             module.boto_client_for = patched  # type: ignore[attr-defined]
-        _installed.update(classes=list(classes), modules=modules, original=original)
+        _installed.update(classes=classes, modules=modules, original=original)
 
 
 def uninstall() -> None:
@@ -432,12 +364,18 @@ def uninstall() -> None:
         _installed.pop("roles", None)
 
 
+def _require_installed() -> None:
+    # Without install() moto checks each request against "*", which a least-privilege policy never allows.
+    if "classes" not in _installed:
+        raise RuntimeError("call devstack.moto_support.install(iam=True) before enforcing IAM")
+
+
 @contextmanager
 def enforcing() -> Iterator[None]:
-    """IAM enforced for every request in the block (moto's global switch), with ``install()`` applied."""
+    """IAM enforced for every request in the block (moto's global switch); needs ``install()`` first."""
     from moto.core.authorization import enable_iam_authentication
 
-    install()
+    _require_installed()
     with enable_iam_authentication():
         yield
 
@@ -447,7 +385,7 @@ def enforce() -> None:
     from moto import settings
     from moto.core.authorization import ActionAuthenticatorMixin
 
-    install()
+    _require_installed()
     # What enable_iam_authentication() does on entry, without the exit that restores the old values.
     settings.INITIAL_NO_AUTH_ACTION_COUNT = 0
     ActionAuthenticatorMixin.request_count = 0

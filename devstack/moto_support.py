@@ -1,33 +1,139 @@
-"""Make moto behave like the AWS services memberflow relies on.
+"""Make moto behave like the AWS services memberflow relies on: ``install()`` is the one way in.
 
 Real DynamoDB applies each request atomically; moto's in-memory backend does not lock, so two
 threads can both pass a condition (and a failed transaction restores a whole-table snapshot over a
 concurrent write). Serialising DynamoDB requests in moto restores the real service's semantics
-for concurrency tests and the multi-threaded local stack. Nothing in memberflow is patched.
+for concurrency tests and the multi-threaded local stack. moto enforces DynamoDB's 400 KB item and
+100 action limits but not the 4 MB a ``TransactWriteItems`` may carry, so that is refused here too.
+``install(iam=True)`` also applies ``devstack.moto_iam`` (IAM per action and resource, Step Functions'
+tasks as the state machine's role). What an allowed request does is unchanged, and nothing in
+memberflow is patched.
+
+These are moto internals (``DynamoHandler.call_action`` and ``transact_write_items``); moto is pinned
+to ``>=5.2,<5.3`` in requirements-dev.txt.
 """
 
 from __future__ import annotations
 
+import base64
 import functools
 import threading
+from collections.abc import Callable, Mapping
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from moto.dynamodb.exceptions import MockValidationException
 from moto.dynamodb.responses import DynamoHandler
 
-_lock = threading.RLock()
+TRANSACTION_LIMIT_BYTES = 4 * 1024 * 1024
+"""DynamoDB: "The aggregate size of the items in the transaction cannot exceed 4 MB" (TransactWriteItems)."""
+
+_dynamodb_requests = threading.RLock()
+_install_lock = threading.Lock()
 _installed = False
 
 
-def serialize_dynamodb_requests() -> None:
+def install(*, iam: bool = False) -> None:
+    """Everything moto needs to act like AWS here; with ``iam``, ``devstack.moto_iam`` too (idempotent)."""
     global _installed
-    if _installed:
-        return
-    original = DynamoHandler.call_action
+    with _install_lock:
+        if not _installed:
+            DynamoHandler.call_action = _one_at_a_time(DynamoHandler.call_action)  # type: ignore[method-assign]
+            write = _within_size_limit(DynamoHandler.transact_write_items)
+            DynamoHandler.transact_write_items = write  # type: ignore[method-assign,assignment]
+            _installed = True
+    if iam:
+        from devstack import moto_iam
 
-    @functools.wraps(original)
-    def call_action(self: DynamoHandler) -> Any:
-        with _lock:
-            return original(self)
+        moto_iam.install()
 
-    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
-    _installed = True
+
+def _one_at_a_time(call_action: Callable[[DynamoHandler], Any]) -> Callable[[DynamoHandler], Any]:
+    @functools.wraps(call_action)
+    def serialised(self: DynamoHandler) -> Any:
+        with _dynamodb_requests:
+            return call_action(self)
+
+    return serialised
+
+
+def _within_size_limit(
+    transact_write_items: Callable[[DynamoHandler], Any],
+) -> Callable[[DynamoHandler], Any]:
+    # Inside the action, not before it: AWS checks IAM first and validates the request after.
+    @functools.wraps(transact_write_items)
+    def size_checked(self: DynamoHandler) -> Any:
+        size = transaction_size(self.body)
+        if size > TRANSACTION_LIMIT_BYTES:
+            raise MockValidationException(
+                f"Transaction request cannot be larger than 4 MB: its items add up to {size} bytes"
+            )
+        return transact_write_items(self)
+
+    return size_checked
+
+
+# --- DynamoDB's item sizes ----------------------------------------------------------------------
+
+
+def attribute_value_size(value: Mapping[str, Any]) -> int:
+    """Bytes of one typed value by the DynamoDB developer guide ("DynamoDB item sizes and formats")."""
+    ((kind, inner),) = value.items()
+    if kind == "S":
+        return len(inner.encode("utf-8"))
+    if kind == "N":
+        return _number_size(inner)
+    if kind == "B":
+        return _binary_size(inner)
+    if kind in {"BOOL", "NULL"}:
+        return 1
+    if kind == "SS":
+        return sum(len(v.encode("utf-8")) for v in inner)
+    if kind == "NS":
+        return sum(_number_size(v) for v in inner)
+    if kind == "BS":
+        return sum(_binary_size(v) for v in inner)
+    # A list or map costs 3 bytes, plus 1 byte per element on top of the element itself.
+    if kind == "L":
+        return 3 + sum(1 + attribute_value_size(v) for v in inner)
+    if kind == "M":
+        return 3 + sum(1 + len(k.encode("utf-8")) + attribute_value_size(v) for k, v in inner.items())
+    raise ValueError(f"unknown DynamoDB type {kind!r}")
+
+
+def item_size(attributes: Mapping[str, Mapping[str, Any]]) -> int:
+    """An item's size: each attribute's name (UTF-8 bytes) plus its value."""
+    return sum(len(name.encode("utf-8")) + attribute_value_size(v) for name, v in attributes.items())
+
+
+def _number_size(text: str) -> int:
+    # "1 byte per two significant digits, plus 1 byte"; leading and trailing zeroes are trimmed.
+    try:
+        digits = len(Decimal(text).normalize().as_tuple().digits)
+    except InvalidOperation:
+        digits = len(text)
+    return (digits + 1) // 2 + 1
+
+
+def _binary_size(value: Any) -> int:
+    if isinstance(value, bytes | bytearray):
+        return len(value)
+    return len(base64.b64decode(value))
+
+
+def transaction_size(params: Mapping[str, Any]) -> int:
+    """What a ``TransactWriteItems`` request itself carries: put items, and the keys and values of the rest.
+
+    AWS sizes the items the transaction touches, which for an update or delete includes what is already
+    stored; counting only the request can let through a transaction AWS refuses, never the reverse.
+    """
+    total = 0
+    for kind, operation in (entry for item in params.get("TransactItems", []) for entry in item.items()):
+        if kind == "Put":
+            total += item_size(operation["Item"])
+        else:
+            total += item_size(operation.get("Key", {}))
+            total += sum(
+                attribute_value_size(v) for v in operation.get("ExpressionAttributeValues", {}).values()
+            )
+    return total

@@ -2,13 +2,18 @@
 
 ``provision(app, stack_name=..., region=...)`` builds the merge template for the app's shape (the one
 ``make package`` deploys: ``AppShape.from_app`` names the functions as ``chalice package`` does),
-names every resource as a deployment of stack ``stack_name`` would (tables by the pynamodb models,
-functions ``<stack>-<chalice name>``, ``${AWS::StackName}-delays`` for the state machine), and creates
-in moto, as an admin IAM user with full access: every ``AWS::IAM::Role`` of the template with its trust
-policy and inline policies, every ``AWS::IAM::Policy`` on the roles it names, all with their
-intrinsics resolved (``infra.intrinsics``); every table; the functions (stubs: the code runs in this
-process); and every state machine, from its ``Definition`` and ``DefinitionSubstitutions``. A role
-gets those statements and ``MOTO_ONLY_STATEMENTS``, nothing else.
+names every resource of stack ``stack_name`` (tables by the pynamodb models, functions
+``<stack>-<chalice name>``, ``${AWS::StackName}-delays`` for the state machine), and creates in moto,
+as an admin IAM user with full access: every ``AWS::IAM::Role`` of the template with its trust policy
+and inline policies, every ``AWS::IAM::Policy`` on the roles it names, all with their intrinsics
+resolved (``infra.intrinsics``); every table; the functions (stubs: the code runs in this process);
+and every state machine, from its ``Definition`` and ``DefinitionSubstitutions``. The table and
+function names are stable stand-ins, not what a deployment gets: the template sets no ``TableName``
+or ``FunctionName``, so CloudFormation names them ``<stack>-<LogicalId>-<suffix>`` (e.g.
+``<stack>-APIHandler-<suffix>``), but the policies only ever reach them through ``Fn::GetAtt``/``Ref``,
+so the naming scheme does not matter to what is tested. A role gets the template's statements and
+nothing else; no moto-only statement is needed, because ``devstack.moto_iam`` authorises each
+transaction item as the write it wraps.
 
 ``acting_as(credentials)`` then points the process at an identity, e.g. the function role
 (``MotoStack.assume``): the credential environment variables, boto3's default session and pynamodb's
@@ -24,9 +29,9 @@ import io
 import json
 import os
 import zipfile
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from infra.intrinsics import (
@@ -52,12 +57,7 @@ ACCOUNT_ID = "123456789012"
 ADMIN_USER = "memberflow-admin"
 ADMIN_POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
 LAMBDA_TIMEOUT_SECONDS = 30
-
-MOTO_ONLY_STATEMENTS: Mapping[str, tuple[Mapping[str, Any], ...]] = {}
-"""Statements a role gets in moto only, by role logical id, each with the reason it cannot be the
-template's. None today: ``devstack.moto_iam`` authorises each transaction item as AWS does (so no
-``dynamodb:TransactWriteItems``) and runs Step Functions' tasks as the state machine's role, which is
-every gap between moto's IAM and AWS's the app touches. Add one only with a comment saying why."""
+"""The functions' timeout in moto, and what their handlers' context reports (``devstack.stepfunctions``)."""
 
 CREDENTIAL_VARIABLES = (
     "AWS_ACCESS_KEY_ID",
@@ -142,10 +142,6 @@ class MotoStack:
     shape: AppShape
     admin: Credentials
     roles: dict[str, RoleSpec]
-    functions: dict[str, str] = field(default_factory=dict)
-    """Logical id → ARN of each function created in moto."""
-    state_machines: dict[str, str] = field(default_factory=dict)
-    """Logical id → ARN of each state machine created in moto."""
 
     @property
     def region(self) -> str:
@@ -171,7 +167,12 @@ class MotoStack:
 
 
 def function_names(app: Any, stack_name: str) -> dict[str, str]:
-    """Logical id → function name, as Chalice names them for a stage (``<app>-<stage>[-<name>]``)."""
+    """Logical id → a stable stand-in for the function's name: ``<stack>``, or ``<stack>-<chalice name>``.
+
+    Not what a ``chalice package`` deployment gets (CloudFormation names those functions
+    ``<stack>-APIHandler-<suffix>``); the policies only reach functions through ``Fn::GetAtt``/``Ref``,
+    so the scheme does not matter to what is tested.
+    """
     return {
         logical_id: stack_name if logical_id == API_HANDLER else f"{stack_name}-{name}"
         for logical_id, name in app_functions(app).items()
@@ -198,7 +199,7 @@ def template_roles(template: Mapping[str, Any], stack: Stack) -> dict[str, RoleS
     """Each ``AWS::IAM::Role`` by logical id with its trust policy and every policy the template puts on it.
 
     Inline ``Policies`` and each ``AWS::IAM::Policy`` / ``AWS::IAM::ManagedPolicy`` that lists the role
-    in ``Roles``, resolved, plus ``MOTO_ONLY_STATEMENTS``. A policy on users or groups, or naming a role
+    in ``Roles``, resolved. A policy on users or groups, or naming a role
     the template does not define, raises: it would be a grant the harness cannot reproduce.
     """
     resources: Mapping[str, Any] = template.get("Resources", {})
@@ -228,11 +229,6 @@ def template_roles(template: Mapping[str, Any], stack: Stack) -> dict[str, RoleS
                     f"{logical_id} applies to the role {role_name}, which the template does not define"
                 )
             add(by_name[role_name], resolve(name, stack), document)
-    for logical_id, statements in MOTO_ONLY_STATEMENTS.items():
-        if statements:
-            add(
-                logical_id, "moto-only", {"Version": "2012-10-17", "Statement": [dict(s) for s in statements]}
-            )
     return {
         logical_id: RoleSpec(
             name=stack.resources[logical_id].ref,
@@ -295,7 +291,7 @@ def provision(
     if tables:
         create_tables(stack)
     if lambdas:
-        _create_functions(stack, shape, names)
+        _create_functions(stack)
         _create_state_machines(stack)
     return stack
 
@@ -336,15 +332,15 @@ def create_tables(stack: MotoStack) -> None:
             )
 
 
-def _create_functions(stack: MotoStack, shape: AppShape, names: Mapping[str, str]) -> None:
+def _create_functions(stack: MotoStack) -> None:
     client = stack.admin_client("lambda")
     resources = stack.template["Resources"]
     code = _stub_code()
-    for logical_id in shape.functions:
+    for logical_id in stack.shape.functions:
         role = resolve(resources[logical_id]["Properties"]["Role"], stack.cfn)
         arn = client.create_function(
-            FunctionName=names[logical_id],
-            Runtime=shape.runtime,
+            FunctionName=stack.name(logical_id),
+            Runtime=stack.shape.runtime,
             Role=role,
             Handler="app.handler",
             Code={"ZipFile": code},
@@ -352,7 +348,6 @@ def _create_functions(stack: MotoStack, shape: AppShape, names: Mapping[str, str
         )["FunctionArn"]
         if arn != stack.arn(logical_id):
             raise RuntimeError(f"moto named {logical_id} {arn}, the policies expect {stack.arn(logical_id)}")
-        stack.functions[logical_id] = arn
 
 
 def _create_state_machines(stack: MotoStack) -> None:
@@ -374,14 +369,17 @@ def _create_state_machines(stack: MotoStack) -> None:
         )["stateMachineArn"]
         if arn != stack.arn(logical_id):
             raise RuntimeError(f"moto named {logical_id} {arn}, the policies expect {stack.arn(logical_id)}")
-        stack.state_machines[logical_id] = arn
 
 
 def reset_cached_clients(credentials: Credentials | None = None, region: str | None = None) -> None:
-    """Forget every client that holds credentials: boto3's default session and pynamodb's connections.
+    """Forget the process-wide credential caches: boto3's default session, pynamodb's per-model connections.
 
     With ``credentials``, boto3's default session becomes theirs (cached per identity); without, boto3
-    makes a new one from the environment when next asked.
+    makes a new one from the environment when next asked. The clients a container owns (``DynamoStore``'s
+    transaction connection, the Step Functions scheduler's and the SSM fetcher's boto3 clients) are left
+    alone: each is made on its first call, from the identity the process has then, so switch before a
+    container serves anything (tests build theirs inside ``acting_as``, ``make run`` after
+    ``become_function_role``) and they sign as the right identity.
     """
     import boto3
 
@@ -393,12 +391,12 @@ def reset_cached_clients(credentials: Credentials | None = None, region: str | N
 
 
 @contextmanager
-def acting_as(credentials: Credentials, environ: MutableMapping[str, str] | None = None) -> Iterator[None]:
+def acting_as(credentials: Credentials) -> Iterator[None]:
     """The process signs as ``credentials`` in the block: environment, boto3 and pynamodb alike."""
     # Looked up now, not bound at import: chalice.test.Client swaps os.environ for a copy per call.
-    environ = os.environ if environ is None else environ
+    environ = os.environ
     saved = {name: environ.get(name) for name in CREDENTIAL_VARIABLES}
-    switch_to(credentials, environ)
+    switch_to(credentials)
     try:
         yield
     finally:
@@ -410,9 +408,9 @@ def acting_as(credentials: Credentials, environ: MutableMapping[str, str] | None
         reset_cached_clients()
 
 
-def switch_to(credentials: Credentials, environ: MutableMapping[str, str] | None = None) -> None:
+def switch_to(credentials: Credentials) -> None:
     """Sign as ``credentials`` from now on (what ``acting_as`` does for a block)."""
-    environ = os.environ if environ is None else environ
+    environ = os.environ
     for name in CREDENTIAL_VARIABLES:
         environ.pop(name, None)
     environ.update(credentials.environ())
@@ -438,7 +436,7 @@ def become_function_role(stack: MotoStack) -> Credentials:
 
     What Lambda does for every function in AWS: everything the app runs in this process from now on
     (routes, the resume handler, the scheduled sweep) has exactly the role's rights. Call it after
-    provisioning, which needs more.
+    ``moto_support.install(iam=True)`` and after provisioning, which needs more.
     """
     from devstack import moto_iam
 

@@ -38,11 +38,9 @@ Handler = Callable[[dict[str, Any], Any], Any]
 LOCAL_STACK = "memberflow-local"
 """``<app>-<stage>``: functions are ``memberflow-local-<name>``, the state machine ``<stack>-delays``."""
 LOCAL_PREFIX = f"{LOCAL_STACK}-"
-LOCAL_STATE_MACHINE = f"{LOCAL_PREFIX}delays"
 RESUME_HANDLER = "resume_run"
 SWEEP_SECONDS_ENV = "LOCAL_SWEEP_SECONDS"
 DEFAULT_SWEEP_SECONDS = 30.0
-LAMBDA_TIMEOUT_MS = 30_000
 
 
 class LambdaServiceError(Exception):
@@ -93,6 +91,8 @@ def route_lambda(resolve: Callable[[str], Handler | None]) -> Callable[..., byte
     from chalice.local import LambdaContext
     from moto.core.exceptions import JsonRESTError
 
+    from devstack.stack import LAMBDA_TIMEOUT_SECONDS
+
     def invoke(
         self: Any, function_name: str, qualifier: str | None, body: Any, headers: Any, response_headers: Any
     ) -> bytes:
@@ -103,7 +103,7 @@ def route_lambda(resolve: Callable[[str], Handler | None]) -> Callable[..., byte
             return str(raw or "{}").encode()
         event = json.loads(raw or "{}")
         try:
-            result = handler(event, LambdaContext(name, 512, LAMBDA_TIMEOUT_MS))
+            result = handler(event, LambdaContext(name, 512, LAMBDA_TIMEOUT_SECONDS * 1000))
         except LambdaServiceError as error:
             failure = JsonRESTError(error.code, str(error))
             failure.code = 429 if error.code == "TooManyRequestsException" else 500
@@ -120,15 +120,17 @@ def route_lambda(resolve: Callable[[str], Handler | None]) -> Callable[..., byte
 
 def scheduled_event(name: str, region: str) -> dict[str, Any]:
     """What EventBridge sends a scheduled function."""
+    from devstack.stack import ACCOUNT_ID
+
     return {
         "version": "0",
         "id": str(uuid.uuid4()),
         "detail-type": "Scheduled Event",
         "source": "aws.events",
-        "account": "123456789012",
+        "account": ACCOUNT_ID,
         "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "region": region,
-        "resources": [f"arn:aws:events:{region}:123456789012:rule/{LOCAL_PREFIX}{name}"],
+        "resources": [f"arn:aws:events:{region}:{ACCOUNT_ID}:rule/{LOCAL_PREFIX}{name}"],
         "detail": {},
     }
 
@@ -161,18 +163,19 @@ class LocalDelays:
         }
         self.period = period
         self.state_machine_arn: str | None = None
-        self.stack: MotoStack | None = None
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
 
     def _resolve(self, function_name: str) -> Handler | None:
         return self.lambdas.get(function_name.removeprefix(LOCAL_PREFIX))
 
-    def provision(self, region: str) -> str:
-        """The template's tables, roles, functions and state machine in the running moto server; its ARN."""
+    def provision(self, region: str) -> MotoStack:
+        """The template's tables, roles, functions and state machine in the running moto server.
+
+        Call it after ``devstack.moto_support.install``, which makes moto act as AWS does.
+        """
         from moto.awslambda_simple.models import LambdaSimpleBackend
 
-        from devstack import moto_iam
         from devstack.stack import provision
         from infra.resources import DELAY_STATE_MACHINE
 
@@ -188,10 +191,9 @@ class LocalDelays:
                 "app.py has no @app.lambda_function(name=%r): delay executions will wait but resume nothing",
                 RESUME_HANDLER,
             )
-        moto_iam.install()
-        self.stack = provision(self.app_module.app, stack_name=LOCAL_STACK, region=region)
-        self.state_machine_arn = self.stack.state_machines[DELAY_STATE_MACHINE]
-        return self.state_machine_arn
+        stack = provision(self.app_module.app, stack_name=LOCAL_STACK, region=region)
+        self.state_machine_arn = stack.arn(DELAY_STATE_MACHINE)
+        return stack
 
     def start_schedules(self, region: str) -> None:
         """Run the ``@app.schedule`` handlers every ``period`` seconds on a daemon thread until ``stop``."""
@@ -209,9 +211,12 @@ class LocalDelays:
         """Run every scheduled handler once (what the timer does every ``period`` seconds)."""
         from chalice.local import LambdaContext
 
+        from devstack.stack import LAMBDA_TIMEOUT_SECONDS
+
         for name, handler in self.schedules.items():
             try:
-                handler(scheduled_event(name, region), LambdaContext(name, 512, LAMBDA_TIMEOUT_MS))
+                context = LambdaContext(name, 512, LAMBDA_TIMEOUT_SECONDS * 1000)
+                handler(scheduled_event(name, region), context)
             except Exception:
                 LOG.exception("scheduled handler %s failed", name)
 

@@ -7,9 +7,11 @@ template's parameter values, the conditions (already decided), and a ``Physical`
 (``physical`` builds one from a resource type and a name the way CloudFormation reports it). Anything
 it cannot evaluate (an intrinsic it does not implement, a logical id or attribute it was not given,
 an undecided condition) raises ``UnresolvedIntrinsic``: a policy half-resolved would silently grant
-less, or more, than the template does. ``plan_stack`` names every resource of a template the way a
-deployment would (``<stack>-<LogicalId>`` unless the template names it), so the resolver has
-something to point at.
+less, or more, than the template does. ``plan_stack`` gives every resource of a template a name, so the
+resolver has something to point at: the template's own where it sets one, else the stable stand-in
+``<stack>-<LogicalId>`` (CloudFormation would add a random suffix). A policy that reaches those
+resources only through ``Ref``/``Fn::GetAtt``, as memberflow's do, allows the same whatever they are
+called, so the naming scheme does not matter to what is tested.
 """
 
 from __future__ import annotations
@@ -247,9 +249,10 @@ def decide_conditions(template: Mapping[str, Any], stack: Stack) -> dict[str, bo
 def plan_stack(template: Mapping[str, Any], stack: Stack, given: Mapping[str, Physical]) -> Stack:
     """``stack`` with a ``Physical`` for every resource of ``template`` whose type ``physical`` knows.
 
-    ``given`` wins (tables named by the models, functions by what moto created). Otherwise a resource
-    is named by its name property, resolved against what is known so far (a log group named after its
-    function), else ``<stack>-<LogicalId>``. A name that never resolves raises.
+    ``given`` wins (``devstack.stack`` gives tables as the models name them and functions as
+    ``function_names`` does, before anything exists in moto). Otherwise a resource is named by its
+    name property, resolved against what is known so far (a log group named after its function), else
+    ``<stack>-<LogicalId>``. A name that never resolves raises.
     """
     planned = stack.with_resources(given)
     pending = {

@@ -494,25 +494,17 @@ def delays_group(shape: AppShape) -> Fragment:
             "DefinitionSubstitutions": {"ResumeFunctionArn": resume_arn},
         },
     }
-    alarm = {
-        "Type": "AWS::CloudWatch::Alarm",
-        "Properties": {
-            "AlarmDescription": (
-                "A delay execution failed, so a waiting automation run was not resumed by its timer;"
-                " the sweep_runs schedule resumes overdue runs, the execution history says why"
-            ),
-            "Namespace": "AWS/States",
-            "MetricName": "ExecutionsFailed",
-            "Dimensions": [{"Name": "StateMachineArn", "Value": {"Ref": DELAY_STATE_MACHINE}}],
-            "Statistic": "Sum",
-            "Period": 300,
-            "EvaluationPeriods": 1,
-            "Threshold": 1,
-            "ComparisonOperator": "GreaterThanOrEqualToThreshold",
-            "TreatMissingData": "notBreaching",
-            "AlarmActions": alarm_actions(),
-        },
+    executions_failed = {
+        "Namespace": "AWS/States",
+        "MetricName": "ExecutionsFailed",
+        "Dimensions": [{"Name": "StateMachineArn", "Value": {"Ref": DELAY_STATE_MACHINE}}],
     }
+    alarm = metric_alarm(
+        "A delay execution failed, so a waiting automation run was not resumed by its timer;"
+        " the sweep_runs schedule resumes overdue runs, the execution history says why",
+        [executions_failed],
+        label="failed delay executions",
+    )
     return Fragment(
         resources={
             DELAY_STATE_MACHINE_ROLE: role,

@@ -298,6 +298,9 @@ def assert_delay_state_machine(resources: Mapping[str, Any]) -> None:
     alarm = resources["DelayExecutionsFailedAlarm"]["Properties"]
     assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/States", "ExecutionsFailed")
     assert alarm["Dimensions"] == [{"Name": "StateMachineArn", "Value": {"Ref": DELAY_STATE_MACHINE}}]
+    assert watched_series(alarm) == {
+        _series("AWS/States", "ExecutionsFailed", StateMachineArn={"Ref": DELAY_STATE_MACHINE})
+    }
 
 
 Watched = tuple[str, str, tuple[tuple[str, str], ...]]
@@ -351,6 +354,8 @@ def assert_alarms(resources: Mapping[str, Any], functions: tuple[str, ...]) -> N
         assert alarm["AlarmActions"] == ALARM_ACTIONS, name
         assert alarm["TreatMissingData"] == "notBreaching", name
         assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
+        # Every alarm comes from metric_alarm: it fires only when all its periods breach.
+        assert alarm["DatapointsToAlarm"] == alarm["EvaluationPeriods"], name
     for name, series in APP_ALARMS.items():
         assert watched_series(alarms[name]) == series, name
         assert "GET /admin/" in alarms[name]["AlarmDescription"], name

@@ -9,10 +9,14 @@ the item sizes of the DynamoDB developer guide.
 
 from __future__ import annotations
 
+import importlib
 import json
+import re
+import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -26,17 +30,9 @@ from chalicelib.adapters.aws.ssm import ssm_fetcher
 from chalicelib.adapters.aws.stepfunctions import StepFunctionsScheduler
 from chalicelib.domain.automations.runs import WakeUp
 from chalicelib.storage.dynamo import DynamoStore
-from devstack import moto_iam
-from devstack.moto_iam import (
-    attribute_value_size,
-    dynamodb_pairs,
-    item_size,
-    lambda_pairs,
-    ssm_pairs,
-    states_pairs,
-    transaction_size,
-)
-from devstack.stack import MOTO_ONLY_STATEMENTS
+from devstack import moto_iam, moto_support
+from devstack.moto_iam import dynamodb_pairs, lambda_pairs, ssm_pairs, states_pairs
+from devstack.moto_support import TRANSACTION_LIMIT_BYTES, attribute_value_size, item_size, transaction_size
 from infra.intrinsics import resolve
 from infra.resources import (
     DELAY_STATE_MACHINE_ROLE,
@@ -83,7 +79,6 @@ def test_the_function_role_has_exactly_the_generated_statements(aws: AppAws) -> 
     for res in template["Resources"].values():
         if res.get("Type") == "AWS::IAM::Policy" and {"Ref": FUNCTION_ROLE} in res["Properties"]["Roles"]:
             expected[res["Properties"]["PolicyName"]] = resolve(res["Properties"]["PolicyDocument"], cfn)
-    assert MOTO_ONLY_STATEMENTS == {}
 
     iam = aws.admin_client("iam")
     name = aws.stack.name(FUNCTION_ROLE)
@@ -175,6 +170,20 @@ def test_an_index_is_authorised_as_its_own_arn(aws: AppAws) -> None:
         client.query(**query)
 
 
+def test_actions_taken_away_one_after_another_all_stay_away(aws: AppAws) -> None:
+    client = aws.app_client("dynamodb")
+    key = {"email": {"S": unique_email()}}
+    aws.without("dynamodb:GetItem")
+    aws.without("dynamodb:BatchGetItem")
+    with pytest.raises(ClientError, match=denied("dynamodb:GetItem", f"{TABLE}/{CONTACTS}")):
+        client.get_item(TableName=CONTACTS, Key=key)
+    with pytest.raises(ClientError, match=denied("dynamodb:BatchGetItem", f"{TABLE}/{CONTACTS}")):
+        client.batch_get_item(RequestItems={CONTACTS: {"Keys": [key]}})
+    client.put_item(TableName=CONTACTS, Item=key)  # the rest of the statement is still granted
+    with pytest.raises(AssertionError, match="not granted dynamodb:GetItem"):
+        aws.without("dynamodb:GetItem")
+
+
 def test_a_batch_read_is_an_action_of_its_own(aws: AppAws) -> None:
     client = aws.app_client("dynamodb")
     key = {"email": {"S": unique_email()}}
@@ -202,7 +211,7 @@ def big_puts(count: int, blob_bytes: int = 390_000) -> list[dict[str, Any]]:
 def test_a_transaction_of_more_than_4_mb_is_refused_and_writes_nothing(aws: AppAws) -> None:
     client = aws.app_client("dynamodb")
     ten, eleven = big_puts(10), big_puts(11)  # 3.9 MB, then 4.3 MB: every item under 400 KB
-    assert transaction_size({"TransactItems": eleven}) > moto_iam.TRANSACTION_LIMIT_BYTES
+    assert transaction_size({"TransactItems": eleven}) > TRANSACTION_LIMIT_BYTES
     client.transact_write_items(TransactItems=ten)
     with pytest.raises(ClientError, match=r"ValidationException.*4 MB"):
         client.transact_write_items(TransactItems=eleven)
@@ -260,7 +269,8 @@ def test_the_state_machine_role_invokes_the_resume_function_and_nothing_else(sfn
     as_machine = sfn.aws.role_credentials(DELAY_STATE_MACHINE_ROLE).client("lambda", "us-east-1")
     answer = as_machine.invoke(FunctionName=sfn.function_arn, Payload=b'{"run_id": "r1"}')
     assert json.loads(answer["Payload"].read()) == {"resumed": True}
-    other = next(arn for logical, arn in sfn.aws.stack.functions.items() if logical != RESUME_FUNCTION)
+    stack = sfn.aws.stack
+    other = next(stack.arn(function) for function in stack.shape.functions if function != RESUME_FUNCTION)
     with pytest.raises(ClientError, match=denied("lambda:InvokeFunction", other)):
         as_machine.invoke(FunctionName=other, Payload=b"{}")
 
@@ -274,6 +284,33 @@ def test_a_state_machine_role_without_invoke_rights_fails_the_execution(sfn: Del
     assert execution["status"] == "FAILED"
     assert "AccessDenied" in f"{execution.get('error')} {execution.get('cause')}"
     assert sfn.events == []
+
+
+def test_a_service_integration_task_runs_as_the_state_machine_role_too(sfn: DelayStateMachine) -> None:
+    # Not only Lambda tasks: a DynamoDB task signs as the role, which may not read the table.
+    read = {
+        "StartAt": "Read",
+        "States": {
+            "Read": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::dynamodb:getItem",
+                "Parameters": {"TableName": CONTACTS, "Key": {"email": {"S": "ada@example.com"}}},
+                "End": True,
+            }
+        },
+    }
+    role = sfn.client.describe_state_machine(stateMachineArn=sfn.state_machine_arn)["roleArn"]
+    reader = sfn.client.create_state_machine(
+        name="memberflow-test-reader", definition=json.dumps(read), roleArn=role
+    )["stateMachineArn"]
+    execution = sfn.wait_for(sfn.client.start_execution(stateMachineArn=reader, name="read")["executionArn"])
+    assert execution["status"] == "FAILED"
+    role_name = sfn.aws.stack.name(DELAY_STATE_MACHINE_ROLE)
+    assert re.search(
+        rf"User: arn:aws:sts::{ACCOUNT}:assumed-role/{role_name}/\S+ is not authorized to perform:"
+        rf" dynamodb:GetItem on resource: {TABLE}/{CONTACTS} .*AccessDeniedException",
+        execution["cause"],
+    )
 
 
 # --- SSM ------------------------------------------------------------------------------------------
@@ -296,17 +333,64 @@ def test_only_parameters_under_the_apps_prefix_are_readable(aws: AppAws) -> None
 # --- moto_iam on its own ----------------------------------------------------------------------------
 
 
-def test_install_is_idempotent_and_uninstall_gives_moto_back_its_own_checks() -> None:
-    from moto.dynamodb.responses import DynamoHandler
+def modules_naming_boto_client_for() -> set[str]:
+    """Every module of moto's interpreter whose source names ``boto_client_for``, read from moto's files."""
+    import moto.stepfunctions.parser as parser
 
-    moto_iam.install()
-    moto_iam.install()
-    assert "_authenticate_and_authorize_normal_action" in DynamoHandler.__dict__
+    root = Path(parser.__file__).parent
+    return {
+        ".".join((parser.__name__, *path.relative_to(root).with_suffix("").parts))
+        for path in root.rglob("*.py")
+        if "boto_client_for" in path.read_text(encoding="utf-8")
+    }
+
+
+def interpreter_client_factories() -> set[Any]:
+    """``boto_client_for`` as every imported module of moto's interpreter holds it, ours or moto's."""
+    return {
+        module.boto_client_for
+        for name, module in list(sys.modules.items())
+        if name.startswith("moto.stepfunctions.parser.") and hasattr(module, "boto_client_for")
+    }
+
+
+def test_install_is_idempotent_and_uninstall_gives_moto_back_its_own_code() -> None:
+    from moto.awslambda.responses import LambdaResponse
+    from moto.dynamodb.responses import DynamoHandler
+    from moto.ssm.responses import SimpleSystemManagerResponse
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    checked = (DynamoHandler, StepFunctionResponse, SimpleSystemManagerResponse, LambdaResponse)
+    authorise = "_authenticate_and_authorize_normal_action"
+    for name in modules_naming_boto_client_for():
+        importlib.import_module(name)
+    moto_support.install(iam=True)
+    (patched,) = interpreter_client_factories()
+    original = patched.__wrapped__
+    assert original.__module__ == "moto.stepfunctions.parser.asl.utils.boto_client"
+    assert not hasattr(original, "__wrapped__")
+    dynamodb = {name: DynamoHandler.__dict__[name] for name in ("call_action", "transact_write_items")}
+
+    moto_support.install(iam=True)
+    assert interpreter_client_factories() == {patched}
+    assert {name: DynamoHandler.__dict__[name] for name in dynamodb} == dynamodb  # not wrapped twice
+    assert all(authorise in cls.__dict__ for cls in checked)
+
     moto_iam.uninstall()
     try:
-        assert "_authenticate_and_authorize_normal_action" not in DynamoHandler.__dict__
+        assert interpreter_client_factories() == {original}
+        assert not any(authorise in cls.__dict__ for cls in checked)
+        with pytest.raises(RuntimeError, match=r"install\(iam=True\)"), moto_iam.enforcing():
+            pass
     finally:
-        moto_iam.install()
+        moto_support.install(iam=True)
+    (reinstalled,) = interpreter_client_factories()
+    assert reinstalled.__wrapped__ is original
+
+
+def test_every_interpreter_module_that_makes_clients_is_patched() -> None:
+    # Each of them imported boto_client_for by name; one left out would run its tasks as "ak"/"sk".
+    assert modules_naming_boto_client_for() == set(moto_iam.INTERPRETER_CLIENT_MODULES)
 
 
 WHERE = ("us-east-1", ACCOUNT, "aws")

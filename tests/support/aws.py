@@ -14,7 +14,7 @@ that the app could not do itself go through ``admin_client`` (an IAM user allowe
         aws.admin_client("dynamodb").scan(TableName="memberflow-contacts")
 
 ``without(action)`` takes one action out of the function role's policies for the rest of the test,
-for tests that prove a call needs it.
+for tests that prove a call needs it; each call takes from what the earlier ones left.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pynamodb.connection.base as pynamodb_connection
+import pytest
 from moto import mock_aws
 
-from devstack import moto_iam
-from devstack.moto_support import serialize_dynamodb_requests
+from devstack import moto_iam, moto_support
 from devstack.stack import Credentials, MotoStack, acting_as, botocore_session, provision
 from devstack.stepfunctions import MOTO_CONFIG
 from infra.resources import FUNCTION_ROLE
@@ -62,30 +62,43 @@ class AppAws:
     def without(self, action: str, *, role: str = FUNCTION_ROLE, sid: str | None = None) -> None:
         """Drop ``action`` from ``role``'s statements (only statement ``sid``, if given) for this test."""
         iam = self.admin_client("iam")
-        spec = self.stack.roles[role]
+        role_name = self.stack.roles[role].name
         found = False
-        for name, document in spec.policies.items():
-            statements = []
-            for statement in document["Statement"]:
-                actions = (
-                    statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        # What IAM holds now, not the template's policies: an earlier call may have taken from them.
+        for page in iam.get_paginator("list_role_policies").paginate(RoleName=role_name):
+            for name in page["PolicyNames"]:
+                document = iam.get_role_policy(RoleName=role_name, PolicyName=name)["PolicyDocument"]
+                statements, removed = _without_action(document["Statement"], action, sid)
+                if not removed:
+                    continue
+                found = True
+                if not statements:  # IAM refuses a policy without statements
+                    iam.delete_role_policy(RoleName=role_name, PolicyName=name)
+                    continue
+                iam.put_role_policy(
+                    RoleName=role_name,
+                    PolicyName=name,
+                    PolicyDocument=json.dumps({**document, "Statement": statements}),
                 )
-                if sid is None or statement.get("Sid") == sid:
-                    kept = [a for a in actions if a != action]
-                    found = found or len(kept) < len(actions)
-                    actions = kept
-                if actions:
-                    statements.append({**statement, "Action": actions})
-            if not statements:  # IAM refuses a policy without statements
-                iam.delete_role_policy(RoleName=spec.name, PolicyName=name)
-                continue
-            iam.put_role_policy(
-                RoleName=spec.name,
-                PolicyName=name,
-                PolicyDocument=json.dumps({**document, "Statement": statements}),
-            )
         if not found:
-            raise AssertionError(f"{role} was never granted {action}" + (f" in {sid}" if sid else ""))
+            raise AssertionError(f"{role} is not granted {action}" + (f" in {sid}" if sid else ""))
+
+
+def _without_action(
+    statements: list[dict[str, Any]], action: str, sid: str | None
+) -> tuple[list[dict[str, Any]], bool]:
+    """``statements`` less ``action`` (in statement ``sid`` only, if given), and whether any had it."""
+    kept_statements = []
+    removed = False
+    for statement in statements:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        if sid is None or statement.get("Sid") == sid:
+            kept = [a for a in actions if a != action]
+            removed = removed or len(kept) < len(actions)
+            actions = kept
+        if actions:
+            kept_statements.append({**statement, "Action": actions})
+    return kept_statements, removed
 
 
 @contextmanager
@@ -93,12 +106,11 @@ def app_aws(*, lambdas: bool = False, tables: bool = True) -> Iterator[AppAws]:
     """The template's tables and roles in moto, the test running as ``FunctionRole``, IAM enforced."""
     from app import app
 
-    moto_iam.install()
-    serialize_dynamodb_requests()
-    # pynamodb makes a botocore session per model and thread, and every test drops them (new
-    # credentials): let them share the parsed service models. pynamodb internals, pinned <6.2.
-    pynamodb_connection.get_session = botocore_session
-    with mock_aws(config=MOTO_CONFIG):
+    moto_support.install(iam=True)
+    with pytest.MonkeyPatch.context() as patch, mock_aws(config=MOTO_CONFIG):
+        # pynamodb makes a botocore session per model and thread, and every test drops them (new
+        # credentials): let them share the parsed service models. pynamodb internals, pinned <6.2.
+        patch.setattr(pynamodb_connection, "get_session", botocore_session)
         stack = provision(app, stack_name=STACK_NAME, region=REGION, tables=tables, lambdas=lambdas)
         credentials = stack.assume()
         with acting_as(credentials), moto_iam.enforcing():

@@ -48,9 +48,8 @@ from devstack.stepfunctions import Handler, LambdaServiceError, route_lambda
 from infra.resources import DELAY_STATE_MACHINE, RESUME_FUNCTION
 from tests.support.aws import AppAws, app_aws
 
-__all__ = ["RESUME_FUNCTION_NAME", "DelayStateMachine", "LambdaServiceError", "delay_state_machine"]
+__all__ = ["DelayStateMachine", "LambdaServiceError", "delay_state_machine"]
 
-RESUME_FUNCTION_NAME = "memberflow-test-resume_run"
 HOLD_LIMIT_SECONDS = 30.0
 """A held Wait gives up after this long, so a forgotten execution cannot outlive its test for long."""
 _POLL = 0.01
@@ -231,7 +230,8 @@ def delay_state_machine(
         return harness
 
     def resolve(function_name: str) -> Handler | None:
-        return current()._handle if function_name == RESUME_FUNCTION_NAME else None
+        machine = current()
+        return machine._handle if function_name == machine.aws.stack.name(RESUME_FUNCTION) else None
 
     def wait(self: Any, env: Any, wait_seconds: int) -> None:
         current()._wait(env, wait_seconds)
@@ -245,12 +245,11 @@ def delay_state_machine(
             patch.setattr(WaitFunction, "_wait_interval", wait)
             # retrier_decl imported ``time`` for itself: replace that module reference, not time.sleep.
             patch.setattr(retrier_decl, "time", types.SimpleNamespace(sleep=retry_sleep))
-            assert aws.stack.name(RESUME_FUNCTION) == RESUME_FUNCTION_NAME
             harness = DelayStateMachine(
                 client=aws.admin_client("stepfunctions"),
                 app_client=aws.app_client("stepfunctions"),
-                state_machine_arn=aws.stack.state_machines[DELAY_STATE_MACHINE],
-                function_arn=aws.stack.functions[RESUME_FUNCTION],
+                state_machine_arn=aws.stack.arn(DELAY_STATE_MACHINE),
+                function_arn=aws.stack.arn(RESUME_FUNCTION),
                 aws=aws,
                 handler=handler or _no_handler,
                 hold_waits=hold_waits,
