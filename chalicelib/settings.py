@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from chalicelib.storage.models import TableNames
+from chalicelib.storage.names import TableNames
 
 APP_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = "config/example.yaml"

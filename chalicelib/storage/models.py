@@ -8,7 +8,6 @@ template, so the schema lives in exactly one place.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -24,6 +23,8 @@ from pynamodb.attributes import (
 from pynamodb.constants import MAP, NUMBER
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
+
+from chalicelib.storage.names import TableNames
 
 
 class DecimalAttribute(Attribute[Decimal]):
@@ -321,33 +322,6 @@ ALL_MODELS: tuple[type[BaseTable], ...] = (
     RunHistoryModel,
     MarkerModel,
 )
-
-
-@dataclass(frozen=True)
-class TableNames:
-    contacts: str
-    events: str
-    ledger: str
-    timeline: str
-    outbox: str
-    runs: str
-    versions: str
-    run_history: str
-    markers: str
-
-    @classmethod
-    def with_prefix(cls, prefix: str) -> TableNames:
-        return cls(
-            f"{prefix}contacts",
-            f"{prefix}events",
-            f"{prefix}ledger",
-            f"{prefix}timeline",
-            f"{prefix}outbox",
-            f"{prefix}runs",
-            f"{prefix}automation-versions",
-            f"{prefix}run-history",
-            f"{prefix}markers",
-        )
 
 
 def bind_table_names(names: TableNames) -> None:
