@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -20,6 +20,7 @@ from chalicelib import bootstrap
 from chalicelib.storage.dynamo import DynamoStore
 from tests.builders import T0, config, unique_email
 from tests.entrypoints.conftest import ADMIN, make_container
+from tests.entrypoints.test_automations import Clock
 from tests.fakes import RecordingScheduler
 from tests.support.aws import app_aws
 
@@ -34,14 +35,6 @@ CONFIG = config(
         }
     },
 )
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @dataclass
@@ -62,7 +55,7 @@ class DripWorld:
 @pytest.fixture
 def drip() -> Iterator[DripWorld]:
     with app_aws():
-        store, scheduler, clock = DynamoStore(), RecordingScheduler(), Clock()
+        store, scheduler, clock = DynamoStore(), RecordingScheduler(), Clock(T0)
         container = make_container(store, CONFIG, scheduler=scheduler, clock=clock)
         bootstrap.override(lambda: container)
         with Client(app) as client:
