@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from chalicelib.domain.automations.runs import Run, RunStatus, WakeUp
+from chalicelib.domain.automations.runs import Run, RunStatus
 from chalicelib.domain.engine import Transition
 from chalicelib.domain.inbox import InboxRecord, Status
 from chalicelib.domain.model import Contact, KitSyncIntent, LedgerEntry, OutboundIntent, TimelineEntry
+from chalicelib.services.ports.timers import Scheduler
 
 
 class StaleContact(Exception):
@@ -142,11 +143,12 @@ class Store(Protocol):
         """Every automation that has a stored version (some may have left the config)."""
 
 
-class Scheduler(Protocol):
-    """Starts and stops the durable timers (Step Functions executions) that wake waiting runs."""
-
-    def start(self, wake: WakeUp) -> None:
-        """Start the timer; starting the same wake-up (same execution name) again is harmless."""
-
-    def stop(self, execution_name: str) -> None:
-        """Stop a pending timer; an unknown or finished one is ignored."""
+__all__ = [
+    "Commit",
+    "EventAlreadyFinal",
+    "EventPage",
+    "Scheduler",
+    "StaleContact",
+    "StaleRun",
+    "Store",
+]
