@@ -1,22 +1,24 @@
 """memberflow's HTTP and Lambda entrypoints.
 
-Each route reads the raw request, calls one service, and turns the result into JSON; decisions
-live in ``chalicelib``. Nothing here touches DynamoDB, boto3 or pynamodb.
+Each route reads the raw request, calls one service, and renders the result as JSON
+(``chalicelib.entrypoints``); decisions live in the services and the domain. Nothing here touches
+DynamoDB, boto3 or pynamodb, and importing this module loads none of them, nor the config package:
+they come with the first container (``chalicelib.bootstrap``), so a cold start pays for them once.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalice.app import Chalice, Rate, Response
 
 from chalicelib import bootstrap
 from chalicelib.domain.automations.runs import RunStatus
-from chalicelib.domain.errors import BadRequest, NotFound
+from chalicelib.domain.errors import BadRequest
 from chalicelib.domain.events import Ping, Source
 from chalicelib.domain.inbox import Status
-from chalicelib.domain.model import Contact, normalize_email
-from chalicelib.http import (
+from chalicelib.entrypoints import admin_views as views
+from chalicelib.entrypoints.http import (
     api,
     base_url,
     edge,
@@ -27,9 +29,9 @@ from chalicelib.http import (
     raw_body,
     require_bearer,
 )
-from chalicelib.services import admin as views
-from chalicelib.services.automations import SWEEP_BUDGET_SECONDS
-from chalicelib.services.inbox import Receipt
+
+if TYPE_CHECKING:
+    from chalicelib.services.inbox import Receipt
 
 app = Chalice(app_name="memberflow")
 app.register_middleware(edge, "http")
@@ -51,14 +53,6 @@ def _admin() -> bootstrap.Container:
     c = bootstrap.container()
     require_bearer(_request(), c.admin_token())
     return c
-
-
-def _known_contact(c: bootstrap.Container, raw_email: str) -> Contact:
-    address = normalize_email(path_email(raw_email))
-    contact = c.store.get_contact(address)
-    if contact is None:
-        raise NotFound(f"no contact {address}", code="unknown_contact")
-    return contact
 
 
 def _receipt(receipt: Receipt, **extra: Any) -> dict[str, Any]:
@@ -134,24 +128,23 @@ def _operation_receipt(receipt: Receipt, operation_id: str) -> dict[str, Any]:
 @api
 def get_contact(email: str) -> Response:
     c = _admin()
-    return json_response(views.contact_view(_known_contact(c, email), c.loaded.model))
+    return json_response(views.contact_view(c.queries.contact(path_email(email)), c.loaded.model))
 
 
 @app.route("/admin/contacts/{email}/timeline", methods=["GET"])
 @api
 def get_timeline(email: str) -> Response:
     c = _admin()
-    address = _known_contact(c, email).email
-    return json_response(views.timeline_view(address, c.store.list_timeline(address)))
+    timeline = c.queries.timeline(path_email(email))
+    return json_response(views.timeline_view(timeline.email, timeline.entries))
 
 
 @app.route("/admin/contacts/{email}/ledger", methods=["GET"])
 @api
 def get_ledger(email: str) -> Response:
     c = _admin()
-    address = _known_contact(c, email).email
-    field = (_request().query_params or {}).get("field")
-    return json_response(views.ledger_view(address, c.store.list_ledger(address, field), field))
+    ledger = c.queries.ledger(path_email(email), (_request().query_params or {}).get("field"))
+    return json_response(views.ledger_view(ledger.email, ledger.entries, ledger.field))
 
 
 @app.route("/admin/contacts/{email}/tags", methods=["POST"], content_types=ADMIN_CONTENT_TYPES)
@@ -194,8 +187,7 @@ def _change_response(c: bootstrap.Container, receipt: Receipt) -> Response:
 def _with_contact(c: bootstrap.Container, receipt: Receipt, body: dict[str, Any]) -> Response:
     contact = receipt.contact
     if contact is None and receipt.result == "duplicate":
-        stored = c.store.get_event(receipt.event_id)
-        contact = c.store.get_contact(stored.email) if stored and stored.email else None
+        contact = c.queries.contact_of_event(receipt.event_id)
     if contact is not None:
         body["contact"] = views.contact_view(contact, c.loaded.model)
     return json_response(body)
@@ -215,7 +207,7 @@ def list_events() -> Response:
     source = params.get("source")
     if source is not None and source not in {s.value for s in Source}:
         raise BadRequest(f"unknown source '{source[:40]}' (one of: {', '.join(s.value for s in Source)})")
-    page = c.store.list_events(
+    page = c.queries.events(
         status=Status(status) if status else None,
         source=source,
         limit=_limit(params),
@@ -238,10 +230,7 @@ def _limit(params: Any) -> int:
 @api
 def get_event(event_id: str) -> Response:
     c = _admin()
-    record = c.store.get_event(event_id)
-    if record is None:
-        raise NotFound(f"no event with id '{event_id}'", code="unknown_event")
-    return json_response(views.event_view(record, with_payload=True))
+    return json_response(views.event_view(c.queries.event(event_id), with_payload=True))
 
 
 @app.route("/admin/events/{event_id}/replay", methods=["POST"], content_types=ADMIN_CONTENT_TYPES)
@@ -315,9 +304,8 @@ def list_runs() -> Response:
     if status is not None and status not in {s.value for s in RunStatus}:
         raise BadRequest(f"unknown status '{status}' (one of: {', '.join(s.value for s in RunStatus)})")
     limit = _limit(params)
-    email = normalize_email(params["email"]) if params.get("email") else None
-    runs = c.store.list_runs(
-        email=email,
+    runs = c.queries.runs(
+        email=params.get("email") or None,
         automation=params.get("automation") or None,
         status=RunStatus(status) if status else None,
         limit=limit,
@@ -368,6 +356,9 @@ def sweep_runs(event: Any) -> dict[str, int]:
 
 
 def _time_left(context: Any, margin_seconds: float = 15.0) -> float:
+    # Imported here, after the container: the services load the config package, which a cold start defers.
+    from chalicelib.services.automations import SWEEP_BUDGET_SECONDS
+
     # Stop early enough that the last item finishes before Lambda's timeout; the next sweep goes on.
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     if remaining is None:

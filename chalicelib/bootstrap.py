@@ -2,8 +2,12 @@
 
 Nothing here runs at import time, so importing ``app`` is cheap and tests can install their own
 container (fakes, or moto-backed stores) with ``override`` before the first request. The metrics
-are shared by the whole process and flushed by the edge (``api`` in ``chalicelib.http`` for routes,
-``flushes_metrics`` for the Lambda and scheduled handlers), so services only ever ``count``.
+are shared by the whole process and flushed by the edge (``edge`` in ``chalicelib.entrypoints.http``
+for routes, ``flushes_metrics`` for the Lambda and scheduled handlers), so services only ever ``count``.
+
+Cold start: the services, the config package (pydantic), the storage (pynamodb) and the AWS
+adapters (botocore) are imported when the first container is built, not with this module; a cold
+Lambda pays for them on its first invocation only, and the config file is parsed once per container.
 """
 
 from __future__ import annotations
@@ -14,18 +18,19 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
-from chalicelib.adapters.aws.ssm import ssm_fetcher
-from chalicelib.config.loader import LoadedConfig, load_config
-from chalicelib.config.secrets import SecretResolver
 from chalicelib.metrics import EmfMetrics, Metrics
-from chalicelib.observability import configure_logging
-from chalicelib.services.automations import Automations
-from chalicelib.services.inbox import Inbox
-from chalicelib.services.intake import Intake
-from chalicelib.services.ports import Scheduler, Store
 from chalicelib.settings import Settings
+
+if TYPE_CHECKING:
+    from chalicelib.config.loader import LoadedConfig
+    from chalicelib.config.secrets import SecretResolver
+    from chalicelib.services.automations import Automations
+    from chalicelib.services.inbox import Inbox
+    from chalicelib.services.intake import Intake
+    from chalicelib.services.ports import Scheduler, Store
+    from chalicelib.services.queries import AdminQueries
 
 logger = logging.getLogger("chalicelib.bootstrap")
 
@@ -63,8 +68,14 @@ class Container:
     inbox: Inbox = field(init=False)
     intake: Intake = field(init=False)
     automations: Automations = field(init=False)
+    queries: AdminQueries = field(init=False)
 
     def __post_init__(self) -> None:
+        from chalicelib.services.automations import Automations
+        from chalicelib.services.inbox import Inbox
+        from chalicelib.services.intake import Intake
+        from chalicelib.services.queries import AdminQueries
+
         config = self.loaded.model
         self.inbox = Inbox(
             self.store, config, clock=self.clock, scheduler=self.scheduler, metrics=self.metrics
@@ -72,12 +83,17 @@ class Container:
         self.intake = Intake(self.inbox, config, self.secrets, self.clock)
         self.inbox.decoders = self.intake.decoders()
         self.automations = Automations(self.inbox, self.store, self.clock)
+        self.queries = AdminQueries(self.store)
 
     def admin_token(self) -> str | None:
         return self.secrets.resolve_optional(self.settings.admin_token_ref)
 
 
 def build(settings: Settings | None = None) -> Container:
+    from chalicelib.adapters.aws.ssm import ssm_fetcher
+    from chalicelib.config.loader import load_config
+    from chalicelib.config.secrets import SecretResolver
+    from chalicelib.observability import configure_logging
     from chalicelib.storage.dynamo import DynamoStore
     from chalicelib.storage.models import bind_table_names
 

@@ -8,13 +8,9 @@ and the inbox both pass text through it, so even a secret that turns up somewher
 
 from __future__ import annotations
 
-import logging
-import sys
 import threading
 from collections.abc import Mapping
 from typing import Any
-
-from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 
 MASK = "***"
 _MIN_SECRET_LENGTH = 4  # shorter values would mask ordinary words; such secrets are rejected anyway
@@ -50,17 +46,9 @@ class SecretScrubber:
 SECRETS = SecretScrubber()
 
 
-class ScrubbingFormatter(LambdaPowertoolsFormatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return SECRETS.scrub_text(super().format(record))
-
-
 def configure_logging(level: str = "INFO") -> None:
     """Send memberflow's (and Chalice's) loggers to stdout as JSON lines, scrubbed."""
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(ScrubbingFormatter(service="memberflow"))
-    for name in ("chalicelib", "memberflow", "app"):
-        log = logging.getLogger(name)
-        log.handlers = [handler]
-        log.setLevel(level.upper())
-        log.propagate = False
+    # powertools imports botocore when it loads; the first container pays for it, not the import of app.
+    from chalicelib.adapters.aws.logs import configure_json_logs
+
+    configure_json_logs(level)

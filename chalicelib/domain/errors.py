@@ -1,19 +1,26 @@
-"""Errors named after the condition, each carrying what the HTTP edge needs.
+"""Errors named after the condition, grouped by what the caller can do about it.
 
-``app.py`` maps any ``MemberflowError`` to ``{"error": {"code", "message"}}`` with its
-``http_status``; anything else is a fault of ours and becomes a 500 without details.
+Six conditions, each a base class a caller can catch; the concrete errors below them keep the
+names the code raises. Nothing here knows about HTTP: ``chalicelib.entrypoints.http`` maps each
+condition to a status, once, and anything that is not a ``MemberflowError`` is a fault of ours.
 
     MemberflowError
-    ├── BadRequest (400)
-    │   └── ParseError (400): a webhook body that cannot be read
-    ├── Unauthorized (401)
-    ├── NotFound (404)
-    ├── Conflict (409)
-    │   ├── Insufficient (409): a field change would go below the field's minimum
-    │   └── CascadeTooLong (409): trigger tags keep firing operations past the bound
-    ├── PayloadTooLarge (413): a body above the documented cap; nothing was stored
-    └── Unavailable (503, retryable): a passing condition of ours; the sender should retry
-        └── ConcurrentWrite (503): optimistic lock lost too many times
+    ├── InvalidInput: the request's content is wrong; sending it again changes nothing
+    │   ├── BadRequest
+    │   │   └── ParseError: a webhook body that cannot be read
+    │   └── PayloadTooLarge: a body above the documented cap; nothing was stored
+    ├── Unauthorized: a secret, token or signature is missing or wrong
+    ├── NotFound: the named thing does not exist
+    ├── Conflict: the request cannot be applied to the current state
+    │   ├── CascadeTooLong: trigger tags keep firing operations past the bound
+    │   ├── EventAlreadyFinal: someone else finished the inbox record first
+    │   └── InsufficientBalance
+    │       └── Insufficient: a field change would go below the field's minimum
+    └── Transient (retryable): a passing condition of ours; the same request may succeed later
+        ├── Unavailable: contention, a secret that cannot be read
+        │   └── ConcurrentWrite: the optimistic lock was lost too many times
+        ├── StaleContact: the contact changed since it was read
+        └── StaleRun: the run changed since it was read
 """
 
 from __future__ import annotations
@@ -22,10 +29,9 @@ from __future__ import annotations
 class MemberflowError(Exception):
     """Base of every error memberflow raises on purpose."""
 
-    http_status = 500
     code = "internal_error"
     retryable = False
-    """True when the same request may succeed later unchanged (the edge answers 503, senders retry)."""
+    """True when the same request may succeed later unchanged (senders should retry)."""
 
     public_message: str | None = None
     """What the caller is told when ``message`` is for the logs only (it names a secret's path)."""
@@ -38,14 +44,22 @@ class MemberflowError(Exception):
 
     @property
     def answer(self) -> str:
-        """The message an HTTP caller sees."""
+        """The message a caller outside the process sees."""
         return self.public_message or self.message
 
 
-class BadRequest(MemberflowError):
+# --- invalid input -------------------------------------------------------------------------------
+
+
+class InvalidInput(MemberflowError):
+    """The request's content is wrong; the same request will be refused again."""
+
+    code = "invalid_input"
+
+
+class BadRequest(InvalidInput):
     """The request is well-formed HTTP but its content is wrong."""
 
-    http_status = 400
     code = "bad_request"
 
 
@@ -55,31 +69,37 @@ class ParseError(BadRequest):
     code = "malformed_payload"
 
 
+class PayloadTooLarge(InvalidInput):
+    """A request body is larger than memberflow stores; nothing of it was stored."""
+
+    code = "payload_too_large"
+
+
+# --- unauthorised ----------------------------------------------------------------------------------
+
+
 class Unauthorized(MemberflowError):
     """A secret, token or signature is missing or wrong."""
 
-    http_status = 401
     code = "unauthorized"
+
+
+# --- not found -------------------------------------------------------------------------------------
 
 
 class NotFound(MemberflowError):
     """The named contact, event, operation or field does not exist."""
 
-    http_status = 404
     code = "not_found"
+
+
+# --- conflict --------------------------------------------------------------------------------------
 
 
 class Conflict(MemberflowError):
     """The request cannot be applied to the current state."""
 
-    http_status = 409
     code = "conflict"
-
-
-class Insufficient(Conflict):
-    """A field change would take the field below its configured minimum; nothing was written."""
-
-    code = "insufficient"
 
 
 class CascadeTooLong(Conflict):
@@ -88,22 +108,53 @@ class CascadeTooLong(Conflict):
     code = "cascade_too_long"
 
 
-class PayloadTooLarge(MemberflowError):
-    """A request body is larger than memberflow stores; nothing of it was stored."""
+class EventAlreadyFinal(Conflict):
+    """The inbox record was finished by someone else (a concurrent or earlier delivery)."""
 
-    http_status = 413
-    code = "payload_too_large"
+    code = "event_already_final"
 
 
-class Unavailable(MemberflowError):
-    """A passing condition on our side (contention, a secret that cannot be read); retry later."""
+class InsufficientBalance(Conflict):
+    """A balance would go below what is allowed; nothing was written."""
 
-    http_status = 503
+    code = "insufficient_balance"
+
+
+class Insufficient(InsufficientBalance):
+    """A field change would take the field below its configured minimum; nothing was written."""
+
+    code = "insufficient"
+
+
+# --- transient -------------------------------------------------------------------------------------
+
+
+class Transient(MemberflowError):
+    """A passing condition on our side; the same request may succeed later, unchanged."""
+
     code = "unavailable"
     retryable = True
 
 
+class Unavailable(Transient):
+    """Contention, or a secret that cannot be read right now; retry later."""
+
+    code = "unavailable"
+
+
 class ConcurrentWrite(Unavailable):
     """Another writer kept winning the optimistic lock; the caller may retry."""
+
+    code = "busy"
+
+
+class StaleContact(Transient):
+    """The contact changed since it was read (optimistic lock lost); read again and recompute."""
+
+    code = "busy"
+
+
+class StaleRun(Transient):
+    """The run changed since it was read; read it again."""
 
     code = "busy"

@@ -43,8 +43,8 @@ from chalicelib.domain.errors import MemberflowError
 from chalicelib.domain.hooks import hook_token
 from chalicelib.domain.inbox import Status
 from chalicelib.domain.model import normalize_email
-from chalicelib.http import MAX_ADMIN_BODY_BYTES, path_email
-from chalicelib.services import admin as views
+from chalicelib.entrypoints import admin_views as views
+from chalicelib.entrypoints.http import MAX_ADMIN_BODY_BYTES, path_email
 from chalicelib.services.intake import MAX_REQUEST_BYTES
 from tests.builders import config
 from tests.entrypoints.conftest import ADMIN, SECRET_ENV, World, make_container

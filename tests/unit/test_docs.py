@@ -23,9 +23,9 @@ from typing import Any
 
 import pytest
 
-from chalicelib.cli import main
 from chalicelib.config.loader import ConfigError, parse_config, read_yaml
 from chalicelib.config.model import MemberflowConfig
+from chalicelib.devtools.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "config" / "example.yaml"

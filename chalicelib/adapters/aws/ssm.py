@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
-from botocore.exceptions import ClientError
-
 _NOT_FOUND_CODES = frozenset({"ParameterNotFound", "ParameterVersionNotFound"})
 
 
@@ -32,6 +30,9 @@ def ssm_fetcher(client_factory: Callable[[], Any] | None = None) -> Callable[[st
     factory = client_factory or make_client
 
     def fetch(path: str) -> str:
+        # Imported on the first read, with the client: botocore costs a cold start tens of milliseconds.
+        from botocore.exceptions import ClientError
+
         nonlocal client
         if client is None:
             client = cast(_SsmClient, factory())

@@ -14,21 +14,10 @@ from typing import Any, Protocol
 
 from chalicelib.domain.automations.runs import Run, RunStatus
 from chalicelib.domain.engine import Transition
+from chalicelib.domain.errors import EventAlreadyFinal, StaleContact, StaleRun
 from chalicelib.domain.inbox import InboxRecord, Status
 from chalicelib.domain.model import Contact, KitSyncIntent, LedgerEntry, OutboundIntent, TimelineEntry
 from chalicelib.services.ports.timers import Scheduler
-
-
-class StaleContact(Exception):
-    """The contact changed since it was read (optimistic lock lost); read again and recompute."""
-
-
-class EventAlreadyFinal(Exception):
-    """The inbox record was finished by someone else (a concurrent or earlier delivery)."""
-
-
-class StaleRun(Exception):
-    """The run changed since it was read; read it again."""
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from chalicelib.domain.events import (
     Person,
     Rejected,
 )
+from chalicelib.entrypoints.http import status_of
 
 TAG_IDS = {"5123456": "Op – Add 50 Credits"}
 
@@ -122,7 +123,7 @@ class TestDecodeJson:
         body = b'{"a": "' + b"x" * MAX_KIT_BODY_BYTES + b'"}'
         with pytest.raises(PayloadTooLarge, match=str(MAX_KIT_BODY_BYTES)) as caught:
             decode_json(body)
-        assert caught.value.http_status == 413
+        assert status_of(caught.value) == 413
 
     def test_the_cap_is_checked_before_decoding(self) -> None:
         with pytest.raises(PayloadTooLarge):

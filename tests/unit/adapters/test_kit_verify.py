@@ -6,6 +6,7 @@ import pytest
 
 from chalicelib.adapters.kit.verify import sign, token_matches, verify_signature
 from chalicelib.domain.errors import Unauthorized
+from chalicelib.entrypoints.http import status_of
 
 BODY = b'{"delivery_id":48213377,"events":[{"id":"3f1c9a52","type":"subscriber.tag_added"}]}'
 SECRET = "whsec_current_7f3a9c"
@@ -174,7 +175,7 @@ class TestMessagesDoNotLeak:
     def test_errors_carry_the_unauthorized_status(self) -> None:
         with pytest.raises(Unauthorized) as caught:
             verify_signature(BODY, None, [SECRET], now=NOW)
-        assert caught.value.http_status == 401
+        assert status_of(caught.value) == 401
 
 
 class TestTokenMatches:

@@ -17,6 +17,7 @@ from chalicelib.adapters.thrivecart.forms import (
 )
 from chalicelib.adapters.thrivecart.verify import redact
 from chalicelib.domain.errors import ParseError, PayloadTooLarge
+from chalicelib.entrypoints.http import status_of
 from tests.support.payloads import payload_bytes
 
 FORM = "application/x-www-form-urlencoded"
@@ -292,7 +293,7 @@ class TestSizeLimits:
         with pytest.raises(PayloadTooLarge, match=str(MAX_BODY_BYTES)) as caught:
             decode_body(b"a=" + b"x" * MAX_BODY_BYTES, content_type)
 
-        assert caught.value.http_status == 413
+        assert status_of(caught.value) == 413
 
     def test_the_cap_is_checked_before_decoding(self) -> None:
         with pytest.raises(PayloadTooLarge):
@@ -327,7 +328,7 @@ class TestStoredSize:
         with pytest.raises(PayloadTooLarge, match=str(MAX_STORED_BYTES)) as caught:
             ensure_storable(payload)
 
-        assert caught.value.http_status == 413
+        assert status_of(caught.value) == 413
 
     def test_raw_multibyte_text_is_measured_once_escaped(self) -> None:
         body = b"event=order.success&note=" + "\U0001f600".encode() * 30_000

@@ -11,6 +11,7 @@ from chalicelib.adapters.aws.ssm import ssm_fetcher
 from chalicelib.config import SecretResolver, SecretUnavailable
 from chalicelib.config.secrets import ParsedSecretRef, parse_secret_ref
 from chalicelib.domain.errors import MemberflowError
+from chalicelib.entrypoints.http import status_of
 
 
 class FakeSsm:
@@ -56,7 +57,7 @@ class TestEnv:
             "secret env:THRIVECART_SECRET is unavailable: environment variable THRIVECART_SECRET is not set"
         )
         assert "other-value" not in str(error)
-        assert (error.code, error.http_status, error.ref) == (
+        assert (error.code, status_of(error), error.ref) == (
             "secret_unavailable",
             503,
             "env:THRIVECART_SECRET",

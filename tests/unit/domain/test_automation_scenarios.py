@@ -18,6 +18,7 @@ import pytest
 
 from chalicelib.config.loader import parse_config
 from chalicelib.config.model import MemberflowConfig
+from chalicelib.devtools.simulator import Simulator
 from chalicelib.domain import engine
 from chalicelib.domain.automations.book import AutomationBook
 from chalicelib.domain.automations.happenings import Happening
@@ -25,7 +26,6 @@ from chalicelib.domain.automations.program import compile_automation
 from chalicelib.domain.automations.runs import Run, RunStatus, StepRecord
 from chalicelib.domain.errors import CascadeTooLong
 from chalicelib.domain.model import TimelineKind
-from chalicelib.services.simulator import Simulator
 
 UTC = dt.UTC
 T0 = dt.datetime(2026, 1, 5, 9, 0, tzinfo=UTC)  # a Monday

@@ -1,26 +1,30 @@
-"""Read-side views for the admin API: contacts, timelines, ledgers, events, config, operations.
+"""How the admin API shows things: contacts, timelines, ledgers, events, runs, config, operations.
 
-Pure functions from domain values to JSON-ready dicts. Numbers leave as JSON numbers (integers
-when whole), times as ISO 8601 UTC, and nothing secret ever leaves: config secrets are shown as
-their references, and a literal secret written into the config file is masked.
+Pure functions from what the services return (domain values, the loaded config) to JSON-ready
+dicts. Numbers leave as JSON numbers (integers when whole), times as ISO 8601 UTC, and nothing
+secret ever leaves: config secrets are shown as their references, and a literal secret written
+into the config file is masked.
+
+``app`` imports this module, so it imports only light domain modules at load; what needs the config
+package (pydantic) is imported by the view that uses it, which runs after the container loaded it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chalicelib.config.loader import LoadedConfig
-from chalicelib.config.model import MemberflowConfig, iter_secret_refs
-from chalicelib.config.secrets import parse_secret_ref
-from chalicelib.domain.automations.book import AutomationBook
-from chalicelib.domain.automations.program import event_label
 from chalicelib.domain.automations.runs import Run
 from chalicelib.domain.hooks import hook_token
 from chalicelib.domain.inbox import InboxRecord
 from chalicelib.domain.model import Contact, FieldValue, LedgerEntry, TimelineEntry, is_test_email
 from chalicelib.observability import MASK
+
+if TYPE_CHECKING:
+    from chalicelib.config.loader import LoadedConfig
+    from chalicelib.config.model import MemberflowConfig
+    from chalicelib.domain.automations.book import AutomationBook
 
 
 def json_value(value: Any) -> Any:
@@ -122,6 +126,9 @@ def event_view(record: InboxRecord, *, with_payload: bool = False) -> dict[str, 
 
 
 def config_view(loaded: LoadedConfig) -> dict[str, Any]:
+    from chalicelib.config.model import iter_secret_refs
+    from chalicelib.config.secrets import parse_secret_ref
+
     dumped: dict[str, Any] = loaded.model.model_dump(mode="json")
     for path, ref in iter_secret_refs(loaded.model):
         if parse_secret_ref(ref).kind == "literal":
@@ -190,6 +197,8 @@ def run_view(run: Run, *, with_history: bool = True) -> dict[str, Any]:
 
 
 def automations_view(book: AutomationBook) -> dict[str, Any]:
+    from chalicelib.domain.automations.program import event_label
+
     return {
         "automations": [
             {

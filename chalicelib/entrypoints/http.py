@@ -1,9 +1,10 @@
-"""HTTP edge helpers: JSON error mapping, admin bearer auth and request accessors for ``app.py``.
+"""The HTTP edge: errors to status codes and JSON, admin bearer auth, request accessors for ``app.py``.
 
-Every error leaves as ``{"error": {"code", "message"}}``: a ``MemberflowError`` with its own
-status, a broken config as 500 ``config_invalid`` (naming the problems, which are not secret),
-anything unexpected as a bare 500 whose details stay in the (scrubbed) logs, and what Chalice
-answers itself before a view runs (``edge``, the HTTP middleware). Every 5xx answer is counted as
+Every error leaves as ``{"error": {"code", "message"}}``. ``STATUS`` is the one place a condition of
+``chalicelib.domain.errors`` becomes an HTTP status (the most specific class listed wins); a broken
+config is a 500 ``config_invalid`` (naming the problems, which are not secret); anything unexpected
+is a bare 500 whose details stay in the (scrubbed) logs; and what Chalice answers itself before a
+view runs takes the same shape (``edge``, the HTTP middleware). Every 5xx answer is counted as
 ``Api5xx``, and the metrics a request counted are flushed when it ends, so views never flush them
 themselves.
 """
@@ -13,17 +14,28 @@ from __future__ import annotations
 import functools
 import hmac
 import logging
+import sys
 from collections.abc import Callable, Mapping
-from typing import Any, ParamSpec
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeGuard
 from urllib.parse import unquote
 
 from chalice.app import Request, Response
 
 from chalicelib import bootstrap
 from chalicelib.adapters.strict_json import decode_object
-from chalicelib.config.loader import ConfigError
-from chalicelib.domain.errors import MemberflowError, PayloadTooLarge, Unauthorized
+from chalicelib.domain.errors import (
+    Conflict,
+    InvalidInput,
+    MemberflowError,
+    NotFound,
+    PayloadTooLarge,
+    Transient,
+    Unauthorized,
+)
 from chalicelib.metrics import API_5XX
+
+if TYPE_CHECKING:
+    from chalicelib.config.loader import ConfigError
 
 logger = logging.getLogger("chalicelib.http")
 
@@ -51,26 +63,50 @@ def api(view: Callable[P, Response]) -> Callable[P, Response]:
     return wrapper
 
 
+STATUS: Mapping[type[MemberflowError], int] = {
+    InvalidInput: 400,
+    PayloadTooLarge: 413,
+    Unauthorized: 401,
+    NotFound: 404,
+    Conflict: 409,
+    Transient: 503,
+}
+"""The HTTP status of each condition; an error takes the entry of its most specific listed class."""
+
+
+def status_of(error: MemberflowError) -> int:
+    for cls in type(error).__mro__:
+        status = STATUS.get(cls)
+        if status is not None:
+            return status
+    return 500
+
+
 def _answer(view: Callable[P, Response], *args: P.args, **kwargs: P.kwargs) -> Response:
     try:
         return view(*args, **kwargs)
     except MemberflowError as error:
-        log = logger.error if error.http_status >= 500 else logger.info
-        log(
-            "request refused",
-            extra={"status": error.http_status, "code": error.code, "detail": error.message},
-        )
-        response = error_response(error.http_status, error.code, error.answer)
+        status = status_of(error)
+        log = logger.error if status >= 500 else logger.info
+        log("request refused", extra={"status": status, "code": error.code, "detail": error.message})
+        response = error_response(status, error.code, error.answer)
         if error.retryable:
             # Kit honours Retry-After on a 503 (clamped to 1 s - 24 h); others retry on their own clock.
             response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
-    except ConfigError as error:
-        logger.error("config invalid", extra={"errors": list(error.errors)})
-        return error_response(500, "config_invalid", str(error))
-    except Exception:
+    except Exception as error:
+        if _is_config_error(error):
+            logger.error("config invalid", extra={"errors": list(error.errors)})
+            return error_response(500, "config_invalid", str(error))
         logger.exception("unhandled error")
         return error_response(500, "internal_error", "an internal error occurred; it has been logged")
+
+
+def _is_config_error(error: Exception) -> TypeGuard[ConfigError]:
+    # Looked up, not imported: the config package (pydantic) is loaded with the first container, and
+    # a ConfigError can only exist once its module has been; importing it here would undo the lazy load.
+    loader = sys.modules.get("chalicelib.config.loader")
+    return loader is not None and isinstance(error, loader.ConfigError)
 
 
 _CHALICE_CODES = {

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib.cli import main
 from chalicelib.config import json_schema, load_config
+from chalicelib.devtools.cli import main
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 EXAMPLE = REPO / "config" / "example.yaml"
 
 

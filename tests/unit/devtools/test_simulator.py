@@ -16,12 +16,7 @@ import pytest
 
 from chalicelib.config.loader import parse_config
 from chalicelib.config.model import MemberflowConfig
-from chalicelib.domain import engine
-from chalicelib.domain.automations.happenings import Happening
-from chalicelib.domain.automations.runs import RunStatus
-from chalicelib.domain.errors import BadRequest, Insufficient
-from chalicelib.domain.model import TimelineKind
-from chalicelib.services.simulator import (
+from chalicelib.devtools.simulator import (
     Simulator,
     commands_for,
     contact_from_spec,
@@ -30,6 +25,11 @@ from chalicelib.services.simulator import (
     parse_event,
     unknown_tag_warnings,
 )
+from chalicelib.domain import engine
+from chalicelib.domain.automations.happenings import Happening
+from chalicelib.domain.automations.runs import RunStatus
+from chalicelib.domain.errors import BadRequest, Insufficient
+from chalicelib.domain.model import TimelineKind
 
 T0 = dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)
 DAY = dt.timedelta(days=1)

@@ -1,0 +1,80 @@
+"""The admin API's read side: contacts, their timelines and ledgers, inbox records and runs.
+
+Routes read through here rather than from storage, so "no such contact" is decided once and the
+edge only renders what comes back (``chalicelib.entrypoints.admin_views``). Everything returned is
+a domain value; nothing is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chalicelib.domain.automations.runs import Run, RunStatus
+from chalicelib.domain.errors import NotFound
+from chalicelib.domain.inbox import InboxRecord, Status
+from chalicelib.domain.model import Contact, LedgerEntry, TimelineEntry, normalize_email
+from chalicelib.services.ports import EventPage, Store
+
+
+@dataclass(frozen=True)
+class Timeline:
+    email: str
+    entries: list[TimelineEntry]
+
+
+@dataclass(frozen=True)
+class Ledger:
+    email: str
+    field: str | None
+    """The one field asked for, or None for every field."""
+    entries: list[LedgerEntry]
+
+
+class AdminQueries:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def contact(self, email: str) -> Contact:
+        """The stored contact; raises NotFound (``unknown_contact``) if there is none."""
+        address = normalize_email(email)
+        contact = self.store.get_contact(address)
+        if contact is None:
+            raise NotFound(f"no contact {address}", code="unknown_contact")
+        return contact
+
+    def timeline(self, email: str) -> Timeline:
+        address = self.contact(email).email
+        return Timeline(address, self.store.list_timeline(address))
+
+    def ledger(self, email: str, field: str | None = None) -> Ledger:
+        address = self.contact(email).email
+        return Ledger(address, field, self.store.list_ledger(address, field))
+
+    def events(
+        self, *, status: Status | None, source: str | None, limit: int, cursor: str | None
+    ) -> EventPage:
+        """Newest first; ``cursor`` is the ``next_cursor`` of the previous page."""
+        return self.store.list_events(status=status, source=source, limit=limit, cursor=cursor)
+
+    def event(self, event_id: str) -> InboxRecord:
+        """The inbox record; raises NotFound (``unknown_event``) if there is none."""
+        record = self.store.get_event(event_id)
+        if record is None:
+            raise NotFound(f"no event with id '{event_id}'", code="unknown_event")
+        return record
+
+    def contact_of_event(self, event_id: str) -> Contact | None:
+        """The contact an inbox record names, as stored now (None if it names none)."""
+        record = self.store.get_event(event_id)
+        return self.store.get_contact(record.email) if record and record.email else None
+
+    def runs(
+        self, *, email: str | None, automation: str | None, status: RunStatus | None, limit: int
+    ) -> list[Run]:
+        """Newest first, without history."""
+        return self.store.list_runs(
+            email=normalize_email(email) if email else None,
+            automation=automation,
+            status=status,
+            limit=limit,
+        )
