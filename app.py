@@ -292,7 +292,8 @@ def migrate_automation(automation_id: str) -> Response:
         isinstance(k, str) and isinstance(v, str) for k, v in step_map.items()
     ):
         raise BadRequest("'step_map' must map old step ids to new step ids")
-    return json_response(c.automations.migrate(automation_id, dry_run=dry_run, step_map=step_map))
+    migration = c.automations.migrate(automation_id, dry_run=dry_run, step_map=step_map)
+    return json_response(views.migration_view(migration))
 
 
 @app.route("/admin/runs", methods=["GET"])

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from chalicelib.config.loader import LoadedConfig
     from chalicelib.config.model import MemberflowConfig
     from chalicelib.domain.automations.book import AutomationBook
+    from chalicelib.services.automations import Migration
 
 
 def json_value(value: Any) -> Any:
@@ -214,4 +215,25 @@ def automations_view(book: AutomationBook) -> dict[str, Any]:
             }
             for automation_id, program in sorted(book.current.items())
         ]
+    }
+
+
+def migration_view(migration: Migration) -> dict[str, Any]:
+    return {
+        "automation": migration.automation,
+        "to_version": migration.to_version,
+        "dry_run": migration.dry_run,
+        "waiting": [
+            {
+                "version": group.version,
+                "step": group.step,
+                "runs": group.runs,
+                "moves_to": group.moves_to,
+                "movable": group.moves_to is not None,
+            }
+            for group in migration.waiting
+        ],
+        "moved": migration.moved,
+        "changed_meanwhile": migration.changed_meanwhile,
+        "not_movable": migration.not_movable,
     }

@@ -75,6 +75,32 @@ class SweepResult:
         }
 
 
+@dataclass(frozen=True)
+class MigrationGroup:
+    """Runs of one old version waiting at one step, and the step of the current version they move to."""
+
+    version: str
+    step: str
+    runs: int
+    moves_to: str | None
+    """None when the current version has no such step and the step map names none."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    automation: str
+    to_version: str
+    dry_run: bool
+    waiting: tuple[MigrationGroup, ...]
+    moved: int
+    changed_meanwhile: int
+    """Runs that changed between the read and the move (woken, cancelled); they stay where they are."""
+
+    @property
+    def not_movable(self) -> int:
+        return sum(group.runs for group in self.waiting if group.moves_to is None)
+
+
 class Automations:
     def __init__(self, inbox: Inbox, store: Store, clock: Callable[[], datetime]) -> None:
         self.inbox = inbox
@@ -233,7 +259,7 @@ class Automations:
 
     def migrate(
         self, automation_id: str, *, dry_run: bool, step_map: Mapping[str, str] | None = None
-    ) -> dict[str, Any]:
+    ) -> Migration:
         """Move waiting and held runs on older versions to the current one, by step id."""
         book = self.inbox.book()
         program = book.current.get(automation_id)
@@ -277,21 +303,14 @@ class Automations:
                 moved += 1
             except StaleRun:
                 changed_meanwhile += 1
-        return {
-            "automation": automation_id,
-            "to_version": program.version,
-            "dry_run": dry_run,
-            "waiting": [
-                {
-                    "version": version,
-                    "step": step,
-                    "runs": count,
-                    "moves_to": target or None,
-                    "movable": bool(target),
-                }
+        return Migration(
+            automation=automation_id,
+            to_version=program.version,
+            dry_run=dry_run,
+            waiting=tuple(
+                MigrationGroup(version, step, count, target or None)
                 for (version, step, target), count in sorted(groups.items())
-            ],
-            "moved": moved,
-            "changed_meanwhile": changed_meanwhile,
-            "not_movable": sum(c for (_, _, target), c in groups.items() if not target),
-        }
+            ),
+            moved=moved,
+            changed_meanwhile=changed_meanwhile,
+        )
