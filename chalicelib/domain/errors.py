@@ -112,6 +112,7 @@ class EventAlreadyFinal(Conflict):
     """The inbox record was finished by someone else (a concurrent or earlier delivery)."""
 
     code = "event_already_final"
+    public_message = "the event was finished by another delivery meanwhile"
 
 
 class InsufficientBalance(Conflict):
@@ -152,9 +153,11 @@ class StaleContact(Transient):
     """The contact changed since it was read (optimistic lock lost); read again and recompute."""
 
     code = "busy"
+    public_message = "the contact changed while the request was applied; retry the request"
 
 
 class StaleRun(Transient):
     """The run changed since it was read; read it again."""
 
     code = "busy"
+    public_message = "the run changed while the request was applied; retry the request"

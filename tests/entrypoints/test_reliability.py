@@ -18,11 +18,12 @@ from chalice.test import Client
 
 from app import app
 from chalicelib import bootstrap
+from chalicelib.domain.automations.runs import Run
 from chalicelib.domain.events import Source
 from chalicelib.domain.inbox import InboxRecord, Status, event_id_for
 from chalicelib.domain.model import MAX_ACTIVE_RUNS
 from chalicelib.metrics import INBOX_OUTCOME
-from chalicelib.services.ports import Commit, Store
+from chalicelib.services.ports import Commit, StaleRun, Store
 from tests.builders import T0, config, unique_email
 from tests.entrypoints.conftest import SECRET_ENV, make_container
 from tests.entrypoints.test_automations import DRIP, EMAILS, AutomationWorld, Clock, drip_config, swept
@@ -47,6 +48,23 @@ def _world(store: Store, model: Any = None) -> Iterator[AutomationWorld]:
 @pytest.fixture
 def fake() -> InMemoryStore:
     return InMemoryStore()
+
+
+class RunChangesOnce:
+    """Delegates to ``inner``, but the first run update loses the race, as if a wake-up moved the run."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.lost = False
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def update_run(self, run: Run) -> Run:
+        if not self.lost:
+            self.lost = True
+            raise StaleRun(run.run_id)
+        return self.inner.update_run(run)
 
 
 def sweep(w: AutomationWorld, **kwargs: Any) -> dict[str, int]:
@@ -186,6 +204,13 @@ class TestSweepIsolation:
             assert view["history"][-1]["outcome"] == "parked"
             w.clock.advance(days=30)
             assert sweep(w)["failed"] == 0  # parked runs are not tried again
+
+        # A retry that loses a race with another writer of the run is answered 503, to be sent again.
+        for w in _world(RunChangesOnce(fake)):  # type: ignore[arg-type]
+            lost = w.admin_post(f"/admin/runs/{broken}/retry", {})
+            assert (lost.status_code, lost.json_body["error"]["code"]) == (503, "busy")
+            assert lost.headers.get("Retry-After")
+            assert fake.runs[broken].parked is not None
 
         # The fault is fixed; an operator retries the run.
         for w in _world(fake):
