@@ -55,7 +55,7 @@ def _admin() -> bootstrap.Container:
 
 def _known_contact(c: bootstrap.Container, raw_email: str) -> Contact:
     address = normalize_email(path_email(raw_email))
-    contact = c.store.get_contact(address)
+    contact = c.stores.contacts.get_contact(address)
     if contact is None:
         raise NotFound(f"no contact {address}", code="unknown_contact")
     return contact
@@ -142,7 +142,7 @@ def get_contact(email: str) -> Response:
 def get_timeline(email: str) -> Response:
     c = _admin()
     address = _known_contact(c, email).email
-    return json_response(views.timeline_view(address, c.store.list_timeline(address)))
+    return json_response(views.timeline_view(address, c.stores.contacts.list_timeline(address)))
 
 
 @app.route("/admin/contacts/{email}/ledger", methods=["GET"])
@@ -151,7 +151,7 @@ def get_ledger(email: str) -> Response:
     c = _admin()
     address = _known_contact(c, email).email
     field = (_request().query_params or {}).get("field")
-    return json_response(views.ledger_view(address, c.store.list_ledger(address, field), field))
+    return json_response(views.ledger_view(address, c.stores.contacts.list_ledger(address, field), field))
 
 
 @app.route("/admin/contacts/{email}/tags", methods=["POST"], content_types=ADMIN_CONTENT_TYPES)
@@ -194,8 +194,8 @@ def _change_response(c: bootstrap.Container, receipt: Receipt) -> Response:
 def _with_contact(c: bootstrap.Container, receipt: Receipt, body: dict[str, Any]) -> Response:
     contact = receipt.contact
     if contact is None and receipt.result == "duplicate":
-        stored = c.store.get_event(receipt.event_id)
-        contact = c.store.get_contact(stored.email) if stored and stored.email else None
+        stored = c.stores.inbox.get_event(receipt.event_id)
+        contact = c.stores.contacts.get_contact(stored.email) if stored and stored.email else None
     if contact is not None:
         body["contact"] = views.contact_view(contact, c.loaded.model)
     return json_response(body)
@@ -215,7 +215,7 @@ def list_events() -> Response:
     source = params.get("source")
     if source is not None and source not in {s.value for s in Source}:
         raise BadRequest(f"unknown source '{source[:40]}' (one of: {', '.join(s.value for s in Source)})")
-    page = c.store.list_events(
+    page = c.stores.inbox.list_events(
         status=Status(status) if status else None,
         source=source,
         limit=_limit(params),
@@ -238,7 +238,7 @@ def _limit(params: Any) -> int:
 @api
 def get_event(event_id: str) -> Response:
     c = _admin()
-    record = c.store.get_event(event_id)
+    record = c.stores.inbox.get_event(event_id)
     if record is None:
         raise NotFound(f"no event with id '{event_id}'", code="unknown_event")
     return json_response(views.event_view(record, with_payload=True))
@@ -316,7 +316,7 @@ def list_runs() -> Response:
         raise BadRequest(f"unknown status '{status}' (one of: {', '.join(s.value for s in RunStatus)})")
     limit = _limit(params)
     email = normalize_email(params["email"]) if params.get("email") else None
-    runs = c.store.list_runs(
+    runs = c.stores.runs.list_runs(
         email=email,
         automation=params.get("automation") or None,
         status=RunStatus(status) if status else None,

@@ -1,0 +1,40 @@
+"""The storage ports on DynamoDB (pynamodb), one module per port, all sharing one ``Tables``.
+
+``dynamo_stores(names)`` is what the container wires: every port over the same bound models and the
+same connection, so one botocore session and client serve every table.
+"""
+
+from __future__ import annotations
+
+from pynamodb.connection import Connection
+
+from chalicelib.services.ports import Stores
+from chalicelib.storage.dynamo.contacts import DynamoContacts
+from chalicelib.storage.dynamo.inbox import DynamoInbox
+from chalicelib.storage.dynamo.outbox import DynamoOutbox
+from chalicelib.storage.dynamo.runs import DynamoRuns
+from chalicelib.storage.dynamo.tables import Tables
+from chalicelib.storage.dynamo.versions import DynamoVersions
+from chalicelib.storage.names import TableNames
+
+
+def dynamo_stores(names: TableNames, connection: Connection | None = None) -> Stores:
+    tables = Tables(names, connection)
+    return Stores(
+        inbox=DynamoInbox(tables),
+        contacts=DynamoContacts(tables),
+        runs=DynamoRuns(tables),
+        versions=DynamoVersions(tables),
+        outbox=DynamoOutbox(tables),
+    )
+
+
+__all__ = [
+    "DynamoContacts",
+    "DynamoInbox",
+    "DynamoOutbox",
+    "DynamoRuns",
+    "DynamoVersions",
+    "Tables",
+    "dynamo_stores",
+]
