@@ -86,7 +86,7 @@ class Container:
 
 
 def build(settings: Settings | None = None) -> Container:
-    from chalicelib.storage.dynamo import dynamo_stores
+    from chalicelib.storage.dynamo import Tables, dynamo_stores
 
     settings = settings or Settings.from_environ()
     configure_logging(settings.environ.get("LOG_LEVEL", "INFO"))
@@ -96,7 +96,7 @@ def build(settings: Settings | None = None) -> Container:
         from chalicelib.adapters.aws.stepfunctions import StepFunctionsScheduler
 
         scheduler = StepFunctionsScheduler(settings.state_machine_arn)
-    stores = dynamo_stores(settings.tables)
+    stores = dynamo_stores(Tables(settings.tables))
     return Container(settings, load_config(settings.config_path), secrets, stores, scheduler=scheduler)
 
 

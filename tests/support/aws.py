@@ -104,9 +104,9 @@ def _without_action(
 
 def app_stores() -> Stores:
     """The DynamoDB stores over the provisioned tables, signing as whoever the process is now."""
-    from chalicelib.storage.dynamo import dynamo_stores
+    from chalicelib.storage.dynamo import Tables, dynamo_stores
 
-    return dynamo_stores(TABLES)
+    return dynamo_stores(Tables(TABLES))
 
 
 @contextmanager

@@ -1,12 +1,10 @@
 """The storage ports on DynamoDB (pynamodb), one module per port, all sharing one ``Tables``.
 
-``dynamo_stores(names)`` is what the container wires: every port over the same bound models and the
-same connection, so one botocore session and client serve every table.
+``dynamo_stores(Tables(names))`` is what the container wires: every port over the same bound models
+and the same connection, so one botocore session and client serve every table.
 """
 
 from __future__ import annotations
-
-from pynamodb.connection import Connection
 
 from chalicelib.services.ports import Stores
 from chalicelib.storage.dynamo.contacts import DynamoContacts
@@ -15,11 +13,9 @@ from chalicelib.storage.dynamo.outbox import DynamoOutbox
 from chalicelib.storage.dynamo.runs import DynamoRuns
 from chalicelib.storage.dynamo.tables import Tables
 from chalicelib.storage.dynamo.versions import DynamoVersions
-from chalicelib.storage.names import TableNames
 
 
-def dynamo_stores(names: TableNames, connection: Connection | None = None) -> Stores:
-    tables = Tables(names, connection)
+def dynamo_stores(tables: Tables) -> Stores:
     return Stores(
         inbox=DynamoInbox(tables),
         contacts=DynamoContacts(tables),

@@ -35,9 +35,9 @@ M = TypeVar("M", bound=BaseTable)
 
 
 class Tables:
-    def __init__(self, names: TableNames, connection: Connection | None = None) -> None:
+    def __init__(self, names: TableNames) -> None:
         self.names = names
-        self.connection = connection or Connection()
+        self.connection = Connection()
         self.contacts = self._bind(ContactModel, names.contacts)
         self.events = self._bind(EventModel, names.events)
         self.ledger = self._bind(LedgerModel, names.ledger)
