@@ -21,8 +21,9 @@ class OutboxStore(Protocol):
         """Pending and retrying items whose next attempt is before ``before``, earliest first."""
 
     def lease(self, item_id: str, owner: str, until: datetime, now: datetime) -> OutboxItem:
-        """Lease a due item to ``owner`` until ``until`` unless someone else holds an unexpired lease
-        at ``now`` (LeaseTaken; also when the item is gone or not due). Counts the attempt."""
+        """Lease an item to ``owner`` until ``until``, counting the attempt, and make it due again at
+        ``until`` (so a dead worker's item comes back). LeaseTaken if an unexpired lease is held at
+        ``now``, or the item is gone or not waiting for delivery (delivered, parked)."""
 
     def mark_delivered(self, item_id: str, owner: str, at: datetime) -> None:
         """Delivered; raises NotLeased unless ``owner`` holds the lease."""
