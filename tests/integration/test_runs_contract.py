@@ -120,3 +120,14 @@ class TestRunsContract:
         huge = "x" * 3000
         assert stores.runs.get_run(huge) is None
         assert stores.runs.list_runs(automation=huge) == []
+
+    def test_a_filtered_list_reads_past_runs_the_filter_drops(self, stores: Stores) -> None:
+        runs = [start_drip(stores, unique_email())[0].runs[0] for _ in range(3)]
+        newest = max(runs, key=lambda r: (r.started_at, r.run_id))
+        loaded = stores.runs.get_runs([newest.run_id])[newest.run_id]
+        stores.runs.update_run(replace(loaded, status=RunStatus.HELD, updated_at=later(2)))
+        waiting = stores.runs.list_runs(automation="drip", status=RunStatus.WAITING, limit=2)
+        assert len(waiting) == 2
+        assert {r.status for r in waiting} == {RunStatus.WAITING}
+        (held,) = stores.runs.list_runs(automation="drip", status=RunStatus.HELD, limit=1)
+        assert held.run_id == newest.run_id
