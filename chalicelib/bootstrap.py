@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from chalicelib.services.automations import Automations
     from chalicelib.services.inbox import Inbox
     from chalicelib.services.intake import Intake
-    from chalicelib.services.ports import Scheduler, Store
+    from chalicelib.services.ports import Scheduler, Stores
     from chalicelib.services.queries import AdminQueries
 
 logger = logging.getLogger("chalicelib.bootstrap")
@@ -61,7 +61,7 @@ class Container:
     settings: Settings
     loaded: LoadedConfig
     secrets: SecretResolver
-    store: Store
+    stores: Stores
     clock: Callable[[], datetime] = utcnow
     scheduler: Scheduler | None = None
     metrics: Metrics = field(default_factory=shared_metrics)
@@ -77,13 +77,21 @@ class Container:
         from chalicelib.services.queries import AdminQueries
 
         config = self.loaded.model
+        stores = self.stores
         self.inbox = Inbox(
-            self.store, config, clock=self.clock, scheduler=self.scheduler, metrics=self.metrics
+            config,
+            events=stores.inbox,
+            contacts=stores.contacts,
+            runs=stores.runs,
+            versions=stores.versions,
+            clock=self.clock,
+            scheduler=self.scheduler,
+            metrics=self.metrics,
         )
         self.intake = Intake(self.inbox, config, self.secrets, self.clock)
         self.inbox.decoders = self.intake.decoders()
-        self.automations = Automations(self.inbox, self.store, self.clock)
-        self.queries = AdminQueries(self.store)
+        self.automations = Automations(self.inbox, stores.runs, stores.versions, self.clock)
+        self.queries = AdminQueries(stores)
 
     def admin_token(self) -> str | None:
         return self.secrets.resolve_optional(self.settings.admin_token_ref)
@@ -94,19 +102,18 @@ def build(settings: Settings | None = None) -> Container:
     from chalicelib.config.loader import load_config
     from chalicelib.config.secrets import SecretResolver
     from chalicelib.observability import configure_logging
-    from chalicelib.storage.dynamo import DynamoStore
-    from chalicelib.storage.models import bind_table_names
+    from chalicelib.storage.dynamo import Tables, dynamo_stores
 
     settings = settings or Settings.from_environ()
     configure_logging(settings.environ.get("LOG_LEVEL", "INFO"))
-    bind_table_names(settings.tables)
     secrets = SecretResolver(environ=settings.environ, fetch_ssm=ssm_fetcher())
     scheduler = None
     if settings.state_machine_arn:
         from chalicelib.adapters.aws.stepfunctions import StepFunctionsScheduler
 
         scheduler = StepFunctionsScheduler(settings.state_machine_arn)
-    return Container(settings, load_config(settings.config_path), secrets, DynamoStore(), scheduler=scheduler)
+    stores = dynamo_stores(Tables(settings.tables))
+    return Container(settings, load_config(settings.config_path), secrets, stores, scheduler=scheduler)
 
 
 _lock = threading.Lock()

@@ -2,7 +2,7 @@
 
 ``provision(app, stack_name=..., region=...)`` builds the merge template for the app's shape (the one
 ``make package`` deploys: ``AppShape.from_app`` names the functions as ``chalice package`` does),
-names every resource of stack ``stack_name`` (tables by the pynamodb models, functions
+names every resource of stack ``stack_name`` (tables as ``TABLES`` names them, functions
 ``<stack>-<chalice name>``, ``${AWS::StackName}-delays`` for the state machine), and creates in moto,
 as an admin IAM user with full access: every ``AWS::IAM::Role`` of the template with its trust policy
 and inline policies, every ``AWS::IAM::Policy`` on the roles it names, all with their intrinsics
@@ -16,8 +16,9 @@ nothing else; no moto-only statement is needed, because ``devstack.moto_iam`` au
 transaction item as the write it wraps.
 
 ``acting_as(credentials)`` then points the process at an identity, e.g. the function role
-(``MotoStack.assume``): the credential environment variables, boto3's default session and pynamodb's
-per-model connections, which all cache credentials. With ``devstack.moto_iam.enforcing()`` on, a call
+(``MotoStack.assume``): the credential environment variables and boto3's default session, which cache
+credentials; the stores' pynamodb connection reads them when it first signs, so a container is built
+after the switch. With ``devstack.moto_iam.enforcing()`` on, a call
 the template does not allow fails as it would in AWS. Provisioning must run while enforcement is off
 (or ``moto_iam.suspended()``), as CloudFormation and Lambda, not the app, do it in AWS.
 """
@@ -34,6 +35,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
+from chalicelib.storage.names import TableNames
 from infra.intrinsics import (
     Stack,
     decide_conditions,
@@ -54,6 +56,8 @@ from infra.resources import (
 
 ACCOUNT_ID = "123456789012"
 """moto's default account: the one whose IAM the admin's and the roles' keys belong to."""
+TABLES = TableNames.with_prefix("memberflow-")
+"""The tables' names: what the app uses when no ``MEMBERFLOW_*_TABLE`` variable says otherwise."""
 ADMIN_USER = "memberflow-admin"
 ADMIN_POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
 LAMBDA_TIMEOUT_SECONDS = 30
@@ -102,7 +106,7 @@ def botocore_session() -> Any:
     """A new botocore session (its own credentials) that shares the service models already parsed.
 
     Every session parses the service models and endpoints again (~50 ms a client), and identities
-    change with every test: boto3 and pynamodb would pay it for each model in each test.
+    change with every test: boto3 and pynamodb would pay it for each client in each test.
     """
     import botocore.session
 
@@ -180,12 +184,12 @@ def function_names(app: Any, stack_name: str) -> dict[str, str]:
 
 
 def plan(template: Mapping[str, Any], *, stack_name: str, region: str, functions: Mapping[str, str]) -> Stack:
-    """Every resource's physical name for a stack ``stack_name``: tables as the models name them now."""
+    """Every resource's physical name for a stack ``stack_name``: tables named as ``TABLES`` names them."""
     base = Stack(
         name=stack_name, region=region, account_id=ACCOUNT_ID, parameters=parameter_defaults(template)
     )
     given = {
-        b.logical_id: physical("AWS::DynamoDB::Table", b.model.Meta.table_name, base)
+        b.logical_id: physical("AWS::DynamoDB::Table", getattr(TABLES, b.field), base)
         for b in table_bindings()
     }
     given.update(
@@ -372,27 +376,23 @@ def _create_state_machines(stack: MotoStack) -> None:
 
 
 def reset_cached_clients(credentials: Credentials | None = None, region: str | None = None) -> None:
-    """Forget the process-wide credential caches: boto3's default session, pynamodb's per-model connections.
+    """Forget the process-wide credential cache: boto3's default session.
 
     With ``credentials``, boto3's default session becomes theirs (cached per identity); without, boto3
-    makes a new one from the environment when next asked. The clients a container owns (``DynamoStore``'s
-    transaction connection, the Step Functions scheduler's and the SSM fetcher's boto3 clients) are left
+    makes a new one from the environment when next asked. The clients a container owns (the stores'
+    shared pynamodb connection, the Step Functions scheduler's and the SSM fetcher's boto3 clients) are left
     alone: each is made on its first call, from the identity the process has then, so switch before a
     container serves anything (tests build theirs inside ``acting_as``, ``make run`` after
     ``become_function_role``) and they sign as the right identity.
     """
     import boto3
 
-    from chalicelib.storage.models import ALL_MODELS
-
     boto3.DEFAULT_SESSION = None if credentials is None else _session(credentials, region)
-    for model in ALL_MODELS:
-        model._connection = None
 
 
 @contextmanager
 def acting_as(credentials: Credentials) -> Iterator[None]:
-    """The process signs as ``credentials`` in the block: environment, boto3 and pynamodb alike."""
+    """The process signs as ``credentials`` in the block: environment and boto3 (and so pynamodb) alike."""
     # Looked up now, not bound at import: chalice.test.Client swaps os.environ for a copy per call.
     environ = os.environ
     saved = {name: environ.get(name) for name in CREDENTIAL_VARIABLES}

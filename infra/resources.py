@@ -43,7 +43,8 @@ from chalicelib.metrics import (
     SWEEP_PARKED,
     checked_series,
 )
-from chalicelib.storage.models import ALL_MODELS, TableNames, bind_table_names
+from chalicelib.storage.models import TABLE_MODELS
+from chalicelib.storage.names import TableNames
 
 SAM_FUNCTION = "AWS::Serverless::Function"
 MANAGED_LAYER = "ManagedLayer"
@@ -56,7 +57,8 @@ SSM_PREFIX = "/memberflow/"
 SERVICE_NAME = "memberflow"
 
 TABLE_ACTIONS = (
-    # A batch is its own action, not the GetItem it repeats: DynamoStore reads runs and markers in batches.
+    # A batch is its own action, not the GetItem it repeats: the stores read items by key in batches
+    # after a keys-only index query.
     "dynamodb:BatchGetItem",
     "dynamodb:ConditionCheckItem",
     "dynamodb:DeleteItem",
@@ -204,28 +206,14 @@ class TableBinding:
         return f"MEMBERFLOW_{self.field.upper()}_TABLE"
 
 
-def table_bindings(models: Sequence[type[Model]] = ALL_MODELS) -> tuple[TableBinding, ...]:
-    """Pair each model with its ``TableNames`` field by asking ``bind_table_names`` itself.
-
-    Binding sentinel names (each field's own name) and reading them back keeps the pairing in the one
-    place that already defines it; the models' names are restored afterwards.
-    """
-    fields = [f.name for f in dataclasses.fields(TableNames)]
-    saved = {model: model.Meta.table_name for model in models}
-    try:
-        bind_table_names(TableNames(**{name: name for name in fields}))
-        bound = {model: model.Meta.table_name for model in models}
-    finally:
-        for model, name in saved.items():
-            model.Meta.table_name = name
-    unbound = sorted(model.__name__ for model, name in bound.items() if name not in fields)
-    if unbound:
-        raise ValueError(f"bind_table_names does not name these models: {', '.join(unbound)}")
-    if len(set(bound.values())) != len(bound):
-        raise ValueError("bind_table_names gives two models the same table")
-    if set(bound.values()) != set(fields):
-        raise ValueError(f"TableNames fields without a model: {sorted(set(fields) - set(bound.values()))}")
-    return tuple(TableBinding(field=bound[model], model=model) for model in models)
+def table_bindings(models: Mapping[str, type[Model]] = TABLE_MODELS) -> tuple[TableBinding, ...]:
+    """Pair each model with the ``TableNames`` field that names its table (``TABLE_MODELS``)."""
+    fields = {f.name for f in dataclasses.fields(TableNames)}
+    if set(models) != fields:
+        raise ValueError(f"TableNames fields and models differ: {sorted(set(models) ^ fields)}")
+    if len(set(models.values())) != len(models):
+        raise ValueError("two TableNames fields name the same model")
+    return tuple(TableBinding(field=name, model=model) for name, model in models.items())
 
 
 def _key_schema(keys: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -1,8 +1,9 @@
 """In-memory implementations of the service ports, held to the real ones by contract tests.
 
-``InMemoryStore`` mirrors ``DynamoStore``'s conditional writes under one lock, so concurrency
-tests against it mean something. ``FaultyStore`` wraps any store and fails the Nth commit, for
-crash-between-writes tests.
+One ``InMemoryWorld`` holds what every in-memory port stores, under one lock, and its ``stores``
+are the ports over it: they mirror the DynamoDB ports' conditional writes, so concurrency tests
+against them mean something. ``faulty`` wraps any ``Stores`` so that the Nth commit fails, for
+crash-between-writes tests, and ``contended`` so that every commit loses the optimistic lock.
 """
 
 from __future__ import annotations
@@ -17,47 +18,84 @@ from typing import Any
 from chalicelib.domain.automations.runs import Run, RunStatus, StepRecord, WakeUp
 from chalicelib.domain.inbox import OPEN, InboxRecord, Status, decode_cursor, encode_cursor, fault_reason
 from chalicelib.domain.model import Contact, KitSyncIntent, LedgerEntry, OutboundIntent, TimelineEntry
+from chalicelib.domain.outbox import (
+    DUE,
+    OutboxItem,
+    OutboxKind,
+    OutboxStatus,
+    as_kit_sync,
+    as_outbound,
+    from_kit_sync,
+    from_outbound,
+)
 from chalicelib.services.ports import (
     Commit,
+    ContactStore,
     EventAlreadyFinal,
     EventPage,
+    LeaseTaken,
+    NotLeased,
     StaleContact,
     StaleRun,
-    Store,
+    Stores,
 )
 
 
-class InMemoryStore:
+class InMemoryWorld:
+    """What the in-memory ports store, in one place under one lock: a commit made through
+    ``InMemoryContacts`` is seen at once through every other port, as one DynamoDB account would show it."""
+
     def __init__(self) -> None:
-        self._lock = threading.RLock()
+        self.lock = threading.RLock()
         self.events: dict[str, InboxRecord] = {}
         self.contacts: dict[str, Contact] = {}
         self.ledger: dict[str, list[LedgerEntry]] = defaultdict(list)
         self.timeline: dict[str, list[TimelineEntry]] = defaultdict(list)
-        self.kit_sync: dict[str, list[KitSyncIntent]] = defaultdict(list)
-        self.outbound: dict[str, OutboundIntent] = {}
+        self.outbox: dict[str, OutboxItem] = {}
         self.runs: dict[str, Run] = {}
         """As stored: without history (that is in ``history``)."""
         self.history: dict[str, list[StepRecord]] = defaultdict(list)
         self.markers: dict[str, set[str]] = defaultdict(set)
         self.versions: dict[tuple[str, str], Mapping[str, Any]] = {}
+        self.stores = Stores(
+            inbox=InMemoryInbox(self),
+            contacts=InMemoryContacts(self),
+            runs=InMemoryRuns(self),
+            versions=InMemoryVersions(self),
+            outbox=InMemoryOutbox(self),
+        )
+
+    def store_run(self, run: Run) -> Run:
+        self.history[run.run_id].extend(run.history)
+        saved = replace(run, stored_version=run.stored_version + 1, history=())
+        self.runs[run.run_id] = saved
+        return saved
+
+
+def in_memory_stores() -> Stores:
+    return InMemoryWorld().stores
+
+
+class InMemoryInbox:
+    def __init__(self, world: InMemoryWorld) -> None:
+        self.world = world
 
     def claim_event(self, record: InboxRecord) -> InboxRecord | None:
-        with self._lock:
-            existing = self.events.get(record.id)
+        with self.world.lock:
+            existing = self.world.events.get(record.id)
             if existing is not None:
                 return existing
-            self.events[record.id] = record
+            self.world.events[record.id] = record
             return None
 
     def add_event(self, record: InboxRecord) -> None:
-        with self._lock:
-            if record.id in self.events:
+        with self.world.lock:
+            if record.id in self.world.events:
                 raise KeyError(record.id)
-            self.events[record.id] = record
+            self.world.events[record.id] = record
 
     def get_event(self, event_id: str) -> InboxRecord | None:
-        return self.events.get(event_id)
+        return self.world.events.get(event_id)
 
     def list_events(
         self,
@@ -67,8 +105,8 @@ class InMemoryStore:
         limit: int = 50,
         cursor: str | None = None,
     ) -> EventPage:
-        with self._lock:
-            records = sorted(self.events.values(), key=lambda r: (r.received_at, r.id), reverse=True)
+        with self.world.lock:
+            records = sorted(self.world.events.values(), key=lambda r: (r.received_at, r.id), reverse=True)
         before = decode_cursor(cursor)
         matching = [
             r
@@ -84,11 +122,11 @@ class InMemoryStore:
     def finish_event(
         self, event_id: str, status: Status, *, reason: str | None, at: datetime, email: str | None = None
     ) -> None:
-        with self._lock:
-            record = self.events.get(event_id)
+        with self.world.lock:
+            record = self.world.events.get(event_id)
             if record is None or record.status not in OPEN:
                 raise EventAlreadyFinal(event_id)
-            self.events[event_id] = replace(
+            self.world.events[event_id] = replace(
                 record,
                 status=status,
                 reason=reason,
@@ -100,13 +138,13 @@ class InMemoryStore:
     def record_fault(
         self, event_id: str, *, attempts: int, error: str, at: datetime, retry_at: datetime | None
     ) -> None:
-        with self._lock:
-            record = self.events.get(event_id)
+        with self.world.lock:
+            record = self.world.events.get(event_id)
             if record is None or record.status not in OPEN:
                 raise EventAlreadyFinal(event_id)
             status = Status.RETRYING if retry_at is not None else Status.FAILED
             reason = fault_reason(error, attempts, parked=retry_at is None)
-            self.events[event_id] = replace(
+            self.world.events[event_id] = replace(
                 record,
                 status=status,
                 attempts=attempts,
@@ -117,54 +155,63 @@ class InMemoryStore:
             )
 
     def list_stuck_events(self, before: datetime, limit: int) -> list[InboxRecord]:
-        with self._lock:
+        with self.world.lock:
             stuck = [
-                r for r in self.events.values() if r.status is Status.RECEIVED and r.received_at < before
+                r
+                for r in self.world.events.values()
+                if r.status is Status.RECEIVED and r.received_at < before
             ]
         return sorted(stuck, key=lambda r: (r.received_at, r.id))[:limit]
 
     def list_retry_due(self, before: datetime, limit: int) -> list[InboxRecord]:
-        with self._lock:
+        with self.world.lock:
             due = [
                 r
-                for r in self.events.values()
+                for r in self.world.events.values()
                 if r.status is Status.RETRYING and r.retry_at is not None and r.retry_at < before
             ]
         return sorted(due, key=lambda r: (r.retry_at or r.received_at, r.id))[:limit]
 
+
+class InMemoryContacts:
+    def __init__(self, world: InMemoryWorld) -> None:
+        self.world = world
+
     def get_contact(self, email: str) -> Contact | None:
-        return self.contacts.get(email)
+        return self.world.contacts.get(email)
 
     def get_markers(self, email: str, keys: Sequence[str]) -> dict[str, bool]:
-        with self._lock:
-            stored = self.markers.get(email, set())
+        with self.world.lock:
+            stored = self.world.markers.get(email, set())
             return {key: key in stored for key in keys}
 
     def commit(self, commit: Commit) -> None:
         transition = commit.transition
         after = transition.after
-        with self._lock:
-            record = self.events.get(commit.event_id)
+        w = self.world
+        outbox = [from_kit_sync(transition.kit_sync)] if transition.kit_sync is not None else []
+        outbox += [from_outbound(intent) for intent in transition.outbound]
+        with w.lock:
+            record = w.events.get(commit.event_id)
             if record is None or record.status not in OPEN:
                 raise EventAlreadyFinal(commit.event_id)
-            stored = self.contacts.get(after.email)
+            stored = w.contacts.get(after.email)
             if (stored.version if stored else 0) != transition.before.version:
                 raise StaleContact(after.email)
             for run in transition.runs:
-                current = self.runs.get(run.run_id)
+                current = w.runs.get(run.run_id)
                 if (current.stored_version if current else 0) != run.stored_version:
                     raise StaleContact(after.email)
-            if any(marker in self.markers[after.email] for marker in transition.markers):
+            if any(marker in w.markers[after.email] for marker in transition.markers):
                 raise StaleContact(after.email)
-            if any(intent.intent_id in self.outbound for intent in transition.outbound):
-                raise RuntimeError("outbound intent written twice")
-            self.contacts[after.email] = replace(after, version=transition.before.version + 1)
+            if any(item.id in w.outbox for item in outbox):
+                raise RuntimeError("outbox item written twice")
+            w.contacts[after.email] = replace(after, version=transition.before.version + 1)
             for run in transition.runs:
-                self._store_run(run)
-            self.markers[after.email].update(transition.markers)
-            for intent in transition.outbound:
-                self.outbound[intent.intent_id] = intent
-            self.events[commit.event_id] = replace(
+                w.store_run(run)
+            w.markers[after.email].update(transition.markers)
+            w.outbox.update((item.id, item) for item in outbox)
+            w.events[commit.event_id] = replace(
                 record,
                 status=Status.ACCEPTED,
                 processed_at=commit.processed_at,
@@ -173,39 +220,29 @@ class InMemoryStore:
                 reason=None,
                 retry_at=None,
             )
-            self.timeline[after.email].extend(transition.timeline)
-            self.ledger[after.email].extend(transition.ledger)
-            if transition.kit_sync is not None:
-                self.kit_sync[after.email].append(transition.kit_sync)
+            w.timeline[after.email].extend(transition.timeline)
+            w.ledger[after.email].extend(transition.ledger)
 
     def list_ledger(self, email: str, field: str | None = None) -> list[LedgerEntry]:
-        entries = [e for e in self.ledger.get(email, []) if field is None or e.field == field]
+        entries = [e for e in self.world.ledger.get(email, []) if field is None or e.field == field]
         return sorted(entries, key=lambda e: e.entry_id)
 
     def list_timeline(self, email: str) -> list[TimelineEntry]:
-        return list(self.timeline.get(email, []))
+        return list(self.world.timeline.get(email, []))
 
-    def list_kit_sync(self, email: str) -> list[KitSyncIntent]:
-        return list(self.kit_sync.get(email, []))
 
-    def list_outbound(self, email: str) -> list[OutboundIntent]:
-        intents = [i for i in self.outbound.values() if i.email == email]
-        return sorted(intents, key=lambda i: (i.at, i.intent_id))
-
-    def _store_run(self, run: Run) -> Run:
-        self.history[run.run_id].extend(run.history)
-        saved = replace(run, stored_version=run.stored_version + 1, history=())
-        self.runs[run.run_id] = saved
-        return saved
+class InMemoryRuns:
+    def __init__(self, world: InMemoryWorld) -> None:
+        self.world = world
 
     def get_run(self, run_id: str) -> Run | None:
-        with self._lock:
-            run = self.runs.get(run_id)
-            return None if run is None else replace(run, history=tuple(self.history[run_id]))
+        with self.world.lock:
+            run = self.world.runs.get(run_id)
+            return None if run is None else replace(run, history=tuple(self.world.history[run_id]))
 
     def get_runs(self, run_ids: Sequence[str]) -> dict[str, Run]:
-        with self._lock:
-            return {rid: self.runs[rid] for rid in run_ids if rid in self.runs}
+        with self.world.lock:
+            return {rid: self.world.runs[rid] for rid in run_ids if rid in self.world.runs}
 
     def list_runs(
         self,
@@ -215,10 +252,10 @@ class InMemoryStore:
         status: RunStatus | None = None,
         limit: int = 50,
     ) -> list[Run]:
-        with self._lock:
+        with self.world.lock:
             runs = [
                 r
-                for r in self.runs.values()
+                for r in self.world.runs.values()
                 if (email is None or r.email == email)
                 and (automation is None or r.automation_id == automation)
                 and (status is None or r.status == status)
@@ -226,40 +263,124 @@ class InMemoryStore:
         return sorted(runs, key=lambda r: r.started_at, reverse=True)[:limit]
 
     def list_sweep_due(self, queue: str, before: datetime, limit: int = 100) -> list[Run]:
-        with self._lock:
-            due = [r for r in self.runs.values() if r.sweep_queue == queue and r.sweep_at < before]
+        with self.world.lock:
+            due = [r for r in self.world.runs.values() if r.sweep_queue == queue and r.sweep_at < before]
         return sorted(due, key=lambda r: (r.sweep_at, r.run_id))[:limit]
 
     def update_run(self, run: Run) -> Run:
-        with self._lock:
-            current = self.runs.get(run.run_id)
+        with self.world.lock:
+            current = self.world.runs.get(run.run_id)
             if (current.stored_version if current else 0) != run.stored_version:
                 raise StaleRun(run.run_id)
-            return self._store_run(run)
+            return self.world.store_run(run)
+
+
+class InMemoryVersions:
+    def __init__(self, world: InMemoryWorld) -> None:
+        self.world = world
 
     def save_version(
         self, automation_id: str, version: str, definition: Mapping[str, Any], at: datetime
     ) -> None:
-        with self._lock:
-            self.versions.setdefault((automation_id, version), dict(definition))
+        with self.world.lock:
+            self.world.versions.setdefault((automation_id, version), dict(definition))
 
     def get_version(self, automation_id: str, version: str) -> Mapping[str, Any] | None:
-        return self.versions.get((automation_id, version))
+        return self.world.versions.get((automation_id, version))
 
     def automation_ids(self) -> set[str]:
-        with self._lock:
-            return {automation_id for automation_id, _ in self.versions}
+        with self.world.lock:
+            return {automation_id for automation_id, _ in self.world.versions}
+
+
+class InMemoryOutbox:
+    def __init__(self, world: InMemoryWorld) -> None:
+        self.world = world
+
+    def get(self, item_id: str) -> OutboxItem | None:
+        return self.world.outbox.get(item_id)
+
+    def list_due(self, before: datetime, limit: int) -> list[OutboxItem]:
+        with self.world.lock:
+            due = [
+                i
+                for i in self.world.outbox.values()
+                if i.status in DUE and i.next_attempt_at is not None and i.next_attempt_at < before
+            ]
+        return sorted(due, key=lambda i: (i.next_attempt_at or i.created_at, i.id))[:limit]
+
+    def lease(self, item_id: str, owner: str, until: datetime, now: datetime) -> OutboxItem:
+        with self.world.lock:
+            item = self.world.outbox.get(item_id)
+            if item is None or item.status not in DUE:
+                raise LeaseTaken(item_id)
+            if item.lease_expires_at is not None and item.lease_expires_at > now:
+                raise LeaseTaken(item_id)
+            leased = replace(
+                item,
+                lease_owner=owner,
+                lease_expires_at=until,
+                next_attempt_at=until,
+                attempts=item.attempts + 1,
+            )
+            self.world.outbox[item_id] = leased
+            return leased
+
+    def _settle(self, item_id: str, owner: str, **changes: Any) -> None:
+        with self.world.lock:
+            item = self.world.outbox.get(item_id)
+            if item is None or item.lease_owner != owner or item.status not in DUE:
+                raise NotLeased(item_id)
+            self.world.outbox[item_id] = replace(item, lease_owner=None, lease_expires_at=None, **changes)
+
+    def mark_delivered(self, item_id: str, owner: str, at: datetime) -> None:
+        self._settle(item_id, owner, status=OutboxStatus.DELIVERED, delivered_at=at, next_attempt_at=None)
+
+    def mark_failed(self, item_id: str, owner: str, error: str, retry_at: datetime | None) -> None:
+        status = OutboxStatus.RETRYING if retry_at is not None else OutboxStatus.PARKED
+        self._settle(item_id, owner, status=status, last_error=error, next_attempt_at=retry_at)
+
+    def retry(self, item_id: str, at: datetime) -> None:
+        with self.world.lock:
+            item = self.world.outbox.get(item_id)
+            if item is not None and item.status is OutboxStatus.PARKED:
+                self.world.outbox[item_id] = replace(
+                    item, status=OutboxStatus.PENDING, attempts=0, next_attempt_at=at
+                )
+
+    def list_for_contact(
+        self, email: str, *, kind: OutboxKind | None = None, status: OutboxStatus | None = None
+    ) -> list[OutboxItem]:
+        with self.world.lock:
+            items = [
+                i
+                for i in self.world.outbox.values()
+                if i.email == email
+                and (kind is None or i.kind is kind)
+                and (status is None or i.status is status)
+            ]
+        return sorted(items, key=lambda i: (i.created_at, i.id), reverse=True)
+
+    def list_kit_sync(self, email: str) -> list[KitSyncIntent]:
+        items = self.list_for_contact(email, kind=OutboxKind.KIT)
+        return [as_kit_sync(i) for i in sorted(items, key=lambda i: (i.created_at, i.event_id))]
+
+    def list_outbound(self, email: str) -> list[OutboundIntent]:
+        items = [i for i in self.list_for_contact(email) if i.kind is not OutboxKind.KIT]
+        return [as_outbound(i) for i in sorted(items, key=lambda i: (i.created_at, i.id))]
 
 
 class InjectedFault(RuntimeError):
-    """Raised by FaultyStore in place of a commit, as if the process died between two writes."""
+    """Raised by FaultyContacts in place of a commit, as if the process died between two writes."""
 
 
-class FaultyStore:
+class FaultyContacts:
     """Delegates to ``inner`` but raises InjectedFault instead of the first ``failures`` commits
     (of those ``when`` selects, every commit by default)."""
 
-    def __init__(self, inner: Store, failures: int = 1, when: Callable[[Commit], bool] | None = None) -> None:
+    def __init__(
+        self, inner: ContactStore, failures: int = 1, when: Callable[[Commit], bool] | None = None
+    ) -> None:
         self.inner = inner
         self.failures = failures
         self.when = when
@@ -274,10 +395,10 @@ class FaultyStore:
         self.inner.commit(commit)
 
 
-class ContendedStore:
+class ContendedContacts:
     """Delegates to ``inner`` but every commit loses the optimistic lock, as under a crowd of writers."""
 
-    def __init__(self, inner: Store) -> None:
+    def __init__(self, inner: ContactStore) -> None:
         self.inner = inner
         self.commits = 0
 
@@ -287,6 +408,16 @@ class ContendedStore:
     def commit(self, commit: Commit) -> None:
         self.commits += 1
         raise StaleContact(commit.transition.after.email)
+
+
+def faulty(stores: Stores, failures: int = 1, when: Callable[[Commit], bool] | None = None) -> Stores:
+    """``stores`` whose contact port fails commits as ``FaultyContacts`` does."""
+    return replace(stores, contacts=FaultyContacts(stores.contacts, failures, when))
+
+
+def contended(stores: Stores) -> Stores:
+    """``stores`` whose every commit loses the optimistic lock (``ContendedContacts``)."""
+    return replace(stores, contacts=ContendedContacts(stores.contacts))
 
 
 class RecordingScheduler:

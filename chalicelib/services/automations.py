@@ -32,7 +32,7 @@ from chalicelib.domain.events import Person, Source
 from chalicelib.domain.requests import RunCancelRequested, RunWakeUp
 from chalicelib.metrics import SWEEP_FAILED, SWEEP_PARKED
 from chalicelib.services.inbox import Delivery, Inbox, Receipt
-from chalicelib.services.ports import StaleRun, Store
+from chalicelib.services.ports import RunStore, StaleRun, VersionStore
 
 logger = logging.getLogger(__name__)
 
@@ -102,9 +102,12 @@ class Migration:
 
 
 class Automations:
-    def __init__(self, inbox: Inbox, store: Store, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self, inbox: Inbox, runs: RunStore, versions: VersionStore, clock: Callable[[], datetime]
+    ) -> None:
         self.inbox = inbox
-        self.store = store
+        self.runs = runs
+        self.versions = versions
         self.clock = clock
 
     # --- timers -------------------------------------------------------------------------------
@@ -136,7 +139,7 @@ class Automations:
         now = now or self.clock()
         deadline = time.monotonic() + budget_seconds
         counts: Counter[str] = Counter()
-        due = self.store.list_sweep_due(WAITING_QUEUE, now, limit=limit)
+        due = self.runs.list_sweep_due(WAITING_QUEUE, now, limit=limit)
         for run in due:
             if time.monotonic() > deadline:
                 break
@@ -144,12 +147,12 @@ class Automations:
         book = self.inbox.book()
         # Runs of automations removed from the config finish on their pinned version: live too.
         live = {aid for aid in book.current if book.is_live(aid)}
-        live |= self.store.automation_ids() - set(book.current)
+        live |= self.versions.automation_ids() - set(book.current)
         budget = limit
         for automation_id in sorted(live):
             if budget <= 0 or time.monotonic() > deadline:
                 break
-            held = self.store.list_sweep_due(held_queue(automation_id), now, limit=budget)
+            held = self.runs.list_sweep_due(held_queue(automation_id), now, limit=budget)
             budget -= len(held)
             for run in held:
                 if time.monotonic() > deadline:
@@ -172,7 +175,7 @@ class Automations:
         try:
             stamp = run.updated_at.isoformat() if release else ""
             receipt = self._wake(run.run_id, run.email, run.generation, release=release, stamp=stamp)
-            after = self.store.get_runs([run.run_id]).get(run.run_id)
+            after = self.runs.get_runs([run.run_id]).get(run.run_id)
             moved = after is None or (after.generation, after.status) != (run.generation, run.status)
             if not moved:
                 raise RunDidNotMove(
@@ -208,7 +211,7 @@ class Automations:
             history=(record,),
         )
         try:
-            self.store.update_run(backed_off)
+            self.runs.update_run(backed_off)
         except StaleRun:
             return "failed"  # it changed meanwhile, so it is no longer stuck where it was
         except Exception:
@@ -234,13 +237,13 @@ class Automations:
             {"previous": run.parked or f"backing off until {run.retry_at}"},
         )
         bare = replace(run, history=())
-        self.store.update_run(replace(bare.settled(), history=(record,)))
+        self.runs.update_run(replace(bare.settled(), history=(record,)))
         return self.get(run_id)
 
     # --- operators ----------------------------------------------------------------------------
 
     def get(self, run_id: str) -> Run:
-        run = self.store.get_run(run_id)
+        run = self.runs.get_run(run_id)
         if run is None:
             raise NotFound(f"no run '{run_id}'", code="unknown_run")
         return run
@@ -272,13 +275,15 @@ class Automations:
         runs = [
             run
             for status in (RunStatus.WAITING, RunStatus.HELD)
-            for run in self.store.list_runs(automation=automation_id, status=status, limit=MIGRATE_LIMIT)
+            for run in self.runs.list_runs(automation=automation_id, status=status, limit=MIGRATE_LIMIT)
             if run.version != program.version
         ]
         groups: Counter[tuple[str, str, str]] = Counter()
         moved = changed_meanwhile = 0
         if not dry_run and runs:
-            self.store.save_version(automation_id, program.version, definition(program.config), self.clock())
+            self.versions.save_version(
+                automation_id, program.version, definition(program.config), self.clock()
+            )
         for run in runs:
             position = run.position or ""
             target = step_map.get(position, position)
@@ -299,7 +304,7 @@ class Automations:
                 run, version=program.version, position=target, updated_at=now, history=(*run.history, record)
             )
             try:
-                self.store.update_run(repinned)
+                self.runs.update_run(repinned)
                 moved += 1
             except StaleRun:
                 changed_meanwhile += 1

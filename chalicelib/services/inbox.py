@@ -34,7 +34,16 @@ from chalicelib.domain.events import Ignored, Rejected, Source
 from chalicelib.domain.inbox import FINAL, InboxRecord, Status, event_id_for
 from chalicelib.domain.model import Contact, normalize_email
 from chalicelib.metrics import INBOX_OUTCOME, NO_METRICS, SWEEP_FAILED, SWEEP_PARKED, Metrics
-from chalicelib.services.ports import Commit, EventAlreadyFinal, Scheduler, StaleContact, Store
+from chalicelib.services.ports import (
+    Commit,
+    ContactStore,
+    EventAlreadyFinal,
+    InboxStore,
+    RunStore,
+    Scheduler,
+    StaleContact,
+    VersionStore,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -94,9 +103,12 @@ def _utcnow() -> datetime:
 class Inbox:
     def __init__(
         self,
-        store: Store,
         config: MemberflowConfig,
         *,
+        events: InboxStore,
+        contacts: ContactStore,
+        runs: RunStore,
+        versions: VersionStore,
         decoders: Mapping[str, Decoder] | None = None,
         clock: Callable[[], datetime] = _utcnow,
         sleep: Callable[[float], None] = time.sleep,
@@ -104,7 +116,10 @@ class Inbox:
         metrics: Metrics | None = None,
     ) -> None:
         self.metrics: Metrics = metrics or NO_METRICS
-        self.store = store
+        self.events = events
+        self.contacts = contacts
+        self.runs = runs
+        self.versions = versions
         self.config = config
         self.decoders = dict(decoders or {})
         self.clock = clock
@@ -128,7 +143,7 @@ class Inbox:
             payload=delivery.payload,
             email=_email_of(event),
         )
-        existing = self.store.claim_event(record)
+        existing = self.events.claim_event(record)
         if existing is not None and existing.status in FINAL:
             self._record_duplicate(record, existing)
             self._count(delivery.source, "duplicate")
@@ -139,9 +154,9 @@ class Inbox:
 
     def replay(self, event_id: str) -> Receipt:
         """Run a stored event through the same path again; accepted ones stay exactly-once."""
-        record = self.store.get_event(event_id)
+        record = self.events.get_event(event_id)
         if record is not None and record.status == Status.DUPLICATE and record.duplicate_of:
-            record = self.store.get_event(record.duplicate_of)
+            record = self.events.get_event(record.duplicate_of)
         if record is None:
             raise NotFound(f"no event with id '{event_id}'", code="unknown_event")
         if record.status == Status.ACCEPTED:
@@ -158,8 +173,8 @@ class Inbox:
         leaves the front of its queue.
         """
         retried = faulted = parked = 0
-        candidates = self.store.list_stuck_events(now - STUCK_AFTER, limit)
-        candidates += self.store.list_retry_due(now, max(limit - len(candidates), 0))
+        candidates = self.events.list_stuck_events(now - STUCK_AFTER, limit)
+        candidates += self.events.list_retry_due(now, max(limit - len(candidates), 0))
         for record in candidates:
             if time.monotonic() > deadline:
                 break
@@ -169,7 +184,7 @@ class Inbox:
             except Exception:
                 faulted += 1
                 self.metrics.count(SWEEP_FAILED, kind="event")
-                after = self.store.get_event(record.id)
+                after = self.events.get_event(record.id)
                 parked += after is not None and after.status is Status.FAILED
         return EventSweep(retried, faulted, parked)
 
@@ -242,16 +257,16 @@ class Inbox:
         )
         now = self.clock()
         try:
-            stored = self.store.get_event(event_id)
+            stored = self.events.get_event(event_id)
             attempts = (stored.attempts if stored else 0) + 1
             if source == Source.AUTOMATION:
                 # The run sweep retries the run itself (with its own backoff); no second retry loop.
-                self.store.finish_event(
+                self.events.finish_event(
                     event_id, Status.FAILED, reason=f"{error}; the run sweep retries the run", at=now
                 )
                 return
             retry_at = now + retry_delay(attempts) if attempts < MAX_ATTEMPTS else None
-            self.store.record_fault(event_id, attempts=attempts, error=error, at=now, retry_at=retry_at)
+            self.events.record_fault(event_id, attempts=attempts, error=error, at=now, retry_at=retry_at)
             if retry_at is None:
                 logger.error("event parked", extra={"event_id": event_id, "attempts": attempts})
                 self._count(source, "failed")
@@ -265,15 +280,15 @@ class Inbox:
         email = normalize_email(event.person.email)
         for attempt in range(MAX_COMMIT_ATTEMPTS):
             now = self.clock()
-            contact = self.store.get_contact(email) or Contact.new(email, now)
-            runs = self.store.get_runs(list(contact.active_runs)) if contact.active_runs else {}
+            contact = self.contacts.get_contact(email) or Contact.new(email, now)
+            runs = self.runs.get_runs(list(contact.active_runs)) if contact.active_runs else {}
             commands = rules.decide(event, contact, self.config)
             context = engine.Context(event_id, now, self.config, self.book(runs.values()))
             transition = self._transition(contact, commands, context, runs)
             self._save_versions(transition.programs, now)
             result = _result_summary(transition)
             try:
-                self.store.commit(Commit(event_id, transition, processed_at=now, result=result))
+                self.contacts.commit(Commit(event_id, transition, processed_at=now, result=result))
             except StaleContact:
                 # Full jitter keeps a crowd of writers on one contact from retrying in lockstep.
                 self.sleep(random.uniform(0, min(0.2, 0.005 * 2 ** min(attempt, 6))))  # noqa: S311
@@ -303,7 +318,7 @@ class Inbox:
                     raise RuntimeError(
                         f"the engine asked again for markers it had: {sorted(needed.keys)}"
                     ) from None
-                markers.update(self.store.get_markers(contact.email, missing))
+                markers.update(self.contacts.get_markers(contact.email, missing))
         raise RuntimeError(f"an event needed markers more than {MAX_MARKER_ROUNDS} times")
 
     # --- automations ----------------------------------------------------------------------------
@@ -315,7 +330,7 @@ class Inbox:
             (r.automation_id, r.version) for r in runs if base.program(r.automation_id, r.version) is None
         }
         for key in missing - set(self._pinned):
-            stored = self.store.get_version(*key)
+            stored = self.versions.get_version(*key)
             if stored is not None:
                 self._pinned[key] = program_from_definition(key[0], stored, version=key[1])
         pinned = [self._pinned[key] for key in missing if key in self._pinned]
@@ -326,7 +341,7 @@ class Inbox:
         for program in programs:
             key = (program.automation_id, program.version)
             if key not in self._saved_versions:
-                self.store.save_version(key[0], key[1], definition(program.config), now)
+                self.versions.save_version(key[0], key[1], definition(program.config), now)
                 self._saved_versions.add(key)
 
     def _schedule(self, transition: engine.Transition) -> None:
@@ -351,7 +366,7 @@ class Inbox:
         self, event_id: str, status: Status, reason: str, email: str | None
     ) -> Receipt:
         try:
-            self.store.finish_event(
+            self.events.finish_event(
                 event_id, status, reason=reason, at=self.clock(), email=_safe_email(email)
             )
         except EventAlreadyFinal:
@@ -359,7 +374,7 @@ class Inbox:
         return Receipt(status.value, event_id, reason=reason)
 
     def _record_duplicate(self, record: InboxRecord, original: InboxRecord) -> None:
-        self.store.add_event(
+        self.events.add_event(
             replace(
                 record,
                 id=f"{original.id}.dup.{uuid.uuid4().hex[:12]}",

@@ -135,7 +135,7 @@ class Intake:
             tag_name = event.tag or (self.config.kit.tag_ids.get(event.tag_id) if event.tag_id else None)
             if tag_name is None:
                 return event  # cannot be acted on (unknown tag id); recorded as failed under its own key
-        contact = self.inbox.store.get_contact(normalize_email(event.person.email))
+        contact = self.inbox.contacts.get_contact(normalize_email(event.person.email))
         return replace(event, idempotency_key=legacy_key(event, contact, tag_name), legacy=True)
 
     # --- generated operation URLs ---------------------------------------------------------------

@@ -13,7 +13,7 @@ from chalicelib.domain.automations.runs import Run, RunStatus
 from chalicelib.domain.errors import NotFound
 from chalicelib.domain.inbox import InboxRecord, Status
 from chalicelib.domain.model import Contact, LedgerEntry, TimelineEntry, normalize_email
-from chalicelib.services.ports import EventPage, Store
+from chalicelib.services.ports import EventPage, Stores
 
 
 @dataclass(frozen=True)
@@ -31,48 +31,48 @@ class Ledger:
 
 
 class AdminQueries:
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, stores: Stores) -> None:
+        self.stores = stores
 
     def contact(self, email: str) -> Contact:
         """The stored contact; raises NotFound (``unknown_contact``) if there is none."""
         address = normalize_email(email)
-        contact = self.store.get_contact(address)
+        contact = self.stores.contacts.get_contact(address)
         if contact is None:
             raise NotFound(f"no contact {address}", code="unknown_contact")
         return contact
 
     def timeline(self, email: str) -> Timeline:
         address = self.contact(email).email
-        return Timeline(address, self.store.list_timeline(address))
+        return Timeline(address, self.stores.contacts.list_timeline(address))
 
     def ledger(self, email: str, field: str | None = None) -> Ledger:
         address = self.contact(email).email
-        return Ledger(address, field, self.store.list_ledger(address, field))
+        return Ledger(address, field, self.stores.contacts.list_ledger(address, field))
 
     def events(
         self, *, status: Status | None, source: str | None, limit: int, cursor: str | None
     ) -> EventPage:
         """Newest first; ``cursor`` is the ``next_cursor`` of the previous page."""
-        return self.store.list_events(status=status, source=source, limit=limit, cursor=cursor)
+        return self.stores.inbox.list_events(status=status, source=source, limit=limit, cursor=cursor)
 
     def event(self, event_id: str) -> InboxRecord:
         """The inbox record; raises NotFound (``unknown_event``) if there is none."""
-        record = self.store.get_event(event_id)
+        record = self.stores.inbox.get_event(event_id)
         if record is None:
             raise NotFound(f"no event with id '{event_id}'", code="unknown_event")
         return record
 
     def contact_of_event(self, event_id: str) -> Contact | None:
         """The contact an inbox record names, as stored now (None if it names none)."""
-        record = self.store.get_event(event_id)
-        return self.store.get_contact(record.email) if record and record.email else None
+        record = self.stores.inbox.get_event(event_id)
+        return self.stores.contacts.get_contact(record.email) if record and record.email else None
 
     def runs(
         self, *, email: str | None, automation: str | None, status: RunStatus | None, limit: int
     ) -> list[Run]:
         """Newest first, without history."""
-        return self.store.list_runs(
+        return self.stores.runs.list_runs(
             email=normalize_email(email) if email else None,
             automation=automation,
             status=status,

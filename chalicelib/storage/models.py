@@ -1,8 +1,14 @@
 """PynamoDB table schemas: keys, indexes, attributes and nothing else.
 
-Table names come from the environment at bootstrap (``bind_table_names``), because CloudFormation
-names the tables; the same classes create the tables in tests, the local stack and the deploy
-template, so the schema lives in exactly one place.
+The same classes describe the tables in tests, the local stack and the deploy template, so the
+schema lives in exactly one place. CloudFormation names the deployed tables, so these classes are
+never used to talk to DynamoDB themselves: ``chalicelib.storage.dynamo.tables`` derives subclasses
+named after ``TableNames`` (``TABLE_MODELS`` says which field names which model).
+
+Indexes project as little as their queries need (keys, or keys and the attributes a query filters
+on) and the full items are then read by key: every write to an item also writes each index whose
+projected attributes it changes, billed by the projected size, and a keys-only index is not
+written at all when its keys stay the same.
 """
 
 from __future__ import annotations
@@ -21,10 +27,8 @@ from pynamodb.attributes import (
     VersionAttribute,
 )
 from pynamodb.constants import MAP, NUMBER
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
 from pynamodb.models import Model
-
-from chalicelib.storage.names import TableNames
 
 
 class DecimalAttribute(Attribute[Decimal]):
@@ -93,7 +97,7 @@ class ContactModel(BaseTable):
 class EventsBySource(GlobalSecondaryIndex["EventModel"]):
     class Meta:
         index_name = "by_source"
-        projection = AllProjection()
+        projection = KeysOnlyProjection()
 
     source = UnicodeAttribute(hash_key=True)
     received_at = UTCDateTimeAttribute(range_key=True)
@@ -102,7 +106,8 @@ class EventsBySource(GlobalSecondaryIndex["EventModel"]):
 class EventsByStatus(GlobalSecondaryIndex["EventModel"]):
     class Meta:
         index_name = "by_status"
-        projection = AllProjection()
+        # The admin list filters a status by source.
+        projection = IncludeProjection(["source"])
 
     status = UnicodeAttribute(hash_key=True)
     received_at = UTCDateTimeAttribute(range_key=True)
@@ -113,7 +118,7 @@ class EventsDueForRetry(GlobalSecondaryIndex["EventModel"]):
 
     class Meta:
         index_name = "by_retry"
-        projection = AllProjection()
+        projection = KeysOnlyProjection()
 
     retry_queue = UnicodeAttribute(hash_key=True)
     retry_at = UTCDateTimeAttribute(range_key=True)
@@ -171,17 +176,30 @@ class TimelineModel(BaseTable):
     entries = JSONAttribute()
 
 
-class OutboxByStatus(GlobalSecondaryIndex["OutboxModel"]):
-    class Meta:
-        index_name = "by_status"
-        projection = AllProjection()
+class OutboxDue(GlobalSecondaryIndex["OutboxModel"]):
+    """Sparse: only pending and retrying items carry ``due_queue``, so delivery reads nothing else."""
 
-    status = UnicodeAttribute(hash_key=True)
+    class Meta:
+        index_name = "by_due"
+        projection = KeysOnlyProjection()
+
+    due_queue = UnicodeAttribute(hash_key=True)
+    next_attempt_at = UTCDateTimeAttribute(range_key=True)
+
+
+class OutboxByEmail(GlobalSecondaryIndex["OutboxModel"]):
+    class Meta:
+        index_name = "by_email"
+        # What a contact's list filters on.
+        projection = IncludeProjection(["kind", "status"])
+
+    email = UnicodeAttribute(hash_key=True)
     created_at = UTCDateTimeAttribute(range_key=True)
 
 
 class OutboxModel(BaseTable):
-    """Outbound intents (Kit sync); written with the change that caused them, delivered later."""
+    """What memberflow owes the outside world (Kit sync, emails, sequences, webhooks); written with the
+    change that caused it, delivered later under a lease."""
 
     class Meta(BaseTable.Meta):
         table_name = "memberflow-outbox"
@@ -189,17 +207,25 @@ class OutboxModel(BaseTable):
     id = UnicodeAttribute(hash_key=True)
     email = UnicodeAttribute()
     kind = UnicodeAttribute()
-    status = UnicodeAttribute()
-    created_at = UTCDateTimeAttribute()
-    event_id = UnicodeAttribute()
     payload = JSONAttribute()
-    by_status = OutboxByStatus()
+    event_id = UnicodeAttribute()
+    created_at = UTCDateTimeAttribute()
+    status = UnicodeAttribute()
+    attempts = NumberAttribute(default=0)
+    next_attempt_at = UTCDateTimeAttribute(null=True)
+    due_queue = UnicodeAttribute(null=True)
+    lease_owner = UnicodeAttribute(null=True)
+    lease_expires_at = UTCDateTimeAttribute(null=True)
+    last_error = UnicodeAttribute(null=True)
+    delivered_at = UTCDateTimeAttribute(null=True)
+    by_due = OutboxDue()
+    by_email = OutboxByEmail()
 
 
 class RunsByEmail(GlobalSecondaryIndex["RunModel"]):
     class Meta:
         index_name = "by_email"
-        projection = AllProjection()
+        projection = KeysOnlyProjection()
 
     email = UnicodeAttribute(hash_key=True)
     started_at = UTCDateTimeAttribute(range_key=True)
@@ -208,7 +234,7 @@ class RunsByEmail(GlobalSecondaryIndex["RunModel"]):
 class RunsByAutomation(GlobalSecondaryIndex["RunModel"]):
     class Meta:
         index_name = "by_automation"
-        projection = AllProjection()
+        projection = KeysOnlyProjection()
 
     automation_id = UnicodeAttribute(hash_key=True)
     started_at = UTCDateTimeAttribute(range_key=True)
@@ -219,7 +245,7 @@ class RunsByStatus(GlobalSecondaryIndex["RunModel"]):
 
     class Meta:
         index_name = "by_status"
-        projection = AllProjection()
+        projection = KeysOnlyProjection()
 
     status = UnicodeAttribute(hash_key=True)
     sweep_at = UTCDateTimeAttribute(range_key=True)
@@ -230,7 +256,7 @@ class RunsBySweepQueue(GlobalSecondaryIndex["RunModel"]):
 
     class Meta:
         index_name = "by_sweep"
-        projection = AllProjection()
+        projection = KeysOnlyProjection()
 
     sweep_queue = UnicodeAttribute(hash_key=True)
     sweep_at = UTCDateTimeAttribute(range_key=True)
@@ -311,34 +337,17 @@ class AutomationVersionModel(BaseTable):
     first_used_at = UTCDateTimeAttribute()
 
 
-ALL_MODELS: tuple[type[BaseTable], ...] = (
-    ContactModel,
-    EventModel,
-    LedgerModel,
-    TimelineModel,
-    OutboxModel,
-    RunModel,
-    AutomationVersionModel,
-    RunHistoryModel,
-    MarkerModel,
-)
+TABLE_MODELS: dict[str, type[BaseTable]] = {
+    "contacts": ContactModel,
+    "events": EventModel,
+    "ledger": LedgerModel,
+    "timeline": TimelineModel,
+    "outbox": OutboxModel,
+    "runs": RunModel,
+    "versions": AutomationVersionModel,
+    "run_history": RunHistoryModel,
+    "markers": MarkerModel,
+}
+"""Each ``TableNames`` field and the model whose table it names."""
 
-
-def bind_table_names(names: TableNames) -> None:
-    """Point the models at the deployed tables; call before the first request."""
-    ContactModel.Meta.table_name = names.contacts
-    EventModel.Meta.table_name = names.events
-    LedgerModel.Meta.table_name = names.ledger
-    TimelineModel.Meta.table_name = names.timeline
-    OutboxModel.Meta.table_name = names.outbox
-    RunModel.Meta.table_name = names.runs
-    AutomationVersionModel.Meta.table_name = names.versions
-    RunHistoryModel.Meta.table_name = names.run_history
-    MarkerModel.Meta.table_name = names.markers
-
-
-def create_tables() -> None:
-    """Create every table if missing (tests and the local stack; AWS gets them from the template)."""
-    for model in ALL_MODELS:
-        if not model.exists():
-            model.create_table(wait=True)
+ALL_MODELS: tuple[type[BaseTable], ...] = tuple(TABLE_MODELS.values())

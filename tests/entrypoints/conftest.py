@@ -1,7 +1,7 @@
 """Entrypoint tests: the real Chalice app through chalice.test.Client, with the container swapped.
 
-``world`` wires the app to an in-memory store by default; ``moto_world`` wires the same app to
-DynamoStore on moto, for the tests whose point is the real conditional writes, running as the
+``world`` wires the app to the in-memory stores by default; ``moto_world`` wires the same app to
+the DynamoDB stores on moto, for the tests whose point is the real conditional writes, running as the
 packaged template's function role with IAM enforced (``tests.support.aws``).
 """
 
@@ -21,12 +21,11 @@ from chalicelib.config.loader import LoadedConfig
 from chalicelib.config.model import MemberflowConfig
 from chalicelib.config.secrets import SecretResolver
 from chalicelib.metrics import Metrics
-from chalicelib.services.ports import Scheduler, Store
+from chalicelib.services.ports import Scheduler, Stores
 from chalicelib.settings import Settings
-from chalicelib.storage.dynamo import DynamoStore
 from tests.builders import config
-from tests.fakes import InMemoryStore
-from tests.support.aws import AppAws, app_aws
+from tests.fakes import in_memory_stores
+from tests.support.aws import AppAws, app_aws, app_stores
 from tests.support.metrics import RecordingMetrics
 
 SECRET_ENV = {
@@ -42,7 +41,7 @@ ADMIN = {"Authorization": f"Bearer {SECRET_ENV['ADMIN_TOKEN']}"}
 @dataclass
 class World:
     client: Client
-    store: Store
+    stores: Stores
     container: bootstrap.Container
     aws: AppAws | None = field(default=None, kw_only=True)
     """The moto stack under ``moto_world`` (admin clients, the role's policies); None with fakes."""
@@ -62,14 +61,14 @@ class World:
 
 
 def make_container(
-    store: Store,
+    stores: Stores,
     model: MemberflowConfig | None = None,
     *,
     scheduler: Scheduler | None = None,
     clock: Any = None,
     metrics: Metrics | None = None,
 ) -> bootstrap.Container:
-    """The app's container over ``store``; metrics are recorded, never printed as EMF lines."""
+    """The app's container over ``stores``; metrics are recorded, never printed as EMF lines."""
     settings = Settings.from_environ({**SECRET_ENV, "MEMBERFLOW_CONFIG": "unused.yaml"})
     loaded = LoadedConfig(model=model or config(), version="test", warnings=(), source="tests")
     extra: dict[str, Any] = {"clock": clock} if clock is not None else {}
@@ -77,7 +76,7 @@ def make_container(
         settings,
         loaded,
         SecretResolver(environ=SECRET_ENV),
-        store,
+        stores,
         scheduler=scheduler,
         metrics=metrics or RecordingMetrics(),
         **extra,
@@ -85,25 +84,25 @@ def make_container(
 
 
 @pytest.fixture
-def store() -> Store:
-    return InMemoryStore()
+def stores() -> Stores:
+    return in_memory_stores()
 
 
 @pytest.fixture
-def world(store: Store) -> Iterator[World]:
-    container = make_container(store)
+def world(stores: Stores) -> Iterator[World]:
+    container = make_container(stores)
     bootstrap.override(lambda: container)
     with Client(app) as client:
-        yield World(client, store, container)
+        yield World(client, stores, container)
     bootstrap.override(None)
 
 
 @pytest.fixture
 def moto_world() -> Iterator[World]:
     with app_aws() as aws:
-        store = DynamoStore()
-        container = make_container(store)
+        stores = app_stores()
+        container = make_container(stores)
         bootstrap.override(lambda: container)
         with Client(app) as client:
-            yield World(client, store, container, aws=aws)
+            yield World(client, stores, container, aws=aws)
         bootstrap.override(None)

@@ -6,6 +6,7 @@ from dataclasses import replace
 import pytest
 
 from app import app
+from chalicelib.services.ports import Stores
 from tests.builders import config
 from tests.entrypoints.conftest import ADMIN, World, make_container
 from tests.support.payloads import payload_bytes
@@ -66,7 +67,7 @@ class TestContacts:
         for bad in ({}, {"add": "A"}, {"add": ["A"], "remove": ["A"]}, {"added": ["A"]}, {"add": [""]}):
             response = world.admin_post("/admin/contacts/a@example.com/tags", bad)
             assert response.status_code == 400, bad
-        assert world.store.get_contact("a@example.com") is None
+        assert world.stores.contacts.get_contact("a@example.com") is None
 
     def test_invalid_email_is_400(self, world: World) -> None:
         response = world.admin_post("/admin/contacts/not-an-email/tags", {"add": ["A"]})
@@ -111,14 +112,14 @@ class TestFields:
         response = self.grant(world, {"delta": -6, "reason": "too much"}, "k2")
         assert response.status_code == 409
         assert response.json_body["error"]["code"] == "insufficient"
-        assert len(world.store.list_ledger("f@example.com")) == 1
+        assert len(world.stores.contacts.list_ledger("f@example.com")) == 1
 
     def test_same_idempotency_key_applies_once(self, world: World) -> None:
         results = [
             self.grant(world, {"delta": 10, "reason": "r"}, "same").json_body["result"] for _ in range(3)
         ]
         assert results == ["accepted", "duplicate", "duplicate"]
-        assert len(world.store.list_ledger("f@example.com")) == 1
+        assert len(world.stores.contacts.list_ledger("f@example.com")) == 1
 
     @pytest.mark.parametrize(
         ("body", "key", "status"),
@@ -144,7 +145,7 @@ class TestFields:
         headers = {"Idempotency-Key": key} if key else {}
         response = world.admin_post("/admin/contacts/f@example.com/fields/credits", body, headers)
         assert response.status_code == status
-        assert world.store.list_events().items == [] or response.json_body["error"]
+        assert world.stores.inbox.list_events().items == [] or response.json_body["error"]
 
     def test_unknown_field_is_404(self, world: World) -> None:
         response = world.admin_post(
@@ -203,7 +204,7 @@ class TestConfigView:
 
         data = config().model_dump(mode="json")
         data["kit"]["webhook_secret"] = "literal-secret-value"
-        container = make_container(world.store, config(kit=data["kit"]))
+        container = make_container(world.stores, config(kit=data["kit"]))
         bootstrap.override(lambda: container)
         body = world.admin_get("/admin/config").json_body
         assert body["version"] == "test"
@@ -214,7 +215,7 @@ class TestConfigView:
 
 class TestMissingSecrets:
     def test_a_missing_admin_token_parameter_is_a_generic_503_that_logs_the_path(
-        self, store: object, caplog: pytest.LogCaptureFixture
+        self, stores: Stores, caplog: pytest.LogCaptureFixture
     ) -> None:
         from chalice.test import Client
 
@@ -224,7 +225,7 @@ class TestMissingSecrets:
         def no_such_parameter(path: str) -> str:
             raise KeyError(path)
 
-        container = make_container(store)  # type: ignore[arg-type]
+        container = make_container(stores)
         container.settings = replace(container.settings, admin_token_ref="ssm:/memberflow/admin-token")
         container.secrets = SecretResolver(environ={}, fetch_ssm=no_such_parameter)
         bootstrap.override(lambda: container)

@@ -18,7 +18,7 @@ from chalicelib import bootstrap
 from chalicelib.config.model import MemberflowConfig
 from tests.builders import T0, config, unique_email
 from tests.entrypoints.conftest import World, make_container
-from tests.fakes import InMemoryStore, RecordingScheduler
+from tests.fakes import RecordingScheduler, in_memory_stores
 
 DRIP: dict[str, Any] = {
     "trigger": {"tag_added": "Purchase – Foundation"},
@@ -79,20 +79,20 @@ class AutomationWorld(World):
 
     def reconfigure(self, model: MemberflowConfig) -> None:
         """A redeploy: same tables, same timers, a new config."""
-        container = make_container(self.store, model, scheduler=self.scheduler, clock=self.clock)
+        container = make_container(self.stores, model, scheduler=self.scheduler, clock=self.clock)
         bootstrap.override(lambda: container)
         self.container = container
 
 
 @pytest.fixture
 def auto() -> Iterator[AutomationWorld]:
-    store = InMemoryStore()
+    stores = in_memory_stores()
     scheduler = RecordingScheduler()
     clock = Clock(T0)
-    container = make_container(store, drip_config(), scheduler=scheduler, clock=clock)
+    container = make_container(stores, drip_config(), scheduler=scheduler, clock=clock)
     bootstrap.override(lambda: container)
     with Client(app) as client:
-        yield AutomationWorld(client, store, container, scheduler, clock)
+        yield AutomationWorld(client, stores, container, scheduler, clock)
     bootstrap.override(None)
 
 
@@ -122,7 +122,7 @@ class TestDrip:
         (wake,) = auto.scheduler.pending()
         assert wake.wait_seconds == 172800
         assert wake.run_id == run["run_id"]
-        intents = auto.store.list_outbound(email)
+        intents = auto.stores.outbox.list_outbound(email)
         assert [(i.kind, i.payload["email_id"]) for i in intents] == [("email", "welcome")]
 
     def test_the_resume_handler_continues_the_run_and_records_lateness(self, auto: AutomationWorld) -> None:
@@ -298,13 +298,13 @@ class TestVersions:
     ) -> None:
         email = unique_email()
         auto.tag(email, add=["Purchase – Foundation"])
-        pinned = auto.store.list_runs(email=email)[0]
-        stored = auto.store.get_version("foundation-drip", pinned.version)
+        pinned = auto.stores.runs.list_runs(email=email)[0]
+        stored = auto.stores.versions.get_version("foundation-drip", pinned.version)
         assert stored is not None
         # An older release stored its own form (defaults written out) under its own hash.
         older = {**stored, "reentry": "once", "cancel_on": []}
-        auto.store.save_version("foundation-drip", "0ld5chema000", older, T0)
-        auto.store.update_run(replace(pinned, version="0ld5chema000"))
+        auto.stores.versions.save_version("foundation-drip", "0ld5chema000", older, T0)
+        auto.stores.runs.update_run(replace(pinned, version="0ld5chema000"))
         edited = {**DRIP, "steps": [*DRIP["steps"][:-1], {"add_tag": "Drip Done v2"}]}
         auto.reconfigure(config(automations={"foundation-drip": edited}, emails=EMAILS))
 

@@ -1,4 +1,4 @@
-"""Exactly-once under redelivery, concurrency and crashes, against DynamoStore on moto."""
+"""Exactly-once under redelivery, concurrency and crashes, against the DynamoDB stores on moto."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from chalice.test import Client
 
 from app import app
 from chalicelib import bootstrap
-from chalicelib.storage.dynamo import DynamoStore
+from chalicelib.storage.dynamo import DynamoContacts
 from tests.entrypoints.conftest import ADMIN, World, make_container
-from tests.fakes import FaultyStore
+from tests.fakes import faulty
 from tests.support.payloads import payload_bytes
 
 pytestmark = pytest.mark.integration
@@ -34,8 +34,8 @@ class TestConcurrentDuplicates:
         with ThreadPoolExecutor(max_workers=8) as pool:
             results = list(pool.map(lambda _: post_order(moto_world.client), range(8)))
         assert sorted(results) == ["accepted"] + ["duplicate"] * 7
-        assert [e.amount for e in moto_world.store.list_ledger(BUYER)] == [Decimal(100)]
-        contact = moto_world.store.get_contact(BUYER)
+        assert [e.amount for e in moto_world.stores.contacts.list_ledger(BUYER)] == [Decimal(100)]
+        contact = moto_world.stores.contacts.get_contact(BUYER)
         assert contact is not None
         assert contact.fields["credits"] == Decimal(100)
         assert contact.operation_runs == {"add-100-credits": 1}
@@ -61,45 +61,43 @@ class TestConcurrentDuplicates:
             statuses = list(pool.map(spend, range(20)))
         assert statuses.count(200) == 10
         assert statuses.count(409) == 10
-        contact = moto_world.store.get_contact(email)
+        contact = moto_world.stores.contacts.get_contact(email)
         assert contact is not None
         assert contact.fields["credits"] == Decimal(0)
-        spends = [e for e in moto_world.store.list_ledger(email) if e.amount < 0]
+        spends = [e for e in moto_world.stores.contacts.list_ledger(email) if e.amount < 0]
         assert len(spends) == 10
         assert min(e.balance_after for e in spends) >= 0
 
 
 class TestCrashBetweenWrites:
     def test_redelivery_after_a_fault_applies_exactly_once(self, moto_world: World) -> None:
-        faulty = FaultyStore(moto_world.store, failures=1)
-        container = make_container(faulty)  # type: ignore[arg-type]
+        container = make_container(faulty(moto_world.stores, failures=1))
         bootstrap.override(lambda: container)
         body = payload_bytes("thrivecart", "order_success.txt")
         with Client(app) as client:
             crashed = client.http.post("/webhooks/thrivecart", headers=FORM, body=body)
             assert crashed.status_code == 500
-            assert moto_world.store.get_contact(BUYER) is None
-            (record,) = moto_world.store.list_events().items
+            assert moto_world.stores.contacts.get_contact(BUYER) is None
+            (record,) = moto_world.stores.inbox.list_events().items
             # A fault of ours is not an outcome: the record waits for a retry (sender or sweep).
             assert (record.status.value, record.attempts) == ("retrying", 1)
             assert record.retry_at is not None
 
             assert post_order(client) == "accepted"
             assert post_order(client) == "duplicate"
-        contact = moto_world.store.get_contact(BUYER)
+        contact = moto_world.stores.contacts.get_contact(BUYER)
         assert contact is not None
         assert contact.tags == {"Purchase – Foundation", "Purchase – Workbook", "Purchase – Coaching"}
-        assert [e.amount for e in moto_world.store.list_ledger(BUYER)] == [Decimal(100)]
+        assert [e.amount for e in moto_world.stores.contacts.list_ledger(BUYER)] == [Decimal(100)]
 
     def test_replay_after_a_fault_applies_exactly_once(self, moto_world: World) -> None:
-        faulty = FaultyStore(moto_world.store, failures=1)
-        container = make_container(faulty)  # type: ignore[arg-type]
+        container = make_container(faulty(moto_world.stores, failures=1))
         bootstrap.override(lambda: container)
         with Client(app) as client:
             client.http.post(
                 "/webhooks/thrivecart", headers=FORM, body=payload_bytes("thrivecart", "order_success.txt")
             )
-            (record,) = moto_world.store.list_events().items
+            (record,) = moto_world.stores.inbox.list_events().items
             first = client.http.post(
                 f"/admin/events/{record.id}/replay",
                 headers={**ADMIN, "Content-Type": "application/json"},
@@ -111,7 +109,7 @@ class TestCrashBetweenWrites:
                 body=b"{}",
             )
         assert [first.json_body["result"], second.json_body["result"]] == ["accepted", "duplicate"]
-        assert [e.amount for e in moto_world.store.list_ledger(BUYER)] == [Decimal(100)]
+        assert [e.amount for e in moto_world.stores.contacts.list_ledger(BUYER)] == [Decimal(100)]
 
     def test_store_is_dynamo(self, moto_world: World) -> None:
-        assert isinstance(moto_world.store, DynamoStore)
+        assert isinstance(moto_world.stores.contacts, DynamoContacts)

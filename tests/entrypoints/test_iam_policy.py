@@ -17,12 +17,12 @@ from chalice.test import Client
 
 from app import app, resume_run
 from chalicelib import bootstrap
-from chalicelib.storage.dynamo import DynamoStore
+from chalicelib.services.ports import Stores
 from tests.builders import T0, config, unique_email
 from tests.entrypoints.conftest import ADMIN, make_container
 from tests.entrypoints.test_automations import Clock
 from tests.fakes import RecordingScheduler
-from tests.support.aws import app_aws
+from tests.support.aws import app_aws, app_stores
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +40,7 @@ CONFIG = config(
 @dataclass
 class DripWorld:
     client: Client
-    store: DynamoStore
+    stores: Stores
     scheduler: RecordingScheduler
     clock: Clock
 
@@ -55,11 +55,11 @@ class DripWorld:
 @pytest.fixture
 def drip() -> Iterator[DripWorld]:
     with app_aws():
-        store, scheduler, clock = DynamoStore(), RecordingScheduler(), Clock(T0)
-        container = make_container(store, CONFIG, scheduler=scheduler, clock=clock)
+        stores, scheduler, clock = app_stores(), RecordingScheduler(), Clock(T0)
+        container = make_container(stores, CONFIG, scheduler=scheduler, clock=clock)
         bootstrap.override(lambda: container)
         with Client(app) as client:
-            yield DripWorld(client, store, scheduler, clock)
+            yield DripWorld(client, stores, scheduler, clock)
         bootstrap.override(None)
 
 
@@ -69,7 +69,7 @@ def test_a_contact_with_an_active_run_can_be_changed_again(drip: DripWorld) -> N
     assert drip.tag(email, "Start").status_code == 200
     response = drip.tag(email, "Something Else")
     assert response.status_code == 200, response.body
-    contact = drip.store.get_contact(email)
+    contact = drip.stores.contacts.get_contact(email)
     assert contact is not None
     assert "Something Else" in contact.tags
 
@@ -80,6 +80,6 @@ def test_the_timer_resumes_a_waiting_run(drip: DripWorld) -> None:
     drip.clock.now = T0 + timedelta(days=2)
     results = [resume_run(wake.as_input(), None) for wake in drip.scheduler.fire_due(drip.clock.now)]
     assert [r["result"] for r in results] == ["accepted"]
-    contact = drip.store.get_contact(email)
+    contact = drip.stores.contacts.get_contact(email)
     assert contact is not None
     assert "Done" in contact.tags

@@ -11,9 +11,10 @@ from app import app
 from chalicelib import bootstrap
 from chalicelib.adapters.kit.verify import sign
 from chalicelib.domain.inbox import Status
+from chalicelib.services.ports import Stores
 from tests.builders import config
 from tests.entrypoints.conftest import SECRET_ENV, World, make_container
-from tests.fakes import FaultyStore, InMemoryStore
+from tests.fakes import faulty
 from tests.support.payloads import payload_bytes
 
 TOKEN = SECRET_ENV["KIT_WEBHOOK_TOKEN"]
@@ -38,21 +39,23 @@ class TestLegacyHooks:
             f"/webhooks/kit/{TOKEN}?event=tag_add&tag=Module%201%20Complete", headers=JSON, body=body
         )
         assert response.json_body["result"] == "accepted"
-        contact = world.store.get_contact("ada.lovelace@example.com")
+        contact = world.stores.contacts.get_contact("ada.lovelace@example.com")
         assert contact is not None
         assert contact.tags == {"Module 1 Complete"}
         # Kit already has the tag: mirroring it back would be an echo.
-        assert all("Module 1 Complete" not in i.add_tags for i in world.store.list_kit_sync(contact.email))
+        assert all(
+            "Module 1 Complete" not in i.add_tags for i in world.stores.outbox.list_kit_sync(contact.email)
+        )
 
     def test_trigger_tag_from_kit_runs_the_operation_and_is_removed_in_kit_too(self, world: World) -> None:
         body = payload_bytes("kit", "legacy_subscriber.json")
         path = f"/webhooks/kit/{TOKEN}?event=tag_add&tag=Op%20%E2%80%93%20Add%2050%20Credits"
         world.client.http.post(path, headers=JSON, body=body)
-        contact = world.store.get_contact("ada.lovelace@example.com")
+        contact = world.stores.contacts.get_contact("ada.lovelace@example.com")
         assert contact is not None
         assert contact.fields["credits"] == Decimal(50)
         assert contact.tags == frozenset()
-        (intent,) = world.store.list_kit_sync(contact.email)
+        (intent,) = world.stores.outbox.list_kit_sync(contact.email)
         assert intent.remove_tags == ("Op – Add 50 Credits",)
         assert intent.fields == {"credits": "50"}
 
@@ -68,7 +71,7 @@ class TestLegacyHooks:
         body = payload_bytes("kit", "legacy_subscriber.json")
         response = world.client.http.post("/webhooks/kit/wrong?event=tag_add&tag=X", headers=JSON, body=body)
         assert response.status_code == 401
-        assert world.store.list_events().items == []
+        assert world.stores.inbox.list_events().items == []
 
     def test_missing_event_in_the_url_is_400(self, world: World) -> None:
         body = payload_bytes("kit", "legacy_subscriber.json")
@@ -83,7 +86,7 @@ class TestSignedEndpoints:
         assert response.status_code == 200, response.body
         assert [e["result"] for e in response.json_body["events"]] == ["accepted", "accepted"]
         for email in ("ada.lovelace@example.com", "grace.hopper@example.com"):
-            contact = world.store.get_contact(email)
+            contact = world.stores.contacts.get_contact(email)
             assert contact is not None
             assert contact.fields["credits"] == Decimal(50)
 
@@ -91,12 +94,12 @@ class TestSignedEndpoints:
         post_v4(world, "v4_tag_added.json")
         again = post_v4(world, "v4_tag_added.json")
         assert [e["result"] for e in again.json_body["events"]] == ["duplicate", "duplicate"]
-        assert len(world.store.list_ledger("ada.lovelace@example.com")) == 1
+        assert len(world.stores.contacts.list_ledger("ada.lovelace@example.com")) == 1
 
     def test_unsubscribe_is_recorded_and_keeps_tags(self, world: World) -> None:
         world.admin_post("/admin/contacts/grace.hopper@example.com/tags", {"add": ["Course – Foundation"]})
         assert post_v4(world, "v4_unsubscribed.json").json_body["result"] == "accepted"
-        contact = world.store.get_contact("grace.hopper@example.com")
+        contact = world.stores.contacts.get_contact("grace.hopper@example.com")
         assert contact is not None
         assert contact.marketing_status == "unsubscribed"
         assert "Course – Foundation" in contact.tags
@@ -105,7 +108,7 @@ class TestSignedEndpoints:
         body = payload_bytes("kit", "v4_tag_added.json")
         response = post_v4(world, "v4_tag_added.json", signed(body, secret="not-the-secret"))
         assert response.status_code == 401
-        assert world.store.list_events().items == []
+        assert world.stores.inbox.list_events().items == []
 
     def test_stale_signature_is_401(self, world: World) -> None:
         body = payload_bytes("kit", "v4_tag_added.json")
@@ -141,29 +144,29 @@ class TestBatchesEventByEvent:
         results = [(e["result"], e.get("reason", "")) for e in response.json_body["events"]]
         assert [r for r, _ in results] == ["accepted", "failed", "accepted"]
         assert "email" in results[1][1]
-        assert world.store.get_contact("three@example.com") is not None
-        failed = world.store.list_events(status=Status.FAILED).items
+        assert world.stores.contacts.get_contact("three@example.com") is not None
+        failed = world.stores.inbox.list_events(status=Status.FAILED).items
         assert [r.idempotency_key for r in failed] == ["kit:event:e-2"]
         # Kit's retry of the same delivery re-applies nothing; the bad event is refused the same way.
         again = world.client.http.post(f"/webhooks/kit/{TOKEN}", headers=signed(body), body=body)
         assert [e["result"] for e in again.json_body["events"]] == ["duplicate", "failed", "duplicate"]
-        assert len(world.store.list_events(status=Status.FAILED).items) == 1
+        assert len(world.stores.inbox.list_events(status=Status.FAILED).items) == 1
 
-    def test_a_fault_on_one_event_answers_5xx_after_the_events_before_it(self, store: InMemoryStore) -> None:
-        faulty = FaultyStore(store, failures=1, when=lambda c: c.transition.after.email == "two@example.com")
+    def test_a_fault_on_one_event_answers_5xx_after_the_events_before_it(self, stores: Stores) -> None:
+        failing = faulty(stores, failures=1, when=lambda c: c.transition.after.email == "two@example.com")
         body = _envelope(
             _tag_added("f-1", "one@example.com"),
             _tag_added("f-2", "two@example.com"),
             _tag_added("f-3", "three@example.com"),
         )
-        container = make_container(faulty)  # type: ignore[arg-type]
+        container = make_container(failing)
         bootstrap.override(lambda: container)
         try:
             with Client(app) as client:
                 crashed = client.http.post(f"/webhooks/kit/{TOKEN}", headers=signed(body), body=body)
                 assert crashed.status_code == 500
-                assert store.get_contact("one@example.com") is not None
-                assert store.get_contact("three@example.com") is None  # never reached
+                assert stores.contacts.get_contact("one@example.com") is not None
+                assert stores.contacts.get_contact("three@example.com") is None  # never reached
                 retried = client.http.post(f"/webhooks/kit/{TOKEN}", headers=signed(body), body=body)
         finally:
             bootstrap.override(None)
@@ -174,7 +177,7 @@ class TestBatchesEventByEvent:
         response = world.client.http.post(f"/webhooks/kit/{TOKEN}", headers=signed(body), body=body)
         assert response.status_code == 413
         assert response.json_body["error"]["code"] == "payload_too_large"
-        assert world.store.list_events().items == []
+        assert world.stores.inbox.list_events().items == []
 
 
 TRIGGER_HOOK = f"/webhooks/kit/{TOKEN}?event=tag_add&tag=Op%20%E2%80%93%20Add%2050%20Credits"
@@ -185,7 +188,7 @@ class TestLegacyDedupeByState:
     """Legacy hooks have no id: a delivery is new only if memberflow has seen Kit change since."""
 
     def credits(self, world: World) -> Decimal:
-        contact = world.store.get_contact("ada.lovelace@example.com")
+        contact = world.stores.contacts.get_contact("ada.lovelace@example.com")
         assert contact is not None
         return Decimal(contact.fields.get("credits", 0))
 
@@ -220,18 +223,16 @@ class TestLegacyDedupeByState:
         ]
         # The last unsubscribe has the same body as the first, but the subscriber came back between.
         assert results == ["accepted", "duplicate", "accepted", "accepted"]
-        contact = world.store.get_contact("ada.lovelace@example.com")
+        contact = world.stores.contacts.get_contact("ada.lovelace@example.com")
         assert contact is not None
         assert contact.marketing_status == "unsubscribed"
 
 
 class TestLegacyHooksTurnedOff:
-    def test_an_unsigned_legacy_body_is_refused_and_signed_batches_still_work(
-        self, store: InMemoryStore
-    ) -> None:
+    def test_an_unsigned_legacy_body_is_refused_and_signed_batches_still_work(self, stores: Stores) -> None:
         base = config()
         signed_only = config(kit={**base.model_dump(mode="json")["kit"], "legacy_hooks": False})
-        container = make_container(store, signed_only)
+        container = make_container(stores, signed_only)
         bootstrap.override(lambda: container)
         try:
             with Client(app) as client:
@@ -242,6 +243,8 @@ class TestLegacyHooksTurnedOff:
         finally:
             bootstrap.override(None)
         assert legacy.status_code == 401
-        assert store.get_contact("ada.lovelace@example.com") is not None  # from the signed batch only
+        assert (
+            stores.contacts.get_contact("ada.lovelace@example.com") is not None
+        )  # from the signed batch only
         assert batch.status_code == 200
-        assert [r.source for r in store.list_events().items] == ["kit", "kit"]
+        assert [r.source for r in stores.inbox.list_events().items] == ["kit", "kit"]

@@ -22,7 +22,7 @@ class TestGeneratedUrls:
         response = world.post_json("/" + path, {"email": "Buyer@Example.com "})
         assert response.status_code == 200, response.body
         assert response.json_body["result"] == "applied"
-        assert world.store.get_contact("buyer@example.com").fields["credits"] == Decimal(50)  # type: ignore[union-attr]
+        assert world.stores.contacts.get_contact("buyer@example.com").fields["credits"] == Decimal(50)  # type: ignore[union-attr]
 
     def test_form_body_and_idempotency_key(self, world: World) -> None:
         headers = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -30,7 +30,7 @@ class TestGeneratedUrls:
         first = world.client.http.post(hook_path("add-50-credits"), headers=headers, body=body)
         second = world.client.http.post(hook_path("add-50-credits"), headers=headers, body=body)
         assert [first.json_body["result"], second.json_body["result"]] == ["applied", "duplicate"]
-        assert len(world.store.list_ledger("form@example.com")) == 1
+        assert len(world.stores.contacts.list_ledger("form@example.com")) == 1
 
     def test_run_limit_answers_limit_reached(self, world: World) -> None:
         results = [
@@ -38,13 +38,13 @@ class TestGeneratedUrls:
             for _ in range(3)
         ]
         assert results == ["applied", "limit_reached", "limit_reached"]
-        assert world.store.get_contact("limit@example.com").fields["coaching_sessions"] == 1  # type: ignore[union-attr]
+        assert world.stores.contacts.get_contact("limit@example.com").fields["coaching_sessions"] == 1  # type: ignore[union-attr]
 
     def test_insufficient_balance_is_409_and_writes_nothing(self, world: World) -> None:
         response = world.post_json(hook_path("spend-10-credits"), {"email": "broke@example.com"})
         assert response.status_code == 409
         assert response.json_body["error"]["code"] == "insufficient"
-        assert world.store.get_contact("broke@example.com") is None
+        assert world.stores.contacts.get_contact("broke@example.com") is None
 
     def test_wrong_token_is_401(self, world: World) -> None:
         response = world.post_json(

@@ -48,7 +48,7 @@ from chalicelib.entrypoints.http import MAX_ADMIN_BODY_BYTES, path_email
 from chalicelib.services.intake import MAX_REQUEST_BYTES
 from tests.builders import config
 from tests.entrypoints.conftest import ADMIN, SECRET_ENV, World, make_container
-from tests.fakes import InMemoryStore
+from tests.fakes import InMemoryContacts
 
 # --- nasty values ------------------------------------------------------------------------------
 
@@ -874,7 +874,7 @@ class Fuzzed:
         self.park(self.seeds.parked_run_id)
 
     def __repr__(self) -> str:
-        return f"Fuzzed({type(self.world.store).__name__}, {self.seeds})"
+        return f"Fuzzed({type(self.world.stores.contacts).__name__}, {self.seeds})"
 
     def new_run(self) -> str:
         """A contact of its own in a waiting run of the automation."""
@@ -882,23 +882,23 @@ class Fuzzed:
         email = f"run-{self.runs}+fuzz@example.com"
         response = self.world.admin_post(f"/admin/contacts/{email}/tags", {"add": ["Purchase – Foundation"]})
         assert response.status_code == 200, response.body
-        contact = self.world.store.get_contact(email)
+        contact = self.world.stores.contacts.get_contact(email)
         assert contact is not None
         assert len(contact.active_runs) == 1
         return next(iter(contact.active_runs))
 
     def park(self, run_id: str) -> None:
-        run = self.world.store.get_run(run_id)
+        run = self.world.stores.runs.get_run(run_id)
         assert run is not None
-        self.world.store.update_run(replace(run, parked="parked for the fuzz", history=()))
+        self.world.stores.runs.update_run(replace(run, parked="parked for the fuzz", history=()))
 
     def refresh(self) -> None:
         """Keep a run to cancel and a parked run to retry: earlier examples may end or unpark them."""
-        store = self.world.store
-        waiting = store.get_run(self.seeds.run_id)
+        stores = self.world.stores
+        waiting = stores.runs.get_run(self.seeds.run_id)
         if waiting is None or not waiting.active:
             self.seeds = replace(self.seeds, run_id=self.new_run())
-        parked = store.get_run(self.seeds.parked_run_id)
+        parked = stores.runs.get_run(self.seeds.parked_run_id)
         if parked is None or not parked.active:
             self.seeds = replace(self.seeds, parked_run_id=self.new_run())
             self.park(self.seeds.parked_run_id)
@@ -949,7 +949,7 @@ def seed_events(world: World) -> tuple[str, ...]:
 
 
 def _fuzz_world(world: World) -> Iterator[Fuzzed]:
-    container = make_container(world.store, FUZZ_CONFIG)
+    container = make_container(world.stores, FUZZ_CONFIG)
     bootstrap.override(lambda: container)
     yield Fuzzed(replace(world, container=container))
 
@@ -997,14 +997,15 @@ def _address(raw: str | None) -> str | None:
 
 
 def snapshot(world: World, address: str | None) -> Snapshot:
-    store = world.store
+    stores = world.stores
     fake = None
-    if isinstance(store, InMemoryStore):
-        ledger = {k: len(v) for k, v in store.ledger.items()}
-        fake = (len(store.events), dict(store.contacts), ledger, dict(store.runs))
+    if isinstance(stores.contacts, InMemoryContacts):
+        memory = stores.contacts.world
+        ledger = {k: len(v) for k, v in memory.ledger.items()}
+        fake = (len(memory.events), dict(memory.contacts), ledger, dict(memory.runs))
     if address is None:
         return Snapshot(None, 0, fake)
-    return Snapshot(store.get_contact(address), len(store.list_ledger(address)), fake)
+    return Snapshot(stores.contacts.get_contact(address), len(stores.contacts.list_ledger(address)), fake)
 
 
 def assert_nothing_half_applied(world: World, req: Req, status: int, before: Snapshot, body: Any) -> None:
@@ -1026,12 +1027,12 @@ def assert_nothing_half_applied(world: World, req: Req, status: int, before: Sna
     for receipt in receipts:
         event_id = receipt.get("event_id") if isinstance(receipt, dict) else None
         if isinstance(event_id, str) and req.path.startswith(("/webhooks", "/hooks", "/admin/contacts")):
-            record = world.store.get_event(event_id)
+            record = world.stores.inbox.get_event(event_id)
             assert record is not None, f"{req.path[:200]!r} answered an event that is not stored"
             assert record.status not in (Status.RECEIVED, Status.RETRYING), (req.path[:200], record)
     contact = body.get("contact")
     if isinstance(contact, dict):
-        stored = world.store.get_contact(contact["email"])
+        stored = world.stores.contacts.get_contact(contact["email"])
         assert stored is not None
         assert contact == views.contact_view(stored, FUZZ_CONFIG), "the answer is not what was stored"
 
@@ -1128,7 +1129,7 @@ class TestFoundByTheFuzz:
         assert response.status_code == 415
         assert set(response.json_body["error"]) == {"code", "message"}
         assert response.json_body["error"]["code"] == "unsupported_media_type"
-        assert world.store.get_contact("a@example.com") is None
+        assert world.stores.contacts.get_contact("a@example.com") is None
 
     @pytest.mark.parametrize("path", ["/admin/events", "/admin/runs"])
     @pytest.mark.parametrize("limit", ["²", "٣", "0" * 5000])
@@ -1169,7 +1170,7 @@ class TestFoundByTheFuzz:
         )
         assert response.status_code == 400
         assert response.json_body["error"]["code"] == "malformed_payload"
-        assert world.store.get_contact("a@example.com") is None
+        assert world.stores.contacts.get_contact("a@example.com") is None
 
     @pytest.mark.parametrize(
         "body",
@@ -1184,7 +1185,7 @@ class TestFoundByTheFuzz:
         )
         assert response.status_code == 400
         assert response.json_body["error"]["code"] == "malformed_payload"
-        assert world.store.get_contact("a@example.com") is None
+        assert world.stores.contacts.get_contact("a@example.com") is None
 
 
 def _kit_tag_event(event_id: str, tag_name: str) -> bytes:
@@ -1216,11 +1217,11 @@ class TestKitTagNamesAreBounded:
         assert response.status_code == 200
         assert response.json_body["result"] == "failed"
         assert "longer than 255" in response.json_body["reason"]
-        assert world.store.get_contact("long.tags@example.com") is None
+        assert world.stores.contacts.get_contact("long.tags@example.com") is None
 
     def test_the_longest_tag_name_a_config_may_hold_is_applied(self, world: World) -> None:
         assert _post_kit(world, _kit_tag_event("255-tag", "T" * 255)).json_body["result"] == "accepted"
-        contact = world.store.get_contact("long.tags@example.com")
+        contact = world.stores.contacts.get_contact("long.tags@example.com")
         assert contact is not None
         assert contact.tags == {"T" * 255}
 

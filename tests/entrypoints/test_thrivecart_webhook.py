@@ -26,7 +26,7 @@ class TestRegistration:
         response = world.client.http.post("/webhooks/thrivecart", headers=FORM, body=b"")
         assert response.status_code == 200
         assert response.json_body["result"] == "ping"
-        assert world.store.list_events().items == []
+        assert world.stores.inbox.list_events().items == []
 
 
 class TestPurchase:
@@ -43,20 +43,20 @@ class TestPurchase:
     def test_json_body_is_accepted_too(self, world: World) -> None:
         response = deliver(world, "order_success.json", {"Content-Type": "application/json"})
         assert response.json_body["result"] == "accepted"
-        assert world.store.get_contact(BUYER) is not None
+        assert world.stores.contacts.get_contact(BUYER) is not None
 
     def test_five_deliveries_have_one_effect(self, world: World) -> None:
         results = [deliver(world, "order_success.txt").json_body["result"] for _ in range(5)]
         assert results == ["accepted"] + ["duplicate"] * 4
-        assert [e.amount for e in world.store.list_ledger(BUYER)] == [Decimal(100)]
-        statuses = sorted(r.status.value for r in world.store.list_events().items)
+        assert [e.amount for e in world.stores.contacts.list_ledger(BUYER)] == [Decimal(100)]
+        statuses = sorted(r.status.value for r in world.stores.inbox.list_events().items)
         assert statuses == ["accepted"] + ["duplicate"] * 4
 
     def test_test_mode_order_is_ignored_when_test_orders_are_off(self, world: World) -> None:
         response = deliver(world, "order_success_test_mode.txt")
         assert response.json_body["result"] == "ignored"
         assert "test-mode" in response.json_body["reason"]
-        (record,) = world.store.list_events().items
+        (record,) = world.stores.inbox.list_events().items
         assert record.status.value == "ignored"
 
 
@@ -65,9 +65,9 @@ class TestSubscriptions:
         deliver(world, "order_success.txt")
         for name in ("subscription_payment.txt", "subscription_payment_next.txt", "subscription_payment.txt"):
             deliver(world, name)
-        credits = [e.amount for e in world.store.list_ledger(BUYER, "credits")]
+        credits = [e.amount for e in world.stores.contacts.list_ledger(BUYER, "credits")]
         assert credits == [Decimal(100), Decimal(50), Decimal(50)]
-        contact = world.store.get_contact(BUYER)
+        contact = world.stores.contacts.get_contact(BUYER)
         assert contact is not None
         assert "Op – Add 50 Credits" not in contact.tags  # trigger tags never stay
         assert "Payment – Success" in contact.tags
@@ -76,7 +76,7 @@ class TestSubscriptions:
         buyer = "alan.turing@example.com"
         world.admin_post(f"/admin/contacts/{buyer}/tags", {"add": ["Purchase – Foundation"]})
         assert deliver(world, "refund_full.txt").json_body["result"] == "accepted"
-        contact = world.store.get_contact(buyer)
+        contact = world.stores.contacts.get_contact(buyer)
         assert contact is not None
         assert "Purchase – Foundation" not in contact.tags
         assert "Refunded – Foundation" in contact.tags
@@ -88,7 +88,7 @@ class TestRejections:
         response = world.client.http.post("/webhooks/thrivecart", headers=FORM, body=body)
         assert response.status_code == 401
         assert response.json_body["error"]["code"] == "unauthorized"
-        assert world.store.list_events().items == []
+        assert world.stores.inbox.list_events().items == []
 
     @pytest.mark.parametrize(
         "body",
@@ -106,7 +106,7 @@ class TestRejections:
     def test_unhandled_event_type_is_stored_and_ignored(self, world: World) -> None:
         response = deliver(world, "affiliate_commission_earned.txt")
         assert response.json_body["result"] == "ignored"
-        assert world.store.list_events().items[0].status.value == "ignored"
+        assert world.stores.inbox.list_events().items[0].status.value == "ignored"
 
 
 def _body(name: str) -> str:
@@ -135,7 +135,7 @@ class TestKeysAndLimits:
         )
         response = _post(world, without_map)
         assert response.json_body["result"] == "accepted"  # type: ignore[attr-defined]
-        contact = world.store.get_contact(BUYER)
+        contact = world.stores.contacts.get_contact(BUYER)
         assert contact is not None
         assert contact.tags == {"Purchase – Foundation"}
 
@@ -143,7 +143,7 @@ class TestKeysAndLimits:
         huge = _body("order_success.txt") + "&notes=" + "x" * (600 * 1024)
         response = _post(world, huge)
         assert response.status_code == 413  # type: ignore[attr-defined]
-        assert world.store.list_events().items == []
+        assert world.stores.inbox.list_events().items == []
 
     @pytest.mark.parametrize("field", ["order_id", "customer%5Bemail%5D", "invoice_id"])
     def test_control_characters_or_lone_surrogates_in_identities_are_400(
@@ -162,4 +162,4 @@ class TestKeysAndLimits:
             body=json.dumps(as_json).encode(),
         )
         assert response.status_code == 400
-        assert world.store.list_events().items == []
+        assert world.stores.inbox.list_events().items == []

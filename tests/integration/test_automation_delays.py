@@ -18,9 +18,10 @@ from app import app, resume_run
 from chalicelib import bootstrap
 from chalicelib.adapters.aws.stepfunctions import StepFunctionsScheduler
 from chalicelib.domain.automations.runs import RunStatus
-from chalicelib.storage.dynamo import DynamoStore
+from chalicelib.services.ports import Stores
 from tests.builders import T0, config, unique_email
 from tests.entrypoints.conftest import ADMIN, make_container
+from tests.support.aws import app_stores
 from tests.support.stepfunctions import DelayStateMachine, delay_state_machine
 
 CONFIG = config(
@@ -50,7 +51,7 @@ class Clock:
 @dataclass
 class Stack:
     client: Client
-    store: DynamoStore
+    stores: Stores
     sfn: DelayStateMachine
     clock: Clock
     results: list[Any]
@@ -78,12 +79,12 @@ def _stack(*, hold_waits: bool) -> Iterator[Stack]:
         return results[-1]
 
     with delay_state_machine(handler, hold_waits=hold_waits, tables=True) as sfn:
-        store = DynamoStore()
+        stores = app_stores()
         scheduler = StepFunctionsScheduler(sfn.state_machine_arn, client=sfn.app_client)
-        container = make_container(store, CONFIG, scheduler=scheduler, clock=clock)
+        container = make_container(stores, CONFIG, scheduler=scheduler, clock=clock)
         bootstrap.override(lambda: container)
         with Client(app) as client:
-            yield Stack(client, store, sfn, clock, results)
+            yield Stack(client, stores, sfn, clock, results)
         bootstrap.override(None)
 
 
@@ -104,16 +105,16 @@ def test_a_seven_day_delay_waits_604800_seconds_then_resumes_the_run(stack: Stac
     assert execution["status"] == "SUCCEEDED"
     assert stack.sfn.waits == [604800]
     assert [r["result"] for r in stack.results] == ["accepted"]
-    (listed,) = stack.store.list_runs(email=email)
-    run = stack.store.get_run(listed.run_id)  # with its history pages
+    (listed,) = stack.stores.runs.list_runs(email=email)
+    run = stack.stores.runs.get_run(listed.run_id)  # with its history pages
     assert run is not None
     assert run.status is RunStatus.COMPLETED
     woke = next(r for r in run.history if r.outcome == "woke")
     assert woke.detail["due_at"] == (T0 + timedelta(days=7)).isoformat()
-    contact = stack.store.get_contact(email)
+    contact = stack.stores.contacts.get_contact(email)
     assert contact is not None
     assert "Week Two" in contact.tags
-    assert [i.payload["email_id"] for i in stack.store.list_outbound(email)] == ["week-two"]
+    assert [i.payload["email_id"] for i in stack.stores.outbox.list_outbound(email)] == ["week-two"]
 
 
 def test_a_second_delivery_of_the_same_wake_up_changes_nothing(stack: Stack) -> None:
@@ -122,12 +123,12 @@ def test_a_second_delivery_of_the_same_wake_up_changes_nothing(stack: Stack) -> 
     (execution,) = stack.sfn.wait_all()
     first_input = stack.sfn.history(execution["executionArn"])
     assert first_input
-    (run,) = stack.store.list_runs(email=email)
+    (run,) = stack.stores.runs.list_runs(email=email)
     again = resume_run({"run_id": run.run_id, "email": email, "generation": 1, "step_id": "first-week"}, None)
     assert again["result"] == "duplicate"
-    contact = stack.store.get_contact(email)
+    contact = stack.stores.contacts.get_contact(email)
     assert contact is not None
-    assert len(stack.store.list_outbound(email)) == 1
+    assert len(stack.stores.outbox.list_outbound(email)) == 1
 
 
 def test_a_goal_during_the_wait_stops_the_pending_execution(held_stack: Stack) -> None:
@@ -141,10 +142,10 @@ def test_a_goal_during_the_wait_stops_the_pending_execution(held_stack: Stack) -
     add_tag(stack, email, "Revoke Access")
 
     assert stack.sfn.wait_for(arn)["status"] == "ABORTED"
-    (run,) = stack.store.list_runs(email=email)
+    (run,) = stack.stores.runs.list_runs(email=email)
     assert run.status is RunStatus.COMPLETED
     assert run.goal is not None
-    contact = stack.store.get_contact(email)
+    contact = stack.stores.contacts.get_contact(email)
     assert contact is not None
     assert "Revoked" in contact.tags
     assert "Week Two" not in contact.tags

@@ -1,8 +1,8 @@
 """No item grows with a contact's history: 20,000 runs and 2,000 orders later, the contact item is as
 small as after the first few, and DynamoDB (moto, which enforces the 400 KB item limit) takes it.
 
-The events go through the real inbox and engine on the in-memory store, held to DynamoDB by the
-store contract suite: moto copies every table on each transaction, so 20,000 commits on moto would
+The events go through the real inbox and engine on the in-memory stores, held to DynamoDB by the
+store contract suites: moto copies every table on each transaction, so 20,000 commits on moto would
 take most of an hour. The contact they leave is then committed to and read back from DynamoDB, and
 its size is measured by DynamoDB's rules (attribute name bytes plus value bytes).
 """
@@ -20,10 +20,11 @@ from chalicelib.domain.inbox import InboxRecord, Status, event_id_for
 from chalicelib.domain.model import Contact
 from chalicelib.domain.requests import TagsChangeRequested
 from chalicelib.services.inbox import Delivery, Inbox
-from chalicelib.services.ports import Commit
-from chalicelib.storage.dynamo import DynamoStore, _contact_to_model
+from chalicelib.services.ports import Commit, Stores
+from chalicelib.storage.dynamo.mapping import contact_to_model
+from chalicelib.storage.models import ContactModel
 from tests.builders import T0, config, unique_email
-from tests.fakes import InMemoryStore
+from tests.fakes import InMemoryWorld
 
 RUNS = 20_000
 ORDERS = 2_000
@@ -42,7 +43,7 @@ PING = config(
 
 def item_size(contact: Contact) -> int:
     """The contact item's size as DynamoDB counts it: attribute names plus values, in bytes."""
-    serialized: dict[str, Any] = _contact_to_model(contact, version=contact.version).serialize()
+    serialized: dict[str, Any] = contact_to_model(ContactModel, contact, version=contact.version).serialize()
     return sum(len(name.encode()) + _value_size(value) for name, value in serialized.items())
 
 
@@ -83,23 +84,31 @@ def _order(inbox: Inbox, email: str, n: int) -> None:
 
 @pytest.mark.integration
 def test_twenty_thousand_runs_and_two_thousand_orders_leave_the_contact_item_small(
-    dynamo_store: DynamoStore,
+    dynamo_stores: Stores,
 ) -> None:
-    fake = InMemoryStore()
-    inbox = Inbox(fake, PING, clock=lambda: T0)
+    fake = InMemoryWorld()
+    memory = fake.stores
+    inbox = Inbox(
+        PING,
+        events=memory.inbox,
+        contacts=memory.contacts,
+        runs=memory.runs,
+        versions=memory.versions,
+        clock=lambda: T0,
+    )
     email = unique_email()
     _ping(inbox, email, 0)
     _order(inbox, email, 0)
-    first = fake.get_contact(email)
+    first = memory.contacts.get_contact(email)
     assert first is not None
 
     for n in range(1, RUNS):
         _ping(inbox, email, n)
     for n in range(1, ORDERS):
         _order(inbox, email, n)
-    contact = fake.get_contact(email)
+    contact = memory.contacts.get_contact(email)
     assert contact is not None
-    runs = fake.list_runs(email=email, limit=RUNS + ORDERS + 10)
+    runs = memory.runs.list_runs(email=email, limit=RUNS + ORDERS + 10)
     assert len(runs) == RUNS + ORDERS
     assert {r.status.value for r in runs} == {"completed"}
     assert contact.automation_entries == {"ping": RUNS, "per-order": ORDERS}
@@ -119,11 +128,11 @@ def test_twenty_thousand_runs_and_two_thousand_orders_leave_the_contact_item_sma
         status=Status.RECEIVED,
         received_at=T0,
     )
-    dynamo_store.claim_event(record)
+    dynamo_stores.inbox.claim_event(record)
     fresh = Contact.new(email, T0)
     copied = replace(contact, version=0)
     transition = engine.Transition(fresh, copied, (), (), None, ())
-    dynamo_store.commit(Commit(record.id, transition, processed_at=T0))
-    read_back = dynamo_store.get_contact(email)
+    dynamo_stores.contacts.commit(Commit(record.id, transition, processed_at=T0))
+    read_back = dynamo_stores.contacts.get_contact(email)
     assert read_back is not None
     assert replace(read_back, version=0) == copied

@@ -29,7 +29,6 @@ from app import app
 from chalicelib.adapters.aws.ssm import ssm_fetcher
 from chalicelib.adapters.aws.stepfunctions import StepFunctionsScheduler
 from chalicelib.domain.automations.runs import WakeUp
-from chalicelib.storage.dynamo import DynamoStore
 from devstack import moto_iam, moto_support
 from devstack.moto_iam import dynamodb_pairs, lambda_pairs, ssm_pairs, states_pairs
 from devstack.moto_support import TRANSACTION_LIMIT_BYTES, attribute_value_size, item_size, transaction_size
@@ -42,7 +41,7 @@ from infra.resources import (
     build_template,
 )
 from tests.builders import inbox_record, unique_email
-from tests.support.aws import AppAws
+from tests.support.aws import AppAws, app_stores
 from tests.support.stepfunctions import DelayStateMachine, delay_state_machine
 
 pytestmark = pytest.mark.integration
@@ -100,7 +99,7 @@ def test_the_function_role_has_exactly_the_generated_statements(aws: AppAws) -> 
 def test_a_write_the_policy_lacks_is_refused(aws: AppAws) -> None:
     aws.without("dynamodb:PutItem")
     with pytest.raises(PutError) as refused:
-        DynamoStore().claim_event(inbox_record(email=unique_email()))
+        app_stores().inbox.claim_event(inbox_record(email=unique_email()))
     assert refused.value.cause_response_code == "AccessDeniedException"
     assert refused.match(denied("dynamodb:PutItem", f"{TABLE}/{EVENTS}"))
 

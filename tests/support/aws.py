@@ -10,7 +10,7 @@ the role may not make fails as it does in AWS, with ``AccessDeniedException``. S
 that the app could not do itself go through ``admin_client`` (an IAM user allowed everything)::
 
     def test_a_contact_is_stored(aws: AppAws) -> None:
-        DynamoStore().commit(...)                                  # as FunctionRole
+        app_stores().contacts.commit(...)                          # as FunctionRole
         aws.admin_client("dynamodb").scan(TableName="memberflow-contacts")
 
 ``without(action)`` takes one action out of the function role's policies for the rest of the test,
@@ -29,8 +29,9 @@ import pynamodb.connection.base as pynamodb_connection
 import pytest
 from moto import mock_aws
 
+from chalicelib.services.ports import Stores
 from devstack import moto_iam, moto_support
-from devstack.stack import Credentials, MotoStack, acting_as, botocore_session, provision
+from devstack.stack import TABLES, Credentials, MotoStack, acting_as, botocore_session, provision
 from devstack.stepfunctions import MOTO_CONFIG
 from infra.resources import FUNCTION_ROLE
 
@@ -101,6 +102,13 @@ def _without_action(
     return kept_statements, removed
 
 
+def app_stores() -> Stores:
+    """The DynamoDB stores over the provisioned tables, signing as whoever the process is now."""
+    from chalicelib.storage.dynamo import Tables, dynamo_stores
+
+    return dynamo_stores(Tables(TABLES))
+
+
 @contextmanager
 def app_aws(*, lambdas: bool = False, tables: bool = True) -> Iterator[AppAws]:
     """The template's tables and roles in moto, the test running as ``FunctionRole``, IAM enforced."""
@@ -108,8 +116,8 @@ def app_aws(*, lambdas: bool = False, tables: bool = True) -> Iterator[AppAws]:
 
     moto_support.install(iam=True)
     with pytest.MonkeyPatch.context() as patch, mock_aws(config=MOTO_CONFIG):
-        # pynamodb makes a botocore session per model and thread, and every test drops them (new
-        # credentials): let them share the parsed service models. pynamodb internals, pinned <6.2.
+        # pynamodb makes a botocore session per connection and thread, and every test makes new ones
+        # (new credentials): let them share the parsed service models. pynamodb internals, pinned <6.2.
         patch.setattr(pynamodb_connection, "get_session", botocore_session)
         stack = provision(app, stack_name=STACK_NAME, region=REGION, tables=tables, lambdas=lambdas)
         credentials = stack.assume()

@@ -14,7 +14,7 @@ from chalicelib.config.model import MemberflowConfig
 from chalicelib.config.secrets import SecretResolver
 from chalicelib.settings import Settings
 from devstack.__main__ import LOCAL_SECRETS, print_banner
-from tests.fakes import InMemoryStore
+from tests.fakes import in_memory_stores
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = load_config(REPO / "config" / "example.yaml").model
@@ -30,7 +30,7 @@ def banner(
     environ = {**LOCAL_SECRETS, **(env or {})}
     settings = Settings.from_environ({**environ, "MEMBERFLOW_CONFIG": "unused.yaml"})
     loaded = LoadedConfig(model=model, version="test", warnings=(), source="config/example.yaml")
-    container = Container(settings, loaded, SecretResolver(environ=environ), InMemoryStore())
+    container = Container(settings, loaded, SecretResolver(environ=environ), in_memory_stores())
     print_banner(BASE, "http://127.0.0.1:5000", container, "abc123")
     return capsys.readouterr().out
 

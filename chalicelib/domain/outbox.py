@@ -1,0 +1,118 @@
+"""The outbox: one item per thing memberflow must tell the outside world, and where its delivery stands.
+
+An item is written in the same transaction as the change that caused it (a Kit sync after a tag
+change, an email an automation step asked for), so nothing is promised that was not also recorded.
+Delivery (a later release) finds due items, leases one so that a single worker sends it, and records
+the outcome: ``delivered``, ``retrying`` at a later time, or ``parked`` for an operator. The Kit sync
+intents and outbound intents the engine produces are mapped onto this one shape here, both ways.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from chalicelib.domain.model import KitSyncIntent, OutboundIntent
+
+
+class OutboxKind(enum.StrEnum):
+    KIT = "kit"
+    EMAIL = "email"
+    SEQUENCE = "sequence"
+    WEBHOOK = "webhook"
+
+
+class OutboxStatus(enum.StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    RETRYING = "retrying"
+    PARKED = "parked"
+    """Given up on; only an operator's ``retry`` makes it pending again."""
+
+
+DUE = frozenset({OutboxStatus.PENDING, OutboxStatus.RETRYING})
+"""Statuses whose items wait for a delivery attempt (the only ones in the due index)."""
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    id: str
+    email: str
+    kind: OutboxKind
+    payload: Mapping[str, Any]
+    event_id: str
+    created_at: datetime
+    status: OutboxStatus = OutboxStatus.PENDING
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    """When a pending or retrying item is due; None once delivered or parked."""
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
+    last_error: str | None = None
+    delivered_at: datetime | None = None
+
+
+_OUTBOUND_KINDS = {
+    "email": OutboxKind.EMAIL,
+    "kit_sequence": OutboxKind.SEQUENCE,
+    "webhook": OutboxKind.WEBHOOK,
+}
+_INTENT_KINDS = {kind: name for name, kind in _OUTBOUND_KINDS.items()}
+
+
+def from_kit_sync(intent: KitSyncIntent) -> OutboxItem:
+    return OutboxItem(
+        id=f"kit_sync#{intent.event_id}#{intent.email}",
+        email=intent.email,
+        kind=OutboxKind.KIT,
+        payload={
+            "first_name": intent.first_name,
+            "add_tags": list(intent.add_tags),
+            "remove_tags": list(intent.remove_tags),
+            "fields": dict(intent.fields),
+        },
+        event_id=intent.event_id,
+        created_at=intent.at,
+        next_attempt_at=intent.at,
+    )
+
+
+def from_outbound(intent: OutboundIntent) -> OutboxItem:
+    return OutboxItem(
+        id=intent.intent_id,
+        email=intent.email,
+        kind=_OUTBOUND_KINDS[intent.kind],
+        payload={"run_id": intent.run_id, "step_id": intent.step_id, **intent.payload},
+        event_id=intent.event_id,
+        created_at=intent.at,
+        next_attempt_at=intent.at,
+    )
+
+
+def as_kit_sync(item: OutboxItem) -> KitSyncIntent:
+    payload = item.payload
+    return KitSyncIntent(
+        email=item.email,
+        event_id=item.event_id,
+        at=item.created_at,
+        first_name=payload.get("first_name"),
+        add_tags=tuple(payload.get("add_tags", ())),
+        remove_tags=tuple(payload.get("remove_tags", ())),
+        fields=payload.get("fields", {}),
+    )
+
+
+def as_outbound(item: OutboxItem) -> OutboundIntent:
+    payload = dict(item.payload)
+    return OutboundIntent(
+        kind=_INTENT_KINDS[item.kind],
+        email=item.email,
+        event_id=item.event_id,
+        at=item.created_at,
+        run_id=payload.pop("run_id", ""),
+        step_id=payload.pop("step_id", ""),
+        payload=payload,
+    )

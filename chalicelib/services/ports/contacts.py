@@ -1,0 +1,47 @@
+"""The contact port: a contact, its once-only markers, and the unit of work that commits one event.
+
+``commit`` is the only write: everything one event does (the contact under its version, ledger and
+timeline items, outbox items, runs and their history pages, markers, and the inbox outcome) lands in
+one transaction or not at all. Runs, outbox items and the inbox record are read through their own
+ports afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from chalicelib.domain.engine import Transition
+from chalicelib.domain.model import Contact, LedgerEntry, TimelineEntry
+
+
+@dataclass(frozen=True)
+class Commit:
+    """Everything one event does to one contact, written atomically with its inbox outcome."""
+
+    event_id: str
+    transition: Transition
+    processed_at: datetime
+    result: Mapping[str, Any] = field(default_factory=dict)
+
+
+class ContactStore(Protocol):
+    def get_contact(self, email: str) -> Contact | None: ...
+
+    def get_markers(self, email: str, keys: Sequence[str]) -> dict[str, bool]:
+        """Whether each marker of the contact is stored (read consistently)."""
+
+    def commit(self, commit: Commit) -> None:
+        """Write the transition and mark the event accepted, all or nothing.
+
+        Runs in the transition carry in ``history`` only the records to append (runs are read
+        without history, see ``RunStore.get_runs``); they are stored as one history page per run.
+        Markers are written only if absent. Raises StaleContact if the contact's version, a run's
+        version or a marker moved, EventAlreadyFinal if the event was accepted meanwhile.
+        """
+
+    def list_ledger(self, email: str, field: str | None = None) -> list[LedgerEntry]: ...
+
+    def list_timeline(self, email: str) -> list[TimelineEntry]: ...

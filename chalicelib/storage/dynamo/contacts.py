@@ -1,0 +1,142 @@
+"""The contact port on DynamoDB, with the commit of one event as one transaction.
+
+Exactly-once hinges on two conditional writes: claiming an event id (``DynamoInbox``) and this
+transaction, which saves the contact under its version, marks the event accepted only if it is not
+already, and adds ledger, timeline, outbox, run, run-history and marker items. A lost race surfaces
+as ``StaleContact`` or ``EventAlreadyFinal``, decided from the cancellation reasons by item
+position, never from message text. No item grows with the contact's history: runs keep their
+history in pages of their own, and once-only facts (order items, reentry keys) are marker items.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from pynamodb.exceptions import TransactWriteError
+from pynamodb.transactions import TransactWrite
+
+from chalicelib.domain.inbox import OPEN, Status
+from chalicelib.domain.model import Contact, LedgerEntry, TimelineEntry, TimelineKind
+from chalicelib.domain.outbox import from_kit_sync, from_outbound
+from chalicelib.services.ports import Commit, EventAlreadyFinal, StaleContact
+from chalicelib.storage.dynamo.mapping import (
+    batch_get,
+    can_be_key,
+    contact_from_model,
+    contact_to_model,
+    failed,
+    history_pages,
+    ledger_from_model,
+    ledger_to_model,
+    outbox_to_model,
+    run_to_model,
+    timeline_to_model,
+)
+from chalicelib.storage.dynamo.tables import Tables
+from chalicelib.storage.models import EventModel, LedgerModel, MarkerModel, OutboxModel
+
+_OPEN = tuple(status.value for status in OPEN)
+
+
+class DynamoContacts:
+    def __init__(self, tables: Tables) -> None:
+        self._tables = tables
+
+    def get_contact(self, email: str) -> Contact | None:
+        if not can_be_key(email):
+            return None
+        contacts = self._tables.contacts
+        try:
+            return contact_from_model(contacts.get(email, consistent_read=True))
+        except contacts.DoesNotExist:
+            return None
+
+    def get_markers(self, email: str, keys: Sequence[str]) -> dict[str, bool]:
+        wanted = list(dict.fromkeys(keys))
+        stored = batch_get(self._tables.markers, [(email, key) for key in wanted], consistent=True)
+        found = {m.marker for m in stored}
+        return {key: key in found for key in wanted}
+
+    def commit(self, commit: Commit) -> None:
+        t = self._tables
+        transition = commit.transition
+        contact = transition.after
+        puts: list[tuple[Any, Any]] = [
+            (contact_to_model(t.contacts, contact, version=transition.before.version), None)
+        ]
+        if transition.timeline:
+            puts.append(
+                (timeline_to_model(t.timeline, contact.email, commit.event_id, transition.timeline), None)
+            )
+        puts.extend(
+            (ledger_to_model(t.ledger, entry), LedgerModel.entry_id.does_not_exist())
+            for entry in transition.ledger
+        )
+        outbox = [from_kit_sync(transition.kit_sync)] if transition.kit_sync is not None else []
+        outbox += [from_outbound(intent) for intent in transition.outbound]
+        puts.extend((outbox_to_model(t.outbox, item), OutboxModel.id.does_not_exist()) for item in outbox)
+        # A run's own version (pynamodb's VersionAttribute) guards it like the contact's guards the contact.
+        first_run = len(puts)
+        puts.extend((run_to_model(t.runs, run), None) for run in transition.runs)
+        puts.extend((page, None) for page in history_pages(t.run_history, transition.runs))
+        puts.extend(
+            (
+                t.markers(contact.email, marker, event_id=commit.event_id, at=commit.processed_at),
+                MarkerModel.marker.does_not_exist(),
+            )
+            for marker in transition.markers
+        )
+        try:
+            with TransactWrite(connection=t.connection) as tx:
+                for model, condition in puts:
+                    tx.save(model, condition=condition)
+                tx.update(
+                    t.events(commit.event_id),
+                    actions=[
+                        EventModel.status.set(Status.ACCEPTED.value),
+                        EventModel.processed_at.set(commit.processed_at),
+                        EventModel.email.set(contact.email),
+                        EventModel.result.set(dict(commit.result)),
+                        EventModel.reason.remove(),
+                        EventModel.retry_queue.remove(),
+                        EventModel.retry_at.remove(),
+                    ],
+                    condition=EventModel.id.exists() & EventModel.status.is_in(*_OPEN),
+                )
+        except TransactWriteError as error:
+            # pynamodb sends puts before updates, and cancellation reasons follow that order:
+            # the contact is item 0 and the event update comes right after the puts.
+            reasons = error.cancellation_reasons
+            if failed(reasons, len(puts)):
+                raise EventAlreadyFinal(commit.event_id) from error
+            stale_run = any(failed(reasons, i) for i in range(first_run, len(puts)))
+            if (
+                failed(reasons, 0)
+                or stale_run
+                or any(r is not None and r.code == "TransactionConflict" for r in reasons)
+            ):
+                raise StaleContact(contact.email) from error
+            raise
+
+    def list_ledger(self, email: str, field: str | None = None) -> list[LedgerEntry]:
+        if not can_be_key(email, field or ""):
+            return []
+        condition = LedgerModel.entry_id.startswith(f"{field}#") if field else None
+        query = self._tables.ledger.query(email, condition, consistent_read=True)
+        return [ledger_from_model(m) for m in query]
+
+    def list_timeline(self, email: str) -> list[TimelineEntry]:
+        entries: list[TimelineEntry] = []
+        for item in self._tables.timeline.query(email, consistent_read=True):
+            for raw in item.entries:
+                entries.append(
+                    TimelineEntry(
+                        kind=TimelineKind(raw["kind"]),
+                        at=datetime.fromisoformat(raw["at"]),
+                        event_id=item.event_id,
+                        data=raw.get("data", {}),
+                    )
+                )
+        return entries

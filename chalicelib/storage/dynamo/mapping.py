@@ -1,0 +1,333 @@
+"""Domain values to pynamodb items and back, and the checks every DynamoDB port shares.
+
+The item classes come in as arguments (``Tables``' bound models), so one mapping serves any
+deployment's table names.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from chalicelib.domain.automations.runs import Run, RunStatus
+from chalicelib.domain.inbox import InboxRecord, Status
+from chalicelib.domain.model import Contact, LedgerEntry, TimelineEntry
+from chalicelib.domain.outbox import DUE, OutboxItem, OutboxKind, OutboxStatus
+from chalicelib.storage.models import (
+    BaseTable,
+    ContactModel,
+    EventModel,
+    LedgerModel,
+    OutboxModel,
+    RunHistoryModel,
+    RunModel,
+    TimelineModel,
+)
+
+CONDITION_FAILED = "ConditionalCheckFailedException"
+RETRY_QUEUE = Status.RETRYING.value
+DUE_QUEUE = "due"
+BATCH_GET = 100
+
+M = TypeVar("M", bound=BaseTable)
+
+
+def batch_get(model: type[M], keys: Sequence[Any], *, consistent: bool = False) -> list[M]:
+    """The items that exist among ``keys`` (hash keys, or (hash, range) pairs), in the keys' order."""
+    wanted = list(dict.fromkeys(keys))
+    found: dict[Any, M] = {}
+    for start in range(0, len(wanted), BATCH_GET):
+        for item in model.batch_get(wanted[start : start + BATCH_GET], consistent_read=consistent):
+            found[_key_of(item)] = item
+    return [found[key] for key in wanted if key in found]
+
+
+def _key_of(item: BaseTable) -> Any:
+    hash_key = getattr(item, item._hash_keyname or "")
+    return (hash_key, getattr(item, item._range_keyname)) if item._range_keyname else hash_key
+
+
+def chunks(keys: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for key in keys:
+        batch.append(key)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+_MAX_KEY_BYTES = 1024
+"""DynamoDB refuses a sort key (or a key prefix) longer than 1 KB and any key holding text UTF-8
+cannot encode, with a ValidationException; an id or filter like that names nothing we stored."""
+
+
+def can_be_key(*values: str) -> bool:
+    for value in values:
+        try:
+            if len(value.encode("utf-8")) > _MAX_KEY_BYTES:
+                return False
+        except UnicodeEncodeError:
+            return False
+    return True
+
+
+def failed(reasons: list[Any], index: int) -> bool:
+    return (
+        len(reasons) > index
+        and reasons[index] is not None
+        and reasons[index].code == "ConditionalCheckFailed"
+    )
+
+
+# --- mapping ------------------------------------------------------------------------------------
+
+
+def utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def utc_or_none(value: datetime | None) -> datetime | None:
+    return utc(value) if value else None
+
+
+def event_to_model(model: type[EventModel], record: InboxRecord) -> EventModel:
+    return model(
+        record.id,
+        source=record.source,
+        idempotency_key=record.idempotency_key,
+        event_type=record.event_type,
+        status=record.status.value,
+        received_at=record.received_at,
+        payload=dict(record.payload),
+        email=record.email,
+        reason=record.reason,
+        processed_at=record.processed_at,
+        duplicate_of=record.duplicate_of,
+        result=dict(record.result) if record.result else None,
+        attempts=record.attempts or None,
+        last_error=record.last_error,
+        retry_queue=RETRY_QUEUE if record.status is Status.RETRYING else None,
+        retry_at=record.retry_at if record.status is Status.RETRYING else None,
+    )
+
+
+def event_from_model(model: EventModel) -> InboxRecord:
+    return InboxRecord(
+        id=model.id,
+        source=model.source,
+        idempotency_key=model.idempotency_key,
+        event_type=model.event_type,
+        status=Status(model.status),
+        received_at=utc(model.received_at),
+        payload=model.payload or {},
+        email=model.email,
+        reason=model.reason,
+        processed_at=utc_or_none(model.processed_at),
+        duplicate_of=model.duplicate_of,
+        result=model.result or {},
+        attempts=int(model.attempts or 0),
+        last_error=model.last_error,
+        retry_at=utc_or_none(model.retry_at),
+    )
+
+
+def contact_to_model(model_cls: type[ContactModel], contact: Contact, *, version: int) -> ContactModel:
+    model = model_cls(
+        contact.email,
+        first_name=contact.first_name,
+        last_name=contact.last_name,
+        tags=set(contact.tags) or None,
+        fields=dict(contact.fields) or None,
+        operation_runs={k: Decimal(v) for k, v in contact.operation_runs.items()} or None,
+        active_runs=dict(contact.active_runs) or None,
+        automation_entries={k: Decimal(v) for k, v in contact.automation_entries.items()} or None,
+        kit_tags={k: Decimal(v) for k, v in contact.kit_tags.items()} or None,
+        kit_changes=contact.kit_changes or None,
+        marketing_changes=contact.marketing_changes or None,
+        marketing_status=contact.marketing_status,
+        kit_subscriber_id=contact.kit_subscriber_id,
+        created_at=contact.created_at,
+        updated_at=contact.updated_at,
+    )
+    # pynamodb turns the version into the write condition: absent for a new contact, equal otherwise.
+    if version:
+        model.version = version
+    return model
+
+
+def contact_from_model(model: ContactModel) -> Contact:
+    return Contact(
+        email=model.email,
+        first_name=model.first_name,
+        last_name=model.last_name,
+        tags=frozenset(model.tags or ()),
+        fields=dict(model.fields or {}),
+        operation_runs={k: int(v) for k, v in (model.operation_runs or {}).items()},
+        active_runs=dict(model.active_runs or {}),
+        automation_entries={k: int(v) for k, v in (model.automation_entries or {}).items()},
+        kit_tags={k: int(v) for k, v in (model.kit_tags or {}).items()},
+        kit_changes=int(model.kit_changes or 0),
+        marketing_changes=int(model.marketing_changes or 0),
+        marketing_status=model.marketing_status,
+        kit_subscriber_id=model.kit_subscriber_id,
+        created_at=utc(model.created_at),
+        updated_at=utc(model.updated_at),
+        version=int(model.version or 0),
+    )
+
+
+def timeline_to_model(
+    model: type[TimelineModel], email: str, event_id: str, entries: tuple[TimelineEntry, ...]
+) -> TimelineModel:
+    first = entries[0].at
+    return model(
+        email,
+        f"{first.isoformat()}#{event_id}",
+        event_id=event_id,
+        entries=[{"kind": e.kind.value, "at": e.at.isoformat(), "data": jsonable(e.data)} for e in entries],
+    )
+
+
+def ledger_to_model(model: type[LedgerModel], entry: LedgerEntry) -> LedgerModel:
+    return model(
+        entry.email,
+        entry.entry_id,
+        field=entry.field,
+        amount=entry.amount,
+        balance_after=entry.balance_after,
+        reason=entry.reason,
+        event_id=entry.event_id,
+        sequence=entry.sequence,
+        at=entry.at,
+    )
+
+
+def ledger_from_model(model: LedgerModel) -> LedgerEntry:
+    return LedgerEntry(
+        email=model.email,
+        field=model.field,
+        amount=model.amount,
+        balance_after=model.balance_after,
+        reason=model.reason,
+        event_id=model.event_id,
+        sequence=int(model.sequence),
+        at=utc(model.at),
+    )
+
+
+def outbox_to_model(model: type[OutboxModel], item: OutboxItem) -> OutboxModel:
+    return model(
+        item.id,
+        email=item.email,
+        kind=item.kind.value,
+        payload=jsonable(dict(item.payload)),
+        event_id=item.event_id,
+        created_at=item.created_at,
+        status=item.status.value,
+        attempts=item.attempts,
+        next_attempt_at=item.next_attempt_at,
+        due_queue=DUE_QUEUE if item.status in DUE else None,
+        lease_owner=item.lease_owner,
+        lease_expires_at=item.lease_expires_at,
+        last_error=item.last_error,
+        delivered_at=item.delivered_at,
+    )
+
+
+def outbox_from_model(model: OutboxModel) -> OutboxItem:
+    return OutboxItem(
+        id=model.id,
+        email=model.email,
+        kind=OutboxKind(model.kind),
+        payload=model.payload or {},
+        event_id=model.event_id,
+        created_at=utc(model.created_at),
+        status=OutboxStatus(model.status),
+        attempts=int(model.attempts or 0),
+        next_attempt_at=utc_or_none(model.next_attempt_at),
+        lease_owner=model.lease_owner,
+        lease_expires_at=utc_or_none(model.lease_expires_at),
+        last_error=model.last_error,
+        delivered_at=utc_or_none(model.delivered_at),
+    )
+
+
+def run_to_model(model_cls: type[RunModel], run: Run) -> RunModel:
+    model = model_cls(
+        run.run_id,
+        email=run.email,
+        automation_id=run.automation_id,
+        automation_version=run.version,
+        status=run.status.value,
+        started_at=run.started_at,
+        updated_at=run.updated_at,
+        sweep_at=run.sweep_at,
+        trigger=jsonable(dict(run.trigger)),
+        position=run.position,
+        generation=run.generation,
+        due_at=run.due_at,
+        woke_at=run.woke_at,
+        late_seconds=Decimal(str(run.late_seconds)) if run.late_seconds is not None else None,
+        goal=run.goal,
+        reentry_key=run.reentry_key,
+        ended_at=run.ended_at,
+        end_reason=run.end_reason,
+        sweep_queue=run.sweep_queue,
+        sweep_attempts=run.sweep_attempts or None,
+        retry_at=run.retry_at,
+        parked=run.parked,
+    )
+    if run.stored_version:
+        model.lock_version = run.stored_version
+    return model
+
+
+def run_from_model(model: RunModel) -> Run:
+    return Run(
+        run_id=model.run_id,
+        email=model.email,
+        automation_id=model.automation_id,
+        version=model.automation_version,
+        status=RunStatus(model.status),
+        started_at=utc(model.started_at),
+        updated_at=utc(model.updated_at),
+        trigger=model.trigger or {},
+        position=model.position,
+        generation=int(model.generation or 0),
+        due_at=utc_or_none(model.due_at),
+        woke_at=utc_or_none(model.woke_at),
+        late_seconds=float(model.late_seconds) if model.late_seconds is not None else None,
+        goal=model.goal,
+        reentry_key=model.reentry_key,
+        ended_at=utc_or_none(model.ended_at),
+        end_reason=model.end_reason,
+        sweep_attempts=int(model.sweep_attempts or 0),
+        retry_at=utc_or_none(model.retry_at),
+        parked=model.parked,
+        stored_version=int(model.lock_version or 0),
+    )
+
+
+def history_pages(model: type[RunHistoryModel], runs: Sequence[Run]) -> list[RunHistoryModel]:
+    """One page per run per write: the records the change appended (runs read to change carry none)."""
+    pages = []
+    for run in runs:
+        if run.history:
+            first = run.history[0]
+            pages.append(
+                model(
+                    run.run_id,
+                    f"{first.at.isoformat()}#{first.event_id}",
+                    records=[jsonable(r.as_dict()) for r in run.history],
+                )
+            )
+    return pages
+
+
+def jsonable(data: Any) -> Any:
+    return json.loads(json.dumps(data, default=str))

@@ -1,0 +1,131 @@
+"""The contact port and its commit: the in-memory fake must behave exactly like the DynamoDB one."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from decimal import Decimal
+
+import pytest
+
+from chalicelib.domain.engine import AddTags, ChangeField
+from chalicelib.domain.inbox import Status
+from chalicelib.services.ports import Commit, EventAlreadyFinal, StaleContact, Stores
+from tests.builders import inbox_record, later, unique_email
+from tests.support.storage import commit_markers, transition
+
+
+class TestContactsContract:
+    def test_commit_creates_the_contact_and_accepts_the_event(self, stores: Stores) -> None:
+        email = unique_email()
+        record = inbox_record(email=email)
+        stores.inbox.claim_event(record)
+        t = transition(
+            stores, email, record.id, AddTags(("A", "B")), ChangeField("credits", "grant", delta=Decimal(5))
+        )
+        stores.contacts.commit(Commit(record.id, t, processed_at=later(1), result={"tags_added": ["A", "B"]}))
+
+        contact = stores.contacts.get_contact(email)
+        assert contact is not None
+        assert contact.tags == {"A", "B"}
+        assert contact.fields == {"credits": Decimal(5)}
+        assert contact.version == 1
+        stored = stores.inbox.get_event(record.id)
+        assert stored is not None
+        assert stored.status is Status.ACCEPTED
+        assert stored.result == {"tags_added": ["A", "B"]}
+        assert [e.amount for e in stores.contacts.list_ledger(email)] == [Decimal(5)]
+
+    def test_commit_on_a_stale_version_writes_nothing(self, stores: Stores) -> None:
+        email = unique_email()
+        first, second = inbox_record(email=email), inbox_record(email=email)
+        stores.inbox.claim_event(first)
+        stores.inbox.claim_event(second)
+        stale = transition(stores, email, second.id, ChangeField("credits", "late", delta=Decimal(7)))
+        stores.contacts.commit(
+            Commit(first.id, transition(stores, email, first.id, AddTags(("A",))), processed_at=later(1))
+        )
+
+        with pytest.raises(StaleContact):
+            stores.contacts.commit(Commit(second.id, stale, processed_at=later(2)))
+        assert stores.contacts.list_ledger(email) == []
+        assert stores.inbox.get_event(second.id).status is Status.RECEIVED  # type: ignore[union-attr]
+
+    def test_commit_of_an_accepted_event_is_refused(self, stores: Stores) -> None:
+        email = unique_email()
+        record = inbox_record(email=email)
+        stores.inbox.claim_event(record)
+        stores.contacts.commit(
+            Commit(record.id, transition(stores, email, record.id, AddTags(("A",))), processed_at=later(1))
+        )
+        again = transition(stores, email, record.id, AddTags(("B",)))
+        with pytest.raises(EventAlreadyFinal):
+            stores.contacts.commit(Commit(record.id, again, processed_at=later(2)))
+        assert stores.contacts.get_contact(email).tags == {"A"}  # type: ignore[union-attr]
+
+    def test_ledger_lists_by_field(self, stores: Stores) -> None:
+        email = unique_email()
+        record = inbox_record(email=email)
+        stores.inbox.claim_event(record)
+        t = transition(
+            stores,
+            email,
+            record.id,
+            ChangeField("credits", "a", delta=Decimal(10)),
+            ChangeField("coaching_sessions", "b", delta=Decimal(1)),
+            ChangeField("credits", "c", delta=Decimal(-4)),
+        )
+        stores.contacts.commit(Commit(record.id, t, processed_at=later(1)))
+        credits = stores.contacts.list_ledger(email, "credits")
+        assert [(e.amount, e.balance_after) for e in credits] == [
+            (Decimal(10), Decimal(10)),
+            (Decimal(-4), Decimal(6)),
+        ]
+        assert len(stores.contacts.list_ledger(email)) == 3
+
+    def test_timeline_and_kit_sync_are_kept_per_contact(self, stores: Stores) -> None:
+        email = unique_email()
+        record = inbox_record(email=email)
+        stores.inbox.claim_event(record)
+        stores.contacts.commit(
+            Commit(record.id, transition(stores, email, record.id, AddTags(("A",))), processed_at=later(1))
+        )
+        kinds = [e.kind.value for e in stores.contacts.list_timeline(email)]
+        assert kinds == ["contact_created", "event_received", "tag_added"]
+        (intent,) = stores.outbox.list_kit_sync(email)
+        assert intent.add_tags == ("A",)
+        assert intent.event_id == record.id
+
+    def test_markers_are_absent_until_committed(self, stores: Stores) -> None:
+        email = unique_email()
+        assert stores.contacts.get_markers(email, ["order:1:product-1"]) == {"order:1:product-1": False}
+        commit_markers(stores, email, "order:1:product-1", "reentry:drip:k")
+        assert stores.contacts.get_markers(email, ["order:1:product-1", "reentry:drip:k", "order:2:x"]) == {
+            "order:1:product-1": True,
+            "reentry:drip:k": True,
+            "order:2:x": False,
+        }
+        assert stores.contacts.get_markers(unique_email(), ["order:1:product-1"]) == {
+            "order:1:product-1": False
+        }
+
+    def test_a_commit_writing_a_marker_that_exists_is_stale(self, stores: Stores) -> None:
+        email = unique_email()
+        commit_markers(stores, email, "order:1:product-1")
+        record = inbox_record(email=email)
+        stores.inbox.claim_event(record)
+        t = transition(stores, email, record.id, AddTags(("B",)))
+        with pytest.raises(StaleContact):
+            stores.contacts.commit(
+                Commit(record.id, replace(t, markers=("order:1:product-1",)), processed_at=later(2))
+            )
+        assert stores.inbox.get_event(record.id).status is Status.RECEIVED  # type: ignore[union-attr]
+
+    def test_many_markers_are_read_at_once(self, stores: Stores) -> None:
+        email = unique_email()
+        keys = [f"order:{n}:product-1" for n in range(150)]
+        assert set(stores.contacts.get_markers(email, keys).values()) == {False}
+
+    def test_ids_no_key_can_hold_find_nothing(self, stores: Stores) -> None:
+        huge = "x" * 3000
+        assert stores.contacts.get_contact(f"{huge}@example.com") is None
+        assert stores.contacts.list_ledger("a@example.com", field=huge) == []

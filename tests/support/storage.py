@@ -1,0 +1,52 @@
+"""What the storage contract suites share: configs, and commits that put a contact in a known state."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from chalicelib.domain import engine
+from chalicelib.domain.automations.program import definition
+from chalicelib.domain.engine import AddTags, Context, RecordEvent
+from chalicelib.domain.model import Contact
+from chalicelib.services.ports import Commit, Stores
+from tests.builders import T0, config, inbox_record, later
+
+CONFIG = config()
+RUNS_CONFIG = config(
+    emails={"hello": {"subject": "Hello", "body": "..."}},
+    automations={
+        "drip": {
+            "trigger": {"tag_added": "Start"},
+            "steps": [{"send_email": "hello"}, {"delay": "2d"}, {"add_tag": "Done"}],
+        }
+    },
+)
+
+
+def transition(stores: Stores, email: str, event_id: str, *commands: engine.Command) -> engine.Transition:
+    contact = stores.contacts.get_contact(email) or Contact.new(email, T0)
+    return engine.apply(
+        contact, [RecordEvent("test", "admin"), *commands], Context(event_id, later(1), CONFIG)
+    )
+
+
+def start_drip(stores: Stores, email: str) -> tuple[engine.Transition, str]:
+    record = inbox_record(email=email)
+    stores.inbox.claim_event(record)
+    contact = stores.contacts.get_contact(email) or Contact.new(email, T0)
+    ctx = Context(record.id, later(1), RUNS_CONFIG)
+    t = engine.apply(contact, [AddTags(("Start",))], ctx)
+    for program in t.programs:
+        stores.versions.save_version(
+            program.automation_id, program.version, definition(program.config), later(1)
+        )
+    stores.contacts.commit(Commit(record.id, t, processed_at=later(1)))
+    return t, record.id
+
+
+def commit_markers(stores: Stores, email: str, *markers: str) -> str:
+    record = inbox_record(email=email)
+    stores.inbox.claim_event(record)
+    t = transition(stores, email, record.id, AddTags(("A",)))
+    stores.contacts.commit(Commit(record.id, replace(t, markers=markers), processed_at=later(1)))
+    return record.id
