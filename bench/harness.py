@@ -70,7 +70,7 @@ class Stack:
     """Every wake-up delivered to ``resume_run``: its segment, event and result."""
     deliver_to: set[str] = field(default_factory=set)
     """Emails whose wake-ups are delivered; other runs' timers fire into a no-op, as if still pending."""
-    wake_segment: Callable[[int], str] = staticmethod(lambda n: f"wake#{n}")  # type: ignore[assignment]
+    wake_segment: Callable[[int], str] = field(default=lambda n: f"wake#{n}")
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def post(self, segment: str, path: str, body: bytes, headers: dict[str, str]) -> Response:
@@ -155,7 +155,7 @@ def app_stack(config_path: Path) -> Iterator[Stack]:
     env = {**SECRETS, "MEMBERFLOW_CONFIG": str(config_path), "AWS_DEFAULT_REGION": REGION}
     with delay_state_machine(resume, tables=True) as sfn, pytest.MonkeyPatch.context() as patch:
         meter = Meter(sfn.aws.admin_client("dynamodb"))
-        made_by_harness = pynamodb_connection.get_session
+        made_by_harness = pynamodb_connection.get_session  # type: ignore[attr-defined]
 
         def metered_session() -> Any:
             session = made_by_harness()

@@ -157,7 +157,9 @@ class Meter:
 
     def table(self, name: str) -> TableShape:
         if name not in self._tables:
-            self._tables[name] = TableShape.from_description(self._inspect.describe_table(TableName=name)["Table"])
+            self._tables[name] = TableShape.from_description(
+                self._inspect.describe_table(TableName=name)["Table"]
+            )
         return self._tables[name]
 
     def _stored(self, table: str, key: Mapping[str, Any]) -> Item | None:
@@ -213,12 +215,16 @@ class Meter:
             for table, request in params["RequestItems"].items():
                 for key in request["Keys"]:
                     size = item_size(self._stored(table, key) or {})
-                    self._add_read(call, table, read_units(size, consistent=bool(request.get("ConsistentRead"))))
+                    self._add_read(
+                        call, table, read_units(size, consistent=bool(request.get("ConsistentRead")))
+                    )
         elif operation == "TransactGetItems":
             for entry in params["TransactItems"]:
                 action = entry["Get"]
                 size = item_size(self._stored(action["TableName"], action["Key"]) or {})
-                self._add_read(call, action["TableName"], read_units(size, consistent=True, transactional=True))
+                self._add_read(
+                    call, action["TableName"], read_units(size, consistent=True, transactional=True)
+                )
         elif operation in {"Query", "Scan"}:
             self._cost_query(call, params, parsed)
 

@@ -26,32 +26,46 @@ def _scenario(name: str, key: str) -> Callable[[Mapping[str, Any]], Any]:
 
 TARGETS = (
     Target(
-        f"{DUPLICATE} write units", "≤ 2", _scenario(DUPLICATE, "write_units"),
+        f"{DUPLICATE} write units",
+        "≤ 2",
+        _scenario(DUPLICATE, "write_units"),
         lambda r: r["scenarios"][DUPLICATE]["write_units"] <= 2,
     ),
     Target(
-        f"{KIT_TAG} write units", "≤ 6", _scenario(KIT_TAG, "write_units"),
+        f"{KIT_TAG} write units",
+        "≤ 6",
+        _scenario(KIT_TAG, "write_units"),
         lambda r: r["scenarios"][KIT_TAG]["write_units"] <= 6,
     ),
     Target(
-        f"{PURCHASE} write units", "≤ 14", _scenario(PURCHASE, "write_units"),
+        f"{PURCHASE} write units",
+        "≤ 14",
+        _scenario(PURCHASE, "write_units"),
         lambda r: r["scenarios"][PURCHASE]["write_units"] <= 14,
     ),
     Target(
-        f"{DRIP} write units (mean)", "≤ 10", _scenario(DRIP, "write_units"),
+        f"{DRIP} write units (mean)",
+        "≤ 10",
+        _scenario(DRIP, "write_units"),
         lambda r: r["scenarios"][DRIP]["write_units"] <= 10,
     ),
     Target(
-        f"{DRIP} write units per wake-up", "not growing", _scenario(DRIP, "write_units_per_wakeup"),
+        f"{DRIP} write units per wake-up",
+        "not growing",
+        _scenario(DRIP, "write_units_per_wakeup"),
         lambda r: not r["scenarios"][DRIP]["growing"],
     ),
     Target(
-        "Step Functions transitions per wait", "≤ 2", _scenario(DRIP, "sfn_transitions"),
+        "Step Functions transitions per wait",
+        "≤ 2",
+        _scenario(DRIP, "sfn_transitions"),
         lambda r: r["scenarios"][DRIP]["sfn_transitions"] <= 2,
     ),
     Target("cold import (ms)", "≤ 200", lambda r: r["cold_import_ms"], lambda r: r["cold_import_ms"] <= 200),
     Target(
-        "cold import ÷ bare Python", "≤ 15×", lambda r: r["cold_import_ratio"],
+        "cold import ÷ bare Python",
+        "≤ 15×",
+        lambda r: r["cold_import_ratio"],
         lambda r: r["cold_import_ratio"] <= 15,
     ),
 )
@@ -59,14 +73,22 @@ TARGETS = (
 
 def with_targets(result: dict[str, Any]) -> dict[str, Any]:
     result["targets"] = [
-        {"target": t.name, "limit": t.limit, "figure": t.figure(result), "met": t.met(result)} for t in TARGETS
+        {"target": t.name, "limit": t.limit, "figure": t.figure(result), "met": t.met(result)}
+        for t in TARGETS
     ]
     return result
 
 
 def price_table() -> dict[str, Any]:
     return {
-        name: {"usd": p.usd, "per": p.per, "source": p.source, "url": p.url, "read_on": p.read_on, "note": p.note}
+        name: {
+            "usd": p.usd,
+            "per": p.per,
+            "source": p.source,
+            "url": p.url,
+            "read_on": p.read_on,
+            "note": p.note,
+        }
         for name, p in prices.TABLE.items()
     }
 
@@ -80,7 +102,9 @@ def _number(value: Any) -> str:
 
 
 def _contributors(scenario: Mapping[str, Any], limit: int = 3) -> str:
-    writes = {k.removesuffix(" WRU"): v for k, v in scenario.get("units_by_table", {}).items() if k.endswith(" WRU")}
+    writes = {
+        k.removesuffix(" WRU"): v for k, v in scenario.get("units_by_table", {}).items() if k.endswith(" WRU")
+    }
     top = sorted(writes.items(), key=lambda kv: -kv[1])[:limit]
     return "; ".join(f"{name} {_number(units)}" for name, units in top)
 
@@ -98,8 +122,8 @@ def markdown(result: Mapping[str, Any]) -> str:
     for name in NAMES:
         s = result["scenarios"][name]
         lines.append(
-            f"| `{name}` | {_number(s['aws_calls'])} | {_number(s['write_units'])} | {_number(s['read_units'])}"
-            f" | {_number(s['sfn_transitions'])} | {s['usd_per_1000']:.4f} |"
+            f"| `{name}` | {_number(s['aws_calls'])} | {_number(s['write_units'])}"
+            f" | {_number(s['read_units'])} | {_number(s['sfn_transitions'])} | {s['usd_per_1000']:.4f} |"
         )
     drip = result["scenarios"][DRIP]
     lines += [
@@ -108,7 +132,7 @@ def markdown(result: Mapping[str, Any]) -> str:
         f"{_number(drip['write_units_per_wakeup'])}.",
         "",
         f"Cold import: {result['cold_import_ms']:.0f} ms median of {result['cold_import_runs']} fresh "
-        f"interpreters (`python -c \"import app\"`), bare `python -c pass` {result['bare_python_ms']:.0f} ms, "
+        f'interpreters (`python -c "import app"`), bare `python -c pass` {result["bare_python_ms"]:.0f} ms, '
         f"ratio {result['cold_import_ratio']:.1f}×. Function zip "
         f"{_bytes(result['zip_bytes'])}, layer {_bytes(result['layer_bytes'])} ({result['package_origin']}).",
         "",

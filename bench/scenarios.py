@@ -44,7 +44,9 @@ APP_ROOT = Path(__file__).resolve().parent.parent
 def lambda_memory_mb(stage: str = "dev") -> int:
     """The functions' memory as ``.chalice/config.json`` declares it for ``stage`` (Chalice's default 128)."""
     config = json.loads((APP_ROOT / ".chalice" / "config.json").read_text())
-    memory = config.get("stages", {}).get(stage, {}).get("lambda_memory_size", config.get("lambda_memory_size"))
+    memory = (
+        config.get("stages", {}).get(stage, {}).get("lambda_memory_size", config.get("lambda_memory_size"))
+    )
     return int(memory or 128)
 
 
@@ -198,9 +200,7 @@ def drip_summary(series: list[Figures], memory_mb: int) -> dict[str, Any]:
     keys = ("aws_calls", "write_units", "read_units", "sfn_transitions", "usd_per_1000")
     summary: dict[str, Any] = {k: round(statistics.fmean(w[k] for w in per_wake), 6) for k in keys}
     summary["wakeups"] = len(series)
-    summary["per_wakeup"] = [
-        {k: w[k] for k in (*keys, "calls_by_operation", "results")} for w in per_wake
-    ]
+    summary["per_wakeup"] = [{k: w[k] for k in (*keys, "calls_by_operation", "results")} for w in per_wake]
     writes = [w["write_units"] for w in per_wake]
     summary["write_units_per_wakeup"] = writes
     summary["growing"] = growing(writes)
@@ -212,12 +212,13 @@ def drip_summary(series: list[Figures], memory_mb: int) -> dict[str, Any]:
 
 
 def growing(series: list[float]) -> bool:
-    """Whether the later half of a run's wake-ups costs more than the earlier half at its most.
+    """Whether each wake-up costs at least the one before and the run ends dearer than it began.
 
-    Halves, not first against last: the last wake-up also ends the run, which may cost a little more
-    once without the cost growing with the run's history.
+    The last wake-up is left out: it also ends the run, which may cost a little more (or less) once
+    without the cost growing with the run's history.
     """
-    if len(series) < 2:
+    before_last = series[:-1]
+    if len(before_last) < 2:
         return False
-    half = len(series) // 2
-    return max(series[half:]) > max(series[:half])
+    rising = all(later >= earlier for earlier, later in zip(before_last, before_last[1:], strict=False))
+    return rising and before_last[-1] > before_last[0]

@@ -50,12 +50,14 @@ def _newest_source() -> float:
 
 
 def packaged_sizes(out: Path = PACKAGE_OUT, *, build: bool) -> tuple[int | None, int | None, str]:
-    """(function zip bytes, layer zip bytes, where they came from); ``build`` runs ``make package`` if stale."""
+    """(function zip bytes, layer zip bytes, their origin); ``build`` runs the packaging when stale."""
     zip_path = out / FUNCTION_ZIP
     fresh = zip_path.exists() and zip_path.stat().st_mtime >= _newest_source()
     if not fresh and build:
         subprocess.run(  # noqa: S603
-            [sys.executable, "scripts/package.py", "--stage", "dev", "--out", str(out)], cwd=APP_ROOT, check=True
+            [sys.executable, "scripts/package.py", "--stage", "dev", "--out", str(out)],
+            cwd=APP_ROOT,
+            check=True,
         )
         fresh = zip_path.exists()
     if not zip_path.exists():

@@ -100,7 +100,9 @@ def read_units(size: int, *, consistent: bool, transactional: bool = False) -> f
     return float(units) if consistent else units / 2
 
 
-def index_entry(table: TableShape, index: IndexShape, item: Item | None) -> dict[str, Mapping[str, Any]] | None:
+def index_entry(
+    table: TableShape, index: IndexShape, item: Item | None
+) -> dict[str, Mapping[str, Any]] | None:
     """The entry ``item`` has in ``index``, or None when it lacks one of the index's keys (sparse)."""
     if item is None or any(key not in item for key in index.keys):
         return None

@@ -113,7 +113,8 @@ class TestIndexWrites:
 
 class TestReads:
     @pytest.mark.parametrize(
-        ("size", "consistent", "units"), [(0, True, 1.0), (4096, True, 1.0), (4097, True, 2.0), (3500, False, 0.5)]
+        ("size", "consistent", "units"),
+        [(0, True, 1.0), (4096, True, 1.0), (4097, True, 2.0), (3500, False, 0.5)],
     )
     def test_a_read_costs_one_unit_per_started_4_kb_and_half_when_eventually_consistent(
         self, size: int, consistent: bool, units: float
