@@ -95,7 +95,7 @@ def price_table() -> dict[str, Any]:
 
 def _number(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:g}"
+        return f"{round(value, 2):g}"
     if isinstance(value, list):
         return ", ".join(_number(v) for v in value)
     return str(value)

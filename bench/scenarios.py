@@ -8,6 +8,7 @@ for) runs under a ``setup:`` segment and is left out.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import statistics
@@ -220,5 +221,5 @@ def growing(series: list[float]) -> bool:
     before_last = series[:-1]
     if len(before_last) < 2:
         return False
-    rising = all(later >= earlier for earlier, later in zip(before_last, before_last[1:], strict=False))
+    rising = all(later >= earlier for earlier, later in itertools.pairwise(before_last))
     return rising and before_last[-1] > before_last[0]
