@@ -144,6 +144,9 @@ class Bench:
         figures[DUPLICATE] = self.figures(DUPLICATE, [self.thrivecart(DUPLICATE, first)])
         figures[REBILL] = self.figures(REBILL, [self.thrivecart(REBILL, payloads.rebill(secret, BUYER))])
         figures[KIT_TAG] = self.figures(KIT_TAG, [self.kit_tag(KIT_TAG, BUYER, KIT_TAG_NAME)])
+        expected = {PURCHASE: ["accepted", "accepted"], DUPLICATE: ["duplicate"]}
+        for name, measured in figures.items():
+            _expect(name, measured, expected.get(name, ["accepted"]))
         return figures
 
     def drip(self) -> list[Figures]:
@@ -167,6 +170,10 @@ class Bench:
                     results=[wake["result"].get("result")],
                 )
             )
+        if len(series) != self.drip_wakeups:
+            raise RuntimeError(f"{DRIP}: {len(series)} wake-ups delivered, expected {self.drip_wakeups}")
+        for number, measured in enumerate(series, start=1):
+            _expect(f"{DRIP}#{number}", measured, ["accepted"])
         return series
 
     def figures(self, segment: str, results: list[Any]) -> Figures:
@@ -193,6 +200,14 @@ class Bench:
         deadline = time.monotonic() + timeout
         for arn in arns:
             self.stack.sfn.wait_for(arn, max(0.1, deadline - time.monotonic()))
+
+
+def _expect(name: str, figures: Figures, results: list[str]) -> None:
+    """A scenario that did not do what it stands for, or that the meter did not see, has no figures."""
+    if figures.results != results:
+        raise RuntimeError(f"{name}: the app answered {figures.results}, the scenario expects {results}")
+    if not figures.calls or not figures.invocations:
+        raise RuntimeError(f"{name}: nothing was recorded; is the meter still attached to the app's clients?")
 
 
 def drip_summary(series: list[Figures], memory_mb: int) -> dict[str, Any]:
