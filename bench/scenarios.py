@@ -33,8 +33,8 @@ NAMES = (PURCHASE, DUPLICATE, REBILL, KIT_TAG, DRIP)
 BUYER = "bench.buyer@example.com"
 LEARNER = "bench.learner@example.com"
 DRIP_TAG = "Course – Weekly Lessons"
-KIT_TAG_NAME = "Op – Add 50 Credits"
-"""The tag of the recorded Kit event: an operation's trigger, the usual reason Kit calls memberflow."""
+KIT_TAG_NAME = "Module 1 Complete"
+"""A tag that starts nothing: what recording a tag costs; operations and drips have their own scenarios."""
 DRIP_WAKEUPS = 6
 
 THRIVECART = "/webhooks/thrivecart"
