@@ -5,7 +5,7 @@ STAGE ?= dev
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)
 
-.PHONY: install run demo test lint typecheck unit integration package schema clean
+.PHONY: install run demo test lint typecheck unit integration package schema clean bench bench-smoke
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -31,8 +31,15 @@ typecheck: install
 unit: install
 	$(PY) -m pytest tests/unit -q
 
-test: lint typecheck  ## ruff, mypy, the whole pytest suite (incl. package + cfn-lint)
+test: lint typecheck  ## ruff, mypy, the whole pytest suite (incl. package + cfn-lint), the bench smoke run
 	$(PY) -m pytest -q
+	$(MAKE) --no-print-directory bench-smoke
+
+bench: install  ## scenarios on moto, cold import, bundle sizes -> bench/results/latest.json + latest.md
+	$(PY) -m bench
+
+bench-smoke: install  ## the bench's scenarios once, into a temp dir (proves the harness still runs)
+	$(PY) -m bench --smoke > /dev/null
 
 package: install  ## chalice package + merge template + cfn-lint + zip size check, into out/
 	$(PY) scripts/package.py --stage $(STAGE) --out out

@@ -1,0 +1,185 @@
+"""The bench's only reach into memberflow's internals: the moto stack, the container, the timer Lambda.
+
+Everything else in ``bench`` talks to the app as AWS does: HTTP through ``chalice.test.Client`` and
+the ``resume_run`` handler that Step Functions invokes. What this module depends on, so it can be
+fixed in one place when those move:
+
+- ``tests.support.stepfunctions.delay_state_machine`` (moto with the template's tables, roles, IAM
+  enforced, the real delay ASL run by moto's interpreter with waits recorded, not slept) and, under
+  it, ``tests.support.aws.app_aws``;
+- ``pynamodb.connection.base.get_session``, how pynamodb 6.1 makes the botocore session each model's
+  connection builds its client from (``Connection.session`` → ``session.create_client``), and
+  ``boto3.DEFAULT_SESSION``, which the Step Functions and SSM adapters' ``boto3.client`` use;
+- ``chalicelib.bootstrap.Container`` / ``override``, ``dynamo_stores``, ``StepFunctionsScheduler``,
+  ``load_config``, ``SecretResolver``, ``Settings.from_environ`` and ``DiscardedMetrics``, to build the
+  production container with a clock the drip can move and the bench config.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.meter import Meter
+
+REGION = "us-east-1"
+SECRETS = {
+    "THRIVECART_SECRET": "bench-thrivecart-secret",
+    "KIT_WEBHOOK_TOKEN": "bench-kit-token-0123456789",
+    "KIT_WEBHOOK_SECRET": "bench-kit-signing-secret",
+    "HOOK_SIGNING_SECRET": "bench-hook-signing-secret",
+    "ADMIN_TOKEN": "bench-admin-token-abcdef",
+}
+API_FUNCTION = "api_handler"
+RESUME_FUNCTION = "resume_run"
+
+
+class Clock:
+    """The container's clock: real time until a wake-up moves it to the wait's due time."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class Response:
+    status: int
+    body: Any
+
+
+@dataclass
+class Stack:
+    """The app on moto with a meter on its clients; ``post`` and the timer Lambda are metered."""
+
+    client: Any
+    meter: Meter
+    clock: Clock
+    sfn: Any
+    wakes: list[dict[str, Any]] = field(default_factory=list)
+    """Every wake-up delivered to ``resume_run``: its segment, event and result."""
+    deliver_to: set[str] = field(default_factory=set)
+    """Emails whose wake-ups are delivered; other runs' timers fire into a no-op, as if still pending."""
+    wake_segment: Callable[[int], str] = field(default=lambda n: f"wake#{n}")
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def post(self, segment: str, path: str, body: bytes, headers: dict[str, str]) -> Response:
+        """One API Gateway request into the app, recorded under ``segment`` as one Lambda invocation."""
+        with self.meter.segment(segment):
+            started = time.perf_counter()
+            response = self.client.http.post(path, headers=headers, body=body)
+            elapsed = (time.perf_counter() - started) * 1000
+        self.meter.invoked(segment, API_FUNCTION, elapsed)
+        body_text = response.body.decode() if isinstance(response.body, bytes) else response.body
+        return Response(response.status_code, json.loads(body_text) if body_text else None)
+
+    def executions(self) -> list[dict[str, Any]]:
+        """Every execution of the delay state machine with its input and history."""
+        found = []
+        for execution in self.sfn.wait_all(timeout=30.0):
+            arn = execution["executionArn"]
+            found.append(
+                {
+                    "arn": arn,
+                    "status": execution["status"],
+                    "input": json.loads(execution.get("input") or "{}"),
+                    "history": self.sfn.history(arn),
+                }
+            )
+        return found
+
+    def wait_for_wakes(self, count: int, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                if len(self.wakes) >= count:
+                    return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(self.wakes)} of {count} wake-ups arrived in {timeout}s")
+            time.sleep(0.01)
+
+    def _resume(self, event: dict[str, Any], context: Any) -> Any:
+        from app import resume_run
+
+        if event.get("email") not in self.deliver_to:
+            return {"result": "not_delivered"}
+        with self._lock:
+            number = len(self.wakes) + 1
+        segment = self.wake_segment(number)
+        # The Wait "passed": the clock reaches the due time before the task runs, as in AWS.
+        self.clock.now = max(self.clock.now, datetime.fromisoformat(event["due_at"]))
+        with self.meter.segment(segment):
+            started = time.perf_counter()
+            result = resume_run(event, context)
+            elapsed = (time.perf_counter() - started) * 1000
+        self.meter.invoked(segment, RESUME_FUNCTION, elapsed)
+        with self._lock:
+            self.wakes.append({"segment": segment, "event": event, "result": result})
+        return result
+
+
+@contextmanager
+def app_stack(config_path: Path) -> Iterator[Stack]:
+    """The packaged template's stack on moto, the app's container over it, every app client metered."""
+    import boto3
+    import pynamodb.connection.base as pynamodb_connection
+    import pytest
+    from chalice.test import Client
+
+    from app import app
+    from chalicelib import bootstrap
+    from chalicelib.adapters.aws.stepfunctions import StepFunctionsScheduler
+    from chalicelib.config.loader import load_config
+    from chalicelib.config.secrets import SecretResolver
+    from chalicelib.metrics import DiscardedMetrics
+    from chalicelib.settings import Settings
+    from chalicelib.storage.dynamo import Tables, dynamo_stores
+    from tests.support.stepfunctions import delay_state_machine
+
+    os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
+    holder: list[Stack] = []
+
+    def resume(event: dict[str, Any], context: Any) -> Any:
+        return holder[0]._resume(event, context)
+
+    env = {**SECRETS, "MEMBERFLOW_CONFIG": str(config_path), "AWS_DEFAULT_REGION": REGION}
+    with delay_state_machine(resume, tables=True) as sfn, pytest.MonkeyPatch.context() as patch:
+        meter = Meter(sfn.aws.admin_client("dynamodb"))
+        made_by_harness = pynamodb_connection.get_session  # type: ignore[attr-defined]
+
+        def metered_session() -> Any:
+            session = made_by_harness()
+            meter.attach(session.get_component("event_emitter"))
+            return session
+
+        patch.setattr(pynamodb_connection, "get_session", metered_session)
+        meter.attach(boto3.DEFAULT_SESSION.events)
+        clock = Clock()
+        settings = Settings.from_environ(env)
+        container = bootstrap.Container(
+            settings,
+            load_config(settings.config_path),
+            SecretResolver(environ=env),
+            dynamo_stores(Tables(settings.tables)),
+            clock=clock,
+            scheduler=StepFunctionsScheduler(sfn.state_machine_arn),
+            metrics=DiscardedMetrics(),
+        )
+        bootstrap.override(lambda: container)
+        try:
+            with Client(app) as client:
+                stack = Stack(client=client, meter=meter, clock=clock, sfn=sfn)
+                holder.append(stack)
+                yield stack
+        finally:
+            bootstrap.override(None)

@@ -1,0 +1,57 @@
+"""Webhook bodies for the scenarios: the recorded ones in ``tests/payloads``, addressed to a bench contact.
+
+Only what makes a delivery belong to the bench changes (the buyer's email, the ThriveCart secret word,
+which items an order carries, a Kit event's id and tag); everything else is byte for byte what
+ThriveCart and Kit sent, so the stored payload is as large as a real one.
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import parse_qsl, urlencode
+
+from chalicelib.adapters.kit.verify import sign
+from tests.support.payloads import payload_bytes
+
+RECORDED_EMAIL = "ada.lovelace@example.com"
+RECORDED_SECRET = "tc-secret-FIXTURE"
+
+
+def _form(name: str, secret: str, email: str, **replace: str) -> bytes:
+    fields = []
+    for key, value in parse_qsl(payload_bytes("thrivecart", name).decode(), keep_blank_values=True):
+        if value == RECORDED_EMAIL:
+            value = email
+        elif key == "thrivecart_secret" and value == RECORDED_SECRET:
+            value = secret
+        fields.append((key, replace.get(key, value)))
+    return urlencode(fields).encode()
+
+
+def order(secret: str, email: str, *, with_upsell: bool) -> bytes:
+    """``order.success`` for product 12 with its bump; ``with_upsell``: the delivery after the upsell.
+
+    ThriveCart sends the order again once the buyer takes the upsell, its ``purchase_map`` now naming
+    the upsell too; the recorded body is that second delivery.
+    """
+    if with_upsell:
+        return _form("order_success.txt", secret, email)
+    body = _form("order_success.txt", secret, email, purchase_map_flat="product-12,bump-12")
+    kept = [(k, v) for k, v in parse_qsl(body.decode(), keep_blank_values=True) if k != "purchase_map[2]"]
+    return urlencode(kept).encode()
+
+
+def rebill(secret: str, email: str) -> bytes:
+    """``order.subscription_payment``: the sixth monthly payment of product 12."""
+    return _form("subscription_payment.txt", secret, email)
+
+
+def kit_tag_added(signing_secret: str, email: str, tag: str, event_id: str, at: int) -> tuple[bytes, str]:
+    """One signed Kit v4 ``subscriber.tag_added`` event (body, ``X-Kit-Signature``) signed at ``at``."""
+    recorded = json.loads(payload_bytes("kit", "v4_tag_added.json"))
+    event = recorded["events"][0]
+    event["id"] = event_id
+    event["data"]["subscriber"]["email_address"] = email
+    event["data"]["tag"]["name"] = tag
+    body = json.dumps({"delivery_id": recorded["delivery_id"], "events": [event]}).encode()
+    return body, sign(body, signing_secret, at)

@@ -1,0 +1,102 @@
+"""The price table every cost figure uses: US East (N. Virginia), on-demand, no free tier.
+
+Each price names the AWS pricing page it comes from and the day it was read. Prices change: when
+they do, change the figure and the date here, and rerun ``make bench``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+REGION = "us-east-1"
+
+
+@dataclass(frozen=True)
+class Price:
+    usd: float
+    per: str
+    source: str
+    url: str
+    read_on: str
+    note: str = ""
+
+
+DYNAMODB_WRITE_UNIT = Price(
+    usd=0.625 / 1_000_000,
+    per="write request unit (on-demand, Standard table class)",
+    source="Amazon DynamoDB pricing for on-demand capacity",
+    url="https://aws.amazon.com/dynamodb/pricing/on-demand/",
+    read_on="2026-11-30",
+    note="$0.625 per million since the November 2024 on-demand price reduction",
+)
+DYNAMODB_READ_UNIT = Price(
+    usd=0.125 / 1_000_000,
+    per="read request unit (on-demand, Standard table class)",
+    source="Amazon DynamoDB pricing for on-demand capacity",
+    url="https://aws.amazon.com/dynamodb/pricing/on-demand/",
+    read_on="2026-11-30",
+    note="$0.125 per million since the November 2024 on-demand price reduction",
+)
+STEP_FUNCTIONS_TRANSITION = Price(
+    usd=0.025 / 1_000,
+    per="state transition (Standard workflows)",
+    source="AWS Step Functions Pricing",
+    url="https://aws.amazon.com/step-functions/pricing/",
+    read_on="2026-11-30",
+    note="$0.0250 per 1,000 state transitions; retries count as transitions",
+)
+LAMBDA_REQUEST = Price(
+    usd=0.20 / 1_000_000,
+    per="request",
+    source="AWS Lambda Pricing",
+    url="https://aws.amazon.com/lambda/pricing/",
+    read_on="2026-11-30",
+    note="$0.20 per 1M requests",
+)
+LAMBDA_GB_SECOND = Price(
+    usd=0.0000166667,
+    per="GB-second (x86, first 6 billion GB-seconds a month)",
+    source="AWS Lambda Pricing",
+    url="https://aws.amazon.com/lambda/pricing/",
+    read_on="2026-11-30",
+    note="duration is billed per 1 ms at the function's configured memory",
+)
+API_GATEWAY_REST_REQUEST = Price(
+    usd=3.50 / 1_000_000,
+    per="REST API request (first 333 million a month)",
+    source="Amazon API Gateway Pricing",
+    url="https://aws.amazon.com/api-gateway/pricing/",
+    read_on="2026-11-30",
+    note="$3.50 per million",
+)
+
+TABLE: dict[str, Price] = {
+    "dynamodb_write_unit": DYNAMODB_WRITE_UNIT,
+    "dynamodb_read_unit": DYNAMODB_READ_UNIT,
+    "step_functions_transition": STEP_FUNCTIONS_TRANSITION,
+    "lambda_request": LAMBDA_REQUEST,
+    "lambda_gb_second": LAMBDA_GB_SECOND,
+    "api_gateway_rest_request": API_GATEWAY_REST_REQUEST,
+}
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What one event used, in billed units."""
+
+    write_units: float
+    read_units: float
+    transitions: float
+    lambda_requests: float
+    lambda_gb_seconds: float
+    api_requests: float
+
+    def usd(self) -> float:
+        return (
+            self.write_units * DYNAMODB_WRITE_UNIT.usd
+            + self.read_units * DYNAMODB_READ_UNIT.usd
+            + self.transitions * STEP_FUNCTIONS_TRANSITION.usd
+            + self.lambda_requests * LAMBDA_REQUEST.usd
+            + self.lambda_gb_seconds * LAMBDA_GB_SECOND.usd
+            + self.api_requests * API_GATEWAY_REST_REQUEST.usd
+        )

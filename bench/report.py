@@ -1,0 +1,169 @@
+"""``latest.json`` and ``latest.md``: the figures, the targets met or not, and the prices used."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import prices
+from bench.scenarios import DRIP, DUPLICATE, KIT_TAG, NAMES, PURCHASE
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    limit: str
+    figure: Callable[[Mapping[str, Any]], Any]
+    met: Callable[[Mapping[str, Any]], bool]
+
+
+def _scenario(name: str, key: str) -> Callable[[Mapping[str, Any]], Any]:
+    return lambda r: r["scenarios"][name][key]
+
+
+TARGETS = (
+    Target(
+        f"{DUPLICATE} write units",
+        "≤ 2",
+        _scenario(DUPLICATE, "write_units"),
+        lambda r: r["scenarios"][DUPLICATE]["write_units"] <= 2,
+    ),
+    Target(
+        f"{KIT_TAG} write units",
+        "≤ 6",
+        _scenario(KIT_TAG, "write_units"),
+        lambda r: r["scenarios"][KIT_TAG]["write_units"] <= 6,
+    ),
+    Target(
+        f"{PURCHASE} write units",
+        "≤ 14",
+        _scenario(PURCHASE, "write_units"),
+        lambda r: r["scenarios"][PURCHASE]["write_units"] <= 14,
+    ),
+    Target(
+        f"{DRIP} write units (mean)",
+        "≤ 10",
+        _scenario(DRIP, "write_units"),
+        lambda r: r["scenarios"][DRIP]["write_units"] <= 10,
+    ),
+    Target(
+        f"{DRIP} write units per wake-up",
+        "not growing",
+        _scenario(DRIP, "write_units_per_wakeup"),
+        lambda r: not r["scenarios"][DRIP]["growing"],
+    ),
+    Target(
+        "Step Functions transitions per wait",
+        "≤ 2",
+        _scenario(DRIP, "sfn_transitions"),
+        lambda r: r["scenarios"][DRIP]["sfn_transitions"] <= 2,
+    ),
+    Target("cold import (ms)", "≤ 200", lambda r: r["cold_import_ms"], lambda r: r["cold_import_ms"] <= 200),
+    Target(
+        "cold import ÷ bare Python",
+        "≤ 15×",
+        lambda r: r["cold_import_ratio"],
+        lambda r: r["cold_import_ratio"] <= 15,
+    ),
+)
+
+
+def with_targets(result: dict[str, Any]) -> dict[str, Any]:
+    result["targets"] = [
+        {"target": t.name, "limit": t.limit, "figure": t.figure(result), "met": t.met(result)}
+        for t in TARGETS
+    ]
+    return result
+
+
+def price_table() -> dict[str, Any]:
+    return {
+        name: {
+            "usd": p.usd,
+            "per": p.per,
+            "source": p.source,
+            "url": p.url,
+            "read_on": p.read_on,
+            "note": p.note,
+        }
+        for name, p in prices.TABLE.items()
+    }
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{round(value, 2):g}"
+    if isinstance(value, list):
+        return ", ".join(_number(v) for v in value)
+    return str(value)
+
+
+def _contributors(scenario: Mapping[str, Any], limit: int = 3) -> str:
+    writes = {
+        k.removesuffix(" WRU"): v for k, v in scenario.get("units_by_table", {}).items() if k.endswith(" WRU")
+    }
+    top = sorted(writes.items(), key=lambda kv: -kv[1])[:limit]
+    return "; ".join(f"{name} {_number(units)}" for name, units in top)
+
+
+def markdown(result: Mapping[str, Any]) -> str:
+    lines = [
+        "# memberflow bench: latest run",
+        "",
+        f"Run {result['run_at']} on moto (no AWS), {result['python']}; prices: US East (N. Virginia), "
+        "on-demand, see docs/benchmarks.md.",
+        "",
+        "| Scenario | AWS calls | Write units | Read units | SFN transitions | USD per 1,000 |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name in NAMES:
+        s = result["scenarios"][name]
+        lines.append(
+            f"| `{name}` | {_number(s['aws_calls'])} | {_number(s['write_units'])}"
+            f" | {_number(s['read_units'])} | {_number(s['sfn_transitions'])} | {s['usd_per_1000']:.4f} |"
+        )
+    drip = result["scenarios"][DRIP]
+    lines += [
+        "",
+        f"`{DRIP}` is the mean over {drip['wakeups']} wake-ups; write units per wake-up, in order: "
+        f"{_number(drip['write_units_per_wakeup'])}.",
+        "",
+        f"Cold import: {result['cold_import_ms']:.0f} ms median of {result['cold_import_runs']} fresh "
+        f'interpreters (`python -c "import app"`), bare `python -c pass` {result["bare_python_ms"]:.0f} ms, '
+        f"ratio {result['cold_import_ratio']:.1f}×. Function zip "
+        f"{_bytes(result['zip_bytes'])}, layer {_bytes(result['layer_bytes'])} ({result['package_origin']}).",
+        "",
+        "| Target | Limit | Figure | Met |",
+        "| --- | --- | ---: | --- |",
+    ]
+    for target in result["targets"]:
+        lines.append(
+            f"| {target['target']} | {target['limit']} | {_number(target['figure'])} | "
+            f"{'met' if target['met'] else 'not met'} |"
+        )
+    missed = [
+        (name, result["scenarios"][name])
+        for name in (DUPLICATE, KIT_TAG, PURCHASE, DRIP)
+        if any(t["target"].startswith(name) and not t["met"] for t in result["targets"])
+    ]
+    if missed:
+        lines += ["", "Where the write units of a missed target go (table or table/index, units):", ""]
+        lines += [f"- `{name}`: {_contributors(s)}" for name, s in missed]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _bytes(value: int | None) -> str:
+    return "not measured" if value is None else f"{value:,} bytes"
+
+
+def write(result: Mapping[str, Any], directory: Path) -> tuple[Path, Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    json_path = directory / "latest.json"
+    md_path = directory / "latest.md"
+    json_path.write_text(json.dumps(result, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
+    md_path.write_text(markdown(result))
+    return json_path, md_path

@@ -1,0 +1,240 @@
+"""The scenarios ``make bench`` measures; their names are fixed so later releases add to them.
+
+Each scenario drives the app as production does (ThriveCart and Kit webhooks over HTTP, the timer
+Lambda for wake-ups) and reads its figures from what the meter recorded under the scenario's name.
+Setup that is not part of the measured event (the buyer a rebill needs, the contact a drip runs
+for) runs under a ``setup:`` segment and is left out.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import statistics
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import payloads
+from bench.harness import SECRETS, Stack
+from bench.meter import Call, Invocation, Meter
+from bench.prices import Usage
+
+PURCHASE = "purchase_new_contact"
+DUPLICATE = "purchase_duplicate"
+REBILL = "rebill_credits"
+KIT_TAG = "kit_tag_webhook"
+DRIP = "drip_wakeup"
+NAMES = (PURCHASE, DUPLICATE, REBILL, KIT_TAG, DRIP)
+
+BUYER = "bench.buyer@example.com"
+LEARNER = "bench.learner@example.com"
+DRIP_TAG = "Course – Weekly Lessons"
+KIT_TAG_NAME = "Module 1 Complete"
+"""A tag that starts nothing: what recording a tag costs; operations and drips have their own scenarios."""
+DRIP_WAKEUPS = 6
+
+THRIVECART = "/webhooks/thrivecart"
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+APP_ROOT = Path(__file__).resolve().parent.parent
+
+
+def lambda_memory_mb(stage: str = "dev") -> int:
+    """The functions' memory as ``.chalice/config.json`` declares it for ``stage`` (Chalice's default 128)."""
+    config = json.loads((APP_ROOT / ".chalice" / "config.json").read_text())
+    memory = (
+        config.get("stages", {}).get(stage, {}).get("lambda_memory_size", config.get("lambda_memory_size"))
+    )
+    return int(memory or 128)
+
+
+@dataclass
+class Figures:
+    """One event's figures: calls, units, transitions, and the Lambda time it took here."""
+
+    calls: list[Call]
+    invocations: list[Invocation]
+    transitions: int
+    api_requests: int
+    results: list[Any] = field(default_factory=list)
+
+    @property
+    def write_units(self) -> float:
+        return sum(c.write_units for c in self.calls)
+
+    @property
+    def read_units(self) -> float:
+        return sum(c.read_units for c in self.calls)
+
+    def usage(self, memory_mb: int) -> Usage:
+        # Billed per started millisecond of each invocation, at the configured memory.
+        seconds = sum(math.ceil(i.milliseconds) for i in self.invocations) / 1000
+        return Usage(
+            write_units=self.write_units,
+            read_units=self.read_units,
+            transitions=self.transitions,
+            lambda_requests=len(self.invocations),
+            lambda_gb_seconds=seconds * memory_mb / 1024,
+            api_requests=self.api_requests,
+        )
+
+    def summary(self, memory_mb: int) -> dict[str, Any]:
+        return {
+            "aws_calls": len(self.calls),
+            "write_units": self.write_units,
+            "read_units": self.read_units,
+            "sfn_transitions": self.transitions,
+            "usd_per_1000": round(self.usage(memory_mb).usd() * 1000, 6),
+            "calls_by_operation": Meter.by_operation(self.calls),
+            "units_by_table": Meter.units_by_table(self.calls),
+            "lambda_invocations": len(self.invocations),
+            "lambda_ms_here": round(sum(i.milliseconds for i in self.invocations), 1),
+            "api_requests": self.api_requests,
+            "results": self.results,
+        }
+
+
+def transitions(history: list[Mapping[str, Any]]) -> int:
+    """Billed state transitions of one execution: every state entered, plus every retried task attempt."""
+    entered = sum(1 for e in history if str(e["type"]).endswith("StateEntered"))
+    tasks = sum(1 for e in history if e["type"] == "TaskStateEntered")
+    attempts = sum(1 for e in history if e["type"] in {"TaskScheduled", "LambdaFunctionScheduled"})
+    return entered + max(0, attempts - tasks)
+
+
+class Bench:
+    def __init__(self, stack: Stack, *, drip_wakeups: int = DRIP_WAKEUPS) -> None:
+        self.stack = stack
+        self.drip_wakeups = drip_wakeups
+        self._kit_events = 0
+
+    # --- what the scenarios send ---------------------------------------------------------------
+
+    def thrivecart(self, segment: str, body: bytes) -> Any:
+        response = self.stack.post(segment, THRIVECART, body, FORM)
+        if response.status != 200:
+            raise RuntimeError(f"{segment}: ThriveCart webhook answered {response.status}: {response.body}")
+        return response.body["result"]
+
+    def kit_tag(self, segment: str, email: str, tag: str) -> Any:
+        self._kit_events += 1
+        at = int(self.stack.clock.now.timestamp())
+        body, signature = payloads.kit_tag_added(
+            SECRETS["KIT_WEBHOOK_SECRET"], email, tag, f"bench-kit-event-{self._kit_events}", at
+        )
+        headers = {"Content-Type": "application/json", "X-Kit-Signature": signature}
+        response = self.stack.post(segment, f"/webhooks/kit/{SECRETS['KIT_WEBHOOK_TOKEN']}", body, headers)
+        if response.status != 200:
+            raise RuntimeError(f"{segment}: Kit webhook answered {response.status}: {response.body}")
+        return response.body["result"]
+
+    # --- scenarios -----------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Figures]:
+        secret = SECRETS["THRIVECART_SECRET"]
+        first = payloads.order(secret, BUYER, with_upsell=False)
+        results = [
+            self.thrivecart(PURCHASE, first),
+            self.thrivecart(PURCHASE, payloads.order(secret, BUYER, with_upsell=True)),
+        ]
+        figures = {PURCHASE: self.figures(PURCHASE, results)}
+        figures[DUPLICATE] = self.figures(DUPLICATE, [self.thrivecart(DUPLICATE, first)])
+        figures[REBILL] = self.figures(REBILL, [self.thrivecart(REBILL, payloads.rebill(secret, BUYER))])
+        figures[KIT_TAG] = self.figures(KIT_TAG, [self.kit_tag(KIT_TAG, BUYER, KIT_TAG_NAME)])
+        expected = {PURCHASE: ["accepted", "accepted"], DUPLICATE: ["duplicate"]}
+        for name, measured in figures.items():
+            _expect(name, measured, expected.get(name, ["accepted"]))
+        return figures
+
+    def drip(self) -> list[Figures]:
+        """The drip's wake-ups in order; the run starts from a Kit tag (setup, not measured)."""
+        self.stack.deliver_to.add(LEARNER)
+        self.stack.wake_segment = lambda n: f"{DRIP}#{n}"
+        self.kit_tag(f"setup:{DRIP}", LEARNER, DRIP_TAG)
+        self.stack.wait_for_wakes(self.drip_wakeups)
+        executions = self.stack.executions()
+        waking = [w for w in self.stack.wakes if w["event"].get("email") == LEARNER]
+        series = []
+        for wake in waking:
+            (own,) = [e for e in executions if e["input"] == wake["event"]]
+            segment = wake["segment"]
+            series.append(
+                Figures(
+                    calls=self.stack.meter.calls_in(segment),
+                    invocations=self.stack.meter.invocations_in(segment),
+                    transitions=transitions(own["history"]),
+                    api_requests=0,
+                    results=[wake["result"].get("result")],
+                )
+            )
+        if len(series) != self.drip_wakeups:
+            raise RuntimeError(f"{DRIP}: {len(series)} wake-ups delivered, expected {self.drip_wakeups}")
+        for number, measured in enumerate(series, start=1):
+            _expect(f"{DRIP}#{number}", measured, ["accepted"])
+        return series
+
+    def figures(self, segment: str, results: list[Any]) -> Figures:
+        """The segment's figures, with the transitions of the executions it started."""
+        calls = self.stack.meter.calls_in(segment)
+        started = {
+            c.response["executionArn"] for c in calls if c.operation == "StartExecution" and c.error is None
+        }
+        transitions_total = 0
+        if started:
+            self._settle(started)
+            for execution in self.stack.executions():
+                if execution["arn"] in started:
+                    transitions_total += transitions(execution["history"])
+        return Figures(
+            calls=calls,
+            invocations=self.stack.meter.invocations_in(segment),
+            transitions=transitions_total,
+            api_requests=len(self.stack.meter.invocations_in(segment)),
+            results=results,
+        )
+
+    def _settle(self, arns: set[str], timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        for arn in arns:
+            self.stack.sfn.wait_for(arn, max(0.1, deadline - time.monotonic()))
+
+
+def _expect(name: str, figures: Figures, results: list[str]) -> None:
+    """A scenario that did not do what it stands for, or that the meter did not see, has no figures."""
+    if figures.results != results:
+        raise RuntimeError(f"{name}: the app answered {figures.results}, the scenario expects {results}")
+    if not figures.calls or not figures.invocations:
+        raise RuntimeError(f"{name}: nothing was recorded; is the meter still attached to the app's clients?")
+
+
+def drip_summary(series: list[Figures], memory_mb: int) -> dict[str, Any]:
+    """The mean over the wake-ups, and each wake-up's own figures to show they do not grow."""
+    per_wake = [f.summary(memory_mb) for f in series]
+    keys = ("aws_calls", "write_units", "read_units", "sfn_transitions", "usd_per_1000")
+    summary: dict[str, Any] = {k: round(statistics.fmean(w[k] for w in per_wake), 6) for k in keys}
+    summary["wakeups"] = len(series)
+    summary["per_wakeup"] = [{k: w[k] for k in (*keys, "calls_by_operation", "results")} for w in per_wake]
+    writes = [w["write_units"] for w in per_wake]
+    summary["write_units_per_wakeup"] = writes
+    summary["growing"] = growing(writes)
+    summary["units_by_table"] = {
+        name: round(units / len(series), 6)
+        for name, units in Meter.units_by_table([c for f in series for c in f.calls]).items()
+    }
+    return summary
+
+
+def growing(series: list[float]) -> bool:
+    """Whether each wake-up costs at least the one before and the run ends dearer than it began.
+
+    The last wake-up is left out: it also ends the run, which may cost a little more (or less) once
+    without the cost growing with the run's history.
+    """
+    before_last = series[:-1]
+    if len(before_last) < 2:
+        return False
+    rising = all(later >= earlier for earlier, later in itertools.pairwise(before_last))
+    return rising and before_last[-1] > before_last[0]
