@@ -67,7 +67,7 @@ class Container:
     def __post_init__(self) -> None:
         config = self.loaded.model
         self.inbox = Inbox(
-            self.store, config, clock=self.clock, scheduler=self.scheduler, metrics=self.metrics
+            self.store, self.loaded.setup, clock=self.clock, scheduler=self.scheduler, metrics=self.metrics
         )
         self.intake = Intake(self.inbox, config, self.secrets, self.clock)
         self.inbox.decoders = self.intake.decoders()

@@ -23,10 +23,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from chalicelib.config import automations as steps
-from chalicelib.config.model import MemberflowConfig, OperationConfig
+from chalicelib.domain.automations import definition as steps
 from chalicelib.domain.automations import interpreter
-from chalicelib.domain.automations.book import AutomationBook, book_for
+from chalicelib.domain.automations.book import AutomationBook
 from chalicelib.domain.automations.conditions import FactValue, parse_when
 from chalicelib.domain.automations.happenings import Happening, matches
 from chalicelib.domain.automations.program import Node, Program
@@ -61,6 +60,7 @@ from chalicelib.domain.model import (
     order_marker,
     reentry_marker,
 )
+from chalicelib.domain.setup import FieldSpec, Operation, Setup
 
 MAX_OPERATION_RUNS_PER_EVENT = 25
 """Bounds a trigger cascade; also keeps one event's writes inside a single DynamoDB transaction."""
@@ -202,9 +202,9 @@ Command = (
 class Context:
     event_id: str
     now: datetime
-    config: MemberflowConfig
+    setup: Setup
     automations: AutomationBook | None = None
-    """The config's automations plus any older versions the contact's runs are pinned to."""
+    """The setup's automations plus any older versions the contact's runs are pinned to."""
     markers: Mapping[str, bool] = field(default_factory=dict)
     """Markers already looked up for this contact: key -> stored or not."""
 
@@ -263,9 +263,9 @@ class Transition:
 # --- Engine -------------------------------------------------------------------------------------
 
 
-def trigger_index(config: MemberflowConfig) -> dict[str, str]:
+def trigger_index(setup: Setup) -> Mapping[str, str]:
     """Trigger tag -> operation id (validation guarantees a tag triggers at most one operation)."""
-    return {op.trigger_tag: op_id for op_id, op in config.operations.items() if op.trigger_tag}
+    return setup.triggers
 
 
 def apply(
@@ -321,9 +321,9 @@ class _Work:
     def __init__(self, contact: Contact, ctx: Context, runs: Mapping[str, Run]) -> None:
         self.before = contact
         self.ctx = ctx
-        self.config = ctx.config
-        self.triggers = trigger_index(ctx.config)
-        self.book = ctx.automations or book_for(ctx.config)
+        self.setup = ctx.setup
+        self.triggers = ctx.setup.triggers
+        self.book = ctx.automations or ctx.setup.automations
         self.runs: dict[str, Run] = {rid: run for rid, run in runs.items() if rid in contact.active_runs}
         self.loaded_runs = dict(self.runs)
         self.changed_runs: list[str] = []
@@ -339,7 +339,7 @@ class _Work:
         self.entries = dict(contact.automation_entries)
         self.keys: set[str] = set()
         """Reentry keys of this event that have no marker (the event id is the key): in memory only."""
-        self.is_test = is_test_email(contact.email, ctx.config.test_contacts.emails)
+        self.is_test = is_test_email(contact.email, ctx.setup.test_contacts.emails)
         self.state = _State(
             contact.first_name,
             contact.last_name,
@@ -505,8 +505,8 @@ class _Work:
                 self._log(TimelineKind.TAG_REMOVED, {"tag": tag, "origin": command.origin})
                 self.state.happenings.append(Happening("tag_removed", tag))
 
-    def _field_config(self, name: str) -> Any:
-        spec = self.config.fields.get(name)
+    def _field_config(self, name: str) -> FieldSpec:
+        spec = self.setup.fields.get(name)
         if spec is None:
             raise NotFound(f"unknown field '{name}'", code="unknown_field")
         return spec
@@ -593,7 +593,7 @@ class _Work:
         )
 
     def _run_operation(self, command: RunOperation) -> list[Command]:
-        operation = self.config.operations.get(command.operation_id)
+        operation = self.setup.operations.get(command.operation_id)
         if operation is None:
             raise NotFound(f"unknown operation '{command.operation_id}'", code="unknown_operation")
         self.operation_runs += 1
@@ -633,7 +633,7 @@ class _Work:
         )
         return follow_ups
 
-    def _operation_actions(self, operation_id: str, operation: OperationConfig) -> list[Command]:
+    def _operation_actions(self, operation_id: str, operation: Operation) -> list[Command]:
         reason = f"operation {operation_id}"
         if operation.set_field is not None:
             self._change_field(
@@ -712,14 +712,15 @@ class _Work:
             if run.active:
                 self._react_in_run(run, happening)
         for automation_id, program in sorted(self.book.current.items()):
-            if self.book.statuses.get(automation_id) == "live" and matches(program.config.trigger, happening):
+            live = self.book.statuses.get(automation_id) == "live"
+            if live and matches(program.automation.trigger, happening):
                 self._start_run(program, happening)
 
     def _react_in_run(self, run: Run, happening: Happening) -> None:
         program = self.book.program(run.automation_id, run.version)
         if program is None:
             return
-        for spec in program.config.cancel_on:
+        for spec in program.automation.cancel_on:
             if matches(spec, happening):
                 self._end_run(run, RunStatus.CANCELLED, f"cancel_on {_label(happening)}")
                 return
@@ -746,7 +747,7 @@ class _Work:
 
     def _start_run(self, program: Program, happening: Happening) -> None:
         automation_id = program.automation_id
-        reentry = program.config.reentry
+        reentry = program.automation.reentry
         key = f"{automation_id}#{happening.event_key or self.ctx.event_id}"
         marker = reentry_marker(automation_id, happening.event_key) if happening.event_key else None
         reason = None
@@ -953,17 +954,17 @@ class _Work:
 
     @property
     def delay_scale(self) -> float:
-        return self.config.test_contacts.delay_scale if self.is_test else 1.0
+        return self.setup.test_contacts.delay_scale if self.is_test else 1.0
 
     @property
     def time_zone(self) -> str:
-        return self.config.time_zone
+        return self.setup.time_zone
 
     def has_tag(self, tag: str) -> bool:
         return tag in self.state.tags
 
     def field_value(self, name: str) -> FactValue:
-        spec = self.config.fields.get(name)
+        spec = self.setup.fields.get(name)
         if spec is None:
             return None
         value = self.current_value(name)
@@ -1018,7 +1019,7 @@ class _Work:
         elif isinstance(step, steps.SubscribeSequenceStep):
             kind, payload = "kit_sequence", {"sequence_id": step.subscribe_sequence}
         elif isinstance(step, steps.WebhookStep):
-            kind, payload = "webhook", {"url": step.webhook.url, "method": step.webhook.method}
+            kind, payload = "webhook", {"url": step.url, "method": step.method}
         else:  # pragma: no cover - the interpreter handles every other kind itself
             raise AssertionError(f"not an effect step: {node.kind}")
         payload = {**payload, "automation": run.automation_id}

@@ -22,13 +22,13 @@ from chalicelib.domain.requests import TagsChangeRequested
 from chalicelib.services.inbox import Delivery, Inbox
 from chalicelib.services.ports import Commit
 from chalicelib.storage.dynamo import DynamoStore, _contact_to_model
-from tests.builders import T0, config, unique_email
+from tests.builders import T0, setup, unique_email
 from tests.fakes import InMemoryStore
 
 RUNS = 20_000
 ORDERS = 2_000
 
-PING = config(
+PING = setup(
     automations={
         "ping": {"trigger": {"tag_added": "Ping"}, "reentry": "always", "steps": [{"remove_tag": "Ping"}]},
         "per-order": {

@@ -16,11 +16,11 @@ from chalicelib.domain.inbox import Status
 from chalicelib.domain.model import Contact
 from chalicelib.services.ports import Commit, EventAlreadyFinal, StaleContact, StaleRun, Store
 from chalicelib.storage.dynamo import DynamoStore
-from tests.builders import T0, config, inbox_record, later, unique_email
+from tests.builders import T0, inbox_record, later, setup, unique_email
 from tests.fakes import InMemoryStore
 
-CONFIG = config()
-RUNS_CONFIG = config(
+CONFIG = setup()
+RUNS_CONFIG = setup(
     emails={"hello": {"subject": "Hello", "body": "..."}},
     automations={
         "drip": {
@@ -181,7 +181,7 @@ class StoreContract:
         ctx = Context(record.id, later(1), RUNS_CONFIG)
         t = engine.apply(contact, [AddTags(("Start",))], ctx)
         for program in t.programs:
-            store.save_version(program.automation_id, program.version, definition(program.config), later(1))
+            store.save_version(program.automation_id, program.version, definition(program), later(1))
         store.commit(Commit(record.id, t, processed_at=later(1)))
         return t, record.id
 
