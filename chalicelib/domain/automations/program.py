@@ -89,13 +89,13 @@ class Program:
 
 def compile_automation(automation_id: str, automation: Automation) -> Program:
     ids = _Ids(automation)
-    for step in _walk_all(automation):  # ids in document order, before flattening visits lists level by level
-        ids.step_id(step)
+    for path, step in _walk_all(automation):  # in document order; flattening visits lists level by level
+        ids.step_id(path, step)
     nodes: dict[str, Node] = {}
-    entry = _flatten(automation.steps, None, nodes, ids)
+    entry = _flatten(automation.steps, ("steps",), None, nodes, ids)
     goals = tuple(
-        GoalNode(ids.goal_id(goal), goal.on, _flatten(goal.steps, None, nodes, ids))
-        for goal in automation.goals
+        GoalNode(ids.goal_id(goal), goal.on, _flatten(goal.steps, ("goals", n), None, nodes, ids))
+        for n, goal in enumerate(automation.goals)
     )
     return Program(automation_id, version_of(automation), automation, nodes, entry, goals)
 
@@ -117,19 +117,29 @@ def program_from_definition(
     return program if version is None else replace(program, version=version)
 
 
-def _flatten(steps: Sequence[Step], after: str | None, nodes: dict[str, Node], ids: _Ids) -> str | None:
-    step_ids = [ids.step_id(step) for step in steps]
+StepPath = tuple[str | int, ...]
+"""Where a step sits in its automation: equal steps in two places are two steps."""
+
+
+def _flatten(
+    steps: Sequence[Step], path: StepPath, after: str | None, nodes: dict[str, Node], ids: _Ids
+) -> str | None:
+    step_ids = [ids.step_id((*path, index), step) for index, step in enumerate(steps)]
     for index, step in enumerate(steps):
+        here = (*path, index)
         following = step_ids[index + 1] if index + 1 < len(steps) else after
         branches: tuple[str | None, ...] = ()
         if isinstance(step, IfStep):
             branches = (
-                _flatten(step.then, following, nodes, ids),
-                _flatten(step.else_, following, nodes, ids),
+                _flatten(step.then, (*here, "then"), following, nodes, ids),
+                _flatten(step.else_, (*here, "else"), following, nodes, ids),
             )
         elif isinstance(step, SwitchStep):
-            cases = [_flatten(case.steps, following, nodes, ids) for case in step.switch]
-            branches = (*cases, _flatten(step.else_, following, nodes, ids))
+            cases = [
+                _flatten(case.steps, (*here, "case", n), following, nodes, ids)
+                for n, case in enumerate(step.switch)
+            ]
+            branches = (*cases, _flatten(step.else_, (*here, "else"), following, nodes, ids))
         nodes[step_ids[index]] = Node(step_ids[index], step, following, branches)
     return step_ids[0] if step_ids else after
 
@@ -139,13 +149,13 @@ class _Ids:
 
     def __init__(self, automation: Automation) -> None:
         self.taken: set[str] = set(_given_ids(automation))
-        self.issued: dict[int, str] = {}
+        self.issued: dict[StepPath, str] = {}
 
-    def step_id(self, step: Step) -> str:
-        if id(step) in self.issued:
-            return self.issued[id(step)]
+    def step_id(self, path: StepPath, step: Step) -> str:
+        if path in self.issued:
+            return self.issued[path]
         issued = step.id or self._unique(derived_step_id(step))
-        self.issued[id(step)] = issued
+        self.issued[path] = issued
         return issued
 
     def goal_id(self, goal: Goal) -> str:
@@ -160,27 +170,28 @@ class _Ids:
         return candidate
 
 
-def walk_steps(steps: Sequence[Step]) -> Iterator[Step]:
-    """Every step, nested ones included, in document order."""
-    for step in steps:
-        yield step
+def walk_steps(steps: Sequence[Step], path: StepPath = ()) -> Iterator[tuple[StepPath, Step]]:
+    """Every step with its path, nested ones included, in document order."""
+    for index, step in enumerate(steps):
+        here = (*path, index)
+        yield here, step
         if isinstance(step, IfStep):
-            yield from walk_steps(step.then)
-            yield from walk_steps(step.else_)
+            yield from walk_steps(step.then, (*here, "then"))
+            yield from walk_steps(step.else_, (*here, "else"))
         elif isinstance(step, SwitchStep):
-            for case in step.switch:
-                yield from walk_steps(case.steps)
-            yield from walk_steps(step.else_)
+            for n, case in enumerate(step.switch):
+                yield from walk_steps(case.steps, (*here, "case", n))
+            yield from walk_steps(step.else_, (*here, "else"))
 
 
-def _walk_all(automation: Automation) -> Iterator[Step]:
-    yield from walk_steps(automation.steps)
-    for goal in automation.goals:
-        yield from walk_steps(goal.steps)
+def _walk_all(automation: Automation) -> Iterator[tuple[StepPath, Step]]:
+    yield from walk_steps(automation.steps, ("steps",))
+    for n, goal in enumerate(automation.goals):
+        yield from walk_steps(goal.steps, ("goals", n))
 
 
 def _given_ids(automation: Automation) -> Iterator[str]:
-    yield from (step.id for step in _walk_all(automation) if step.id)
+    yield from (step.id for _, step in _walk_all(automation) if step.id)
     yield from (goal.id for goal in automation.goals if goal.id)
 
 

@@ -13,6 +13,7 @@ import yaml
 
 from chalicelib.config.automations import AutomationConfig
 from chalicelib.config.compile import compile_automation_config, compile_event
+from chalicelib.domain.automations import definition as d
 from chalicelib.domain.automations.definition import Automation
 from chalicelib.domain.automations.program import (
     Program,
@@ -219,6 +220,12 @@ class TestStepIds:
         before = compiled(text.format(inserted=""))
         after = compiled(text.format(inserted="- if: {has_tag: New}\n                then: [{exit: true}]"))
         assert before.nodes["upsell-check"].step == after.nodes["upsell-check"].step
+
+    def test_one_step_value_used_in_two_places_is_two_steps(self) -> None:
+        # Domain steps are values: the same one may sit in two places and still be two nodes.
+        welcome = d.SendEmailStep("welcome")
+        program = compile_automation("onboarding", d.Automation(d.TagAddedEvent("Start"), (welcome, welcome)))
+        assert chain(program) == ["send_email-welcome", "send_email-welcome-2"]
 
 
 class TestFlattening:
