@@ -218,7 +218,7 @@ class SubscribeSequenceStep:
 class WebhookStep:
     kind: ClassVar[str] = "webhook"
     url: str
-    method: str = "POST"
+    method: Literal["POST", "PUT"] = "POST"
     id: str | None = None
 
 
