@@ -261,7 +261,7 @@ def list_operations() -> Response:
 @api
 def tag_map() -> Response:
     c = _admin()
-    from chalicelib.domain.tagmap import tag_map as build_tag_map
+    from chalicelib.config.tagmap import tag_map as build_tag_map
 
     return json_response(build_tag_map(c.loaded.model))
 

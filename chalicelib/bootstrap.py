@@ -79,7 +79,7 @@ class Container:
         config = self.loaded.model
         stores = self.stores
         self.inbox = Inbox(
-            config,
+            self.loaded.setup,
             events=stores.inbox,
             contacts=stores.contacts,
             runs=stores.runs,

@@ -6,8 +6,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from chalicelib.config.compile import setup_of
 from chalicelib.config.model import MemberflowConfig
 from chalicelib.domain.inbox import InboxRecord, Status, event_id_for
+from chalicelib.domain.setup import Setup
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
@@ -67,6 +69,11 @@ BASE_CONFIG: dict[str, Any] = {
 def config(**overrides: Any) -> MemberflowConfig:
     data = {**BASE_CONFIG, **overrides}
     return MemberflowConfig.model_validate(data)
+
+
+def setup(**overrides: Any) -> Setup:
+    """``config(**overrides)`` compiled into the domain's values, as loading the file does."""
+    return setup_of(config(**overrides))
 
 
 def unique_email(prefix: str = "member") -> str:

@@ -16,7 +16,7 @@ import json
 import os
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import UnionType
 from typing import Any, Union, get_args, get_origin
 
@@ -24,8 +24,10 @@ import yaml
 from pydantic import BaseModel, Tag, ValidationError
 from pydantic_core import ErrorDetails
 
+from chalicelib.config.compile import setup_of
 from chalicelib.config.model import KeyPath, MemberflowConfig
 from chalicelib.config.validate import format_problem, validate
+from chalicelib.domain.setup import Setup
 
 
 class ConfigError(Exception):
@@ -55,6 +57,11 @@ class LoadedConfig:
     """First 12 hex characters of the SHA-256 of the canonical JSON of the model."""
     warnings: tuple[str, ...]
     source: str
+    setup: Setup = field(init=False, repr=False, compare=False)
+    """The model compiled into domain values, once, when the config is loaded."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "setup", setup_of(self.model))
 
 
 def load_config(path: str | os.PathLike[str]) -> LoadedConfig:
@@ -81,7 +88,12 @@ def parse_config(text: str, *, source: str = "<string>") -> LoadedConfig:
     report = validate(model)
     if report.errors:
         raise ConfigError(report.errors, source=source, warnings=report.warnings)
-    return LoadedConfig(model=model, version=config_version(model), warnings=report.warnings, source=source)
+    return LoadedConfig(
+        model=model,
+        version=config_version(model),
+        warnings=report.warnings,
+        source=source,
+    )
 
 
 def config_version(model: MemberflowConfig) -> str:

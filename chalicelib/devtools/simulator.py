@@ -21,16 +21,16 @@ from typing import Any
 
 import yaml
 
+from chalicelib.config.compile import setup_of
 from chalicelib.config.model import MemberflowConfig
+from chalicelib.config.tagmap import closest_tag, known_tags
 from chalicelib.domain import engine
-from chalicelib.domain.automations.book import book_for
 from chalicelib.domain.automations.happenings import Happening
 from chalicelib.domain.automations.program import Program
 from chalicelib.domain.automations.runs import Run, WakeUp
 from chalicelib.domain.errors import BadRequest
 from chalicelib.domain.model import Contact, FieldValue, TimelineEntry, normalize_email
 from chalicelib.domain.rules import product_actions
-from chalicelib.domain.tagmap import closest_tag, known_tags
 
 THRIVECART_HOOKS = {
     "order.success": "on_purchase",
@@ -80,8 +80,9 @@ class Simulator:
     def apply(self, commands: Sequence[engine.Command], label: str) -> engine.Transition:
         event_id = f"sim-{next(self._seq)}"
         active = {rid: run for rid, run in self.runs.items() if rid in self.contact.active_runs}
-        book = book_for(self.config).with_pinned(self.programs.values())
-        context = engine.Context(event_id, self.now, self.config, book)
+        setup = setup_of(self.config)
+        book = setup.automations.with_pinned(self.programs.values())
+        context = engine.Context(event_id, self.now, setup, book)
         while True:
             try:
                 transition = engine.apply(self.contact, commands, context, active)
@@ -217,7 +218,7 @@ def commands_for(spec: Mapping[str, Any], config: MemberflowConfig) -> list[engi
             raise BadRequest(f"unknown ThriveCart event '{name}' (one of: {', '.join(THRIVECART_HOOKS)})")
         product = value.get("product")
         commands: list[engine.Command] = []
-        products: Mapping[str, Any] = config.thrivecart.products if config.thrivecart else {}
+        products = setup_of(config).products
         if product:
             commands.extend(product_actions(products, str(product), hook))
         commands.append(engine.Happen(Happening("thrivecart", name, (str(product),) if product else ())))

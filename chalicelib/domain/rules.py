@@ -1,8 +1,9 @@
 """Pure decisions: which changes an inbound event asks of a contact, given the configuration.
 
 ``screen`` says whether an event is acted on at all (test-mode orders, unmapped Kit tag ids);
-``decide`` turns an accepted event into engine commands. Neither touches storage: the contact
-snapshot comes in, a list of commands goes out, and the tests compare lists with ``==``.
+``decide`` turns an accepted event into engine commands under the compiled ``Setup``. Neither
+touches storage: the contact snapshot comes in, a list of commands goes out, and the tests compare
+lists with ``==``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from chalicelib.config.model import MemberflowConfig, ProductConfig, TagActions
 from chalicelib.domain import events as ev
 from chalicelib.domain.automations.happenings import Happening
 from chalicelib.domain.engine import (
@@ -39,6 +39,7 @@ from chalicelib.domain.requests import (
     RunWakeUp,
     TagsChangeRequested,
 )
+from chalicelib.domain.setup import Product, Setup, TagActions
 
 Actionable = ev.ThriveCartEvent | ev.KitEvent | Request
 
@@ -62,21 +63,19 @@ class Unactionable(Exception):
         self.reason = reason
 
 
-def screen(event: Actionable, config: MemberflowConfig) -> str | None:
-    """The reason to ignore ``event`` under ``config``, or None to act on it."""
-    if isinstance(event, ev.ThriveCartEvent) and event.test_mode:
-        accept = config.thrivecart.accept_test_orders if config.thrivecart else False
-        if not accept:
-            return "test-mode order (thrivecart.accept_test_orders is false)"
+def screen(event: Actionable, setup: Setup) -> str | None:
+    """The reason to ignore ``event`` under ``setup``, or None to act on it."""
+    if isinstance(event, ev.ThriveCartEvent) and event.test_mode and not setup.accept_test_orders:
+        return "test-mode order (thrivecart.accept_test_orders is false)"
     return None
 
 
-def decide(event: Actionable, contact: Contact, config: MemberflowConfig) -> list[Command]:
+def decide(event: Actionable, contact: Contact, setup: Setup) -> list[Command]:
     """Commands that apply ``event`` to ``contact``; raises ``Unactionable`` when it cannot."""
     if isinstance(event, ev.ThriveCartEvent):
-        return _thrivecart(event, config)
+        return _thrivecart(event, setup)
     if isinstance(event, ev.KitEvent):
-        return _kit(event, config)
+        return _kit(event, setup)
     if isinstance(event, RunWakeUp | RunCancelRequested) and contact.is_new:
         raise Unactionable(f"no contact {contact.email}, so no run {event.run_id}")
     return _request(event)
@@ -97,8 +96,8 @@ def _tag_actions(actions: TagActions | None) -> list[Command]:
     return commands
 
 
-def _thrivecart(event: ev.ThriveCartEvent, config: MemberflowConfig) -> list[Command]:
-    products: Mapping[str, ProductConfig] = config.thrivecart.products if config.thrivecart else {}
+def _thrivecart(event: ev.ThriveCartEvent, setup: Setup) -> list[Command]:
+    products = setup.products
     hook = _PRODUCT_HOOK.get(type(event), "")
     commands: list[Command] = [
         RecordEvent(event.event_name, ev.Source.THRIVECART.value, _thrivecart_summary(event)),
@@ -125,7 +124,7 @@ def _thrivecart(event: ev.ThriveCartEvent, config: MemberflowConfig) -> list[Com
     return commands
 
 
-def product_actions(products: Mapping[str, ProductConfig], key: str, hook: str) -> list[Command]:
+def product_actions(products: Mapping[str, Product], key: str, hook: str) -> list[Command]:
     product = products.get(key)
     actions = getattr(product, hook) if product is not None else None
     if actions is None:
@@ -150,13 +149,13 @@ def _thrivecart_summary(event: ev.ThriveCartEvent) -> dict[str, Any]:
     return summary
 
 
-def _kit(event: ev.KitEvent, config: MemberflowConfig) -> list[Command]:
+def _kit(event: ev.KitEvent, setup: Setup) -> list[Command]:
     commands: list[Command] = [
         RecordEvent(event.event_name, ev.Source.KIT.value, _kit_summary(event)),
         _profile(event.person, KIT, event.kit_subscriber_id),
     ]
     if isinstance(event, ev.KitTagAdded | ev.KitTagRemoved):
-        tag = event.tag or (config.kit.tag_ids.get(event.tag_id) if event.tag_id else None)
+        tag = event.tag or (setup.kit_tag_ids.get(event.tag_id) if event.tag_id else None)
         if tag is None:
             raise Unactionable(
                 f"Kit tag id {event.tag_id} has no name:"

@@ -207,11 +207,11 @@ def automations_view(book: AutomationBook) -> dict[str, Any]:
                 "name": program.name,
                 "status": book.statuses.get(automation_id, "live"),
                 "version": program.version,
-                "trigger": event_label(program.config.trigger),
-                "reentry": program.config.reentry,
+                "trigger": event_label(program.automation.trigger),
+                "reentry": program.automation.reentry,
                 "steps": list(program.nodes),
                 "goals": [goal.id for goal in program.goals],
-                "cancel_on": [event_label(spec) for spec in program.config.cancel_on],
+                "cancel_on": [event_label(spec) for spec in program.automation.cancel_on],
             }
             for automation_id, program in sorted(book.current.items())
         ]

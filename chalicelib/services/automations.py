@@ -281,9 +281,7 @@ class Automations:
         groups: Counter[tuple[str, str, str]] = Counter()
         moved = changed_meanwhile = 0
         if not dry_run and runs:
-            self.versions.save_version(
-                automation_id, program.version, definition(program.config), self.clock()
-            )
+            self.versions.save_version(automation_id, program.version, definition(program), self.clock())
         for run in runs:
             position = run.position or ""
             target = step_map.get(position, position)

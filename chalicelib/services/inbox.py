@@ -24,15 +24,16 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from chalicelib.config.model import MemberflowConfig
+from chalicelib.config.compile import automation_from_stored
 from chalicelib.domain import engine, rules
-from chalicelib.domain.automations.book import AutomationBook, book_for
-from chalicelib.domain.automations.program import Program, definition, program_from_definition
+from chalicelib.domain.automations.book import AutomationBook
+from chalicelib.domain.automations.program import Program, compile_automation, definition
 from chalicelib.domain.automations.runs import Run
 from chalicelib.domain.errors import ConcurrentWrite, MemberflowError, NotFound
 from chalicelib.domain.events import Ignored, Rejected, Source
 from chalicelib.domain.inbox import FINAL, InboxRecord, Status, event_id_for
 from chalicelib.domain.model import Contact, normalize_email
+from chalicelib.domain.setup import Setup
 from chalicelib.metrics import INBOX_OUTCOME, NO_METRICS, SWEEP_FAILED, SWEEP_PARKED, Metrics
 from chalicelib.services.ports import (
     Commit,
@@ -103,7 +104,7 @@ def _utcnow() -> datetime:
 class Inbox:
     def __init__(
         self,
-        config: MemberflowConfig,
+        setup: Setup,
         *,
         events: InboxStore,
         contacts: ContactStore,
@@ -120,7 +121,7 @@ class Inbox:
         self.contacts = contacts
         self.runs = runs
         self.versions = versions
-        self.config = config
+        self.setup = setup
         self.decoders = dict(decoders or {})
         self.clock = clock
         self.sleep = sleep
@@ -227,7 +228,7 @@ class Inbox:
             return self._finish_without_change(event_id, Status.IGNORED, event.reason, event.email)
         if isinstance(event, Rejected):
             return self._finish_without_change(event_id, Status.FAILED, event.reason, event.email)
-        reason = rules.screen(event, self.config)
+        reason = rules.screen(event, self.setup)
         if reason is not None:
             return self._finish_without_change(event_id, Status.IGNORED, reason, event.person.email)
         try:
@@ -282,8 +283,8 @@ class Inbox:
             now = self.clock()
             contact = self.contacts.get_contact(email) or Contact.new(email, now)
             runs = self.runs.get_runs(list(contact.active_runs)) if contact.active_runs else {}
-            commands = rules.decide(event, contact, self.config)
-            context = engine.Context(event_id, now, self.config, self.book(runs.values()))
+            commands = rules.decide(event, contact, self.setup)
+            context = engine.Context(event_id, now, self.setup, self.book(runs.values()))
             transition = self._transition(contact, commands, context, runs)
             self._save_versions(transition.programs, now)
             result = _result_summary(transition)
@@ -324,15 +325,16 @@ class Inbox:
     # --- automations ----------------------------------------------------------------------------
 
     def book(self, runs: Iterable[Run] = ()) -> AutomationBook:
-        """The config's automations plus the stored versions ``runs`` are pinned to."""
-        base = book_for(self.config)
+        """The setup's automations plus the stored versions ``runs`` are pinned to."""
+        base = self.setup.automations
         missing = {
             (r.automation_id, r.version) for r in runs if base.program(r.automation_id, r.version) is None
         }
         for key in missing - set(self._pinned):
             stored = self.versions.get_version(*key)
             if stored is not None:
-                self._pinned[key] = program_from_definition(key[0], stored, version=key[1])
+                rebuilt = compile_automation(key[0], automation_from_stored(stored))
+                self._pinned[key] = replace(rebuilt, version=key[1])
         pinned = [self._pinned[key] for key in missing if key in self._pinned]
         return base.with_pinned(pinned) if pinned else base
 
@@ -341,7 +343,7 @@ class Inbox:
         for program in programs:
             key = (program.automation_id, program.version)
             if key not in self._saved_versions:
-                self.versions.save_version(key[0], key[1], definition(program.config), now)
+                self.versions.save_version(key[0], key[1], definition(program), now)
                 self._saved_versions.add(key)
 
     def _schedule(self, transition: engine.Transition) -> None:

@@ -23,13 +23,13 @@ from chalicelib.services.inbox import Delivery, Inbox
 from chalicelib.services.ports import Commit, Stores
 from chalicelib.storage.dynamo.mapping import contact_to_model
 from chalicelib.storage.models import ContactModel
-from tests.builders import T0, config, unique_email
+from tests.builders import T0, setup, unique_email
 from tests.fakes import InMemoryWorld
 
 RUNS = 20_000
 ORDERS = 2_000
 
-PING = config(
+PING = setup(
     automations={
         "ping": {"trigger": {"tag_added": "Ping"}, "reentry": "always", "steps": [{"remove_tag": "Ping"}]},
         "per-order": {

@@ -9,10 +9,10 @@ from chalicelib.domain.automations.program import definition
 from chalicelib.domain.engine import AddTags, Context, RecordEvent
 from chalicelib.domain.model import Contact
 from chalicelib.services.ports import Commit, Stores
-from tests.builders import T0, config, inbox_record, later
+from tests.builders import T0, inbox_record, later, setup
 
-CONFIG = config()
-RUNS_CONFIG = config(
+CONFIG = setup()
+RUNS_CONFIG = setup(
     emails={"hello": {"subject": "Hello", "body": "..."}},
     automations={
         "drip": {
@@ -37,9 +37,7 @@ def start_drip(stores: Stores, email: str) -> tuple[engine.Transition, str]:
     ctx = Context(record.id, later(1), RUNS_CONFIG)
     t = engine.apply(contact, [AddTags(("Start",))], ctx)
     for program in t.programs:
-        stores.versions.save_version(
-            program.automation_id, program.version, definition(program.config), later(1)
-        )
+        stores.versions.save_version(program.automation_id, program.version, definition(program), later(1))
     stores.contacts.commit(Commit(record.id, t, processed_at=later(1)))
     return t, record.id
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from chalicelib.config.model import MemberflowConfig
+from chalicelib.domain.automations.definition import Automation
 from chalicelib.domain.automations.program import Program, compile_automation
 
 
@@ -21,10 +21,10 @@ class AutomationBook:
     pinned: Mapping[tuple[str, str], Program] = field(default_factory=dict)
 
     @classmethod
-    def from_config(cls, config: MemberflowConfig) -> AutomationBook:
+    def compile(cls, automations: Mapping[str, Automation]) -> AutomationBook:
         return cls(
-            current={aid: compile_automation(aid, a) for aid, a in config.automations.items()},
-            statuses={aid: a.status for aid, a in config.automations.items()},
+            current={aid: compile_automation(aid, a) for aid, a in automations.items()},
+            statuses={aid: a.status for aid, a in automations.items()},
         )
 
     def program(self, automation_id: str, version: str) -> Program | None:
@@ -41,18 +41,3 @@ class AutomationBook:
         pinned = dict(self.pinned)
         pinned.update({(p.automation_id, p.version): p for p in programs})
         return AutomationBook(self.current, self.statuses, pinned)
-
-
-_CACHE: dict[int, tuple[MemberflowConfig, AutomationBook]] = {}
-
-
-def book_for(config: MemberflowConfig) -> AutomationBook:
-    """The compiled book of a config object, compiled once per config (configs are immutable)."""
-    cached = _CACHE.get(id(config))
-    if cached is not None and cached[0] is config:
-        return cached[1]
-    book = AutomationBook.from_config(config)
-    if len(_CACHE) > 64:
-        _CACHE.clear()
-    _CACHE[id(config)] = (config, book)
-    return book

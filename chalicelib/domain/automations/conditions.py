@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
-from chalicelib.config.automations import AllOf, AnyOf, Condition, FieldCompare, HasTag, Not
+from chalicelib.domain.automations.definition import AllOf, AnyOf, Condition, FieldCompare, HasTag, Not
 
 FactValue = Decimal | str | dt.date | dt.datetime | None
 
@@ -54,8 +54,7 @@ def _evaluate(condition: Condition, facts: Facts, tags: dict[str, bool], fields:
     if isinstance(condition, FieldCompare):
         value = facts.field_value(condition.field)
         fields[condition.field] = None if value is None else _text(value)
-        op, operand = condition.comparison
-        return compare(value, op, operand)
+        return compare(value, condition.op, condition.operand)
     if isinstance(condition, AllOf):
         results = [_evaluate(c, facts, tags, fields) for c in condition.all]
         return all(results)
@@ -64,6 +63,21 @@ def _evaluate(condition: Condition, facts: Facts, tags: dict[str, bool], fields:
         return any(results)
     assert isinstance(condition, Not)
     return not _evaluate(condition.not_, facts, tags, fields)
+
+
+def describe(condition: Condition) -> Any:
+    """The condition as its YAML reads (``{"field": "credits", "gte": "5"}``), for run history."""
+    if isinstance(condition, HasTag):
+        return {"has_tag": condition.has_tag}
+    if isinstance(condition, FieldCompare):
+        operand = condition.operand
+        shown = str(operand) if isinstance(operand, Decimal) else operand
+        return {"field": condition.field, condition.op: shown}
+    if isinstance(condition, AllOf):
+        return {"all": [describe(c) for c in condition.all]}
+    if isinstance(condition, AnyOf):
+        return {"any": [describe(c) for c in condition.any]}
+    return {"not": describe(condition.not_)}
 
 
 def compare(value: FactValue, op: str, operand: Any) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.config.automations import (
+from chalicelib.domain.automations.definition import (
     EventSpec,
     FieldChangedEvent,
     OperationEvent,
@@ -48,7 +48,6 @@ def matches(spec: EventSpec, happening: Happening) -> bool:
     if isinstance(spec, OperationEvent):
         return happening.kind == "operation" and happening.subject == spec.operation
     assert isinstance(spec, ThriveCartEvent)
-    match = spec.thrivecart
-    if happening.kind != "thrivecart" or happening.subject != match.event:
+    if happening.kind != "thrivecart" or happening.subject != spec.event:
         return False
-    return match.product is None or match.product in happening.products
+    return spec.product is None or spec.product in happening.products

@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from chalicelib.config.automations import (
+from chalicelib.domain.automations.conditions import Facts, describe, evaluate
+from chalicelib.domain.automations.definition import (
     DelayStep,
     ExitStep,
     IfStep,
@@ -23,7 +24,6 @@ from chalicelib.config.automations import (
     SwitchStep,
     WaitUntilStep,
 )
-from chalicelib.domain.automations.conditions import Facts, evaluate
 from chalicelib.domain.automations.program import Node, Program
 from chalicelib.domain.automations.runs import Run, RunStatus, StepRecord, WakeUp
 from chalicelib.domain.automations.timing import MAX_TIMER_SECONDS, Due, delay_due, wait_until_due
@@ -94,7 +94,7 @@ def advance(run: Run, program: Program, start: str | None, host: Host, *, live: 
         elif isinstance(step, IfStep):
             verdict = evaluate(step.if_, host)
             branch = "then" if verdict.result else "else"
-            cursor.record(node, branch, {"condition": _dump(step.if_), **verdict.as_dict()})
+            cursor.record(node, branch, {"condition": describe(step.if_), **verdict.as_dict()})
             node_id = node.branches[0] if verdict.result else node.branches[1]
         elif isinstance(step, SwitchStep):
             node_id, detail = _switch(step, node, host)
@@ -130,7 +130,7 @@ def _switch(step: SwitchStep, node: Node, host: Host) -> tuple[str | None, dict[
     tried: list[dict[str, Any]] = []
     for index, case in enumerate(step.switch):
         verdict = evaluate(case.when, host)
-        tried.append({"case": index + 1, "condition": _dump(case.when), **verdict.as_dict()})
+        tried.append({"case": index + 1, "condition": describe(case.when), **verdict.as_dict()})
         if verdict.result:
             return node.branches[index], {"branch": f"case {index + 1}", "cases": tried}
     return node.branches[-1], {"branch": "else", "cases": tried}
@@ -141,12 +141,8 @@ def _due(step: DelayStep | WaitUntilStep, program: Program, host: Host) -> Due |
         return delay_due(step, host.now, host.delay_scale)
     target = step.wait_until
     value = host.field_value(target.field) if target.field else None
-    zone = program.config.time_zone or host.time_zone
+    zone = program.automation.time_zone or host.time_zone
     return wait_until_due(target, host.now, zone, value, host.delay_scale)
-
-
-def _dump(model: Any) -> Any:
-    return model.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 class _Cursor:

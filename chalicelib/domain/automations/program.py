@@ -8,29 +8,25 @@ new version of its automation.
 
 A step's id is the one it was given, or one derived from what it does (``delay-2d``,
 ``send_email-welcome``, ``if``), with ``-2``, ``-3`` for repeats, so inserting a different step
-does not rename the others. The version is a hash of the definition without its name and status,
-and without any key left at its default: pausing an automation does not create a new version, and
-neither does a release that adds a config key with a default. A run is pinned to the hash it started
-on; a stored definition is rebuilt under that stored hash, never a recomputed one, so a schema change
-cannot strand a waiting run.
+does not rename the others. The version is a hash of the canonical form of the domain definition
+(``canonical``), without its name and status: pausing an automation does not create a new version,
+and a config key added with a default does not reach the domain values at all. A run is pinned to
+the hash it started on; a stored definition is rebuilt under that stored hash, never a recomputed
+one, so a change of the hashing cannot strand a waiting run.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import enum
-import hashlib
-import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
-from chalicelib.config.automations import (
+from chalicelib.domain.automations.canonical import from_stored, stored_form, version_of
+from chalicelib.domain.automations.definition import (
     AddTagStep,
-    AutomationConfig,
+    Automation,
     DecreaseFieldStep,
     DelayStep,
     EventSpec,
@@ -67,7 +63,7 @@ class Node:
 
     @property
     def kind(self) -> str:
-        return type(self.step).action_key
+        return self.step.kind
 
 
 @dataclass(frozen=True)
@@ -81,93 +77,69 @@ class GoalNode:
 class Program:
     automation_id: str
     version: str
-    config: AutomationConfig
+    automation: Automation
     nodes: Mapping[str, Node]
     entry: str | None
     goals: tuple[GoalNode, ...]
 
     @property
     def name(self) -> str:
-        return self.config.name or self.automation_id
+        return self.automation.name or self.automation_id
 
 
-def definition(config: AutomationConfig) -> dict[str, Any]:
-    """The part of an automation that decides what runs do: everything but its name and status.
-
-    Keys at their default are left out, so a key added to the schema later (with a default that
-    keeps today's behaviour) changes neither this form nor the version hashed from it.
-    """
-    dumped = config.model_dump(mode="python", by_alias=True, exclude_none=True, exclude_defaults=True)
-    data: dict[str, Any] = _json_ready(dumped)
-    data.pop("name", None)
-    data.pop("status", None)
-    return data
-
-
-def _json_ready(value: Any) -> Any:
-    """Plain JSON values that validate back to the same config: numbers stay numbers.
-
-    pydantic's JSON mode writes a Decimal as a string, and ``lt: "100"`` reads back as *text*, so a
-    rebuilt pinned version would compare a number field with a string.
-    """
-    if isinstance(value, Mapping):
-        return {str(k): _json_ready(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_ready(v) for v in value]
-    if isinstance(value, Decimal):
-        if value == value.to_integral_value() and abs(value) < 2**53:
-            return int(value)
-        as_float = float(value)
-        return as_float if Decimal(repr(as_float)) == value else str(value)
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    return value
-
-
-def version_of(config: AutomationConfig) -> str:
-    canonical = json.dumps(definition(config), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
-
-
-def compile_automation(automation_id: str, config: AutomationConfig) -> Program:
-    ids = _Ids(config)
-    for step in _walk_all(config):  # ids in document order, before flattening visits lists level by level
-        ids.step_id(step)
+def compile_automation(automation_id: str, automation: Automation) -> Program:
+    ids = _Ids(automation)
+    for path, step in _walk_all(automation):  # in document order; flattening visits lists level by level
+        ids.step_id(path, step)
     nodes: dict[str, Node] = {}
-    entry = _flatten(config.steps, None, nodes, ids)
+    entry = _flatten(automation.steps, ("steps",), None, nodes, ids)
     goals = tuple(
-        GoalNode(ids.goal_id(goal), goal.on, _flatten(goal.steps, None, nodes, ids)) for goal in config.goals
+        GoalNode(ids.goal_id(goal), goal.on, _flatten(goal.steps, ("goals", n), None, nodes, ids))
+        for n, goal in enumerate(automation.goals)
     )
-    return Program(automation_id, version_of(config), config, nodes, entry, goals)
+    return Program(automation_id, version_of(automation), automation, nodes, entry, goals)
+
+
+def definition(program: Program) -> dict[str, Any]:
+    """What storage keeps for the program's version (see ``canonical``)."""
+    return stored_form(program.automation)
 
 
 def program_from_definition(
     automation_id: str, stored: Mapping[str, Any], version: str | None = None
 ) -> Program:
-    """Rebuild a stored version (see ``definition``) for runs pinned to it.
+    """Rebuild a stored version (see ``canonical.stored_form``) for runs pinned to it.
 
     ``version`` is the hash the definition was stored under; the rebuilt program keeps it even when
-    today's schema would hash the definition differently (defaults filled in, keys renamed).
+    today's code would hash the definition differently.
     """
-    program = compile_automation(automation_id, AutomationConfig.model_validate(dict(stored)))
+    program = compile_automation(automation_id, from_stored(stored))
     return program if version is None else replace(program, version=version)
 
 
-def _flatten(steps: Sequence[Step], after: str | None, nodes: dict[str, Node], ids: _Ids) -> str | None:
-    step_ids = [ids.step_id(step) for step in steps]
+StepPath = tuple[str | int, ...]
+"""Where a step sits in its automation: equal steps in two places are two steps."""
+
+
+def _flatten(
+    steps: Sequence[Step], path: StepPath, after: str | None, nodes: dict[str, Node], ids: _Ids
+) -> str | None:
+    step_ids = [ids.step_id((*path, index), step) for index, step in enumerate(steps)]
     for index, step in enumerate(steps):
+        here = (*path, index)
         following = step_ids[index + 1] if index + 1 < len(steps) else after
         branches: tuple[str | None, ...] = ()
         if isinstance(step, IfStep):
             branches = (
-                _flatten(step.then, following, nodes, ids),
-                _flatten(step.else_, following, nodes, ids),
+                _flatten(step.then, (*here, "then"), following, nodes, ids),
+                _flatten(step.else_, (*here, "else"), following, nodes, ids),
             )
         elif isinstance(step, SwitchStep):
-            cases = [_flatten(case.steps, following, nodes, ids) for case in step.switch]
-            branches = (*cases, _flatten(step.else_, following, nodes, ids))
+            cases = [
+                _flatten(case.steps, (*here, "case", n), following, nodes, ids)
+                for n, case in enumerate(step.switch)
+            ]
+            branches = (*cases, _flatten(step.else_, (*here, "else"), following, nodes, ids))
         nodes[step_ids[index]] = Node(step_ids[index], step, following, branches)
     return step_ids[0] if step_ids else after
 
@@ -175,15 +147,15 @@ def _flatten(steps: Sequence[Step], after: str | None, nodes: dict[str, Node], i
 class _Ids:
     """Hands out step ids in document order: given ids as they are, derived ones made unique."""
 
-    def __init__(self, config: AutomationConfig) -> None:
-        self.taken: set[str] = set(_given_ids(config))
-        self.issued: dict[int, str] = {}
+    def __init__(self, automation: Automation) -> None:
+        self.taken: set[str] = set(_given_ids(automation))
+        self.issued: dict[StepPath, str] = {}
 
-    def step_id(self, step: Step) -> str:
-        if id(step) in self.issued:
-            return self.issued[id(step)]
+    def step_id(self, path: StepPath, step: Step) -> str:
+        if path in self.issued:
+            return self.issued[path]
         issued = step.id or self._unique(derived_step_id(step))
-        self.issued[id(step)] = issued
+        self.issued[path] = issued
         return issued
 
     def goal_id(self, goal: Goal) -> str:
@@ -198,32 +170,33 @@ class _Ids:
         return candidate
 
 
-def walk_steps(steps: Sequence[Step]) -> Iterator[Step]:
-    """Every step, nested ones included, in document order."""
-    for step in steps:
-        yield step
+def walk_steps(steps: Sequence[Step], path: StepPath = ()) -> Iterator[tuple[StepPath, Step]]:
+    """Every step with its path, nested ones included, in document order."""
+    for index, step in enumerate(steps):
+        here = (*path, index)
+        yield here, step
         if isinstance(step, IfStep):
-            yield from walk_steps(step.then)
-            yield from walk_steps(step.else_)
+            yield from walk_steps(step.then, (*here, "then"))
+            yield from walk_steps(step.else_, (*here, "else"))
         elif isinstance(step, SwitchStep):
-            for case in step.switch:
-                yield from walk_steps(case.steps)
-            yield from walk_steps(step.else_)
+            for n, case in enumerate(step.switch):
+                yield from walk_steps(case.steps, (*here, "case", n))
+            yield from walk_steps(step.else_, (*here, "else"))
 
 
-def _walk_all(config: AutomationConfig) -> Iterator[Step]:
-    yield from walk_steps(config.steps)
-    for goal in config.goals:
-        yield from walk_steps(goal.steps)
+def _walk_all(automation: Automation) -> Iterator[tuple[StepPath, Step]]:
+    yield from walk_steps(automation.steps, ("steps",))
+    for n, goal in enumerate(automation.goals):
+        yield from walk_steps(goal.steps, ("goals", n))
 
 
-def _given_ids(config: AutomationConfig) -> Iterator[str]:
-    yield from (step.id for step in _walk_all(config) if step.id)
-    yield from (goal.id for goal in config.goals if goal.id)
+def _given_ids(automation: Automation) -> Iterator[str]:
+    yield from (step.id for _, step in _walk_all(automation) if step.id)
+    yield from (goal.id for goal in automation.goals if goal.id)
 
 
 def derived_step_id(step: Step) -> str:
-    kind = type(step).action_key
+    kind = step.kind
     argument = _argument(step)
     return f"{kind}-{_slug(argument)}" if argument and _slug(argument) else kind
 
@@ -251,7 +224,7 @@ def _argument(step: Step) -> str | None:
     if isinstance(step, SubscribeSequenceStep):
         return step.subscribe_sequence
     if isinstance(step, WebhookStep):
-        return urlsplit(step.webhook.url).hostname
+        return urlsplit(step.url).hostname
     return None
 
 
@@ -270,5 +243,4 @@ def event_label(spec: EventSpec) -> str:
     if isinstance(spec, OperationEvent):
         return f"operation: {spec.operation}"
     assert isinstance(spec, ThriveCartEvent)
-    match = spec.thrivecart
-    return f"thrivecart: {match.event}" + (f" {match.product}" if match.product else "")
+    return f"thrivecart: {spec.event}" + (f" {spec.product}" if spec.product else "")

@@ -11,8 +11,10 @@ import datetime as dt
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from chalicelib.config.automations import WEEKDAYS, DelayStep, WaitUntil, parse_duration
 from chalicelib.domain.automations.conditions import FactValue, parse_when
+from chalicelib.domain.automations.definition import DelayStep, WaitUntil
+
+WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 MAX_TIMER_SECONDS = 360 * 86400
 """One timer (a Step Functions execution) lasts at most a year; longer waits are re-armed on waking."""
@@ -29,7 +31,7 @@ class Due:
 
 
 def delay_due(step: DelayStep, now: dt.datetime, scale: float) -> Due:
-    seconds = parse_duration(step.delay)
+    seconds = step.seconds
     if scale == 1:
         return Due(now + dt.timedelta(seconds=seconds), seconds)
     scaled = max(1, round(seconds / scale))

@@ -12,6 +12,9 @@ import pytest
 import yaml
 
 from chalicelib.config.automations import AutomationConfig
+from chalicelib.config.compile import compile_automation_config, compile_event
+from chalicelib.domain.automations import definition as d
+from chalicelib.domain.automations.definition import Automation
 from chalicelib.domain.automations.program import (
     Program,
     compile_automation,
@@ -22,10 +25,14 @@ from chalicelib.domain.automations.program import (
 )
 
 
-def automation(text: str) -> AutomationConfig:
+def schema_automation(text: str) -> AutomationConfig:
     data: dict[str, Any] = yaml.safe_load(text)
     data.setdefault("trigger", {"tag_added": "Start"})
     return AutomationConfig.model_validate(data)
+
+
+def automation(text: str) -> Automation:
+    return compile_automation_config(schema_automation(text))
 
 
 def compiled(text: str) -> Program:
@@ -214,6 +221,12 @@ class TestStepIds:
         after = compiled(text.format(inserted="- if: {has_tag: New}\n                then: [{exit: true}]"))
         assert before.nodes["upsell-check"].step == after.nodes["upsell-check"].step
 
+    def test_one_step_value_used_in_two_places_is_two_steps(self) -> None:
+        # Domain steps are values: the same one may sit in two places and still be two nodes.
+        welcome = d.SendEmailStep("welcome")
+        program = compile_automation("onboarding", d.Automation(d.TagAddedEvent("Start"), (welcome, welcome)))
+        assert chain(program) == ["send_email-welcome", "send_email-welcome-2"]
+
 
 class TestFlattening:
     def test_the_last_step_of_a_branch_continues_after_the_if(self) -> None:
@@ -353,7 +366,7 @@ class TestGoals:
     )
     def test_event_labels(self, event: dict[str, Any], label: str) -> None:
         config = AutomationConfig.model_validate({"trigger": event, "steps": [{"exit": True}]})
-        assert event_label(config.trigger) == label
+        assert event_label(compile_event(config.trigger)) == label
 
 
 BASE = """
@@ -404,7 +417,7 @@ goals:
     steps: [{remove_tag: Member}]
 """
         )
-        stored = definition(original.config)
+        stored = definition(original)
         assert "name" not in stored
         assert "status" not in stored
         rebuilt = program_from_definition("onboarding", stored)
@@ -422,17 +435,16 @@ class TestVersionsAcrossSchemaChanges:
             # What a later release adding an optional key looks like to the hash.
             notify_owner: bool = False
 
-        today = automation(BASE)
+        today = schema_automation(BASE)
         later_release = WithNewKey.model_validate(today.model_dump(by_alias=True))
-        assert version_of(later_release) == version_of(today)
-        assert definition(later_release) == definition(today)
+        assert version_of(compile_automation_config(later_release)) == version_of(automation(BASE))
 
     def test_writing_a_default_out_does_not_change_the_version(self) -> None:
         assert version_of(automation(BASE + "reentry: once\n")) == version_of(automation(BASE))
 
     def test_a_stored_definition_keeps_the_hash_it_was_stored_under(self) -> None:
         # An older release wrote its defaults out and hashed that form.
-        older_form = {**definition(automation(BASE)), "reentry": "once", "cancel_on": []}
+        older_form = {**definition(compiled(BASE)), "reentry": "once", "cancel_on": []}
         rebuilt = program_from_definition("onboarding", older_form, version="0ld5chema000")
         assert rebuilt.version == "0ld5chema000"
         assert rebuilt.nodes == compiled(BASE).nodes
@@ -440,5 +452,5 @@ class TestVersionsAcrossSchemaChanges:
     def test_numbers_in_conditions_stay_numbers_in_the_stored_form(self) -> None:
         text = BASE + "  - if: {field: credits, lt: 100.5}\n    then: [{add_tag: Low}]\n"
         original = compiled(text)
-        stored = yaml.safe_load(yaml.safe_dump(definition(original.config)))  # any JSON store
+        stored = yaml.safe_load(yaml.safe_dump(definition(original)))  # any JSON store
         assert program_from_definition("onboarding", stored).nodes == original.nodes

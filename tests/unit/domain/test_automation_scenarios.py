@@ -16,13 +16,12 @@ from typing import Any
 
 import pytest
 
+from chalicelib.config.compile import setup_of
 from chalicelib.config.loader import parse_config
 from chalicelib.config.model import MemberflowConfig
 from chalicelib.devtools.simulator import Simulator
 from chalicelib.domain import engine
-from chalicelib.domain.automations.book import AutomationBook
 from chalicelib.domain.automations.happenings import Happening
-from chalicelib.domain.automations.program import compile_automation
 from chalicelib.domain.automations.runs import Run, RunStatus, StepRecord
 from chalicelib.domain.errors import CascadeTooLong
 from chalicelib.domain.model import TimelineKind
@@ -822,8 +821,8 @@ class TestStatus:
     def test_pausing_does_not_change_the_version(self) -> None:
         live, paused = status_config("live"), status_config("paused")
         assert (
-            compile_automation("onboarding", live.automations["onboarding"]).version
-            == compile_automation("onboarding", paused.automations["onboarding"]).version
+            setup_of(live).automations.current["onboarding"].version
+            == setup_of(paused).automations.current["onboarding"].version
         )
 
     def test_a_draft_never_runs(self) -> None:
@@ -857,7 +856,7 @@ def version(followup: str, *, name: str = "Onboarding", status: str = "live") ->
 class TestVersions:
     def test_the_version_hash_follows_the_steps_not_the_name_or_status(self) -> None:
         def hashed(config: MemberflowConfig) -> str:
-            return compile_automation("onboarding", config.automations["onboarding"]).version
+            return setup_of(config).automations.current["onboarding"].version
 
         a = hashed(version("followup-a"))
         assert hashed(version("followup-a", name="Renamed")) == a
@@ -902,17 +901,17 @@ class TestVersions:
         sim = simulate(config_a)
         sim.event({"tag_added": "Start"})
         run = only_run(sim, "onboarding")
-        program_a = compile_automation("onboarding", config_a.automations["onboarding"])
+        program_a = setup_of(config_a).automations.current["onboarding"]
         assert run.version == program_a.version
         due = T0 + DAY
         active = {run.run_id: run}
 
         # Without the stored version the run cannot go on: it fails rather than guess.
-        book_b = AutomationBook.from_config(config_b)
+        book_b = setup_of(config_b).automations
         lost = engine.apply(
             sim.contact,
             [engine.ResumeRun(run.run_id, run.generation)],
-            engine.Context("wake-1", due, config_b, automations=book_b),
+            engine.Context("wake-1", due, setup_of(config_b), automations=book_b),
             active,
         )
         [failed] = lost.runs
@@ -922,7 +921,7 @@ class TestVersions:
         pinned = engine.apply(
             sim.contact,
             [engine.ResumeRun(run.run_id, run.generation)],
-            engine.Context("wake-1", due, config_b, automations=book_b.with_pinned([program_a])),
+            engine.Context("wake-1", due, setup_of(config_b), automations=book_b.with_pinned([program_a])),
             active,
         )
         [finished] = pinned.runs

@@ -16,8 +16,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chalicelib.config.automations import AllOf, AnyOf, Condition, FieldCompare, HasTag, Not
-from chalicelib.domain.automations.conditions import FactValue, Verdict, compare, evaluate, parse_when
+from chalicelib.config import automations as schema
+from chalicelib.config.compile import compile_condition
+from chalicelib.domain.automations.conditions import (
+    FactValue,
+    Verdict,
+    compare,
+    describe,
+    evaluate,
+    parse_when,
+)
+from chalicelib.domain.automations.definition import AllOf, AnyOf, Condition, FieldCompare, HasTag, Not
 
 
 @dataclass(frozen=True)
@@ -41,7 +50,9 @@ def tag(name: str) -> HasTag:
 
 
 def field_is(name: str, **comparison: object) -> FieldCompare:
-    return FieldCompare.model_validate({"field": name, **comparison})
+    compiled = compile_condition(schema.FieldCompare.model_validate({"field": name, **comparison}))
+    assert isinstance(compiled, FieldCompare)
+    return compiled
 
 
 # --- examples -----------------------------------------------------------------------------------
@@ -203,10 +214,20 @@ class TestRecording:
         assert verdict.tags == {"VIP Member": True, "Coaching": False}
         assert verdict.fields == {"credits": "20", "track": "sales"}
 
-    def test_the_yaml_shapes_build_the_same_models(self) -> None:
+    def test_the_yaml_shapes_compile_to_the_same_values(self) -> None:
         built = Not(not_=AllOf(all=(tag("A"), field_is("score", gte=5))))
-        from_yaml = Not.model_validate({"not": {"all": [{"has_tag": "A"}, {"field": "score", "gte": 5}]}})
-        assert built == from_yaml
+        yaml_shape = {"not": {"all": [{"has_tag": "A"}, {"field": "score", "gte": 5}]}}
+        assert compile_condition(schema.Not.model_validate(yaml_shape)) == built
+
+    def test_a_condition_is_described_in_its_yaml_shape(self) -> None:
+        condition = AnyOf(any=(Not(not_=tag("A")), field_is("score", gte=5), field_is("track", exists=True)))
+        assert describe(condition) == {
+            "any": [
+                {"not": {"has_tag": "A"}},
+                {"field": "score", "gte": "5"},
+                {"field": "track", "exists": True},
+            ]
+        }
 
 
 # --- properties ---------------------------------------------------------------------------------
@@ -247,7 +268,7 @@ def reference(condition: Condition, on: Facts) -> bool:
         return condition.has_tag in on.tags
     if isinstance(condition, FieldCompare):
         value = on.fields.get(condition.field)
-        op, operand = condition.comparison
+        op, operand = condition.op, condition.operand
         if op == "exists":
             return (value is not None) is operand
         if value is None:

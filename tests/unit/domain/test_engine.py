@@ -12,9 +12,9 @@ from chalicelib.domain import engine
 from chalicelib.domain.engine import AddTags, ChangeField, Context, RemoveTags, RunOperation
 from chalicelib.domain.errors import CascadeTooLong, Conflict, Insufficient, NotFound
 from chalicelib.domain.model import Contact, TimelineKind
-from tests.builders import T0, config
+from tests.builders import T0, setup
 
-CONFIG = config()
+CONFIG = setup()
 CTX = Context("evt_test", T0, CONFIG)
 
 
@@ -96,7 +96,7 @@ class TestTriggerTags:
         assert t.ledger == ()
 
     def test_operations_that_trigger_each_other_are_cut_off(self) -> None:
-        looping = config(
+        looping = setup(
             operations={
                 "ping": {"trigger_tag": "Ping", "add_tags": ["Pong"]},
                 "pong": {"trigger_tag": "Pong", "add_tags": ["Ping"]},
@@ -106,7 +106,7 @@ class TestTriggerTags:
             engine.apply(stored(), [AddTags(("Ping",))], Context("e", T0, looping))
 
     def test_a_chain_of_operations_runs_in_order(self) -> None:
-        chained = config(
+        chained = setup(
             operations={
                 "first": {
                     "trigger_tag": "Step 1",

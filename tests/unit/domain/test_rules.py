@@ -17,9 +17,9 @@ from chalicelib.domain.engine import (
 )
 from chalicelib.domain.model import Contact
 from chalicelib.domain.rules import Unactionable, decide, screen
-from tests.builders import T0, config
+from tests.builders import BASE_CONFIG, T0, setup
 
-CONFIG = config()
+CONFIG = setup()
 PERSON = ev.Person("ada@example.com", "Ada", "L")
 
 
@@ -65,9 +65,7 @@ class TestPurchases:
 
     def test_test_mode_orders_follow_the_config(self) -> None:
         assert screen(order("product-12", test_mode=True), CONFIG) is not None
-        accepting = config(
-            thrivecart={**CONFIG.model_dump(mode="json")["thrivecart"], "accept_test_orders": True}
-        )
+        accepting = setup(thrivecart={**BASE_CONFIG["thrivecart"], "accept_test_orders": True})
         assert screen(order("product-12", test_mode=True), accepting) is None
 
     def test_refund_applies_remove_then_add(self) -> None:
@@ -96,7 +94,7 @@ class TestKit:
         assert decide(event, contact(), CONFIG)[-1] == AddTags(("VIP",), origin="kit")
 
     def test_tag_id_resolves_through_config(self) -> None:
-        mapped = config(kit={"tag_ids": {"55": "VIP"}})
+        mapped = setup(kit={"tag_ids": {"55": "VIP"}})
         event = ev.KitTagRemoved("k", "subscriber.tag_remove", PERSON, None, tag_id="55")
         assert decide(event, contact(), mapped)[-1] == RemoveTags(("VIP",), origin="kit")
 

@@ -10,7 +10,7 @@ import pytest
 
 from chalicelib.config import load_config
 from chalicelib.config.model import MemberflowConfig
-from chalicelib.domain.tagmap import closest_tag, known_tags, normalise, tag_map
+from chalicelib.config.tagmap import closest_tag, known_tags, normalise, tag_map
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -1,0 +1,200 @@
+"""Compile the validated config into the domain's own values (``chalicelib.domain.setup.Setup``).
+
+This is the one place that knows both vocabularies: the pydantic schema, with its aliases and
+defaults, on one side; the frozen domain dataclasses on the other. It runs once per load
+(``parse_config``), and only on a config that passed validation, so it checks nothing itself.
+A key added to the schema reaches the domain only when a line here copies it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from chalicelib.config import automations as c
+from chalicelib.config.base import FieldAssignment, FieldDelta
+from chalicelib.config.model import MemberflowConfig, OperationConfig, ProductConfig, TagActions
+from chalicelib.domain.automations import definition as d
+from chalicelib.domain.automations.book import AutomationBook
+from chalicelib.domain.automations.canonical import TYPE_KEY, from_stored
+from chalicelib.domain.setup import (
+    FieldSpec,
+    Operation,
+    Product,
+    Setup,
+    TestContacts,
+    frozen_map,
+)
+from chalicelib.domain.setup import TagActions as DomainTagActions
+
+
+def compile_setup(config: MemberflowConfig) -> Setup:
+    thrivecart = config.thrivecart
+    return Setup(
+        fields=frozen_map(
+            {
+                name: FieldSpec(spec.type, spec.min, spec.max, spec.default)
+                for name, spec in config.fields.items()
+            }
+        ),
+        operations=frozen_map({op_id: _operation(op) for op_id, op in config.operations.items()}),
+        products=frozen_map(
+            {key: _product(product) for key, product in (thrivecart.products if thrivecart else {}).items()}
+        ),
+        accept_test_orders=thrivecart.accept_test_orders if thrivecart else False,
+        kit_tag_ids=frozen_map(config.kit.tag_ids),
+        test_contacts=TestContacts(config.test_contacts.emails, config.test_contacts.delay_scale),
+        time_zone=config.time_zone,
+        automations=AutomationBook.compile(
+            {aid: compile_automation_config(a) for aid, a in config.automations.items()}
+        ),
+    )
+
+
+_COMPILED: dict[int, tuple[MemberflowConfig, Setup]] = {}
+
+
+def setup_of(config: MemberflowConfig) -> Setup:
+    """The compiled setup of a config object, compiled once per object (configs are immutable)."""
+    cached = _COMPILED.get(id(config))
+    if cached is not None and cached[0] is config:
+        return cached[1]
+    setup = compile_setup(config)
+    if len(_COMPILED) > 64:
+        _COMPILED.clear()
+    _COMPILED[id(config)] = (config, setup)
+    return setup
+
+
+def automation_from_stored(stored: Mapping[str, Any]) -> d.Automation:
+    """A stored version's definition: the canonical form, or the schema dump older releases stored."""
+    if TYPE_KEY in stored:
+        return from_stored(stored)
+    return compile_automation_config(c.AutomationConfig.model_validate(dict(stored)))
+
+
+def _field_assignment(value: FieldAssignment) -> d.FieldAssignment:
+    return d.FieldAssignment(value.field, value.value)
+
+
+def _field_delta(value: FieldDelta) -> d.FieldDelta:
+    return d.FieldDelta(value.field, value.by)
+
+
+def _operation(op: OperationConfig) -> Operation:
+    return Operation(
+        trigger_tag=op.trigger_tag,
+        run_limit=op.run_limit,
+        set_field=_field_assignment(op.set_field) if op.set_field else None,
+        increase_field=_field_delta(op.increase_field) if op.increase_field else None,
+        decrease_field=_field_delta(op.decrease_field) if op.decrease_field else None,
+        remove_tags=op.remove_tags,
+        add_tags=op.add_tags,
+    )
+
+
+def _tag_actions(actions: TagActions | None) -> DomainTagActions | None:
+    return None if actions is None else DomainTagActions(actions.add_tags, actions.remove_tags)
+
+
+def _product(product: ProductConfig) -> Product:
+    return Product(
+        on_purchase=_tag_actions(product.on_purchase),
+        on_payment=_tag_actions(product.on_payment),
+        on_refund=_tag_actions(product.on_refund),
+        on_cancel=_tag_actions(product.on_cancel),
+        on_payment_failed=_tag_actions(product.on_payment_failed),
+        on_pause=_tag_actions(product.on_pause),
+        on_resume=_tag_actions(product.on_resume),
+        on_abandon=_tag_actions(product.on_abandon),
+    )
+
+
+# --- Automations --------------------------------------------------------------------------------
+
+
+def compile_automation_config(config: c.AutomationConfig) -> d.Automation:
+    return d.Automation(
+        trigger=compile_event(config.trigger),
+        steps=_steps(config.steps),
+        reentry=config.reentry,
+        time_zone=config.time_zone,
+        goals=tuple(d.Goal(compile_event(g.on), _steps(g.steps), g.id) for g in config.goals),
+        cancel_on=tuple(compile_event(spec) for spec in config.cancel_on),
+        name=config.name,
+        status=config.status,
+    )
+
+
+def compile_event(spec: c.EventSpec) -> d.EventSpec:
+    if isinstance(spec, c.TagAddedEvent):
+        return d.TagAddedEvent(spec.tag_added)
+    if isinstance(spec, c.TagRemovedEvent):
+        return d.TagRemovedEvent(spec.tag_removed)
+    if isinstance(spec, c.FieldChangedEvent):
+        return d.FieldChangedEvent(spec.field_changed)
+    if isinstance(spec, c.OperationEvent):
+        return d.OperationEvent(spec.operation)
+    return d.ThriveCartEvent(spec.thrivecart.event, spec.thrivecart.product)
+
+
+_COMPARISONS: dict[str, d.Comparison] = {
+    "eq": "eq",
+    "ne": "ne",
+    "gt": "gt",
+    "gte": "gte",
+    "lt": "lt",
+    "lte": "lte",
+    "exists": "exists",
+}
+
+
+def compile_condition(condition: c.Condition) -> d.Condition:
+    if isinstance(condition, c.HasTag):
+        return d.HasTag(condition.has_tag)
+    if isinstance(condition, c.FieldCompare):
+        op, operand = condition.comparison
+        return d.FieldCompare(condition.field, _COMPARISONS[op], operand)
+    if isinstance(condition, c.AllOf):
+        return d.AllOf(tuple(compile_condition(part) for part in condition.all))
+    if isinstance(condition, c.AnyOf):
+        return d.AnyOf(tuple(compile_condition(part) for part in condition.any))
+    return d.Not(compile_condition(condition.not_))
+
+
+def _steps(steps: tuple[c.Step, ...]) -> tuple[d.Step, ...]:
+    return tuple(compile_step(step) for step in steps)
+
+
+def compile_step(step: c.Step) -> d.Step:
+    given = step.id
+    if isinstance(step, c.AddTagStep):
+        return d.AddTagStep(step.add_tag, given)
+    if isinstance(step, c.RemoveTagStep):
+        return d.RemoveTagStep(step.remove_tag, given)
+    if isinstance(step, c.SetFieldStep):
+        return d.SetFieldStep(_field_assignment(step.set_field), given)
+    if isinstance(step, c.IncreaseFieldStep):
+        return d.IncreaseFieldStep(_field_delta(step.increase_field), given)
+    if isinstance(step, c.DecreaseFieldStep):
+        return d.DecreaseFieldStep(_field_delta(step.decrease_field), given)
+    if isinstance(step, c.RunOperationStep):
+        return d.RunOperationStep(step.run_operation, given)
+    if isinstance(step, c.DelayStep):
+        return d.DelayStep(step.delay, c.parse_duration(step.delay), given)
+    if isinstance(step, c.WaitUntilStep):
+        target = step.wait_until
+        wait = d.WaitUntil(target.date, target.field, target.time, target.weekdays, target.time_zone)
+        return d.WaitUntilStep(wait, given)
+    if isinstance(step, c.IfStep):
+        return d.IfStep(compile_condition(step.if_), _steps(step.then), _steps(step.else_), given)
+    if isinstance(step, c.SwitchStep):
+        cases = tuple(d.SwitchCase(compile_condition(case.when), _steps(case.steps)) for case in step.switch)
+        return d.SwitchStep(cases, _steps(step.else_), given)
+    if isinstance(step, c.SendEmailStep):
+        return d.SendEmailStep(step.send_email, given)
+    if isinstance(step, c.SubscribeSequenceStep):
+        return d.SubscribeSequenceStep(step.subscribe_sequence, given)
+    if isinstance(step, c.WebhookStep):
+        return d.WebhookStep(step.webhook.url, step.webhook.method, given)
+    return d.ExitStep(given)

@@ -1,0 +1,119 @@
+"""``apply``: run the command queue through the handler table, settle the runs, build the transition.
+
+Each command type has exactly one handler (``HANDLERS``); a handler changes the ``Work`` and may
+return follow-up commands, which run before the next queued command. Once the queue is empty the
+happenings it left are matched against automations (``runs.settle``), whose steps queue more
+commands of their own. The result is checked against what one DynamoDB transaction can hold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from chalicelib.domain.automations.runs import Run
+from chalicelib.domain.engine.commands import (
+    AddTags,
+    ApplyOrderItems,
+    CancelRun,
+    ChangeField,
+    Command,
+    Happen,
+    Note,
+    RecordEvent,
+    RemoveTags,
+    ResumeRun,
+    RunOperation,
+    SetMarketingStatus,
+    UpdateProfile,
+)
+from chalicelib.domain.engine.contact import apply_order_items, happen, note, record_event, update_profile
+from chalicelib.domain.engine.effects import kit_sync
+from chalicelib.domain.engine.fields import change_field
+from chalicelib.domain.engine.runs import cancel_run, settle
+from chalicelib.domain.engine.state import Work
+from chalicelib.domain.engine.tags import add_tags, remove_tags, run_operation, set_marketing_status
+from chalicelib.domain.engine.transition import MAX_RECORDS_PER_EVENT, Context, Transition
+from chalicelib.domain.engine.wakeups import resume_run, stops, wakeups
+from chalicelib.domain.errors import CascadeTooLong
+from chalicelib.domain.model import Contact
+
+Handler = Callable[[Work, Any], Sequence[Command]]
+
+HANDLERS: Mapping[type[Command], Handler] = {
+    RecordEvent: record_event,
+    UpdateProfile: update_profile,
+    Note: note,
+    Happen: happen,
+    ApplyOrderItems: apply_order_items,
+    AddTags: add_tags,
+    RemoveTags: remove_tags,
+    SetMarketingStatus: set_marketing_status,
+    RunOperation: run_operation,
+    ChangeField: change_field,
+    ResumeRun: resume_run,
+    CancelRun: cancel_run,
+}
+
+
+def dispatch(work: Work, command: Command) -> Sequence[Command]:
+    return HANDLERS[type(command)](work, command)
+
+
+def apply(
+    contact: Contact, commands: Sequence[Command], ctx: Context, runs: Mapping[str, Run] | None = None
+) -> Transition:
+    """Apply ``commands`` in order; raises ``Insufficient``/``Conflict`` for refused direct changes.
+
+    ``runs`` are the contact's active runs (those in ``contact.active_runs``), as stored.
+    """
+    work = Work(contact, ctx, runs or {}, dispatch)
+    work.drain(commands)
+    settle(work)
+    return transition(work)
+
+
+def transition(work: Work) -> Transition:
+    s = work.state
+    before = work.before
+    after = replace(
+        before,
+        first_name=s.first_name,
+        last_name=s.last_name,
+        kit_subscriber_id=s.kit_subscriber_id,
+        tags=frozenset(s.tags),
+        fields=dict(s.fields),
+        operation_runs=dict(s.runs),
+        marketing_status=s.marketing_status,
+        kit_tags=dict(s.kit_tags),
+        kit_changes=s.kit_changes,
+        marketing_changes=s.marketing_changes,
+        active_runs=dict(work.active_runs),
+        automation_entries=dict(work.entries),
+    )
+    changed = after != before
+    if changed:
+        after = replace(after, updated_at=work.ctx.now)
+    changed_runs = tuple(work.runs[rid] for rid in work.changed_runs)
+    result = Transition(
+        before=before,
+        after=after,
+        timeline=tuple(s.timeline),
+        ledger=tuple(s.ledger),
+        kit_sync=kit_sync(work, after) if changed else None,
+        operations=tuple(work.operations),
+        runs=changed_runs,
+        wakeups=wakeups(work),
+        stops=stops(work),
+        outbound=tuple(work.outbound),
+        programs=tuple(work.programs.values()),
+        markers=tuple(s.markers),
+    )
+    if result.record_count > MAX_RECORDS_PER_EVENT:
+        raise CascadeTooLong(
+            f"one event would write {result.record_count} records ({len(changed_runs)} runs,"
+            f" {len(s.ledger)} ledger entries, {len(work.outbound)} outbound messages,"
+            f" {len(s.markers)} markers); one event commits at most {MAX_RECORDS_PER_EVENT}"
+        )
+    return result

@@ -1,0 +1,150 @@
+"""Tags and operations: adding a trigger tag runs its operation, whose actions may add more tags.
+
+Tags that arrive from Kit also update what memberflow knows Kit has (``kit_tags``, see
+``kit_legacy``), so a legacy hook that restates a tag Kit already had changes nothing. An operation
+that a direct request runs is strict: a refusal raises so the caller hears it. Run by a trigger tag
+or a step, a refused operation leaves the contact as it was and is recorded as refused.
+"""
+
+from __future__ import annotations
+
+from chalicelib.domain.automations.happenings import Happening
+from chalicelib.domain.engine.commands import (
+    KIT,
+    AddTags,
+    ChangeField,
+    Command,
+    RemoveTags,
+    RunOperation,
+    SetMarketingStatus,
+)
+from chalicelib.domain.engine.fields import change_field
+from chalicelib.domain.engine.state import Work
+from chalicelib.domain.engine.transition import MAX_OPERATION_RUNS_PER_EVENT, OperationResult
+from chalicelib.domain.errors import CascadeTooLong, Conflict, Insufficient, NotFound
+from chalicelib.domain.model import MAX_TAGS, TimelineKind
+from chalicelib.domain.setup import Operation
+
+
+def add_tags(work: Work, command: AddTags) -> list[Command]:
+    state = work.state
+    follow_ups: list[Command] = []
+    for tag in command.tags:
+        if command.origin == KIT:
+            if command.restated and tag in state.kit_tags:
+                # A legacy hook saying again what Kit already told us: it happened once.
+                work.log(TimelineKind.NOTE, {"text": "Kit already has this tag; nothing to do", "tag": tag})
+                continue
+            work.kit_added.add(tag)
+            seen_in_kit(work, tag, present=True)
+        operation_id = work.setup.triggers.get(tag)
+        if tag not in state.tags:
+            # A trigger tag leaves again at once, so only a tag that stays counts against the cap.
+            if operation_id is None and len(state.tags) >= MAX_TAGS:
+                raise Conflict(
+                    f"{work.before.email} has {MAX_TAGS} tags, the most a contact may have;"
+                    f" remove some before adding {tag!r}",
+                    code="too_many_tags",
+                )
+            state.tags.add(tag)
+            work.log(TimelineKind.TAG_ADDED, {"tag": tag, "origin": command.origin})
+            state.happenings.append(Happening("tag_added", tag))
+        elif operation_id is None:
+            continue
+        if operation_id is not None:
+            follow_ups.append(RunOperation(operation_id, trigger_tag=tag))
+            follow_ups.append(RemoveTags((tag,), origin="trigger"))
+    return follow_ups
+
+
+def remove_tags(work: Work, command: RemoveTags) -> list[Command]:
+    state = work.state
+    for tag in command.tags:
+        if command.origin == KIT:
+            work.kit_removed.add(tag)
+            seen_in_kit(work, tag, present=False)
+        if tag in state.tags:
+            state.tags.discard(tag)
+            work.log(TimelineKind.TAG_REMOVED, {"tag": tag, "origin": command.origin})
+            state.happenings.append(Happening("tag_removed", tag))
+    return []
+
+
+def seen_in_kit(work: Work, tag: str, *, present: bool) -> None:
+    """Record a change of the tag's presence in Kit (see ``kit_legacy`` for why)."""
+    state = work.state
+    if present == (tag in state.kit_tags):
+        return
+    state.kit_changes += 1
+    if present:
+        state.kit_tags[tag] = state.kit_changes
+    else:
+        del state.kit_tags[tag]
+
+
+def set_marketing_status(work: Work, command: SetMarketingStatus) -> list[Command]:
+    state = work.state
+    if command.status != state.marketing_status:
+        work.log(
+            TimelineKind.MARKETING_STATUS_CHANGED, {"from": state.marketing_status, "to": command.status}
+        )
+        state.marketing_status = command.status
+        state.marketing_changes += 1
+    return []
+
+
+def run_operation(work: Work, command: RunOperation) -> list[Command]:
+    operation = work.setup.operations.get(command.operation_id)
+    if operation is None:
+        raise NotFound(f"unknown operation '{command.operation_id}'", code="unknown_operation")
+    work.operation_runs += 1
+    if work.operation_runs > MAX_OPERATION_RUNS_PER_EVENT:
+        raise CascadeTooLong(
+            f"operations triggered more than {MAX_OPERATION_RUNS_PER_EVENT} times in one event"
+            f" (last: {command.operation_id}); check for trigger tags that fire each other"
+        )
+    via = {"trigger_tag": command.trigger_tag} if command.trigger_tag else {}
+    done = work.state.runs.get(command.operation_id, 0)
+    if operation.run_limit is not None and done >= operation.run_limit:
+        work.operations.append(OperationResult(command.operation_id, "limit_reached"))
+        work.log(
+            TimelineKind.OPERATION_REFUSED,
+            {"operation": command.operation_id, "reason": "limit_reached", **via},
+        )
+        return []
+    saved = work.state.copy()
+    try:
+        follow_ups = _actions(work, command.operation_id, operation)
+    except (Insufficient, Conflict) as refusal:
+        if command.strict:
+            raise
+        work.state = saved
+        work.operations.append(OperationResult(command.operation_id, refusal.code))
+        work.log(
+            TimelineKind.OPERATION_REFUSED,
+            {"operation": command.operation_id, "reason": refusal.code, "detail": refusal.message, **via},
+        )
+        return []
+    work.state.runs[command.operation_id] = done + 1
+    work.state.happenings.append(Happening("operation", command.operation_id))
+    work.operations.append(OperationResult(command.operation_id, "applied"))
+    work.log(TimelineKind.OPERATION_RAN, {"operation": command.operation_id, "run": done + 1, **via})
+    return follow_ups
+
+
+def _actions(work: Work, operation_id: str, operation: Operation) -> list[Command]:
+    reason = f"operation {operation_id}"
+    if operation.set_field is not None:
+        assignment = operation.set_field
+        change_field(work, ChangeField(assignment.field, reason, value=assignment.value))
+    if operation.increase_field is not None:
+        delta = operation.increase_field
+        change_field(work, ChangeField(delta.field, reason, delta=delta.by))
+    if operation.decrease_field is not None:
+        delta = operation.decrease_field
+        change_field(work, ChangeField(delta.field, reason, delta=-delta.by))
+    if operation.remove_tags:
+        remove_tags(work, RemoveTags(operation.remove_tags))
+    if operation.add_tags:
+        return add_tags(work, AddTags(operation.add_tags))
+    return []

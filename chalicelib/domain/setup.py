@@ -1,0 +1,94 @@
+"""The setup the domain runs under: fields, operations, products, automations, test contacts.
+
+It is the validated config file compiled, once per load (``chalicelib.config.compile``), into
+frozen domain values: the rules, the engine and the interpreter read this and never the config's
+schema, so how the YAML is spelled (aliases, defaults, new keys) stops at the compiler.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from types import MappingProxyType
+from typing import Literal, TypeVar
+
+from chalicelib.domain.automations.book import AutomationBook
+from chalicelib.domain.automations.definition import FieldAssignment, FieldDelta
+
+FieldType = Literal["number", "text", "date"]
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def frozen_map(items: Mapping[K, V] | None = None) -> Mapping[K, V]:
+    return MappingProxyType(dict(items or {}))
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    type: FieldType
+    min: Decimal | None = None
+    max: Decimal | None = None
+    default: Decimal | str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """A custom operation. Its actions apply in the order: set, increase, decrease, remove, add."""
+
+    trigger_tag: str | None = None
+    run_limit: int | None = None
+    set_field: FieldAssignment | None = None
+    increase_field: FieldDelta | None = None
+    decrease_field: FieldDelta | None = None
+    remove_tags: tuple[str, ...] = ()
+    add_tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TagActions:
+    add_tags: tuple[str, ...] = ()
+    remove_tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Product:
+    """What each ThriveCart event does for one purchase_map key; None does nothing."""
+
+    on_purchase: TagActions | None = None
+    on_payment: TagActions | None = None
+    on_refund: TagActions | None = None
+    on_cancel: TagActions | None = None
+    on_payment_failed: TagActions | None = None
+    on_pause: TagActions | None = None
+    on_resume: TagActions | None = None
+    on_abandon: TagActions | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TestContacts:
+    __test__ = False  # not a pytest test class, despite the name
+
+    emails: tuple[str, ...] = ()
+    delay_scale: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Setup:
+    fields: Mapping[str, FieldSpec] = field(default_factory=frozen_map)
+    operations: Mapping[str, Operation] = field(default_factory=frozen_map)
+    products: Mapping[str, Product] = field(default_factory=frozen_map)
+    """By purchase_map key (``product-12``, ``bump-12``...)."""
+    accept_test_orders: bool = False
+    kit_tag_ids: Mapping[str, str] = field(default_factory=frozen_map)
+    """Kit tag id -> tag name, for legacy hooks that name a tag by id."""
+    test_contacts: TestContacts = field(default_factory=TestContacts)
+    time_zone: str = "UTC"
+    automations: AutomationBook = field(default_factory=AutomationBook)
+    triggers: Mapping[str, str] = field(init=False)
+    """Trigger tag -> operation id (validation guarantees a tag triggers at most one operation)."""
+
+    def __post_init__(self) -> None:
+        triggers = {op.trigger_tag: op_id for op_id, op in self.operations.items() if op.trigger_tag}
+        object.__setattr__(self, "triggers", frozen_map(triggers))
