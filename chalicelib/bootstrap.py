@@ -19,12 +19,14 @@ from typing import ParamSpec, TypeVar
 from chalicelib.adapters.aws.ssm import ssm_fetcher
 from chalicelib.config.loader import LoadedConfig, load_config
 from chalicelib.config.secrets import SecretResolver
+from chalicelib.domain.timers import TimerKind
 from chalicelib.metrics import EmfMetrics, Metrics
 from chalicelib.observability import configure_logging
 from chalicelib.services.automations import Automations
 from chalicelib.services.inbox import Inbox
 from chalicelib.services.intake import Intake
 from chalicelib.services.ports import Scheduler, Store
+from chalicelib.services.timers import TimerRouter
 from chalicelib.settings import Settings
 
 logger = logging.getLogger("chalicelib.bootstrap")
@@ -72,6 +74,11 @@ class Container:
         self.intake = Intake(self.inbox, config, self.secrets, self.clock)
         self.inbox.decoders = self.intake.decoders()
         self.automations = Automations(self.inbox, self.store, self.clock)
+
+    @property
+    def timers(self) -> TimerRouter:
+        """Who owns each timer kind. Built per use, so it routes to the services installed now."""
+        return TimerRouter({TimerKind.RUN_WAKEUP: self.automations.wake_up}, self.metrics)
 
     def admin_token(self) -> str | None:
         return self.secrets.resolve_optional(self.settings.admin_token_ref)
