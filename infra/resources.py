@@ -631,7 +631,8 @@ TIMER_UNROUTED_DESCRIPTION = (
     " was not a timer (reason=malformed) or no service owns its kind (reason=unknown_kind), typically an"
     " execution started by another release of memberflow. It is not retried. The FireTimer function's"
     " log group says which kind or what was wrong; the timer state machine's execution history has the"
-    " input. A waiting run whose timer was dropped is still woken by the sweep."
+    " input. A waiting run whose timer was dropped is still woken by the sweep; GET /admin/runs?status=waiting"
+    " lists the runs that wait."
 )
 FUNCTION_ERRORS_HINTS = {
     API_HANDLER: "API Gateway answered those requests with 502 or 504; webhook senders retry them.",

@@ -55,7 +55,9 @@ class Timer:
 
     def __post_init__(self) -> None:
         if not _KIND.fullmatch(self.kind):
-            raise InvalidTimer(f"a timer kind is 1-20 of a-z, 0-9 and _, starting with a letter: {self.kind!r}")
+            raise InvalidTimer(
+                f"a timer kind is 1-20 of a-z, 0-9 and _, starting with a letter: {self.kind!r}"
+            )
         if not _KEY.fullmatch(self.key):
             raise InvalidTimer(f"a timer key is 1-48 of A-Z, a-z, 0-9, - and _: {self.key!r}")
         if isinstance(self.generation, bool) or not 0 <= self.generation <= MAX_GENERATION:

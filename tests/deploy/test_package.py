@@ -375,7 +375,7 @@ def assert_alarms(resources: Mapping[str, Any], functions: tuple[str, ...]) -> N
 # --- infra.resources alone -----------------------------------------------------------------------
 
 SHAPE = AppShape(
-    functions=("APIHandler", "OutboxSweeper", TIMER_FUNCTION, "SweepRuns"),
+    functions=("APIHandler", TIMER_FUNCTION, "OutboxSweeper", "SweepRuns"),
     runtime="python3.11",
     dependency_layer=True,
 )

@@ -1,25 +1,26 @@
 """The whole delay path on moto: a tag starts a run on DynamoDB, the run's timer is an execution of
-the real ASL in moto's Step Functions interpreter, and its Lambda task is the app's ``resume_run``
+the real ASL in moto's Step Functions interpreter, and its Lambda task is the app's ``fire_timer``
 handler, called in-process. Waits are recorded instead of slept; the test clock jumps to the due
 time when the task runs, as if the wait had really passed.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from chalice.test import Client
 
-from app import app, resume_run
+from app import app, fire_timer
 from chalicelib import bootstrap
 from chalicelib.adapters.aws.stepfunctions import StepFunctionsScheduler
 from chalicelib.domain.automations.runs import RunStatus
 from chalicelib.storage.dynamo import DynamoStore
-from tests.builders import T0, config, unique_email
+from tests.builders import config, unique_email
 from tests.entrypoints.conftest import ADMIN, make_container
 from tests.support.stepfunctions import DelayStateMachine, delay_state_machine
 
@@ -40,8 +41,10 @@ CONFIG = config(
 
 
 class Clock:
+    """Starts at the real time: the timer waits until an absolute moment, which moto measures from now."""
+
     def __init__(self) -> None:
-        self.now = T0
+        self.start = self.now = datetime.now(UTC).replace(microsecond=0)
 
     def __call__(self) -> datetime:
         return self.now
@@ -74,7 +77,7 @@ def _stack(*, hold_waits: bool) -> Iterator[Stack]:
     def handler(event: dict[str, Any], context: Any) -> Any:
         # The Wait "passed": the clock reaches the due time before the task runs.
         clock.now = max(clock.now, datetime.fromisoformat(event["due_at"]))
-        results.append(resume_run(event, context))
+        results.append(fire_timer(event, context))
         return results[-1]
 
     with delay_state_machine(handler, hold_waits=hold_waits, tables=True) as sfn:
@@ -102,14 +105,16 @@ def test_a_seven_day_delay_waits_604800_seconds_then_resumes_the_run(stack: Stac
     (execution,) = stack.sfn.wait_all()
 
     assert execution["status"] == "SUCCEEDED"
-    assert stack.sfn.waits == [604800]
+    [waited] = stack.sfn.waits
+    assert 604800 - 5 <= waited <= 604800
+    assert stack.sfn.state_transitions(execution["executionArn"]) == ["WaitUntilDue", "FireTimer"]
     assert [r["result"] for r in stack.results] == ["accepted"]
     (listed,) = stack.store.list_runs(email=email)
     run = stack.store.get_run(listed.run_id)  # with its history pages
     assert run is not None
     assert run.status is RunStatus.COMPLETED
     woke = next(r for r in run.history if r.outcome == "woke")
-    assert woke.detail["due_at"] == (T0 + timedelta(days=7)).isoformat()
+    assert woke.detail["due_at"] == (stack.clock.start + timedelta(days=7)).isoformat()
     contact = stack.store.get_contact(email)
     assert contact is not None
     assert "Week Two" in contact.tags
@@ -120,10 +125,8 @@ def test_a_second_delivery_of_the_same_wake_up_changes_nothing(stack: Stack) -> 
     email = unique_email()
     add_tag(stack, email, "Purchase – Foundation")
     (execution,) = stack.sfn.wait_all()
-    first_input = stack.sfn.history(execution["executionArn"])
-    assert first_input
-    (run,) = stack.store.list_runs(email=email)
-    again = resume_run({"run_id": run.run_id, "email": email, "generation": 1, "step_id": "first-week"}, None)
+    timer_input = json.loads(stack.sfn.describe(execution["executionArn"])["input"])
+    again = fire_timer(timer_input, None)
     assert again["result"] == "duplicate"
     contact = stack.store.get_contact(email)
     assert contact is not None
@@ -137,7 +140,7 @@ def test_a_goal_during_the_wait_stops_the_pending_execution(held_stack: Stack) -
     (pending,) = stack.sfn.executions()
     arn = pending["executionArn"]
     stack.sfn.wait_waiting(arn)
-    stack.clock.now = T0 + timedelta(days=3)
+    stack.clock.now = stack.clock.start + timedelta(days=3)
     add_tag(stack, email, "Revoke Access")
 
     assert stack.sfn.wait_for(arn)["status"] == "ABORTED"

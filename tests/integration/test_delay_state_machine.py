@@ -159,7 +159,9 @@ class TestThroughTheRouter:
             fired.append(fired_timer)
             return {"result": "accepted"}
 
-        sfn.handler = lambda event, context: TimerRouter({TimerKind.RUN_WAKEUP: wake_run}, metrics).fire(event)
+        sfn.handler = lambda event, context: TimerRouter({TimerKind.RUN_WAKEUP: wake_run}, metrics).fire(
+            event
+        )
         due = timer(seconds=2 * 86400)
         StepFunctionsScheduler(sfn.state_machine_arn, client=sfn.app_client).start(due)
         execution = sfn.wait_for(due.execution_name)
