@@ -9,9 +9,10 @@ The template is assembled from resource groups: each group is a function from th
 (``AppShape``: which functions Chalice emits) to a ``Fragment`` of parameters, resources, outputs,
 role statements and environment variables, so a state machine, schedules or alarms are one more group
 in ``DEFAULT_GROUPS``. ``delays_group`` is such a group: the Standard state machine that fires every
-durable timer (``chalicelib.domain.timers``) into the timer function, built from ``infra/delays.asl.json`` (the same file the tests and the local stack
-execute in moto). ``alarms_group`` owns ``AlarmTopicArn`` and the alarms on the app's own metrics
-(generated from ``chalicelib.metrics.CATALOGUE``) and on every function's ``Errors``. Usage:
+durable timer (``chalicelib.domain.timers``) into the timer function, built from
+``infra/delays.asl.json`` (the same file the tests and the local stack execute in moto).
+``alarms_group`` owns ``AlarmTopicArn`` and the alarms on the app's own metrics (generated from
+``chalicelib.metrics.CATALOGUE``) and on every function's ``Errors``. Usage:
 ``python -m infra.resources --output build/merge.json [--sam out/sam.json | --function APIHandler ...]``.
 """
 
@@ -631,8 +632,8 @@ TIMER_UNROUTED_DESCRIPTION = (
     " was not a timer (reason=malformed) or no service owns its kind (reason=unknown_kind), typically an"
     " execution started by another release of memberflow. It is not retried. The FireTimer function's"
     " log group says which kind or what was wrong; the timer state machine's execution history has the"
-    " input. A waiting run whose timer was dropped is still woken by the sweep; GET /admin/runs?status=waiting"
-    " lists the runs that wait."
+    " input. A waiting run whose timer was dropped is still woken by the sweep;"
+    " GET /admin/runs?status=waiting lists the runs that wait."
 )
 FUNCTION_ERRORS_HINTS = {
     API_HANDLER: "API Gateway answered those requests with 502 or 504; webhook senders retry them.",
