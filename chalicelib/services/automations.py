@@ -37,6 +37,7 @@ from chalicelib.domain.automations.runs import (
 from chalicelib.domain.errors import BadRequest, Conflict, NotFound
 from chalicelib.domain.events import Person, Source
 from chalicelib.domain.requests import RunCancelRequested, RunWakeUp
+from chalicelib.domain.text import is_encodable
 from chalicelib.domain.timers import InvalidTimer, Timer
 from chalicelib.metrics import SWEEP_FAILED, SWEEP_PARKED
 from chalicelib.services.inbox import Delivery, Inbox, Receipt
@@ -226,6 +227,9 @@ class Automations:
         return run
 
     def cancel(self, run_id: str, reason: str | None = None) -> Run:
+        if reason is not None and not is_encodable(reason):
+            # JSON can carry a lone surrogate, which no store can write: refuse it, do not fail on it.
+            raise BadRequest("'reason' holds text that cannot be encoded as UTF-8")
         run = self.get(run_id)
         if not run.active:
             raise Conflict(f"run {run_id} has already ended ({run.status.value})", code="run_ended")

@@ -207,6 +207,16 @@ class TestAdmin:
         assert again.status_code == 409
         assert again.json_body["error"]["code"] == "run_ended"
 
+    def test_a_cancel_reason_that_cannot_be_stored_is_400_and_the_run_goes_on(
+        self, auto: AutomationWorld
+    ) -> None:
+        email = unique_email()
+        auto.tag(email, add=["Purchase – Foundation"])
+        run_id = only_run(auto, email)["run_id"]
+        response = auto.admin_post(f"/admin/runs/{run_id}/cancel", {"reason": "a\ud800b"})
+        assert response.status_code == 400
+        assert only_run(auto, email)["status"] == "waiting"
+
     def test_unknown_run_is_404_and_bad_filters_are_400(self, auto: AutomationWorld) -> None:
         assert auto.admin_get("/admin/runs/nope").status_code == 404
         assert auto.admin_post("/admin/runs/nope/cancel", {}).status_code == 404

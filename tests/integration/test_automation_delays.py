@@ -7,6 +7,7 @@ time when the task runs, as if the wait had really passed.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,7 @@ from app import app, fire_timer
 from chalicelib import bootstrap
 from chalicelib.adapters.aws.stepfunctions import StepFunctionsScheduler
 from chalicelib.domain.automations.runs import RunStatus
+from chalicelib.domain.automations.timing import MAX_TIMER_SECONDS
 from chalicelib.storage.dynamo import DynamoStore
 from tests.builders import config, unique_email
 from tests.entrypoints.conftest import ADMIN, make_container
@@ -35,7 +37,11 @@ CONFIG = config(
                 {"add_tag": "Week Two"},
             ],
             "goals": [{"on": {"tag_added": "Revoke Access"}, "steps": [{"add_tag": "Revoked"}]}],
-        }
+        },
+        "a-year": {
+            "trigger": {"tag_added": "Purchase – Year"},
+            "steps": [{"delay": "52w", "id": "a-year"}, {"add_tag": "Year Done"}],
+        },
     },
 )
 
@@ -119,6 +125,25 @@ def test_a_seven_day_delay_waits_604800_seconds_then_resumes_the_run(stack: Stac
     assert contact is not None
     assert "Week Two" in contact.tags
     assert [i.payload["email_id"] for i in stack.store.list_outbound(email)] == ["week-two"]
+
+
+def test_a_wait_longer_than_an_execution_may_last_is_re_armed_by_its_first_timer(stack: Stack) -> None:
+    email = unique_email()
+    add_tag(stack, email, "Purchase – Year")
+    deadline = time.monotonic() + 10
+    while len(stack.sfn.executions()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    executions = stack.sfn.wait_all()
+
+    assert [e["status"] for e in executions] == ["SUCCEEDED", "SUCCEEDED"]
+    inputs = sorted((json.loads(e["input"]) for e in executions), key=lambda i: i["generation"])
+    start = stack.clock.start
+    due = [(i["generation"], datetime.fromisoformat(i["due_at"]) - start) for i in inputs]
+    assert due == [(1, timedelta(seconds=MAX_TIMER_SECONDS)), (2, timedelta(weeks=52))]
+    assert [len(stack.sfn.state_transitions(e["executionArn"])) for e in executions] == [2, 2]
+    contact = stack.store.get_contact(email)
+    assert contact is not None
+    assert "Year Done" in contact.tags
 
 
 def test_a_second_delivery_of_the_same_wake_up_changes_nothing(stack: Stack) -> None:
