@@ -342,11 +342,11 @@ def cancel_run(run_id: str) -> Response:
 # --- Timers ------------------------------------------------------------------------------------
 
 
-@app.lambda_function(name="resume_run")
+@app.lambda_function(name="fire_timer")
 @bootstrap.flushes_metrics
-def resume_run(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Step Functions calls this when a waiting run's delay is over (input: ``WakeUp.as_input()``)."""
-    return bootstrap.container().automations.wake(event)
+def fire_timer(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Step Functions calls this when a timer is due (input: ``Timer.as_input()``); routed by kind."""
+    return bootstrap.container().timers.fire(event)
 
 
 @app.schedule(Rate(5, unit=Rate.MINUTES), name="sweep_runs")

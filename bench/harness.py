@@ -1,7 +1,7 @@
 """The bench's only reach into memberflow's internals: the moto stack, the container, the timer Lambda.
 
 Everything else in ``bench`` talks to the app as AWS does: HTTP through ``chalice.test.Client`` and
-the ``resume_run`` handler that Step Functions invokes. What this module depends on, so it can be
+the ``fire_timer`` handler that Step Functions invokes. What this module depends on, so it can be
 fixed in one place when those move:
 
 - ``tests.support.stepfunctions.delay_state_machine`` (moto with the template's tables, roles, IAM
@@ -39,7 +39,7 @@ SECRETS = {
     "ADMIN_TOKEN": "bench-admin-token-abcdef",
 }
 API_FUNCTION = "api_handler"
-RESUME_FUNCTION = "resume_run"
+TIMER_FUNCTION = "fire_timer"
 
 
 class Clock:
@@ -67,7 +67,7 @@ class Stack:
     clock: Clock
     sfn: Any
     wakes: list[dict[str, Any]] = field(default_factory=list)
-    """Every wake-up delivered to ``resume_run``: its segment, event and result."""
+    """Every wake-up delivered to ``fire_timer``: its segment, event and result."""
     deliver_to: set[str] = field(default_factory=set)
     """Emails whose wake-ups are delivered; other runs' timers fire into a no-op, as if still pending."""
     wake_segment: Callable[[int], str] = field(default=lambda n: f"wake#{n}")
@@ -109,7 +109,7 @@ class Stack:
             time.sleep(0.01)
 
     def _resume(self, event: dict[str, Any], context: Any) -> Any:
-        from app import resume_run
+        from app import fire_timer
 
         if event.get("email") not in self.deliver_to:
             return {"result": "not_delivered"}
@@ -120,9 +120,9 @@ class Stack:
         self.clock.now = max(self.clock.now, datetime.fromisoformat(event["due_at"]))
         with self.meter.segment(segment):
             started = time.perf_counter()
-            result = resume_run(event, context)
+            result = fire_timer(event, context)
             elapsed = (time.perf_counter() - started) * 1000
-        self.meter.invoked(segment, RESUME_FUNCTION, elapsed)
+        self.meter.invoked(segment, TIMER_FUNCTION, elapsed)
         with self._lock:
             self.wakes.append({"segment": segment, "event": event, "result": result})
         return result

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from chalicelib.services.intake import Intake
     from chalicelib.services.ports import Scheduler, Stores
     from chalicelib.services.queries import AdminQueries
+    from chalicelib.services.timers import TimerRouter
 
 logger = logging.getLogger("chalicelib.bootstrap")
 
@@ -92,6 +93,14 @@ class Container:
         self.inbox.decoders = self.intake.decoders()
         self.automations = Automations(self.inbox, stores.runs, stores.versions, self.clock)
         self.queries = AdminQueries(stores)
+
+    @property
+    def timers(self) -> TimerRouter:
+        """Who owns each timer kind. Built per use, so it routes to the services installed now."""
+        from chalicelib.domain.timers import TimerKind
+        from chalicelib.services.timers import TimerRouter
+
+        return TimerRouter({TimerKind.RUN_WAKEUP: self.automations.wake_up}, self.metrics)
 
     def admin_token(self) -> str | None:
         return self.secrets.resolve_optional(self.settings.admin_token_ref)

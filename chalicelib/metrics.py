@@ -34,6 +34,9 @@ SWEEP_FAILED = "SweepFailed"
 """The sweep could not process one item this time; it stays due for the next sweep: ``kind``."""
 SWEEP_PARKED = "SweepParked"
 """The sweep gave up on one item after repeated failures and parked it for an operator: ``kind``."""
+TIMER_UNROUTED = "TimerUnrouted"
+"""A fired timer was dropped: its input was no timer (``reason=malformed``) or no service owns its
+kind (``reason=unknown_kind``); retrying could not help, so nothing does: ``reason``."""
 API_5XX = "Api5xx"
 """The API answered one request with a 5xx status; counted by the HTTP middleware, no dimensions."""
 
@@ -43,11 +46,13 @@ INBOX_OUTCOMES = ("accepted", "duplicate", "ignored", "failed", "rejected", "ret
 FAILED_OUTCOME = "failed"
 """The ``outcome`` the inbox alarm watches: the record was kept with an error, for a replay."""
 SWEEP_KINDS = ("run", "event")
+TIMER_UNROUTED_REASONS = ("malformed", "unknown_kind")
 
 CATALOGUE: Mapping[str, Mapping[str, tuple[str, ...]]] = {
     INBOX_OUTCOME: {"source": INBOX_SOURCES, "outcome": INBOX_OUTCOMES},
     SWEEP_FAILED: {"kind": SWEEP_KINDS},
     SWEEP_PARKED: {"kind": SWEEP_KINDS},
+    TIMER_UNROUTED: {"reason": TIMER_UNROUTED_REASONS},
     API_5XX: {},
 }
 """Every metric memberflow emits, and the values each of its dimensions may take (all are required)."""

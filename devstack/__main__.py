@@ -3,7 +3,7 @@
 One process holds everything: a moto server (DynamoDB and the other AWS services the app uses)
 on a loopback port, the app's tables created from the packaged template, the example config loaded
 and validated, the delay state machine from ``infra/delays.asl.json`` executed by moto with its
-Lambda task calling the app's ``resume_run`` in this process (Waits really sleep), the app's
+Lambda task calling the app's ``fire_timer`` in this process (Waits really sleep), the app's
 ``@app.schedule`` handlers (``sweep_runs``) run every ``LOCAL_SWEEP_SECONDS`` (default 30), and
 Chalice's local server. State lives in memory and is gone when it stops
 (Ctrl-C or SIGTERM). Secrets the config references default to well-known local values so the
@@ -155,7 +155,7 @@ def serve(args: argparse.Namespace, config_version: str, moto_endpoint: str, *, 
     os.environ["MEMBERFLOW_STATE_MACHINE_ARN"] = stack.arn(DELAY_STATE_MACHINE)
     if iam:
         # Before the container too, so nothing it makes signs as another identity: from here on
-        # routes, resume_run and the sweep have exactly the packaged role's rights.
+        # routes, fire_timer and the sweep have exactly the packaged role's rights.
         become_function_role(stack)
     container = bootstrap.container()
     config = Config.create(chalice_stage="local", app_name="memberflow", project_dir=str(ROOT))
@@ -207,7 +207,7 @@ def print_banner(
 ) -> None:
     from chalicelib.bootstrap import Container
     from chalicelib.domain.hooks import hook_token
-    from devstack.stepfunctions import RESUME_HANDLER, LocalDelays
+    from devstack.stepfunctions import TIMER_HANDLER, LocalDelays
 
     assert isinstance(container, Container)
     config = container.loaded.model
@@ -222,7 +222,7 @@ def print_banner(
     ]
     if isinstance(delays, LocalDelays):
         routed = (
-            "" if RESUME_HANDLER in delays.lambdas else f" (app.py has no {RESUME_HANDLER}: nothing resumes)"
+            "" if TIMER_HANDLER in delays.lambdas else f" (app.py has no {TIMER_HANDLER}: no timer fires)"
         )
         lines.append(f"  delays        {delays.state_machine_arn}{routed}")
         if delays.schedules and delays.period > 0:

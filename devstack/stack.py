@@ -435,7 +435,7 @@ def become_function_role(stack: MotoStack) -> Credentials:
     """For the rest of the process, sign as the template's function role and have IAM enforced.
 
     What Lambda does for every function in AWS: everything the app runs in this process from now on
-    (routes, the resume handler, the scheduled sweep) has exactly the role's rights. Call it after
+    (routes, the timer handler, the scheduled sweep) has exactly the role's rights. Call it after
     ``moto_support.install(iam=True)`` and after provisioning, which needs more.
     """
     from devstack import moto_iam

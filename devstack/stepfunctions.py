@@ -1,4 +1,4 @@
-"""The delay state machine in moto: created from ``infra/delays.asl.json``, its Lambda task run in-process.
+"""The timer state machine in moto: created from ``infra/delays.asl.json``, its Lambda task run in-process.
 
 moto's Step Functions interpreter (``execute_state_machine``) runs the real ASL; its Lambda task is an
 ``Invoke`` on moto's simple Lambda backend (``use_docker: False``), which ``route_lambda`` replaces
@@ -38,7 +38,7 @@ Handler = Callable[[dict[str, Any], Any], Any]
 LOCAL_STACK = "memberflow-local"
 """``<app>-<stage>``: functions are ``memberflow-local-<name>``, the state machine ``<stack>-delays``."""
 LOCAL_PREFIX = f"{LOCAL_STACK}-"
-RESUME_HANDLER = "resume_run"
+TIMER_HANDLER = "fire_timer"
 SWEEP_SECONDS_ENV = "LOCAL_SWEEP_SECONDS"
 DEFAULT_SWEEP_SECONDS = 30.0
 
@@ -146,7 +146,7 @@ def sweep_seconds(environ: Mapping[str, str] = os.environ) -> float:
 
 
 class LocalDelays:
-    """``make run``'s Step Functions: the delay state machine, Lambda routing and the schedule ticker."""
+    """``make run``'s Step Functions: the timer state machine, Lambda routing and the schedule ticker."""
 
     def __init__(self, app_module: ModuleType, period: float = DEFAULT_SWEEP_SECONDS) -> None:
         from chalice.app import ScheduledEventConfig
@@ -184,12 +184,12 @@ class LocalDelays:
             os.environ["TZ"] = "UTC"
             time.tzset()
         enable_execution()
-        if RESUME_HANDLER in self.lambdas:
+        if TIMER_HANDLER in self.lambdas:
             LambdaSimpleBackend.invoke = route_lambda(self._resolve)  # type: ignore[method-assign]
         else:
             LOG.warning(
-                "app.py has no @app.lambda_function(name=%r): delay executions will wait but resume nothing",
-                RESUME_HANDLER,
+                "app.py has no @app.lambda_function(name=%r): timer executions will wait but fire nothing",
+                TIMER_HANDLER,
             )
         stack = provision(self.app_module.app, stack_name=LOCAL_STACK, region=region)
         self.state_machine_arn = stack.arn(DELAY_STATE_MACHINE)

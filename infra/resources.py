@@ -8,10 +8,11 @@ function, the template Parameters, the runtime environment patched into each fun
 The template is assembled from resource groups: each group is a function from the app's shape
 (``AppShape``: which functions Chalice emits) to a ``Fragment`` of parameters, resources, outputs,
 role statements and environment variables, so a state machine, schedules or alarms are one more group
-in ``DEFAULT_GROUPS``. ``delays_group`` is such a group: the Standard state machine that wakes waiting
-automation runs, built from ``infra/delays.asl.json`` (the same file the tests and the local stack
-execute in moto). ``alarms_group`` owns ``AlarmTopicArn`` and the alarms on the app's own metrics
-(generated from ``chalicelib.metrics.CATALOGUE``) and on every function's ``Errors``. Usage:
+in ``DEFAULT_GROUPS``. ``delays_group`` is such a group: the Standard state machine that fires every
+durable timer (``chalicelib.domain.timers``) into the timer function, built from
+``infra/delays.asl.json`` (the same file the tests and the local stack execute in moto).
+``alarms_group`` owns ``AlarmTopicArn`` and the alarms on the app's own metrics (generated from
+``chalicelib.metrics.CATALOGUE``) and on every function's ``Errors``. Usage:
 ``python -m infra.resources --output build/merge.json [--sam out/sam.json | --function APIHandler ...]``.
 """
 
@@ -41,6 +42,7 @@ from chalicelib.metrics import (
     SERVICE_DIMENSION,
     SWEEP_FAILED,
     SWEEP_PARKED,
+    TIMER_UNROUTED,
     checked_series,
 )
 from chalicelib.storage.models import TABLE_MODELS
@@ -76,14 +78,15 @@ INDEX_ACTIONS = ("dynamodb:Query", "dynamodb:Scan")
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 3653)
 
 DELAYS_ASL = Path(__file__).resolve().with_name("delays.asl.json")
-"""The delay state machine's definition (JSONPath); ``${ResumeFunctionArn}`` is its only substitution."""
-RESUME_FUNCTION = "ResumeRun"
-"""Chalice's logical id for ``@app.lambda_function(name="resume_run")`` (``to_cfn_resource_name``)."""
+"""The timer state machine's definition (JSONPath); ``${TimerFunctionArn}`` is its only substitution."""
+TIMER_FUNCTION = "FireTimer"
+"""Chalice's logical id for ``@app.lambda_function(name="fire_timer")`` (``to_cfn_resource_name``)."""
+"""The same function under its name from when run wake-ups were the only timers."""
 DELAY_STATE_MACHINE = "DelayStateMachine"
 DELAY_STATE_MACHINE_ROLE = "DelayStateMachineRole"
 DELAY_STATE_MACHINE_NAME = "${AWS::StackName}-delays"
 """An explicit name, so the functions learn the ARN from ``Fn::Sub`` rather than a ``Ref``: the state
-machine references the resume function, so a ``Ref`` back from the functions would be a circular
+machine references the timer function, so a ``Ref`` back from the functions would be a circular
 dependency. State machine names allow 80 characters, so keep the stack name within 73."""
 STATE_MACHINE_ARN_ENV = "MEMBERFLOW_STATE_MACHINE_ARN"
 _STATES_ARN = "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}"
@@ -385,7 +388,7 @@ def logs_group(shape: AppShape) -> Fragment:
 
 
 def delays_definition(path: Path = DELAYS_ASL) -> dict[str, Any]:
-    """The delay state machine's ASL as an object, placeholders (``${ResumeFunctionArn}``) left in."""
+    """The timer state machine's ASL as an object, placeholders (``${TimerFunctionArn}``) left in."""
     definition: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return definition
 
@@ -419,21 +422,22 @@ def substitute_definition(definition: Any, substitutions: Mapping[str, str]) -> 
 
 
 def delays_group(shape: AppShape) -> Fragment:
-    """The Standard state machine that wakes waiting automation runs, its own role, and the wiring.
+    """The Standard state machine that fires every durable timer, its own role, and the wiring.
 
-    One execution per wait (``WakeUp.as_input()``): a Choice on ``$.wait.seconds``, a Wait, then a Task
-    that invokes the resume function with the execution input unchanged. The functions may start
-    executions of exactly this state machine and describe or stop exactly its executions; the state
-    machine may invoke exactly the resume function. An app without ``resume_run`` is an error, not a
-    silent skip: without it no waiting run would ever wake but through the sweep.
+    One execution per timer (``Timer.as_input()``): a Wait until ``$.due_at``, then a Task that invokes
+    the timer function with the execution input unchanged, two billed state transitions in all. The
+    functions may start executions of exactly this state machine and describe or stop exactly its
+    executions; the state machine may invoke exactly the timer function. An app without
+    ``fire_timer`` is an error, not a silent skip: without it no timer would ever fire and waiting runs
+    would wake only through the sweep.
     """
-    if RESUME_FUNCTION not in shape.functions:
+    if TIMER_FUNCTION not in shape.functions:
         raise ValueError(
-            f"the delay state machine needs the function {RESUME_FUNCTION}"
-            ' (@app.lambda_function(name="resume_run") in app.py); the app has only'
+            f"the timer state machine needs the function {TIMER_FUNCTION}"
+            ' (@app.lambda_function(name="fire_timer") in app.py); the app has only'
             f" {', '.join(shape.functions) or 'no functions'}"
         )
-    resume_arn = {"Fn::GetAtt": [RESUME_FUNCTION, "Arn"]}
+    timer_arn = {"Fn::GetAtt": [TIMER_FUNCTION, "Arn"]}
     state_machine_arn = {"Fn::Sub": DELAY_STATE_MACHINE_ARN}
     role = {
         "Type": "AWS::IAM::Role",
@@ -455,15 +459,15 @@ def delays_group(shape: AppShape) -> Fragment:
             },
             "Policies": [
                 {
-                    "PolicyName": "invoke-resume-function",
+                    "PolicyName": "invoke-timer-function",
                     "PolicyDocument": {
                         "Version": "2012-10-17",
                         "Statement": [
                             {
-                                "Sid": "InvokeResumeFunction",
+                                "Sid": "InvokeTimerFunction",
                                 "Effect": "Allow",
                                 "Action": ["lambda:InvokeFunction"],
-                                "Resource": [resume_arn],
+                                "Resource": [timer_arn],
                             }
                         ],
                     },
@@ -479,7 +483,7 @@ def delays_group(shape: AppShape) -> Fragment:
             "RoleArn": {"Fn::GetAtt": [DELAY_STATE_MACHINE_ROLE, "Arn"]},
             # An object, not DefinitionString, so cfn-lint validates the ASL too.
             "Definition": delays_definition(),
-            "DefinitionSubstitutions": {"ResumeFunctionArn": resume_arn},
+            "DefinitionSubstitutions": {"TimerFunctionArn": timer_arn},
         },
     }
     executions_failed = {
@@ -488,10 +492,10 @@ def delays_group(shape: AppShape) -> Fragment:
         "Dimensions": [{"Name": "StateMachineArn", "Value": {"Ref": DELAY_STATE_MACHINE}}],
     }
     alarm = metric_alarm(
-        "A delay execution failed, so a waiting automation run was not resumed by its timer;"
-        " the sweep_runs schedule resumes overdue runs, the execution history says why",
+        "A timer execution failed, so what it was for (a waiting automation run) did not happen on"
+        " time; the sweep_runs schedule resumes overdue runs, the execution history says why",
         [executions_failed],
-        label="failed delay executions",
+        label="failed timer executions",
     )
     return Fragment(
         resources={
@@ -585,7 +589,7 @@ INBOX_FAILED_DESCRIPTION = (
     " automation step arrived but was not applied. Nothing is lost: the record keeps its payload and error."
     " List them with GET /admin/events?status=failed (add &source=kit to narrow), read one with"
     " GET /admin/events/{event_id}, fix the cause (the traceback is in the log group of the function that"
-    " received it, /aws/lambda/<stack>-APIHandler-..., -ResumeRun-... or -SweepRuns-...), then replay it"
+    " received it, /aws/lambda/<stack>-APIHandler-..., -FireTimer-... or -SweepRuns-...), then replay it"
     " with POST /admin/events/{event_id}/replay."
 )
 SWEEP_FAILED_DESCRIPTION = (
@@ -610,9 +614,17 @@ API_5XX_DESCRIPTION = (
     " /admin/config shows the loaded one) or 'request refused' with status 503 (DynamoDB, SSM or another"
     " dependency was unavailable; callers may retry)."
 )
+TIMER_UNROUTED_DESCRIPTION = (
+    "The timer function dropped a fired timer in the last 5 minutes (metric TimerUnrouted): its input"
+    " was not a timer (reason=malformed) or no service owns its kind (reason=unknown_kind), typically an"
+    " execution started by another release of memberflow. It is not retried. The FireTimer function's"
+    " log group says which kind or what was wrong; the timer state machine's execution history has the"
+    " input. A waiting run whose timer was dropped is still woken by the sweep;"
+    " GET /admin/runs?status=waiting lists the runs that wait."
+)
 FUNCTION_ERRORS_HINTS = {
     API_HANDLER: "API Gateway answered those requests with 502 or 504; webhook senders retry them.",
-    RESUME_FUNCTION: "The delay execution that invoked it failed too; the sweep resumes the run.",
+    TIMER_FUNCTION: "The timer execution that invoked it failed too; the sweep resumes the run.",
     "SweepRuns": "That sweep did not finish; the next one starts within 5 minutes.",
 }
 """What a failed invocation means for the functions the app has today, by logical id."""
@@ -651,6 +663,9 @@ def alarms_group(shape: AppShape) -> Fragment:
             SWEEP_PARKED_DESCRIPTION, every_series(SWEEP_PARKED), label="parked sweep items"
         ),
         "Api5xxAlarm": metric_alarm(API_5XX_DESCRIPTION, every_series(API_5XX), label="5xx answers"),
+        "TimerUnroutedAlarm": metric_alarm(
+            TIMER_UNROUTED_DESCRIPTION, every_series(TIMER_UNROUTED), label="dropped timers"
+        ),
     }
     for function in shape.functions:
         errors = {
@@ -778,13 +793,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--function",
         action="append",
         default=[],
-        help=f"function logical id (repeatable; default: APIHandler {RESUME_FUNCTION} SweepRuns)",
+        help=f"function logical id (repeatable; default: APIHandler {TIMER_FUNCTION} SweepRuns)",
     )
     args = parser.parse_args(argv)
     if args.sam is not None:
         shape = AppShape.from_sam(json.loads(args.sam.read_text(encoding="utf-8")))
     else:
-        shape = AppShape(functions=tuple(args.function or ["APIHandler", RESUME_FUNCTION, "SweepRuns"]))
+        shape = AppShape(functions=tuple(args.function or ["APIHandler", TIMER_FUNCTION, "SweepRuns"]))
     try:
         template = build_template(shape)
     except ValueError as exc:

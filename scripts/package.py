@@ -156,7 +156,7 @@ def write_merge_template(shape: AppShape, output: Path) -> dict[str, Any]:
     try:
         template = build_template(shape)
     except ValueError as exc:
-        # e.g. app.py lacks the resume_run function the delay state machine invokes
+        # e.g. app.py lacks the fire_timer function the timer state machine invokes
         raise PackageError(f"cannot build the merge template: {exc}") from exc
     write_template(template, output)
     print(f"wrote {output} for functions {', '.join(shape.functions)}")

@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from chalicelib.domain.automations.runs import Run, RunStatus, StepRecord, WakeUp
+from chalicelib.domain.automations.runs import Run, RunStatus, StepRecord
 from chalicelib.domain.inbox import OPEN, InboxRecord, Status, decode_cursor, encode_cursor, fault_reason
 from chalicelib.domain.model import Contact, KitSyncIntent, LedgerEntry, OutboundIntent, TimelineEntry
 from chalicelib.domain.outbox import (
@@ -28,6 +28,7 @@ from chalicelib.domain.outbox import (
     from_kit_sync,
     from_outbound,
 )
+from chalicelib.domain.timers import Timer
 from chalicelib.services.ports import (
     Commit,
     ContactStore,
@@ -423,18 +424,18 @@ def contended(stores: Stores) -> Stores:
 class RecordingScheduler:
     """The ``Scheduler`` port in memory, with Step Functions' naming rule: one execution per name, ever.
 
-    ``start`` records the wake-up under its execution name; a name seen before (pending, stopped or
+    ``start`` records the timer under its execution name; a name seen before (pending, stopped or
     fired) changes nothing, as Step Functions refuses to start it again. ``stop`` ends a pending one;
     an unknown, stopped or fired name is ignored. ``fire``/``fire_due`` play the timer going off: the
-    returned wake-ups' ``as_input()`` is what the resume handler would receive. Held to
+    returned timers' ``as_input()`` is what the timer function would receive. Held to
     ``StepFunctionsScheduler`` by tests/integration/test_scheduler_contract.py.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.started: dict[str, WakeUp] = {}
+        self.started: dict[str, Timer] = {}
         """Every execution ever started, by name, in start order."""
-        self.start_calls: list[WakeUp] = []
+        self.start_calls: list[Timer] = []
         """Every ``start`` call, duplicates included."""
         self.stopped: list[str] = []
         """Names that were pending when ``stop`` ended them."""
@@ -443,10 +444,10 @@ class RecordingScheduler:
         self.fired: list[str] = []
         """Names whose timer went off (``fire``/``fire_due``), in that order."""
 
-    def start(self, wake: WakeUp) -> None:
+    def start(self, timer: Timer) -> None:
         with self._lock:
-            self.start_calls.append(wake)
-            self.started.setdefault(wake.execution_name, wake)
+            self.start_calls.append(timer)
+            self.started.setdefault(timer.execution_name, timer)
 
     def stop(self, execution_name: str) -> None:
         with self._lock:
@@ -461,23 +462,23 @@ class RecordingScheduler:
         with self._lock:
             return self._is_pending(execution_name)
 
-    def pending(self) -> list[WakeUp]:
+    def pending(self) -> list[Timer]:
         """Started and neither stopped nor fired, in start order."""
         with self._lock:
-            return [wake for name, wake in self.started.items() if self._is_pending(name)]
+            return [timer for name, timer in self.started.items() if self._is_pending(name)]
 
-    def due(self, now: datetime) -> list[WakeUp]:
-        """Pending wake-ups whose ``due_at`` has come, earliest first."""
-        return sorted((w for w in self.pending() if w.due_at <= now), key=lambda w: w.due_at)
+    def due(self, now: datetime) -> list[Timer]:
+        """Pending timers whose ``due_at`` has come, earliest first."""
+        return sorted((t for t in self.pending() if t.due_at <= now), key=lambda t: t.due_at)
 
-    def fire(self, execution_name: str) -> WakeUp:
-        """The timer of a pending wake-up goes off; returns it (its ``as_input()`` is the event)."""
+    def fire(self, execution_name: str) -> Timer:
+        """A pending timer goes off; returns it (its ``as_input()`` is the event)."""
         with self._lock:
             if not self._is_pending(execution_name):
                 raise KeyError(f"{execution_name} is not pending")
             self.fired.append(execution_name)
             return self.started[execution_name]
 
-    def fire_due(self, now: datetime) -> list[WakeUp]:
-        """Fire every wake-up due at ``now``, earliest first."""
-        return [self.fire(wake.execution_name) for wake in self.due(now)]
+    def fire_due(self, now: datetime) -> list[Timer]:
+        """Fire every timer due at ``now``, earliest first."""
+        return [self.fire(timer.execution_name) for timer in self.due(now)]

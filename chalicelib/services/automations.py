@@ -26,10 +26,19 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from chalicelib.domain.automations.program import definition
-from chalicelib.domain.automations.runs import WAITING_QUEUE, Run, RunStatus, StepRecord, held_queue
+from chalicelib.domain.automations.runs import (
+    WAITING_QUEUE,
+    Run,
+    RunStatus,
+    StepRecord,
+    held_queue,
+    run_of_wakeup,
+)
 from chalicelib.domain.errors import BadRequest, Conflict, NotFound
 from chalicelib.domain.events import Person, Source
 from chalicelib.domain.requests import RunCancelRequested, RunWakeUp
+from chalicelib.domain.text import is_encodable
+from chalicelib.domain.timers import InvalidTimer, Timer
 from chalicelib.metrics import SWEEP_FAILED, SWEEP_PARKED
 from chalicelib.services.inbox import Delivery, Inbox, Receipt
 from chalicelib.services.ports import RunStore, StaleRun, VersionStore
@@ -112,14 +121,12 @@ class Automations:
 
     # --- timers -------------------------------------------------------------------------------
 
-    def wake(self, payload: Mapping[str, Any]) -> dict[str, Any]:
-        """The resume handler: ``payload`` is the execution input (``WakeUp.as_input()``)."""
-        run_id = payload.get("run_id")
-        email = payload.get("email")
-        generation = payload.get("generation")
-        if not isinstance(run_id, str) or not isinstance(email, str) or not isinstance(generation, int):
-            raise BadRequest("a wake-up needs run_id, email and generation")
-        receipt = self._wake(run_id, email, generation, release=False)
+    def wake_up(self, timer: Timer) -> dict[str, Any]:
+        """A ``run_wakeup`` timer fired (``WakeUp.timer``): wake the run through its contact's inbox."""
+        if timer.email is None:
+            raise InvalidTimer("a run wake-up names its contact")
+        run_id = run_of_wakeup(timer.key)
+        receipt = self._wake(run_id, timer.email, timer.generation, release=False)
         return {"result": receipt.result, "event_id": receipt.event_id, "run_id": run_id}
 
     def _wake(self, run_id: str, email: str, generation: int, *, release: bool, stamp: str = "") -> Receipt:
@@ -249,6 +256,9 @@ class Automations:
         return run
 
     def cancel(self, run_id: str, reason: str | None = None) -> Run:
+        if reason is not None and not is_encodable(reason):
+            # JSON can carry a lone surrogate, which no store can write: refuse it, do not fail on it.
+            raise BadRequest("'reason' holds text that cannot be encoded as UTF-8")
         run = self.get(run_id)
         if not run.active:
             raise Conflict(f"run {run_id} has already ended ({run.status.value})", code="run_ended")

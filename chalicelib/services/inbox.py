@@ -357,7 +357,7 @@ class Inbox:
                 logger.warning("could not stop a stale timer", extra={"execution": name}, exc_info=True)
         for wake in transition.wakeups:
             try:
-                self.scheduler.start(wake)
+                self.scheduler.start(wake.timer)
             except Exception:
                 logger.exception(
                     "could not start a timer; the sweep will wake the run when it is due",

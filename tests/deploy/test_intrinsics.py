@@ -28,7 +28,7 @@ from infra.resources import (
     DELAY_STATE_MACHINE,
     DELAY_STATE_MACHINE_ROLE,
     FUNCTION_ROLE,
-    RESUME_FUNCTION,
+    TIMER_FUNCTION,
     AppShape,
     build_template,
 )
@@ -172,9 +172,9 @@ def test_the_packaged_roles_resolve_completely() -> None:
     assert "Fn::" not in text
     assert '"Ref"' not in text
     assert cfn.resources[DELAY_STATE_MACHINE].attributes["Name"] == "memberflow-test-delays"
-    invoke = roles[DELAY_STATE_MACHINE_ROLE].policies["invoke-resume-function"]["Statement"][0]
-    assert invoke["Resource"] == ["arn:aws:lambda:us-east-1:123456789012:function:memberflow-test-resume_run"]
-    assert cfn.resources[RESUME_FUNCTION].ref == "memberflow-test-resume_run"
+    invoke = roles[DELAY_STATE_MACHINE_ROLE].policies["invoke-timer-function"]["Statement"][0]
+    assert invoke["Resource"] == ["arn:aws:lambda:us-east-1:123456789012:function:memberflow-test-fire_timer"]
+    assert cfn.resources[TIMER_FUNCTION].ref == "memberflow-test-fire_timer"
     statements = [s for p in roles[FUNCTION_ROLE].policies.values() for s in p["Statement"]]
     start = next(s for s in statements if s["Sid"] == "DelayStart")
     assert start["Resource"] == "arn:aws:states:us-east-1:123456789012:stateMachine:memberflow-test-delays"

@@ -2,7 +2,7 @@
 
 The first half checks ``infra.resources`` alone (no ``chalice package``): tables against the tables
 pynamodb itself creates in moto, the role's DynamoDB grants, the per-function patches, the delay state
-machine (its definition is the ASL file, its substitution points at the resume function, its roles are
+machine (its definition is the ASL file, its substitution points at the timer function, its roles are
 least privilege, nothing depends on itself), and cfn-lint on the overlay merged into a minimal SAM
 template. The second half runs ``scripts/package.py`` end to end
 on a copy of the project (Chalice fetches Linux wheels, so it needs the package index) and checks the
@@ -43,6 +43,8 @@ from chalicelib.metrics import (
     SWEEP_FAILED,
     SWEEP_KINDS,
     SWEEP_PARKED,
+    TIMER_UNROUTED,
+    TIMER_UNROUTED_REASONS,
     EmfMetrics,
 )
 from chalicelib.storage.dynamo.tables import Tables
@@ -54,9 +56,9 @@ from infra.resources import (
     DELAYS_ASL,
     FUNCTION_ROLE,
     MAX_ALARM_METRICS,
-    RESUME_FUNCTION,
     ROLE_ARN,
     STATE_MACHINE_ARN_ENV,
+    TIMER_FUNCTION,
     AppShape,
     Fragment,
     alarms_group,
@@ -258,7 +260,7 @@ def assert_no_circular_dependency(resources: Mapping[str, Any]) -> None:
 
 
 def assert_delay_state_machine(resources: Mapping[str, Any]) -> None:
-    """The state machine runs the ASL file, invokes the resume function, and nothing more is allowed."""
+    """The state machine runs the ASL file, invokes the timer function, and nothing more is allowed."""
     machine = resources[DELAY_STATE_MACHINE]
     assert machine["Type"] == "AWS::StepFunctions::StateMachine"
     props = machine["Properties"]
@@ -266,9 +268,9 @@ def assert_delay_state_machine(resources: Mapping[str, Any]) -> None:
     assert props["StateMachineName"] == {"Fn::Sub": "${AWS::StackName}-delays"}
     assert props["Definition"] == json.loads(DELAYS_ASL.read_text(encoding="utf-8"))
     assert "DefinitionString" not in props
-    assert props["DefinitionSubstitutions"] == {"ResumeFunctionArn": {"Fn::GetAtt": [RESUME_FUNCTION, "Arn"]}}
+    assert props["DefinitionSubstitutions"] == {"TimerFunctionArn": {"Fn::GetAtt": [TIMER_FUNCTION, "Arn"]}}
     assert definition_placeholders(props["Definition"]) == props["DefinitionSubstitutions"].keys()
-    assert resources[RESUME_FUNCTION]["Properties"]["Role"] == ROLE_ARN
+    assert resources[TIMER_FUNCTION]["Properties"]["Role"] == ROLE_ARN
     assert props["RoleArn"] == {"Fn::GetAtt": [DELAY_STATE_MACHINE_ROLE, "Arn"]}
 
     role = resources[DELAY_STATE_MACHINE_ROLE]["Properties"]
@@ -278,10 +280,10 @@ def assert_delay_state_machine(resources: Mapping[str, Any]) -> None:
     [policy] = role["Policies"]
     assert policy["PolicyDocument"]["Statement"] == [
         {
-            "Sid": "InvokeResumeFunction",
+            "Sid": "InvokeTimerFunction",
             "Effect": "Allow",
             "Action": ["lambda:InvokeFunction"],
-            "Resource": [{"Fn::GetAtt": [RESUME_FUNCTION, "Arn"]}],
+            "Resource": [{"Fn::GetAtt": [TIMER_FUNCTION, "Arn"]}],
         }
     ]
 
@@ -322,6 +324,7 @@ APP_ALARMS: dict[str, set[Watched]] = {
     "SweepFailedAlarm": {_app(SWEEP_FAILED, kind=kind) for kind in SWEEP_KINDS},
     "SweepParkedAlarm": {_app(SWEEP_PARKED, kind=kind) for kind in SWEEP_KINDS},
     "Api5xxAlarm": {_app(API_5XX)},
+    "TimerUnroutedAlarm": {_app(TIMER_UNROUTED, reason=reason) for reason in TIMER_UNROUTED_REASONS},
 }
 """Each alarm on the app's metrics and every series (``chalicelib.metrics`` names) it must add up."""
 ALARM_ACTIONS = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
@@ -374,7 +377,7 @@ def assert_alarms(resources: Mapping[str, Any], functions: tuple[str, ...]) -> N
 # --- infra.resources alone -----------------------------------------------------------------------
 
 SHAPE = AppShape(
-    functions=("APIHandler", "OutboxSweeper", RESUME_FUNCTION, "SweepRuns"),
+    functions=("APIHandler", TIMER_FUNCTION, "OutboxSweeper", "SweepRuns"),
     runtime="python3.11",
     dependency_layer=True,
 )
@@ -448,13 +451,13 @@ def test_merged_into_a_chalice_like_template_every_function_is_patched_and_lints
 
 
 def test_check_packaged_reports_a_function_the_merge_missed() -> None:
-    merge = build_template(AppShape(functions=("APIHandler", RESUME_FUNCTION)))
+    merge = build_template(AppShape(functions=("APIHandler", TIMER_FUNCTION)))
     merged = TemplateDeepMerger().merge(merge, _chalice_like(SHAPE))
-    problems = check_packaged(merged, AppShape(functions=("APIHandler", RESUME_FUNCTION)), merge)
+    problems = check_packaged(merged, AppShape(functions=("APIHandler", TIMER_FUNCTION)), merge)
     assert any("OutboxSweeper runs as" in p for p in problems)
 
 
-def test_the_delay_state_machine_runs_the_asl_file_and_invokes_only_the_resume_function() -> None:
+def test_the_delay_state_machine_runs_the_asl_file_and_invokes_only_the_timer_function() -> None:
     merged = TemplateDeepMerger().merge(build_template(SHAPE), _chalice_like(SHAPE))
     assert_delay_state_machine(merged["Resources"])
     assert merged["Outputs"]["DelayStateMachineArn"] == {"Value": {"Ref": DELAY_STATE_MACHINE}}
@@ -464,22 +467,22 @@ def test_nothing_in_the_template_depends_on_itself() -> None:
     merged = TemplateDeepMerger().merge(build_template(SHAPE), _chalice_like(SHAPE))
     assert_no_circular_dependency(merged["Resources"])
     assert DELAY_STATE_MACHINE in _references(merged["Resources"]["DelayExecutionsFailedAlarm"])
-    assert RESUME_FUNCTION in _references(merged["Resources"][DELAY_STATE_MACHINE])
+    assert TIMER_FUNCTION in _references(merged["Resources"][DELAY_STATE_MACHINE])
     for function in SHAPE.functions:
         assert DELAY_STATE_MACHINE not in _references(merged["Resources"][function])
     with pytest.raises(AssertionError, match="circular dependency: A -> B -> A"):
         assert_no_circular_dependency({"A": {"Properties": {"X": {"Ref": "B"}}}, "B": {"DependsOn": "A"}})
 
 
-def test_the_resume_function_id_is_the_one_chalice_emits() -> None:
-    assert to_cfn_resource_name("resume_run") == RESUME_FUNCTION
+def test_the_timer_function_id_is_the_one_chalice_emits() -> None:
+    assert to_cfn_resource_name("fire_timer") == TIMER_FUNCTION
 
 
-def test_an_app_without_the_resume_function_cannot_be_packaged() -> None:
+def test_an_app_without_the_timer_function_cannot_be_packaged() -> None:
     # Skipping the state machine would deploy automations whose waits never end but by the sweep.
-    with pytest.raises(ValueError, match=r"needs the function ResumeRun .*only APIHandler, SweepRuns"):
+    with pytest.raises(ValueError, match=r"needs the function FireTimer .*only APIHandler, SweepRuns"):
         build_template(AppShape(functions=("APIHandler", "SweepRuns")))
-    with pytest.raises(ValueError, match="ResumeRun"):
+    with pytest.raises(ValueError, match="FireTimer"):
         delays_group(AppShape(functions=("APIHandler",)))
 
 
@@ -511,6 +514,7 @@ def test_the_alarms_watch_the_series_emf_metrics_publishes(
         "SweepFailedAlarm": (SWEEP_FAILED, {"kind": "event"}),
         "SweepParkedAlarm": (SWEEP_PARKED, {"kind": "run"}),
         "Api5xxAlarm": (API_5XX, {}),
+        "TimerUnroutedAlarm": (TIMER_UNROUTED, {"reason": "unknown_kind"}),
     }
     alarms = build_template(SHAPE)["Resources"]
     for name, (metric, dimensions) in emitted.items():
@@ -637,8 +641,8 @@ def test_package_output_role_touches_only_the_generated_tables(packaged: tuple[A
 
 def test_package_output_has_the_delay_state_machine(packaged: tuple[Any, Path, float]) -> None:
     resources = _sam(packaged)["Resources"]
-    assert resources[RESUME_FUNCTION]["Type"] == "AWS::Serverless::Function"
-    assert resources[RESUME_FUNCTION]["Properties"]["Handler"] == "app.resume_run"
+    assert resources[TIMER_FUNCTION]["Type"] == "AWS::Serverless::Function"
+    assert resources[TIMER_FUNCTION]["Properties"]["Handler"] == "app.fire_timer"
     assert_delay_state_machine(resources)
     assert_no_circular_dependency(resources)
     sweep = [

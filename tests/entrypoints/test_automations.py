@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from chalice.test import Client
 
-from app import app, resume_run
+from app import app, fire_timer
 from chalicelib import bootstrap
 from chalicelib.config.model import MemberflowConfig
 from tests.builders import T0, config, unique_email
@@ -59,8 +59,8 @@ class AutomationWorld(World):
     clock: Clock
 
     def fire_due(self) -> list[dict[str, Any]]:
-        """Play every due timer into the real resume handler, as Step Functions would."""
-        return [resume_run(wake.as_input(), None) for wake in self.scheduler.fire_due(self.clock.now)]
+        """Play every due timer into the real timer function, as Step Functions would."""
+        return [fire_timer(timer.as_input(), None) for timer in self.scheduler.fire_due(self.clock.now)]
 
     def tag(self, email: str, *, add: list[str] | None = None, remove: list[str] | None = None) -> Any:
         body: dict[str, Any] = {}
@@ -119,13 +119,14 @@ class TestDrip:
         assert run["status"] == "waiting"
         assert run["position"] == "wait-two-days"
         assert run["due_at"] == (T0 + timedelta(days=2)).isoformat()
-        (wake,) = auto.scheduler.pending()
-        assert wake.wait_seconds == 172800
-        assert wake.run_id == run["run_id"]
+        (timer,) = auto.scheduler.pending()
+        assert timer.due_at == T0 + timedelta(days=2)
+        assert timer.key.startswith(run["run_id"])
+        assert timer.email == email
         intents = auto.stores.outbox.list_outbound(email)
         assert [(i.kind, i.payload["email_id"]) for i in intents] == [("email", "welcome")]
 
-    def test_the_resume_handler_continues_the_run_and_records_lateness(self, auto: AutomationWorld) -> None:
+    def test_the_timer_function_continues_the_run_and_records_lateness(self, auto: AutomationWorld) -> None:
         email = unique_email()
         auto.tag(email, add=["Purchase – Foundation"])
         auto.clock.advance(days=2, seconds=3)
@@ -153,8 +154,8 @@ class TestDrip:
         auto.tag(email, add=["Purchase – Foundation"])
         (wake,) = auto.scheduler.pending()
         auto.clock.advance(days=2)
-        first = resume_run(wake.as_input(), None)
-        second = resume_run(wake.as_input(), None)
+        first = fire_timer(wake.as_input(), None)
+        second = fire_timer(wake.as_input(), None)
         assert first["result"] == "accepted"
         assert second["result"] == "duplicate"
         run = only_run(auto, email)
@@ -173,7 +174,7 @@ class TestDrip:
         assert run["goal"] == "revoked"
         # Even if the timer fired anyway, the stale generation makes it a no-op.
         auto.clock.advance(days=1)
-        assert resume_run(wake.as_input(), None)["result"] == "accepted"
+        assert fire_timer(wake.as_input(), None)["result"] == "accepted"
         tags = auto.admin_get(f"/admin/contacts/{email}").json_body["tags"]
         assert "Was Revoked" in tags
         assert "Drip Done" not in tags
@@ -205,6 +206,16 @@ class TestAdmin:
         again = auto.admin_post(f"/admin/runs/{run_id}/cancel", {})
         assert again.status_code == 409
         assert again.json_body["error"]["code"] == "run_ended"
+
+    def test_a_cancel_reason_that_cannot_be_stored_is_400_and_the_run_goes_on(
+        self, auto: AutomationWorld
+    ) -> None:
+        email = unique_email()
+        auto.tag(email, add=["Purchase – Foundation"])
+        run_id = only_run(auto, email)["run_id"]
+        response = auto.admin_post(f"/admin/runs/{run_id}/cancel", {"reason": "a\ud800b"})
+        assert response.status_code == 400
+        assert only_run(auto, email)["status"] == "waiting"
 
     def test_unknown_run_is_404_and_bad_filters_are_400(self, auto: AutomationWorld) -> None:
         assert auto.admin_get("/admin/runs/nope").status_code == 404

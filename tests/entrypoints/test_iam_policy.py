@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from chalice.test import Client
 
-from app import app, resume_run
+from app import app, fire_timer
 from chalicelib import bootstrap
 from chalicelib.services.ports import Stores
 from tests.builders import T0, config, unique_email
@@ -78,7 +78,7 @@ def test_the_timer_resumes_a_waiting_run(drip: DripWorld) -> None:
     email = unique_email()
     assert drip.tag(email, "Start").status_code == 200
     drip.clock.now = T0 + timedelta(days=2)
-    results = [resume_run(wake.as_input(), None) for wake in drip.scheduler.fire_due(drip.clock.now)]
+    results = [fire_timer(timer.as_input(), None) for timer in drip.scheduler.fire_due(drip.clock.now)]
     assert [r["result"] for r in results] == ["accepted"]
     contact = drip.stores.contacts.get_contact(email)
     assert contact is not None

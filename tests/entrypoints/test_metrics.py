@@ -11,13 +11,20 @@ from typing import Any
 
 import pytest
 
-from app import resume_run
+from app import fire_timer
 from chalicelib.domain.errors import NotFound
 from chalicelib.metrics import API_5XX, INBOX_OUTCOME, SWEEP_FAILED, Series
 from tests.entrypoints.conftest import World
 from tests.support.metrics import RecordingMetrics
 
 COUNTED = Series.of(INBOX_OUTCOME, source="automation", outcome="accepted")
+WAKE_UP = {
+    "kind": "run_wakeup",
+    "key": "r1-stepdigest",
+    "generation": 1,
+    "due_at": "2026-11-01T12:00:00Z",
+    "email": "a@b.c",
+}
 
 
 class Swept:
@@ -39,7 +46,7 @@ class ProbeAutomations:
         self._count()
         raise NotFound(f"no run '{run_id}'", code="unknown_run")
 
-    def wake(self, payload: Any) -> dict[str, Any]:
+    def wake_up(self, timer: Any) -> dict[str, Any]:
         self._count()
         return {"result": "accepted"}
 
@@ -99,12 +106,12 @@ class TestHandlers:
         assert world.client.lambda_.invoke("sweep_runs", event).payload == {"woken": 0, "released": 0}
         assert metrics.flushes == [{Series.of(SWEEP_FAILED, kind="run"): 1}]
 
-    def test_the_resume_handler_publishes_what_it_counted_even_when_it_raises(
+    def test_the_timer_function_publishes_what_it_counted_even_when_it_raises(
         self, metrics: RecordingMetrics, probe: ProbeAutomations
     ) -> None:
-        assert resume_run({"run_id": "r"}, None) == {"result": "accepted"}
+        assert fire_timer(WAKE_UP, None) == {"result": "accepted"}
         probe.crash = True
         with pytest.raises(RuntimeError, match="the probe crashed"):
-            resume_run({"run_id": "r"}, None)
+            fire_timer(WAKE_UP, None)
         assert metrics.flushes == [{COUNTED: 1}, {COUNTED: 1}]
         assert metrics.total(API_5XX) == 0

@@ -1,7 +1,8 @@
-"""The real ``infra/delays.asl.json`` in moto's interpreter: what it waits, what it hands the resume handler.
+"""The real ``infra/delays.asl.json`` in moto's interpreter: what it waits, what it hands the timer
+function, and how many state transitions (what Step Functions bills) a timer costs.
 
 Waits and retry intervals are recorded instead of slept (``tests/support/stepfunctions.py``), so a
-week-long delay runs in milliseconds.
+week-long timer runs in milliseconds.
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ from typing import Any
 import pytest
 
 from chalicelib.adapters.aws.stepfunctions import StepFunctionsScheduler
-from chalicelib.domain.automations.runs import WakeUp
+from chalicelib.domain.timers import Timer, TimerKind
+from chalicelib.metrics import TIMER_UNROUTED, Series
+from chalicelib.services.timers import TimerRouter
 from infra.resources import DELAYS_ASL, definition_placeholders, delays_definition
+from tests.support.metrics import RecordingMetrics
 from tests.support.stepfunctions import DelayStateMachine, LambdaServiceError, delay_state_machine
 
 pytestmark = pytest.mark.integration
@@ -31,7 +35,7 @@ RETRIED = (
 
 
 class Recorder:
-    """A resume handler that records its events and fails its first ``failures`` calls with ``error``."""
+    """A timer function that records its events and fails its first ``failures`` calls with ``error``."""
 
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
@@ -58,16 +62,20 @@ def sfn(handler: Recorder) -> Iterator[DelayStateMachine]:
         yield machine
 
 
-def wake(*, seconds: int | None, due_at: datetime | None = None) -> WakeUp:
+def timer(*, seconds: int | None = None, due_at: datetime | None = None) -> Timer:
     now = datetime.now(UTC).replace(microsecond=0)
-    return WakeUp(
-        run_id=f"run-{uuid.uuid4().hex[:12]}",
-        email="ada@example.com",
-        step_id="wait-a-week",
-        generation=3,
+    return Timer(
+        kind=TimerKind.RUN_WAKEUP,
+        key=f"r{uuid.uuid4().hex[:24]}-stepdigest",
         due_at=due_at or now + timedelta(seconds=seconds or 0),
-        wait_seconds=seconds,
+        generation=3,
+        email="ada@example.com",
     )
+
+
+def waited_about(seconds: int, recorded: int) -> bool:
+    # moto waits int(due_at - now), and now moved on a little since the timer was made.
+    return seconds - 5 <= recorded <= seconds
 
 
 def task_retry() -> dict[str, Any]:
@@ -82,60 +90,99 @@ def test_the_definition_is_jsonpath_only_and_has_one_substitution() -> None:
     definition = delays_definition()
     assert definition.get("QueryLanguage", "JSONPath") == "JSONPath"
     assert "JSONata" not in DELAYS_ASL.read_text(encoding="utf-8")
-    assert definition_placeholders(definition) == {"ResumeFunctionArn"}
+    assert definition_placeholders(definition) == {"TimerFunctionArn"}
 
 
-def test_a_week_long_delay_waits_a_week_then_hands_the_input_over_unchanged(
+def test_the_definition_is_a_wait_until_due_then_the_task_that_ends_it() -> None:
+    definition = delays_definition()
+    wait = definition["States"][definition["StartAt"]]
+    assert (wait["Type"], wait["TimestampPath"]) == ("Wait", "$.due_at")
+    task = definition["States"][wait["Next"]]
+    assert (task["Type"], task["End"], task["Parameters"]["Payload.$"]) == ("Task", True, "$")
+    assert len(definition["States"]) == 2
+
+
+def test_a_week_long_timer_waits_a_week_then_hands_its_input_over_unchanged(
     sfn: DelayStateMachine, handler: Recorder
 ) -> None:
-    wake_up = wake(seconds=WEEK)
-    StepFunctionsScheduler(sfn.state_machine_arn, client=sfn.app_client).start(wake_up)
-    execution = sfn.wait_for(wake_up.execution_name)
+    due = timer(seconds=WEEK)
+    StepFunctionsScheduler(sfn.state_machine_arn, client=sfn.app_client).start(due)
+    execution = sfn.wait_for(due.execution_name)
     assert execution["status"] == "SUCCEEDED"
-    assert sfn.waits == [WEEK]
-    assert handler.events == [wake_up.as_input()]
-    assert json.loads(execution["output"])["resumed"] == {"outcome": {"resumed": True}}
-    entered = [
-        e["stateEnteredEventDetails"]["name"]
-        for e in sfn.history(wake_up.execution_name)
-        if "stateEnteredEventDetails" in e
-    ]
-    assert entered == ["ChooseWait", "WaitSeconds", "ResumeRun", "Resumed"]
+    [waited] = sfn.waits
+    assert waited_about(WEEK, waited)
+    assert handler.events == [due.as_input()]
+    assert json.loads(execution["output"])["fired"] == {"outcome": {"resumed": True}}
+    assert sfn.state_transitions(due.execution_name) == ["WaitUntilDue", "FireTimer"]
 
 
-def test_a_wait_until_in_the_past_resumes_at_once(sfn: DelayStateMachine, handler: Recorder) -> None:
-    wake_up = wake(seconds=None, due_at=datetime(2020, 1, 1, tzinfo=UTC))
-    assert wake_up.as_input()["wait"] == {"until": "2020-01-01T00:00:00Z"}
-    sfn.start(wake_up)
-    assert sfn.wait_for(wake_up.execution_name)["status"] == "SUCCEEDED"
-    assert len(sfn.waits) == 1
-    assert sfn.waits[0] <= 0
-    assert handler.events == [wake_up.as_input()]
-    entered = [
-        e["stateEnteredEventDetails"]["name"]
-        for e in sfn.history(wake_up.execution_name)
-        if "stateEnteredEventDetails" in e
-    ]
-    assert "WaitUntil" in entered
+@pytest.mark.parametrize("seconds", [-86400, 0, 1, 3600, WEEK, 300 * 86400])
+def test_every_timer_costs_at_most_two_state_transitions(
+    sfn: DelayStateMachine, handler: Recorder, seconds: int
+) -> None:
+    due = timer(due_at=datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=seconds))
+    sfn.start(due)
+    assert sfn.wait_for(due.execution_name)["status"] == "SUCCEEDED"
+    assert len(sfn.state_transitions(due.execution_name)) <= 2
+    assert handler.events == [due.as_input()]
 
 
-def test_a_wait_until_in_the_future_waits_until_then(sfn: DelayStateMachine, handler: Recorder) -> None:
-    wake_up = wake(seconds=None, due_at=datetime.now(UTC).replace(microsecond=0) + timedelta(days=30))
-    sfn.start(wake_up)
-    assert sfn.wait_for(wake_up.execution_name)["status"] == "SUCCEEDED"
+def test_a_timer_due_in_the_past_fires_at_once(sfn: DelayStateMachine, handler: Recorder) -> None:
+    due = timer(due_at=datetime(2020, 1, 1, tzinfo=UTC))
+    assert due.as_input()["due_at"] == "2020-01-01T00:00:00Z"
+    sfn.start(due)
+    assert sfn.wait_for(due.execution_name)["status"] == "SUCCEEDED"
+    [waited] = sfn.waits
+    assert waited <= 0
+    assert handler.events == [due.as_input()]
+
+
+def test_a_timer_a_month_ahead_waits_until_then(sfn: DelayStateMachine, handler: Recorder) -> None:
+    due = timer(due_at=datetime.now(UTC).replace(microsecond=0) + timedelta(days=30))
+    sfn.start(due)
+    assert sfn.wait_for(due.execution_name)["status"] == "SUCCEEDED"
     # moto compares the UTC timestamp with the local clock; on a UTC host this is ~30 days.
     offset = datetime.now().astimezone().utcoffset() or timedelta(0)
     expected = 30 * 24 * 3600 - int(offset.total_seconds())
     assert abs(sfn.waits[0] - expected) <= 5
-    assert handler.events == [wake_up.as_input()]
+    assert handler.events == [due.as_input()]
 
 
-def test_a_zero_second_delay_resumes_at_once(sfn: DelayStateMachine, handler: Recorder) -> None:
-    wake_up = wake(seconds=0)
-    sfn.start(wake_up)
-    assert sfn.wait_for(wake_up.execution_name)["status"] == "SUCCEEDED"
-    assert sfn.waits == [0]
-    assert handler.events == [wake_up.as_input()]
+class TestThroughTheRouter:
+    """The real state machine firing into the real ``TimerRouter``, as the timer function does."""
+
+    def test_a_timer_reaches_the_owner_of_its_kind_after_its_wait(self, sfn: DelayStateMachine) -> None:
+        fired: list[Timer] = []
+        metrics = RecordingMetrics()
+
+        def wake_run(fired_timer: Timer) -> dict[str, Any]:
+            fired.append(fired_timer)
+            return {"result": "accepted"}
+
+        sfn.handler = lambda event, context: TimerRouter({TimerKind.RUN_WAKEUP: wake_run}, metrics).fire(
+            event
+        )
+        due = timer(seconds=2 * 86400)
+        StepFunctionsScheduler(sfn.state_machine_arn, client=sfn.app_client).start(due)
+        execution = sfn.wait_for(due.execution_name)
+        assert execution["status"] == "SUCCEEDED"
+        assert fired == [due]
+        assert waited_about(2 * 86400, sfn.waits[0])
+        assert json.loads(execution["output"])["fired"] == {"outcome": {"result": "accepted"}}
+        assert not metrics.pending
+
+    def test_a_timer_of_an_unknown_kind_ends_its_execution_counted_not_retried(
+        self, sfn: DelayStateMachine
+    ) -> None:
+        metrics = RecordingMetrics()
+        sfn.handler = lambda event, context: TimerRouter({}, metrics).fire(event)
+        due = Timer("access_expiry", "some-grant", datetime(2020, 1, 1, tzinfo=UTC), 1)
+        sfn.start(due)
+        execution = sfn.wait_for(due.execution_name)
+        assert execution["status"] == "SUCCEEDED"
+        assert json.loads(execution["output"])["fired"]["outcome"]["result"] == "ignored"
+        assert sfn.retries == []
+        assert metrics.pending == {Series.of(TIMER_UNROUTED, reason="unknown_kind"): 1}
 
 
 @pytest.mark.parametrize("code", [name.removeprefix("Lambda.") for name in RETRIED])
@@ -143,10 +190,10 @@ def test_lambda_service_errors_are_retried_with_backoff(
     sfn: DelayStateMachine, handler: Recorder, code: str
 ) -> None:
     handler.failures, handler.error = 2, LambdaServiceError(code, "try again")
-    wake_up = wake(seconds=60)
-    sfn.start(wake_up)
-    assert sfn.wait_for(wake_up.execution_name)["status"] == "SUCCEEDED"
-    assert handler.events == [wake_up.as_input()] * 3
+    due = timer(seconds=60)
+    sfn.start(due)
+    assert sfn.wait_for(due.execution_name)["status"] == "SUCCEEDED"
+    assert handler.events == [due.as_input()] * 3
     retry = task_retry()
     assert len(sfn.retries) == 2
     # Full jitter: each pause is somewhere up to its backoff step, never past MaxDelaySeconds.
@@ -159,9 +206,9 @@ def test_the_retries_give_up_after_max_attempts_and_the_execution_fails(
     sfn: DelayStateMachine, handler: Recorder
 ) -> None:
     handler.failures = 100
-    wake_up = wake(seconds=60)
-    sfn.start(wake_up)
-    execution = sfn.wait_for(wake_up.execution_name)
+    due = timer(seconds=60)
+    sfn.start(due)
+    execution = sfn.wait_for(due.execution_name)
     assert execution["status"] == "FAILED"
     assert execution["error"] == "Lambda.TooManyRequestsException"
     assert len(sfn.retries) == task_retry()["MaxAttempts"]
@@ -169,42 +216,43 @@ def test_the_retries_give_up_after_max_attempts_and_the_execution_fails(
 
 
 def test_an_error_in_the_handler_itself_is_not_retried(sfn: DelayStateMachine, handler: Recorder) -> None:
-    # The resume handler is idempotent but a bug is not transient: fail once, alarm, let the sweep act.
+    # The timer's owner is idempotent but a bug is not transient: fail once, alarm, let the sweep act.
     handler.failures, handler.error = 1, RuntimeError("boom")
-    wake_up = wake(seconds=60)
-    sfn.start(wake_up)
-    execution = sfn.wait_for(wake_up.execution_name)
+    due = timer(seconds=60)
+    sfn.start(due)
+    execution = sfn.wait_for(due.execution_name)
     assert execution["status"] == "FAILED"
     assert execution["error"] == "RuntimeError"
     assert sfn.retries == []
     assert len(handler.events) == 1
 
 
-def test_a_duplicate_start_through_the_scheduler_resumes_once(
+def test_a_duplicate_start_through_the_scheduler_fires_once(
     sfn: DelayStateMachine, handler: Recorder
 ) -> None:
     scheduler = StepFunctionsScheduler(sfn.state_machine_arn, client=sfn.app_client)
-    wake_up = wake(seconds=WEEK)
-    scheduler.start(wake_up)
-    scheduler.start(wake_up)
+    due = timer(seconds=WEEK)
+    scheduler.start(due)
+    scheduler.start(due)
     sfn.wait_all()
-    scheduler.start(wake_up)
+    scheduler.start(due)
     assert [e["status"] for e in sfn.wait_all()] == ["SUCCEEDED"]
-    assert handler.events == [wake_up.as_input()]
-    assert sfn.waits == [WEEK]
+    assert handler.events == [due.as_input()]
+    [waited] = sfn.waits
+    assert waited_about(WEEK, waited)
 
 
 def test_a_handler_returning_nothing_still_succeeds(sfn: DelayStateMachine, handler: Recorder) -> None:
     handler.result = None
-    wake_up = wake(seconds=1)
-    sfn.start(wake_up)
-    execution = sfn.wait_for(wake_up.execution_name)
+    due = timer(seconds=1)
+    sfn.start(due)
+    execution = sfn.wait_for(due.execution_name)
     assert execution["status"] == "SUCCEEDED"
-    assert json.loads(execution["output"])["resumed"] == {"outcome": None}
+    assert json.loads(execution["output"])["fired"] == {"outcome": None}
 
 
-def test_the_local_stack_finds_the_apps_resume_and_schedule_handlers() -> None:
-    """``make run`` routes the task to ``app.resume_run`` and ticks ``app.sweep_runs`` (devstack)."""
+def test_the_local_stack_finds_the_apps_timer_and_schedule_handlers() -> None:
+    """``make run`` routes the task to ``app.fire_timer`` and ticks ``app.sweep_runs`` (devstack)."""
     import types
 
     from chalice.app import Chalice, Rate
@@ -215,23 +263,23 @@ def test_the_local_stack_finds_the_apps_resume_and_schedule_handlers() -> None:
     module = types.ModuleType("fake_app")
     app = Chalice(app_name="fake")
 
-    @app.lambda_function(name="resume_run")
-    def resume_run(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        calls.append(("resume_run", event))
-        return {"woke": event["run_id"]}
+    @app.lambda_function(name="fire_timer")
+    def fire_timer(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        calls.append(("fire_timer", event))
+        return {"fired": event["key"]}
 
     @app.schedule(Rate(5, unit=Rate.MINUTES), name="sweep_runs")
     def sweep_runs(event: Any) -> None:
         calls.append(("sweep_runs", event.to_dict()["detail-type"]))
 
-    module.app, module.resume_run, module.sweep_runs = app, resume_run, sweep_runs
+    module.app, module.fire_timer, module.sweep_runs = app, fire_timer, sweep_runs
     local = LocalDelays(module, period=0.01)
-    resume = local._resolve("memberflow-local-resume_run")
-    assert resume is not None
-    assert resume({"run_id": "r1"}, None) == {"woke": "r1"}
+    fire = local._resolve("memberflow-local-fire_timer")
+    assert fire is not None
+    assert fire({"key": "k1"}, None) == {"fired": "k1"}
     assert local._resolve("memberflow-local-other") is None
     local.run_schedules("us-east-1")
-    assert calls == [("resume_run", {"run_id": "r1"}), ("sweep_runs", "Scheduled Event")]
+    assert calls == [("fire_timer", {"key": "k1"}), ("sweep_runs", "Scheduled Event")]
     local.start_schedules("us-east-1")
     deadline = datetime.now(UTC) + timedelta(seconds=5)
     while len(calls) < 4 and datetime.now(UTC) < deadline:

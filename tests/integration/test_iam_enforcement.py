@@ -28,7 +28,7 @@ from pynamodb.exceptions import PutError
 from app import app
 from chalicelib.adapters.aws.ssm import ssm_fetcher
 from chalicelib.adapters.aws.stepfunctions import StepFunctionsScheduler
-from chalicelib.domain.automations.runs import WakeUp
+from chalicelib.domain.timers import Timer, TimerKind
 from devstack import moto_iam, moto_support
 from devstack.moto_iam import dynamodb_pairs, lambda_pairs, ssm_pairs, states_pairs
 from devstack.moto_support import TRANSACTION_LIMIT_BYTES, attribute_value_size, item_size, transaction_size
@@ -36,7 +36,7 @@ from infra.intrinsics import resolve
 from infra.resources import (
     DELAY_STATE_MACHINE_ROLE,
     FUNCTION_ROLE,
-    RESUME_FUNCTION,
+    TIMER_FUNCTION,
     AppShape,
     build_template,
 )
@@ -63,7 +63,7 @@ def contact_item(email: str, **extra: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def sfn() -> Iterator[DelayStateMachine]:
-    with delay_state_machine(lambda event, context: {"resumed": True}) as machine:
+    with delay_state_machine(lambda event, context: {"fired": True}) as machine:
         yield machine
 
 
@@ -234,14 +234,13 @@ def test_a_transaction_of_more_than_100_actions_is_refused(aws: AppAws) -> None:
 # --- Step Functions and Lambda --------------------------------------------------------------------
 
 
-def wake_up() -> WakeUp:
-    return WakeUp(
-        run_id=f"run-{uuid.uuid4().hex[:12]}",
-        email="ada@example.com",
-        step_id="wait",
-        generation=1,
+def timer() -> Timer:
+    return Timer(
+        kind=TimerKind.RUN_WAKEUP,
+        key=f"r{uuid.uuid4().hex[:24]}-stepdigest",
         due_at=datetime.now(UTC).replace(microsecond=0),
-        wait_seconds=0,
+        generation=1,
+        email="ada@example.com",
     )
 
 
@@ -251,10 +250,10 @@ def test_starting_another_state_machine_is_refused(sfn: DelayStateMachine) -> No
         name="memberflow-test-other", definition=own["definition"], roleArn=own["roleArn"]
     )["stateMachineArn"]
     with pytest.raises(ClientError, match=denied("states:StartExecution", other)):
-        StepFunctionsScheduler(other, client=sfn.app_client).start(wake_up())
-    wake = wake_up()
-    StepFunctionsScheduler(sfn.state_machine_arn, client=sfn.app_client).start(wake)
-    assert sfn.wait_for(wake.execution_name)["status"] == "SUCCEEDED"
+        StepFunctionsScheduler(other, client=sfn.app_client).start(timer())
+    due = timer()
+    StepFunctionsScheduler(sfn.state_machine_arn, client=sfn.app_client).start(due)
+    assert sfn.wait_for(due.execution_name)["status"] == "SUCCEEDED"
 
 
 def test_the_function_role_may_not_list_executions_nor_invoke_functions(sfn: DelayStateMachine) -> None:
@@ -264,12 +263,12 @@ def test_the_function_role_may_not_list_executions_nor_invoke_functions(sfn: Del
         sfn.aws.app_client("lambda").invoke(FunctionName=sfn.function_arn, Payload=b"{}")
 
 
-def test_the_state_machine_role_invokes_the_resume_function_and_nothing_else(sfn: DelayStateMachine) -> None:
+def test_the_state_machine_role_invokes_the_timer_function_and_nothing_else(sfn: DelayStateMachine) -> None:
     as_machine = sfn.aws.role_credentials(DELAY_STATE_MACHINE_ROLE).client("lambda", "us-east-1")
-    answer = as_machine.invoke(FunctionName=sfn.function_arn, Payload=b'{"run_id": "r1"}')
-    assert json.loads(answer["Payload"].read()) == {"resumed": True}
+    answer = as_machine.invoke(FunctionName=sfn.function_arn, Payload=json.dumps(timer().as_input()).encode())
+    assert json.loads(answer["Payload"].read()) == {"fired": True}
     stack = sfn.aws.stack
-    other = next(stack.arn(function) for function in stack.shape.functions if function != RESUME_FUNCTION)
+    other = next(stack.arn(function) for function in stack.shape.functions if function != TIMER_FUNCTION)
     with pytest.raises(ClientError, match=denied("lambda:InvokeFunction", other)):
         as_machine.invoke(FunctionName=other, Payload=b"{}")
 
@@ -277,9 +276,9 @@ def test_the_state_machine_role_invokes_the_resume_function_and_nothing_else(sfn
 def test_a_state_machine_role_without_invoke_rights_fails_the_execution(sfn: DelayStateMachine) -> None:
     # The task runs as DelayStateMachineRole, not as moto's fixed credentials: take the grant away.
     sfn.aws.without("lambda:InvokeFunction", role=DELAY_STATE_MACHINE_ROLE)
-    wake = wake_up()
-    sfn.start(wake)
-    execution = sfn.wait_for(wake.execution_name)
+    due = timer()
+    sfn.start(due)
+    execution = sfn.wait_for(due.execution_name)
     assert execution["status"] == "FAILED"
     assert "AccessDenied" in f"{execution.get('error')} {execution.get('cause')}"
     assert sfn.events == []

@@ -10,14 +10,14 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from chalicelib.adapters.aws.stepfunctions import StepFunctionsScheduler, execution_arn
-from chalicelib.domain.automations.runs import WakeUp
+from chalicelib.domain.timers import Timer, TimerKind
 from chalicelib.services.ports import Scheduler
 from tests.fakes import RecordingScheduler
 from tests.support.stepfunctions import DelayStateMachine, delay_state_machine
@@ -27,14 +27,13 @@ pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 
-def wake_up(*, seconds: int | None = 3600, step: str = "wait-a-bit", generation: int = 1) -> WakeUp:
-    return WakeUp(
-        run_id=f"run-{uuid.uuid4().hex[:12]}",
-        email="ada@example.com",
-        step_id=step,
+def timer(*, seconds: int = 3600, kind: str = TimerKind.RUN_WAKEUP, generation: int = 1) -> Timer:
+    return Timer(
+        kind=kind,
+        key=f"r{uuid.uuid4().hex[:24]}-stepdigest",
+        due_at=T0 + timedelta(seconds=seconds),
         generation=generation,
-        due_at=T0 + timedelta(seconds=seconds or 0),
-        wait_seconds=seconds,
+        email="ada@example.com",
     )
 
 
@@ -45,9 +44,9 @@ class SettledScheduler:
         self.sfn = sfn
         self.inner = StepFunctionsScheduler(sfn.state_machine_arn, client=sfn.app_client)
 
-    def start(self, wake: WakeUp) -> None:
-        self.inner.start(wake)
-        self.sfn.settle(wake.execution_name)
+    def start(self, timer: Timer) -> None:
+        self.inner.start(timer)
+        self.sfn.settle(timer.execution_name)
 
     def stop(self, execution_name: str) -> None:
         self.inner.stop(execution_name)
@@ -65,7 +64,7 @@ class Subject:
     started: Callable[[], set[str]]
     """Names of every execution ever started."""
     fire: Callable[[str], dict[str, Any]]
-    """Let the named pending timer go off; returns the event the resume handler received."""
+    """Let the named pending timer go off; returns the event the timer function received."""
 
 
 class SchedulerContract:
@@ -73,52 +72,59 @@ class SchedulerContract:
     def subject(self) -> Subject:
         raise NotImplementedError
 
-    def test_start_schedules_one_pending_wake_up_under_its_execution_name(self, subject: Subject) -> None:
-        wake = wake_up()
-        subject.scheduler.start(wake)
-        assert subject.pending() == {wake.execution_name}
+    def test_start_schedules_one_pending_timer_under_its_execution_name(self, subject: Subject) -> None:
+        due = timer()
+        subject.scheduler.start(due)
+        assert subject.pending() == {due.execution_name}
 
-    def test_starting_the_same_wake_up_twice_is_harmless(self, subject: Subject) -> None:
-        wake = wake_up()
-        subject.scheduler.start(wake)
-        subject.scheduler.start(wake)
-        assert subject.started() == {wake.execution_name}
-        assert subject.pending() == {wake.execution_name}
+    def test_starting_the_same_timer_twice_is_harmless(self, subject: Subject) -> None:
+        due = timer()
+        subject.scheduler.start(due)
+        subject.scheduler.start(due)
+        assert subject.started() == {due.execution_name}
+        assert subject.pending() == {due.execution_name}
 
-    def test_the_resume_handler_gets_the_wake_up_input(self, subject: Subject) -> None:
-        wake = wake_up(seconds=None)
-        subject.scheduler.start(wake)
-        assert subject.fire(wake.execution_name) == wake.as_input()
+    def test_the_timer_function_gets_the_timer_back(self, subject: Subject) -> None:
+        due = timer()
+        subject.scheduler.start(due)
+        assert Timer.from_input(subject.fire(due.execution_name)) == due
         assert subject.pending() == set()
 
-    def test_a_fired_wake_up_is_not_started_again(self, subject: Subject) -> None:
-        wake = wake_up()
-        subject.scheduler.start(wake)
-        subject.fire(wake.execution_name)
-        subject.scheduler.start(wake)
+    def test_a_fired_timer_is_not_started_again(self, subject: Subject) -> None:
+        due = timer()
+        subject.scheduler.start(due)
+        subject.fire(due.execution_name)
+        subject.scheduler.start(due)
         assert subject.pending() == set()
-        assert subject.started() == {wake.execution_name}
+        assert subject.started() == {due.execution_name}
 
-    def test_different_wake_ups_are_different_executions(self, subject: Subject) -> None:
-        first, second = wake_up(), wake_up()
-        later = WakeUp(**{**first.__dict__, "generation": first.generation + 1})
-        for wake in (first, second, later):
-            subject.scheduler.start(wake)
-        assert subject.pending() == {first.execution_name, second.execution_name, later.execution_name}
+    def test_different_timers_are_different_executions(self, subject: Subject) -> None:
+        first, second = timer(), timer()
+        later = replace(first, generation=first.generation + 1)
+        other_kind = replace(first, kind="access_expiry")
+        for due in (first, second, later, other_kind):
+            subject.scheduler.start(due)
+        assert subject.pending() == {t.execution_name for t in (first, second, later, other_kind)}
+
+    def test_the_due_time_is_not_part_of_the_name(self, subject: Subject) -> None:
+        due = timer()
+        subject.scheduler.start(due)
+        subject.scheduler.start(replace(due, due_at=due.due_at + timedelta(days=1)))
+        assert subject.started() == {due.execution_name}
 
     def test_stopping_an_unknown_execution_is_harmless(self, subject: Subject) -> None:
-        subject.scheduler.stop(wake_up().execution_name)
+        subject.scheduler.stop(timer().execution_name)
         assert subject.started() == set()
 
-    def test_stopping_a_pending_wake_up_cancels_it(self, subject: Subject) -> None:
-        keep, cancel = wake_up(), wake_up()
+    def test_stopping_a_pending_timer_cancels_it(self, subject: Subject) -> None:
+        keep, cancel = timer(), timer()
         subject.scheduler.start(keep)
         subject.scheduler.start(cancel)
         subject.scheduler.stop(cancel.execution_name)
         assert subject.pending() == {keep.execution_name}
 
     def test_stopping_twice_or_after_firing_is_harmless(self, subject: Subject) -> None:
-        stopped, fired = wake_up(), wake_up()
+        stopped, fired = timer(), timer()
         subject.scheduler.start(stopped)
         subject.scheduler.start(fired)
         subject.scheduler.stop(stopped.execution_name)
@@ -127,11 +133,11 @@ class SchedulerContract:
         subject.scheduler.stop(fired.execution_name)
         assert subject.pending() == set()
 
-    def test_a_stopped_wake_up_cannot_be_restarted_under_the_same_name(self, subject: Subject) -> None:
-        wake = wake_up()
-        subject.scheduler.start(wake)
-        subject.scheduler.stop(wake.execution_name)
-        subject.scheduler.start(wake)
+    def test_a_stopped_timer_cannot_be_restarted_under_the_same_name(self, subject: Subject) -> None:
+        due = timer()
+        subject.scheduler.start(due)
+        subject.scheduler.stop(due.execution_name)
+        subject.scheduler.start(due)
         assert subject.pending() == set()
 
 
@@ -141,20 +147,20 @@ class TestRecordingScheduler(SchedulerContract):
         fake = RecordingScheduler()
         return Subject(
             scheduler=fake,
-            pending=lambda: {w.execution_name for w in fake.pending()},
+            pending=lambda: {t.execution_name for t in fake.pending()},
             started=lambda: set(fake.started),
             fire=lambda name: fake.fire(name).as_input(),
         )
 
-    def test_due_wake_ups_fire_in_due_order(self) -> None:
+    def test_due_timers_fire_in_due_order(self) -> None:
         fake = RecordingScheduler()
-        soon, later = wake_up(seconds=60), wake_up(seconds=7200)
+        soon, later = timer(seconds=60), timer(seconds=7200)
         fake.start(later)
         fake.start(soon)
         assert fake.due(T0 + timedelta(hours=1)) == [soon]
         assert fake.fire_due(T0 + timedelta(days=1)) == [soon, later]
         assert fake.pending() == []
-        assert [w.execution_name for w in fake.start_calls] == [later.execution_name, soon.execution_name]
+        assert [t.execution_name for t in fake.start_calls] == [later.execution_name, soon.execution_name]
 
 
 class TestStepFunctionsScheduler(SchedulerContract):
@@ -189,26 +195,27 @@ class TestStepFunctionsScheduler(SchedulerContract):
             fire=fire,
         )
 
-    def test_a_stopped_execution_is_aborted_and_never_resumes_the_run(self, sfn: DelayStateMachine) -> None:
+    def test_a_stopped_execution_is_aborted_and_never_fires(self, sfn: DelayStateMachine) -> None:
         calls: list[dict[str, Any]] = []
         sfn.handler = lambda event, context: calls.append(event)
         scheduler = StepFunctionsScheduler(sfn.state_machine_arn, client=sfn.app_client)
-        wake = wake_up(seconds=86400)
-        scheduler.start(wake)
-        assert sfn.wait_waiting(wake.execution_name) == "WaitSeconds"
-        scheduler.stop(wake.execution_name)
-        assert sfn.wait_for(wake.execution_name)["status"] == "ABORTED"
+        due = replace(timer(), due_at=datetime.now(UTC).replace(microsecond=0) + timedelta(days=1))
+        scheduler.start(due)
+        assert sfn.wait_waiting(due.execution_name) == "WaitUntilDue"
+        scheduler.stop(due.execution_name)
+        assert sfn.wait_for(due.execution_name)["status"] == "ABORTED"
         assert calls == []
-        assert sfn.waits == [86400]
+        [waited] = sfn.waits
+        assert 86400 - 5 <= waited <= 86400
 
     def test_a_duplicate_start_returns_without_a_second_execution(self, sfn: DelayStateMachine) -> None:
         scheduler = StepFunctionsScheduler(sfn.state_machine_arn, client=sfn.app_client)
-        wake = wake_up()
-        scheduler.start(wake)
-        sfn.wait_waiting(wake.execution_name)
-        scheduler.start(wake)
-        assert [e["name"] for e in sfn.executions()] == [wake.execution_name]
-        assert sfn.describe(wake.execution_name)["input"] == _json(wake.as_input())
+        due = timer()
+        scheduler.start(due)
+        sfn.wait_waiting(due.execution_name)
+        scheduler.start(due)
+        assert [e["name"] for e in sfn.executions()] == [due.execution_name]
+        assert sfn.describe(due.execution_name)["input"] == _json(due.as_input())
 
     def test_other_aws_errors_propagate(self, sfn: DelayStateMachine) -> None:
         from botocore.exceptions import ClientError
@@ -216,9 +223,9 @@ class TestStepFunctionsScheduler(SchedulerContract):
         missing = sfn.state_machine_arn.replace("memberflow-test-delays", "no-such-machine")
         # The function role may start only the stack's own machine: IAM refuses before any lookup.
         with pytest.raises(ClientError, match="AccessDeniedException"):
-            StepFunctionsScheduler(missing, client=sfn.app_client).start(wake_up())
+            StepFunctionsScheduler(missing, client=sfn.app_client).start(timer())
         with pytest.raises(ClientError, match="StateMachineDoesNotExist"):
-            StepFunctionsScheduler(missing, client=sfn.client).start(wake_up())
+            StepFunctionsScheduler(missing, client=sfn.client).start(timer())
 
 
 def _json(value: Any) -> str:
@@ -253,16 +260,16 @@ def test_the_boto3_client_is_created_on_first_use(
     monkeypatch.setattr(boto3, "client", lambda service, **kw: created.append(service) or Client())
     scheduler = StepFunctionsScheduler("arn:aws:states:us-east-1:123456789012:stateMachine:d")
     assert created == []
-    wake = wake_up()
+    due = timer()
     with caplog.at_level(logging.INFO, logger="chalicelib.adapters.aws.stepfunctions"):
-        scheduler.start(wake)
+        scheduler.start(due)
     assert created == ["stepfunctions"]
     assert started == [
         {
             "stateMachineArn": "arn:aws:states:us-east-1:123456789012:stateMachine:d",
-            "name": wake.execution_name,
-            "input": _json(wake.as_input()),
+            "name": due.execution_name,
+            "input": _json(due.as_input()),
         }
     ]
-    assert wake.email not in caplog.text
-    assert wake.execution_name in caplog.text
+    assert due.email not in caplog.text
+    assert due.execution_name in caplog.text

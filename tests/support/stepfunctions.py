@@ -1,9 +1,9 @@
-"""Run the real delay state machine (``infra/delays.asl.json``) in moto's Step Functions interpreter.
+"""Run the real timer state machine (``infra/delays.asl.json``) in moto's Step Functions interpreter.
 
 ``delay_state_machine(handler)`` is a context manager (use it in a fixture or a ``with`` block) that,
 inside ``tests.support.aws.app_aws`` (moto with execution on and Docker-free Lambda, the packaged
 template's roles with exactly their policies, IAM enforced, the test running as ``FunctionRole``),
-creates the stub Lambda function ``memberflow-test-resume_run`` and the state machine
+creates the stub Lambda function ``memberflow-test-fire_timer`` and the state machine
 ``memberflow-test-delays`` from the template: the ASL with that function's ARN substituted, run as
 ``DelayStateMachineRole``, whose Lambda task invokes the function as that role. ``client`` is an
 admin's (start, list, inspect executions); ``app_client`` is the function role's, the one to give
@@ -20,10 +20,10 @@ retries). Waits and retry intervals are recorded in ``waits`` and ``retries`` in
     def test_a_week_long_delay_resumes_the_run() -> None:
         calls = []
         with delay_state_machine(lambda event, context: calls.append(event)) as sfn:
-            StepFunctionsScheduler(sfn.state_machine_arn, client=sfn.app_client).start(wake)
-            assert sfn.wait_for(wake.execution_name)["status"] == "SUCCEEDED"
-        assert sfn.waits == [604800]
-        assert calls == [wake.as_input()]
+            StepFunctionsScheduler(sfn.state_machine_arn, client=sfn.app_client).start(timer)
+            assert sfn.wait_for(timer.execution_name)["status"] == "SUCCEEDED"
+        assert 604790 <= sfn.waits[0] <= 604800  # timer.due_at is a week after the start
+        assert calls == [timer.as_input()]
 
 Always start executions with a ``name`` (``sfn.start`` does): moto's interpreter gives unnamed ones
 the ARN ``...:None``. These are moto internals; moto is pinned to ``>=5.2,<5.3``.
@@ -43,9 +43,9 @@ from typing import Any
 
 import pytest
 
-from chalicelib.domain.automations.runs import WakeUp
+from chalicelib.domain.timers import Timer
 from devstack.stepfunctions import Handler, LambdaServiceError, route_lambda
-from infra.resources import DELAY_STATE_MACHINE, RESUME_FUNCTION
+from infra.resources import DELAY_STATE_MACHINE, TIMER_FUNCTION
 from tests.support.aws import AppAws, app_aws
 
 __all__ = ["DelayStateMachine", "LambdaServiceError", "delay_state_machine"]
@@ -85,13 +85,13 @@ class DelayStateMachine:
 
     # --- driving -------------------------------------------------------------------------------
 
-    def start(self, wake: WakeUp | Mapping[str, Any], name: str | None = None) -> str:
-        """Start an execution (of a ``WakeUp``, or any input with an explicit ``name``); its ARN."""
-        if isinstance(wake, WakeUp):
-            name = name or wake.execution_name
-            payload: Mapping[str, Any] = wake.as_input()
+    def start(self, timer: Timer | Mapping[str, Any], name: str | None = None) -> str:
+        """Start an execution (of a ``Timer``, or any input with an explicit ``name``); its ARN."""
+        if isinstance(timer, Timer):
+            name = name or timer.execution_name
+            payload: Mapping[str, Any] = timer.as_input()
         else:
-            payload = wake
+            payload = timer
         if not name:
             raise ValueError("pass name=: moto's interpreter mishandles unnamed executions")
         response = self.client.start_execution(
@@ -184,6 +184,14 @@ class DelayStateMachine:
         )["events"]
         return events
 
+    def state_transitions(self, name_or_arn: str) -> list[str]:
+        """The states the execution entered, in order: what Step Functions bills, one per entry."""
+        return [
+            str(e["stateEnteredEventDetails"]["name"])
+            for e in self.history(name_or_arn)
+            if e["type"].endswith("StateEntered")
+        ]
+
     def stop_all(self) -> None:
         for execution in self.executions("RUNNING"):
             self.client.stop_execution(executionArn=execution["executionArn"])
@@ -231,7 +239,7 @@ def delay_state_machine(
 
     def resolve(function_name: str) -> Handler | None:
         machine = current()
-        return machine._handle if function_name == machine.aws.stack.name(RESUME_FUNCTION) else None
+        return machine._handle if function_name == machine.aws.stack.name(TIMER_FUNCTION) else None
 
     def wait(self: Any, env: Any, wait_seconds: int) -> None:
         current()._wait(env, wait_seconds)
@@ -249,7 +257,7 @@ def delay_state_machine(
                 client=aws.admin_client("stepfunctions"),
                 app_client=aws.app_client("stepfunctions"),
                 state_machine_arn=aws.stack.arn(DELAY_STATE_MACHINE),
-                function_arn=aws.stack.arn(RESUME_FUNCTION),
+                function_arn=aws.stack.arn(TIMER_FUNCTION),
                 aws=aws,
                 handler=handler or _no_handler,
                 hold_waits=hold_waits,

@@ -1,10 +1,10 @@
-"""The ``Scheduler`` port on AWS Step Functions: one Standard execution of the delay state machine per wait.
+"""The ``Scheduler`` port on AWS Step Functions: one Standard execution of the delay state machine per timer.
 
-``start`` starts an execution named ``wake.execution_name`` with ``wake.as_input()`` as its input
-(``infra/delays.asl.json`` waits, then hands that input to the resume function unchanged). Names are
-deterministic, so a second start of the same wake-up is refused by Step Functions with
-``ExecutionAlreadyExists`` (or answered with the running execution when the input is the same) and is
-harmless here. ``stop`` stops the execution of that name; an unknown one (``ExecutionDoesNotExist``)
+``start`` starts an execution named ``timer.execution_name`` with ``timer.as_input()`` as its input
+(``infra/delays.asl.json`` waits until ``due_at``, then hands that input to the timer router
+unchanged). Names are deterministic, so a second start of the same timer is refused by Step Functions
+with ``ExecutionAlreadyExists`` (or answered with the running execution when the input is the same)
+and is harmless here. ``stop`` stops the execution of that name; an unknown one (``ExecutionDoesNotExist``)
 is ignored, and stopping one that has already finished changes nothing. Every other AWS error
 propagates, so the caller's transaction can fail and be retried.
 
@@ -22,13 +22,13 @@ from typing import Any, Protocol, cast
 
 from botocore.exceptions import ClientError
 
-from chalicelib.domain.automations.runs import WakeUp
+from chalicelib.domain.timers import Timer
 
 LOG = logging.getLogger(__name__)
 
 _ALREADY_STARTED = "ExecutionAlreadyExists"
 _UNKNOWN_EXECUTION = "ExecutionDoesNotExist"
-_STOP_CAUSE = "memberflow: the run moved on before this wait ended"
+_STOP_CAUSE = "memberflow: what the timer was for moved on before it was due"
 
 
 class _StepFunctionsClient(Protocol):
@@ -50,7 +50,7 @@ def _error_code(error: ClientError) -> str:
 
 
 class StepFunctionsScheduler:
-    """Starts and stops delay executions of one state machine."""
+    """Starts and stops timer executions of one state machine."""
 
     def __init__(self, state_machine_arn: str, client: Any | None = None) -> None:
         execution_arn(state_machine_arn, "probe")  # fail at wiring time on a malformed ARN
@@ -67,20 +67,20 @@ class StepFunctionsScheduler:
                     self._client = cast(_StepFunctionsClient, boto3.client("stepfunctions"))
         return self._client
 
-    def start(self, wake: WakeUp) -> None:
-        name = wake.execution_name
+    def start(self, timer: Timer) -> None:
+        name = timer.execution_name
         try:
             self._sfn().start_execution(
                 stateMachineArn=self.state_machine_arn,
                 name=name,
-                input=json.dumps(wake.as_input(), separators=(",", ":")),
+                input=json.dumps(timer.as_input(), separators=(",", ":")),
             )
         except ClientError as error:
             if _error_code(error) != _ALREADY_STARTED:
                 raise
-            LOG.info("delay execution %s already exists; not started again", name)
+            LOG.info("timer execution %s already exists; not started again", name)
             return
-        LOG.info("delay execution %s started, due %s", name, wake.due_at.isoformat())
+        LOG.info("timer execution %s started, due %s", name, timer.due_at.isoformat())
 
     def stop(self, execution_name: str) -> None:
         arn = execution_arn(self.state_machine_arn, execution_name)
@@ -89,6 +89,6 @@ class StepFunctionsScheduler:
         except ClientError as error:
             if _error_code(error) != _UNKNOWN_EXECUTION:
                 raise
-            LOG.info("delay execution %s does not exist; nothing to stop", execution_name)
+            LOG.info("timer execution %s does not exist; nothing to stop", execution_name)
             return
-        LOG.info("delay execution %s stopped", execution_name)
+        LOG.info("timer execution %s stopped", execution_name)

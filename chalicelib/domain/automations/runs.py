@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from chalicelib.domain.timers import Timer, TimerKind, due_second, timer_name
+
 
 class RunStatus(enum.StrEnum):
     RUNNING = "running"
@@ -149,7 +151,7 @@ def held_queue(automation_id: str) -> str:
 
 @dataclass(frozen=True)
 class WakeUp:
-    """A scheduled resume of a waiting run: one Step Functions execution."""
+    """A scheduled resume of a waiting run: a ``run_wakeup`` timer (``timer``)."""
 
     run_id: str
     email: str
@@ -157,33 +159,37 @@ class WakeUp:
     generation: int
     due_at: datetime
     wait_seconds: int | None = None
-    """Set for ``delay`` steps (the execution waits this many seconds); None waits until ``due_at``."""
+    """Set for ``delay`` steps (how long the wait is); None for a wait until a moment."""
+
+    @property
+    def timer(self) -> Timer:
+        return Timer(
+            TimerKind.RUN_WAKEUP,
+            wakeup_key(self.run_id, self.step_id),
+            due_second(self.due_at),
+            self.generation,
+            self.email,
+        )
 
     @property
     def execution_name(self) -> str:
         return execution_name(self.run_id, self.step_id, self.generation)
 
     def as_input(self) -> dict[str, Any]:
-        """The execution input; the state machine passes it to the resume handler unchanged."""
-        wait: dict[str, Any] = (
-            {"seconds": self.wait_seconds}
-            if self.wait_seconds is not None
-            else {"until": self.due_at.strftime("%Y-%m-%dT%H:%M:%SZ")}
-        )
-        return {
-            "run_id": self.run_id,
-            "email": self.email,
-            "step_id": self.step_id,
-            "generation": self.generation,
-            "due_at": self.due_at.isoformat(),
-            "wait": wait,
-        }
+        """The execution input, which the state machine hands to the timer router."""
+        return self.timer.as_input()
+
+
+def wakeup_key(run_id: str, step_id: str) -> str:
+    """The run and the step it waits at; a step id can be long and hold any character, so it is hashed."""
+    return f"{run_id}-{hashlib.sha256(step_id.encode()).hexdigest()[:10]}"
+
+
+def run_of_wakeup(key: str) -> str:
+    """The run id in a ``wakeup_key``."""
+    return key.rsplit("-", 1)[0]
 
 
 def execution_name(run_id: str, step_id: str, generation: int) -> str:
-    """Deterministic, so starting the same wake-up twice is refused by Step Functions as a duplicate.
-
-    Names allow 80 characters of ``[A-Za-z0-9-_]``; a step id can be long, so it is hashed.
-    """
-    step = hashlib.sha256(step_id.encode()).hexdigest()[:10]
-    return f"{run_id}-g{generation}-{step}"
+    """The name of the timer that wakes ``run_id`` waiting at ``step_id`` in ``generation``."""
+    return timer_name(TimerKind.RUN_WAKEUP, wakeup_key(run_id, step_id), generation)

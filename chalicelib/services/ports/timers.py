@@ -1,17 +1,17 @@
-"""The durable timers port: Step Functions executions that fire at a due time."""
+"""The durable timers port: one Step Functions execution per timer, fired at its due time."""
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from chalicelib.domain.automations.runs import WakeUp
+from chalicelib.domain.timers import Timer
 
 
 class Scheduler(Protocol):
-    """Starts and stops the durable timers (Step Functions executions) that wake waiting runs."""
+    """Starts and stops durable timers; whatever fires is routed by kind (``services.timers``)."""
 
-    def start(self, wake: WakeUp) -> None:
-        """Start the timer; starting the same wake-up (same execution name) again is harmless."""
+    def start(self, timer: Timer) -> None:
+        """Start the timer; starting the same timer (same execution name) again is harmless."""
 
     def stop(self, execution_name: str) -> None:
         """Stop a pending timer; an unknown or finished one is ignored."""

@@ -1013,7 +1013,7 @@ class TestWaitUntil:
         [wake] = sim.waits
         assert wake.due_at == due
         assert wake.wait_seconds is None  # the timer waits until a moment, not for a duration
-        assert wake.as_input()["wait"] == {"until": due.strftime("%Y-%m-%dT%H:%M:%SZ")}
+        assert wake.timer.as_input()["due_at"] == due.strftime("%Y-%m-%dT%H:%M:%SZ")
         sim.run_until()
         assert sim.now == due
         assert emails(sim) == ["welcome"]
