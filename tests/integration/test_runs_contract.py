@@ -48,6 +48,16 @@ class TestRunsContract:
         assert run.run_id in [r.run_id for r in due]
         assert run.run_id not in [r.run_id for r in stores.runs.list_sweep_due(WAITING_QUEUE, later(2))]
 
+    def test_a_status_lists_the_newest_started_runs_first_whatever_their_due_times(
+        self, stores: Stores
+    ) -> None:
+        (older,) = start_drip(stores, unique_email(), at=later(1))[0].runs
+        (newer,) = start_drip(stores, unique_email(), at=later(2))[0].runs
+        loaded = stores.runs.get_runs([older.run_id])[older.run_id]
+        stores.runs.update_run(replace(loaded, due_at=later(1) + timedelta(days=30)))
+        listed = [r.run_id for r in stores.runs.list_runs(status=RunStatus.WAITING)]
+        assert [rid for rid in listed if rid in {older.run_id, newer.run_id}] == [newer.run_id, older.run_id]
+
     def test_history_grows_in_pages_and_the_run_item_does_not(self, stores: Stores) -> None:
         email = unique_email()
         t, _ = start_drip(stores, email)

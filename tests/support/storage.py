@@ -49,15 +49,18 @@ def transition(stores: Stores, email: str, event_id: str, *commands: engine.Comm
     )
 
 
-def start_drip(stores: Stores, email: str, config: Setup = RUNS_CONFIG) -> tuple[engine.Transition, str]:
+def start_drip(
+    stores: Stores, email: str, config: Setup = RUNS_CONFIG, at: datetime | None = None
+) -> tuple[engine.Transition, str]:
+    at = at or later(1)
     record = inbox_record(email=email)
     stores.inbox.claim_event(record)
     contact = stores.contacts.get_contact(email) or Contact.new(email, T0)
-    ctx = Context(record.id, later(1), config)
+    ctx = Context(record.id, at, config)
     t = engine.apply(contact, [AddTags(("Start",))], ctx)
     for program in t.programs:
         stores.versions.save_version(program.automation_id, program.version, definition(program), later(1))
-    stores.contacts.commit(Commit(record.id, t, processed_at=later(1)))
+    stores.contacts.commit(Commit(record.id, t, processed_at=at))
     return t, record.id
 
 
