@@ -72,6 +72,7 @@ class Stack:
     """Emails whose wake-ups are delivered; other runs' timers fire into a no-op, as if still pending."""
     wake_segment: Callable[[int], str] = field(default=lambda n: f"wake#{n}")
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _delivering: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def post(self, segment: str, path: str, body: bytes, headers: dict[str, str]) -> Response:
         """One API Gateway request into the app, recorded under ``segment`` as one Lambda invocation."""
@@ -113,18 +114,19 @@ class Stack:
 
         if event.get("email") not in self.deliver_to:
             return {"result": "not_delivered"}
-        with self._lock:
-            number = len(self.wakes) + 1
-        segment = self.wake_segment(number)
-        # The Wait "passed": the clock reaches the due time before the task runs, as in AWS.
-        self.clock.now = max(self.clock.now, datetime.fromisoformat(event["due_at"]))
-        with self.meter.segment(segment):
-            started = time.perf_counter()
-            result = fire_timer(event, context)
-            elapsed = (time.perf_counter() - started) * 1000
-        self.meter.invoked(segment, TIMER_FUNCTION, elapsed)
-        with self._lock:
-            self.wakes.append({"segment": segment, "event": event, "result": result})
+        # Moto does not sleep a Wait, so the execution a wake-up starts can fire while that wake-up is
+        # still committing. In AWS the two are the delay apart: deliver one wake-up at a time, each in
+        # a segment of its own, with the clock at its own due time.
+        with self._delivering:
+            segment = self.wake_segment(len(self.wakes) + 1)
+            self.clock.now = max(self.clock.now, datetime.fromisoformat(event["due_at"]))
+            with self.meter.segment(segment):
+                started = time.perf_counter()
+                result = fire_timer(event, context)
+                elapsed = (time.perf_counter() - started) * 1000
+            self.meter.invoked(segment, TIMER_FUNCTION, elapsed)
+            with self._lock:
+                self.wakes.append({"segment": segment, "event": event, "result": result})
         return result
 
 

@@ -197,7 +197,7 @@ class InMemoryContacts:
             if record is None or record.status not in OPEN:
                 raise EventAlreadyFinal(commit.event_id)
             stored = w.contacts.get(after.email)
-            if (stored.version if stored else 0) != transition.before.version:
+            if transition.writes_contact and (stored.version if stored else 0) != transition.before.version:
                 raise StaleContact(after.email)
             for run in transition.runs:
                 current = w.runs.get(run.run_id)
@@ -207,7 +207,8 @@ class InMemoryContacts:
                 raise StaleContact(after.email)
             if any(item.id in w.outbox for item in outbox):
                 raise RuntimeError("outbox item written twice")
-            w.contacts[after.email] = replace(after, version=transition.before.version + 1)
+            if transition.writes_contact:
+                w.contacts[after.email] = replace(after, version=transition.before.version + 1)
             for run in transition.runs:
                 w.store_run(run)
             w.markers[after.email].update(transition.markers)

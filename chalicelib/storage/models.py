@@ -241,14 +241,18 @@ class RunsByAutomation(GlobalSecondaryIndex["RunModel"]):
 
 
 class RunsByStatus(GlobalSecondaryIndex["RunModel"]):
-    """Overdue waiting runs and held runs, for the sweep: ``sweep_at`` is the due time or the hold time."""
+    """Runs in one status, newest first, for the admin list.
+
+    Sorted by the start time, which never changes: a wake-up leaves a run waiting as it found it, so
+    its entry here is not rewritten (a moved key is a delete and a put). The sweep has ``by_sweep``.
+    """
 
     class Meta:
         index_name = "by_status"
         projection = KeysOnlyProjection()
 
     status = UnicodeAttribute(hash_key=True)
-    sweep_at = UTCDateTimeAttribute(range_key=True)
+    started_at = UTCDateTimeAttribute(range_key=True)
 
 
 class RunsBySweepQueue(GlobalSecondaryIndex["RunModel"]):

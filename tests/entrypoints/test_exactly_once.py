@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from decimal import Decimal
+from functools import partial
+from typing import Any
 
 import pytest
 from chalice.test import Client
 
-from app import app
+from app import app, fire_timer
 from chalicelib import bootstrap
+from chalicelib.domain.timers import Timer
 from chalicelib.storage.dynamo import DynamoContacts
+from tests.builders import T0, config, unique_email
 from tests.entrypoints.conftest import ADMIN, World, make_container
-from tests.fakes import faulty
+from tests.fakes import RecordingScheduler, faulty
 from tests.support.payloads import payload_bytes
 
 pytestmark = pytest.mark.integration
@@ -113,3 +119,67 @@ class TestCrashBetweenWrites:
 
     def test_store_is_dynamo(self, moto_world: World) -> None:
         assert isinstance(moto_world.stores.contacts, DynamoContacts)
+
+
+WEEKLY = config(
+    automations={
+        "weekly": {
+            "trigger": {"tag_added": "Start"},
+            "steps": [
+                {"send_email": "week1"},
+                {"delay": "7d", "id": "wait-1"},
+                {"send_email": "week2"},
+                {"delay": "7d", "id": "wait-2"},
+                {"add_tag": "Done"},
+            ],
+        }
+    },
+    emails={"week1": {"subject": "1", "body": "..."}, "week2": {"subject": "2", "body": "..."}},
+)
+
+
+class TestWakeUpsRacingContactChanges:
+    def test_a_wakeup_that_leaves_the_contact_alone_and_racing_tag_changes_all_land(
+        self, moto_world: World
+    ) -> None:
+        # The wake-up only sends an email and waits again, so it commits without the contact: the
+        # tags added meanwhile must neither be overwritten by it nor make it apply twice.
+        scheduler = RecordingScheduler()
+        now = [T0]
+        container = make_container(moto_world.stores, WEEKLY, scheduler=scheduler, clock=lambda: now[0])
+        bootstrap.override(lambda: container)
+        emails = [unique_email() for _ in range(4)]
+        tags = ["Red", "Green", "Blue"]
+        with Client(app) as client:
+
+            def tag(email: str, name: str) -> int:
+                response = client.http.post(
+                    f"/admin/contacts/{email}/tags",
+                    headers={**ADMIN, "Content-Type": "application/json"},
+                    body=json.dumps({"add": [name]}),
+                )
+                return int(response.status_code)
+
+            def wake(timer: Timer) -> str:
+                return str(fire_timer(timer.as_input(), None)["result"])
+
+            assert [tag(email, "Start") for email in emails] == [200] * len(emails)
+            now[0] = T0 + timedelta(days=7)
+            wakes = scheduler.fire_due(now[0])
+            assert len(wakes) == len(emails)
+            work: list[Callable[[], Any]] = [partial(wake, timer) for timer in wakes]
+            work += [partial(tag, email, name) for email in emails for name in tags]
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                results = list(pool.map(lambda job: job(), work))
+        assert results == ["accepted"] * len(wakes) + [200] * len(emails) * len(tags)
+        for email in emails:
+            contact = moto_world.stores.contacts.get_contact(email)
+            assert contact is not None
+            assert contact.tags == {"Start", *tags}
+            (run,) = moto_world.stores.runs.list_runs(email=email)
+            stored = moto_world.stores.runs.get_run(run.run_id)
+            assert stored is not None
+            assert (stored.status.value, stored.position) == ("waiting", "wait-2")
+            assert [r.outcome for r in stored.history].count("woke") == 1
+            sent = [i.payload["email_id"] for i in moto_world.stores.outbox.list_outbound(email)]
+            assert sent == ["week1", "week2"]

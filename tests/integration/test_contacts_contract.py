@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 
+from chalicelib.domain.automations.runs import RunStatus
 from chalicelib.domain.engine import AddTags, ChangeField
 from chalicelib.domain.inbox import Status
 from chalicelib.services.ports import Commit, EventAlreadyFinal, StaleContact, Stores
 from tests.builders import inbox_record, later, unique_email
-from tests.support.storage import commit_markers, transition
+from tests.support.storage import WEEKLY_CONFIG, commit_markers, start_drip, transition, wake_drip
 
 
 class TestContactsContract:
@@ -119,6 +121,69 @@ class TestContactsContract:
                 Commit(record.id, replace(t, markers=("order:1:product-1",)), processed_at=later(2))
             )
         assert stores.inbox.get_event(record.id).status is Status.RECEIVED  # type: ignore[union-attr]
+
+    def test_a_wakeup_that_changes_nothing_on_the_contact_leaves_it_unwritten(self, stores: Stores) -> None:
+        email = unique_email()
+        started, _ = start_drip(stores, email, WEEKLY_CONFIG)
+        (run,) = started.runs
+        before = stores.contacts.get_contact(email)
+        wake, event_id = wake_drip(stores, email, run.run_id, later(1) + timedelta(days=2), WEEKLY_CONFIG)
+        assert not wake.writes_contact
+
+        stores.contacts.commit(Commit(event_id, wake, processed_at=later(3)))
+        assert stores.contacts.get_contact(email) == before
+        stored = stores.runs.get_run(run.run_id)
+        assert stored is not None
+        assert (stored.status, stored.position) == (RunStatus.WAITING, "delay-2d-2")
+        assert [i.payload["email_id"] for i in stores.outbox.list_outbound(email)] == ["hello", "week2"]
+        assert stores.inbox.get_event(event_id).status is Status.ACCEPTED  # type: ignore[union-attr]
+
+    def test_a_contact_change_racing_such_a_wakeup_keeps_both(self, stores: Stores) -> None:
+        email = unique_email()
+        started, _ = start_drip(stores, email, WEEKLY_CONFIG)
+        (run,) = started.runs
+        wake, event_id = wake_drip(stores, email, run.run_id, later(1) + timedelta(days=2), WEEKLY_CONFIG)
+        # A tag lands between the wake-up's read and its commit: it does not touch the run.
+        tagged = inbox_record(email=email)
+        stores.inbox.claim_event(tagged)
+        stores.contacts.commit(
+            Commit(tagged.id, transition(stores, email, tagged.id, AddTags(("VIP",))), processed_at=later(2))
+        )
+
+        stores.contacts.commit(Commit(event_id, wake, processed_at=later(3)))
+        contact = stores.contacts.get_contact(email)
+        assert contact is not None
+        assert "VIP" in contact.tags  # the wake-up did not write back the contact it read
+        assert stores.runs.get_run(run.run_id).position == "delay-2d-2"  # type: ignore[union-attr]
+
+    def test_a_run_change_racing_such_a_wakeup_loses_it(self, stores: Stores) -> None:
+        email = unique_email()
+        started, _ = start_drip(stores, email, WEEKLY_CONFIG)
+        (run,) = started.runs
+        wake, event_id = wake_drip(stores, email, run.run_id, later(1) + timedelta(days=2), WEEKLY_CONFIG)
+        twin, twin_id = wake_drip(stores, email, run.run_id, later(1) + timedelta(days=2), WEEKLY_CONFIG)
+        stores.contacts.commit(Commit(twin_id, twin, processed_at=later(3)))
+
+        with pytest.raises(StaleContact):
+            stores.contacts.commit(Commit(event_id, wake, processed_at=later(3)))
+        assert [i.payload["email_id"] for i in stores.outbox.list_outbound(email)] == ["hello", "week2"]
+        assert stores.inbox.get_event(event_id).status is Status.RECEIVED  # type: ignore[union-attr]
+
+    def test_a_commit_writing_markers_holds_the_contact_version_even_if_it_changes_nothing(
+        self, stores: Stores
+    ) -> None:
+        email = unique_email()
+        commit_markers(stores, email, "order:0:product-1")
+        record = inbox_record(email=email)
+        stores.inbox.claim_event(record)
+        # Read while the marker was absent; a racing event then changes the contact.
+        unchanged = replace(transition(stores, email, record.id), markers=("order:1:product-1",))
+        assert unchanged.after == unchanged.before
+        commit_markers(stores, email, "order:2:product-1")
+
+        with pytest.raises(StaleContact):
+            stores.contacts.commit(Commit(record.id, unchanged, processed_at=later(2)))
+        assert stores.contacts.get_markers(email, ["order:1:product-1"]) == {"order:1:product-1": False}
 
     def test_many_markers_are_read_at_once(self, stores: Stores) -> None:
         email = unique_email()

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from chalicelib.domain import engine
-from chalicelib.domain.automations.runs import WAITING_QUEUE, RunStatus, held_queue
+from chalicelib.domain.automations.runs import WAITING_QUEUE, RunStatus, StepRecord, held_queue
 from chalicelib.domain.engine import Context
 from chalicelib.services.ports import Commit, StaleContact, StaleRun, Stores
 from tests.builders import inbox_record, later, unique_email
@@ -48,6 +48,16 @@ class TestRunsContract:
         assert run.run_id in [r.run_id for r in due]
         assert run.run_id not in [r.run_id for r in stores.runs.list_sweep_due(WAITING_QUEUE, later(2))]
 
+    def test_a_status_lists_the_newest_started_runs_first_whatever_their_due_times(
+        self, stores: Stores
+    ) -> None:
+        (older,) = start_drip(stores, unique_email(), at=later(1))[0].runs
+        (newer,) = start_drip(stores, unique_email(), at=later(2))[0].runs
+        loaded = stores.runs.get_runs([older.run_id])[older.run_id]
+        stores.runs.update_run(replace(loaded, due_at=later(1) + timedelta(days=30)))
+        listed = [r.run_id for r in stores.runs.list_runs(status=RunStatus.WAITING)]
+        assert [rid for rid in listed if rid in {older.run_id, newer.run_id}] == [newer.run_id, older.run_id]
+
     def test_history_grows_in_pages_and_the_run_item_does_not(self, stores: Stores) -> None:
         email = unique_email()
         t, _ = start_drip(stores, email)
@@ -71,6 +81,21 @@ class TestRunsContract:
             *(r.outcome for r in run.history),
             *(r.outcome for r in woken.runs[0].history),
         ]
+
+    def test_records_of_other_times_and_events_read_back_as_written(self, stores: Stores) -> None:
+        email = unique_email()
+        t, _ = start_drip(stores, email)
+        (run,) = t.runs
+        loaded = stores.runs.get_runs([run.run_id])[run.run_id]
+        appended = (
+            StepRecord("delay-2d", "sweep", later(5), "sweep:a", "retry_later", {"attempt": 1}),
+            StepRecord("delay-2d", "sweep", later(5), "sweep:b", "retry_later", {"attempt": 2}),
+            StepRecord("delay-2d", "sweep", later(9), "sweep:b", "parked"),
+        )
+        stores.runs.update_run(replace(loaded, history=appended))
+        stored = stores.runs.get_run(run.run_id)
+        assert stored is not None
+        assert stored.history == (*run.history, *appended)
 
     def test_the_sweep_queues_waiting_runs_and_held_runs_per_automation(self, stores: Stores) -> None:
         email = unique_email()

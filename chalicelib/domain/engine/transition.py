@@ -81,6 +81,18 @@ class Transition:
         return self.after != self.before or bool(self.runs)
 
     @property
+    def writes_contact(self) -> bool:
+        """Whether the commit writes the contact, and so holds the event to the version it read.
+
+        A transition that changes nothing on a stored contact and writes no marker (a wake-up that
+        sends an email and waits again) leaves it alone. Each run it writes is held to the version
+        read, and whatever could change a run's course (a goal, a cancel, a run ending) writes that
+        run, so exactly-once does not need the contact's version. Markers do: they were read
+        under it, and the version is what makes "absent when read" still true at the commit.
+        """
+        return self.after != self.before or bool(self.markers) or self.before.is_new
+
+    @property
     def record_count(self) -> int:
         """Items the commit writes: contact, inbox record, timeline page, Kit intent and the rest."""
         pages = sum(1 for run in self.runs if run.history)

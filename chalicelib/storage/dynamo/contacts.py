@@ -1,11 +1,12 @@
 """The contact port on DynamoDB, with the commit of one event as one transaction.
 
 Exactly-once hinges on two conditional writes: claiming an event id (``DynamoInbox``) and this
-transaction, which saves the contact under its version, marks the event accepted only if it is not
-already, and adds ledger, timeline, outbox, run, run-history and marker items. A lost race surfaces
-as ``StaleContact`` or ``EventAlreadyFinal``, decided from the cancellation reasons by item
-position, never from message text. No item grows with the contact's history: runs keep their
-history in pages of their own, and once-only facts (order items, reentry keys) are marker items.
+transaction, which saves the contact under its version (when the event changed it or wrote markers,
+see ``Transition.writes_contact``), marks the event accepted only if it is not already, and adds
+ledger, timeline, outbox, run, run-history and marker items. A lost race surfaces as
+``StaleContact`` or ``EventAlreadyFinal``, decided from the cancellation reasons by item position,
+never from message text. No item grows with the contact's history: runs keep their history in pages
+of their own, and once-only facts (order items, reentry keys) are marker items.
 """
 
 from __future__ import annotations
@@ -63,9 +64,10 @@ class DynamoContacts:
         t = self._tables
         transition = commit.transition
         contact = transition.after
-        puts: list[tuple[Any, Any]] = [
-            (contact_to_model(t.contacts, contact, version=transition.before.version), None)
-        ]
+        puts: list[tuple[Any, Any]] = []
+        if transition.writes_contact:
+            puts.append((contact_to_model(t.contacts, contact, version=transition.before.version), None))
+        contact_written = bool(puts)
         if transition.timeline:
             puts.append(
                 (timeline_to_model(t.timeline, contact.email, commit.event_id, transition.timeline), None)
@@ -107,13 +109,13 @@ class DynamoContacts:
                 )
         except TransactWriteError as error:
             # pynamodb sends puts before updates, and cancellation reasons follow that order:
-            # the contact is item 0 and the event update comes right after the puts.
+            # the contact (when written) is item 0 and the event update comes right after the puts.
             reasons = error.cancellation_reasons
             if failed(reasons, len(puts)):
                 raise EventAlreadyFinal(commit.event_id) from error
             stale_run = any(failed(reasons, i) for i in range(first_run, len(puts)))
             if (
-                failed(reasons, 0)
+                (contact_written and failed(reasons, 0))
                 or stale_run
                 or any(r is not None and r.code == "TransactionConflict" for r in reasons)
             ):

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from chalicelib.domain.automations.runs import Run, RunStatus
+from chalicelib.domain.automations.runs import Run, RunStatus, StepRecord
 from chalicelib.domain.inbox import InboxRecord, Status
 from chalicelib.domain.model import Contact, LedgerEntry, TimelineEntry
 from chalicelib.domain.outbox import DUE, OutboxItem, OutboxKind, OutboxStatus
@@ -314,19 +314,31 @@ def run_from_model(model: RunModel) -> Run:
 
 
 def history_pages(model: type[RunHistoryModel], runs: Sequence[Run]) -> list[RunHistoryModel]:
-    """One page per run per write: the records the change appended (runs read to change carry none)."""
+    """One page per run per write: the records the change appended (runs read to change carry none).
+
+    The page key holds the first record's time and event, which one event's records share: a record
+    carries its own only where it differs, so a page stays well inside one write unit.
+    """
     pages = []
     for run in runs:
         if run.history:
             first = run.history[0]
-            pages.append(
-                model(
-                    run.run_id,
-                    f"{first.at.isoformat()}#{first.event_id}",
-                    records=[jsonable(r.as_dict()) for r in run.history],
-                )
-            )
+            records = []
+            for record in run.history:
+                raw = record.as_dict()
+                if record.at == first.at:
+                    del raw["at"]
+                if record.event_id == first.event_id:
+                    del raw["event_id"]
+                records.append(jsonable(raw))
+            pages.append(model(run.run_id, f"{first.at.isoformat()}#{first.event_id}", records=records))
     return pages
+
+
+def history_records(page: RunHistoryModel) -> list[StepRecord]:
+    """A page's records, each with the page's time and event unless it carries its own."""
+    at, _, event_id = page.page.partition("#")
+    return [StepRecord.from_dict({"at": at, "event_id": event_id, **raw}) for raw in page.records]
 
 
 def jsonable(data: Any) -> Any:

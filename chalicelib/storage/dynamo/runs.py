@@ -15,7 +15,7 @@ from datetime import datetime
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.transactions import TransactWrite
 
-from chalicelib.domain.automations.runs import Run, RunStatus, StepRecord
+from chalicelib.domain.automations.runs import Run, RunStatus
 from chalicelib.services.ports import StaleRun
 from chalicelib.storage.dynamo.mapping import (
     BATCH_GET,
@@ -24,6 +24,7 @@ from chalicelib.storage.dynamo.mapping import (
     chunks,
     failed,
     history_pages,
+    history_records,
     run_from_model,
     run_to_model,
 )
@@ -44,9 +45,9 @@ class DynamoRuns:
         except self._runs.DoesNotExist:
             return None
         history = [
-            StepRecord.from_dict(raw)
+            record
             for page in self._tables.run_history.query(run_id, consistent_read=True)
-            for raw in page.records
+            for record in history_records(page)
         ]
         return replace(run, history=tuple(history))
 

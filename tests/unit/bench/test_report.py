@@ -61,6 +61,13 @@ def test_a_drip_whose_wakeups_cost_more_with_each_one_is_growing() -> None:
     # The last wake-up also ends the run: costing more once is not growth.
     assert growing([5, 5, 5, 5, 5, 6]) is False
     assert growing([5, 6, 7, 5, 6, 7]) is False
+
+
+def test_a_drip_whose_later_wakeups_cost_more_is_growing_even_if_it_dips_on_the_way() -> None:
+    # Two wake-ups billed in one segment read like this: each pair costs twice one wake-up.
+    assert growing([23, 23, 46, 46, 45, 45]) is True
+    assert growing([23, 23, 23, 24, 24, 24]) is True
+    assert growing([24, 24, 23, 23, 23, 23]) is False
     assert met(result(2.0, [30, 33, 36, 39, 42, 45], 100.0))["drip_wakeup write units per wake-up"] is False
 
 
