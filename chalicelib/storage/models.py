@@ -19,6 +19,7 @@ from typing import Any
 
 from pynamodb.attributes import (
     Attribute,
+    BinaryAttribute,
     JSONAttribute,
     NumberAttribute,
     UnicodeAttribute,
@@ -97,13 +98,17 @@ class ContactModel(BaseTable):
 class EventsBySource(GlobalSecondaryIndex["EventModel"]):
     class Meta:
         index_name = "by_source"
-        projection = KeysOnlyProjection()
+        # The admin list of accepted events filters a source's events by status (see EventsByStatus).
+        projection = IncludeProjection(["status"])
 
     source = UnicodeAttribute(hash_key=True)
     received_at = UTCDateTimeAttribute(range_key=True)
 
 
 class EventsByStatus(GlobalSecondaryIndex["EventModel"]):
+    """Sparse for accepted events, which carry no ``status`` (absent reads as accepted): the index
+    holds what the sweep and an operator look for, not one more entry per event that went well."""
+
     class Meta:
         index_name = "by_status"
         # The admin list filters a status by source.
@@ -132,9 +137,13 @@ class EventModel(BaseTable):
     source = UnicodeAttribute()
     idempotency_key = UnicodeAttribute()
     event_type = UnicodeAttribute()
-    status = UnicodeAttribute()
+    status = UnicodeAttribute(null=True)
+    """Absent once accepted (``EventsByStatus`` is sparse for them)."""
     received_at = UTCDateTimeAttribute()
     payload = JSONAttribute(null=True)
+    """The payload as older releases stored it; this one writes ``payload_z``."""
+    payload_z = BinaryAttribute(null=True, legacy_encoding=False)
+    """The payload's canonical JSON, zlib-compressed: an order's record stays within one write unit."""
     email = UnicodeAttribute(null=True)
     reason = UnicodeAttribute(null=True)
     processed_at = UTCDateTimeAttribute(null=True)
@@ -144,6 +153,8 @@ class EventModel(BaseTable):
     last_error = UnicodeAttribute(null=True)
     retry_queue = UnicodeAttribute(null=True)
     retry_at = UTCDateTimeAttribute(null=True)
+    duplicates = NumberAttribute(null=True)
+    last_duplicate_at = UTCDateTimeAttribute(null=True)
     by_source = EventsBySource()
     by_status = EventsByStatus()
     by_retry = EventsDueForRetry()

@@ -1,8 +1,9 @@
 """The contact port on DynamoDB, with the commit of one event as one transaction.
 
-Exactly-once hinges on two conditional writes: claiming an event id (``DynamoInbox``) and this
-transaction, which saves the contact under its version, marks the event accepted only if it is not
-already, and adds ledger, timeline, outbox, run, run-history and marker items. A lost race surfaces
+Exactly-once hinges on this transaction's condition on the event's record: it puts the record,
+already accepted, only if its id is absent (or, for a record stored earlier, marks it accepted only
+if it is not already), while it saves the contact under its version and adds ledger, timeline,
+outbox, run, run-history and marker items. A lost race surfaces
 as ``StaleContact`` or ``EventAlreadyFinal``, decided from the cancellation reasons by item
 position, never from message text. No item grows with the contact's history: runs keep their
 history in pages of their own, and once-only facts (order items, reentry keys) are marker items.
@@ -17,7 +18,7 @@ from typing import Any
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.transactions import TransactWrite
 
-from chalicelib.domain.inbox import OPEN, Status
+from chalicelib.domain.inbox import OPEN
 from chalicelib.domain.model import Contact, LedgerEntry, TimelineEntry, TimelineKind
 from chalicelib.domain.outbox import from_kit_sync, from_outbound
 from chalicelib.services.ports import Commit, EventAlreadyFinal, StaleContact
@@ -26,6 +27,7 @@ from chalicelib.storage.dynamo.mapping import (
     can_be_key,
     contact_from_model,
     contact_to_model,
+    event_to_model,
     failed,
     history_pages,
     ledger_from_model,
@@ -92,22 +94,17 @@ class DynamoContacts:
             with TransactWrite(connection=t.connection) as tx:
                 for model, condition in puts:
                     tx.save(model, condition=condition)
-                tx.update(
-                    t.events(commit.event_id),
-                    actions=[
-                        EventModel.status.set(Status.ACCEPTED.value),
-                        EventModel.processed_at.set(commit.processed_at),
-                        EventModel.email.set(contact.email),
-                        EventModel.result.set(dict(commit.result)),
-                        EventModel.reason.remove(),
-                        EventModel.retry_queue.remove(),
-                        EventModel.retry_at.remove(),
-                    ],
-                    condition=EventModel.id.exists() & EventModel.status.is_in(*_OPEN),
-                )
+                if commit.record is not None:
+                    # Saved last, so its cancellation reason follows the puts, as the update's does.
+                    tx.save(
+                        event_to_model(t.events, commit.record),
+                        condition=EventModel.id.does_not_exist(),
+                    )
+                else:
+                    self._accept_stored_event(tx, commit)
         except TransactWriteError as error:
             # pynamodb sends puts before updates, and cancellation reasons follow that order:
-            # the contact is item 0 and the event update comes right after the puts.
+            # the contact is item 0 and the event's record (put or update) comes right after the puts.
             reasons = error.cancellation_reasons
             if failed(reasons, len(puts)):
                 raise EventAlreadyFinal(commit.event_id) from error
@@ -119,6 +116,22 @@ class DynamoContacts:
             ):
                 raise StaleContact(contact.email) from error
             raise
+
+    def _accept_stored_event(self, tx: TransactWrite, commit: Commit) -> None:
+        """Move a record stored earlier (retrying, or received by an older release) to accepted."""
+        tx.update(
+            self._tables.events(commit.event_id),
+            actions=[
+                EventModel.status.remove(),
+                EventModel.processed_at.set(commit.processed_at),
+                EventModel.email.set(commit.transition.after.email),
+                EventModel.result.set(dict(commit.result)),
+                EventModel.reason.remove(),
+                EventModel.retry_queue.remove(),
+                EventModel.retry_at.remove(),
+            ],
+            condition=EventModel.id.exists() & EventModel.status.is_in(*_OPEN),
+        )
 
     def list_ledger(self, email: str, field: str | None = None) -> list[LedgerEntry]:
         if not can_be_key(email, field or ""):

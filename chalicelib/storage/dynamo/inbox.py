@@ -1,7 +1,9 @@
-"""The inbox port on DynamoDB: a conditional put claims an event id; outcomes never overwrite a final one.
+"""The inbox port on DynamoDB: a conditional put stores an event id once; outcomes never overwrite a
+final one.
 
-The status and source indexes hold keys (and the source, to filter a status by it), so a list reads
-the page's keys from an index and then the page's items by key.
+The status and source indexes hold keys (and the source, or the status, to filter by it), so a list
+reads the page's keys from an index and then the page's items by key. Accepted events are not in
+the status index (they carry no ``status``): their list reads the source index, filtered by status.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from chalicelib.storage.dynamo.mapping import (
     can_be_key,
     event_from_model,
     event_to_model,
+    stored_status,
 )
 from chalicelib.storage.dynamo.tables import Tables
 from chalicelib.storage.models import EventModel
@@ -46,9 +49,6 @@ class DynamoInbox:
             return existing
         return None
 
-    def add_event(self, record: InboxRecord) -> None:
-        event_to_model(self._events, record).save(condition=EventModel.id.does_not_exist())
-
     def get_event(self, event_id: str) -> InboxRecord | None:
         if not can_be_key(event_id):
             return None
@@ -56,6 +56,13 @@ class DynamoInbox:
             return event_from_model(self._events.get(event_id, consistent_read=True))
         except self._events.DoesNotExist:
             return None
+
+    def count_duplicate(self, event_id: str, at: datetime) -> None:
+        # Touches no index attribute, so it costs the item's write and nothing more.
+        self._events(event_id).update(
+            actions=[EventModel.duplicates.add(1), EventModel.last_duplicate_at.set(at)],
+            condition=EventModel.id.exists(),
+        )
 
     def list_events(
         self,
@@ -70,7 +77,16 @@ class DynamoInbox:
             return EventPage([])
         condition = EventModel.received_at < before if before else None
         streams: list[Iterator[EventModel]] = []
-        if status is not None:
+        if status is Status.ACCEPTED:
+            # Older releases stored "accepted"; this one leaves the attribute out.
+            accepted = EventModel.status.does_not_exist() | (EventModel.status == Status.ACCEPTED.value)
+            for name in [source] if source else list(_SOURCES):
+                streams.append(
+                    self._events.by_source.query(
+                        name, condition, filter_condition=accepted, scan_index_forward=False
+                    )
+                )
+        elif status is not None:
             filter_condition = EventModel.source == source if source else None
             streams.append(
                 self._events.by_status.query(
@@ -93,8 +109,9 @@ class DynamoInbox:
     def finish_event(
         self, event_id: str, status: Status, *, reason: str | None, at: datetime, email: str | None = None
     ) -> None:
+        value = stored_status(status)
         actions: list[Action] = [
-            EventModel.status.set(status.value),
+            EventModel.status.set(value) if value else EventModel.status.remove(),
             EventModel.processed_at.set(at),
             EventModel.reason.set(reason) if reason else EventModel.reason.remove(),
             EventModel.retry_queue.remove(),

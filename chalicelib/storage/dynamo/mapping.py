@@ -7,7 +7,8 @@ deployment's table names.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+import zlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -101,9 +102,9 @@ def event_to_model(model: type[EventModel], record: InboxRecord) -> EventModel:
         source=record.source,
         idempotency_key=record.idempotency_key,
         event_type=record.event_type,
-        status=record.status.value,
+        status=stored_status(record.status),
         received_at=record.received_at,
-        payload=dict(record.payload),
+        payload_z=compress_payload(record.payload),
         email=record.email,
         reason=record.reason,
         processed_at=record.processed_at,
@@ -113,6 +114,8 @@ def event_to_model(model: type[EventModel], record: InboxRecord) -> EventModel:
         last_error=record.last_error,
         retry_queue=RETRY_QUEUE if record.status is Status.RETRYING else None,
         retry_at=record.retry_at if record.status is Status.RETRYING else None,
+        duplicates=record.duplicates or None,
+        last_duplicate_at=record.last_duplicate_at,
     )
 
 
@@ -122,9 +125,9 @@ def event_from_model(model: EventModel) -> InboxRecord:
         source=model.source,
         idempotency_key=model.idempotency_key,
         event_type=model.event_type,
-        status=Status(model.status),
+        status=Status(model.status) if model.status else Status.ACCEPTED,
         received_at=utc(model.received_at),
-        payload=model.payload or {},
+        payload=decompress_payload(model.payload_z) if model.payload_z else (model.payload or {}),
         email=model.email,
         reason=model.reason,
         processed_at=utc_or_none(model.processed_at),
@@ -133,7 +136,26 @@ def event_from_model(model: EventModel) -> InboxRecord:
         attempts=int(model.attempts or 0),
         last_error=model.last_error,
         retry_at=utc_or_none(model.retry_at),
+        duplicates=int(model.duplicates or 0),
+        last_duplicate_at=utc_or_none(model.last_duplicate_at),
     )
+
+
+def stored_status(status: Status) -> str | None:
+    """The ``status`` attribute for ``status``: none for accepted, so by_status skips those events."""
+    return None if status is Status.ACCEPTED else status.value
+
+
+def compress_payload(payload: Mapping[str, Any]) -> bytes | None:
+    if not payload:
+        return None
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return zlib.compress(canonical.encode(), 9)
+
+
+def decompress_payload(data: bytes) -> dict[str, Any]:
+    payload: dict[str, Any] = json.loads(zlib.decompress(data))
+    return payload
 
 
 def contact_to_model(model_cls: type[ContactModel], contact: Contact, *, version: int) -> ContactModel:
