@@ -129,6 +129,18 @@ class EventsDueForRetry(GlobalSecondaryIndex["EventModel"]):
     retry_at = UTCDateTimeAttribute(range_key=True)
 
 
+class EventsByContact(GlobalSecondaryIndex["EventModel"]):
+    """Sparse: only records holding timeline entries carry ``timeline_email``; a contact's timeline
+    is these records' entries in ``timeline_key`` order."""
+
+    class Meta:
+        index_name = "by_contact"
+        projection = KeysOnlyProjection()
+
+    timeline_email = UnicodeAttribute(hash_key=True)
+    timeline_key = UnicodeAttribute(range_key=True)
+
+
 class EventModel(BaseTable):
     class Meta(BaseTable.Meta):
         table_name = "memberflow-events"
@@ -155,9 +167,15 @@ class EventModel(BaseTable):
     retry_at = UTCDateTimeAttribute(null=True)
     duplicates = NumberAttribute(null=True)
     last_duplicate_at = UTCDateTimeAttribute(null=True)
+    timeline_email = UnicodeAttribute(null=True)
+    timeline_key = UnicodeAttribute(null=True)
+    """The first entry's time and the event id: the timeline's order."""
+    timeline_z = BinaryAttribute(null=True, legacy_encoding=False)
+    """The timeline entries the event wrote (zlib-compressed JSON): the event's record is its page."""
     by_source = EventsBySource()
     by_status = EventsByStatus()
     by_retry = EventsDueForRetry()
+    by_contact = EventsByContact()
 
 
 class LedgerModel(BaseTable):
@@ -176,7 +194,8 @@ class LedgerModel(BaseTable):
 
 
 class TimelineModel(BaseTable):
-    """One item per event per contact, holding that event's entries in order."""
+    """One item per event per contact, holding that event's entries in order: what older releases
+    wrote. Read alongside the entries this release keeps in the event's record (``timeline_z``)."""
 
     class Meta(BaseTable.Meta):
         table_name = "memberflow-timeline"

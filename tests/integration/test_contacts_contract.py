@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -10,7 +12,9 @@ import pytest
 from chalicelib.domain.engine import AddTags, ChangeField
 from chalicelib.domain.inbox import Status
 from chalicelib.services.ports import Commit, EventAlreadyFinal, StaleContact, Stores
-from tests.builders import inbox_record, later, unique_email
+from chalicelib.storage.models import EventModel, TimelineModel
+from tests.builders import T0, inbox_record, later, unique_email
+from tests.support.aws import AppAws
 from tests.support.storage import commit_markers, transition
 
 
@@ -129,3 +133,34 @@ class TestContactsContract:
         huge = "x" * 3000
         assert stores.contacts.get_contact(f"{huge}@example.com") is None
         assert stores.contacts.list_ledger("a@example.com", field=huge) == []
+
+
+@pytest.mark.integration
+def test_the_timeline_is_read_from_event_records_and_from_pages_older_releases_wrote(
+    aws: AppAws, dynamo_stores: Stores
+) -> None:
+    email = unique_email()
+    event_id = commit_markers(dynamo_stores, email)
+    item = aws.admin_client("dynamodb").get_item(
+        TableName=EventModel.Meta.table_name, Key={"id": {"S": event_id}}, ConsistentRead=True
+    )["Item"]
+    assert item["timeline_email"] == {"S": email}
+    assert "B" in item["timeline_z"]
+    # A page the timeline table holds from before, earlier than the event's entries.
+    old_at = (T0 - timedelta(days=1)).isoformat()
+    aws.admin_client("dynamodb").put_item(
+        TableName=TimelineModel.Meta.table_name,
+        Item={
+            "email": {"S": email},
+            "sort_key": {"S": f"{old_at}#evt_old"},
+            "event_id": {"S": "evt_old"},
+            "entries": {"S": json.dumps([{"kind": "note", "at": old_at, "data": {"text": "before"}}])},
+        },
+    )
+    timeline = dynamo_stores.contacts.list_timeline(email)
+    assert [(e.kind.value, e.event_id) for e in timeline] == [
+        ("note", "evt_old"),
+        ("contact_created", event_id),
+        ("event_received", event_id),
+        ("tag_added", event_id),
+    ]

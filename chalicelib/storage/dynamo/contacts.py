@@ -2,26 +2,27 @@
 
 Exactly-once hinges on this transaction's condition on the event's record: it puts the record,
 already accepted, only if its id is absent (or, for a record stored earlier, marks it accepted only
-if it is not already), while it saves the contact under its version and adds ledger, timeline,
-outbox, run, run-history and marker items. A lost race surfaces
+if it is not already), while it saves the contact under its version and adds ledger, outbox, run,
+run-history and marker items. The event's timeline entries go in its record. A lost race surfaces
 as ``StaleContact`` or ``EventAlreadyFinal``, decided from the cancellation reasons by item
 position, never from message text. No item grows with the contact's history: runs keep their
-history in pages of their own, and once-only facts (order items, reentry keys) are marker items.
+history in pages of their own, the timeline is one page per event record, and once-only facts
+(order items, reentry keys) are marker items.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.domain.inbox import OPEN
-from chalicelib.domain.model import Contact, LedgerEntry, TimelineEntry, TimelineKind
+from chalicelib.domain.model import Contact, LedgerEntry, TimelineEntry
 from chalicelib.domain.outbox import from_kit_sync, from_outbound
 from chalicelib.services.ports import Commit, EventAlreadyFinal, StaleContact
+from chalicelib.storage.dynamo.compression import decompress_json
 from chalicelib.storage.dynamo.mapping import (
     batch_get,
     can_be_key,
@@ -34,7 +35,8 @@ from chalicelib.storage.dynamo.mapping import (
     ledger_to_model,
     outbox_to_model,
     run_to_model,
-    timeline_to_model,
+    timeline_attributes,
+    timeline_from_stored,
 )
 from chalicelib.storage.dynamo.tables import Tables
 from chalicelib.storage.models import EventModel, LedgerModel, MarkerModel, OutboxModel
@@ -68,10 +70,6 @@ class DynamoContacts:
         puts: list[tuple[Any, Any]] = [
             (contact_to_model(t.contacts, contact, version=transition.before.version), None)
         ]
-        if transition.timeline:
-            puts.append(
-                (timeline_to_model(t.timeline, contact.email, commit.event_id, transition.timeline), None)
-            )
         puts.extend(
             (ledger_to_model(t.ledger, entry), LedgerModel.entry_id.does_not_exist())
             for entry in transition.ledger
@@ -94,14 +92,16 @@ class DynamoContacts:
             with TransactWrite(connection=t.connection) as tx:
                 for model, condition in puts:
                     tx.save(model, condition=condition)
+                # The event's record holds the timeline entries the event wrote: no item of their own.
+                timeline = timeline_attributes(contact.email, commit.event_id, transition.timeline)
                 if commit.record is not None:
+                    record = event_to_model(t.events, commit.record)
+                    for name, value in timeline.items():
+                        setattr(record, name, value)
                     # Saved last, so its cancellation reason follows the puts, as the update's does.
-                    tx.save(
-                        event_to_model(t.events, commit.record),
-                        condition=EventModel.id.does_not_exist(),
-                    )
+                    tx.save(record, condition=EventModel.id.does_not_exist())
                 else:
-                    self._accept_stored_event(tx, commit)
+                    self._accept_stored_event(tx, commit, timeline)
         except TransactWriteError as error:
             # pynamodb sends puts before updates, and cancellation reasons follow that order:
             # the contact is item 0 and the event's record (put or update) comes right after the puts.
@@ -117,11 +117,13 @@ class DynamoContacts:
                 raise StaleContact(contact.email) from error
             raise
 
-    def _accept_stored_event(self, tx: TransactWrite, commit: Commit) -> None:
+    def _accept_stored_event(self, tx: TransactWrite, commit: Commit, timeline: dict[str, Any]) -> None:
         """Move a record stored earlier (retrying, or received by an older release) to accepted."""
+        model = self._tables.events
         tx.update(
-            self._tables.events(commit.event_id),
+            model(commit.event_id),
             actions=[
+                *(getattr(EventModel, name).set(value) for name, value in timeline.items()),
                 EventModel.status.remove(),
                 EventModel.processed_at.set(commit.processed_at),
                 EventModel.email.set(commit.transition.after.email),
@@ -141,15 +143,19 @@ class DynamoContacts:
         return [ledger_from_model(m) for m in query]
 
     def list_timeline(self, email: str) -> list[TimelineEntry]:
-        entries: list[TimelineEntry] = []
-        for item in self._tables.timeline.query(email, consistent_read=True):
-            for raw in item.entries:
-                entries.append(
-                    TimelineEntry(
-                        kind=TimelineKind(raw["kind"]),
-                        at=datetime.fromisoformat(raw["at"]),
-                        event_id=item.event_id,
-                        data=raw.get("data", {}),
-                    )
-                )
-        return entries
+        if not can_be_key(email):
+            return []
+        events = self._tables.events
+        # The index is eventually consistent: an event committed a moment ago may show a moment later.
+        keys = [m.id for m in events.by_contact.query(email)]
+        pages = [
+            (m.timeline_key, timeline_from_stored(decompress_json(m.timeline_z), m.id))
+            for m in batch_get(events, keys, consistent=True)
+            if m.timeline_z and m.timeline_key
+        ]
+        # Pages older releases wrote to the timeline table.
+        pages += [
+            (item.sort_key, timeline_from_stored(item.entries, item.event_id))
+            for item in self._tables.timeline.query(email, consistent_read=True)
+        ]
+        return [entry for _, entries in sorted(pages, key=lambda page: page[0]) for entry in entries]

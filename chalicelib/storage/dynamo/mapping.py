@@ -7,7 +7,6 @@ deployment's table names.
 from __future__ import annotations
 
 import json
-import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -15,8 +14,9 @@ from typing import Any, TypeVar
 
 from chalicelib.domain.automations.runs import Run, RunStatus
 from chalicelib.domain.inbox import InboxRecord, Status
-from chalicelib.domain.model import Contact, LedgerEntry, TimelineEntry
+from chalicelib.domain.model import Contact, LedgerEntry, TimelineEntry, TimelineKind
 from chalicelib.domain.outbox import DUE, OutboxItem, OutboxKind, OutboxStatus
+from chalicelib.storage.dynamo.compression import compress_json, decompress_json
 from chalicelib.storage.models import (
     BaseTable,
     ContactModel,
@@ -25,7 +25,6 @@ from chalicelib.storage.models import (
     OutboxModel,
     RunHistoryModel,
     RunModel,
-    TimelineModel,
 )
 
 CONDITION_FAILED = "ConditionalCheckFailedException"
@@ -147,15 +146,43 @@ def stored_status(status: Status) -> str | None:
 
 
 def compress_payload(payload: Mapping[str, Any]) -> bytes | None:
-    if not payload:
-        return None
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return zlib.compress(canonical.encode(), 9)
+    return compress_json(payload) if payload else None
 
 
 def decompress_payload(data: bytes) -> dict[str, Any]:
-    payload: dict[str, Any] = json.loads(zlib.decompress(data))
+    payload: dict[str, Any] = decompress_json(data)
     return payload
+
+
+def timeline_attributes(email: str, event_id: str, entries: Sequence[TimelineEntry]) -> dict[str, Any]:
+    """What an event's record holds of the timeline entries it wrote (nothing when it wrote none)."""
+    if not entries:
+        return {}
+    return {
+        "timeline_email": email,
+        "timeline_key": timeline_sort_key(entries[0].at, event_id),
+        "timeline_z": compress_json([_timeline_entry(e) for e in entries]),
+    }
+
+
+def timeline_sort_key(first_at: datetime, event_id: str) -> str:
+    return f"{first_at.isoformat()}#{event_id}"
+
+
+def timeline_from_stored(raw_entries: Iterable[Mapping[str, Any]], event_id: str) -> list[TimelineEntry]:
+    return [
+        TimelineEntry(
+            kind=TimelineKind(raw["kind"]),
+            at=datetime.fromisoformat(raw["at"]),
+            event_id=event_id,
+            data=raw.get("data", {}),
+        )
+        for raw in raw_entries
+    ]
+
+
+def _timeline_entry(entry: TimelineEntry) -> dict[str, Any]:
+    return {"kind": entry.kind.value, "at": entry.at.isoformat(), "data": jsonable(entry.data)}
 
 
 def contact_to_model(model_cls: type[ContactModel], contact: Contact, *, version: int) -> ContactModel:
@@ -200,18 +227,6 @@ def contact_from_model(model: ContactModel) -> Contact:
         created_at=utc(model.created_at),
         updated_at=utc(model.updated_at),
         version=int(model.version or 0),
-    )
-
-
-def timeline_to_model(
-    model: type[TimelineModel], email: str, event_id: str, entries: tuple[TimelineEntry, ...]
-) -> TimelineModel:
-    first = entries[0].at
-    return model(
-        email,
-        f"{first.isoformat()}#{event_id}",
-        event_id=event_id,
-        entries=[{"kind": e.kind.value, "at": e.at.isoformat(), "data": jsonable(e.data)} for e in entries],
     )
 
 
