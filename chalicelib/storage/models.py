@@ -344,7 +344,12 @@ class RunHistoryModel(BaseTable):
 
 
 class MarkerModel(BaseTable):
-    """A fact remembered per contact that must never be applied twice (an order item, a reentry key)."""
+    """A fact remembered per contact that must never be applied twice (an order item, a reentry key).
+
+    An order's items share one item, ``order:<order id>``, holding the item keys in ``members``
+    (``event_id`` and ``at`` name the last event that added some); older releases wrote one item per
+    order item, and those are read too.
+    """
 
     class Meta(BaseTable.Meta):
         table_name = "memberflow-markers"
@@ -353,6 +358,7 @@ class MarkerModel(BaseTable):
     marker = UnicodeAttribute(range_key=True)
     event_id = UnicodeAttribute()
     at = UTCDateTimeAttribute()
+    members = UnicodeSetAttribute(null=True)
 
 
 class AutomationVersionModel(BaseTable):

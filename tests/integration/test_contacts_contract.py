@@ -12,7 +12,7 @@ import pytest
 from chalicelib.domain.engine import AddTags, ChangeField
 from chalicelib.domain.inbox import Status
 from chalicelib.services.ports import Commit, EventAlreadyFinal, StaleContact, Stores
-from chalicelib.storage.models import EventModel, TimelineModel
+from chalicelib.storage.models import EventModel, MarkerModel, TimelineModel
 from tests.builders import T0, inbox_record, later, unique_email
 from tests.support.aws import AppAws
 from tests.support.storage import commit_markers, transition
@@ -164,3 +164,43 @@ def test_the_timeline_is_read_from_event_records_and_from_pages_older_releases_w
         ("event_received", event_id),
         ("tag_added", event_id),
     ]
+
+
+def test_later_items_of_an_order_are_added_and_an_applied_one_is_stale(stores: Stores) -> None:
+    email = unique_email()
+    commit_markers(stores, email, "order:7:product-12", "order:7:bump-12")
+    commit_markers(stores, email, "order:7:upsell-2")
+    keys = ["order:7:product-12", "order:7:bump-12", "order:7:upsell-2", "order:8:product-12"]
+    assert stores.contacts.get_markers(email, keys) == dict.fromkeys(keys[:3], True) | {keys[3]: False}
+    with pytest.raises(StaleContact):
+        commit_markers(stores, email, "order:7:other-1", "order:7:bump-12")
+    assert stores.contacts.get_markers(email, ["order:7:other-1"]) == {"order:7:other-1": False}
+
+
+@pytest.mark.integration
+def test_an_order_keeps_one_marker_item_and_per_item_markers_of_older_releases_count(
+    aws: AppAws, dynamo_stores: Stores
+) -> None:
+    email = unique_email()
+    commit_markers(dynamo_stores, email, "order:7:product-12", "order:7:bump-12", "reentry:drip:k")
+    client = aws.admin_client("dynamodb")
+    items = client.query(
+        TableName=MarkerModel.Meta.table_name,
+        KeyConditionExpression="email = :e",
+        ExpressionAttributeValues={":e": {"S": email}},
+    )["Items"]
+    assert sorted(i["marker"]["S"] for i in items) == ["order:7", "reentry:drip:k"]
+    # An older release's marker for one order item, as its own item.
+    client.put_item(
+        TableName=MarkerModel.Meta.table_name,
+        Item={
+            "email": {"S": email},
+            "marker": {"S": "order:6:product-12"},
+            "event_id": {"S": "evt_old"},
+            "at": {"S": "2024-03-04T10:04:38.000000+0000"},
+        },
+    )
+    assert dynamo_stores.contacts.get_markers(email, ["order:6:product-12", "order:6:bump-12"]) == {
+        "order:6:product-12": True,
+        "order:6:bump-12": False,
+    }

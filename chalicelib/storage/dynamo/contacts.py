@@ -33,6 +33,7 @@ from chalicelib.storage.dynamo.mapping import (
     history_pages,
     ledger_from_model,
     ledger_to_model,
+    marker_group,
     outbox_to_model,
     run_to_model,
     timeline_attributes,
@@ -59,9 +60,21 @@ class DynamoContacts:
 
     def get_markers(self, email: str, keys: Sequence[str]) -> dict[str, bool]:
         wanted = list(dict.fromkeys(keys))
-        stored = batch_get(self._tables.markers, [(email, key) for key in wanted], consistent=True)
-        found = {m.marker for m in stored}
-        return {key: key in found for key in wanted}
+        groups = {key: marker_group(key) for key in wanted}
+        # Each marker's own item (all older releases wrote) and its order's shared item, in one read.
+        items = wanted + [group for group, _ in filter(None, groups.values())]
+        stored = {
+            m.marker: m for m in batch_get(self._tables.markers, [(email, k) for k in items], consistent=True)
+        }
+
+        def present(key: str) -> bool:
+            grouped = groups[key]
+            if grouped is None or key in stored:
+                return key in stored
+            shared = stored.get(grouped[0])
+            return shared is not None and grouped[1] in (shared.members or ())
+
+        return {key: present(key) for key in wanted}
 
     def commit(self, commit: Commit) -> None:
         t = self._tables
@@ -87,7 +100,12 @@ class DynamoContacts:
                 MarkerModel.marker.does_not_exist(),
             )
             for marker in transition.markers
+            if marker_group(marker) is None
         )
+        order_markers: dict[str, set[str]] = {}
+        for marker in transition.markers:
+            if (grouped := marker_group(marker)) is not None:
+                order_markers.setdefault(grouped[0], set()).add(grouped[1])
         try:
             with TransactWrite(connection=t.connection) as tx:
                 for model, condition in puts:
@@ -102,6 +120,9 @@ class DynamoContacts:
                     tx.save(record, condition=EventModel.id.does_not_exist())
                 else:
                     self._accept_stored_event(tx, commit, timeline)
+                # After the event's record, so that one keeps its position among the reasons.
+                for group, members in order_markers.items():
+                    self._add_order_markers(tx, contact.email, group, members, commit)
         except TransactWriteError as error:
             # pynamodb sends puts before updates, and cancellation reasons follow that order:
             # the contact is item 0 and the event's record (put or update) comes right after the puts.
@@ -109,6 +130,7 @@ class DynamoContacts:
             if failed(reasons, len(puts)):
                 raise EventAlreadyFinal(commit.event_id) from error
             stale_run = any(failed(reasons, i) for i in range(first_run, len(puts)))
+            stale_run |= any(failed(reasons, len(puts) + 1 + i) for i in range(len(order_markers)))
             if (
                 failed(reasons, 0)
                 or stale_run
@@ -116,6 +138,24 @@ class DynamoContacts:
             ):
                 raise StaleContact(contact.email) from error
             raise
+
+    def _add_order_markers(
+        self, tx: TransactWrite, email: str, group: str, members: set[str], commit: Commit
+    ) -> None:
+        """Add an order's item keys to its shared marker, only if none of them is there yet."""
+        condition = None
+        for member in sorted(members):
+            absent = ~MarkerModel.members.contains(member)
+            condition = absent if condition is None else condition & absent
+        tx.update(
+            self._tables.markers(email, group),
+            actions=[
+                MarkerModel.members.add(members),
+                MarkerModel.event_id.set(commit.event_id),
+                MarkerModel.at.set(commit.processed_at),
+            ],
+            condition=condition,
+        )
 
     def _accept_stored_event(self, tx: TransactWrite, commit: Commit, timeline: dict[str, Any]) -> None:
         """Move a record stored earlier (retrying, or received by an older release) to accepted."""

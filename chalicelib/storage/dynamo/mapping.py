@@ -84,6 +84,19 @@ def failed(reasons: list[Any], index: int) -> bool:
     )
 
 
+_ORDER_MARKER = "order:"
+
+
+def marker_group(marker: str) -> tuple[str, str] | None:
+    """The shared item an order item's marker lives in and its member there, ``order:<id>:<item>`` →
+    (``order:<id>``, ``<item>``); None for a marker stored as an item of its own. Any split works as
+    long as reads and writes use the same one: the two parts rejoined are the marker."""
+    if not marker.startswith(_ORDER_MARKER):
+        return None
+    order_id, separator, member = marker[len(_ORDER_MARKER) :].partition(":")
+    return (f"{_ORDER_MARKER}{order_id}", member) if separator and member else None
+
+
 # --- mapping ------------------------------------------------------------------------------------
 
 
