@@ -433,16 +433,12 @@ class Inbox:
         at = self.clock()
         safe_email = _safe_email(email)
         try:
-            stored = (
-                self.events.claim_event(
-                    replace(
-                        fresh, status=status, reason=reason, processed_at=at, email=safe_email or fresh.email
-                    )
-                )
+            outcome = (
+                replace(fresh, status=status, reason=reason, processed_at=at, email=safe_email or fresh.email)
                 if fresh is not None
                 else None
             )
-            if fresh is None or stored is not None:
+            if outcome is None or self.events.claim_event(outcome) is not None:
                 # Stored before, or by a concurrent twin just now: an update keeps a final outcome.
                 self.events.finish_event(event_id, status, reason=reason, at=at, email=safe_email)
         except EventAlreadyFinal:

@@ -48,7 +48,8 @@ class InboxStore(Protocol):
         when ``retry_at`` is None. Raises EventAlreadyFinal if it was accepted meanwhile."""
 
     def list_stuck_events(self, before: datetime, limit: int) -> list[InboxRecord]:
-        """Events still ``received`` (claimed, never finished) since before ``before``, oldest first."""
+        """Events still ``received`` (stored by an older release, never finished) since before
+        ``before``, oldest first."""
 
     def list_retry_due(self, before: datetime, limit: int) -> list[InboxRecord]:
         """Events ``retrying`` whose retry time is before ``before``, earliest first."""
