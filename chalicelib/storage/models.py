@@ -98,8 +98,7 @@ class ContactModel(BaseTable):
 class EventsBySource(GlobalSecondaryIndex["EventModel"]):
     class Meta:
         index_name = "by_source"
-        # The admin list of accepted events filters a source's events by status (see EventsByStatus).
-        projection = IncludeProjection(["status"])
+        projection = KeysOnlyProjection()
 
     source = UnicodeAttribute(hash_key=True)
     received_at = UTCDateTimeAttribute(range_key=True)

@@ -140,6 +140,20 @@ class TestWriteOnce:
         assert stores.contacts.get_contact(email) is None
         assert stores.inbox.get_event(record.id).status is Status.RETRYING  # type: ignore[union-attr]
 
+    def test_accepted_events_list_in_pages_among_the_others(self, stores: Stores) -> None:
+        records = []
+        for minute in range(6):
+            status = Status.ACCEPTED if minute % 2 else Status.IGNORED
+            record = replace(inbox_record(source="kit", at=later(minute)), status=status)
+            stores.inbox.claim_event(record)
+            records.append(record)
+        accepted = [r.id for r in reversed(records) if r.status is Status.ACCEPTED]
+        first = stores.inbox.list_events(status=Status.ACCEPTED, source="kit", limit=2)
+        assert [r.id for r in first.items] == accepted[:2]
+        assert first.next_cursor is not None
+        second = stores.inbox.list_events(status=Status.ACCEPTED, limit=2, cursor=first.next_cursor)
+        assert ([r.id for r in second.items], second.next_cursor) == (accepted[2:], None)
+
     def test_an_outcome_without_a_change_is_stored_by_one_put(self, stores: Stores) -> None:
         record = replace(inbox_record(), status=Status.IGNORED, reason="test order", processed_at=later(1))
         assert stores.inbox.claim_event(record) is None

@@ -1,9 +1,9 @@
 """The inbox port on DynamoDB: a conditional put stores an event id once; outcomes never overwrite a
 final one.
 
-The status and source indexes hold keys (and the source, or the status, to filter by it), so a list
-reads the page's keys from an index and then the page's items by key. Accepted events are not in
-the status index (they carry no ``status``): their list reads the source index, filtered by status.
+The status and source indexes hold keys (and the source, to filter a status by it), so a list reads
+the page's keys from an index and then the page's items by key. Accepted events are not in the
+status index (they carry no ``status``): their list reads events by source and keeps the accepted.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from chalicelib.storage.dynamo.mapping import (
     RETRY_QUEUE,
     batch_get,
     can_be_key,
+    chunks,
     event_from_model,
     event_to_model,
     stored_status,
@@ -77,16 +78,7 @@ class DynamoInbox:
             return EventPage([])
         condition = EventModel.received_at < before if before else None
         streams: list[Iterator[EventModel]] = []
-        if status is Status.ACCEPTED:
-            # Older releases stored "accepted"; this one leaves the attribute out.
-            accepted = EventModel.status.does_not_exist() | (EventModel.status == Status.ACCEPTED.value)
-            for name in [source] if source else list(_SOURCES):
-                streams.append(
-                    self._events.by_source.query(
-                        name, condition, filter_condition=accepted, scan_index_forward=False
-                    )
-                )
-        elif status is not None:
+        if status is not None and status is not Status.ACCEPTED:
             filter_condition = EventModel.source == source if source else None
             streams.append(
                 self._events.by_status.query(
@@ -97,13 +89,16 @@ class DynamoInbox:
             for name in [source] if source else list(_SOURCES):
                 streams.append(self._events.by_source.query(name, condition, scan_index_forward=False))
         merged = heapq.merge(*streams, key=lambda m: (m.received_at, m.id), reverse=True)
-        keys: list[str] = []
-        for key_item in merged:
-            keys.append(key_item.id)
-            if len(keys) > limit:
+        # Accepted events are not in by_status (see EventsByStatus): their list reads events by source
+        # and keeps the accepted ones, most of any page.
+        found: list[InboxRecord] = []
+        for chunk in chunks((m.id for m in merged), limit + 1):
+            records = [event_from_model(m) for m in batch_get(self._events, chunk)]
+            found += [r for r in records if status is not Status.ACCEPTED or r.status is Status.ACCEPTED]
+            if len(found) > limit:
                 break
-        items = [event_from_model(m) for m in batch_get(self._events, keys[:limit])]
-        next_cursor = encode_cursor(items[-1].received_at) if len(keys) > limit and items else None
+        items = found[:limit]
+        next_cursor = encode_cursor(items[-1].received_at) if len(found) > limit and items else None
         return EventPage(items, next_cursor)
 
     def finish_event(
