@@ -28,15 +28,17 @@ def _form(name: str, secret: str, email: str, **replace: str) -> bytes:
     return urlencode(fields).encode()
 
 
-def order(secret: str, email: str, *, with_upsell: bool) -> bytes:
+def order(secret: str, email: str, *, with_upsell: bool, order_id: str | None = None) -> bytes:
     """``order.success`` for product 12 with its bump; ``with_upsell``: the delivery after the upsell.
 
     ThriveCart sends the order again once the buyer takes the upsell, its ``purchase_map`` now naming
-    the upsell too; the recorded body is that second delivery.
+    the upsell too; the recorded body is that second delivery. ``order_id`` makes it another order
+    (an order's id, not its buyer, is what tells two orders apart).
     """
+    ids = {"order_id": order_id} if order_id else {}
     if with_upsell:
-        return _form("order_success.txt", secret, email)
-    body = _form("order_success.txt", secret, email, purchase_map_flat="product-12,bump-12")
+        return _form("order_success.txt", secret, email, **ids)
+    body = _form("order_success.txt", secret, email, purchase_map_flat="product-12,bump-12", **ids)
     kept = [(k, v) for k, v in parse_qsl(body.decode(), keep_blank_values=True) if k != "purchase_map[2]"]
     return urlencode(kept).encode()
 

@@ -27,9 +27,13 @@ DUPLICATE = "purchase_duplicate"
 REBILL = "rebill_credits"
 KIT_TAG = "kit_tag_webhook"
 DRIP = "drip_wakeup"
-NAMES = (PURCHASE, DUPLICATE, REBILL, KIT_TAG, DRIP)
+LATE_UPSELL = "purchase_late_upsell"
+"""The order delivered twice, before and after the upsell is taken: an extra scenario, no target."""
+NAMES = (PURCHASE, DUPLICATE, REBILL, KIT_TAG, DRIP, LATE_UPSELL)
 
 BUYER = "bench.buyer@example.com"
+LATE_BUYER = "bench.late.buyer@example.com"
+LATE_ORDER = "1514395"
 LEARNER = "bench.learner@example.com"
 DRIP_TAG = "Course – Weekly Lessons"
 KIT_TAG_NAME = "Module 1 Complete"
@@ -134,16 +138,20 @@ class Bench:
 
     def run(self) -> dict[str, Figures]:
         secret = SECRETS["THRIVECART_SECRET"]
-        first = payloads.order(secret, BUYER, with_upsell=False)
-        results = [
-            self.thrivecart(PURCHASE, first),
-            self.thrivecart(PURCHASE, payloads.order(secret, BUYER, with_upsell=True)),
+        # One order.success whose purchase_map holds product, bump and upsell.
+        order = payloads.order(secret, BUYER, with_upsell=True)
+        figures = {PURCHASE: self.figures(PURCHASE, [self.thrivecart(PURCHASE, order)])}
+        figures[DUPLICATE] = self.figures(DUPLICATE, [self.thrivecart(DUPLICATE, order)])
+        late = [
+            self.thrivecart(
+                LATE_UPSELL, payloads.order(secret, LATE_BUYER, with_upsell=up, order_id=LATE_ORDER)
+            )
+            for up in (False, True)
         ]
-        figures = {PURCHASE: self.figures(PURCHASE, results)}
-        figures[DUPLICATE] = self.figures(DUPLICATE, [self.thrivecart(DUPLICATE, first)])
+        figures[LATE_UPSELL] = self.figures(LATE_UPSELL, late)
         figures[REBILL] = self.figures(REBILL, [self.thrivecart(REBILL, payloads.rebill(secret, BUYER))])
         figures[KIT_TAG] = self.figures(KIT_TAG, [self.kit_tag(KIT_TAG, BUYER, KIT_TAG_NAME)])
-        expected = {PURCHASE: ["accepted", "accepted"], DUPLICATE: ["duplicate"]}
+        expected = {LATE_UPSELL: ["accepted", "accepted"], DUPLICATE: ["duplicate"]}
         for name, measured in figures.items():
             _expect(name, measured, expected.get(name, ["accepted"]))
         return figures

@@ -89,14 +89,15 @@ class InMemoryInbox:
             self.world.events[record.id] = record
             return None
 
-    def add_event(self, record: InboxRecord) -> None:
-        with self.world.lock:
-            if record.id in self.world.events:
-                raise KeyError(record.id)
-            self.world.events[record.id] = record
-
     def get_event(self, event_id: str) -> InboxRecord | None:
         return self.world.events.get(event_id)
+
+    def count_duplicate(self, event_id: str, at: datetime) -> None:
+        with self.world.lock:
+            record = self.world.events[event_id]
+            self.world.events[event_id] = replace(
+                record, duplicates=record.duplicates + 1, last_duplicate_at=at
+            )
 
     def list_events(
         self,
@@ -194,7 +195,11 @@ class InMemoryContacts:
         outbox += [from_outbound(intent) for intent in transition.outbound]
         with w.lock:
             record = w.events.get(commit.event_id)
-            if record is None or record.status not in OPEN:
+            if commit.record is not None:
+                if record is not None:
+                    raise EventAlreadyFinal(commit.event_id)
+                record = commit.record
+            elif record is None or record.status not in OPEN:
                 raise EventAlreadyFinal(commit.event_id)
             stored = w.contacts.get(after.email)
             if transition.writes_contact and (stored.version if stored else 0) != transition.before.version:

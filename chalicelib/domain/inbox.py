@@ -2,8 +2,8 @@
 
 An event's id is derived from its source and idempotency key, so every redelivery of one
 real-world happening maps to the same record; storing it with a conditional write is what makes
-processing exactly-once. A redelivery is stored too, as its own ``duplicate`` record pointing at
-the original, so the operator sees how often a provider retried.
+processing exactly-once. A redelivery is counted on the original (``duplicates`` and
+``last_duplicate_at``), so the operator sees how often a provider retried without a record per retry.
 """
 
 from __future__ import annotations
@@ -22,9 +22,11 @@ from chalicelib.domain.errors import BadRequest
 
 class Status(enum.StrEnum):
     RECEIVED = "received"
-    """Stored, not yet acted on (or the attempt crashed): a redelivery or replay will act on it."""
+    """Stored before being acted on, by older releases (this one writes a record once, in its
+    outcome): a redelivery, a replay or the sweep acts on it."""
     ACCEPTED = "accepted"
     DUPLICATE = "duplicate"
+    """A redelivery stored as its own record (``duplicate_of``): only older releases wrote these."""
     IGNORED = "ignored"
     FAILED = "failed"
     """Durably recorded as unprocessable (a refusal, an unreadable event, or retries given up)."""
@@ -69,6 +71,9 @@ class InboxRecord:
     last_error: str | None = None
     retry_at: datetime | None = None
     """While ``retrying``: when the sweep tries again."""
+    duplicates: int = 0
+    """Redeliveries that arrived after the event was final, and so changed nothing."""
+    last_duplicate_at: datetime | None = None
 
 
 def encode_cursor(received_at: datetime) -> str:

@@ -120,6 +120,8 @@ def event_view(record: InboxRecord, *, with_payload: bool = False) -> dict[str, 
         "attempts": record.attempts,
         "last_error": record.last_error,
         "retry_at": record.retry_at.isoformat() if record.retry_at else None,
+        "duplicates": record.duplicates,
+        "last_duplicate_at": record.last_duplicate_at.isoformat() if record.last_duplicate_at else None,
     }
     if with_payload:
         view["payload"] = dict(record.payload)

@@ -1,16 +1,21 @@
-"""Receive an event exactly once: store it, decide, commit, and record the outcome.
+"""Receive an event exactly once: read, decide, and store the event once, in its outcome.
 
-The inbox record is written before anything is acted on. Its status then moves to ``accepted`` in
-the same transaction as the contact change, so a crash in between leaves a ``received`` record
-that the next delivery, an operator's replay or the sweep processes; a concurrent duplicate loses
-the transaction and answers ``duplicate``. Contact writes use an optimistic lock, retried on
+A delivery first reads the event's record (a consistent read, which costs no write). A final record
+means an earlier delivery did the work: the redelivery is counted on it and answered ``duplicate``.
+A new event is decided first and then written once: in the contact's commit transaction, already
+``accepted`` and only if its id is still absent, or, for an outcome that changes no contact
+(``ignored``, ``failed``), by one conditional put. A concurrent twin that stored it first wins, and
+this delivery answers ``duplicate``. A record stored but not final (``retrying``, or ``received``
+from an older release that stored events before acting) is acted on as before: the commit moves it
+to ``accepted`` only if it is still not final. Contact writes use an optimistic lock, retried on
 conflict.
 
 What a sender hears follows one rule: a 2xx only once the event is applied or durably recorded as
 unprocessable (``failed`` with its reason). A fault of ours (an exception, contention that outlasts
-the retries, a secret that cannot be read) marks the record ``retrying`` with a backoff time and
-propagates, so the edge answers 5xx and the sender retries; the sweep retries it too, and parks it
-as ``failed`` after ``MAX_ATTEMPTS``.
+the retries, a secret that cannot be read) stores the event ``retrying`` with its payload and a
+backoff time and propagates, so the edge answers 5xx and the sender retries; the sweep retries it
+too, and parks it as ``failed`` after ``MAX_ATTEMPTS``. A crash before the commit leaves nothing
+stored, and the sender, who heard no 2xx, delivers again.
 """
 
 from __future__ import annotations
@@ -18,7 +23,6 @@ from __future__ import annotations
 import logging
 import random
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -31,7 +35,7 @@ from chalicelib.domain.automations.program import Program, compile_automation, d
 from chalicelib.domain.automations.runs import Run
 from chalicelib.domain.errors import ConcurrentWrite, MemberflowError, NotFound
 from chalicelib.domain.events import Ignored, Rejected, Source
-from chalicelib.domain.inbox import FINAL, InboxRecord, Status, event_id_for
+from chalicelib.domain.inbox import FINAL, InboxRecord, Status, event_id_for, fault_reason
 from chalicelib.domain.model import Contact, normalize_email
 from chalicelib.domain.setup import Setup
 from chalicelib.metrics import INBOX_OUTCOME, NO_METRICS, SWEEP_FAILED, SWEEP_PARKED, Metrics
@@ -131,10 +135,19 @@ class Inbox:
         self._saved_versions: set[tuple[str, str]] = set()
 
     def receive(self, delivery: Delivery) -> Receipt:
-        """Store the delivery and act on it unless an earlier delivery of it already did."""
+        """Act on the delivery unless an earlier delivery of it already did, and store its outcome."""
         event = delivery.event
         event_id = event_id_for(delivery.source, event.idempotency_key)
-        record = InboxRecord(
+        existing = self.events.get_event(event_id)
+        if existing is not None and existing.status in FINAL:
+            self._count_duplicate(existing)
+            self._count(delivery.source, "duplicate")
+            return Receipt("duplicate", existing.id, reason=f"already {existing.status.value}")
+        if existing is not None:
+            # A stored record not yet final means an earlier attempt did not finish: act on it; the
+            # commit's condition keeps a concurrent twin from applying it twice.
+            return self._act(event_id, event, delivery.source)
+        fresh = InboxRecord(
             id=event_id,
             source=delivery.source,
             idempotency_key=event.idempotency_key,
@@ -144,14 +157,7 @@ class Inbox:
             payload=delivery.payload,
             email=_email_of(event),
         )
-        existing = self.events.claim_event(record)
-        if existing is not None and existing.status in FINAL:
-            self._record_duplicate(record, existing)
-            self._count(delivery.source, "duplicate")
-            return Receipt("duplicate", existing.id, reason=f"already {existing.status.value}")
-        # A stored record not yet final means an earlier attempt did not finish: act on it; the
-        # commit's condition keeps a concurrent twin from applying it twice.
-        return self._act(event_id, event, delivery.source)
+        return self._act(event_id, event, delivery.source, fresh)
 
     def replay(self, event_id: str) -> Receipt:
         """Run a stored event through the same path again; accepted ones stay exactly-once."""
@@ -207,9 +213,16 @@ class Inbox:
             raise
         return self._act(record.id, event, record.source)
 
-    def _act(self, event_id: str, event: rules.Actionable | Ignored | Rejected, source: str) -> Receipt:
+    def _act(
+        self,
+        event_id: str,
+        event: rules.Actionable | Ignored | Rejected,
+        source: str,
+        fresh: InboxRecord | None = None,
+    ) -> Receipt:
+        """Decide and record the outcome; ``fresh`` is the event's record when none is stored yet."""
         try:
-            receipt = self._outcome(event_id, event, source)
+            receipt = self._outcome(event_id, event, source, fresh)
         except Exception:
             self._count(source, "retried")
             raise
@@ -223,33 +236,46 @@ class Inbox:
         except Exception:
             logger.warning("metric not counted", extra={"outcome": outcome}, exc_info=True)
 
-    def _outcome(self, event_id: str, event: rules.Actionable | Ignored | Rejected, source: str) -> Receipt:
+    def _outcome(
+        self,
+        event_id: str,
+        event: rules.Actionable | Ignored | Rejected,
+        source: str,
+        fresh: InboxRecord | None,
+    ) -> Receipt:
         if isinstance(event, Ignored):
-            return self._finish_without_change(event_id, Status.IGNORED, event.reason, event.email)
+            return self._finish_without_change(event_id, Status.IGNORED, event.reason, event.email, fresh)
         if isinstance(event, Rejected):
-            return self._finish_without_change(event_id, Status.FAILED, event.reason, event.email)
+            return self._finish_without_change(event_id, Status.FAILED, event.reason, event.email, fresh)
         reason = rules.screen(event, self.setup)
         if reason is not None:
-            return self._finish_without_change(event_id, Status.IGNORED, reason, event.person.email)
+            return self._finish_without_change(event_id, Status.IGNORED, reason, event.person.email, fresh)
         try:
-            return self._apply(event_id, event)
+            return self._apply(event_id, event, fresh)
         except MemberflowError as refusal:
             if refusal.retryable:
-                self._record_fault(event_id, source, refusal)
+                self._record_fault(event_id, source, refusal, fresh)
                 raise
-            receipt = self._finish_without_change(event_id, Status.FAILED, refusal.message, _email_of(event))
+            receipt = self._finish_without_change(
+                event_id, Status.FAILED, refusal.message, _email_of(event), fresh
+            )
             return replace(receipt, refusal=refusal) if receipt.result == "failed" else receipt
         except rules.Unactionable as unactionable:
-            return self._finish_without_change(event_id, Status.FAILED, unactionable.reason, _email_of(event))
+            return self._finish_without_change(
+                event_id, Status.FAILED, unactionable.reason, _email_of(event), fresh
+            )
         except Exception as fault:
             logger.exception("processing failed", extra={"event_id": event_id})
-            self._record_fault(event_id, source, fault)
+            self._record_fault(event_id, source, fault, fresh)
             raise
 
-    def _record_fault(self, event_id: str, source: str, fault: Exception) -> None:
+    def _record_fault(
+        self, event_id: str, source: str, fault: Exception, fresh: InboxRecord | None = None
+    ) -> None:
         """Back the event off (``retrying``), or park it (``failed``) after ``MAX_ATTEMPTS``.
 
-        Never raises: the fault being recorded is what the caller must hear about.
+        An event not stored yet (``fresh``) is stored here, with its payload, so the sweep can retry
+        it. Never raises: the fault being recorded is what the caller must hear about.
         """
         error = (
             fault.message
@@ -262,12 +288,31 @@ class Inbox:
             attempts = (stored.attempts if stored else 0) + 1
             if source == Source.AUTOMATION:
                 # The run sweep retries the run itself (with its own backoff); no second retry loop.
-                self.events.finish_event(
-                    event_id, Status.FAILED, reason=f"{error}; the run sweep retries the run", at=now
-                )
+                reason = f"{error}; the run sweep retries the run"
+                if stored is None and fresh is not None:
+                    stored = self.events.claim_event(
+                        replace(fresh, status=Status.FAILED, reason=reason, processed_at=now)
+                    )
+                    if stored is None:
+                        return
+                self.events.finish_event(event_id, Status.FAILED, reason=reason, at=now)
                 return
             retry_at = now + retry_delay(attempts) if attempts < MAX_ATTEMPTS else None
-            self.events.record_fault(event_id, attempts=attempts, error=error, at=now, retry_at=retry_at)
+            if stored is None and fresh is not None:
+                stored = self.events.claim_event(
+                    replace(
+                        fresh,
+                        status=Status.RETRYING if retry_at is not None else Status.FAILED,
+                        attempts=attempts,
+                        last_error=error,
+                        processed_at=now,
+                        retry_at=retry_at,
+                        reason=fault_reason(error, attempts, parked=retry_at is None),
+                    )
+                )
+            if stored is not None:
+                # Stored before (or by a concurrent twin just now): the update keeps a final outcome.
+                self.events.record_fault(event_id, attempts=attempts, error=error, at=now, retry_at=retry_at)
             if retry_at is None:
                 logger.error("event parked", extra={"event_id": event_id, "attempts": attempts})
                 self._count(source, "failed")
@@ -277,7 +322,7 @@ class Inbox:
         except Exception:
             logger.exception("could not record a fault", extra={"event_id": event_id})
 
-    def _apply(self, event_id: str, event: rules.Actionable) -> Receipt:
+    def _apply(self, event_id: str, event: rules.Actionable, fresh: InboxRecord | None) -> Receipt:
         email = normalize_email(event.person.email)
         for attempt in range(MAX_COMMIT_ATTEMPTS):
             now = self.clock()
@@ -288,8 +333,21 @@ class Inbox:
             transition = self._transition(contact, commands, context, runs)
             self._save_versions(transition.programs, now)
             result = _result_summary(transition)
+            record = (
+                replace(
+                    fresh,
+                    status=Status.ACCEPTED,
+                    processed_at=now,
+                    email=transition.after.email,
+                    result=result,
+                )
+                if fresh is not None
+                else None
+            )
             try:
-                self.contacts.commit(Commit(event_id, transition, processed_at=now, result=result))
+                self.contacts.commit(
+                    Commit(event_id, transition, processed_at=now, result=result, record=record)
+                )
             except StaleContact:
                 # Full jitter keeps a crowd of writers on one contact from retrying in lockstep.
                 self.sleep(random.uniform(0, min(0.2, 0.005 * 2 ** min(attempt, 6))))  # noqa: S311
@@ -365,27 +423,34 @@ class Inbox:
                 )
 
     def _finish_without_change(
-        self, event_id: str, status: Status, reason: str, email: str | None
+        self,
+        event_id: str,
+        status: Status,
+        reason: str,
+        email: str | None,
+        fresh: InboxRecord | None = None,
     ) -> Receipt:
+        at = self.clock()
+        safe_email = _safe_email(email)
         try:
-            self.events.finish_event(
-                event_id, status, reason=reason, at=self.clock(), email=_safe_email(email)
+            outcome = (
+                replace(fresh, status=status, reason=reason, processed_at=at, email=safe_email or fresh.email)
+                if fresh is not None
+                else None
             )
+            if outcome is None or self.events.claim_event(outcome) is not None:
+                # Stored before, or by a concurrent twin just now: an update keeps a final outcome.
+                self.events.finish_event(event_id, status, reason=reason, at=at, email=safe_email)
         except EventAlreadyFinal:
             return Receipt("duplicate", event_id, reason="processed concurrently")
         return Receipt(status.value, event_id, reason=reason)
 
-    def _record_duplicate(self, record: InboxRecord, original: InboxRecord) -> None:
-        self.events.add_event(
-            replace(
-                record,
-                id=f"{original.id}.dup.{uuid.uuid4().hex[:12]}",
-                status=Status.DUPLICATE,
-                duplicate_of=original.id,
-                processed_at=record.received_at,
-                reason=f"duplicate of {original.id}",
-            )
-        )
+    def _count_duplicate(self, original: InboxRecord) -> None:
+        """Count the redelivery on the original; the answer is ``duplicate`` even if counting fails."""
+        try:
+            self.events.count_duplicate(original.id, self.clock())
+        except Exception:
+            logger.warning("duplicate not counted", extra={"event_id": original.id}, exc_info=True)
 
 
 def _email_of(event: rules.Actionable | Ignored | Rejected) -> str | None:

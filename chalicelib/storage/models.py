@@ -19,6 +19,7 @@ from typing import Any
 
 from pynamodb.attributes import (
     Attribute,
+    BinaryAttribute,
     JSONAttribute,
     NumberAttribute,
     UnicodeAttribute,
@@ -104,6 +105,9 @@ class EventsBySource(GlobalSecondaryIndex["EventModel"]):
 
 
 class EventsByStatus(GlobalSecondaryIndex["EventModel"]):
+    """Sparse for accepted events, which carry no ``status`` (absent reads as accepted): the index
+    holds what the sweep and an operator look for, not one more entry per event that went well."""
+
     class Meta:
         index_name = "by_status"
         # The admin list filters a status by source.
@@ -124,6 +128,18 @@ class EventsDueForRetry(GlobalSecondaryIndex["EventModel"]):
     retry_at = UTCDateTimeAttribute(range_key=True)
 
 
+class EventsByContact(GlobalSecondaryIndex["EventModel"]):
+    """Sparse: only records holding timeline entries carry ``timeline_email``; a contact's timeline
+    is these records' entries in ``timeline_key`` order."""
+
+    class Meta:
+        index_name = "by_contact"
+        projection = KeysOnlyProjection()
+
+    timeline_email = UnicodeAttribute(hash_key=True)
+    timeline_key = UnicodeAttribute(range_key=True)
+
+
 class EventModel(BaseTable):
     class Meta(BaseTable.Meta):
         table_name = "memberflow-events"
@@ -132,9 +148,13 @@ class EventModel(BaseTable):
     source = UnicodeAttribute()
     idempotency_key = UnicodeAttribute()
     event_type = UnicodeAttribute()
-    status = UnicodeAttribute()
+    status = UnicodeAttribute(null=True)
+    """Absent once accepted (``EventsByStatus`` is sparse for them)."""
     received_at = UTCDateTimeAttribute()
     payload = JSONAttribute(null=True)
+    """The payload as older releases stored it; this one writes ``payload_z``."""
+    payload_z = BinaryAttribute(null=True, legacy_encoding=False)
+    """The payload's canonical JSON, zlib-compressed: an order's record stays within one write unit."""
     email = UnicodeAttribute(null=True)
     reason = UnicodeAttribute(null=True)
     processed_at = UTCDateTimeAttribute(null=True)
@@ -144,9 +164,17 @@ class EventModel(BaseTable):
     last_error = UnicodeAttribute(null=True)
     retry_queue = UnicodeAttribute(null=True)
     retry_at = UTCDateTimeAttribute(null=True)
+    duplicates = NumberAttribute(null=True)
+    last_duplicate_at = UTCDateTimeAttribute(null=True)
+    timeline_email = UnicodeAttribute(null=True)
+    timeline_key = UnicodeAttribute(null=True)
+    """The first entry's time and the event id: the timeline's order."""
+    timeline_z = BinaryAttribute(null=True, legacy_encoding=False)
+    """The timeline entries the event wrote (zlib-compressed JSON): the event's record is its page."""
     by_source = EventsBySource()
     by_status = EventsByStatus()
     by_retry = EventsDueForRetry()
+    by_contact = EventsByContact()
 
 
 class LedgerModel(BaseTable):
@@ -165,7 +193,8 @@ class LedgerModel(BaseTable):
 
 
 class TimelineModel(BaseTable):
-    """One item per event per contact, holding that event's entries in order."""
+    """One item per event per contact, holding that event's entries in order: what older releases
+    wrote. Read alongside the entries this release keeps in the event's record (``timeline_z``)."""
 
     class Meta(BaseTable.Meta):
         table_name = "memberflow-timeline"
@@ -318,7 +347,12 @@ class RunHistoryModel(BaseTable):
 
 
 class MarkerModel(BaseTable):
-    """A fact remembered per contact that must never be applied twice (an order item, a reentry key)."""
+    """A fact remembered per contact that must never be applied twice (an order item, a reentry key).
+
+    An order's items share one item, ``order:<order id>``, holding the item keys in ``members``
+    (``event_id`` and ``at`` name the last event that added some); older releases wrote one item per
+    order item, and those are read too.
+    """
 
     class Meta(BaseTable.Meta):
         table_name = "memberflow-markers"
@@ -327,6 +361,7 @@ class MarkerModel(BaseTable):
     marker = UnicodeAttribute(range_key=True)
     event_id = UnicodeAttribute()
     at = UTCDateTimeAttribute()
+    members = UnicodeSetAttribute(null=True)
 
 
 class AutomationVersionModel(BaseTable):

@@ -188,6 +188,17 @@ class TestEvents:
         replay = world.admin_post(f"/admin/events/{accepted['id']}/replay", {})
         assert replay.json_body["result"] == "duplicate"
 
+    def test_an_event_shows_how_often_it_was_redelivered(self, world: World) -> None:
+        body = payload_bytes("thrivecart", "order_success.txt")
+        for _ in range(3):
+            world.client.http.post("/webhooks/thrivecart", headers=FORM, body=body)
+        (event,) = world.admin_get("/admin/events?status=accepted").json_body["events"]
+        assert event["duplicates"] == 2
+        assert event["last_duplicate_at"] is not None
+        detail = world.admin_get(f"/admin/events/{event['id']}").json_body
+        assert (detail["duplicates"], detail["last_duplicate_at"]) == (2, event["last_duplicate_at"])
+        assert world.admin_get("/admin/events?status=duplicate").json_body["events"] == []
+
     def test_bad_filters_are_400(self, world: World) -> None:
         assert world.admin_get("/admin/events?status=weird").status_code == 400
         assert world.admin_get("/admin/events?limit=0").status_code == 400

@@ -109,6 +109,50 @@ class TestContention:
             assert record.status is Status.ACCEPTED
 
 
+class InboxThatCannotWrite:
+    """Delegates to ``inner``, but storing a record fails, as if DynamoDB were unreachable."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def claim_event(self, record: InboxRecord) -> InboxRecord | None:
+        raise ConnectionError("the inbox cannot be written")
+
+
+class TestWriteOnce:
+    def test_a_fault_before_the_commit_stores_the_event_retrying_with_its_payload(
+        self, fake: InMemoryWorld
+    ) -> None:
+        for w in _world(faulty(fake.stores)):
+            answer = w.client.http.post(
+                "/webhooks/thrivecart", headers=FORM, body=payload_bytes("thrivecart", "order_success.txt")
+            )
+            assert answer.status_code == 500
+        (record,) = fake.stores.inbox.list_events().items
+        assert (record.status, record.attempts) == (Status.RETRYING, 1)
+        assert record.payload["customer"]["email"] == "ada.lovelace@example.com"
+        assert fake.stores.contacts.get_contact("ada.lovelace@example.com") is None
+
+    def test_a_fault_that_cannot_be_recorded_leaves_nothing_and_the_redelivery_applies_once(
+        self, fake: InMemoryWorld
+    ) -> None:
+        body = payload_bytes("thrivecart", "order_success.txt")
+        broken = replace(faulty(fake.stores), inbox=InboxThatCannotWrite(fake.stores.inbox))
+        for w in _world(broken):
+            assert w.client.http.post("/webhooks/thrivecart", headers=FORM, body=body).status_code == 500
+        assert fake.stores.inbox.list_events().items == []
+        for w in _world(fake.stores):
+            results = [
+                w.client.http.post("/webhooks/thrivecart", headers=FORM, body=body).json_body["result"]
+                for _ in range(2)
+            ]
+            assert results == ["accepted", "duplicate"]
+        assert len(fake.stores.contacts.list_ledger("ada.lovelace@example.com")) == 1
+
+
 class TestStuckEvents:
     def test_an_event_claimed_by_an_attempt_that_died_is_finished_by_the_sweep(
         self, fake: InMemoryWorld

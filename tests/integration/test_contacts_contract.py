@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
@@ -12,7 +13,9 @@ from chalicelib.domain.automations.runs import RunStatus
 from chalicelib.domain.engine import AddTags, ChangeField
 from chalicelib.domain.inbox import Status
 from chalicelib.services.ports import Commit, EventAlreadyFinal, StaleContact, Stores
-from tests.builders import inbox_record, later, unique_email
+from chalicelib.storage.models import EventModel, MarkerModel, TimelineModel
+from tests.builders import T0, inbox_record, later, unique_email
+from tests.support.aws import AppAws
 from tests.support.storage import WEEKLY_CONFIG, commit_markers, start_drip, transition, wake_drip
 
 
@@ -194,3 +197,74 @@ class TestContactsContract:
         huge = "x" * 3000
         assert stores.contacts.get_contact(f"{huge}@example.com") is None
         assert stores.contacts.list_ledger("a@example.com", field=huge) == []
+
+
+@pytest.mark.integration
+def test_the_timeline_is_read_from_event_records_and_from_pages_older_releases_wrote(
+    aws: AppAws, dynamo_stores: Stores
+) -> None:
+    email = unique_email()
+    event_id = commit_markers(dynamo_stores, email)
+    item = aws.admin_client("dynamodb").get_item(
+        TableName=EventModel.Meta.table_name, Key={"id": {"S": event_id}}, ConsistentRead=True
+    )["Item"]
+    assert item["timeline_email"] == {"S": email}
+    assert "B" in item["timeline_z"]
+    # A page the timeline table holds from before, earlier than the event's entries.
+    old_at = (T0 - timedelta(days=1)).isoformat()
+    aws.admin_client("dynamodb").put_item(
+        TableName=TimelineModel.Meta.table_name,
+        Item={
+            "email": {"S": email},
+            "sort_key": {"S": f"{old_at}#evt_old"},
+            "event_id": {"S": "evt_old"},
+            "entries": {"S": json.dumps([{"kind": "note", "at": old_at, "data": {"text": "before"}}])},
+        },
+    )
+    timeline = dynamo_stores.contacts.list_timeline(email)
+    assert [(e.kind.value, e.event_id) for e in timeline] == [
+        ("note", "evt_old"),
+        ("contact_created", event_id),
+        ("event_received", event_id),
+        ("tag_added", event_id),
+    ]
+
+
+def test_later_items_of_an_order_are_added_and_an_applied_one_is_stale(stores: Stores) -> None:
+    email = unique_email()
+    commit_markers(stores, email, "order:7:product-12", "order:7:bump-12")
+    commit_markers(stores, email, "order:7:upsell-2")
+    keys = ["order:7:product-12", "order:7:bump-12", "order:7:upsell-2", "order:8:product-12"]
+    assert stores.contacts.get_markers(email, keys) == dict.fromkeys(keys[:3], True) | {keys[3]: False}
+    with pytest.raises(StaleContact):
+        commit_markers(stores, email, "order:7:other-1", "order:7:bump-12")
+    assert stores.contacts.get_markers(email, ["order:7:other-1"]) == {"order:7:other-1": False}
+
+
+@pytest.mark.integration
+def test_an_order_keeps_one_marker_item_and_per_item_markers_of_older_releases_count(
+    aws: AppAws, dynamo_stores: Stores
+) -> None:
+    email = unique_email()
+    commit_markers(dynamo_stores, email, "order:7:product-12", "order:7:bump-12", "reentry:drip:k")
+    client = aws.admin_client("dynamodb")
+    items = client.query(
+        TableName=MarkerModel.Meta.table_name,
+        KeyConditionExpression="email = :e",
+        ExpressionAttributeValues={":e": {"S": email}},
+    )["Items"]
+    assert sorted(i["marker"]["S"] for i in items) == ["order:7", "reentry:drip:k"]
+    # An older release's marker for one order item, as its own item.
+    client.put_item(
+        TableName=MarkerModel.Meta.table_name,
+        Item={
+            "email": {"S": email},
+            "marker": {"S": "order:6:product-12"},
+            "event_id": {"S": "evt_old"},
+            "at": {"S": "2024-03-04T10:04:38.000000+0000"},
+        },
+    )
+    assert dynamo_stores.contacts.get_markers(email, ["order:6:product-12", "order:6:bump-12"]) == {
+        "order:6:product-12": True,
+        "order:6:bump-12": False,
+    }

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from chalicelib.domain.engine import Transition
+from chalicelib.domain.inbox import InboxRecord
 from chalicelib.domain.model import Contact, LedgerEntry, TimelineEntry
 
 
@@ -25,6 +26,9 @@ class Commit:
     transition: Transition
     processed_at: datetime
     result: Mapping[str, Any] = field(default_factory=dict)
+    record: InboxRecord | None = None
+    """The event's record, already ``accepted``, when none is stored yet: the commit puts it only if
+    its id is still absent. Without it the commit moves the stored, not yet final record to ``accepted``."""
 
 
 class ContactStore(Protocol):
@@ -39,7 +43,8 @@ class ContactStore(Protocol):
         Runs in the transition carry in ``history`` only the records to append (runs are read
         without history, see ``RunStore.get_runs``); they are stored as one history page per run.
         Markers are written only if absent. Raises StaleContact if the contact's version, a run's
-        version or a marker moved, EventAlreadyFinal if the event was accepted meanwhile.
+        version or a marker moved, EventAlreadyFinal if the event was accepted meanwhile (or, with
+        ``record``, if a record of the event was stored meanwhile).
         """
 
     def list_ledger(self, email: str, field: str | None = None) -> list[LedgerEntry]: ...

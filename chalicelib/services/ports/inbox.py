@@ -1,4 +1,4 @@
-"""The inbox port: every inbound delivery, claimed once by its id, and its outcome."""
+"""The inbox port: every inbound delivery, stored once by its id, and its outcome."""
 
 from __future__ import annotations
 
@@ -20,10 +20,11 @@ class InboxStore(Protocol):
     def claim_event(self, record: InboxRecord) -> InboxRecord | None:
         """Store ``record`` if its id is new and return None; otherwise return the stored one."""
 
-    def add_event(self, record: InboxRecord) -> None:
-        """Store a record whose id is known to be unique (duplicate deliveries)."""
+    def get_event(self, event_id: str) -> InboxRecord | None:
+        """The stored record, read consistently."""
 
-    def get_event(self, event_id: str) -> InboxRecord | None: ...
+    def count_duplicate(self, event_id: str, at: datetime) -> None:
+        """Count one more redelivery of a stored event and when it came; changes nothing else."""
 
     def list_events(
         self,
@@ -47,7 +48,8 @@ class InboxStore(Protocol):
         when ``retry_at`` is None. Raises EventAlreadyFinal if it was accepted meanwhile."""
 
     def list_stuck_events(self, before: datetime, limit: int) -> list[InboxRecord]:
-        """Events still ``received`` (claimed, never finished) since before ``before``, oldest first."""
+        """Events still ``received`` (stored by an older release, never finished) since before
+        ``before``, oldest first."""
 
     def list_retry_due(self, before: datetime, limit: int) -> list[InboxRecord]:
         """Events ``retrying`` whose retry time is before ``before``, earliest first."""

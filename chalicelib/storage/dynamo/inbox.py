@@ -1,7 +1,9 @@
-"""The inbox port on DynamoDB: a conditional put claims an event id; outcomes never overwrite a final one.
+"""The inbox port on DynamoDB: a conditional put stores an event id once; outcomes never overwrite a
+final one.
 
 The status and source indexes hold keys (and the source, to filter a status by it), so a list reads
-the page's keys from an index and then the page's items by key.
+the page's keys from an index and then the page's items by key. Accepted events are not in the
+status index (they carry no ``status``): their list reads events by source and keeps the accepted.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from chalicelib.storage.dynamo.mapping import (
     RETRY_QUEUE,
     batch_get,
     can_be_key,
+    chunks,
     event_from_model,
     event_to_model,
+    stored_status,
 )
 from chalicelib.storage.dynamo.tables import Tables
 from chalicelib.storage.models import EventModel
@@ -46,9 +50,6 @@ class DynamoInbox:
             return existing
         return None
 
-    def add_event(self, record: InboxRecord) -> None:
-        event_to_model(self._events, record).save(condition=EventModel.id.does_not_exist())
-
     def get_event(self, event_id: str) -> InboxRecord | None:
         if not can_be_key(event_id):
             return None
@@ -56,6 +57,13 @@ class DynamoInbox:
             return event_from_model(self._events.get(event_id, consistent_read=True))
         except self._events.DoesNotExist:
             return None
+
+    def count_duplicate(self, event_id: str, at: datetime) -> None:
+        # Touches no index attribute, so it costs the item's write and nothing more.
+        self._events(event_id).update(
+            actions=[EventModel.duplicates.add(1), EventModel.last_duplicate_at.set(at)],
+            condition=EventModel.id.exists(),
+        )
 
     def list_events(
         self,
@@ -70,7 +78,7 @@ class DynamoInbox:
             return EventPage([])
         condition = EventModel.received_at < before if before else None
         streams: list[Iterator[EventModel]] = []
-        if status is not None:
+        if status is not None and status is not Status.ACCEPTED:
             filter_condition = EventModel.source == source if source else None
             streams.append(
                 self._events.by_status.query(
@@ -81,20 +89,24 @@ class DynamoInbox:
             for name in [source] if source else list(_SOURCES):
                 streams.append(self._events.by_source.query(name, condition, scan_index_forward=False))
         merged = heapq.merge(*streams, key=lambda m: (m.received_at, m.id), reverse=True)
-        keys: list[str] = []
-        for key_item in merged:
-            keys.append(key_item.id)
-            if len(keys) > limit:
+        # Accepted events are not in by_status (see EventsByStatus): their list reads events by source
+        # and keeps the accepted ones, most of any page.
+        found: list[InboxRecord] = []
+        for chunk in chunks((m.id for m in merged), limit + 1):
+            records = [event_from_model(m) for m in batch_get(self._events, chunk)]
+            found += [r for r in records if status is not Status.ACCEPTED or r.status is Status.ACCEPTED]
+            if len(found) > limit:
                 break
-        items = [event_from_model(m) for m in batch_get(self._events, keys[:limit])]
-        next_cursor = encode_cursor(items[-1].received_at) if len(keys) > limit and items else None
+        items = found[:limit]
+        next_cursor = encode_cursor(items[-1].received_at) if len(found) > limit and items else None
         return EventPage(items, next_cursor)
 
     def finish_event(
         self, event_id: str, status: Status, *, reason: str | None, at: datetime, email: str | None = None
     ) -> None:
+        value = stored_status(status)
         actions: list[Action] = [
-            EventModel.status.set(status.value),
+            EventModel.status.set(value) if value else EventModel.status.remove(),
             EventModel.processed_at.set(at),
             EventModel.reason.set(reason) if reason else EventModel.reason.remove(),
             EventModel.retry_queue.remove(),

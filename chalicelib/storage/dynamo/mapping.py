@@ -7,15 +7,16 @@ deployment's table names.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
 from chalicelib.domain.automations.runs import Run, RunStatus, StepRecord
 from chalicelib.domain.inbox import InboxRecord, Status
-from chalicelib.domain.model import Contact, LedgerEntry, TimelineEntry
+from chalicelib.domain.model import Contact, LedgerEntry, TimelineEntry, TimelineKind
 from chalicelib.domain.outbox import DUE, OutboxItem, OutboxKind, OutboxStatus
+from chalicelib.storage.dynamo.compression import compress_json, decompress_json
 from chalicelib.storage.models import (
     BaseTable,
     ContactModel,
@@ -24,7 +25,6 @@ from chalicelib.storage.models import (
     OutboxModel,
     RunHistoryModel,
     RunModel,
-    TimelineModel,
 )
 
 CONDITION_FAILED = "ConditionalCheckFailedException"
@@ -84,6 +84,19 @@ def failed(reasons: list[Any], index: int) -> bool:
     )
 
 
+_ORDER_MARKER = "order:"
+
+
+def marker_group(marker: str) -> tuple[str, str] | None:
+    """The shared item an order item's marker lives in and its member there, ``order:<id>:<item>`` →
+    (``order:<id>``, ``<item>``); None for a marker stored as an item of its own. Any split works as
+    long as reads and writes use the same one: the two parts rejoined are the marker."""
+    if not marker.startswith(_ORDER_MARKER):
+        return None
+    order_id, separator, member = marker[len(_ORDER_MARKER) :].partition(":")
+    return (f"{_ORDER_MARKER}{order_id}", member) if separator and member else None
+
+
 # --- mapping ------------------------------------------------------------------------------------
 
 
@@ -101,9 +114,9 @@ def event_to_model(model: type[EventModel], record: InboxRecord) -> EventModel:
         source=record.source,
         idempotency_key=record.idempotency_key,
         event_type=record.event_type,
-        status=record.status.value,
+        status=stored_status(record.status),
         received_at=record.received_at,
-        payload=dict(record.payload),
+        payload_z=compress_payload(record.payload),
         email=record.email,
         reason=record.reason,
         processed_at=record.processed_at,
@@ -113,6 +126,8 @@ def event_to_model(model: type[EventModel], record: InboxRecord) -> EventModel:
         last_error=record.last_error,
         retry_queue=RETRY_QUEUE if record.status is Status.RETRYING else None,
         retry_at=record.retry_at if record.status is Status.RETRYING else None,
+        duplicates=record.duplicates or None,
+        last_duplicate_at=record.last_duplicate_at,
     )
 
 
@@ -122,9 +137,9 @@ def event_from_model(model: EventModel) -> InboxRecord:
         source=model.source,
         idempotency_key=model.idempotency_key,
         event_type=model.event_type,
-        status=Status(model.status),
+        status=Status(model.status) if model.status else Status.ACCEPTED,
         received_at=utc(model.received_at),
-        payload=model.payload or {},
+        payload=decompress_payload(model.payload_z) if model.payload_z else (model.payload or {}),
         email=model.email,
         reason=model.reason,
         processed_at=utc_or_none(model.processed_at),
@@ -133,7 +148,54 @@ def event_from_model(model: EventModel) -> InboxRecord:
         attempts=int(model.attempts or 0),
         last_error=model.last_error,
         retry_at=utc_or_none(model.retry_at),
+        duplicates=int(model.duplicates or 0),
+        last_duplicate_at=utc_or_none(model.last_duplicate_at),
     )
+
+
+def stored_status(status: Status) -> str | None:
+    """The ``status`` attribute for ``status``: none for accepted, so by_status skips those events."""
+    return None if status is Status.ACCEPTED else status.value
+
+
+def compress_payload(payload: Mapping[str, Any]) -> bytes | None:
+    return compress_json(payload) if payload else None
+
+
+def decompress_payload(data: bytes) -> dict[str, Any]:
+    payload: dict[str, Any] = decompress_json(data)
+    return payload
+
+
+def timeline_attributes(email: str, event_id: str, entries: Sequence[TimelineEntry]) -> dict[str, Any]:
+    """What an event's record holds of the timeline entries it wrote (nothing when it wrote none)."""
+    if not entries:
+        return {}
+    return {
+        "timeline_email": email,
+        "timeline_key": timeline_sort_key(entries[0].at, event_id),
+        "timeline_z": compress_json([_timeline_entry(e) for e in entries]),
+    }
+
+
+def timeline_sort_key(first_at: datetime, event_id: str) -> str:
+    return f"{first_at.isoformat()}#{event_id}"
+
+
+def timeline_from_stored(raw_entries: Iterable[Mapping[str, Any]], event_id: str) -> list[TimelineEntry]:
+    return [
+        TimelineEntry(
+            kind=TimelineKind(raw["kind"]),
+            at=datetime.fromisoformat(raw["at"]),
+            event_id=event_id,
+            data=raw.get("data", {}),
+        )
+        for raw in raw_entries
+    ]
+
+
+def _timeline_entry(entry: TimelineEntry) -> dict[str, Any]:
+    return {"kind": entry.kind.value, "at": entry.at.isoformat(), "data": jsonable(entry.data)}
 
 
 def contact_to_model(model_cls: type[ContactModel], contact: Contact, *, version: int) -> ContactModel:
@@ -178,18 +240,6 @@ def contact_from_model(model: ContactModel) -> Contact:
         created_at=utc(model.created_at),
         updated_at=utc(model.updated_at),
         version=int(model.version or 0),
-    )
-
-
-def timeline_to_model(
-    model: type[TimelineModel], email: str, event_id: str, entries: tuple[TimelineEntry, ...]
-) -> TimelineModel:
-    first = entries[0].at
-    return model(
-        email,
-        f"{first.isoformat()}#{event_id}",
-        event_id=event_id,
-        entries=[{"kind": e.kind.value, "at": e.at.isoformat(), "data": jsonable(e.data)} for e in entries],
     )
 
 
