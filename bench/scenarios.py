@@ -35,6 +35,8 @@ BUYER = "bench.buyer@example.com"
 LATE_BUYER = "bench.late.buyer@example.com"
 LATE_ORDER = "1514395"
 LEARNER = "bench.learner@example.com"
+WARM_BUYER = "bench.warm.buyer@example.com"
+WARM_ORDER = "1514390"
 DRIP_TAG = "Course – Weekly Lessons"
 KIT_TAG_NAME = "Module 1 Complete"
 """A tag that starts nothing: what recording a tag costs; operations and drips have their own scenarios."""
@@ -138,6 +140,11 @@ class Bench:
 
     def run(self) -> dict[str, Figures]:
         secret = SECRETS["THRIVECART_SECRET"]
+        # Steady state: a first order since the deploy also stores the automation versions its runs
+        # are pinned to (once per version, not per order), so another buyer's order goes first.
+        self.thrivecart(
+            "setup:warm", payloads.order(secret, WARM_BUYER, with_upsell=True, order_id=WARM_ORDER)
+        )
         # One order.success whose purchase_map holds product, bump and upsell.
         order = payloads.order(secret, BUYER, with_upsell=True)
         figures = {PURCHASE: self.figures(PURCHASE, [self.thrivecart(PURCHASE, order)])}
