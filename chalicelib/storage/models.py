@@ -379,8 +379,9 @@ class AutomationVersionModel(BaseTable):
 class RateLimitModel(BaseTable):
     """One API credential's token bucket (``chalicelib.domain.ratelimit``), shared by every Lambda.
 
-    Keyed by a digest of the credential, never the credential. Every change is conditional on
-    ``version``, so takers racing for the last token cannot both get it.
+    Keyed by a digest of the credential, never the credential. A take writes on condition that
+    ``version`` is still the one it read, so takers racing for the last token cannot both get it; a
+    back-off bumps it, so no take read before the back-off lands after it.
     """
 
     class Meta(BaseTable.Meta):
