@@ -47,6 +47,7 @@ class Settings:
             versions=env.get("MEMBERFLOW_VERSIONS_TABLE", default.versions),
             run_history=env.get("MEMBERFLOW_RUN_HISTORY_TABLE", default.run_history),
             markers=env.get("MEMBERFLOW_MARKERS_TABLE", default.markers),
+            rate_limits=env.get("MEMBERFLOW_RATE_LIMITS_TABLE", default.rate_limits),
         )
         admin = env.get("ADMIN_TOKEN") or None
         # A bare token in the environment is the local default; refs are resolved like config secrets.

@@ -28,6 +28,7 @@ from chalicelib.domain.outbox import (
     from_kit_sync,
     from_outbound,
 )
+from chalicelib.domain.ratelimit import Bucket, BucketState, Granted, Wait, backed_off, take
 from chalicelib.domain.timers import Timer
 from chalicelib.services.ports import (
     Commit,
@@ -58,12 +59,14 @@ class InMemoryWorld:
         self.history: dict[str, list[StepRecord]] = defaultdict(list)
         self.markers: dict[str, set[str]] = defaultdict(set)
         self.versions: dict[tuple[str, str], Mapping[str, Any]] = {}
+        self.buckets: dict[str, BucketState] = {}
         self.stores = Stores(
             inbox=InMemoryInbox(self),
             contacts=InMemoryContacts(self),
             runs=InMemoryRuns(self),
             versions=InMemoryVersions(self),
             outbox=InMemoryOutbox(self),
+            rate_limits=InMemoryRateLimiter(self),
         )
 
     def store_run(self, run: Run) -> Run:
@@ -375,6 +378,29 @@ class InMemoryOutbox:
     def list_outbound(self, email: str) -> list[OutboundIntent]:
         items = [i for i in self.list_for_contact(email) if i.kind is not OutboxKind.KIT]
         return [as_outbound(i) for i in sorted(items, key=lambda i: (i.created_at, i.id))]
+
+
+class InMemoryRateLimiter:
+    def __init__(self, world: InMemoryWorld) -> None:
+        self.world = world
+
+    def try_take(self, bucket: Bucket, n: int, now: datetime) -> Granted | Wait:
+        with self.world.lock:
+            decision = take(bucket.limit, self.world.buckets.get(bucket.id), n, now)
+            if isinstance(decision, Wait):
+                return decision
+            self.world.buckets[bucket.id] = decision
+            return Granted()
+
+    def back_off(self, bucket: Bucket, until: datetime) -> None:
+        state = backed_off(until)
+        with self.world.lock:
+            current = self.world.buckets.get(bucket.id)
+            if current is None or current.refilled_at < state.refilled_at:
+                self.world.buckets[bucket.id] = state
+
+    def get(self, bucket: Bucket) -> BucketState | None:
+        return self.world.buckets.get(bucket.id)
 
 
 class InjectedFault(RuntimeError):

@@ -376,6 +376,24 @@ class AutomationVersionModel(BaseTable):
     first_used_at = UTCDateTimeAttribute()
 
 
+class RateLimitModel(BaseTable):
+    """One API credential's token bucket (``chalicelib.domain.ratelimit``), shared by every Lambda.
+
+    Keyed by a digest of the credential, never the credential. A take writes on condition that
+    ``version`` is still the one it read, so takers racing for the last token cannot both get it; a
+    back-off bumps it, so no take read before the back-off lands after it.
+    """
+
+    class Meta(BaseTable.Meta):
+        table_name = "memberflow-rate-limits"
+
+    bucket_id = UnicodeAttribute(hash_key=True)
+    tokens = DecimalAttribute()
+    """Whole tokens with up to six decimals: the domain's millionths, readable in the console."""
+    refilled_at = UTCDateTimeAttribute()
+    version = NumberAttribute()
+
+
 TABLE_MODELS: dict[str, type[BaseTable]] = {
     "contacts": ContactModel,
     "events": EventModel,
@@ -386,6 +404,7 @@ TABLE_MODELS: dict[str, type[BaseTable]] = {
     "versions": AutomationVersionModel,
     "run_history": RunHistoryModel,
     "markers": MarkerModel,
+    "rate_limits": RateLimitModel,
 }
 """Each ``TableNames`` field and the model whose table it names."""
 

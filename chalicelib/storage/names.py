@@ -18,6 +18,7 @@ class TableNames:
     versions: str
     run_history: str
     markers: str
+    rate_limits: str
 
     @classmethod
     def with_prefix(cls, prefix: str) -> TableNames:
@@ -31,4 +32,5 @@ class TableNames:
             f"{prefix}automation-versions",
             f"{prefix}run-history",
             f"{prefix}markers",
+            f"{prefix}rate-limits",
         )

@@ -1,11 +1,12 @@
 """What the services need from storage: one Protocol per aggregate, and the errors they may raise.
 
 ``inbox`` (inbound deliveries), ``contacts`` (contacts, markers and the commit of one event),
-``runs`` (automation runs), ``versions`` (automation versions) and ``outbox`` (what is owed to the
-outside world); ``timers`` is the scheduler of durable timers. Each has a DynamoDB implementation
-under ``chalicelib.storage.dynamo`` and an in-memory fake in ``tests/fakes.py``, both held to the same
-contract suite, so a fake cannot drift from the real thing. ``Stores`` bundles one of each, for
-wiring; a service takes only the ports it uses.
+``runs`` (automation runs), ``versions`` (automation versions), ``outbox`` (what is owed to the
+outside world) and ``ratelimit`` (a token bucket per API credential); ``timers`` is the scheduler of
+durable timers. Each has a DynamoDB implementation under ``chalicelib.storage.dynamo`` and an
+in-memory fake in ``tests/fakes.py``, both held to the same contract suite, so a fake cannot drift
+from the real thing. ``Stores`` bundles one of each, for wiring; a service takes only the ports it
+uses.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from chalicelib.services.ports.contacts import Commit, ContactStore
 from chalicelib.services.ports.errors import EventAlreadyFinal, LeaseTaken, NotLeased, StaleContact, StaleRun
 from chalicelib.services.ports.inbox import EventPage, InboxStore
 from chalicelib.services.ports.outbox import OutboxStore
+from chalicelib.services.ports.ratelimit import RateLimiter
 from chalicelib.services.ports.runs import RunStore
 from chalicelib.services.ports.timers import Scheduler
 from chalicelib.services.ports.versions import VersionStore
@@ -30,6 +32,7 @@ class Stores:
     runs: RunStore
     versions: VersionStore
     outbox: OutboxStore
+    rate_limits: RateLimiter
 
 
 __all__ = [
@@ -41,6 +44,7 @@ __all__ = [
     "LeaseTaken",
     "NotLeased",
     "OutboxStore",
+    "RateLimiter",
     "RunStore",
     "Scheduler",
     "StaleContact",

@@ -10,6 +10,7 @@ from chalicelib.services.ports import Stores
 from chalicelib.storage.dynamo.contacts import DynamoContacts
 from chalicelib.storage.dynamo.inbox import DynamoInbox
 from chalicelib.storage.dynamo.outbox import DynamoOutbox
+from chalicelib.storage.dynamo.ratelimit import DynamoRateLimiter
 from chalicelib.storage.dynamo.runs import DynamoRuns
 from chalicelib.storage.dynamo.tables import Tables
 from chalicelib.storage.dynamo.versions import DynamoVersions
@@ -22,6 +23,7 @@ def dynamo_stores(tables: Tables) -> Stores:
         runs=DynamoRuns(tables),
         versions=DynamoVersions(tables),
         outbox=DynamoOutbox(tables),
+        rate_limits=DynamoRateLimiter(tables),
     )
 
 
@@ -29,6 +31,7 @@ __all__ = [
     "DynamoContacts",
     "DynamoInbox",
     "DynamoOutbox",
+    "DynamoRateLimiter",
     "DynamoRuns",
     "DynamoVersions",
     "Tables",

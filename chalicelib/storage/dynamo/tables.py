@@ -25,6 +25,7 @@ from chalicelib.storage.models import (
     LedgerModel,
     MarkerModel,
     OutboxModel,
+    RateLimitModel,
     RunHistoryModel,
     RunModel,
     TimelineModel,
@@ -47,6 +48,7 @@ class Tables:
         self.versions = self._bind(AutomationVersionModel, names.versions)
         self.run_history = self._bind(RunHistoryModel, names.run_history)
         self.markers = self._bind(MarkerModel, names.markers)
+        self.rate_limits = self._bind(RateLimitModel, names.rate_limits)
 
     def _bind(self, schema: type[M], table_name: str) -> type[M]:
         meta = type("Meta", (schema.Meta,), {"table_name": table_name})
