@@ -434,29 +434,29 @@ def _next_cursor(body: Mapping[str, Any]) -> str | None:
 
 
 def _int(item: Mapping[str, Any], key: str) -> int:
+    value = _optional_int(item, key)
+    _check(value is not None, f"{key!r} is not an integer")
+    return int(item[key])
+
+
+def _optional_int(item: Mapping[str, Any], key: str) -> int | None:
     value = item.get(key)
-    _check(isinstance(value, int) and not isinstance(value, bool), f"{key!r} is not an integer")
-    return int(value)
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise _Shape(f"{key!r} is not an integer")
 
 
 def _text(item: Mapping[str, Any], key: str) -> str:
-    value = item.get(key)
-    _check(isinstance(value, str), f"{key!r} is not a string")
+    value = _optional_text(item, key)
+    _check(value is not None, f"{key!r} is not a string")
     return str(value)
 
 
 def _optional_text(item: Mapping[str, Any], key: str) -> str | None:
     value = item.get(key)
-    _check(value is None or isinstance(value, str), f"{key!r} is not a string")
-    return None if value is None else str(value)
-
-
-def _optional_int(item: Mapping[str, Any], key: str) -> int | None:
-    value = item.get(key)
-    if value is None:
-        return None
-    _check(isinstance(value, int) and not isinstance(value, bool), f"{key!r} is not an integer")
-    return int(value)
+    if value is None or isinstance(value, str):
+        return value
+    raise _Shape(f"{key!r} is not a string")
 
 
 def _subscriber(item: Mapping[str, Any]) -> Subscriber:
@@ -506,8 +506,8 @@ def _sequence(item: Mapping[str, Any]) -> EmailSequence:
 
 def _webhook(item: Mapping[str, Any]) -> Webhook:
     event = item.get("event")
-    _check(isinstance(event, dict), "'event' is not an object")
-    assert isinstance(event, dict)
+    if not isinstance(event, dict):
+        raise _Shape("'event' is not an object")
     name = _text(event, "name")
     prefix, _, short = name.partition(".")
     if short and WEBHOOK_EVENT_PREFIXES.get(short) == prefix:
