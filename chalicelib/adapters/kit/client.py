@@ -460,7 +460,9 @@ def _optional_text(item: Mapping[str, Any], key: str) -> str | None:
 
 
 def _subscriber(item: Mapping[str, Any]) -> Subscriber:
-    raw_fields = item.get("fields") or {}
+    raw_fields = item.get("fields")
+    if raw_fields is None:
+        raw_fields = {}
     _check(isinstance(raw_fields, dict), "'fields' is not an object")
     return Subscriber(
         id=_int(item, "id"),
