@@ -297,6 +297,8 @@ class KitClient:
         if payload is not None:
             headers["Content-Type"] = "application/json"
             body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        # The transport's own exception is not chained (``from None``): a library may quote the request in
+        # it. What it said is kept, with the key masked, in the message.
         try:
             response = self._transport.send(HttpRequest(method, url, headers, body))
         except TimeoutError as exc:
