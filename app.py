@@ -17,6 +17,7 @@ from chalicelib.domain.automations.runs import RunStatus
 from chalicelib.domain.errors import BadRequest
 from chalicelib.domain.events import Ping, Source
 from chalicelib.domain.inbox import Status
+from chalicelib.domain.outbox import OutboxKind, OutboxStatus
 from chalicelib.entrypoints import admin_views as views
 from chalicelib.entrypoints.http import (
     api,
@@ -26,6 +27,7 @@ from chalicelib.entrypoints.http import (
     json_body,
     json_response,
     path_email,
+    path_id,
     raw_body,
     require_bearer,
 )
@@ -337,6 +339,50 @@ def cancel_run(run_id: str) -> Response:
     if reason is not None and (not isinstance(reason, str) or not reason.strip()):
         raise BadRequest("'reason' must be a non-empty string")
     return json_response(views.run_view(c.automations.cancel(run_id, reason)))
+
+
+# --- Admin: outbox ------------------------------------------------------------------------------
+
+
+@app.route("/admin/outbox", methods=["GET"])
+@api
+def list_outbox() -> Response:
+    c = _admin()
+    params = _request().query_params or {}
+    email = params.get("email")
+    if not email:
+        # The table is keyed by item and indexed by contact and by due time: a listing of every
+        # contact's items would be a scan, so the contact is required.
+        raise BadRequest("'email' is required: the outbox is listed one contact at a time")
+    kind = params.get("kind")
+    if kind is not None and kind not in {k.value for k in OutboxKind}:
+        raise BadRequest(f"unknown kind '{kind[:40]}' (one of: {', '.join(k.value for k in OutboxKind)})")
+    status = params.get("status")
+    if status is not None and status not in {s.value for s in OutboxStatus}:
+        raise BadRequest(
+            f"unknown status '{status[:40]}' (one of: {', '.join(s.value for s in OutboxStatus)})"
+        )
+    items = c.queries.outbox(
+        email,
+        kind=OutboxKind(kind) if kind else None,
+        status=OutboxStatus(status) if status else None,
+        limit=_limit(params),
+    )
+    return json_response({"items": [views.outbox_item_view(item) for item in items]})
+
+
+@app.route("/admin/outbox/{item_id}", methods=["GET"])
+@api
+def get_outbox_item(item_id: str) -> Response:
+    c = _admin()
+    return json_response(views.outbox_item_view(c.queries.outbox_item(path_id(item_id)), with_payload=True))
+
+
+@app.route("/admin/outbox/{item_id}/retry", methods=["POST"], content_types=ADMIN_CONTENT_TYPES)
+@api
+def retry_outbox_item(item_id: str) -> Response:
+    c = _admin()
+    return json_response(views.outbox_item_view(c.outbox_admin.retry(path_id(item_id)), with_payload=True))
 
 
 # --- Timers ------------------------------------------------------------------------------------

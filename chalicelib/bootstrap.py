@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from chalicelib.services.automations import Automations
     from chalicelib.services.inbox import Inbox
     from chalicelib.services.intake import Intake
+    from chalicelib.services.outbox_admin import OutboxAdmin
     from chalicelib.services.ports import Scheduler, Stores
     from chalicelib.services.queries import AdminQueries
     from chalicelib.services.timers import TimerRouter
@@ -70,11 +71,13 @@ class Container:
     intake: Intake = field(init=False)
     automations: Automations = field(init=False)
     queries: AdminQueries = field(init=False)
+    outbox_admin: OutboxAdmin = field(init=False)
 
     def __post_init__(self) -> None:
         from chalicelib.services.automations import Automations
         from chalicelib.services.inbox import Inbox
         from chalicelib.services.intake import Intake
+        from chalicelib.services.outbox_admin import OutboxAdmin
         from chalicelib.services.queries import AdminQueries
 
         config = self.loaded.model
@@ -93,6 +96,7 @@ class Container:
         self.inbox.decoders = self.intake.decoders()
         self.automations = Automations(self.inbox, stores.runs, stores.versions, self.clock)
         self.queries = AdminQueries(stores)
+        self.outbox_admin = OutboxAdmin(stores.outbox, self.clock)
 
     @property
     def timers(self) -> TimerRouter:

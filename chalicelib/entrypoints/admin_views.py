@@ -1,4 +1,5 @@
-"""How the admin API shows things: contacts, timelines, ledgers, events, runs, config, operations.
+"""How the admin API shows things: contacts, timelines, ledgers, events, runs, outbox items, config,
+operations.
 
 Pure functions from what the services return (domain values, the loaded config) to JSON-ready
 dicts. Numbers leave as JSON numbers (integers when whole), times as ISO 8601 UTC, and nothing
@@ -19,6 +20,7 @@ from chalicelib.domain.automations.runs import Run
 from chalicelib.domain.hooks import hook_token
 from chalicelib.domain.inbox import InboxRecord
 from chalicelib.domain.model import Contact, FieldValue, LedgerEntry, TimelineEntry, is_test_email
+from chalicelib.domain.outbox import OutboxItem, OutboxKind
 from chalicelib.observability import MASK
 
 if TYPE_CHECKING:
@@ -196,6 +198,34 @@ def run_view(run: Run, *, with_history: bool = True) -> dict[str, Any]:
     }
     if with_history:
         view["history"] = [record.as_dict() for record in run.history]
+    return view
+
+
+EMAIL_CONTENT = ("subject", "body", "html")
+"""What an email item shows on its own, from its payload: the message as rendered when it was queued."""
+
+
+def outbox_item_view(item: OutboxItem, *, with_payload: bool = False) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "id": item.id,
+        "email": item.email,
+        "kind": item.kind.value,
+        "status": item.status.value,
+        "attempts": item.attempts,
+        "next_attempt_at": _iso(item.next_attempt_at),
+        "last_error": item.last_error,
+        "event_id": item.event_id,
+        "created_at": _iso(item.created_at),
+        "delivered_at": _iso(item.delivered_at),
+        # While a worker holds the lease, next_attempt_at is the lease's end (when a dead worker's
+        # item comes back), so it is shown with it.
+        "leased_until": _iso(item.lease_expires_at),
+    }
+    if with_payload:
+        payload = dict(item.payload)
+        if item.kind is OutboxKind.EMAIL:
+            view.update({key: payload.get(key) for key in EMAIL_CONTENT})
+        view["payload"] = payload
     return view
 
 

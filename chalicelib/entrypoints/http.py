@@ -167,6 +167,12 @@ def path_email(raw: str) -> str:
     return unquote(raw) if "%" in raw else raw
 
 
+def path_id(raw: str) -> str:
+    # Outbox ids hold '#' and '@', which a client percent-encodes. API Gateway decodes path
+    # parameters and the local server does not, so a still-encoded id is decoded here.
+    return unquote(raw) if "%" in raw else raw
+
+
 def require_bearer(request: Request, expected: str | None) -> None:
     given = header(request, "Authorization") or ""
     scheme, _, token = given.partition(" ")

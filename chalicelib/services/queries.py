@@ -1,4 +1,4 @@
-"""The admin API's read side: contacts, their timelines and ledgers, inbox records and runs.
+"""The admin API's read side: contacts, their timelines and ledgers, inbox records, runs and the outbox.
 
 Routes read through here rather than from storage, so "no such contact" is decided once and the
 edge only renders what comes back (``chalicelib.entrypoints.admin_views``). Everything returned is
@@ -13,7 +13,16 @@ from chalicelib.domain.automations.runs import Run, RunStatus
 from chalicelib.domain.errors import NotFound
 from chalicelib.domain.inbox import InboxRecord, Status
 from chalicelib.domain.model import Contact, LedgerEntry, TimelineEntry, normalize_email
-from chalicelib.services.ports import EventPage, Stores
+from chalicelib.domain.outbox import OutboxItem, OutboxKind, OutboxStatus
+from chalicelib.services.ports import EventPage, OutboxStore, Stores
+
+
+def outbox_item(outbox: OutboxStore, item_id: str) -> OutboxItem:
+    """The stored outbox item; raises NotFound (``unknown_outbox_item``) if there is none."""
+    item = outbox.get(item_id)
+    if item is None:
+        raise NotFound(f"no outbox item with id '{item_id[:200]}'", code="unknown_outbox_item")
+    return item
 
 
 @dataclass(frozen=True)
@@ -78,3 +87,14 @@ class AdminQueries:
             status=status,
             limit=limit,
         )
+
+    def outbox(
+        self, email: str, *, kind: OutboxKind | None, status: OutboxStatus | None, limit: int
+    ) -> list[OutboxItem]:
+        """The contact's outbox items, newest first, at most ``limit``; read from the contact's index,
+        so a listing never scans the table (and an address with no items has an empty list)."""
+        items = self.stores.outbox.list_for_contact(normalize_email(email), kind=kind, status=status)
+        return items[:limit]
+
+    def outbox_item(self, item_id: str) -> OutboxItem:
+        return outbox_item(self.stores.outbox, item_id)

@@ -23,6 +23,7 @@ def protected_routes() -> list[tuple[str, str]]:
                 .replace("{field}", "credits")
                 .replace("{event_id}", "evt_x")
                 .replace("{operation_id}", "add-50-credits")
+                .replace("{item_id}", "kit_sync%23evt_x%23a%40example.com")
             )
             routes.extend((method, concrete) for method in methods)
     return sorted(routes)
@@ -42,7 +43,7 @@ class TestAuth:
         assert response.json_body["error"]["code"] == "unauthorized"
 
     def test_there_are_admin_routes_to_check(self) -> None:
-        assert len(protected_routes()) >= 11
+        assert len(protected_routes()) >= 14
 
 
 class TestContacts:

@@ -27,8 +27,9 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
@@ -43,6 +44,7 @@ from chalicelib.domain.errors import MemberflowError
 from chalicelib.domain.hooks import hook_token
 from chalicelib.domain.inbox import Status
 from chalicelib.domain.model import normalize_email
+from chalicelib.domain.outbox import OutboxStatus
 from chalicelib.entrypoints import admin_views as views
 from chalicelib.entrypoints.http import MAX_ADMIN_BODY_BYTES, path_email
 from chalicelib.services.intake import MAX_REQUEST_BYTES
@@ -200,12 +202,14 @@ class Req:
 @dataclass(frozen=True)
 class Seeds:
     """What exists before the fuzz: a contact with a ledger, stored events of every source (accepted,
-    failed, ignored) to read and replay, a waiting run to cancel and a parked run to retry."""
+    failed, ignored) to read and replay, a waiting run to cancel and a parked run to retry, and the
+    contact's outbox items, of which the first is parked, to read and retry."""
 
     email: str
     event_ids: tuple[str, ...]
     run_id: str
     parked_run_id: str
+    outbox_ids: tuple[str, ...] = ()
 
 
 Builder = Callable[[Seeds], st.SearchStrategy[Req]]
@@ -814,6 +818,32 @@ def build_run_post(action: str) -> Builder:
     return build
 
 
+def _outbox_query(seeds: Seeds) -> st.SearchStrategy[str]:
+    params = st.fixed_dictionaries(
+        {},
+        optional={
+            "email": st.sampled_from([seeds.email, "Seed+Fuzz@Example.com", ""]) | nasty_text(),
+            "kind": st.sampled_from(["kit", "email", "sequence", "webhook"]) | nasty_text(),
+            "status": st.sampled_from(["pending", "delivered", "retrying", "parked"]) | nasty_text(),
+            "limit": st.sampled_from(["1", "200", "201"]) | nasty_text() | nasty_number().map(as_text),
+        },
+    )
+    return params.map(lambda q: "/admin/outbox" + query(q))
+
+
+def _outbox_item_path(seeds: Seeds, suffix: str = "") -> st.SearchStrategy[str]:
+    # Ids hold '#': sent percent-encoded, as a client must, or with only the '#' encoded.
+    known = st.sampled_from(seeds.outbox_ids).flatmap(
+        lambda i: st.sampled_from([quote(i, safe=""), i.replace("#", "%23")])
+    )
+    ids = st.one_of(known, known, id_param("kit_sync%23evt_nope%23a%40example.com"))
+    return ids.map(lambda i: f"/admin/outbox/{i}{suffix}")
+
+
+def build_outbox_retry(seeds: Seeds) -> st.SearchStrategy[Req]:
+    return admin_request("POST", _outbox_item_path(seeds, "/retry"))
+
+
 BUILDERS: dict[tuple[str, str], Builder] = {
     ("HEAD", "/webhooks/thrivecart"): build_thrivecart_head,
     ("POST", "/webhooks/thrivecart"): build_thrivecart,
@@ -841,6 +871,9 @@ BUILDERS: dict[tuple[str, str], Builder] = {
     ),
     ("POST", "/admin/runs/{run_id}/retry"): build_run_post("retry"),
     ("POST", "/admin/runs/{run_id}/cancel"): build_run_post("cancel"),
+    ("GET", "/admin/outbox"): _get(_outbox_query),
+    ("GET", "/admin/outbox/{item_id}"): _get(_outbox_item_path),
+    ("POST", "/admin/outbox/{item_id}/retry"): build_outbox_retry,
 }
 
 ROUTES = sorted((method, path) for path, methods in app.routes.items() for method in methods)
@@ -872,6 +905,10 @@ class Fuzzed:
         self.runs = 0
         self.seeds = Seeds(SEED_EMAIL, seed_events(world), self.new_run(), self.new_run())
         self.park(self.seeds.parked_run_id)
+        outbox_ids = tuple(item.id for item in world.stores.outbox.list_for_contact(SEED_EMAIL))
+        assert outbox_ids
+        self.seeds = replace(self.seeds, outbox_ids=outbox_ids)
+        self.park_outbox()
 
     def __repr__(self) -> str:
         return f"Fuzzed({type(self.world.stores.contacts).__name__}, {self.seeds})"
@@ -893,7 +930,8 @@ class Fuzzed:
         self.world.stores.runs.update_run(replace(run, parked="parked for the fuzz", history=()))
 
     def refresh(self) -> None:
-        """Keep a run to cancel and a parked run to retry: earlier examples may end or unpark them."""
+        """Keep a run to cancel, a parked run and a parked outbox item to retry: earlier examples may
+        end or unpark them."""
         stores = self.world.stores
         waiting = stores.runs.get_run(self.seeds.run_id)
         if waiting is None or not waiting.active:
@@ -904,6 +942,19 @@ class Fuzzed:
             self.park(self.seeds.parked_run_id)
         elif parked.parked is None:
             self.park(parked.run_id)
+        self.park_outbox()
+
+    def park_outbox(self) -> None:
+        """The first outbox item parked, as delivery leaves it after its last attempt (a retry
+        unparks it)."""
+        outbox = self.world.stores.outbox
+        item = outbox.get(self.seeds.outbox_ids[0])
+        assert item is not None
+        if item.status is OutboxStatus.PARKED:
+            return
+        now = datetime.now(UTC)
+        outbox.lease(item.id, "fuzz-worker", now + timedelta(minutes=5), now)
+        outbox.mark_failed(item.id, "fuzz-worker", "parked for the fuzz", None)
 
 
 SEED_EMAIL = "seed+fuzz@example.com"
@@ -1078,7 +1129,7 @@ def requests_per_example(route: tuple[str, str]) -> int:
 
 def fuzz_once(fuzzed: Fuzzed, route: tuple[str, str], data: st.DataObject) -> None:
     for _ in range(requests_per_example(route)):
-        if "{run_id}" in route[1]:
+        if "{run_id}" in route[1] or "{item_id}" in route[1]:
             fuzzed.refresh()
         send(fuzzed, data.draw(requests_for(route, fuzzed.seeds), label="request"))
 
