@@ -524,7 +524,9 @@ class InMemoryMailer:
 
     ``verify(identity)`` verifies an address or a whole domain, as SES's email identities do; a send
     from anything else is ``MailerPermanent`` ``MessageRejected``. ``fail_next(error)`` makes the next
-    send raise that error and send nothing. ``sent`` records what went out, in order. Held to
+    send raise that error and send nothing. ``sent`` records what went out, in order. A configuration
+    set is taken as named: moto does not check it either (SES answers ``NotFoundException`` for an
+    unknown one, which the adapter's unit tests map). Held to
     ``SesMailer`` on moto by tests/integration/test_mailer_contract.py.
     """
 

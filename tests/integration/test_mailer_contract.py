@@ -44,6 +44,7 @@ class Subject:
     verify: Callable[[str], None]
     """Verify an email identity: an address, or a whole domain."""
     delivered: Callable[[], list[Delivered]]
+    create_configuration_set: Callable[[str], None]
 
 
 def ses_subject(aws: AppAws) -> Subject:
@@ -59,7 +60,12 @@ def ses_subject(aws: AppAws) -> Subject:
         ]
 
     # No client given: the mailer makes its own, as the function role (boto3's default session).
-    return Subject(SesMailer(), lambda identity: ses.create_email_identity(EmailIdentity=identity), delivered)
+    return Subject(
+        SesMailer(),
+        lambda identity: ses.create_email_identity(EmailIdentity=identity),
+        delivered,
+        lambda name: ses.create_configuration_set(ConfigurationSetName=name),
+    )
 
 
 def memory_subject() -> Subject:
@@ -71,7 +77,7 @@ def memory_subject() -> Subject:
             for message_id, e in fake.sent
         ]
 
-    return Subject(fake, fake.verify, delivered)
+    return Subject(fake, fake.verify, delivered, lambda name: None)
 
 
 @pytest.fixture(params=["memory", pytest.param("ses", marks=pytest.mark.integration)])
@@ -116,6 +122,14 @@ class TestMailerContract:
         subject.mailer.send(email(sender="Support <support@example.com>", reply_to="help@example.com"))
 
         assert [d.sender for d in subject.delivered()] == ["Support <support@example.com>"]
+
+    def test_an_email_may_name_the_stacks_configuration_set(self, subject: Subject) -> None:
+        subject.verify("example.com")
+        subject.create_configuration_set("memberflow")  # the EmailConfigurationSet parameter's default
+
+        sent = subject.mailer.send(email(configuration_set="memberflow"))
+
+        assert [d.message_id for d in subject.delivered()] == [sent.message_id]
 
     def test_the_html_part_is_what_a_mail_client_shows(self, subject: Subject) -> None:
         subject.verify("example.com")
