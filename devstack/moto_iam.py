@@ -1,7 +1,7 @@
 """Make moto authorise as AWS does: per action and resource, and Step Functions' tasks as their role.
 
-moto can enforce IAM (``moto.core.authorization``), but for DynamoDB, Step Functions, SSM and Lambda
-it checks one action per request against the resource ``"*"``, so a least-privilege policy (every
+moto can enforce IAM (``moto.core.authorization``), but for DynamoDB, Step Functions, SSM, Lambda and
+SES it checks one action per request against the resource ``"*"``, so a least-privilege policy (every
 statement names its ARNs) matches nothing and a test would have to grant ``*`` to get anywhere, which
 proves nothing. AWS authorises each request as one or more (action, resource ARN) pairs:
 
@@ -12,6 +12,8 @@ proves nothing. AWS authorises each request as one or more (action, resource ARN
 - Step Functions: on the ``stateMachine`` or ``execution`` ARN the request names.
 - SSM: on ``parameter/NAME`` for each parameter named.
 - Lambda: ``Invoke`` is ``lambda:InvokeFunction`` on ``function:NAME`` (``:QUALIFIER`` when given).
+- SES v2: ``SendEmail`` is ``ses:SendEmail`` on the sending identity (the From address if it is itself
+  verified, else its domain) and, when the request names one, on its ``configuration-set/NAME``.
 
 ``install()`` teaches moto those pairs and checks every pair against the caller's policies (moto's
 own ``IAMPolicy`` evaluation, so ``Deny`` and wildcards behave as moto's do); it also makes the Step
@@ -143,6 +145,46 @@ def lambda_pairs(
     return [(iam_action, arn)]
 
 
+def _address(mailbox: str) -> str:
+    """``a@example.com`` from ``Name <a@example.com>`` or a bare address."""
+    from email.utils import parseaddr
+
+    return parseaddr(mailbox)[1]
+
+
+def sesv2_pairs(
+    action: str,
+    params: Mapping[str, Any],
+    region: str,
+    account: str,
+    partition: str,
+    verified: Callable[[str], bool] = lambda identity: False,
+) -> list[Pair]:
+    """The (action, ARN) pairs SES v2 authorises; ``verified`` says whether an identity exists.
+
+    ``SendEmail`` is checked on the identity the message is sent from, and on the configuration set
+    it names. (In the sandbox AWS also checks each recipient's identity; moto has no sandbox.)
+    """
+    arn = f"arn:{partition}:ses:{region}:{account}"
+    iam_action = f"ses:{action}"
+    if action == "SendEmail":
+        if isinstance(params.get("FromEmailAddressIdentityArn"), str):
+            identity_arn = params["FromEmailAddressIdentityArn"]
+        else:
+            address = _address(str(params.get("FromEmailAddress", "")))
+            identity = address if verified(address) else address.rpartition("@")[2]
+            identity_arn = f"{arn}:identity/{identity}"
+        pairs = [(iam_action, identity_arn)]
+        if isinstance(params.get("ConfigurationSetName"), str):
+            pairs.append((iam_action, f"{arn}:configuration-set/{params['ConfigurationSetName']}"))
+        return pairs
+    if isinstance(params.get("EmailIdentity"), str):
+        return [(iam_action, f"{arn}:identity/{params['EmailIdentity']}")]
+    if isinstance(params.get("ConfigurationSetName"), str):
+        return [(iam_action, f"{arn}:configuration-set/{params['ConfigurationSetName']}")]
+    return [(iam_action, "*")]
+
+
 def _unique(pairs: Sequence[Pair]) -> list[Pair]:
     return list(dict.fromkeys(pairs))
 
@@ -170,6 +212,11 @@ def _pairs_for(response: Any) -> list[Pair]:
     except (TypeError, ValueError):
         params = {}
     params = params if isinstance(params, dict) else {}
+    if response.service_name == "sesv2":
+        from moto.ses.models import ses_backends
+
+        identities = ses_backends[response.current_account][response.region].email_identities
+        return sesv2_pairs(action, params, *where, verified=lambda identity: identity in identities)
     service = _SERVICE_PAIRS[response.service_name]
     return service(action, params, *where)
 
@@ -208,8 +255,8 @@ def _access_denied(response: Any, caller: str, action: str, resource: str, expli
         "AccessDeniedException",
         f"User: {caller} is not authorized to perform: {action} on resource: {resource} {why}",
     )
-    # Lambda answers 403; DynamoDB, Step Functions and SSM send AccessDeniedException as a 400.
-    error.code = 403 if response.service_name == "awslambda" else 400
+    # Lambda and SES v2 answer 403; DynamoDB, Step Functions and SSM send AccessDeniedException as a 400.
+    error.code = 403 if response.service_name in {"awslambda", "sesv2"} else 400
     return error
 
 
@@ -334,13 +381,20 @@ def install() -> None:
     """Make moto authorise per action and resource (idempotent); via ``moto_support.install(iam=True)``."""
     from moto.awslambda.responses import LambdaResponse
     from moto.dynamodb.responses import DynamoHandler
+    from moto.sesv2.responses import SESV2Response
     from moto.ssm.responses import SimpleSystemManagerResponse
     from moto.stepfunctions.responses import StepFunctionResponse
 
     with _lock:
         if "classes" in _installed:
             return
-        classes = (DynamoHandler, StepFunctionResponse, SimpleSystemManagerResponse, LambdaResponse)
+        classes = (
+            DynamoHandler,
+            StepFunctionResponse,
+            SimpleSystemManagerResponse,
+            LambdaResponse,
+            SESV2Response,
+        )
         for cls in classes:
             cls._authenticate_and_authorize_normal_action = _authorize  # type: ignore[method-assign]
         modules = [importlib.import_module(name) for name in INTERPRETER_CLIENT_MODULES]

@@ -522,6 +522,42 @@ def delays_group(shape: AppShape) -> Fragment:
     )
 
 
+EMAIL_CONFIGURATION_SET = "EmailConfigurationSet"
+_SES_ARN = "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}"
+
+
+def email_group(shape: AppShape) -> Fragment:
+    """Sending through SES v2: ``ses:SendEmail`` on this account's identities and one configuration set.
+
+    SES v2 authorises a send on the identity it is sent from (in the sandbox, on each recipient's
+    identity too) and on the configuration set it names, so the grant is every identity in this
+    account and region (which ones are verified is SES's business, not the role's) and exactly the
+    configuration set of the stack parameter. The parameter is a name, never a wildcard, so a send
+    naming any other configuration set is refused.
+    """
+    return Fragment(
+        parameters={
+            EMAIL_CONFIGURATION_SET: {
+                "Type": "String",
+                "Default": SERVICE_NAME,
+                "AllowedPattern": "^[A-Za-z0-9_-]{1,64}$",
+                "Description": "SES configuration set the functions may send with (the one the config names)",
+            }
+        },
+        statements=[
+            {
+                "Sid": "SendEmail",
+                "Effect": "Allow",
+                "Action": ["ses:SendEmail"],
+                "Resource": [
+                    {"Fn::Sub": f"{_SES_ARN}:identity/*"},
+                    {"Fn::Sub": f"{_SES_ARN}:configuration-set/${{{EMAIL_CONFIGURATION_SET}}}"},
+                ],
+            }
+        ],
+    )
+
+
 def alarm_actions() -> dict[str, Any]:
     """Notify ``AlarmTopicArn`` when the stack has one (``alarms_group`` defines it and its condition)."""
     return {"Fn::If": [HAS_ALARM_TOPIC, [{"Ref": ALARM_TOPIC}], {"Ref": "AWS::NoValue"}]}
@@ -697,6 +733,7 @@ DEFAULT_GROUPS: tuple[Group, ...] = (
     logs_group,
     delays_group,
     alarms_group,
+    email_group,
 )
 
 

@@ -9,10 +9,12 @@ crash-between-writes tests, and ``contended`` so that every commit loses the opt
 from __future__ import annotations
 
 import threading
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
+from email.utils import parseaddr
 from typing import Any
 
 from chalicelib.domain.automations.runs import Run, RunStatus, StepRecord
@@ -41,6 +43,7 @@ from chalicelib.services.ports import (
     StaleRun,
     Stores,
 )
+from chalicelib.services.ports.mailer import MailerError, MailerPermanent, OutgoingEmail, SentEmail
 
 
 class InMemoryWorld:
@@ -514,3 +517,40 @@ class RecordingScheduler:
     def fire_due(self, now: datetime) -> list[Timer]:
         """Fire every timer due at ``now``, earliest first."""
         return [self.fire(timer.execution_name) for timer in self.due(now)]
+
+
+class InMemoryMailer:
+    """The ``Mailer`` port in memory, with SES's sender rule: only a verified identity may send.
+
+    ``verify(identity)`` verifies an address or a whole domain, as SES's email identities do; a send
+    from anything else is ``MailerPermanent`` ``MessageRejected``. ``fail_next(error)`` makes the next
+    send raise that error and send nothing. ``sent`` records what went out, in order. A configuration
+    set is taken as named: moto does not check it either (SES answers ``NotFoundException`` for an
+    unknown one, which the adapter's unit tests map). Held to
+    ``SesMailer`` on moto by tests/integration/test_mailer_contract.py.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.identities: set[str] = set()
+        self.sent: list[tuple[str, OutgoingEmail]] = []
+        """(message id, the email as sent) per send."""
+        self._failures: list[MailerError] = []
+
+    def verify(self, identity: str) -> None:
+        self.identities.add(identity.lower())
+
+    def fail_next(self, error: MailerError) -> None:
+        with self._lock:
+            self._failures.append(error)
+
+    def send(self, email: OutgoingEmail) -> SentEmail:
+        with self._lock:
+            if self._failures:
+                raise self._failures.pop(0)
+            address = parseaddr(email.sender)[1].lower()
+            if address not in self.identities and address.rpartition("@")[2] not in self.identities:
+                raise MailerPermanent("Email address is not verified.", code="MessageRejected", status=400)
+            message_id = f"fake-{uuid.uuid4().hex}"
+            self.sent.append((message_id, email))
+            return SentEmail(message_id=message_id)

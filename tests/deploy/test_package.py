@@ -54,6 +54,7 @@ from infra.resources import (
     DELAY_STATE_MACHINE,
     DELAY_STATE_MACHINE_ROLE,
     DELAYS_ASL,
+    EMAIL_CONFIGURATION_SET,
     FUNCTION_ROLE,
     MAX_ALARM_METRICS,
     ROLE_ARN,
@@ -435,6 +436,33 @@ def test_role_grants_dynamodb_on_the_generated_tables_only() -> None:
     assert ssm[0]["Resource"]["Fn::Sub"].endswith(":parameter/memberflow/*")
     logs = resources["FunctionLogsPolicy"]["Properties"]["PolicyDocument"]["Statement"][0]["Resource"]
     assert logs == [{"Fn::GetAtt": [f"{name}LogGroup", "Arn"]} for name in SHAPE.functions]
+
+
+def test_role_may_send_email_from_this_accounts_identities_with_one_configuration_set() -> None:
+    template = build_template(SHAPE)
+    ses = [
+        s
+        for s in _statements(template["Resources"])
+        if any(a.startswith("ses:") for a in _as_list(s["Action"]))
+    ]
+    here = "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}"
+
+    assert ses == [
+        {
+            "Sid": "SendEmail",
+            "Effect": "Allow",
+            "Action": ["ses:SendEmail"],
+            "Resource": [
+                {"Fn::Sub": f"{here}:identity/*"},
+                {"Fn::Sub": f"{here}:configuration-set/${{{EMAIL_CONFIGURATION_SET}}}"},
+            ],
+        }
+    ]
+    parameter = template["Parameters"][EMAIL_CONFIGURATION_SET]
+    # A name, never a pattern: "*" would let the functions send with any configuration set.
+    assert parameter["Default"] == "memberflow"
+    assert not re.fullmatch(parameter["AllowedPattern"], "*")
+    assert re.fullmatch(parameter["AllowedPattern"], "memberflow-prod_2")
 
 
 def test_merged_into_a_chalice_like_template_every_function_is_patched_and_lints_clean(

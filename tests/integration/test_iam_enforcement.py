@@ -26,11 +26,13 @@ from botocore.exceptions import ClientError
 from pynamodb.exceptions import PutError
 
 from app import app
+from chalicelib.adapters.aws.ses import SesMailer
 from chalicelib.adapters.aws.ssm import ssm_fetcher
 from chalicelib.adapters.aws.stepfunctions import StepFunctionsScheduler
 from chalicelib.domain.timers import Timer, TimerKind
+from chalicelib.services.ports.mailer import MailerPermanent, OutgoingEmail
 from devstack import moto_iam, moto_support
-from devstack.moto_iam import dynamodb_pairs, lambda_pairs, ssm_pairs, states_pairs
+from devstack.moto_iam import dynamodb_pairs, lambda_pairs, sesv2_pairs, ssm_pairs, states_pairs
 from devstack.moto_support import TRANSACTION_LIMIT_BYTES, attribute_value_size, item_size, transaction_size
 from infra.intrinsics import resolve
 from infra.resources import (
@@ -328,6 +330,45 @@ def test_only_parameters_under_the_apps_prefix_are_readable(aws: AppAws) -> None
         aws.app_client("ssm").get_parameters(Names=["/memberflow/kit-token"], WithDecryption=True)
 
 
+# --- SES -------------------------------------------------------------------------------------------
+
+
+def welcome(sender: str = "Ada <ada@example.com>", configuration_set: str | None = None) -> OutgoingEmail:
+    return OutgoingEmail(
+        sender=sender,
+        to="member@members.test",
+        subject="Welcome",
+        text="Hello.",
+        reference="mf-welcome",
+        configuration_set=configuration_set,
+    )
+
+
+def test_sending_needs_ses_send_email(aws: AppAws) -> None:
+    aws.admin_client("sesv2").create_email_identity(EmailIdentity="example.com")
+    SesMailer().send(welcome())  # granted: the identity is in this account and region
+
+    aws.without("ses:SendEmail")
+
+    with pytest.raises(MailerPermanent) as refused:
+        SesMailer().send(welcome())
+    assert refused.value.code == "AccessDeniedException"
+    assert refused.value.status == 403
+    assert re.search(
+        r"ses:SendEmail on resource: arn:aws:ses:us-east-1:\d+:identity/example\.com", str(refused.value)
+    )
+
+
+def test_only_the_stacks_configuration_set_may_be_named(aws: AppAws) -> None:
+    aws.admin_client("sesv2").create_email_identity(EmailIdentity="ada@example.com")
+    sets = f"arn:aws:ses:us-east-1:{ACCOUNT}:configuration-set"
+
+    SesMailer().send(welcome(configuration_set="memberflow"))  # the parameter's default
+
+    with pytest.raises(MailerPermanent, match=f"ses:SendEmail on resource: {sets}/marketing"):
+        SesMailer().send(welcome(configuration_set="marketing"))
+
+
 # --- moto_iam on its own ----------------------------------------------------------------------------
 
 
@@ -355,10 +396,17 @@ def interpreter_client_factories() -> set[Any]:
 def test_install_is_idempotent_and_uninstall_gives_moto_back_its_own_code() -> None:
     from moto.awslambda.responses import LambdaResponse
     from moto.dynamodb.responses import DynamoHandler
+    from moto.sesv2.responses import SESV2Response
     from moto.ssm.responses import SimpleSystemManagerResponse
     from moto.stepfunctions.responses import StepFunctionResponse
 
-    checked = (DynamoHandler, StepFunctionResponse, SimpleSystemManagerResponse, LambdaResponse)
+    checked = (
+        DynamoHandler,
+        StepFunctionResponse,
+        SimpleSystemManagerResponse,
+        LambdaResponse,
+        SESV2Response,
+    )
     authorise = "_authenticate_and_authorize_normal_action"
     for name in modules_naming_boto_client_for():
         importlib.import_module(name)
@@ -454,6 +502,25 @@ def test_step_functions_ssm_and_lambda_requests_are_checked_on_what_they_name() 
         ("lambda:InvokeFunction", function)
     ]
     assert lambda_pairs("GetFunction", "f", None, *WHERE) == [("lambda:GetFunction", function)]
+
+
+def test_ses_sends_are_checked_on_the_identity_and_the_configuration_set() -> None:
+    ses = f"arn:aws:ses:us-east-1:{ACCOUNT}"
+    send = {"FromEmailAddress": "Ada <ada@example.com>", "ConfigurationSetName": "memberflow"}
+    # The address's own identity when it is verified, else its domain's.
+    assert sesv2_pairs("SendEmail", send, *WHERE, verified=lambda i: i == "ada@example.com") == [
+        ("ses:SendEmail", f"{ses}:identity/ada@example.com"),
+        ("ses:SendEmail", f"{ses}:configuration-set/memberflow"),
+    ]
+    assert sesv2_pairs("SendEmail", {"FromEmailAddress": "ada@example.com"}, *WHERE) == [
+        ("ses:SendEmail", f"{ses}:identity/example.com")
+    ]
+    named = {**send, "FromEmailAddressIdentityArn": f"{ses}:identity/example.org"}
+    assert sesv2_pairs("SendEmail", named, *WHERE)[0] == ("ses:SendEmail", f"{ses}:identity/example.org")
+    assert sesv2_pairs("CreateEmailIdentity", {"EmailIdentity": "example.com"}, *WHERE) == [
+        ("ses:CreateEmailIdentity", f"{ses}:identity/example.com")
+    ]
+    assert sesv2_pairs("ListEmailIdentities", {}, *WHERE) == [("ses:ListEmailIdentities", "*")]
 
 
 def test_item_sizes_follow_the_dynamodb_developer_guide() -> None:
