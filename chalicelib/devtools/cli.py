@@ -297,13 +297,15 @@ def _hooks_session(args: argparse.Namespace, out: _Masking, err: _Masking) -> _H
     secrets = SecretResolver(environ=settings.environ)
     try:
         token = secrets.resolve(kit.webhook_token)
-        err.hide(token)
-        out.hide(token)
+    except SecretUnavailable as missing:
+        raise _Stop(2, f"kit.webhook_token: {missing}") from None
+    try:
         api_key = secrets.resolve(kit.api_key or KIT_API_KEY_REF)
-        err.hide(api_key)
-        out.hide(api_key)
     except SecretUnavailable as missing:
         raise _Stop(2, f"{missing}; the Kit API key comes from kit.api_key, else KIT_API_KEY") from None
+    for secret in (token, api_key):
+        out.hide(secret)
+        err.hide(secret)
     try:
         target = HookTarget.parse(url, token)
         client = KitClient(settings.kit_api_base_url or DEFAULT_BASE_URL, api_key)

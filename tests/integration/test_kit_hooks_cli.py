@@ -254,3 +254,18 @@ class TestRefusals:
             assert code == 0
             assert "sync: 3 created, 0 deleted, 1 already in step" in out
             assert rules(small) == NEEDED
+
+
+class TestTokenMissing:
+    def test_an_unset_webhook_token_is_named_by_its_reference(
+        self,
+        kit: KitStandin,
+        config_file: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        monkeypatch.delenv("KIT_WEBHOOK_TOKEN")
+        code, _, err = run(capsys, "sync", config_file)
+        assert code == 2
+        assert "kit.webhook_token: secret env:KIT_WEBHOOK_TOKEN is unavailable" in err
+        assert kit.requests == ()
