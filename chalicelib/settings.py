@@ -29,6 +29,8 @@ class Settings:
     """Base of the generated operation URLs; derived from the request when unset."""
     state_machine_arn: str | None = None
     """The delay state machine that wakes waiting automation runs; unset, runs wait for the sweep."""
+    kit_api_base_url: str | None = None
+    """``KIT_API_BASE_URL``, used as given; unset means Kit's own (the client's ``DEFAULT_BASE_URL``)."""
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -58,4 +60,5 @@ class Settings:
             environ=env,
             public_base_url=env.get("PUBLIC_BASE_URL") or None,
             state_machine_arn=env.get("MEMBERFLOW_STATE_MACHINE_ARN") or None,
+            kit_api_base_url=env.get("KIT_API_BASE_URL") or None,
         )

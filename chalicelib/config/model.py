@@ -156,6 +156,15 @@ class KitConfig(StrictModel):
             "(webhook_secret), so a leaked URL alone cannot post events."
         ),
     )
+    status_hooks: bool = Field(
+        default=False,
+        description=(
+            "Whether `memberflow kit hooks sync` also registers Kit's legacy subscriber status rules "
+            "(activate, unsubscribe, bounce, complain), so each contact's marketing status follows Kit. "
+            "Off by default: Kit fires them for every subscriber of the account, and each one would "
+            "become a memberflow contact."
+        ),
+    )
     tag_ids: dict[KitTagId, TagName] = Field(
         default_factory=dict,
         description=(

@@ -1,27 +1,44 @@
 """The operator's command line: ``python -m chalicelib.cli <group> <command> ...`` (or ``./memberflow``).
 
-Commands are grouped (``config check``, ``config schema``; ``simulate`` stands alone; later groups
-such as replaying events or inspecting contacts plug in the same way): each group is a function in
+Commands are grouped (``config check``, ``config schema``; ``simulate`` stands alone; ``kit hooks
+check`` and ``kit hooks sync``; later groups such as replaying events or inspecting contacts plug in
+the same way): each group is a function in
 ``COMMAND_GROUPS`` that adds its sub-parser and sets a ``handler`` for each command. A handler
 takes the parsed arguments and the two output streams and returns the exit code, so tests call
 ``main([...])`` and read what was printed. Results go to stdout, diagnostics (warnings, errors) to
-stderr; exit code 1 means the command ran and found problems, 2 means it was called wrongly.
+stderr; exit code 1 means the command ran and found problems, 2 means it was called wrongly (or, for the
+commands that call Kit, without the config or credentials they need), 3 that Kit failed or refused a
+call.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import json
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TextIO, TypeAlias
 
+from chalicelib.adapters.kit.client import (
+    DEFAULT_BASE_URL,
+    MASK,
+    KitClient,
+    KitError,
+    KitPermanent,
+    KitRetryable,
+)
 from chalicelib.config.automations import parse_duration
+from chalicelib.config.kit_hooks import NeededHook, needed_hooks, needs_v4_endpoint
 from chalicelib.config.loader import ConfigError, LoadedConfig, load_config
 from chalicelib.config.schema import SCHEMA_PATH, render_schema, write_schema
+from chalicelib.config.secrets import SecretResolver, SecretUnavailable
+from chalicelib.devtools.kit_hooks import HookTarget, describe, read_plan, sync_hooks
 from chalicelib.devtools.simulator import Simulator, commands_for, parse_event, unknown_tag_warnings
 from chalicelib.domain.errors import BadRequest, MemberflowError, NotFound
+from chalicelib.settings import Settings
 
 
 class Handler(Protocol):
@@ -217,10 +234,203 @@ def add_simulate_command(groups: CommandGroups) -> None:
     simulate.set_defaults(handler=_simulate)
 
 
+# --- kit hooks ---------------------------------------------------------------------------------
+
+KIT_API_KEY_REF = "env:KIT_API_KEY"
+"""Where the Kit API key is read from when the config names none under ``kit.api_key``."""
+KIT_FAILED = 3
+"""Exit code of a ``kit hooks`` command that Kit refused or did not answer (other than for the key)."""
+
+
+class _Stop(Exception):
+    """A ``kit hooks`` command cannot go on; ``code`` is its exit code and the message says why."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class _Masking:
+    """Prints lines with every secret the command holds replaced, whatever brought it into the text."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self._secrets: list[str] = []
+
+    def hide(self, secret: str) -> None:
+        self._secrets.append(secret)
+
+    def __call__(self, line: str) -> None:
+        for secret in self._secrets:
+            line = line.replace(secret, MASK)
+        print(line, file=self.stream)
+
+
+@dataclass(frozen=True)
+class _HooksSession:
+    kit: KitClient
+    needed: tuple[NeededHook, ...]
+    target: HookTarget
+    tag_names_by_id: dict[str, str]
+
+
+def _hooks_session(args: argparse.Namespace, out: _Masking, err: _Masking) -> _HooksSession:
+    """The config, this app's hook URL and a Kit client, or ``_Stop(2)`` saying what is missing."""
+    settings = Settings.from_environ()
+    path = args.config or str(settings.config_path)
+    loaded = _load_for_command(path, err.stream)
+    if loaded is None:
+        raise _Stop(2, f"{path} has errors; fix them first (./memberflow config check {path})")
+    kit = loaded.model.kit
+    if needs_v4_endpoint(loaded.model):
+        raise _Stop(
+            2,
+            "this config accepts only signed v4 webhook endpoints (kit.legacy_hooks: false), and the Kit "
+            "client does not cover v4 endpoints yet (docs/kit-api.md): kit hooks manages legacy rules "
+            "only. Create the endpoint in Kit by hand, or set kit.legacy_hooks: true to use legacy rules",
+        )
+    url = args.url or settings.public_base_url
+    if not url:
+        raise _Stop(2, "say where the app is: --url https://<your api> (or set PUBLIC_BASE_URL)")
+    if kit.webhook_token is None:
+        raise _Stop(2, "the config has no kit.webhook_token, so Kit has no URL to post to; set one first")
+    secrets = SecretResolver(environ=settings.environ)
+    try:
+        token = secrets.resolve(kit.webhook_token)
+    except SecretUnavailable as missing:
+        raise _Stop(2, f"kit.webhook_token: {missing}") from None
+    try:
+        api_key = secrets.resolve(kit.api_key or KIT_API_KEY_REF)
+    except SecretUnavailable as missing:
+        raise _Stop(2, f"{missing}; the Kit API key comes from kit.api_key, else KIT_API_KEY") from None
+    for secret in (token, api_key):
+        out.hide(secret)
+        err.hide(secret)
+    try:
+        target = HookTarget.parse(url, token)
+        client = KitClient(settings.kit_api_base_url or DEFAULT_BASE_URL, api_key)
+    except ValueError as problem:
+        raise _Stop(2, str(problem)) from None
+    return _HooksSession(client, needed_hooks(loaded.model), target, dict(kit.tag_ids))
+
+
+def _kit_failure(problem: KitError) -> _Stop:
+    if isinstance(problem, KitPermanent) and problem.status in (401, 403):
+        return _Stop(2, f"Kit refused the API key ({problem.status} {problem.reason}); check KIT_API_KEY")
+    if isinstance(problem, KitRetryable) and problem.rate_limited:
+        hint = "the API key is over Kit's limit of 120 requests a minute; run the command again in a minute"
+    elif problem.retryable:
+        hint = "Kit is failing or out of reach; run the command again later"
+    else:
+        hint = "Kit refused the call; what it said is above"
+    return _Stop(KIT_FAILED, f"{problem.message}\n{hint} (what was done so far is listed above)")
+
+
+def _run_hooks(
+    command: Callable[[_HooksSession, _Masking], int], args: argparse.Namespace, out: TextIO, err: TextIO
+) -> int:
+    say, warn = _Masking(out), _Masking(err)
+    try:
+        session = _hooks_session(args, say, warn)
+        try:
+            return command(session, say)
+        except KitError as problem:
+            raise _kit_failure(problem) from None
+        except LookupError as problem:
+            raise _Stop(KIT_FAILED, str(problem)) from None
+    except _Stop as stop:
+        warn(f"error: {stop}")
+        return stop.code
+
+
+def _hooks_check(session: _HooksSession, say: _Masking) -> int:
+    target = session.target
+    say(f"rules point at {target.prefix}{MASK}?event=...")
+    plan = read_plan(session.kit, session.needed, target, session.tag_names_by_id)
+    missing_tags = set(plan.missing_tags)
+    for want, hook in plan.present:
+        say(f"ok       {want.hook.label}  hook {hook.id}")
+    for want in plan.missing:
+        why = "the tag is not in Kit yet" if want.hook.tag in missing_tags else ", ".join(want.hook.owners)
+        say(f"missing  {want.hook.label}  ({why})")
+    for want, hook in plan.elsewhere:
+        say(
+            f"elsewhere  {want.hook.label}  hook {hook.id} -> {target.mask(hook.target_url)} "
+            "(not ours: sync leaves it alone)"
+        )
+    for hook in plan.extra:
+        say(f"extra    {describe(hook)}  hook {hook.id} -> {target.mask(hook.target_url)} (ours, not needed)")
+    say(
+        f"check: {len(session.needed)} needed, {len(plan.present)} in step, {len(plan.missing)} missing, "
+        f"{len(plan.extra)} extra, {len(plan.elsewhere)} pointing elsewhere"
+    )
+    return 0 if plan.in_step else 1
+
+
+def _hooks_sync(session: _HooksSession, say: _Masking) -> int:
+    target = session.target
+    say(f"rules point at {target.prefix}{MASK}?event=...")
+    plan, created, deleted = sync_hooks(session.kit, session.needed, target, session.tag_names_by_id, say)
+    for want, hook in plan.elsewhere:
+        say(
+            f"left alone  hook {hook.id} -> {target.mask(hook.target_url)}: it has the rule of "
+            f"{want.hook.label} but is not ours"
+        )
+    in_step = len(plan.present)
+    if created or deleted:
+        say(f"sync: {created} created, {deleted} deleted, {in_step} already in step")
+    else:
+        say(f"sync: nothing to do, {in_step} in step")
+    return 0
+
+
+def add_kit_commands(groups: CommandGroups) -> None:
+    kit = groups.add_parser("kit", help="the Kit account: the webhook rules the config needs")
+    kit_commands = kit.add_subparsers(title="commands", metavar="COMMAND")
+    kit.set_defaults(handler=_usage(kit))
+    hooks = kit_commands.add_parser(
+        "hooks",
+        help="check or sync Kit's legacy webhook rules against the config",
+        description=(
+            "Kit legacy webhook rules (one per event: tag X added, tag X removed, ...) that the config "
+            "needs: tag_add and tag_remove for every tag an operation triggers on or an automation "
+            "reads (trigger, goal, cancel_on, has_tag), and the subscriber status rules with "
+            "kit.status_hooks: true. Each points at {url}/webhooks/kit/{token}?event=...&tag=.... A "
+            "rule is ours when it points at {url}/webhooks/kit/; rules pointing elsewhere are never "
+            "changed. The Kit API key comes from kit.api_key (else KIT_API_KEY), the API from "
+            "KIT_API_BASE_URL (default " + DEFAULT_BASE_URL + "); the token is never printed. "
+            "Exit codes: 0 in step (check) or done (sync), 1 drift found (check), 2 bad input, "
+            "config or credentials, 3 Kit failed or refused a call (run again; sync continues "
+            "where it stopped)."
+        ),
+    )
+    hooks_commands = hooks.add_subparsers(title="commands", metavar="COMMAND")
+    hooks.set_defaults(handler=_usage(hooks))
+    for name, command, summary in (
+        ("check", _hooks_check, "list drift: rules missing, extra (ours, not needed) or pointing elsewhere"),
+        ("sync", _hooks_sync, "create the missing rules (and tags), delete our extra ones; safe to repeat"),
+    ):
+        sub = hooks_commands.add_parser(name, help=summary, description=summary)
+        sub.add_argument(
+            "--url",
+            metavar="URL",
+            help="the app's public base URL, e.g. https://abc123.execute-api.eu-west-1.amazonaws.com/api "
+            "(default: PUBLIC_BASE_URL)",
+        )
+        sub.add_argument(
+            "--config", metavar="FILE", help="the config file (default: MEMBERFLOW_CONFIG, else the example)"
+        )
+        sub.set_defaults(handler=functools.partial(_run_hooks, command))
+
+
 # --- main --------------------------------------------------------------------------------------
 
 
-COMMAND_GROUPS: tuple[Callable[[CommandGroups], None], ...] = (add_config_commands, add_simulate_command)
+COMMAND_GROUPS: tuple[Callable[[CommandGroups], None], ...] = (
+    add_config_commands,
+    add_simulate_command,
+    add_kit_commands,
+)
 
 
 def _usage(parser: argparse.ArgumentParser) -> Handler:
