@@ -36,9 +36,9 @@ from chalicelib.domain.setup import FieldSpec
 TemplateKey = Literal["subject", "body", "html"]
 TEMPLATE_KEYS: tuple[TemplateKey, ...] = ("subject", "body", "html")
 
-MAX_RENDERED_CHARACTERS = 100_000
-"""Per template. The rendered email is stored with its outbox item, and DynamoDB caps an item at
-400 KB; this also stops a runaway loop long before it costs a Lambda its time."""
+MAX_RENDERED_BYTES = 100_000
+"""Per rendered template, in UTF-8. The rendered email is stored with its outbox item, and DynamoDB
+caps an item at 400 KB; this also stops a runaway loop long before it costs a Lambda its time."""
 MAX_LOOP_ITERATIONS = 10_000
 
 _STRING_PROPERTIES = frozenset({"size", "first", "last"})
@@ -138,7 +138,7 @@ class RenderFailed(Exception):
 
 
 class _EmailEnvironment(Environment):
-    output_stream_limit: ClassVar[int | None] = MAX_RENDERED_CHARACTERS
+    output_stream_limit: ClassVar[int | None] = MAX_RENDERED_BYTES
     loop_iteration_limit: ClassVar[int | None] = MAX_LOOP_ITERATIONS
 
 
@@ -179,21 +179,20 @@ class EmailTemplates:
         parsed: dict[str, _ParsedEmail] = {}
         problems: list[TemplateProblem] = []
         for email_id, source in sources.items():
+            present = [key for key in TEMPLATE_KEYS if getattr(source, key) is not None]
             templates: dict[TemplateKey, BoundTemplate] = {}
-            for key in TEMPLATE_KEYS:
-                text = getattr(source, key)
-                if text is None:
-                    continue
+            for key in present:
                 environment = _HTML if key == "html" else _TEXT
                 try:
-                    template = environment.from_string(text)
+                    template = environment.from_string(getattr(source, key))
                 except LiquidError as exc:
                     problems.append(TemplateProblem(email_id, key, _syntax_message(exc)))
                     continue
-                found = list(_template_problems(template, known))
-                problems.extend(TemplateProblem(email_id, key, message) for message in found)
+                problems.extend(
+                    TemplateProblem(email_id, key, found) for found in _template_problems(template, known)
+                )
                 templates[key] = template
-            if len(templates) == sum(getattr(source, key) is not None for key in TEMPLATE_KEYS):
+            if len(templates) == len(present):
                 parsed[email_id] = _ParsedEmail(
                     templates["subject"], templates["body"], templates.get("html"), source.from_name
                 )
