@@ -698,14 +698,37 @@ class AutomationConfig(StrictModel):
 
 
 class EmailConfig(StrictModel):
-    """An email automations send, through the outbox; Liquid placeholders work as in Kit.
+    """An email automations send, through the outbox; its templates are Liquid in Kit's vocabulary.
 
-    ``{{ subscriber.first_name }}`` and ``{{ subscriber.email_address }}`` are filled in per contact.
+    ``{{ subscriber.first_name }}``, ``{{ subscriber.email_address }}`` and
+    ``{{ subscriber.<field> }}`` are filled in per contact. Whether each template parses and names
+    only those is checked with the whole file (``chalicelib.adapters.email.templates``).
     """
 
-    subject: str = Field(min_length=1, description="The subject line; Liquid placeholders allowed.")
-    body: str = Field(min_length=1, description="The body; Liquid placeholders allowed.")
-    from_name: str | None = Field(default=None, description="The sender name shown to the contact.")
+    subject: str = Field(
+        min_length=1,
+        description="The subject line, a Liquid template, e.g. Welcome, {{ subscriber.first_name }}.",
+    )
+    body: str = Field(
+        min_length=1,
+        description=(
+            "The plain-text body, a Liquid template: {{ subscriber.first_name }}, "
+            "{{ subscriber.email_address }} and {{ subscriber.<field> }} for each of your fields."
+        ),
+    )
+    html: str | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "An HTML body sent alongside the text body, a Liquid template with the same placeholders; "
+            "the contact's values are HTML-escaped."
+        ),
+    )
+    from_name: str | None = Field(
+        default=None,
+        min_length=1,
+        description="The sender name the contact sees for this email, instead of the name in email.from.",
+    )
 
 
 def rebuild_models() -> None:

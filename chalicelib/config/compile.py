@@ -9,7 +9,7 @@ A key added to the schema reaches the domain only when a line here copies it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.config import automations as c
 from chalicelib.config.base import FieldAssignment, FieldDelta
@@ -27,16 +27,14 @@ from chalicelib.domain.setup import (
 )
 from chalicelib.domain.setup import TagActions as DomainTagActions
 
+if TYPE_CHECKING:
+    from chalicelib.adapters.email.templates import EmailTemplates, TemplateProblem
+
 
 def compile_setup(config: MemberflowConfig) -> Setup:
     thrivecart = config.thrivecart
     return Setup(
-        fields=frozen_map(
-            {
-                name: FieldSpec(spec.type, spec.min, spec.max, spec.default)
-                for name, spec in config.fields.items()
-            }
-        ),
+        fields=field_specs(config),
         operations=frozen_map({op_id: _operation(op) for op_id, op in config.operations.items()}),
         products=frozen_map(
             {key: _product(product) for key, product in (thrivecart.products if thrivecart else {}).items()}
@@ -64,6 +62,48 @@ def setup_of(config: MemberflowConfig) -> Setup:
         _COMPILED.clear()
     _COMPILED[id(config)] = (config, setup)
     return setup
+
+
+def field_specs(config: MemberflowConfig) -> Mapping[str, FieldSpec]:
+    return frozen_map(
+        {name: FieldSpec(spec.type, spec.min, spec.max, spec.default) for name, spec in config.fields.items()}
+    )
+
+
+_TEMPLATES: dict[int, tuple[MemberflowConfig, EmailTemplates | tuple[TemplateProblem, ...]]] = {}
+
+
+def email_templates_of(config: MemberflowConfig) -> EmailTemplates:
+    """The config's email templates, parsed and checked once per config object.
+
+    Raises ``TemplateProblems``. The whole-file check and ``LoadedConfig`` both ask, so the
+    templates of one load are parsed once. python-liquid is imported here, not with the package:
+    it is needed only once a config is loaded.
+    """
+    from chalicelib.adapters.email.templates import (
+        EmailSource,
+        EmailTemplates,
+        TemplateProblems,
+        TemplateScope,
+    )
+
+    cached = _TEMPLATES.get(id(config))
+    if cached is None or cached[0] is not config:
+        sources = {
+            email_id: EmailSource(email.subject, email.body, email.html, email.from_name)
+            for email_id, email in config.emails.items()
+        }
+        outcome: EmailTemplates | tuple[TemplateProblem, ...]
+        try:
+            outcome = EmailTemplates.parse(sources, TemplateScope(field_specs(config)))
+        except TemplateProblems as failed:
+            outcome = failed.problems
+        if len(_TEMPLATES) > 64:
+            _TEMPLATES.clear()
+        cached = _TEMPLATES[id(config)] = (config, outcome)
+    if isinstance(cached[1], EmailTemplates):
+        return cached[1]
+    raise TemplateProblems(cached[1])
 
 
 def automation_from_stored(stored: Mapping[str, Any]) -> d.Automation:

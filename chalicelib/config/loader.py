@@ -18,16 +18,19 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from types import UnionType
-from typing import Any, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, Tag, ValidationError
 from pydantic_core import ErrorDetails
 
-from chalicelib.config.compile import setup_of
+from chalicelib.config.compile import email_templates_of, setup_of
 from chalicelib.config.model import KeyPath, MemberflowConfig
 from chalicelib.config.validate import format_problem, validate
 from chalicelib.domain.setup import Setup
+
+if TYPE_CHECKING:
+    from chalicelib.adapters.email.templates import EmailTemplates
 
 
 class ConfigError(Exception):
@@ -60,8 +63,12 @@ class LoadedConfig:
     setup: Setup = field(init=False, repr=False, compare=False)
     """The model compiled into domain values, once, when the config is loaded."""
 
+    templates: EmailTemplates = field(init=False, repr=False, compare=False)
+    """Every email's templates, parsed once when the config is loaded; ``render`` fills one in."""
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "setup", setup_of(self.model))
+        object.__setattr__(self, "templates", email_templates_of(self.model))
 
 
 def load_config(path: str | os.PathLike[str]) -> LoadedConfig:

@@ -12,11 +12,12 @@ shares live in ``chalicelib.config.base``; automations and emails in ``chaliceli
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from decimal import Decimal
-from typing import Any, ClassVar, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
-from pydantic import BaseModel, Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, Field, ValidationInfo, field_validator
 
 from chalicelib.config.automations import AutomationConfig, AutomationId, EmailConfig, EmailId, TimeZoneName
 from chalicelib.config.base import (
@@ -323,6 +324,61 @@ class TestContactsConfig(StrictModel):
     )
 
 
+_SENDER = re.compile(r'^\s*(?:"?(?P<name>[^<>"\r\n]*?)"?\s*<(?P<address>[^<>]*)>|(?P<bare>[^<>\s]+))\s*$')
+_ADDRESS = re.compile(
+    r"^[^@\s\"(),:;<>\[\]\\]+"  # the local part: no spaces, quotes or separators
+    # a domain of dotted labels: letters, digits, inner hyphens
+    r"@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$"
+)
+
+
+def _check_sender(value: str) -> str:
+    match = _SENDER.fullmatch(value)
+    address = (match.group("address") or match.group("bare")) if match else None
+    if address is None or not _ADDRESS.fullmatch(address):
+        raise ValueError(
+            f"{value!r} is not a sender: write an email address, alone or as Name <address>, "
+            f"e.g. Acme Academy <hello@example.com>"
+        )
+    return value
+
+
+Sender = Annotated[
+    str,
+    AfterValidator(_check_sender),
+    Field(examples=["Acme Academy <hello@example.com>", "hello@example.com"]),
+]
+
+_CONFIGURATION_SET = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def _check_configuration_set(value: str) -> str:
+    if not _CONFIGURATION_SET.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not an SES configuration set name: 1 to 64 letters, digits, '-' or '_'"
+        )
+    return value
+
+
+class EmailSenderConfig(StrictModel):
+    """Who the emails of the emails section come from, sent through Amazon SES."""
+
+    from_: Sender = Field(
+        alias="from",
+        description=(
+            "The sender, Name <address> or just the address, e.g. Acme Academy <hello@example.com>. "
+            "The address (or its domain) must be verified in SES."
+        ),
+    )
+    reply_to: Sender | None = Field(
+        default=None, description="Where replies go, if not to the sender; Name <address> or an address."
+    )
+    configuration_set: Annotated[str, AfterValidator(_check_configuration_set)] | None = Field(
+        default=None,
+        description="The SES configuration set the emails are sent with (event publishing, IP pools).",
+    )
+
+
 class MemberflowConfig(StrictModel):
     """memberflow's configuration: checkout, CRM, custom fields, operations and automations."""
 
@@ -348,6 +404,9 @@ class MemberflowConfig(StrictModel):
     time_zone: TimeZoneName = Field(
         default="UTC",
         description="The time zone of wait_until dates and times unless an automation names its own.",
+    )
+    email: EmailSenderConfig | None = Field(
+        default=None, description="The sender of the emails section: from, and optionally reply_to."
     )
     emails: dict[EmailId, EmailConfig] = Field(
         default_factory=dict,

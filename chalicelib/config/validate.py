@@ -52,6 +52,7 @@ from chalicelib.config.automations import (
     ThriveCartEvent,
     WaitUntilStep,
 )
+from chalicelib.config.compile import email_templates_of
 from chalicelib.config.model import (
     FieldAssignment,
     FieldConfig,
@@ -784,6 +785,37 @@ def check_goals_against_trigger(config: MemberflowConfig) -> Iterator[Finding]:
                 )
 
 
+# --- Emails ------------------------------------------------------------------------------------
+
+
+def check_email_templates(config: MemberflowConfig) -> Iterator[Finding]:
+    """Every template parses and names only Kit's vocabulary, this config's fields and real filters."""
+    if not config.emails:
+        return
+    from chalicelib.adapters.email.templates import TemplateProblems
+
+    try:
+        email_templates_of(config)
+    except TemplateProblems as failed:
+        for problem in failed.problems:
+            yield error(("emails", problem.email_id, problem.key), problem.message)
+
+
+def check_email_sender(config: MemberflowConfig) -> Iterator[Finding]:
+    """Warn when automations send email but no sender is configured: delivery would have no From."""
+    if config.email is not None:
+        return
+    for base, automation in _automations(config):
+        for path, item in automation_items(automation, base):
+            if isinstance(item, SendEmailStep):
+                yield warning(
+                    ("email", "from"),
+                    f"{format_path((*path, 'send_email'))} sends email {item.send_email!r}, but no sender is "
+                    f'configured; add email: {{from: "Name <address>"}} with an address verified in SES',
+                )
+                return
+
+
 CHECKS: tuple[Check, ...] = (
     check_field_references,
     check_trigger_tags,
@@ -796,6 +828,8 @@ CHECKS: tuple[Check, ...] = (
     check_wait_dates,
     check_goals_against_trigger,
     check_unadded_tags,
+    check_email_templates,
+    check_email_sender,
 )
 """The checks ``validate`` runs, in order; a new config section appends its own."""
 

@@ -21,6 +21,7 @@ DEFERRED = (
     "yaml",
     "aws_lambda_powertools",
     "chalicelib.config",
+    "liquid",  # the email templates: parsed when the config is loaded
     "chalicelib.storage.models",
     "chalicelib.services.inbox",
 )

@@ -50,6 +50,7 @@ def build(automations: dict[str, Any], **sections: Any) -> MemberflowConfig:
             },
             "set-track": {"set_field": {"field": "track", "value": "marketing"}},
         },
+        "email": {"from": "Acme Academy <hello@example.com>"},
         "emails": {
             "welcome": {"subject": "Welcome, {{ subscriber.first_name }}", "body": "..."},
             "upsell": {"subject": "More?", "body": "..."},
@@ -138,6 +139,7 @@ class TestValidAutomations:
                     status: draft
                     trigger: {operation: form-submitted}
                     steps: [{send_email: welcome}]
+                email: {from: "Acme Academy <hello@example.com>"}
                 emails:
                   welcome: {subject: "Welcome, {{ subscriber.first_name }}", body: "..."}
                   upsell: {subject: "More?", body: "..."}

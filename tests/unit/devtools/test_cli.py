@@ -112,6 +112,7 @@ fields:
 operations:
   add-50-credits: {increase_field: {field: credits, by: 50}}
   spend-10-credits: {decrease_field: {field: credits, by: 10}}
+email: {from: "Acme Academy <hello@example.com>"}
 emails:
   welcome: {subject: Welcome, body: Hello}
   upsell: {subject: More, body: Buy}
