@@ -50,6 +50,7 @@ class Settings:
             run_history=env.get("MEMBERFLOW_RUN_HISTORY_TABLE", default.run_history),
             markers=env.get("MEMBERFLOW_MARKERS_TABLE", default.markers),
             rate_limits=env.get("MEMBERFLOW_RATE_LIMITS_TABLE", default.rate_limits),
+            kit_state=env.get("MEMBERFLOW_KIT_STATE_TABLE", default.kit_state),
         )
         admin = env.get("ADMIN_TOKEN") or None
         # A bare token in the environment is the local default; refs are resolved like config secrets.

@@ -19,6 +19,7 @@ from typing import Any
 
 from chalicelib.domain.automations.runs import Run, RunStatus, StepRecord
 from chalicelib.domain.inbox import OPEN, InboxRecord, Status, decode_cursor, encode_cursor, fault_reason
+from chalicelib.domain.kit_sync import KitView
 from chalicelib.domain.model import Contact, KitSyncIntent, LedgerEntry, OutboundIntent, TimelineEntry
 from chalicelib.domain.outbox import (
     DUE,
@@ -31,6 +32,7 @@ from chalicelib.domain.outbox import (
     from_outbound,
 )
 from chalicelib.domain.ratelimit import Bucket, BucketState, Granted, Wait, backed_off, take
+from chalicelib.domain.setup import frozen_map
 from chalicelib.domain.timers import Timer
 from chalicelib.services.ports import (
     Commit,
@@ -40,9 +42,12 @@ from chalicelib.services.ports import (
     LeaseTaken,
     NotLeased,
     StaleContact,
+    StaleKitView,
     StaleRun,
+    StoredKitView,
     Stores,
 )
+from chalicelib.services.ports.kit_state import check_size
 from chalicelib.services.ports.mailer import MailerError, MailerPermanent, OutgoingEmail, SentEmail
 
 
@@ -63,6 +68,7 @@ class InMemoryWorld:
         self.markers: dict[str, set[str]] = defaultdict(set)
         self.versions: dict[tuple[str, str], Mapping[str, Any]] = {}
         self.buckets: dict[str, BucketState] = {}
+        self.kit_views: dict[str, StoredKitView] = {}
         self.stores = Stores(
             inbox=InMemoryInbox(self),
             contacts=InMemoryContacts(self),
@@ -70,6 +76,7 @@ class InMemoryWorld:
             versions=InMemoryVersions(self),
             outbox=InMemoryOutbox(self),
             rate_limits=InMemoryRateLimiter(self),
+            kit_state=InMemoryKitState(self),
         )
 
     def store_run(self, run: Run) -> Run:
@@ -404,6 +411,26 @@ class InMemoryRateLimiter:
 
     def get(self, bucket: Bucket) -> BucketState | None:
         return self.world.buckets.get(bucket.id)
+
+
+class InMemoryKitState:
+    def __init__(self, world: InMemoryWorld) -> None:
+        self.world = world
+
+    def get(self, email: str) -> StoredKitView | None:
+        return self.world.kit_views.get(email)
+
+    def save(self, email: str, view: KitView, expected_version: int | None) -> StoredKitView:
+        check_size(email, view)
+        with self.world.lock:
+            stored = self.world.kit_views.get(email)
+            if (stored.version if stored is not None else None) != expected_version:
+                raise StaleKitView(f"the Kit view of {email} is no longer at version {expected_version}")
+            # A copy, as DynamoDB would hold: the caller's mappings may change after the save.
+            kept = replace(view, tags=frozenset(view.tags), fields=frozen_map(view.fields))
+            saved = StoredKitView(kept, 1 if stored is None else stored.version + 1)
+            self.world.kit_views[email] = saved
+            return saved
 
 
 class InjectedFault(RuntimeError):

@@ -20,6 +20,7 @@ from typing import Any
 from pynamodb.attributes import (
     Attribute,
     BinaryAttribute,
+    BooleanAttribute,
     JSONAttribute,
     NumberAttribute,
     UnicodeAttribute,
@@ -65,6 +66,23 @@ class ValueMapAttribute(Attribute[dict[str, Any]]):
             else:
                 out[key] = typed.get("S", "")
         return out
+
+
+class TextMapAttribute(Attribute[dict[str, str]]):
+    """A map of names to strings, read back as strings: a value such as ``"50"`` never becomes a number."""
+
+    attr_type = MAP
+
+    def serialize(self, value: Mapping[str, str]) -> dict[str, dict[str, str]]:
+        out: dict[str, dict[str, str]] = {}
+        for key, item in value.items():
+            if not isinstance(item, str):
+                raise TypeError(f"unsupported value for {key!r}: {type(item).__name__}")
+            out[key] = {"S": item}
+        return out
+
+    def deserialize(self, value: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
+        return {key: typed["S"] for key, typed in value.items()}
 
 
 class BaseTable(Model):
@@ -394,6 +412,28 @@ class RateLimitModel(BaseTable):
     version = NumberAttribute()
 
 
+class KitStateModel(BaseTable):
+    """What Kit was last confirmed to hold for one contact (``chalicelib.domain.kit_sync.KitView``).
+
+    One item per contact, replaced whole by each save on condition that ``version`` is still the one
+    the saver read (or, for the first save, that there is no item), so two workers confirming calls
+    for one contact cannot overwrite each other. Its size is bounded by the port
+    (``chalicelib.services.ports.kit_state.MAX_VIEW_BYTES``).
+    """
+
+    class Meta(BaseTable.Meta):
+        table_name = "memberflow-kit-state"
+
+    email = UnicodeAttribute(hash_key=True)
+    subscribed = BooleanAttribute()
+    subscriber_id = UnicodeAttribute(null=True)
+    first_name = UnicodeAttribute(null=True)
+    tags = UnicodeSetAttribute(null=True)
+    """Exactly as confirmed, case included: Kit matches names ignoring case, the plan compares them so."""
+    fields = TextMapAttribute(null=True)
+    version = NumberAttribute()
+
+
 TABLE_MODELS: dict[str, type[BaseTable]] = {
     "contacts": ContactModel,
     "events": EventModel,
@@ -405,6 +445,7 @@ TABLE_MODELS: dict[str, type[BaseTable]] = {
     "run_history": RunHistoryModel,
     "markers": MarkerModel,
     "rate_limits": RateLimitModel,
+    "kit_state": KitStateModel,
 }
 """Each ``TableNames`` field and the model whose table it names."""
 

@@ -19,6 +19,7 @@ class TableNames:
     run_history: str
     markers: str
     rate_limits: str
+    kit_state: str
 
     @classmethod
     def with_prefix(cls, prefix: str) -> TableNames:
@@ -33,4 +34,5 @@ class TableNames:
             f"{prefix}run-history",
             f"{prefix}markers",
             f"{prefix}rate-limits",
+            f"{prefix}kit-state",
         )

@@ -2,11 +2,11 @@
 
 ``inbox`` (inbound deliveries), ``contacts`` (contacts, markers and the commit of one event),
 ``runs`` (automation runs), ``versions`` (automation versions), ``outbox`` (what is owed to the
-outside world) and ``ratelimit`` (a token bucket per API credential); ``timers`` is the scheduler of
-durable timers. Each has a DynamoDB implementation under ``chalicelib.storage.dynamo`` and an
-in-memory fake in ``tests/fakes.py``, both held to the same contract suite, so a fake cannot drift
-from the real thing. ``Stores`` bundles one of each, for wiring; a service takes only the ports it
-uses.
+outside world), ``ratelimit`` (a token bucket per API credential) and ``kit_state`` (what Kit was
+last confirmed to hold for each contact); ``timers`` is the scheduler of durable timers. Each has a
+DynamoDB implementation under ``chalicelib.storage.dynamo`` and an in-memory fake in
+``tests/fakes.py``, both held to the same contract suite, so a fake cannot drift from the real
+thing. ``Stores`` bundles one of each, for wiring; a service takes only the ports it uses.
 """
 
 from __future__ import annotations
@@ -14,8 +14,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from chalicelib.services.ports.contacts import Commit, ContactStore
-from chalicelib.services.ports.errors import EventAlreadyFinal, LeaseTaken, NotLeased, StaleContact, StaleRun
+from chalicelib.services.ports.errors import (
+    EventAlreadyFinal,
+    KitViewTooLarge,
+    LeaseTaken,
+    NotLeased,
+    StaleContact,
+    StaleKitView,
+    StaleRun,
+)
 from chalicelib.services.ports.inbox import EventPage, InboxStore
+from chalicelib.services.ports.kit_state import KitStateStore, StoredKitView
 from chalicelib.services.ports.outbox import OutboxStore
 from chalicelib.services.ports.ratelimit import RateLimiter
 from chalicelib.services.ports.runs import RunStore
@@ -33,6 +42,7 @@ class Stores:
     versions: VersionStore
     outbox: OutboxStore
     rate_limits: RateLimiter
+    kit_state: KitStateStore
 
 
 __all__ = [
@@ -41,6 +51,8 @@ __all__ = [
     "EventAlreadyFinal",
     "EventPage",
     "InboxStore",
+    "KitStateStore",
+    "KitViewTooLarge",
     "LeaseTaken",
     "NotLeased",
     "OutboxStore",
@@ -48,7 +60,9 @@ __all__ = [
     "RunStore",
     "Scheduler",
     "StaleContact",
+    "StaleKitView",
     "StaleRun",
+    "StoredKitView",
     "Stores",
     "VersionStore",
 ]

@@ -1,12 +1,13 @@
 """The conditions a storage port reports to the services, whatever implements it.
 
 The contact, event and run races belong to the domain's error taxonomy (``chalicelib.domain.errors``)
-because a route may have to answer them; the lease races only ever reach the delivery worker.
+because a route may have to answer them; the lease races and the Kit view's conditions only ever
+reach the delivery worker.
 """
 
 from __future__ import annotations
 
-from chalicelib.domain.errors import Conflict, EventAlreadyFinal, StaleContact, StaleRun
+from chalicelib.domain.errors import Conflict, EventAlreadyFinal, StaleContact, StaleRun, Transient
 
 
 class LeaseTaken(Conflict):
@@ -21,4 +22,25 @@ class NotLeased(Conflict):
     code = "not_leased"
 
 
-__all__ = ["EventAlreadyFinal", "LeaseTaken", "NotLeased", "StaleContact", "StaleRun"]
+class StaleKitView(Transient):
+    """The contact's confirmed Kit view was saved by someone else since it was read; read it again,
+    apply the confirmations again and save."""
+
+    code = "busy"
+
+
+class KitViewTooLarge(Conflict):
+    """A confirmed Kit view is over the size one stored item may have; it is not stored."""
+
+    code = "kit_view_too_large"
+
+
+__all__ = [
+    "EventAlreadyFinal",
+    "KitViewTooLarge",
+    "LeaseTaken",
+    "NotLeased",
+    "StaleContact",
+    "StaleKitView",
+    "StaleRun",
+]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from chalicelib.services.ports import Stores
 from chalicelib.storage.dynamo.contacts import DynamoContacts
 from chalicelib.storage.dynamo.inbox import DynamoInbox
+from chalicelib.storage.dynamo.kit_state import DynamoKitState
 from chalicelib.storage.dynamo.outbox import DynamoOutbox
 from chalicelib.storage.dynamo.ratelimit import DynamoRateLimiter
 from chalicelib.storage.dynamo.runs import DynamoRuns
@@ -24,12 +25,14 @@ def dynamo_stores(tables: Tables) -> Stores:
         versions=DynamoVersions(tables),
         outbox=DynamoOutbox(tables),
         rate_limits=DynamoRateLimiter(tables),
+        kit_state=DynamoKitState(tables),
     )
 
 
 __all__ = [
     "DynamoContacts",
     "DynamoInbox",
+    "DynamoKitState",
     "DynamoOutbox",
     "DynamoRateLimiter",
     "DynamoRuns",

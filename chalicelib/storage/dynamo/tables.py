@@ -22,6 +22,7 @@ from chalicelib.storage.models import (
     BaseTable,
     ContactModel,
     EventModel,
+    KitStateModel,
     LedgerModel,
     MarkerModel,
     OutboxModel,
@@ -49,6 +50,7 @@ class Tables:
         self.run_history = self._bind(RunHistoryModel, names.run_history)
         self.markers = self._bind(MarkerModel, names.markers)
         self.rate_limits = self._bind(RateLimitModel, names.rate_limits)
+        self.kit_state = self._bind(KitStateModel, names.kit_state)
 
     def _bind(self, schema: type[M], table_name: str) -> type[M]:
         meta = type("Meta", (schema.Meta,), {"table_name": table_name})
