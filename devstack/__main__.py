@@ -5,9 +5,11 @@ on a loopback port, the app's tables created from the packaged template, the exa
 and validated, the delay state machine from ``infra/delays.asl.json`` executed by moto with its
 Lambda task calling the app's ``fire_timer`` in this process (Waits really sleep), the app's
 ``@app.schedule`` handlers (``sweep_runs``) run every ``LOCAL_SWEEP_SECONDS`` (default 30), and
-Chalice's local server. State lives in memory and is gone when it stops
-(Ctrl-C or SIGTERM). Secrets the config references default to well-known local values so the
-printed curl commands work as they are.
+Chalice's local server. Without Kit credentials (``KIT_API_BASE_URL`` and ``KIT_API_KEY`` both
+unset) it also serves the Kit stand-in (``devstack.kit_standin``) on ``LOCAL_KIT_PORT`` or any free
+port and gives the app its URL and local key; with them set, the app talks to that Kit. State lives
+in memory and is gone when it stops (Ctrl-C or SIGTERM). Secrets the config references default to
+well-known local values so the printed curl commands work as they are.
 The app runs as the packaged template's function role with IAM enforced; ``LOCAL_IAM=off`` turns that off.
 """
 
@@ -21,13 +23,16 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 if TYPE_CHECKING:
     from chalicelib.config.secrets import SecretResolver
+    from devstack.kit_standin import KitStandin
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,6 +47,85 @@ LOCAL_SECRETS = {
 
 class PortBusy(Exception):
     pass
+
+
+LOCAL_KIT_PORT = "LOCAL_KIT_PORT"
+KIT_API_BASE_URL = "KIT_API_BASE_URL"
+KIT_API_KEY = "KIT_API_KEY"
+
+
+@dataclass(frozen=True)
+class KitStandinWanted:
+    """No Kit credentials: serve the stand-in on this port (0: any free one)."""
+
+    port: int
+
+
+@dataclass(frozen=True)
+class ConfiguredKit:
+    """Kit credentials given: the app talks to the Kit at ``base_url`` with the key in ``KIT_API_KEY``."""
+
+    base_url: str
+
+
+@dataclass(frozen=True)
+class KitApi:
+    """The Kit API the app was given, as the banner shows it."""
+
+    base_url: str
+    local: bool = False
+    """The stand-in this process serves, whose key is local-only and printed in full."""
+
+
+def choose_kit(environ: Mapping[str, str]) -> KitStandinWanted | ConfiguredKit:
+    """Which Kit ``make run`` gives the app; ValueError says what to set when the choice is unclear.
+
+    A key alone means Kit's own API (the base URL's default). A base URL alone is refused rather than
+    guessed at: the stand-in would not be at that URL, and the URL's Kit would refuse every call.
+    """
+    from chalicelib.adapters.kit.client import DEFAULT_BASE_URL
+
+    base_url = environ.get(KIT_API_BASE_URL, "").strip()
+    key = environ.get(KIT_API_KEY, "").strip()
+    if not base_url and not key:
+        return KitStandinWanted(local_kit_port(environ))
+    if not key:
+        raise ValueError(
+            f"{KIT_API_BASE_URL} is set but {KIT_API_KEY} is not; set both to use that Kit,"
+            " or neither for the local Kit stand-in"
+        )
+    return ConfiguredKit(base_url or DEFAULT_BASE_URL)
+
+
+def local_kit_port(environ: Mapping[str, str]) -> int:
+    """``LOCAL_KIT_PORT`` as a port number; unset or empty is 0, any free port."""
+    raw = environ.get(LOCAL_KIT_PORT, "").strip()
+    if not raw:
+        return 0
+    if not raw.isdigit() or int(raw) > 65535:
+        raise ValueError(f"{LOCAL_KIT_PORT} must be a port number from 0 to 65535, not {raw!r}")
+    return int(raw)
+
+
+def shown_url(url: str) -> str:
+    """``url`` without a password in it, so the banner never prints a credential a URL carries."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+def start_kit_standin(host: str, port: int) -> KitStandin:
+    """The stand-in serving on ``host``; PortBusy if something took ``port`` since it was checked."""
+    from devstack.kit_standin import KitStandin
+
+    try:
+        return KitStandin(host=host, port=port).start()
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            ensure_port_free(host, port, LOCAL_KIT_PORT)  # raises PortBusy with the usual advice
+        raise
 
 
 def ensure_port_free(host: str, port: int, variable: str) -> None:
@@ -97,8 +181,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"memberflow: {error}", file=sys.stderr)
         return 2
     try:
+        kit = choose_kit(os.environ)
+    except ValueError as error:
+        print(f"memberflow: {error}", file=sys.stderr)
+        return 2
+    try:
         ensure_port_free(args.host, args.app_port, "LOCAL_APP_PORT")
         ensure_port_free(args.host, args.moto_port, "LOCAL_MOTO_PORT")
+        if isinstance(kit, KitStandinWanted):
+            ensure_port_free(args.host, kit.port, LOCAL_KIT_PORT)
     except PortBusy as busy:
         print(f"memberflow: {busy}", file=sys.stderr)
         return 2
@@ -114,9 +205,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, value in LOCAL_SECRETS.items():
         os.environ.setdefault(name, value)
     os.environ["MEMBERFLOW_CONFIG"] = str(Path(args.config).resolve())
+    standin = None
+    if isinstance(kit, KitStandinWanted):
+        try:
+            standin = start_kit_standin(args.host, kit.port)
+        except PortBusy as busy:
+            print(f"memberflow: {busy}", file=sys.stderr)
+            return 2
+        from devstack.kit_standin import DEFAULT_API_KEY
+
+        # Before the container is built: Settings and the secrets read these when it is.
+        os.environ.update({KIT_API_BASE_URL: standin.url, KIT_API_KEY: DEFAULT_API_KEY})
+        kit_api = KitApi(standin.url, local=True)
+    else:
+        kit_api = KitApi(kit.base_url)
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     logging.getLogger("moto").setLevel(logging.CRITICAL)
+    try:
+        return serve_with_moto(args, loaded.version, kit_api, iam=iam)
+    finally:
+        if standin is not None:
+            standin.stop()
+
+
+def serve_with_moto(
+    args: argparse.Namespace,
+    config_version: str,
+    kit_api: KitApi,
+    *,
+    iam: bool,
+) -> int:
     from moto.server import ThreadedMotoServer
 
     from devstack import moto_support
@@ -134,12 +253,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         AWS_DEFAULT_REGION="us-east-1",
     )
     try:
-        return serve(args, loaded.version, endpoint, iam=iam)
+        return serve(args, config_version, endpoint, kit_api, iam=iam)
     finally:
         moto.stop()
 
 
-def serve(args: argparse.Namespace, config_version: str, moto_endpoint: str, *, iam: bool) -> int:
+def serve(
+    args: argparse.Namespace, config_version: str, moto_endpoint: str, kit_api: KitApi, *, iam: bool
+) -> int:
     from chalice.config import Config
 
     import app as app_module
@@ -162,7 +283,7 @@ def serve(args: argparse.Namespace, config_version: str, moto_endpoint: str, *, 
     server = local_server(app_module.app, config, args.host, args.app_port)
     port = server.server.server_address[1]
     base = f"http://{args.host}:{port}"
-    print_banner(base, moto_endpoint, container, config_version, delays)
+    print_banner(base, moto_endpoint, container, config_version, delays, kit_api)
     delays.start_schedules(region)
 
     stopping = threading.Event()
@@ -203,7 +324,12 @@ def local_server(app: Any, config: Any, host: str, port: int) -> Any:
 
 
 def print_banner(
-    base: str, moto_endpoint: str, container: object, version: str, delays: object | None = None
+    base: str,
+    moto_endpoint: str,
+    container: object,
+    version: str,
+    delays: object | None = None,
+    kit_api: KitApi | None = None,
 ) -> None:
     from chalicelib.bootstrap import Container
     from chalicelib.domain.hooks import hook_token
@@ -220,6 +346,10 @@ def print_banner(
         f"  moto          {moto_endpoint}  (in-memory AWS; state is lost on exit)",
         f"  admin token   {admin_token}",
     ]
+    if kit_api is not None and kit_api.local:
+        lines.append(f"  Kit API (stand-in) {kit_api.base_url} — no Kit account needed")
+    elif kit_api is not None:
+        lines.append(f"  Kit API       {shown_url(kit_api.base_url)}  (key from {KIT_API_KEY}, not printed)")
     if isinstance(delays, LocalDelays):
         routed = (
             "" if TIMER_HANDLER in delays.lambdas else f" (app.py has no {TIMER_HANDLER}: no timer fires)"
@@ -251,6 +381,13 @@ def print_banner(
             " -d 'customer[email]=ada@example.com' -d 'purchase_map[0]=product-12'"
         )
     lines.append(f"  curl -s -H 'Authorization: Bearer {admin_token}' {base}/admin/contacts/ada@example.com")
+    if kit_api is not None and kit_api.local:
+        from devstack.kit_standin import API_KEY_HEADER, DEFAULT_API_KEY
+
+        lines += [
+            "  # the stand-in's subscribers, as Kit would list them; its key works nowhere but this stand-in",
+            f"  curl -s -H '{API_KEY_HEADER}: {DEFAULT_API_KEY}' '{kit_api.base_url}/subscribers?status=all'",
+        ]
     if shown.masked:
         names = ", ".join(sorted(shown.masked))
         their = "their <…> placeholders" if len(shown.masked) > 1 else "its <…> placeholder"
