@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,19 +23,22 @@ import pytest
 
 from chalicelib.adapters.kit.verify import sign
 from devstack.__main__ import LOCAL_SECRETS
+from devstack.kit_standin import API_KEY_HEADER, DEFAULT_API_KEY
 from tests.support.payloads import payload_bytes
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN = {"Authorization": f"Bearer {LOCAL_SECRETS['ADMIN_TOKEN']}"}
+KIT_VARIABLES = ("KIT_API_BASE_URL", "KIT_API_KEY", "LOCAL_KIT_PORT")
 
 
 def start_stack(extra_env: dict[str, str]) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MOTO"))}
     env.update({"PYTHONUNBUFFERED": "1", **extra_env})
-    for name in LOCAL_SECRETS:
-        env.pop(name, None)
+    for name in (*LOCAL_SECRETS, *KIT_VARIABLES):
+        if name not in extra_env:
+            env.pop(name, None)
     return subprocess.Popen(
         [sys.executable, "-m", "devstack"],
         cwd=ROOT,
@@ -45,26 +49,51 @@ def start_stack(extra_env: dict[str, str]) -> subprocess.Popen[str]:
     )
 
 
-@pytest.fixture(scope="module")
-def stack() -> Iterator[str]:
-    process = start_stack({"LOCAL_APP_PORT": "0"})
+@dataclass(frozen=True)
+class Running:
+    base: str
+    banner: str
+
+
+def read_banner(process: subprocess.Popen[str], seconds: float = 60) -> Running | None:
+    """The base URL and the whole banner of a starting stack, or None if it never printed them."""
     assert process.stdout is not None
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + seconds
+    seen: list[str] = []
     base = None
-    seen = []
     while time.monotonic() < deadline:
         line = process.stdout.readline()
         if not line:
-            break
+            return None
         seen.append(line)
         match = re.search(r"memberflow is running on (http://127\.0\.0\.1:\d+)", line)
-        if match:
-            base = match.group(1)
-            break
-    assert base, "".join(seen)
-    yield base
+        base = match.group(1) if match else base
+        if line.startswith("Ctrl-C stops it."):
+            return Running(base, "".join(seen)) if base else None
+    return None
+
+
+def stop_stack(process: subprocess.Popen[str]) -> None:
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=20) == 0
+
+
+@pytest.fixture(scope="module")
+def running() -> Iterator[Running]:
+    process = start_stack({"LOCAL_APP_PORT": "0"})
+    started = read_banner(process)
+    assert started, "the local stack did not start"
+    yield started
+    stop_stack(process)
+    standin = re.search(r"Kit API \(stand-in\) http://127\.0\.0\.1:(\d+)/v4", started.banner)
+    assert standin
+    with pytest.raises(ConnectionRefusedError):  # the stand-in stopped with the stack
+        socket.create_connection(("127.0.0.1", int(standin.group(1))), timeout=5).close()
+
+
+@pytest.fixture(scope="module")
+def stack(running: Running) -> str:
+    return running.base
 
 
 def call(
@@ -124,6 +153,61 @@ class TestLocalStack:
         status, body = call("GET", f"{stack}/admin/events")
         assert status == 401
         assert body["error"]["code"] == "unauthorized"
+
+
+class TestKitStandin:
+    def test_without_kit_credentials_the_stand_in_serves_kit_on_127_0_0_1(self, running: Running) -> None:
+        shown = re.search(
+            r"  Kit API \(stand-in\) (http://127\.0\.0\.1:\d+/v4) — no Kit account needed\n", running.banner
+        )
+        assert shown, running.banner
+        kit = shown.group(1)
+        status, body = call("GET", f"{kit}/tags", headers={API_KEY_HEADER: DEFAULT_API_KEY})
+        assert status == 200
+        assert body["tags"] == []
+        status, body = call("GET", f"{kit}/tags")
+        assert (status, body) == (401, {"errors": ["The access token is invalid"]})
+
+    def test_the_banner_lists_the_stand_ins_subscribers_with_its_local_key(self, running: Running) -> None:
+        curl = re.search(
+            r"curl -s -H '([^:]+): ([^']+)' '(http://127\.0\.0\.1:\d+/v4/subscribers[^']*)'", running.banner
+        )
+        assert curl, running.banner
+        header, key, url = curl.groups()
+        status, body = call("GET", url, headers={header: key})
+        assert status == 200
+        assert body["subscribers"] == []
+
+
+def test_with_kit_credentials_set_no_stand_in_starts_and_the_key_is_not_printed() -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))  # bound, never listening: nothing answers there
+        kit = f"http://127.0.0.1:{unused.getsockname()[1]}/v4"
+        process = start_stack(
+            {"LOCAL_APP_PORT": "0", "KIT_API_BASE_URL": kit, "KIT_API_KEY": "kit-key-never-shown-0123"}
+        )
+        try:
+            started = read_banner(process)
+            assert started, "the local stack did not start"
+            assert f"  Kit API       {kit}  (key from KIT_API_KEY, not printed)\n" in started.banner
+            assert "stand-in" not in started.banner
+            assert API_KEY_HEADER not in started.banner
+        finally:
+            stop_stack(process)
+    assert process.stdout is not None
+    assert "kit-key-never-shown" not in started.banner + process.stdout.read()
+
+
+def test_busy_kit_port_is_a_clear_error() -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        process = start_stack({"LOCAL_APP_PORT": "0", "LOCAL_KIT_PORT": str(port)})
+        output, _ = process.communicate(timeout=60)
+    assert process.returncode == 2
+    assert f"port {port} on 127.0.0.1 is already in use" in output
+    assert f"LOCAL_KIT_PORT={port + 1} make run" in output
 
 
 def test_busy_port_is_a_clear_error() -> None:

@@ -1,4 +1,4 @@
-"""`make run`'s banner: which URLs it lists, and that only the built-in local secrets are printed."""
+"""`make run`: which Kit it gives the app, and its banner (the URLs it lists, only local secrets printed)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,21 @@ from typing import Any
 
 import pytest
 
+from chalicelib.adapters.kit.client import DEFAULT_BASE_URL
 from chalicelib.bootstrap import Container
 from chalicelib.config.loader import LoadedConfig, load_config
 from chalicelib.config.model import MemberflowConfig
 from chalicelib.config.secrets import SecretResolver
 from chalicelib.settings import Settings
-from devstack.__main__ import LOCAL_SECRETS, print_banner
+from devstack.__main__ import (
+    LOCAL_SECRETS,
+    ConfiguredKit,
+    KitApi,
+    KitStandinWanted,
+    choose_kit,
+    print_banner,
+)
+from devstack.kit_standin import DEFAULT_API_KEY
 from tests.fakes import in_memory_stores
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,12 +35,13 @@ def banner(
     capsys: pytest.CaptureFixture[str],
     model: MemberflowConfig = EXAMPLE,
     env: Mapping[str, str] | None = None,
+    kit_api: KitApi | None = None,
 ) -> str:
     environ = {**LOCAL_SECRETS, **(env or {})}
     settings = Settings.from_environ({**environ, "MEMBERFLOW_CONFIG": "unused.yaml"})
     loaded = LoadedConfig(model=model, version="test", warnings=(), source="config/example.yaml")
     container = Container(settings, loaded, SecretResolver(environ=environ), in_memory_stores())
-    print_banner(BASE, "http://127.0.0.1:5000", container, "abc123")
+    print_banner(BASE, "http://127.0.0.1:5000", container, "abc123", None, kit_api)
     return capsys.readouterr().out
 
 
@@ -113,3 +123,71 @@ class TestUserSuppliedSecrets:
         out = banner(capsys, env={"ADMIN_TOKEN": "env:OPS_TOKEN", "OPS_TOKEN": "ops-secret-token"})
         assert "ops-secret-token" not in out
         assert "  admin token   <OPS_TOKEN: op…, 16 chars>" in out
+
+
+STANDIN_URL = "http://127.0.0.1:8900/v4"
+
+
+class TestWhichKitTheAppGets:
+    def test_no_credentials_start_the_stand_in_on_any_free_port(self) -> None:
+        assert choose_kit({}) == KitStandinWanted(port=0)
+
+    def test_empty_credentials_count_as_unset(self) -> None:
+        assert choose_kit({"KIT_API_BASE_URL": "", "KIT_API_KEY": "  "}) == KitStandinWanted(port=0)
+
+    def test_local_kit_port_names_the_stand_in_port(self) -> None:
+        assert choose_kit({"LOCAL_KIT_PORT": "8900"}) == KitStandinWanted(port=8900)
+
+    @pytest.mark.parametrize("port", ["eighty", "-1", "65536", "8900.5"])
+    def test_a_local_kit_port_that_is_no_port_is_refused_naming_the_variable(self, port: str) -> None:
+        with pytest.raises(
+            ValueError, match=f"LOCAL_KIT_PORT must be a port number from 0 to 65535, not '{port}'"
+        ):
+            choose_kit({"LOCAL_KIT_PORT": port})
+
+    def test_both_credentials_use_that_kit_and_no_stand_in(self) -> None:
+        chosen = choose_kit(
+            {
+                "KIT_API_BASE_URL": "http://127.0.0.1:9/v4",
+                "KIT_API_KEY": "kit-key-1",
+                "LOCAL_KIT_PORT": "8900",
+            }
+        )
+        assert chosen == ConfiguredKit(base_url="http://127.0.0.1:9/v4")
+
+    def test_a_key_alone_means_kits_own_api(self) -> None:
+        assert choose_kit({"KIT_API_KEY": "kit-key-1"}) == ConfiguredKit(base_url=DEFAULT_BASE_URL)
+
+    def test_a_base_url_without_a_key_is_refused_saying_what_to_set(self) -> None:
+        with pytest.raises(ValueError, match="KIT_API_KEY is not") as refused:
+            choose_kit({"KIT_API_BASE_URL": "http://127.0.0.1:9/v4"})
+        assert str(refused.value) == (
+            "KIT_API_BASE_URL is set but KIT_API_KEY is not; set both to use that Kit,"
+            " or neither for the local Kit stand-in"
+        )
+
+
+class TestKitApiLines:
+    def test_the_stand_in_is_shown_with_a_curl_that_lists_its_subscribers(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        out = banner(capsys, kit_api=KitApi(STANDIN_URL, local=True))
+        assert f"  Kit API (stand-in) {STANDIN_URL} — no Kit account needed\n" in out
+        assert (
+            f"  curl -s -H 'X-Kit-Api-Key: {DEFAULT_API_KEY}' '{STANDIN_URL}/subscribers?status=all'\n"
+        ) in out
+        assert "its key works nowhere but this stand-in" in out
+
+    def test_a_configured_kit_is_named_by_its_base_url_and_its_key_is_never_printed(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        out = banner(capsys, env={"KIT_API_KEY": "kit-real-key-0123456789"}, kit_api=KitApi(DEFAULT_BASE_URL))
+        assert f"  Kit API       {DEFAULT_BASE_URL}  (key from KIT_API_KEY, not printed)\n" in out
+        assert "kit-real-key" not in out
+        assert "stand-in" not in out
+        assert "X-Kit-Api-Key" not in out
+
+    def test_a_password_in_the_base_url_is_not_printed(self, capsys: pytest.CaptureFixture[str]) -> None:
+        out = banner(capsys, kit_api=KitApi("http://proxy:pass-word-42@127.0.0.1:9/v4"))
+        assert "pass-word-42" not in out
+        assert "  Kit API       http://proxy:***@127.0.0.1:9/v4  (key from KIT_API_KEY" in out
