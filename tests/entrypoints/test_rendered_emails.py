@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -19,7 +20,7 @@ from chalicelib.config.model import MemberflowConfig
 from chalicelib.domain.outbox import OutboxItem, OutboxKind
 from chalicelib.services.emails import MAX_EMAIL_STORED_BYTES, stored_bytes
 from chalicelib.services.ports import Stores
-from tests.builders import config, unique_email
+from tests.builders import T0, config, unique_email
 from tests.entrypoints.conftest import World, make_container
 from tests.fakes import in_memory_stores
 from tests.support.aws import app_aws, app_stores
@@ -47,8 +48,8 @@ def emails_config(emails: dict[str, Any], steps: list[Any] | None = None) -> Mem
     )
 
 
-def install(stores: Stores, model: MemberflowConfig) -> None:
-    container = make_container(stores, model)
+def install(stores: Stores, model: MemberflowConfig, clock: Any = None) -> None:
+    container = make_container(stores, model, clock=clock)
     bootstrap.override(lambda: container)
 
 
@@ -193,6 +194,43 @@ class TestNotRendered:
         assert response.json_body["result"] == "failed", response.body
         assert f"one email may take at most {MAX_EMAIL_STORED_BYTES:,}" in response.json_body["reason"]
         assert emails_of(stores, email) == []
+
+
+class Clock:
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class TestReplayAfterTheFix:
+    def test_a_run_whose_email_failed_after_a_delay_moves_on_when_its_wake_up_is_replayed(
+        self, stores: Stores
+    ) -> None:
+        steps: list[Any] = [{"delay": "1d", "id": "wait-a-day"}, {"send_email": "credits-added"}]
+        broken = {**CREDITS_EMAIL, "body": "{{ 100 | divided_by: subscriber.coaching_sessions }} each"}
+        clock = Clock(T0)
+        with Client(app) as client:
+            install(stores, emails_config({"credits-added": broken}, steps), clock)
+            world = World(client, stores, bootstrap.container())
+            email = unique_email()
+            assert purchase(world, email, "Ada").json_body["result"] == "accepted"
+            clock.now = T0 + timedelta(days=2)
+            world.container.automations.sweep()
+            failed = world.admin_get("/admin/events?status=failed&source=automation").json_body["events"]
+            (wake,) = [e for e in failed if e["email"] == email]
+            assert emails_of(stores, email) == []
+
+            install(stores, emails_config({"credits-added": CREDITS_EMAIL}, steps), clock)
+            replayed = world.admin_post(f"/admin/events/{quote(wake['id'], safe='')}/replay", {})
+            (item,) = emails_of(stores, email)
+            runs = world.admin_get(f"/admin/runs?email={quote(email, safe='')}").json_body["runs"]
+
+        assert replayed.status_code == 200, replayed.body
+        assert replayed.json_body["result"] == "accepted"
+        assert item.payload["body"] == "Hi Ada, you now have 100 credits."
+        assert [run["status"] for run in runs] == ["completed"]
 
 
 BIG = "x" * 95_000
