@@ -28,11 +28,11 @@ import json
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
+from chalicelib.adapters.email.templates import RenderedEmail, RenderFailed
 from chalicelib.domain.errors import EmailNotRendered
 from chalicelib.domain.model import Contact, OutboundIntent
 
 if TYPE_CHECKING:
-    from chalicelib.adapters.email.templates import RenderedEmail
     from chalicelib.domain.engine import Transition
 
 MAX_EMAIL_STORED_BYTES = 390_000
@@ -76,8 +76,6 @@ class EmailRenderer:
         return replace(transition, outbound=tuple(outbound))
 
     def _payload(self, intent: OutboundIntent, contact: Contact) -> dict[str, Any]:
-        from chalicelib.adapters.email.templates import RenderFailed
-
         email_id = str(intent.payload["email_id"])
         try:
             email = self.templates.render(email_id, contact)
