@@ -74,7 +74,9 @@ class Container:
     outbox_admin: OutboxAdmin = field(init=False)
 
     def __post_init__(self) -> None:
+        from chalicelib.config.model import sender_name
         from chalicelib.services.automations import Automations
+        from chalicelib.services.emails import EmailRenderer
         from chalicelib.services.inbox import Inbox
         from chalicelib.services.intake import Intake
         from chalicelib.services.outbox_admin import OutboxAdmin
@@ -88,6 +90,9 @@ class Container:
             contacts=stores.contacts,
             runs=stores.runs,
             versions=stores.versions,
+            emails=EmailRenderer(
+                self.loaded.templates, sender_name(config.email.from_) if config.email else None
+            ),
             clock=self.clock,
             scheduler=self.scheduler,
             metrics=self.metrics,

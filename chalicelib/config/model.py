@@ -343,6 +343,13 @@ def _check_sender(value: str) -> str:
     return value
 
 
+def sender_name(sender: str) -> str | None:
+    """The name of a checked ``Name <address>`` sender; None for a bare address or an empty name."""
+    match = _SENDER.fullmatch(sender)
+    name = match.group("name") if match else None
+    return name.strip() or None if name else None
+
+
 Sender = Annotated[
     str,
     AfterValidator(_check_sender),

@@ -201,7 +201,7 @@ def run_view(run: Run, *, with_history: bool = True) -> dict[str, Any]:
     return view
 
 
-EMAIL_CONTENT = ("subject", "body", "html")
+EMAIL_CONTENT = ("subject", "body", "html", "from_name")
 """What an email item shows on its own, from its payload: the message as rendered when it was queued."""
 
 

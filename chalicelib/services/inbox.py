@@ -39,6 +39,7 @@ from chalicelib.domain.inbox import FINAL, InboxRecord, Status, event_id_for, fa
 from chalicelib.domain.model import Contact, normalize_email
 from chalicelib.domain.setup import Setup
 from chalicelib.metrics import INBOX_OUTCOME, NO_METRICS, SWEEP_FAILED, SWEEP_PARKED, Metrics
+from chalicelib.services.emails import EmailRenderer
 from chalicelib.services.ports import (
     Commit,
     ContactStore,
@@ -114,6 +115,7 @@ class Inbox:
         contacts: ContactStore,
         runs: RunStore,
         versions: VersionStore,
+        emails: EmailRenderer,
         decoders: Mapping[str, Decoder] | None = None,
         clock: Callable[[], datetime] = _utcnow,
         sleep: Callable[[float], None] = time.sleep,
@@ -126,6 +128,8 @@ class Inbox:
         self.runs = runs
         self.versions = versions
         self.setup = setup
+        self.emails = emails
+        """Renders the emails a transition queues, before its commit."""
         self.decoders = dict(decoders or {})
         self.clock = clock
         self.sleep = sleep
@@ -330,7 +334,7 @@ class Inbox:
             runs = self.runs.get_runs(list(contact.active_runs)) if contact.active_runs else {}
             commands = rules.decide(event, contact, self.setup)
             context = engine.Context(event_id, now, self.setup, self.book(runs.values()))
-            transition = self._transition(contact, commands, context, runs)
+            transition = self.emails.rendered(self._transition(contact, commands, context, runs))
             self._save_versions(transition.programs, now)
             result = _result_summary(transition)
             record = (

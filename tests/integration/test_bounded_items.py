@@ -14,22 +14,24 @@ from typing import Any
 
 import pytest
 
+from chalicelib.config.compile import email_templates_of, setup_of
 from chalicelib.domain import engine
 from chalicelib.domain.events import OrderSucceeded, Person, PurchasedItem, Source
 from chalicelib.domain.inbox import InboxRecord, Status, event_id_for
 from chalicelib.domain.model import Contact
 from chalicelib.domain.requests import TagsChangeRequested
+from chalicelib.services.emails import EmailRenderer
 from chalicelib.services.inbox import Delivery, Inbox
 from chalicelib.services.ports import Commit, Stores
 from chalicelib.storage.dynamo.mapping import contact_to_model
 from chalicelib.storage.models import ContactModel
-from tests.builders import T0, setup, unique_email
+from tests.builders import T0, config, unique_email
 from tests.fakes import InMemoryWorld
 
 RUNS = 20_000
 ORDERS = 2_000
 
-PING = setup(
+PING_CONFIG = config(
     automations={
         "ping": {"trigger": {"tag_added": "Ping"}, "reentry": "always", "steps": [{"remove_tag": "Ping"}]},
         "per-order": {
@@ -39,6 +41,7 @@ PING = setup(
         },
     }
 )
+PING = setup_of(PING_CONFIG)
 
 
 def item_size(contact: Contact) -> int:
@@ -94,6 +97,7 @@ def test_twenty_thousand_runs_and_two_thousand_orders_leave_the_contact_item_sma
         contacts=memory.contacts,
         runs=memory.runs,
         versions=memory.versions,
+        emails=EmailRenderer(email_templates_of(PING_CONFIG), None),
         clock=lambda: T0,
     )
     email = unique_email()

@@ -11,6 +11,7 @@ import pytest
 
 from chalicelib.config import ConfigError, LoadedConfig, load_config, parse_config
 from chalicelib.config.compile import email_templates_of
+from chalicelib.config.model import sender_name
 from chalicelib.domain.model import Contact
 
 REPO = Path(__file__).resolve().parents[3]
@@ -131,6 +132,22 @@ class TestSender:
             "email.configuration_set: 'my set' is not an SES configuration set name: "
             "1 to 64 letters, digits, '-' or '_'",
         )
+
+    @pytest.mark.parametrize(
+        ("sender", "name"),
+        [
+            ("Acme Academy <hello@example.com>", "Acme Academy"),
+            ('"Acme, Inc." <hi@mail.example.co.uk>', "Acme, Inc."),
+            ("hello@example.com", None),
+            ("<hello@example.com>", None),
+        ],
+    )
+    def test_the_senders_name_is_what_an_email_without_a_from_name_is_sent_as(
+        self, sender: str, name: str | None
+    ) -> None:
+        loaded = load(f"email: {{from: '{sender}'}}")
+        assert loaded.model.email is not None
+        assert sender_name(loaded.model.email.from_) == name
 
     def test_the_sender_is_required_within_the_section(self) -> None:
         assert errors("email: {reply_to: help@example.com}") == ("email.from: required key is missing",)

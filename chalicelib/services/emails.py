@@ -1,0 +1,106 @@
+"""Emails are rendered when they are queued, so what is sent is what the commit recorded.
+
+The engine queues an email as its id (``OutboundIntent(kind="email", payload={"email_id", ...})``)
+and knows nothing of templates. Before the commit, the inbox hands the transition to
+``EmailRenderer.rendered``, which fills every queued email in for the contact as it is after the
+transition and adds ``subject``, ``body``, ``html`` and ``from_name`` to the intent's payload. The
+commit writes that payload in the same transaction as its cause, so a later config change (a new
+subject, a fixed typo, a removed email) does not change an email already queued.
+
+An email that cannot be rendered (a checked template can still fail for one contact, e.g.
+``divided_by`` a field that is 0, or grow past its size cap; a run pinned to an old version may
+send an email the config no longer has) refuses the whole event with ``EmailNotRendered``, as a
+change over a balance's minimum is refused: nothing of the event is written, the inbox records it
+``failed`` with the reason, and a replay after the config is fixed applies it with its email. A
+purchase is not half-applied without the email its automation promised, nor an email stored
+without its text.
+
+Sizes: ``MAX_RENDERED_BYTES`` caps each rendered template at 100 KB in UTF-8, but the outbox stores
+the payload as ASCII-escaped JSON, in which one character can take up to 6 bytes. So the stored form
+itself is measured: one email at most ``MAX_EMAIL_STORED_BYTES`` (inside DynamoDB's 400 KB item),
+all the emails of one event at most ``MAX_EVENT_EMAIL_STORED_BYTES`` (inside its 4 MB transaction,
+leaving the rest to the contact, the inbox record and the runs). Past either, the event is refused.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Protocol
+
+from chalicelib.adapters.email.templates import RenderedEmail, RenderFailed
+from chalicelib.domain.errors import EmailNotRendered
+from chalicelib.domain.model import Contact, OutboundIntent
+
+if TYPE_CHECKING:
+    from chalicelib.domain.engine import Transition
+
+MAX_EMAIL_STORED_BYTES = 390_000
+"""One email's payload as stored (ASCII-escaped JSON): DynamoDB's 400 KB item, read as 400,000
+bytes, less 10,000 for the item's id (event, run and step ids), address, times and delivery state."""
+MAX_EVENT_EMAIL_STORED_BYTES = 3_000_000
+"""Every email one event queues, as stored: DynamoDB's 4 MB transaction less 1 MB for the contact
+(at most 400 KB), the inbox record with its payload and the run items and history pages."""
+
+
+class Templates(Protocol):
+    """What rendering needs from the config's templates (``LoadedConfig.templates``)."""
+
+    def render(self, email_id: str, contact: Contact) -> RenderedEmail: ...
+
+
+@dataclass(frozen=True)
+class EmailRenderer:
+    templates: Templates
+    default_from_name: str | None
+    """The name in ``email.from``: the sender name of an email that has no ``from_name`` of its own."""
+
+    def rendered(self, transition: Transition) -> Transition:
+        """The transition with every queued email rendered for ``transition.after``; raises
+        ``EmailNotRendered`` if any cannot be, so none is stored half-done."""
+        if not any(intent.kind == "email" for intent in transition.outbound):
+            return transition
+        outbound: list[OutboundIntent] = []
+        total = 0
+        for intent in transition.outbound:
+            if intent.kind == "email":
+                intent = replace(intent, payload=self._payload(intent, transition.after))
+                total += stored_bytes(intent.payload)
+            outbound.append(intent)
+        if total > MAX_EVENT_EMAIL_STORED_BYTES:
+            raise EmailNotRendered(
+                f"the {sum(i.kind == 'email' for i in outbound)} emails this event sends take"
+                f" {total:,} bytes together; one event may store at most"
+                f" {MAX_EVENT_EMAIL_STORED_BYTES:,}"
+            )
+        return replace(transition, outbound=tuple(outbound))
+
+    def _payload(self, intent: OutboundIntent, contact: Contact) -> dict[str, Any]:
+        email_id = str(intent.payload["email_id"])
+        try:
+            email = self.templates.render(email_id, contact)
+        except KeyError:
+            raise EmailNotRendered(
+                f"email '{email_id}' is not in the config (the run's automation version sends it)"
+            ) from None
+        except RenderFailed as failed:
+            raise EmailNotRendered(f"email could not be rendered: {failed}") from None
+        payload = {
+            **intent.payload,
+            "subject": email.subject,
+            "body": email.body,
+            "html": email.html,
+            "from_name": email.from_name or self.default_from_name,
+        }
+        size = stored_bytes(payload)
+        if size > MAX_EMAIL_STORED_BYTES:
+            raise EmailNotRendered(
+                f"email '{email_id}' renders to {size:,} bytes as stored; one email may take at most"
+                f" {MAX_EMAIL_STORED_BYTES:,}"
+            )
+        return payload
+
+
+def stored_bytes(payload: Any) -> int:
+    """The payload's size as the outbox stores it: ASCII-escaped JSON, one byte per character."""
+    return len(json.dumps(payload, ensure_ascii=True))
