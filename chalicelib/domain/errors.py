@@ -108,12 +108,6 @@ class CascadeTooLong(Conflict):
     code = "cascade_too_long"
 
 
-class EmailNotRendered(Conflict):
-    """An email the event queues cannot be rendered for the contact, or is too large to store."""
-
-    code = "email_not_rendered"
-
-
 class EventAlreadyFinal(Conflict):
     """The inbox record was finished by someone else (a concurrent or earlier delivery)."""
 

@@ -201,6 +201,9 @@ class OutboundIntent:
     run_id: str
     step_id: str
     payload: Mapping[str, Any] = field(default_factory=dict)
+    problem: str | None = None
+    """Why it cannot be sent as queued (an email that could not be rendered): stored parked, with
+    this as its last error, for an operator to see and retry once the cause is fixed."""
 
     @property
     def intent_id(self) -> str:

@@ -81,6 +81,7 @@ def from_kit_sync(intent: KitSyncIntent) -> OutboxItem:
 
 
 def from_outbound(intent: OutboundIntent) -> OutboxItem:
+    parked = intent.problem is not None
     return OutboxItem(
         id=intent.intent_id,
         email=intent.email,
@@ -88,7 +89,9 @@ def from_outbound(intent: OutboundIntent) -> OutboxItem:
         payload={"run_id": intent.run_id, "step_id": intent.step_id, **intent.payload},
         event_id=intent.event_id,
         created_at=intent.at,
-        next_attempt_at=intent.at,
+        status=OutboxStatus.PARKED if parked else OutboxStatus.PENDING,
+        next_attempt_at=None if parked else intent.at,
+        last_error=intent.problem,
     )
 
 
@@ -115,4 +118,5 @@ def as_outbound(item: OutboxItem) -> OutboundIntent:
         run_id=payload.pop("run_id", ""),
         step_id=payload.pop("step_id", ""),
         payload=payload,
+        problem=item.last_error if item.status is OutboxStatus.PARKED else None,
     )

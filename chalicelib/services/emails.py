@@ -9,31 +9,33 @@ subject, a fixed typo, a removed email) does not change an email already queued.
 
 An email that cannot be rendered (a checked template can still fail for one contact, e.g.
 ``divided_by`` a field that is 0, or grow past its size cap; a run pinned to an old version may
-send an email the config no longer has) refuses the whole event with ``EmailNotRendered``, as a
-change over a balance's minimum is refused: nothing of the event is written, the inbox records it
-``failed`` with the reason, and a replay after the config is fixed applies it with its email. A
-purchase is not half-applied without the email its automation promised, nor an email stored
-without its text.
+send an email the config no longer has) is stored ``parked``, without text, with the reason as its
+last error, and the event is applied: a purchase still grants what it bought, and the broken email
+waits in ``GET /admin/outbox`` for an operator. Once the config is fixed, ``POST
+/admin/outbox/{id}/retry`` sends it on; that email, and only that one, is rendered when it is
+delivered, since it has no text of its own (its payload says ``render_error``).
 
 Sizes: ``MAX_RENDERED_BYTES`` caps each rendered template at 100 KB in UTF-8, but the outbox stores
 the payload as ASCII-escaped JSON, in which one character can take up to 6 bytes. So the stored form
 itself is measured: one email at most ``MAX_EMAIL_STORED_BYTES`` (inside DynamoDB's 400 KB item),
 all the emails of one event at most ``MAX_EVENT_EMAIL_STORED_BYTES`` (inside its 4 MB transaction,
-leaving the rest to the contact, the inbox record and the runs). Past either, the event is refused.
+leaving the rest to the contact, the inbox record and the runs). An email past either is parked.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from chalicelib.adapters.email.templates import RenderedEmail, RenderFailed
-from chalicelib.domain.errors import EmailNotRendered
 from chalicelib.domain.model import Contact, OutboundIntent
 
 if TYPE_CHECKING:
     from chalicelib.domain.engine import Transition
+
+logger = logging.getLogger(__name__)
 
 MAX_EMAIL_STORED_BYTES = 390_000
 """One email's payload as stored (ASCII-escaped JSON): DynamoDB's 400 KB item, read as 400,000
@@ -56,35 +58,37 @@ class EmailRenderer:
     """The name in ``email.from``: the sender name of an email that has no ``from_name`` of its own."""
 
     def rendered(self, transition: Transition) -> Transition:
-        """The transition with every queued email rendered for ``transition.after``; raises
-        ``EmailNotRendered`` if any cannot be, so none is stored half-done."""
+        """The transition with every queued email rendered for ``transition.after``; one that cannot
+        be (or would not fit) is parked with the reason instead, so none is stored half-done."""
         if not any(intent.kind == "email" for intent in transition.outbound):
             return transition
         outbound: list[OutboundIntent] = []
         total = 0
         for intent in transition.outbound:
             if intent.kind == "email":
-                intent = replace(intent, payload=self._payload(intent, transition.after))
-                total += stored_bytes(intent.payload)
+                intent = self._rendered(intent, transition.after)
+                size = stored_bytes(intent.payload)
+                if intent.problem is None and total + size > MAX_EVENT_EMAIL_STORED_BYTES:
+                    intent = _parked(
+                        intent,
+                        f"the emails this event sends would take more than"
+                        f" {MAX_EVENT_EMAIL_STORED_BYTES:,} bytes together; this one did not fit",
+                    )
+                    size = stored_bytes(intent.payload)
+                total += size
             outbound.append(intent)
-        if total > MAX_EVENT_EMAIL_STORED_BYTES:
-            raise EmailNotRendered(
-                f"the {sum(i.kind == 'email' for i in outbound)} emails this event sends take"
-                f" {total:,} bytes together; one event may store at most"
-                f" {MAX_EVENT_EMAIL_STORED_BYTES:,}"
-            )
         return replace(transition, outbound=tuple(outbound))
 
-    def _payload(self, intent: OutboundIntent, contact: Contact) -> dict[str, Any]:
+    def _rendered(self, intent: OutboundIntent, contact: Contact) -> OutboundIntent:
         email_id = str(intent.payload["email_id"])
         try:
             email = self.templates.render(email_id, contact)
         except KeyError:
-            raise EmailNotRendered(
-                f"email '{email_id}' is not in the config (the run's automation version sends it)"
-            ) from None
+            return _parked(
+                intent, f"email '{email_id}' is not in the config (the run's automation version sends it)"
+            )
         except RenderFailed as failed:
-            raise EmailNotRendered(f"email could not be rendered: {failed}") from None
+            return _parked(intent, f"email could not be rendered: {failed}")
         payload = {
             **intent.payload,
             "subject": email.subject,
@@ -94,11 +98,21 @@ class EmailRenderer:
         }
         size = stored_bytes(payload)
         if size > MAX_EMAIL_STORED_BYTES:
-            raise EmailNotRendered(
+            return _parked(
+                intent,
                 f"email '{email_id}' renders to {size:,} bytes as stored; one email may take at most"
-                f" {MAX_EMAIL_STORED_BYTES:,}"
+                f" {MAX_EMAIL_STORED_BYTES:,}",
             )
-        return payload
+        return replace(intent, payload=payload)
+
+
+def _parked(intent: OutboundIntent, reason: str) -> OutboundIntent:
+    kept = {k: v for k, v in intent.payload.items() if k not in _RENDERED}
+    logger.warning("email parked at commit", extra={"email_id": kept.get("email_id"), "reason": reason})
+    return replace(intent, payload={**kept, "render_error": reason}, problem=reason)
+
+
+_RENDERED = frozenset({"subject", "body", "html", "from_name"})
 
 
 def stored_bytes(payload: Any) -> int:

@@ -1,6 +1,7 @@
 """Emails are rendered when the step that sends them is committed: the outbox item holds the message
 the contact will get, for the contact as the event left them, and a later config change does not
-touch it. An email that cannot be rendered, or stored, refuses the event and nothing of it is written.
+touch it. An email that cannot be rendered, or stored, is parked with the reason while the event is
+applied, and an operator sends it on once the template is fixed.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from chalice.test import Client
 from app import app
 from chalicelib import bootstrap
 from chalicelib.config.model import MemberflowConfig
-from chalicelib.domain.outbox import OutboxItem, OutboxKind
+from chalicelib.domain.outbox import OutboxItem, OutboxKind, OutboxStatus
 from chalicelib.services.emails import MAX_EMAIL_STORED_BYTES, stored_bytes
 from chalicelib.services.ports import Stores
 from tests.builders import T0, config, unique_email
@@ -152,7 +153,7 @@ class TestRenderedAtCommit:
 
 
 class TestNotRendered:
-    def test_a_template_that_fails_for_the_contact_refuses_the_event_and_writes_nothing(
+    def test_a_template_that_fails_for_the_contact_parks_that_email_and_applies_the_event(
         self, stores: Stores
     ) -> None:
         # Checked at load, but a contact with no sessions divides by zero when it is rendered.
@@ -162,21 +163,31 @@ class TestNotRendered:
             email = unique_email()
             response = purchase(world, email, "Ada")
             contact = world.admin_get(f"/admin/contacts/{email}")
-            events = world.admin_get("/admin/events?status=failed").json_body["events"]
+            listed = world.admin_get(f"/admin/outbox?email={quote(email, safe='')}&status=parked")
+            (item,) = emails_of(stores, email)
+            view = shown(world, item)
 
-        # A webhook hears 200: the event is durably recorded as failed, kept for a replay once fixed.
+        reason = "email could not be rendered: emails.credits-added.body: divided_by: can't divide by 0"
+        # The purchase is applied: the member has what they paid for, credits included.
         assert response.status_code == 200, response.body
-        assert response.json_body["result"] == "failed"
-        assert response.json_body["reason"] == (
-            "email could not be rendered: emails.credits-added.body: divided_by: can't divide by 0"
+        assert response.json_body["result"] == "accepted"
+        assert contact.status_code == 200
+        assert contact.json_body["fields"]["credits"] == 100
+        # The email waits, parked with the reason and without text, for an operator.
+        assert item.status is OutboxStatus.PARKED
+        assert item.last_error == reason
+        assert item.next_attempt_at is None
+        assert item.payload["render_error"] == reason
+        assert not {"subject", "body", "html"} & set(item.payload)
+        assert [i["id"] for i in listed.json_body["items"]] == [item.id]
+        assert (view["status"], view["last_error"], view["subject"], view["body"]) == (
+            "parked",
+            reason,
+            None,
+            None,
         )
-        assert contact.status_code == 404  # not even the contact: the credits did not land either
-        assert emails_of(stores, email) == []
-        assert stores.outbox.list_for_contact(email) == []
-        (failed,) = [e for e in events if e["email"] == email]
-        assert "emails.credits-added.body" in failed["reason"]
 
-    def test_an_email_too_large_to_store_refuses_the_event(self, stores: Stores) -> None:
+    def test_an_email_too_large_to_store_is_parked(self, stores: Stores) -> None:
         # Under the 100 KB render cap in UTF-8, but each emoji is stored as a 12-byte escape.
         loop = "{% for i in (1..800) %}{{ subscriber.track }}{% endfor %}"
         big = {"subject": "Big", "body": loop, "html": loop}
@@ -191,9 +202,12 @@ class TestNotRendered:
             )
             assert track.status_code == 200, track.body
             response = purchase(world, email, "Ada")
-        assert response.json_body["result"] == "failed", response.body
-        assert f"one email may take at most {MAX_EMAIL_STORED_BYTES:,}" in response.json_body["reason"]
-        assert emails_of(stores, email) == []
+        assert response.json_body["result"] == "accepted", response.body
+        (item,) = emails_of(stores, email)
+        assert item.status is OutboxStatus.PARKED
+        assert item.last_error is not None
+        assert f"one email may take at most {MAX_EMAIL_STORED_BYTES:,}" in item.last_error
+        assert stored_bytes(item.payload) < 1_000
 
 
 class Clock:
@@ -204,8 +218,8 @@ class Clock:
         return self.now
 
 
-class TestReplayAfterTheFix:
-    def test_a_run_whose_email_failed_after_a_delay_moves_on_when_its_wake_up_is_replayed(
+class TestRetryAfterTheFix:
+    def test_a_run_whose_email_could_not_be_rendered_moves_on_and_the_operator_retries_the_email(
         self, stores: Stores
     ) -> None:
         steps: list[Any] = [{"delay": "1d", "id": "wait-a-day"}, {"send_email": "credits-added"}]
@@ -218,19 +232,23 @@ class TestReplayAfterTheFix:
             assert purchase(world, email, "Ada").json_body["result"] == "accepted"
             clock.now = T0 + timedelta(days=2)
             world.container.automations.sweep()
-            failed = world.admin_get("/admin/events?status=failed&source=automation").json_body["events"]
-            (wake,) = [e for e in failed if e["email"] == email]
-            assert emails_of(stores, email) == []
-
-            install(stores, emails_config({"credits-added": CREDITS_EMAIL}, steps), clock)
-            replayed = world.admin_post(f"/admin/events/{quote(wake['id'], safe='')}/replay", {})
-            (item,) = emails_of(stores, email)
+            (parked,) = emails_of(stores, email)
             runs = world.admin_get(f"/admin/runs?email={quote(email, safe='')}").json_body["runs"]
 
-        assert replayed.status_code == 200, replayed.body
-        assert replayed.json_body["result"] == "accepted"
-        assert item.payload["body"] == "Hi Ada, you now have 100 credits."
+            install(stores, emails_config({"credits-added": CREDITS_EMAIL}, steps), clock)
+            world = World(client, stores, bootstrap.container())
+            retried = world.admin_post(f"/admin/outbox/{quote(parked.id, safe='')}/retry", {})
+            (pending,) = emails_of(stores, email)
+
+        # The wake-up was applied: the run finished, its email parked rather than holding it back.
         assert [run["status"] for run in runs] == ["completed"]
+        assert parked.status is OutboxStatus.PARKED
+        assert parked.last_error is not None
+        assert "divided_by" in parked.last_error
+        # After the fix an operator sends it on; it has no text yet, so delivery renders it.
+        assert retried.status_code == 200, retried.body
+        assert pending.status is OutboxStatus.PENDING
+        assert "render_error" in pending.payload
 
 
 BIG = "x" * 95_000
@@ -240,7 +258,7 @@ FULL_EMAIL = {"subject": BIG, "body": QUOTES, "html": BIG}
 
 
 class TestBounded:
-    def test_seven_emails_near_the_item_bound_fit_one_event_and_an_eighth_refuses_it(
+    def test_seven_emails_near_the_item_bound_fit_one_event_and_an_eighth_is_parked(
         self, stores: Stores
     ) -> None:
         with Client(app) as client:
@@ -253,13 +271,17 @@ class TestBounded:
             eight = emails_config({"big": FULL_EMAIL}, steps=[{"send_email": "big"}] * 8)
             world = world_with(stores, eight, client)
             other = unique_email()
-            refused = purchase(world, other, "Ada")
+            applied = purchase(world, other, "Ada")
+            others = emails_of(stores, other)
 
         assert len(items) == 7
         assert all(370_000 < stored_bytes(item.payload) <= MAX_EMAIL_STORED_BYTES for item in items)
-        assert refused.json_body["result"] == "failed", refused.body
-        assert "the 8 emails this event sends take" in refused.json_body["reason"]
-        assert stores.outbox.list_for_contact(other) == []
+        assert applied.json_body["result"] == "accepted", applied.body
+        statuses = sorted(item.status.value for item in others)
+        assert statuses == ["parked"] + ["pending"] * 7
+        (parked,) = [item for item in others if item.status is OutboxStatus.PARKED]
+        assert parked.last_error is not None
+        assert "3,000,000 bytes together" in parked.last_error
 
 
 @pytest.mark.integration

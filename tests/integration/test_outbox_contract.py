@@ -8,14 +8,19 @@ one, attempts that fail, and an operator's retry.
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pytest
 
+from chalicelib.domain import engine
+from chalicelib.domain.automations.program import definition
+from chalicelib.domain.engine import AddTags, Context
+from chalicelib.domain.model import Contact
 from chalicelib.domain.outbox import OutboxItem, OutboxKind, OutboxStatus
-from chalicelib.services.ports import LeaseTaken, NotLeased, Stores
-from tests.builders import later, unique_email
-from tests.support.storage import start_drip
+from chalicelib.services.ports import Commit, LeaseTaken, NotLeased, Stores
+from tests.builders import T0, inbox_record, later, unique_email
+from tests.support.storage import RUNS_CONFIG, start_drip
 
 CREATED = later(1)
 """When ``start_drip`` commits, and so when its items are created and first due."""
@@ -44,6 +49,30 @@ class TestOutboxContract:
         assert stores.outbox.get("missing") is None
         assert {kit.id, mail.id} <= _due_ids(stores, CREATED + timedelta(seconds=1))
         assert not {kit.id, mail.id} & _due_ids(stores, CREATED)
+
+    def test_an_intent_that_cannot_be_sent_is_stored_parked_with_its_reason(self, stores: Stores) -> None:
+        email = unique_email()
+        record = inbox_record(email=email)
+        stores.inbox.claim_event(record)
+        contact = stores.contacts.get_contact(email) or Contact.new(email, T0)
+        t = engine.apply(contact, [AddTags(("Start",))], Context(record.id, CREATED, RUNS_CONFIG))
+        for program in t.programs:
+            stores.versions.save_version(program.automation_id, program.version, definition(program), CREATED)
+        reason = "email could not be rendered: emails.hello.body: divided_by: can't divide by 0"
+        (mail_intent,) = t.outbound
+        unsendable = replace(
+            mail_intent, payload={**mail_intent.payload, "render_error": reason}, problem=reason
+        )
+        stores.contacts.commit(Commit(record.id, replace(t, outbound=(unsendable,)), processed_at=CREATED))
+
+        (mail,) = stores.outbox.list_for_contact(email, kind=OutboxKind.EMAIL)
+        assert (mail.status, mail.last_error, mail.next_attempt_at) == (OutboxStatus.PARKED, reason, None)
+        assert mail.id not in _due_ids(stores, CREATED + timedelta(days=1))
+        assert stores.outbox.list_outbound(email) == [unsendable]
+        stores.outbox.retry(mail.id, CREATED + timedelta(hours=1))
+        retried = stores.outbox.get(mail.id)
+        assert retried is not None
+        assert (retried.status, retried.payload["render_error"]) == (OutboxStatus.PENDING, reason)
 
     def test_a_contacts_items_are_listed_newest_first_by_kind_and_status(self, stores: Stores) -> None:
         email, kit, mail = _items(stores)
