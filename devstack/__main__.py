@@ -283,20 +283,21 @@ def serve(
     server = local_server(app_module.app, config, args.host, args.app_port)
     port = server.server.server_address[1]
     base = f"http://{args.host}:{port}"
-    print_banner(base, moto_endpoint, container, config_version, delays, kit_api)
-    delays.start_schedules(region)
-
     stopping = threading.Event()
 
     def stop(signum: int, frame: FrameType | None) -> None:
         if not stopping.is_set():
             stopping.set()
             print("\nmemberflow: stopping", flush=True)
-            # shutdown() waits for serve_forever to return, so it must run on another thread.
+            # shutdown() waits for serve_forever to return (or, before it starts, for it to start and
+            # see the request), so it must run on another thread.
             threading.Thread(target=server.shutdown, daemon=True).start()
 
+    # Before the banner: whoever reads the banner may stop the stack at once, and must get a clean exit.
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    print_banner(base, moto_endpoint, container, config_version, delays, kit_api)
+    delays.start_schedules(region)
     try:
         server.server.serve_forever()
     finally:
