@@ -69,7 +69,15 @@ item may grow with the number of runs."""
 
 MAX_TAGS = 500
 """Tags one contact may have: the tag set lives in the contact item, so it must stay far below
-DynamoDB's 400 KB even with names of the longest allowed length (255 characters)."""
+DynamoDB's 400 KB."""
+MAX_TAG_BYTES = 130_000
+"""The UTF-8 bytes of all of one contact's tag names together. A count alone does not bound the
+item: 500 names of 255 four-byte characters are 510 KB, and the contact item holds each name up to
+twice (its tags, and those Kit has). 500 names of 255 ASCII characters (127,500 bytes) still fit."""
+
+
+def tag_bytes(tags: Iterable[str]) -> int:
+    return sum(len(tag.encode()) for tag in tags)
 
 
 def order_marker(order_id: str, item_key: str) -> str:

@@ -18,7 +18,7 @@ from chalicelib.config.compile import email_templates_of, setup_of
 from chalicelib.domain import engine
 from chalicelib.domain.events import OrderSucceeded, Person, PurchasedItem, Source
 from chalicelib.domain.inbox import InboxRecord, Status, event_id_for
-from chalicelib.domain.model import Contact
+from chalicelib.domain.model import MAX_TAG_BYTES, Contact, tag_bytes
 from chalicelib.domain.requests import TagsChangeRequested
 from chalicelib.services.emails import EmailRenderer
 from chalicelib.services.inbox import Delivery, Inbox
@@ -140,3 +140,34 @@ def test_twenty_thousand_runs_and_two_thousand_orders_leave_the_contact_item_sma
     read_back = dynamo_stores.contacts.get_contact(email)
     assert read_back is not None
     assert replace(read_back, version=0) == copied
+
+
+@pytest.mark.integration
+def test_a_contact_at_the_tag_byte_cap_fits_one_dynamodb_item(dynamo_stores: Stores) -> None:
+    # The longest names (255 four-byte characters) up to MAX_TAG_BYTES, every one also held by Kit:
+    # the contact item repeats each name, and DynamoDB still takes it (moto holds items to 400 KB).
+    names = [f"{n:03d}" + "😀" * 252 for n in range(MAX_TAG_BYTES // 1011)]
+    assert tag_bytes(names) <= MAX_TAG_BYTES
+    email = unique_email()
+    fresh = Contact.new(email, T0)
+    full = replace(
+        fresh,
+        tags=frozenset(names),
+        kit_tags={name: n for n, name in enumerate(names, start=1)},
+        kit_changes=len(names),
+    )
+    assert 2 * tag_bytes(names) < item_size(full) < 400_000
+    record = InboxRecord(
+        id=event_id_for("admin", f"cap-{email}"),
+        source="admin",
+        idempotency_key=f"cap-{email}",
+        event_type="admin.tags",
+        status=Status.RECEIVED,
+        received_at=T0,
+    )
+    dynamo_stores.inbox.claim_event(record)
+    transition = engine.Transition(fresh, full, (), (), None, ())
+    dynamo_stores.contacts.commit(Commit(record.id, transition, processed_at=T0))
+    read_back = dynamo_stores.contacts.get_contact(email)
+    assert read_back is not None
+    assert (read_back.tags, dict(read_back.kit_tags)) == (full.tags, dict(full.kit_tags))

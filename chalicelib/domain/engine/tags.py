@@ -22,7 +22,7 @@ from chalicelib.domain.engine.fields import change_field
 from chalicelib.domain.engine.state import Work
 from chalicelib.domain.engine.transition import MAX_OPERATION_RUNS_PER_EVENT, OperationResult
 from chalicelib.domain.errors import CascadeTooLong, Conflict, Insufficient, NotFound
-from chalicelib.domain.model import MAX_TAGS, TimelineKind
+from chalicelib.domain.model import MAX_TAG_BYTES, MAX_TAGS, TimelineKind, tag_bytes
 from chalicelib.domain.setup import Operation
 
 
@@ -44,6 +44,12 @@ def add_tags(work: Work, command: AddTags) -> list[Command]:
                 raise Conflict(
                     f"{work.before.email} has {MAX_TAGS} tags, the most a contact may have;"
                     f" remove some before adding {tag!r}",
+                    code="too_many_tags",
+                )
+            if operation_id is None and tag_bytes(state.tags) + tag_bytes((tag,)) > MAX_TAG_BYTES:
+                raise Conflict(
+                    f"{work.before.email}'s tag names would take more than {MAX_TAG_BYTES:,} bytes"
+                    f" together, the most a contact may have; remove some before adding {tag!r}",
                     code="too_many_tags",
                 )
             state.tags.add(tag)

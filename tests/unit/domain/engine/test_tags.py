@@ -11,7 +11,7 @@ from chalicelib.domain.engine.commands import AddTags, RemoveTags, RunOperation,
 from chalicelib.domain.engine.tags import add_tags, remove_tags, run_operation, set_marketing_status
 from chalicelib.domain.engine.transition import MAX_OPERATION_RUNS_PER_EVENT, OperationResult
 from chalicelib.domain.errors import CascadeTooLong, Conflict, Insufficient, NotFound
-from chalicelib.domain.model import MAX_TAGS, TimelineKind
+from chalicelib.domain.model import MAX_TAG_BYTES, MAX_TAGS, TimelineKind, tag_bytes
 from tests.unit.domain.engine.support import kinds, stored, work
 
 
@@ -36,6 +36,20 @@ class TestAddAndRemove:
         with pytest.raises(Conflict):
             add_tags(work(stored(tags=full)), AddTags(("One more",)))
         assert add_tags(work(stored(tags=full)), AddTags(("Op – Add 50",)))
+
+    def test_a_contact_whose_tag_names_reach_the_byte_cap_takes_no_more_tags_but_trigger_tags(
+        self,
+    ) -> None:
+        # 401 names of mostly four-byte characters: 129,989 bytes, far fewer than MAX_TAGS tags.
+        long = frozenset({*(f"{n:03d}" + "😀" * 80 for n in range(400)), "e" + "😀" * 197})
+        assert len(long) < MAX_TAGS
+        assert tag_bytes(long) <= MAX_TAG_BYTES < tag_bytes(long) + len("😀 one more".encode())
+        with pytest.raises(Conflict) as refused:
+            add_tags(work(stored(tags=long)), AddTags(("😀 one more",)))
+        assert refused.value.code == "too_many_tags"
+        assert "130,000 bytes" in refused.value.message
+        assert add_tags(work(stored(tags=long)), AddTags(("Op – Add 50",)))
+        assert add_tags(work(stored(tags=long)), AddTags(("x",))) == []  # a short one still fits
 
     def test_removing_logs_only_tags_the_contact_had(self) -> None:
         w = work(stored(tags=frozenset({"A"})))
