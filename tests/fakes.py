@@ -360,6 +360,12 @@ class InMemoryOutbox:
         status = OutboxStatus.RETRYING if retry_at is not None else OutboxStatus.PARKED
         self._settle(item_id, owner, status=status, last_error=error, next_attempt_at=retry_at)
 
+    def defer(self, item_id: str, owner: str, until: datetime) -> None:
+        with self.world.lock:
+            item = self.world.outbox.get(item_id)
+            attempts = max(0, item.attempts - 1) if item is not None else 0
+        self._settle(item_id, owner, next_attempt_at=until, attempts=attempts)
+
     def retry(self, item_id: str, at: datetime) -> None:
         with self.world.lock:
             item = self.world.outbox.get(item_id)

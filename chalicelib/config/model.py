@@ -350,6 +350,14 @@ def sender_name(sender: str) -> str | None:
     return name.strip() or None if name else None
 
 
+def sender_address(sender: str) -> str:
+    """The address of a checked sender, ``Name <address>`` or a bare address."""
+    match = _SENDER.fullmatch(sender)
+    if match is None:
+        raise ValueError(f"{sender!r} is not a sender")
+    return str(match.group("address") or match.group("bare")).strip()
+
+
 Sender = Annotated[
     str,
     AfterValidator(_check_sender),

@@ -32,6 +32,10 @@ class OutboxStore(Protocol):
         """The attempt failed: ``retrying`` until ``retry_at``, or ``parked`` when it is None.
         Raises NotLeased unless ``owner`` holds the lease."""
 
+    def defer(self, item_id: str, owner: str, until: datetime) -> None:
+        """The item could not be tried now (the rate limit has no token): due again at ``until``, the
+        lease ended and the attempt not counted. Raises NotLeased unless ``owner`` holds the lease."""
+
     def retry(self, item_id: str, at: datetime) -> None:
         """A parked item becomes pending, due at ``at``; any other item is left as it is."""
 

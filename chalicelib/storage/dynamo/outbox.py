@@ -99,6 +99,17 @@ class DynamoOutbox:
             ]
         self._settle(item_id, owner, actions)
 
+    def defer(self, item_id: str, owner: str, until: datetime) -> None:
+        self._settle(
+            item_id,
+            owner,
+            [
+                OutboxModel.next_attempt_at.set(until),
+                OutboxModel.due_queue.set(DUE_QUEUE),
+                OutboxModel.attempts.add(-1),
+            ],
+        )
+
     def _settle(self, item_id: str, owner: str, actions: list[Action]) -> None:
         """Record an attempt's outcome and end the lease, if ``owner`` still holds it."""
         held = (OutboxModel.lease_owner == owner) & OutboxModel.status.is_in(*_DUE)

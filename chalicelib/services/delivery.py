@@ -1,0 +1,206 @@
+"""The delivery worker: leases outbox items, hands each to the sender of its kind, records the outcome.
+
+Two triggers run it. The outbox table's stream hands it each new item within seconds of its commit
+(``deliver_ids``), so a webhook's answer never waits on Kit or SES; the scheduled retry trigger
+(``sweep``, every minute in AWS, every few seconds locally) takes whatever is due: retries whose
+backoff ran out, items a dead worker held, items that waited for the rate limit.
+
+Exactly one worker sends an item at a time: each attempt starts with a lease (a conditional write),
+and a worker that loses the race moves on. A lease outlives the longest send (``lease_seconds``);
+if its worker dies the item is due again when the lease runs out, and the next attempt is counted.
+
+An outcome is one of:
+
+- sent: ``delivered``;
+- rate limited (the shared bucket has no token now): due again when it has, the attempt not counted;
+- retryable failure: ``retrying`` at a time from ``RetryPolicy`` (full jitter, first retry within
+  30 s, at most 15 minutes apart), or ``parked`` once it has failed for about a day;
+- permanent failure: ``parked`` with the reason, for an operator's ``POST /admin/outbox/{id}/retry``.
+
+Parked items are counted (``OutboxParked``), which an alarm watches.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from chalicelib.domain.delivery import RetryPolicy, gave_up_reason
+from chalicelib.domain.outbox import OutboxItem, OutboxKind
+from chalicelib.metrics import Metrics
+from chalicelib.services.ports import LeaseTaken, NotLeased, OutboxStore
+from chalicelib.services.ports.delivery import (
+    DeliveryFailed,
+    DeliveryPermanent,
+    DeliveryRetryable,
+    RateLimited,
+    Sender,
+    Sent,
+)
+
+logger = logging.getLogger("chalicelib.delivery")
+
+DELIVERED = "OutboxDelivered"
+RETRIED = "OutboxRetried"
+PARKED = "OutboxParked"
+DEFERRED = "OutboxRateLimited"
+LEASE_SECONDS = 120.0
+"""Longer than any one send can take: a Kit reconcile of a few calls, each with a 10 s timeout."""
+SWEEP_BATCH = 25
+MARGIN_SECONDS = 20.0
+"""Time a sweep keeps in hand before its Lambda's deadline: one more send must fit in it."""
+
+
+@dataclass
+class DeliveryReport:
+    delivered: int = 0
+    retrying: int = 0
+    parked: int = 0
+    deferred: int = 0
+    skipped: int = 0
+    """Items another worker held, or that were no longer due."""
+    calls: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "delivered": self.delivered,
+            "retrying": self.retrying,
+            "parked": self.parked,
+            "deferred": self.deferred,
+            "skipped": self.skipped,
+            "calls": self.calls,
+        }
+
+
+@dataclass
+class DeliveryWorker:
+    outbox: OutboxStore
+    senders: Mapping[OutboxKind, Sender]
+    clock: Callable[[], datetime]
+    metrics: Metrics
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    owner: str = field(default_factory=lambda: f"worker-{uuid.uuid4().hex[:12]}")
+    lease_seconds: float = LEASE_SECONDS
+    rng: random.Random = field(default_factory=random.Random)
+
+    def deliver_ids(
+        self, item_ids: Iterable[str], time_left: Callable[[], float] | None = None
+    ) -> DeliveryReport:
+        """Try each item now (the stream's new items); items not due or held elsewhere are skipped."""
+        report = DeliveryReport()
+        limited: set[OutboxKind] = set()
+        for item_id in item_ids:
+            if time_left is not None and time_left() < MARGIN_SECONDS:
+                break
+            self._attempt(item_id, report, limited)
+        return report
+
+    def sweep(self, time_left: Callable[[], float], *, batch: int = SWEEP_BATCH) -> DeliveryReport:
+        """Deliver what is due, earliest first, until nothing is due or the time is nearly up.
+
+        Senders wait briefly for the shared rate limit, so a backlog drains at the limit while the
+        sweep lasts. A kind whose limit is backed off for longer (Kit answered 429) is left for the
+        next sweep: its items stay due, and the sweep ends when nothing else is at the head of the line.
+        """
+        report = DeliveryReport()
+        limited: set[OutboxKind] = set()
+        seen: set[str] = set()
+        while time_left() >= MARGIN_SECONDS:
+            due = [
+                item
+                for item in self.outbox.list_due(self.clock(), batch)
+                if item.id not in seen and item.kind not in limited
+            ]
+            if not due:
+                break
+            for item in due:
+                if time_left() < MARGIN_SECONDS:
+                    break
+                seen.add(item.id)
+                self._attempt(item.id, report, limited, kind=item.kind)
+        return report
+
+    def _attempt(
+        self, item_id: str, report: DeliveryReport, limited: set[OutboxKind], kind: OutboxKind | None = None
+    ) -> None:
+        if kind is not None and kind in limited:
+            report.skipped += 1
+            return
+        now = self.clock()
+        try:
+            item = self.outbox.lease(item_id, self.owner, now + timedelta(seconds=self.lease_seconds), now)
+        except LeaseTaken:
+            report.skipped += 1
+            return
+        if item.kind in limited:
+            self._settle(item, report, lambda: self.outbox.defer(item.id, self.owner, now))
+            report.deferred += 1
+            return
+        sender = self.senders.get(item.kind)
+        try:
+            if sender is None:
+                raise DeliveryPermanent(f"no sender for {item.kind.value} items is configured")
+            sent = sender.deliver(item, now)
+        except RateLimited as limit:
+            until = limit.until
+            limited.add(item.kind)
+            report.deferred += 1
+            self.metrics.count(DEFERRED, kind=item.kind.value)
+            self._settle(item, report, lambda: self.outbox.defer(item.id, self.owner, until))
+            return
+        except DeliveryFailed as failure:
+            self._failed(item, failure, report)
+            return
+        except Exception as error:  # a fault of ours: retried like any failure, and logged loudly
+            logger.exception("delivery of %s failed unexpectedly", item.id)
+            self._failed(item, DeliveryRetryable(f"internal error ({type(error).__name__})"), report)
+            return
+        self._delivered(item, sent, report)
+
+    def _delivered(self, item: OutboxItem, sent: Sent, report: DeliveryReport) -> None:
+        if self._settle(item, report, lambda: self.outbox.mark_delivered(item.id, self.owner, self.clock())):
+            report.delivered += 1
+            report.calls += sent.calls
+            self.metrics.count(DELIVERED, kind=item.kind.value)
+            logger.info("delivered %s: %s", item.id, sent.summary)
+
+    def _failed(self, item: OutboxItem, failure: DeliveryFailed, report: DeliveryReport) -> None:
+        now = self.clock()
+        retry_at: datetime | None = None
+        reason = failure.reason
+        if isinstance(failure, DeliveryRetryable):
+            retry_at = self.policy.next_attempt(
+                attempts=item.attempts,
+                created_at=item.created_at,
+                now=now,
+                not_before=failure.not_before,
+                rng=self.rng,
+            )
+            if retry_at is None:
+                reason = gave_up_reason(reason, attempts=item.attempts, created_at=item.created_at, now=now)
+        if not self._settle(
+            item, report, lambda: self.outbox.mark_failed(item.id, self.owner, reason, retry_at)
+        ):
+            return
+        if retry_at is None:
+            report.parked += 1
+            self.metrics.count(PARKED, kind=item.kind.value)
+            logger.warning("parked %s: %s", item.id, reason)
+        else:
+            report.retrying += 1
+            self.metrics.count(RETRIED, kind=item.kind.value)
+            logger.info("will retry %s at %s: %s", item.id, retry_at.isoformat(), reason)
+
+    def _settle(self, item: OutboxItem, report: DeliveryReport, write: Callable[[], None]) -> bool:
+        try:
+            write()
+        except NotLeased:
+            # The lease ran out mid-send and another worker took the item over; its outcome stands.
+            logger.warning("lost the lease on %s before recording its outcome", item.id)
+            report.skipped += 1
+            return False
+        return True
