@@ -8,6 +8,8 @@ they come with the first container (``chalicelib.bootstrap``), so a cold start p
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from chalice.app import Chalice, Rate, Response
@@ -400,6 +402,44 @@ def fire_timer(event: dict[str, Any], context: Any) -> dict[str, Any]:
 def sweep_runs(event: Any) -> dict[str, int]:
     """Wakes overdue runs, releases held runs of live automations, finishes events left unfinished."""
     return bootstrap.container().automations.sweep(budget_seconds=_time_left(app.lambda_context)).as_dict()
+
+
+OUTBOX_STREAM = (
+    "arn:aws:dynamodb:us-east-1:000000000000:table/memberflow-outbox/stream/set-by-the-merge-template"
+)
+"""Chalice needs a stream ARN here; the merge template replaces it with the outbox table's own."""
+
+
+@app.on_dynamodb_record(
+    stream_arn=OUTBOX_STREAM, batch_size=10, starting_position="LATEST", name="deliver_outbox"
+)
+@bootstrap.flushes_metrics
+def deliver_outbox(event: Any) -> dict[str, int]:
+    """New outbox items, from the table's stream: sent within seconds of their commit."""
+    from chalicelib.services.delivery import new_item_ids
+
+    ids = new_item_ids((record.event_name, record.keys) for record in event)
+    worker = bootstrap.container().delivery()
+    return worker.deliver_ids(ids, time_left=_remaining(app.lambda_context)).as_dict()
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES), name="retry_outbox")
+@bootstrap.flushes_metrics
+def retry_outbox(event: Any) -> dict[str, int]:
+    """The retry trigger: whatever is due (retries, items a dead worker held, rate-limited ones)."""
+    from chalicelib.services.delivery import SWEEP_WAIT_SECONDS
+
+    worker = bootstrap.container().delivery(wait_for_tokens=SWEEP_WAIT_SECONDS)
+    return worker.sweep(time_left=_remaining(app.lambda_context)).as_dict()
+
+
+def _remaining(context: Any, budget_seconds: float = 60.0) -> Callable[[], float]:
+    """Seconds left before the Lambda's timeout; without a Lambda context, of ``budget_seconds``."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if remaining is not None:
+        return lambda: float(remaining()) / 1000
+    deadline = time.monotonic() + budget_seconds
+    return lambda: deadline - time.monotonic()
 
 
 def _time_left(context: Any, margin_seconds: float = 15.0) -> float:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,13 +25,20 @@ from chalicelib.metrics import EmfMetrics, Metrics
 from chalicelib.settings import Settings
 
 if TYPE_CHECKING:
+    from chalicelib.adapters.kit.transport import Transport
     from chalicelib.config.loader import LoadedConfig
     from chalicelib.config.secrets import SecretResolver
+    from chalicelib.domain.outbox import OutboxKind
+    from chalicelib.domain.ratelimit import Bucket
     from chalicelib.services.automations import Automations
+    from chalicelib.services.delivery import DeliveryWorker
     from chalicelib.services.inbox import Inbox
     from chalicelib.services.intake import Intake
+    from chalicelib.services.kit_delivery import KitCatalog
     from chalicelib.services.outbox_admin import OutboxAdmin
     from chalicelib.services.ports import Scheduler, Stores
+    from chalicelib.services.ports.delivery import Sender
+    from chalicelib.services.ports.mailer import Mailer
     from chalicelib.services.queries import AdminQueries
     from chalicelib.services.timers import TimerRouter
 
@@ -67,11 +75,19 @@ class Container:
     clock: Callable[[], datetime] = utcnow
     scheduler: Scheduler | None = None
     metrics: Metrics = field(default_factory=shared_metrics)
+    sleep: Callable[[float], None] = time.sleep
+    """How delivery waits for the shared rate limit; tests on a virtual clock move the clock instead."""
+    http: Transport | None = None
+    """The HTTP transport Kit calls and outbound webhooks go through (urllib3 unless a test gives one)."""
+    mailer: Mailer | None = None
+    """Where emails go (SES v2 unless a test gives one)."""
     inbox: Inbox = field(init=False)
     intake: Intake = field(init=False)
     automations: Automations = field(init=False)
     queries: AdminQueries = field(init=False)
     outbox_admin: OutboxAdmin = field(init=False)
+    _kit_catalog: KitCatalog | None = field(init=False, default=None, repr=False)
+    _kit_catalog_key: str | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
         from chalicelib.config.model import sender_name
@@ -110,6 +126,102 @@ class Container:
         from chalicelib.services.timers import TimerRouter
 
         return TimerRouter({TimerKind.RUN_WAKEUP: self.automations.wake_up}, self.metrics)
+
+    def delivery(self, *, wait_for_tokens: float = 0.0) -> DeliveryWorker:
+        """A delivery worker with a sender per outbox kind. ``wait_for_tokens``: how long a Kit call may
+        wait for the shared rate limit before its item is put back (the retry sweep waits, the stream
+        does not, so many stream batches never sit idle on one bucket)."""
+        from chalicelib.services.delivery import DeliveryWorker
+
+        senders: dict[OutboxKind, Sender] = {**self._kit_senders(wait_for_tokens), **self._other_senders()}
+        return DeliveryWorker(self.stores.outbox, senders, self.clock, self.metrics)
+
+    def kit_api_key(self) -> str | None:
+        return self.secrets.resolve_optional(self.loaded.model.kit.api_key)
+
+    def _http(self) -> Transport:
+        if self.http is None:
+            from chalicelib.adapters.kit.transport import Urllib3Transport
+
+            self.http = Urllib3Transport()
+        return self.http
+
+    def _kit_senders(self, wait_for_tokens: float) -> dict[OutboxKind, Sender]:
+        from chalicelib.adapters.kit.client import DEFAULT_BASE_URL, KitClient
+        from chalicelib.adapters.kit.ratelimited import RateLimitedTransport
+        from chalicelib.domain.kit_sync import mirror_rules
+        from chalicelib.domain.outbox import OutboxKind
+        from chalicelib.services.delivery import NotConfigured
+        from chalicelib.services.kit_delivery import KitCatalog, KitSyncSender, SequenceSender
+
+        api_key = self.kit_api_key()
+        if api_key is None:
+            off = "Kit is not configured (kit.api_key)"
+            return {OutboxKind.KIT: NotConfigured(off, skip=True), OutboxKind.SEQUENCE: NotConfigured(off)}
+        transport = RateLimitedTransport(
+            self._http(),
+            self.stores.rate_limits,
+            self.kit_bucket(api_key),
+            clock=self.clock,
+            sleep=self.sleep,
+            max_wait=wait_for_tokens,
+        )
+        client = KitClient(self.settings.kit_api_base_url or DEFAULT_BASE_URL, api_key, transport=transport)
+        if self._kit_catalog is None or self._kit_catalog_key != api_key:
+            self._kit_catalog, self._kit_catalog_key = KitCatalog(client), api_key
+        catalog = self._kit_catalog
+        catalog.client = client
+        config = self.loaded.model
+        unsynced = [name for name, spec in config.fields.items() if not spec.kit_sync]
+        contacts = self.stores.contacts.get_contact
+        return {
+            OutboxKind.KIT: KitSyncSender(
+                client,
+                catalog,
+                contacts=contacts,
+                kit_state=self.stores.kit_state,
+                rules=mirror_rules(self.loaded.setup, unsynced_fields=unsynced),
+                confirm_changes=self.inbox.confirm_kit_changes,
+            ),
+            OutboxKind.SEQUENCE: SequenceSender(
+                client, catalog, contacts=contacts, kit_state=self.stores.kit_state
+            ),
+        }
+
+    def kit_bucket(self, api_key: str) -> Bucket:
+        from chalicelib.domain.ratelimit import KIT_API_KEY, Bucket
+
+        return Bucket.for_credential(api_key, KIT_API_KEY)
+
+    def _other_senders(self) -> dict[OutboxKind, Sender]:
+        from chalicelib.config.model import sender_address, sender_name
+        from chalicelib.domain.outbox import OutboxKind
+        from chalicelib.services.email_delivery import EmailSender, SenderIdentity
+        from chalicelib.services.ports.mailer import TestContactSink
+
+        config = self.loaded.model
+        identity = None
+        if config.email is not None:
+            identity = SenderIdentity(
+                address=sender_address(config.email.from_),
+                name=sender_name(config.email.from_),
+                reply_to=config.email.reply_to,
+                configuration_set=config.email.configuration_set,
+            )
+        if self.mailer is None:
+            from chalicelib.adapters.aws.ses import SesMailer
+
+            self.mailer = SesMailer()
+        mailer: Mailer = self.mailer
+        sink = config.test_contacts.email_sink
+        if sink is not None:
+            mailer = TestContactSink(mailer, sink=sink, patterns=config.test_contacts.emails)
+        senders: dict[OutboxKind, Sender] = {
+            OutboxKind.EMAIL: EmailSender(
+                mailer, identity, self.loaded.templates, self.stores.contacts.get_contact
+            )
+        }
+        return senders
 
     def admin_token(self) -> str | None:
         return self.secrets.resolve_optional(self.settings.admin_token_ref)

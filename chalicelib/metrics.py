@@ -37,6 +37,14 @@ SWEEP_PARKED = "SweepParked"
 TIMER_UNROUTED = "TimerUnrouted"
 """A fired timer was dropped: its input was no timer (``reason=malformed``) or no service owns its
 kind (``reason=unknown_kind``); retrying could not help, so nothing does: ``reason``."""
+OUTBOX_DELIVERED = "OutboxDelivered"
+"""An outbox item was delivered (Kit in step, email sent, contact in the sequence, webhook 2xx): ``kind``."""
+OUTBOX_RETRIED = "OutboxRetried"
+"""A delivery attempt failed and the item will be tried again after its backoff: ``kind``."""
+OUTBOX_PARKED = "OutboxParked"
+"""An item was parked: refused for good, or still failing after about a day; an operator retries it: ``kind``."""
+OUTBOX_RATE_LIMITED = "OutboxRateLimited"
+"""An item waited for the shared rate limit (not a failed attempt): ``kind``."""
 API_5XX = "Api5xx"
 """The API answered one request with a 5xx status; counted by the HTTP middleware, no dimensions."""
 
@@ -47,12 +55,17 @@ FAILED_OUTCOME = "failed"
 """The ``outcome`` the inbox alarm watches: the record was kept with an error, for a replay."""
 SWEEP_KINDS = ("run", "event")
 TIMER_UNROUTED_REASONS = ("malformed", "unknown_kind")
+OUTBOX_KINDS = ("kit", "email", "sequence", "webhook")
 
 CATALOGUE: Mapping[str, Mapping[str, tuple[str, ...]]] = {
     INBOX_OUTCOME: {"source": INBOX_SOURCES, "outcome": INBOX_OUTCOMES},
     SWEEP_FAILED: {"kind": SWEEP_KINDS},
     SWEEP_PARKED: {"kind": SWEEP_KINDS},
     TIMER_UNROUTED: {"reason": TIMER_UNROUTED_REASONS},
+    OUTBOX_DELIVERED: {"kind": OUTBOX_KINDS},
+    OUTBOX_RETRIED: {"kind": OUTBOX_KINDS},
+    OUTBOX_PARKED: {"kind": OUTBOX_KINDS},
+    OUTBOX_RATE_LIMITED: {"kind": OUTBOX_KINDS},
     API_5XX: {},
 }
 """Every metric memberflow emits, and the values each of its dimensions may take (all are required)."""

@@ -38,6 +38,7 @@ from chalicelib.metrics import (
     FAILED_OUTCOME,
     INBOX_OUTCOME,
     NAMESPACE,
+    OUTBOX_PARKED,
     SERVICE,
     SERVICE_DIMENSION,
     SWEEP_FAILED,
@@ -176,6 +177,8 @@ class Fragment:
     statements: list[dict[str, Any]] = field(default_factory=list)
     environment: dict[str, Any] = field(default_factory=dict)
     conditions: dict[str, Any] = field(default_factory=dict)
+    functions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Properties to merge into a Chalice function by logical id (its event source, its timeout)."""
 
     def merge(self, other: Fragment) -> Fragment:
         """Both fragments together; two groups defining the same name is a bug, not an override."""
@@ -187,6 +190,12 @@ class Fragment:
             if clash:
                 raise ValueError(f"{section} defined twice: {', '.join(clash)}")
             setattr(merged, section, {**mine, **theirs})
+        for name in self.functions.keys() | other.functions.keys():
+            mine_f, theirs_f = self.functions.get(name, {}), other.functions.get(name, {})
+            clash = sorted(mine_f.keys() & theirs_f.keys())
+            if clash:
+                raise ValueError(f"{name} properties defined twice: {', '.join(clash)}")
+            merged.functions[name] = {**mine_f, **theirs_f}
         return merged
 
 
@@ -558,6 +567,83 @@ def email_group(shape: AppShape) -> Fragment:
     )
 
 
+DELIVERY_FUNCTION = "DeliverOutbox"
+"""Chalice's logical id for ``@app.on_dynamodb_record(name="deliver_outbox")``."""
+RETRY_FUNCTION = "RetryOutbox"
+"""Chalice's logical id for ``@app.schedule(name="retry_outbox")``, the retry trigger."""
+DELIVERY_EVENT_SOURCE = f"{DELIVERY_FUNCTION}DynamodbEventSource"
+OUTBOX_TABLE = "OutboxTable"
+DELIVERY_TIMEOUT = 60
+RETRY_TIMEOUT = 90
+"""The sweep runs until 20 s before this; a minute apart, two sweeps overlap briefly and share the
+rate limit, so a backlog drains at the limit with no gap between them."""
+OUTBOX_PARKED_DESCRIPTION = (
+    "memberflow parked at least one outbox item in the last 5 minutes (metric OutboxParked, all kinds"
+    " added up): a Kit change, email, sequence subscription or outbound webhook was refused for good"
+    " or kept failing for about a day. Nothing else is held back. List them with"
+    " GET /admin/outbox?email=<contact>&status=parked, read the reason in last_error"
+    " (GET /admin/outbox/{id}), fix the cause, then POST /admin/outbox/{id}/retry. GET /admin/kit shows"
+    " Kit's backlog and parked count."
+)
+
+
+def delivery_group(shape: AppShape) -> Fragment:
+    """The outbox's delivery: its stream into ``deliver_outbox`` (new items only), the retry trigger's
+    timeout, read access to the stream, and an alarm on parked items."""
+    from chalicelib.services.delivery import STREAM_FILTERS
+
+    functions: dict[str, dict[str, Any]] = {}
+    statements: list[dict[str, Any]] = []
+    if DELIVERY_FUNCTION in shape.functions:
+        functions[DELIVERY_FUNCTION] = {
+            "Timeout": DELIVERY_TIMEOUT,
+            "Events": {
+                DELIVERY_EVENT_SOURCE: {
+                    "Type": "DynamoDB",
+                    "Properties": {
+                        "Stream": {"Fn::GetAtt": [OUTBOX_TABLE, "StreamArn"]},
+                        "StartingPosition": "TRIM_HORIZON",
+                        "BatchSize": 10,
+                        "MaximumBatchingWindowInSeconds": 0,
+                        # A batch that fails is not retried for ever: the retry trigger finds its
+                        # items anyway, so the stream moves on.
+                        "MaximumRetryAttempts": 2,
+                        "BisectBatchOnFunctionError": True,
+                        "FilterCriteria": {
+                            "Filters": [{"Pattern": json.dumps(pattern)} for pattern in STREAM_FILTERS]
+                        },
+                    },
+                }
+            },
+        }
+        statements.append(
+            {
+                "Sid": "OutboxStream",
+                "Effect": "Allow",
+                "Action": [
+                    "dynamodb:DescribeStream",
+                    "dynamodb:GetRecords",
+                    "dynamodb:GetShardIterator",
+                ],
+                "Resource": [{"Fn::GetAtt": [OUTBOX_TABLE, "StreamArn"]}],
+            }
+        )
+        statements.append(
+            {"Sid": "ListStreams", "Effect": "Allow", "Action": ["dynamodb:ListStreams"], "Resource": "*"}
+        )
+    if RETRY_FUNCTION in shape.functions:
+        functions[RETRY_FUNCTION] = {"Timeout": RETRY_TIMEOUT}
+    return Fragment(
+        functions=functions,
+        statements=statements,
+        resources={
+            "OutboxParkedAlarm": metric_alarm(
+                OUTBOX_PARKED_DESCRIPTION, every_series(OUTBOX_PARKED), label="parked outbox items"
+            )
+        },
+    )
+
+
 def alarm_actions() -> dict[str, Any]:
     """Notify ``AlarmTopicArn`` when the stack has one (``alarms_group`` defines it and its condition)."""
     return {"Fn::If": [HAS_ALARM_TOPIC, [{"Ref": ALARM_TOPIC}], {"Ref": "AWS::NoValue"}]}
@@ -734,6 +820,7 @@ DEFAULT_GROUPS: tuple[Group, ...] = (
     delays_group,
     alarms_group,
     email_group,
+    delivery_group,
 )
 
 
@@ -771,12 +858,22 @@ def build_template(shape: AppShape, groups: Sequence[Group] = DEFAULT_GROUPS) ->
     if FUNCTION_ROLE in resources:
         raise ValueError(f"a group defines {FUNCTION_ROLE}, which build_template owns")
     resources[FUNCTION_ROLE] = function_role(fragment.statements)
+    unknown = sorted(fragment.functions.keys() - set(shape.functions))
+    if unknown:
+        raise ValueError(f"groups patch functions the app does not have: {', '.join(unknown)}")
     for name in shape.functions:
         if name in resources:
             raise ValueError(f"a group defines a resource named like the function {name}")
         # Chalice's deep merge replaces its placeholder Role string and adds to its Environment.
+        patch = fragment.functions.get(name, {})
+        if {"Role", "Environment"} & patch.keys():
+            raise ValueError(f"a group sets the Role or Environment of {name}, which build_template owns")
         resources[name] = {
-            "Properties": {"Role": ROLE_ARN, "Environment": {"Variables": dict(fragment.environment)}}
+            "Properties": {
+                "Role": ROLE_ARN,
+                "Environment": {"Variables": dict(fragment.environment)},
+                **patch,
+            }
         }
     outputs = {**fragment.outputs, "FunctionRoleArn": {"Value": ROLE_ARN}}
     template: dict[str, Any] = {
@@ -830,13 +927,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--function",
         action="append",
         default=[],
-        help=f"function logical id (repeatable; default: APIHandler {TIMER_FUNCTION} SweepRuns)",
+        help=f"function logical id (repeatable; default: APIHandler {TIMER_FUNCTION} SweepRuns and the outbox's two)",
     )
     args = parser.parse_args(argv)
     if args.sam is not None:
         shape = AppShape.from_sam(json.loads(args.sam.read_text(encoding="utf-8")))
     else:
-        shape = AppShape(functions=tuple(args.function or ["APIHandler", TIMER_FUNCTION, "SweepRuns"]))
+        default = ["APIHandler", TIMER_FUNCTION, "SweepRuns", DELIVERY_FUNCTION, RETRY_FUNCTION]
+        shape = AppShape(functions=tuple(args.function or default))
     try:
         template = build_template(shape)
     except ValueError as exc:

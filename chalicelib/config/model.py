@@ -206,6 +206,13 @@ class FieldConfig(StrictModel):
         ),
     )
     max: Decimal | None = Field(default=None, description="Number fields only: the highest allowed value.")
+    kit_sync: bool = Field(
+        default=True,
+        description=(
+            "Whether the field is mirrored to the Kit custom field of the same key, so Kit emails can "
+            "say {{ subscriber.<field> }}. Set false to keep a field out of Kit."
+        ),
+    )
     default: Decimal | str | None = Field(
         default=None,
         description=(
@@ -321,6 +328,13 @@ class TestContactsConfig(StrictModel):
         default=1.0,
         gt=0,
         description=("Test contacts' delays are divided by this: 86400 turns one day into one second."),
+    )
+    email_sink: Sender | None = Field(
+        default=None,
+        description=(
+            "Where test contacts' emails go instead of to them, e.g. qa@example.com, so a test run "
+            "never mails a real person at a test address. Unset, they are sent as addressed."
+        ),
     )
 
 

@@ -28,9 +28,14 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from chalicelib.domain.delivery import RetryPolicy, gave_up_reason
 from chalicelib.domain.outbox import OutboxItem, OutboxKind
+from chalicelib.metrics import OUTBOX_DELIVERED as DELIVERED
+from chalicelib.metrics import OUTBOX_PARKED as PARKED
+from chalicelib.metrics import OUTBOX_RATE_LIMITED as DEFERRED
+from chalicelib.metrics import OUTBOX_RETRIED as RETRIED
 from chalicelib.metrics import Metrics
 from chalicelib.services.ports import LeaseTaken, NotLeased, OutboxStore
 from chalicelib.services.ports.delivery import (
@@ -44,13 +49,15 @@ from chalicelib.services.ports.delivery import (
 
 logger = logging.getLogger("chalicelib.delivery")
 
-DELIVERED = "OutboxDelivered"
-RETRIED = "OutboxRetried"
-PARKED = "OutboxParked"
-DEFERRED = "OutboxRateLimited"
 LEASE_SECONDS = 120.0
 """Longer than any one send can take: a Kit reconcile of a few calls, each with a 10 s timeout."""
+STREAM_FILTERS: tuple[dict[str, Any], ...] = ({"eventName": ["INSERT"]},)
+"""The outbox stream records that start a delivery: new items. A retried item, a deferred one and
+every retry are the sweep's; the worker's own writes (leases, outcomes) must not wake it again."""
 SWEEP_BATCH = 25
+SWEEP_WAIT_SECONDS = 2.0
+"""How long the sweep's Kit calls wait for a token: Kit refills one every half second or so, so a
+backlog drains at the limit; a longer wait (a 429's minute) puts the items back instead."""
 MARGIN_SECONDS = 20.0
 """Time a sweep keeps in hand before its Lambda's deadline: one more send must fit in it."""
 
@@ -204,3 +211,28 @@ class DeliveryWorker:
             report.skipped += 1
             return False
         return True
+
+
+@dataclass(frozen=True)
+class NotConfigured:
+    """The sender of a kind whose service is not configured. ``skip``: such items are settled as
+    delivered with the reason (Kit mirroring is optional); otherwise they are parked with it."""
+
+    reason: str
+    skip: bool = False
+
+    def deliver(self, item: OutboxItem, now: datetime) -> Sent:
+        if self.skip:
+            return Sent(f"not sent: {self.reason}")
+        raise DeliveryPermanent(f"cannot be sent: {self.reason}")
+
+
+def new_item_ids(records: Iterable[tuple[str, Mapping[str, Any]]]) -> list[str]:
+    """The ids of new items among stream records given as ``(event name, keys)``, in stream order
+    (``keys`` as DynamoDB JSON, ``{"id": {"S": ...}}``); records ``STREAM_FILTERS`` lets through."""
+    ids: list[str] = []
+    for event_name, keys in records:
+        item_id = keys.get("id", {}).get("S") if isinstance(keys.get("id"), Mapping) else None
+        if event_name == "INSERT" and isinstance(item_id, str) and item_id not in ids:
+            ids.append(item_id)
+    return ids

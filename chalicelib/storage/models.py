@@ -250,6 +250,9 @@ class OutboxModel(BaseTable):
 
     class Meta(BaseTable.Meta):
         table_name = "memberflow-outbox"
+        # New items reach the delivery worker through the stream; keys are all it needs to lease one,
+        # and a bigger image (an email's payload) could overflow a Lambda's batch.
+        stream_view_type = "KEYS_ONLY"
 
     id = UnicodeAttribute(hash_key=True)
     email = UnicodeAttribute()
