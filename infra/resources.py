@@ -927,7 +927,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--function",
         action="append",
         default=[],
-        help=f"function logical id (repeatable; default: APIHandler {TIMER_FUNCTION} SweepRuns and the outbox's two)",
+        help="function logical id (repeatable; default: every function the app defines)",
     )
     args = parser.parse_args(argv)
     if args.sam is not None:
