@@ -1,0 +1,164 @@
+"""Kit kept in step through the outbox, against the Kit stand-in on 127.0.0.1, on a virtual clock.
+
+The stand-in is a real HTTP server enforcing Kit's 120 requests in any 60 s with plain-text 429s,
+and can fail with 5xx, stalls and 429 storms; the clock both sides read is virtual, so hours of
+outage and a thousand queued changes take seconds. The stores are the in-memory fakes, held to the
+DynamoDB ones by the contract suites.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from chalicelib.domain.outbox import OutboxKind, OutboxStatus
+from tests.builders import unique_email
+from tests.support.kit_world import KitWorld, kit_config, kit_world
+
+LIMIT = 120
+WINDOW = 60.0
+
+
+@pytest.fixture
+def world() -> KitWorld:
+    with kit_world() as world:
+        yield world  # type: ignore[misc]
+
+
+def test_a_tag_change_reaches_kit_with_the_subscriber_upserted_first(world: KitWorld) -> None:
+    email = unique_email()
+    world.tag(email, "VIP Member")
+    (item,) = world.items(OutboxKind.KIT)
+    report = world.stream([item.id])
+    assert report.delivered == 1
+    assert world.kit.tag_names(email) == {"VIP Member"}
+    paths = [(r.method, r.path) for r in world.kit.requests]
+    upsert = paths.index(("POST", "/subscribers"))
+    tagging = next(i for i, (m, p) in enumerate(paths) if m == "POST" and p.startswith("/tags/"))
+    assert upsert < tagging
+    stored = world.stores.outbox.get(item.id)
+    assert stored is not None
+    assert stored.status is OutboxStatus.DELIVERED
+
+
+def test_quick_changes_to_one_contact_cost_only_the_end_state(world: KitWorld) -> None:
+    email = unique_email()
+    world.tag(email, "VIP Member")
+    world.stream([i.id for i in world.items(OutboxKind.KIT)])
+    world.kit.forget_requests()
+    for _ in range(5):
+        world.tag(email, "Flash")
+        world.untag(email, "Flash")
+    world.tag(email, "Kept")
+    report = world.sweep()
+    assert report.delivered == 11
+    writes = [r for r in world.kit.requests if r.method != "GET"]
+    # Creating the new tag, then tagging: "Flash", added and removed again, costs nothing.
+    assert [(r.method, r.path.rsplit("/", 1)[-1]) for r in writes] == [
+        ("POST", "tags"),
+        ("POST", "subscribers"),
+    ]
+    assert world.kit.tag_names(email) == {"VIP Member", "Kept"}
+
+
+def test_a_two_hour_kit_outage_loses_nothing(world: KitWorld) -> None:
+    emails = [unique_email() for _ in range(40)]
+    for email in emails:
+        world.tag(email, "Purchase – Foundation")
+    outage_ends = world.clock.epoch() + 2 * 3600
+    world.kit.fail_until(outage_ends, 503)
+    world.stream([i.id for i in world.items(OutboxKind.KIT)])
+    world.run_for(120)
+    assert world.statuses(OutboxKind.KIT).get(OutboxStatus.DELIVERED, 0) == 0
+    assert world.statuses(OutboxKind.KIT).get(OutboxStatus.PARKED, 0) == 0
+    world.run_for(20)  # the backoff is capped at 15 minutes
+    assert world.statuses(OutboxKind.KIT) == {OutboxStatus.DELIVERED: len(emails)}
+    for email in emails:
+        assert world.kit.tag_names(email) == {"Purchase – Foundation"}
+    failed = [r for r in world.kit.requests if r.status == 503]
+    assert failed, "the outage was felt"
+    assert world.kit.peak(WINDOW) <= LIMIT
+
+
+def test_a_thousand_queued_changes_drain_at_the_limit_and_never_over_it(world: KitWorld) -> None:
+    emails = [unique_email() for _ in range(1000)]
+    for email in emails:
+        world.tag(email, "Launch")
+    world.run_for(30)
+    assert world.statuses(OutboxKind.KIT) == {OutboxStatus.DELIVERED: 1000}
+    served = [r for r in world.kit.requests if r.status < 400]
+    assert not [r for r in world.kit.requests if r.status == 429]
+    assert world.kit.peak(WINDOW) <= LIMIT
+    # While the backlog lasted, Kit was kept busy at 95 % of its limit or more.
+    span = served[-1].at - served[0].at
+    rate = (len(served) - 1) / span * WINDOW
+    assert rate >= 0.95 * LIMIT, f"{rate:.1f} requests a minute"
+    assert all(world.kit.tag_names(email) == {"Launch"} for email in emails)
+
+
+def test_a_429_storm_backs_every_caller_off_and_loses_nothing(world: KitWorld) -> None:
+    emails = [unique_email() for _ in range(20)]
+    for email in emails:
+        world.tag(email, "Launch")
+    world.kit.throttle_next(25)
+    world.run_for(10)
+    assert world.statuses(OutboxKind.KIT) == {OutboxStatus.DELIVERED: 20}
+    throttled = [r for r in world.kit.requests if r.status == 429]
+    assert 1 <= len(throttled) <= 25
+    # Each 429 emptied the shared bucket for a minute: nothing was asked in the minute after it.
+    first = throttled[0].at
+    assert not [r for r in world.kit.requests if first < r.at < first + 59 and r.status != 429]
+    stored = [world.stores.outbox.get(i.id) for i in world.items(OutboxKind.KIT)]
+    assert all(item is not None and item.attempts <= 2 for item in stored)
+
+
+def test_a_change_kit_refuses_for_good_is_parked_with_kits_reason(world: KitWorld) -> None:
+    email = unique_email()
+    world.tag(email, "VIP Member")
+    world.kit.fail_next(1, 422)
+    world.sweep()
+    (item,) = world.items(OutboxKind.KIT)
+    assert item.status is OutboxStatus.PARKED
+    assert item.last_error is not None
+    assert "422" in item.last_error
+    # An operator's retry sends it once the cause is gone.
+    world.stores.outbox.retry(item.id, world.clock())
+    world.clock.advance(1)
+    world.sweep()
+    stored = world.stores.outbox.get(item.id)
+    assert stored is not None
+    assert stored.status is OutboxStatus.DELIVERED
+    assert world.kit.tag_names(email) == {"VIP Member"}
+
+
+def test_mirrored_fields_reach_kit_and_kit_sync_false_keeps_one_out() -> None:
+    fields = {
+        "credits": {"type": "number", "min": 0, "default": 0},
+        "track": {"type": "text"},
+        "notes": {"type": "text", "kit_sync": False},
+    }
+    with kit_world(kit_config(fields=fields)) as world:
+        email = unique_email()
+        changes = (("credits", {"set": 50}), ("track", {"set": "marketing"}), ("notes", {"set": "x"}))
+        for name, change in changes:
+            receipt = world.container.intake.admin_field(email, name, change, f"set-{name}")
+            assert receipt.result == "accepted", receipt
+        world.sweep()
+        subscriber = world.kit.subscriber(email)
+        assert subscriber is not None
+        assert subscriber.fields.get("credits") == "50"
+        assert subscriber.fields.get("track") == "marketing"
+        assert "notes" not in subscriber.fields
+        assert "notes" not in {f.key for f in world.kit.custom_fields.values()}
+
+
+def test_a_backlog_older_than_a_day_is_parked_with_its_last_error(world: KitWorld) -> None:
+    email = unique_email()
+    world.tag(email, "VIP Member")
+    world.kit.fail_until(world.clock.epoch() + timedelta(days=2).total_seconds(), 500)
+    world.run_for(25 * 60)
+    (item,) = world.items(OutboxKind.KIT)
+    assert item.status is OutboxStatus.PARKED
+    assert item.last_error is not None
+    assert item.last_error.startswith("gave up after")
