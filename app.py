@@ -427,9 +427,7 @@ def deliver_outbox(event: Any) -> dict[str, int]:
 @bootstrap.flushes_metrics
 def retry_outbox(event: Any) -> dict[str, int]:
     """The retry trigger: whatever is due (retries, items a dead worker held, rate-limited ones)."""
-    from chalicelib.services.delivery import SWEEP_WAIT_SECONDS
-
-    worker = bootstrap.container().delivery(wait_for_tokens=SWEEP_WAIT_SECONDS)
+    worker = bootstrap.container().delivery()
     return worker.sweep(time_left=_remaining(app.lambda_context)).as_dict()
 
 

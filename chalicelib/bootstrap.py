@@ -127,12 +127,13 @@ class Container:
 
         return TimerRouter({TimerKind.RUN_WAKEUP: self.automations.wake_up}, self.metrics)
 
-    def delivery(self, *, wait_for_tokens: float = 0.0) -> DeliveryWorker:
+    def delivery(self, *, wait_for_tokens: float | None = None) -> DeliveryWorker:
         """A delivery worker with a sender per outbox kind. ``wait_for_tokens``: how long a Kit call may
-        wait for the shared rate limit before its item is put back (the retry sweep waits, the stream
-        does not, so many stream batches never sit idle on one bucket)."""
-        from chalicelib.services.delivery import DeliveryWorker
+        wait for the shared rate limit before its item is put back (``TOKEN_WAIT_SECONDS``)."""
+        from chalicelib.services.delivery import TOKEN_WAIT_SECONDS, DeliveryWorker
 
+        if wait_for_tokens is None:
+            wait_for_tokens = TOKEN_WAIT_SECONDS
         senders: dict[OutboxKind, Sender] = {**self._kit_senders(wait_for_tokens), **self._other_senders()}
         return DeliveryWorker(self.stores.outbox, senders, self.clock, self.metrics)
 

@@ -55,9 +55,10 @@ STREAM_FILTERS: tuple[dict[str, Any], ...] = ({"eventName": ["INSERT"]},)
 """The outbox stream records that start a delivery: new items. A retried item, a deferred one and
 every retry are the sweep's; the worker's own writes (leases, outcomes) must not wake it again."""
 SWEEP_BATCH = 25
-SWEEP_WAIT_SECONDS = 2.0
-"""How long the sweep's Kit calls wait for a token: Kit refills one every half second or so, so a
-backlog drains at the limit; a longer wait (a 429's minute) puts the items back instead."""
+TOKEN_WAIT_SECONDS = 2.0
+"""How long a Kit call waits for a token of the shared rate limit: Kit refills one every half second
+or so, so a backlog drains at the limit while a new item's few calls (lists, upsert, tag) go through
+at once; a longer wait (a 429's minute) puts the item back, uncounted, for a later sweep."""
 MARGIN_SECONDS = 20.0
 """Time a sweep keeps in hand before its Lambda's deadline: one more send must fit in it."""
 

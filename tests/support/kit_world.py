@@ -22,7 +22,7 @@ from chalicelib.config.loader import LoadedConfig
 from chalicelib.config.model import MemberflowConfig
 from chalicelib.config.secrets import SecretResolver
 from chalicelib.domain.outbox import OutboxItem, OutboxKind, OutboxStatus
-from chalicelib.services.delivery import SWEEP_WAIT_SECONDS, DeliveryReport
+from chalicelib.services.delivery import DeliveryReport
 from chalicelib.services.ports import Stores
 from chalicelib.settings import Settings
 from devstack.kit_standin import DEFAULT_API_KEY, KitStandin
@@ -90,7 +90,7 @@ class KitWorld:
 
     def sweep(self, budget: float = RETRY_TIMEOUT) -> DeliveryReport:
         """One run of the retry trigger, with its Lambda's time measured on the virtual clock."""
-        worker = self.container.delivery(wait_for_tokens=SWEEP_WAIT_SECONDS)
+        worker = self.container.delivery()
         started = self.clock()
         report = worker.sweep(lambda: budget - (self.clock() - started).total_seconds())
         self.reports.append(report)
