@@ -86,7 +86,8 @@ class KitCatalog:
         self.client = client
         self._lock = threading.Lock()
         self._tags: dict[str, Tag] | None = None
-        self._fields: set[str] | None = None
+        self._fields: dict[str, str] | None = None
+        """memberflow's field name (the label it created the field with, or Kit's key) -> Kit's key."""
         self._sequences: tuple[EmailSequence, ...] | None = None
 
     def tags(self) -> dict[str, Tag]:
@@ -108,17 +109,29 @@ class KitCatalog:
             if self._tags is not None:
                 self._tags[tag_identity(tag.name)] = tag
 
-    def field_keys(self) -> set[str]:
+    def _field_map(self) -> dict[str, str]:
         if self._fields is None:
-            keys = {field.key for field in self.client.list_custom_fields()}
+            listed = self.client.list_custom_fields()
+            # Kit derives a key from the label ("coaching-sessions" may become "coaching_sessions"):
+            # memberflow creates each field with its own name as the label, so the label finds it.
+            mapping = {field.label: field.key for field in listed}
+            mapping.update({field.key: field.key for field in listed})
             with self._lock:
-                self._fields = keys
+                self._fields = mapping
         return self._fields
 
-    def remember_field(self, key: str) -> None:
+    def field_keys(self) -> set[str]:
+        """The fields Kit has, by memberflow's name for them."""
+        return set(self._field_map())
+
+    def kit_key(self, name: str) -> str:
+        """Kit's key for memberflow's field ``name``."""
+        return self._field_map().get(name, name)
+
+    def remember_field(self, name: str, key: str) -> None:
         with self._lock:
             if self._fields is not None:
-                self._fields.add(key)
+                self._fields[name] = key
 
     def sequence(self, ref: str) -> EmailSequence | None:
         """The sequence ``ref`` names: its id, or its name (ignoring case). Read again once on a miss,
@@ -205,9 +218,7 @@ class KitSyncSender:
             self.catalog.remember_tag(self.client.create_tag(call.name))
         elif isinstance(call, CreateField):
             created = self.client.create_custom_field(call.key)
-            if created.key != call.key:
-                logger.warning("Kit keyed the new custom field %r as %r", call.key, created.key)
-            self.catalog.remember_field(created.key)
+            self.catalog.remember_field(call.key, created.key)
         elif isinstance(call, UpsertSubscriber):
             written = self.client.upsert_subscriber(
                 email, first_name=call.first_name, fields=dict(call.fields)
