@@ -1,8 +1,9 @@
 """A stand-in for Kit's v4 API on 127.0.0.1: real HTTP, in-memory state, Kit's shapes, limits and failures.
 
 ``KitStandin`` serves the endpoints memberflow's Kit client calls (subscribers, tags, custom fields,
-sequences, legacy webhooks) from a ``ThreadingHTTPServer`` in a background thread, with the statuses
-and bodies Kit documents: upserts answer 201 or 200, ``{"errors": [...]}`` on 4xx, cursor pagination.
+sequences, legacy webhooks, v4 webhook endpoints) from a ``ThreadingHTTPServer`` in a background
+thread, with the statuses and bodies Kit documents: upserts answer 201 or 200, ``{"errors": [...]}``
+on 4xx, cursor pagination, a new webhook endpoint's signing secret in its create answer only.
 Like Kit it checks ``X-Kit-Api-Key`` (401 otherwise) and limits each key to 120 requests in any rolling
 60 seconds, answering 429 with the plain-text body ``Retry later`` and no ``Retry-After``. Only the
 requests it lets through count towards the window. The window runs on an injectable clock (Unix
@@ -27,9 +28,11 @@ import base64
 import binascii
 import contextlib
 import copy
+import ipaddress
 import json
 import logging
 import re
+import secrets
 import socket
 import threading
 import time
@@ -83,6 +86,36 @@ WEBHOOK_PARAMETERS: Final = (
     "custom_field_id",
     "initiator_value",
 )
+# The event types a v4 webhook endpoint may subscribe to here: the ones Kit lists as available, the
+# tag events memberflow needs (in Kit's catalog, availability unconfirmed) and those Kit's own create
+# example or third parties name. Kit answers 422 for any other, as for a type it has only planned.
+ENDPOINT_EVENTS: Final = frozenset(
+    {
+        "subscriber.created",
+        "subscriber.activated",
+        "subscriber.unsubscribed",
+        "subscriber.bounced",
+        "subscriber.complained",
+        "subscriber.subscribed_to_form",
+        "subscriber.added_to_sequence",
+        "subscriber.sequence_completed",
+        "subscriber.tag_added",
+        "subscriber.tag_removed",
+        "subscriber.custom_field_value_updated",
+        "subscriber.product_purchased",
+        "tag.created",
+        "tag.deleted",
+        "custom_field.created",
+        "custom_field.deleted",
+        "sequence.created",
+        "sequence.deleted",
+        "sequence.published",
+        "sequence.disabled",
+        "broadcast.created",
+        "broadcast.deleted",
+    }
+)
+ENDPOINT_STATUSES: Final = ("active", "disabled")
 _EMAIL: Final = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 Clock = Callable[[], float]
@@ -148,6 +181,18 @@ class KitWebhook:
     event: dict[str, Any]
 
 
+@dataclass
+class KitWebhookEndpoint:
+    id: int
+    url: str
+    events: list[str]
+    name: str
+    secret: str = field(repr=False)
+    created_at: str = ""
+    description: str | None = None
+    status: str = "active"
+
+
 class _Reply(Exception):
     """An answer other than the handler's success, raised from deep inside it."""
 
@@ -194,6 +239,7 @@ class KitStandin:
         self.custom_fields: dict[int, KitField] = {}
         self.sequences: dict[int, KitSequence] = {}
         self.webhooks: dict[int, KitWebhook] = {}
+        self.webhook_endpoints: dict[int, KitWebhookEndpoint] = {}
         self._admitted: dict[str, deque[float]] = {}
         self._served: list[ServedRequest] = []
         self._fail_next: list[int] = []  # one status per request still to fail
@@ -380,6 +426,11 @@ class KitStandin:
             ("GET", re.compile("/webhooks"), self._list_webhooks),
             ("POST", re.compile("/webhooks"), self._create_webhook),
             ("DELETE", re.compile("/webhooks" + number), self._delete_webhook),
+            ("GET", re.compile("/webhook_endpoints"), self._list_endpoints),
+            ("POST", re.compile("/webhook_endpoints"), self._create_endpoint),
+            ("GET", re.compile("/webhook_endpoints" + number), self._get_endpoint),
+            ("PATCH", re.compile("/webhook_endpoints" + number), self._update_endpoint),
+            ("DELETE", re.compile("/webhook_endpoints" + number), self._delete_endpoint),
         )
 
     # --- subscribers ----------------------------------------------------------------------------
@@ -566,6 +617,64 @@ class KitStandin:
             raise _Reply(404, "Not Found")
         return _Answer(204)
 
+    # --- v4 webhook endpoints ---------------------------------------------------------------------
+
+    def _list_endpoints(self, params: dict[str, str], payload: dict[str, Any]) -> _Answer:
+        status = params.get("status")
+        if status is not None and status not in ENDPOINT_STATUSES:
+            raise _Reply(422, "Status is invalid")
+        items = [
+            (e.id, _endpoint_json(e))
+            for e in self.webhook_endpoints.values()
+            if status is None or e.status == status
+        ]
+        return _page(params, "webhook_endpoints", items)
+
+    def _create_endpoint(self, params: dict[str, str], payload: dict[str, Any]) -> _Answer:
+        url = _endpoint_url(payload.get("url"))
+        events = _endpoint_events(payload.get("events"))
+        endpoint_id = self._new_id()
+        endpoint = KitWebhookEndpoint(
+            endpoint_id,
+            url,
+            events,
+            name=_optional_text(payload.get("name"), "Name") or f"endpoint-{endpoint_id}",
+            secret=secrets.token_urlsafe(32),
+            created_at=self._now(),
+            description=_optional_text(payload.get("description"), "Description"),
+        )
+        self.webhook_endpoints[endpoint.id] = endpoint
+        # The only answer that carries the secret; listings and reads never do.
+        return _json(201, {"webhook_endpoint": {**_endpoint_json(endpoint), "secret": endpoint.secret}})
+
+    def _get_endpoint(self, params: dict[str, str], payload: dict[str, Any], endpoint_id: int) -> _Answer:
+        return _json(200, {"webhook_endpoint": _endpoint_json(self._endpoint(endpoint_id))})
+
+    def _update_endpoint(self, params: dict[str, str], payload: dict[str, Any], endpoint_id: int) -> _Answer:
+        endpoint = self._endpoint(endpoint_id)
+        url = _endpoint_url(payload["url"]) if "url" in payload else endpoint.url
+        events = _endpoint_events(payload["events"]) if "events" in payload else endpoint.events
+        status = payload.get("status", endpoint.status)
+        if status not in ENDPOINT_STATUSES:
+            raise _Reply(422, "Status is invalid")
+        name = _optional_text(payload.get("name", endpoint.name), "Name") or endpoint.name
+        description = _optional_text(payload.get("description", endpoint.description), "Description")
+        # Checked whole before anything changes: a refused update leaves the endpoint as it was.
+        endpoint.url, endpoint.events, endpoint.status = url, events, status
+        endpoint.name, endpoint.description = name, description
+        return _json(200, {"webhook_endpoint": _endpoint_json(endpoint)})
+
+    def _delete_endpoint(self, params: dict[str, str], payload: dict[str, Any], endpoint_id: int) -> _Answer:
+        self._endpoint(endpoint_id)
+        del self.webhook_endpoints[endpoint_id]
+        return _Answer(204)
+
+    def _endpoint(self, endpoint_id: int) -> KitWebhookEndpoint:
+        found = self.webhook_endpoints.get(endpoint_id)
+        if found is None:
+            raise _Reply(404, "Not Found")
+        return found
+
     # --- helpers --------------------------------------------------------------------------------
 
     def _new_id(self) -> int:
@@ -650,6 +759,47 @@ def _field_json(custom_field: KitField) -> dict[str, Any]:
 
 def _webhook_json(hook: KitWebhook) -> dict[str, Any]:
     return {"id": hook.id, "account_id": 1, "event": dict(hook.event), "target_url": hook.target_url}
+
+
+def _endpoint_json(endpoint: KitWebhookEndpoint) -> dict[str, Any]:
+    return {
+        "id": endpoint.id,
+        "name": endpoint.name,
+        "description": endpoint.description,
+        "url": endpoint.url,
+        "events": list(endpoint.events),
+        "status": endpoint.status,
+        "created_at": endpoint.created_at,
+        "previous_secret_expires_at": None,
+    }
+
+
+def _endpoint_url(value: Any) -> str:
+    """An endpoint URL Kit accepts: http(s), with a host that is not private, internal or loopback."""
+    if not isinstance(value, str) or not value.strip():
+        raise _Reply(422, "Url can't be blank")
+    parts = urlsplit(value.strip())
+    host = (parts.hostname or "").lower()
+    if parts.scheme not in ("http", "https") or not host:
+        raise _Reply(422, "Url is invalid")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        private = host == "localhost" or host.endswith((".localhost", ".local", ".internal"))
+    else:
+        private = not address.is_global
+    if private:
+        raise _Reply(422, "Url must be publicly reachable")
+    return value.strip()
+
+
+def _endpoint_events(value: Any) -> list[str]:
+    if not isinstance(value, list) or not value:
+        raise _Reply(422, "Events can't be blank")
+    unknown = [event for event in value if not isinstance(event, str) or event not in ENDPOINT_EVENTS]
+    if unknown:
+        raise _Reply(422, f"Event {unknown[0]!r} is not a valid event type")
+    return list(dict.fromkeys(value))
 
 
 def _field_key(label: str) -> str:
@@ -768,7 +918,7 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client gave up (a stalled request past its timeout)
 
-    do_GET = do_POST = do_PUT = do_DELETE = _serve
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
 
     def log_message(self, format: str, *args: Any) -> None:
         LOG.debug("kit stand-in: " + format, *args)

@@ -1,4 +1,4 @@
-"""Which Kit legacy webhook rules a config needs, decided from the config alone.
+"""Which Kit webhooks a config needs, legacy rules or one v4 endpoint, decided from the config alone.
 
 A legacy Kit rule fires for one event (``tag_add`` of one tag, ``subscriber_unsubscribe``, ...) and
 its payload does not say which, so memberflow needs one rule per event it reacts to, each posting to
@@ -14,6 +14,10 @@ add, next month, for a redelivery of the last one and fire nothing.
 The four subscriber status rules are needed when ``kit.status_hooks`` is on. A config that accepts
 only signed v4 endpoints (``kit.legacy_hooks: false``) needs no legacy rule at all; ``needs_v4_endpoint``
 says so, and the caller decides what to do about it.
+
+A v4 webhook endpoint subscribes to event *types*, for every tag at once, so the same needs become
+one set of event types (``endpoint_events``): each legacy event maps to its v4 type
+(``tag_add`` -> ``subscriber.tag_added``, ...), and the endpoint needs the types of every rule above.
 """
 
 from __future__ import annotations
@@ -34,6 +38,16 @@ STATUS_EVENTS: Final = (
 """Kit's legacy status events, named as Kit lists them; memberflow records each as the marketing status."""
 
 _REACTING_KINDS: Final = (TagUseKind.READ, TagUseKind.TRIGGER)
+
+V4_EVENT_TYPES: Final = {
+    "tag_add": "subscriber.tag_added",
+    "tag_remove": "subscriber.tag_removed",
+    "subscriber_activate": "subscriber.activated",
+    "subscriber_unsubscribe": "subscriber.unsubscribed",
+    "subscriber_bounce": "subscriber.bounced",
+    "subscriber_complain": "subscriber.complained",
+}
+"""The v4 endpoint event type that carries the same happening as each legacy event memberflow registers."""
 
 
 @dataclass(frozen=True, order=True)
@@ -67,3 +81,19 @@ def needed_hooks(config: MemberflowConfig) -> tuple[NeededHook, ...]:
     if config.kit.status_hooks:
         hooks += [NeededHook(event, None, ("kit.status_hooks",)) for event in STATUS_EVENTS]
     return tuple(hooks)
+
+
+@dataclass(frozen=True, order=True)
+class NeededEvent:
+    """One event type the config needs a v4 webhook endpoint to subscribe to, and what needs it."""
+
+    event: str
+    owners: tuple[str, ...] = ()
+
+
+def endpoint_events(config: MemberflowConfig) -> tuple[NeededEvent, ...]:
+    """The event types of the v4 endpoint the config needs, sorted; empty when it needs none."""
+    owners: dict[str, set[str]] = {}
+    for hook in needed_hooks(config):
+        owners.setdefault(V4_EVENT_TYPES[hook.event], set()).update(hook.owners)
+    return tuple(NeededEvent(event, tuple(sorted(owners[event]))) for event in sorted(owners))

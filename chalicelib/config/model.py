@@ -154,14 +154,16 @@ class KitConfig(StrictModel):
         description=(
             "Whether the Kit URL accepts legacy (per-rule) hooks. They are unsigned: the URL token is "
             "their only check. Set false once every Kit webhook you use is a signed v4 endpoint "
-            "(webhook_secret), so a leaked URL alone cannot post events."
+            "(webhook_secret), so a leaked URL alone cannot post events; `memberflow kit hooks` then "
+            "manages a v4 endpoint by default."
         ),
     )
     status_hooks: bool = Field(
         default=False,
         description=(
             "Whether `memberflow kit hooks sync` also registers Kit's legacy subscriber status rules "
-            "(activate, unsubscribe, bounce, complain), so each contact's marketing status follows Kit. "
+            "(activate, unsubscribe, bounce, complain), or with --mode v4 subscribes the endpoint to "
+            "the matching status event types, so each contact's marketing status follows Kit. "
             "Off by default: Kit fires them for every subscriber of the account, and each one would "
             "become a memberflow contact."
         ),

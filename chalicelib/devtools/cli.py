@@ -1,11 +1,11 @@
 """The operator's command line: ``python -m chalicelib.cli <group> <command> ...`` (or ``./memberflow``).
 
 Commands are grouped (``config check``, ``config schema``; ``simulate`` stands alone; ``kit hooks
-check`` and ``kit hooks sync``; later groups such as replaying events or inspecting contacts plug in
-the same way): each group is a function in
-``COMMAND_GROUPS`` that adds its sub-parser and sets a ``handler`` for each command. A handler
-takes the parsed arguments and the two output streams and returns the exit code, so tests call
-``main([...])`` and read what was printed. Results go to stdout, diagnostics (warnings, errors) to
+check`` and ``kit hooks sync``, for legacy rules or a v4 endpoint; later groups such as replaying
+events or inspecting contacts plug in the same way): each group is a function in ``COMMAND_GROUPS``
+that adds its sub-parser and sets a ``handler`` for each command. A handler takes the parsed
+arguments and the two output streams and returns the exit code, so tests call ``main([...])`` and
+read what was printed. Results go to stdout, diagnostics (warnings, errors) to
 stderr; exit code 1 means the command ran and found problems, 2 means it was called wrongly (or, for the
 commands that call Kit, without the config or credentials they need), 3 that Kit failed or refused a
 call.
@@ -14,12 +14,14 @@ call.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol, TextIO, TypeAlias
 
 from chalicelib.adapters.kit.client import (
@@ -31,11 +33,29 @@ from chalicelib.adapters.kit.client import (
     KitRetryable,
 )
 from chalicelib.config.automations import parse_duration
-from chalicelib.config.kit_hooks import NeededHook, needed_hooks, needs_v4_endpoint
+from chalicelib.config.kit_hooks import (
+    NeededEvent,
+    NeededHook,
+    endpoint_events,
+    needed_hooks,
+    needs_v4_endpoint,
+)
 from chalicelib.config.loader import ConfigError, LoadedConfig, load_config
+from chalicelib.config.model import MemberflowConfig
 from chalicelib.config.schema import SCHEMA_PATH, render_schema, write_schema
-from chalicelib.config.secrets import SecretResolver, SecretUnavailable
-from chalicelib.devtools.kit_hooks import HookTarget, describe, read_plan, sync_hooks
+from chalicelib.config.secrets import SecretResolver, SecretUnavailable, parse_secret_ref
+from chalicelib.devtools.kit_hooks import (
+    HookTarget,
+    NowhereForTheSecret,
+    describe,
+    describe_change,
+    overlapping_endpoints,
+    read_endpoint_plan,
+    read_plan,
+    sync_endpoint,
+    sync_hooks,
+    why_extra,
+)
 from chalicelib.devtools.simulator import Simulator, commands_for, parse_event, unknown_tag_warnings
 from chalicelib.domain.errors import BadRequest, MemberflowError, NotFound
 from chalicelib.settings import Settings
@@ -240,6 +260,9 @@ KIT_API_KEY_REF = "env:KIT_API_KEY"
 """Where the Kit API key is read from when the config names none under ``kit.api_key``."""
 KIT_FAILED = 3
 """Exit code of a ``kit hooks`` command that Kit refused or did not answer (other than for the key)."""
+LEGACY, V4 = "legacy", "v4"
+HOOK_MODES = (LEGACY, V4)
+"""``--mode``: legacy rules (one per event and tag) or one v4 webhook endpoint."""
 
 
 class _Stop(Exception):
@@ -269,9 +292,42 @@ class _Masking:
 @dataclass(frozen=True)
 class _HooksSession:
     kit: KitClient
+    mode: str
     needed: tuple[NeededHook, ...]
+    events: tuple[NeededEvent, ...]
     target: HookTarget
     tag_names_by_id: dict[str, str]
+    secret_ref: str
+    """``kit.webhook_secret`` as it may be printed: the reference, never a literal secret."""
+
+
+def _hooks_mode(args: argparse.Namespace, model: MemberflowConfig) -> str:
+    """``--mode``, else v4 for a config that refuses unsigned bodies and legacy (as always) otherwise."""
+    only_signed = needs_v4_endpoint(model)
+    mode: str = args.mode or (V4 if only_signed else LEGACY)
+    if mode == LEGACY and only_signed:
+        raise _Stop(
+            2,
+            "this config accepts only signed v4 webhook endpoints (kit.legacy_hooks: false), so the app "
+            "would refuse what legacy rules post; use --mode v4 (the default for such a config)",
+        )
+    if mode == V4 and model.kit.webhook_secret is None:
+        raise _Stop(
+            2,
+            "a v4 endpoint signs its deliveries and the app checks them with kit.webhook_secret, which "
+            "this config does not set; add it first (e.g. webhook_secret: env:KIT_WEBHOOK_SECRET)",
+        )
+    return mode
+
+
+def _shown_ref(ref: str | None) -> str:
+    if ref is None:
+        return "unset"
+    try:
+        literal = parse_secret_ref(ref).kind == "literal"
+    except ValueError:
+        literal = True  # the loader refuses these; never print what could be a secret
+    return "a literal in the config file" if literal else ref
 
 
 def _hooks_session(args: argparse.Namespace, out: _Masking, err: _Masking) -> _HooksSession:
@@ -282,13 +338,7 @@ def _hooks_session(args: argparse.Namespace, out: _Masking, err: _Masking) -> _H
     if loaded is None:
         raise _Stop(2, f"{path} has errors; fix them first (./memberflow config check {path})")
     kit = loaded.model.kit
-    if needs_v4_endpoint(loaded.model):
-        raise _Stop(
-            2,
-            "this config accepts only signed v4 webhook endpoints (kit.legacy_hooks: false), and the Kit "
-            "client does not cover v4 endpoints yet (docs/kit-api.md): kit hooks manages legacy rules "
-            "only. Create the endpoint in Kit by hand, or set kit.legacy_hooks: true to use legacy rules",
-        )
+    mode = _hooks_mode(args, loaded.model)
     url = args.url or settings.public_base_url
     if not url:
         raise _Stop(2, "say where the app is: --url https://<your api> (or set PUBLIC_BASE_URL)")
@@ -311,7 +361,15 @@ def _hooks_session(args: argparse.Namespace, out: _Masking, err: _Masking) -> _H
         client = KitClient(settings.kit_api_base_url or DEFAULT_BASE_URL, api_key)
     except ValueError as problem:
         raise _Stop(2, str(problem)) from None
-    return _HooksSession(client, needed_hooks(loaded.model), target, dict(kit.tag_ids))
+    return _HooksSession(
+        client,
+        mode,
+        needed_hooks(loaded.model),
+        endpoint_events(loaded.model),
+        target,
+        dict(kit.tag_ids),
+        _shown_ref(kit.webhook_secret),
+    )
 
 
 def _kit_failure(problem: KitError) -> _Stop:
@@ -326,14 +384,15 @@ def _kit_failure(problem: KitError) -> _Stop:
     return _Stop(KIT_FAILED, f"{problem.message}\n{hint} (what was done so far is listed above)")
 
 
-def _run_hooks(
-    command: Callable[[_HooksSession, _Masking], int], args: argparse.Namespace, out: TextIO, err: TextIO
-) -> int:
+HooksCommand = Callable[[_HooksSession, argparse.Namespace, _Masking, _Masking], int]
+
+
+def _run_hooks(command: HooksCommand, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     say, warn = _Masking(out), _Masking(err)
     try:
         session = _hooks_session(args, say, warn)
         try:
-            return command(session, say)
+            return command(session, args, say, warn)
         except KitError as problem:
             raise _kit_failure(problem) from None
         except LookupError as problem:
@@ -343,7 +402,9 @@ def _run_hooks(
         return stop.code
 
 
-def _hooks_check(session: _HooksSession, say: _Masking) -> int:
+def _hooks_check(session: _HooksSession, args: argparse.Namespace, say: _Masking, warn: _Masking) -> int:
+    if session.mode == V4:
+        return _endpoint_check(session, say)
     target = session.target
     say(f"rules point at {target.prefix}{MASK}?event=...")
     plan = read_plan(session.kit, session.needed, target, session.tag_names_by_id)
@@ -364,10 +425,13 @@ def _hooks_check(session: _HooksSession, say: _Masking) -> int:
         f"check: {len(session.needed)} needed, {len(plan.present)} in step, {len(plan.missing)} missing, "
         f"{len(plan.extra)} extra, {len(plan.elsewhere)} pointing elsewhere"
     )
+    _note_overlap(session, warn)
     return 0 if plan.in_step else 1
 
 
-def _hooks_sync(session: _HooksSession, say: _Masking) -> int:
+def _hooks_sync(session: _HooksSession, args: argparse.Namespace, say: _Masking, warn: _Masking) -> int:
+    if session.mode == V4:
+        return _endpoint_sync(session, args, say, warn)
     target = session.target
     say(f"rules point at {target.prefix}{MASK}?event=...")
     plan, created, deleted = sync_hooks(session.kit, session.needed, target, session.tag_names_by_id, say)
@@ -381,34 +445,185 @@ def _hooks_sync(session: _HooksSession, say: _Masking) -> int:
         say(f"sync: {created} created, {deleted} deleted, {in_step} already in step")
     else:
         say(f"sync: nothing to do, {in_step} in step")
+    _note_overlap(session, warn)
+    return 0
+
+
+def _note_overlap(session: _HooksSession, warn: _Masking) -> None:
+    """Warns when a v4 endpoint of ours takes what the legacy rules deliver: Kit would send it twice."""
+    if not session.needed:
+        return
+    try:
+        overlapping = overlapping_endpoints(session.kit, session.needed, session.target)
+    except KitError as problem:
+        # Only a note: the rules are checked or synced already, whatever the endpoints say.
+        warn(f"note: could not list Kit's v4 webhook endpoints to look for overlaps ({problem.message})")
+        return
+    for endpoint in overlapping:
+        warn(
+            f"warning: v4 endpoint {endpoint.id} -> {session.target.mask(endpoint.url)} also posts "
+            f"{', '.join(sorted(endpoint.event_set & {need.event for need in session.events}))} to this "
+            "app, so Kit sends those events twice (a trigger tag could run its operation twice); "
+            "keep one way: --mode v4 replaces the rules with the endpoint"
+        )
+
+
+def _endpoint_check(session: _HooksSession, say: _Masking) -> int:
+    target = session.target
+    say(f"endpoint points at {target.mask(target.endpoint_url)}")
+    plan = read_endpoint_plan(session.kit, session.events, target)
+    endpoint, change = plan.endpoint, plan.change
+    if endpoint is not None and change is None:
+        say(f"ok       v4 endpoint {endpoint.id}  {', '.join(endpoint.events)}")
+    if plan.missing:
+        owners = sorted({owner for need in plan.needed for owner in need.owners})
+        say(f"missing  v4 endpoint  {', '.join(plan.events)}  ({', '.join(owners)})")
+    if endpoint is not None and change is not None:
+        if change.url is not None:
+            say(f"url      v4 endpoint {endpoint.id} -> {target.mask(endpoint.url)} (another token)")
+        if change.events is not None:
+            only_events = replace(change, url=None, enable=False)
+            say(f"events   v4 endpoint {endpoint.id}  {describe_change(endpoint, only_events, target)}")
+        if change.enable:
+            say(f"disabled v4 endpoint {endpoint.id}  (status {endpoint.status}: Kit delivers nothing to it)")
+    for other in plan.elsewhere:
+        say(
+            f"elsewhere  v4 endpoint {other.id} -> {target.mask(other.url)}  "
+            f"{', '.join(sorted(other.event_set & set(plan.events)))} (not ours: sync leaves it alone)"
+        )
+    for extra in plan.extra:
+        say(f"extra    v4 endpoint {extra.id} -> {target.mask(extra.url)} (ours, {why_extra(plan)})")
+    for rule in plan.legacy:
+        say(
+            f"extra    legacy rule {describe(rule)}  hook {rule.id} -> {target.mask(rule.target_url)} "
+            "(ours, replaced by the v4 endpoint)"
+        )
+    needed = 1 if plan.needed else 0
+    say(
+        f"check: {needed} endpoint needed ({len(plan.events)} event types), "
+        f"{1 if endpoint is not None and change is None else 0} in step, {1 if plan.missing else 0} missing, "
+        f"{0 if change is None else 1} out of step, {len(plan.extra) + len(plan.legacy)} extra, "
+        f"{len(plan.elsewhere)} pointing elsewhere"
+    )
+    return 0 if plan.in_step else 1
+
+
+class _SecretFile:
+    """Where sync writes a new endpoint's signing secret: a new file only its owner can read."""
+
+    def __init__(self, path: str, reference: str, streams: Sequence[_Masking]) -> None:
+        self.path = path
+        self.reference = reference
+        self.streams = streams
+        self._fd: int | None = None
+
+    def reserve(self) -> None:
+        try:
+            # O_EXCL: an existing file (an earlier secret, or someone else's file) is never overwritten.
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            raise _Stop(
+                2, f"--secret-file {self.path} exists already; give a new path (nothing was changed in Kit)"
+            ) from None
+        except OSError as exc:
+            raise _Stop(
+                2, f"--secret-file {self.path}: {exc.strerror or exc} (nothing was changed in Kit)"
+            ) from None
+
+    def keep(self, secret: str) -> str:
+        for stream in self.streams:
+            stream.hide(secret)
+        fd, self._fd = self._fd, None
+        if fd is None:
+            raise RuntimeError("keep() before reserve()")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as file:
+                file.write(secret)  # no newline: the file's bytes are the secret, e.g. for file:// uploads
+        except OSError as exc:
+            raise _Stop(
+                2,
+                f"the endpoint was created, but writing its secret to {self.path} failed "
+                f"({exc.strerror or exc}); rotate the endpoint's secret in Kit to get a new one",
+            ) from None
+        return (
+            f"is in {self.path} (Kit shows it only once): store it where kit.webhook_secret points "
+            f"({self.reference}), then delete the file; until then the app refuses the endpoint's "
+            "deliveries and Kit retries them"
+        )
+
+    def abandon(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+
+
+def _endpoint_sync(session: _HooksSession, args: argparse.Namespace, say: _Masking, warn: _Masking) -> int:
+    target = session.target
+    say(f"endpoint points at {target.mask(target.endpoint_url)}")
+    keeper = (
+        None if args.secret_file is None else _SecretFile(args.secret_file, session.secret_ref, (say, warn))
+    )
+    try:
+        done = sync_endpoint(session.kit, session.events, target, keeper, say)
+    except NowhereForTheSecret as problem:
+        raise _Stop(
+            2,
+            f"{problem}: give --secret-file PATH and sync writes it there, readable by you only, for you to "
+            f"store where kit.webhook_secret points ({session.secret_ref}); nothing was changed in Kit",
+        ) from None
+    plan = done.plan
+    for other in plan.elsewhere:
+        say(f"left alone  v4 endpoint {other.id} -> {target.mask(other.url)}: not ours")
+    created, updated = int(done.created is not None), int(done.updated is not None)
+    in_step = 1 if plan.endpoint is not None and plan.change is None else 0
+    if created or updated or done.deleted:
+        say(f"sync: {created} created, {updated} updated, {done.deleted} deleted, {in_step} already in step")
+    else:
+        say(f"sync: nothing to do, {in_step} in step")
     return 0
 
 
 def add_kit_commands(groups: CommandGroups) -> None:
-    kit = groups.add_parser("kit", help="the Kit account: the webhook rules the config needs")
+    kit = groups.add_parser("kit", help="the Kit account: the webhooks the config needs")
     kit_commands = kit.add_subparsers(title="commands", metavar="COMMAND")
     kit.set_defaults(handler=_usage(kit))
     hooks = kit_commands.add_parser(
         "hooks",
-        help="check or sync Kit's legacy webhook rules against the config",
+        help="check or sync Kit's webhooks (legacy rules or one v4 endpoint) against the config",
         description=(
-            "Kit legacy webhook rules (one per event: tag X added, tag X removed, ...) that the config "
-            "needs: tag_add and tag_remove for every tag an operation triggers on or an automation "
-            "reads (trigger, goal, cancel_on, has_tag), and the subscriber status rules with "
-            "kit.status_hooks: true. Each points at {url}/webhooks/kit/{token}?event=...&tag=.... A "
-            "rule is ours when it points at {url}/webhooks/kit/; rules pointing elsewhere are never "
-            "changed. The Kit API key comes from kit.api_key (else KIT_API_KEY), the API from "
-            "KIT_API_BASE_URL (default " + DEFAULT_BASE_URL + "); the token is never printed. "
-            "Exit codes: 0 in step (check) or done (sync), 1 drift found (check), 2 bad input, "
-            "config or credentials, 3 Kit failed or refused a call (run again; sync continues "
-            "where it stopped)."
+            "The Kit webhooks the config needs, in one of two modes. --mode legacy: Kit legacy rules, "
+            "one per event: tag_add and tag_remove for every tag an operation triggers on or an "
+            "automation reads (trigger, goal, cancel_on, has_tag), and the subscriber status rules with "
+            "kit.status_hooks: true, each pointing at {url}/webhooks/kit/{token}?event=...&tag=.... "
+            "--mode v4: one signed v4 webhook endpoint at {url}/webhooks/kit/{token}, subscribed to the "
+            "same events as types (subscriber.tag_added, subscriber.tag_removed, and the status types "
+            "with kit.status_hooks), which replaces our legacy rules. The default is v4 for a config "
+            "with kit.legacy_hooks: false, legacy otherwise. A rule or endpoint is ours when it points "
+            "at {url}/webhooks/kit/; anything pointing elsewhere is never changed. The Kit API key "
+            "comes from kit.api_key (else KIT_API_KEY), the API from KIT_API_BASE_URL (default "
+            + DEFAULT_BASE_URL
+            + "); the token is never printed. Exit codes: 0 in step (check) or done (sync), 1 drift "
+            "found (check), 2 bad input, config or credentials, 3 Kit failed or refused a call (run "
+            "again; sync continues where it stopped)."
         ),
     )
     hooks_commands = hooks.add_subparsers(title="commands", metavar="COMMAND")
     hooks.set_defaults(handler=_usage(hooks))
     for name, command, summary in (
-        ("check", _hooks_check, "list drift: rules missing, extra (ours, not needed) or pointing elsewhere"),
-        ("sync", _hooks_sync, "create the missing rules (and tags), delete our extra ones; safe to repeat"),
+        (
+            "check",
+            _hooks_check,
+            "list drift: rules or endpoint missing, extra (ours, not needed), out of step (v4: another "
+            "token, a wrong event set, disabled) or pointing elsewhere",
+        ),
+        (
+            "sync",
+            _hooks_sync,
+            "create what is missing (rules and tags, or the endpoint), update an endpoint out of step, "
+            "delete our extra ones; safe to repeat",
+        ),
     ):
         sub = hooks_commands.add_parser(name, help=summary, description=summary)
         sub.add_argument(
@@ -420,6 +635,19 @@ def add_kit_commands(groups: CommandGroups) -> None:
         sub.add_argument(
             "--config", metavar="FILE", help="the config file (default: MEMBERFLOW_CONFIG, else the example)"
         )
+        sub.add_argument(
+            "--mode",
+            choices=HOOK_MODES,
+            help="legacy: one Kit rule per event and tag; v4: one signed v4 webhook endpoint "
+            "(default: v4 when kit.legacy_hooks is false, else legacy)",
+        )
+        if name == "sync":
+            sub.add_argument(
+                "--secret-file",
+                metavar="PATH",
+                help="v4: where to write a new endpoint's signing secret (a new file, readable by you "
+                "only), which Kit shows only once; needed when sync creates the endpoint",
+            )
         sub.set_defaults(handler=functools.partial(_run_hooks, command))
 
 

@@ -1,9 +1,9 @@
 """The Kit client over real HTTP against the Kit stand-in on 127.0.0.1, on a virtual clock.
 
-The happy paths of every call issue 9 needs, Kit's rate limit as the client sees it (429 after 120 calls
-in 60 seconds, and calls succeed again once the window has moved on), and failures of each kind mapped
-by the client: 5xx, a stalled answer past the timeout, a refused connection (retryable), and 4xx with
-Kit's own message (permanent).
+The happy paths of every call issue 9 needs and of the v4 webhook endpoint calls, Kit's rate limit as
+the client sees it (429 after 120 calls in 60 seconds, and calls succeed again once the window has
+moved on), and failures of each kind mapped by the client: 5xx, a stalled answer past the timeout, a
+refused connection (retryable), and 4xx with Kit's own message (permanent).
 """
 
 from __future__ import annotations
@@ -109,6 +109,45 @@ class TestHappyPaths:
         assert client.list_webhooks() == (hook, activate)
         client.delete_webhook(hook.id)
         assert client.list_webhooks() == (activate,)
+
+    def test_webhook_endpoints_are_created_listed_updated_and_deleted(
+        self, client: KitClient, kit: KitStandin
+    ) -> None:
+        url = "https://members.example.com/webhooks/kit/token"
+        created = client.create_webhook_endpoint(url, ["subscriber.tag_added"], name="memberflow")
+        assert created.secret == kit.webhook_endpoints[created.endpoint.id].secret
+        assert created.endpoint.events == ("subscriber.tag_added",)
+        assert client.list_webhook_endpoints() == (created.endpoint,)
+        updated = client.update_webhook_endpoint(
+            created.endpoint.id, events=["subscriber.tag_added", "subscriber.tag_removed"], status="disabled"
+        )
+        assert (updated.id, updated.event_set, updated.status) == (
+            created.endpoint.id,
+            {"subscriber.tag_added", "subscriber.tag_removed"},
+            "disabled",
+        )
+        assert kit.webhook_endpoints[updated.id].secret == created.secret  # an update keeps the secret
+        client.delete_webhook_endpoint(updated.id)
+        assert client.list_webhook_endpoints() == ()
+
+    def test_webhook_endpoint_listings_walk_every_page(self, kit: KitStandin) -> None:
+        small_pages = KitClient(
+            kit.url, DEFAULT_API_KEY, transport=Urllib3Transport(timeout=2.0), page_size=2
+        )
+        made = [
+            small_pages.create_webhook_endpoint(
+                f"https://m{n}.example.com/k", ["subscriber.created"]
+            ).endpoint
+            for n in range(5)
+        ]
+        assert small_pages.list_webhook_endpoints() == tuple(made)
+        assert len([r for r in kit.requests if r.method == "GET"]) == 3
+
+    def test_an_endpoint_kit_cannot_reach_is_refused_with_kits_message(self, client: KitClient) -> None:
+        with pytest.raises(KitPermanent) as caught:
+            client.create_webhook_endpoint("http://127.0.0.1:8000/webhooks/kit/t", ["subscriber.tag_added"])
+        assert caught.value.status == 422
+        assert caught.value.reason == "Url must be publicly reachable"
 
 
 class TestRateLimit:

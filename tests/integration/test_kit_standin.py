@@ -460,3 +460,114 @@ class TestFieldsSequencesWebhooks:
         assert [w["id"] for w in call(kit, "GET", "/webhooks").json["webhooks"]] == [hook_id]
         assert call(kit, "DELETE", f"/webhooks/{hook_id}").status == 204
         assert call(kit, "DELETE", f"/webhooks/{hook_id}").status == 404
+
+
+class TestWebhookEndpoints:
+    URL = "https://members.example.com/webhooks/kit/token"
+
+    def create(self, kit: KitStandin, **extra: Any) -> Reply:
+        return call(
+            kit, "POST", "/webhook_endpoints", {"url": self.URL, "events": ["subscriber.tag_added"], **extra}
+        )
+
+    def test_a_created_endpoint_carries_its_secret_once(self, kit: KitStandin) -> None:
+        created = self.create(kit, name="memberflow", description="ours")
+        assert created.status == 201
+        body = created.json["webhook_endpoint"]
+        secret = body.pop("secret")
+        assert isinstance(secret, str)
+        assert len(secret) >= 32
+        assert body | {"id": 0, "created_at": ""} == {
+            "id": 0,
+            "name": "memberflow",
+            "description": "ours",
+            "url": self.URL,
+            "events": ["subscriber.tag_added"],
+            "status": "active",
+            "created_at": "",
+            "previous_secret_expires_at": None,
+        }
+        endpoint_id = body["id"]
+        assert kit.webhook_endpoints[endpoint_id].secret == secret
+        listed = call(kit, "GET", "/webhook_endpoints").json
+        read = call(kit, "GET", f"/webhook_endpoints/{endpoint_id}").json
+        assert listed["webhook_endpoints"] == [body]
+        assert read == {"webhook_endpoint": body}
+        assert secret.encode() not in call(kit, "GET", "/webhook_endpoints").body
+
+    def test_a_name_is_made_up_when_none_is_given(self, kit: KitStandin) -> None:
+        body = self.create(kit).json["webhook_endpoint"]
+        assert body["name"] == f"endpoint-{body['id']}"
+
+    @pytest.mark.parametrize(
+        ("payload", "message"),
+        [
+            ({"events": ["subscriber.tag_added"]}, "Url can't be blank"),
+            ({"url": "ftp://members.example.com/x", "events": ["subscriber.tag_added"]}, "Url is invalid"),
+            ({"url": "http://127.0.0.1:8000/webhooks/kit/t", "events": ["subscriber.tag_added"]}, "publicly"),
+            ({"url": "https://localhost/webhooks/kit/t", "events": ["subscriber.tag_added"]}, "publicly"),
+            ({"url": "https://10.1.2.3/webhooks/kit/t", "events": ["subscriber.tag_added"]}, "publicly"),
+            ({"url": URL, "events": []}, "Events can't be blank"),
+            ({"url": URL, "events": "subscriber.tag_added"}, "Events can't be blank"),
+            (
+                {"url": URL, "events": ["subscriber.tag_add"]},
+                "'subscriber.tag_add' is not a valid event type",
+            ),
+        ],
+    )
+    def test_what_kit_refuses_is_422_and_creates_nothing(
+        self, kit: KitStandin, payload: dict[str, Any], message: str
+    ) -> None:
+        refused = call(kit, "POST", "/webhook_endpoints", payload)
+        assert refused.status == 422
+        [said] = refused.json["errors"]
+        assert message in said
+        assert kit.webhook_endpoints == {}
+
+    def test_an_update_replaces_the_event_set_and_keeps_the_secret(self, kit: KitStandin) -> None:
+        body = self.create(kit).json["webhook_endpoint"]
+        endpoint_id, secret = body["id"], body["secret"]
+        changed = call(
+            kit,
+            "PATCH",
+            f"/webhook_endpoints/{endpoint_id}",
+            {"events": ["subscriber.tag_removed", "subscriber.bounced"], "status": "disabled"},
+        )
+        assert changed.status == 200
+        assert changed.json["webhook_endpoint"]["events"] == ["subscriber.tag_removed", "subscriber.bounced"]
+        assert changed.json["webhook_endpoint"]["status"] == "disabled"
+        assert "secret" not in changed.json["webhook_endpoint"]
+        assert kit.webhook_endpoints[endpoint_id].secret == secret
+        moved = call(kit, "PATCH", f"/webhook_endpoints/{endpoint_id}", {"url": "https://n.example.com/k"})
+        assert moved.json["webhook_endpoint"]["events"] == ["subscriber.tag_removed", "subscriber.bounced"]
+
+    def test_a_refused_update_changes_nothing(self, kit: KitStandin) -> None:
+        endpoint_id = self.create(kit).json["webhook_endpoint"]["id"]
+        refused = call(
+            kit,
+            "PATCH",
+            f"/webhook_endpoints/{endpoint_id}",
+            {"events": ["subscriber.created"], "status": "paused"},
+        )
+        assert refused.status == 422
+        assert kit.webhook_endpoints[endpoint_id].events == ["subscriber.tag_added"]
+        assert call(kit, "PATCH", "/webhook_endpoints/999999", {"status": "active"}).status == 404
+
+    def test_the_list_is_paginated_and_filtered_by_status(self, kit: KitStandin) -> None:
+        ids = [self.create(kit).json["webhook_endpoint"]["id"] for _ in range(3)]
+        call(kit, "PATCH", f"/webhook_endpoints/{ids[1]}", {"status": "disabled"})
+        first = call(kit, "GET", "/webhook_endpoints", query={"per_page": "2"}).json
+        assert [e["id"] for e in first["webhook_endpoints"]] == ids[:2]
+        assert first["pagination"]["has_next_page"] is True
+        after = {"per_page": "2", "after": first["pagination"]["end_cursor"]}
+        rest = call(kit, "GET", "/webhook_endpoints", query=after).json
+        assert [e["id"] for e in rest["webhook_endpoints"]] == ids[2:]
+        disabled = call(kit, "GET", "/webhook_endpoints", query={"status": "disabled"}).json
+        assert [e["id"] for e in disabled["webhook_endpoints"]] == [ids[1]]
+        assert call(kit, "GET", "/webhook_endpoints", query={"status": "paused"}).status == 422
+
+    def test_an_endpoint_is_deleted_once(self, kit: KitStandin) -> None:
+        endpoint_id = self.create(kit).json["webhook_endpoint"]["id"]
+        assert call(kit, "DELETE", f"/webhook_endpoints/{endpoint_id}").status == 204
+        assert call(kit, "DELETE", f"/webhook_endpoints/{endpoint_id}").status == 404
+        assert call(kit, "GET", f"/webhook_endpoints/{endpoint_id}").status == 404

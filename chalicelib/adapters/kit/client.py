@@ -16,18 +16,25 @@ default, an in-memory function in tests) and turns every answer into a frozen va
 The base URL is used as given (``KIT_API_BASE_URL``, ``https://api.kit.com/v4`` by default): paths
 such as ``/subscribers`` are appended to it and nothing else is. A list call follows Kit's cursors to
 the end, one request per page, so it spends as many requests of the rate limit as there are pages.
+
+Kit's reference does not show everything about its v4 webhook endpoints (the keys its answers wrap
+them in, where the signing secret sits, the id's type); what the client assumes about them is in the
+``ENDPOINT_*`` constants and ``_webhook_endpoint`` below and nowhere else (docs/kit-api.md lists it
+as unconfirmed).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 
 from chalicelib.adapters.kit.resources import (
+    WEBHOOK_ENDPOINT_STATUSES,
     WEBHOOK_EVENT_PREFIXES,
+    CreatedWebhookEndpoint,
     CustomField,
     EmailSequence,
     FieldValues,
@@ -35,6 +42,7 @@ from chalicelib.adapters.kit.resources import (
     SubscriberWrite,
     Tag,
     Webhook,
+    WebhookEndpoint,
     WebhookEvent,
 )
 from chalicelib.adapters.kit.transport import HttpRequest, HttpResponse, Transport, Urllib3Transport
@@ -49,6 +57,16 @@ MAX_PAGES: Final = 10_000
 """A bound on one listing, so a server that keeps answering ``has_next_page`` cannot loop us forever."""
 MASK: Final = "***"
 _SNIPPET_CHARS: Final = 200
+
+# Kit's v4 webhook endpoints. The paths, the request fields (url, events, name, description, status)
+# and PATCH as the update are Kit's reference; the rest is assumed, here only: an answer wraps one
+# endpoint in "webhook_endpoint" and a page of them in "webhook_endpoints", the id is an integer as
+# everywhere else in v4, and the signing secret of a new endpoint is its "secret" attribute.
+ENDPOINTS_PATH: Final = "/webhook_endpoints"
+ENDPOINT_KEY: Final = "webhook_endpoint"
+ENDPOINTS_KEY: Final = "webhook_endpoints"
+ENDPOINT_SECRET_KEY: Final = "secret"
+ENDPOINT_UPDATE_METHOD: Final = "PATCH"
 
 T = TypeVar("T")
 
@@ -255,6 +273,68 @@ class KitClient:
 
     def delete_webhook(self, webhook_id: int) -> None:
         self._call("DELETE", f"/webhooks/{webhook_id}", read=_nothing)
+
+    # v4 webhook endpoints (one signed URL for many event types)
+
+    def list_webhook_endpoints(self) -> tuple[WebhookEndpoint, ...]:
+        """Every endpoint of the account, active and disabled."""
+        return self._list_all(ENDPOINTS_PATH, ENDPOINTS_KEY, _webhook_endpoint)
+
+    def create_webhook_endpoint(
+        self,
+        url: str,
+        events: Sequence[str],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+    ) -> CreatedWebhookEndpoint:
+        """Creates an endpoint; the answer carries its signing secret, which Kit never shows again."""
+        payload: dict[str, Any] = {"url": url, "events": _event_list(events)}
+        if name is not None:
+            payload["name"] = name
+        if description is not None:
+            payload["description"] = description
+        return self._call("POST", ENDPOINTS_PATH, payload=payload, read=_created_endpoint)
+
+    def update_webhook_endpoint(
+        self,
+        endpoint_id: int,
+        *,
+        url: str | None = None,
+        events: Sequence[str] | None = None,
+        status: str | None = None,
+        name: str | None = None,
+        description: str | None = None,
+    ) -> WebhookEndpoint:
+        """Changes what is given and keeps the rest, the signing secret included.
+
+        ``events`` replaces the whole set (Kit's rule), so it must list every event type to keep.
+        """
+        payload: dict[str, Any] = {}
+        if url is not None:
+            payload["url"] = url
+        if events is not None:
+            payload["events"] = _event_list(events)
+        if status is not None:
+            if status not in WEBHOOK_ENDPOINT_STATUSES:
+                raise ValueError(f"a webhook endpoint's status is one of {WEBHOOK_ENDPOINT_STATUSES}")
+            payload["status"] = status
+        if name is not None:
+            payload["name"] = name
+        if description is not None:
+            payload["description"] = description
+        if not payload:
+            raise ValueError("an endpoint update needs something to change")
+        return self._call(
+            ENDPOINT_UPDATE_METHOD,
+            f"{ENDPOINTS_PATH}/{endpoint_id}",
+            payload=payload,
+            read=lambda answer: _webhook_endpoint(_object(answer.body, ENDPOINT_KEY)),
+        )
+
+    def delete_webhook_endpoint(self, endpoint_id: int) -> None:
+        """Deletes the endpoint; Kit answers 403 for one an OAuth app created (only that app may)."""
+        self._call("DELETE", f"{ENDPOINTS_PATH}/{endpoint_id}", read=_nothing)
 
     # the one way out
 
@@ -529,3 +609,33 @@ def _webhook(item: Mapping[str, Any]) -> Webhook:
             initiator_value=_optional_text(event, "initiator_value"),
         ),
     )
+
+
+def _event_list(events: Sequence[str]) -> list[str]:
+    if isinstance(events, str) or not events or not all(isinstance(e, str) and e for e in events):
+        raise ValueError("a webhook endpoint needs a non-empty list of event type names")
+    return list(dict.fromkeys(events))
+
+
+def _webhook_endpoint(item: Mapping[str, Any]) -> WebhookEndpoint:
+    events = item.get("events")
+    if not isinstance(events, list) or not all(isinstance(event, str) for event in events):
+        raise _Shape("'events' is not a list of strings")
+    return WebhookEndpoint(
+        id=_int(item, "id"),
+        url=_text(item, "url"),
+        events=tuple(events),
+        status=_optional_text(item, "status") or "active",  # an endpoint without one receives deliveries
+        name=_optional_text(item, "name"),
+        description=_optional_text(item, "description"),
+        created_at=_optional_text(item, "created_at"),
+    )
+
+
+def _created_endpoint(answer: _Answer) -> CreatedWebhookEndpoint:
+    item = _object(answer.body, ENDPOINT_KEY)
+    secret = item.get(ENDPOINT_SECRET_KEY)
+    if not isinstance(secret, str) or not secret:
+        # The endpoint exists now, but nobody can check its signatures; rotating its secret is the way out.
+        raise _Shape(f"no signing {ENDPOINT_SECRET_KEY!r} for the new endpoint")
+    return CreatedWebhookEndpoint(_webhook_endpoint(item), secret)

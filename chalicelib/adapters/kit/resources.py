@@ -128,3 +128,37 @@ class Webhook:
     id: int
     target_url: str
     event: WebhookEvent
+
+
+WEBHOOK_ENDPOINT_STATUSES: Final = ("active", "disabled")
+"""What a v4 webhook endpoint's ``status`` can be; a disabled endpoint receives nothing."""
+
+
+@dataclass(frozen=True)
+class WebhookEndpoint:
+    """A v4 webhook endpoint: one URL subscribed to a set of event types, its deliveries signed.
+
+    Kit never lists the signing secret; it comes back once, when the endpoint is created
+    (``CreatedWebhookEndpoint``).
+    """
+
+    id: int
+    url: str
+    events: tuple[str, ...]
+    """Event types as Kit names them (``subscriber.tag_added``), in the order Kit lists them."""
+    status: str = "active"
+    name: str | None = None
+    description: str | None = None
+    created_at: str | None = None
+
+    @property
+    def event_set(self) -> frozenset[str]:
+        return frozenset(self.events)
+
+
+@dataclass(frozen=True)
+class CreatedWebhookEndpoint:
+    """A new v4 webhook endpoint and its signing secret, which Kit shows only in this answer."""
+
+    endpoint: WebhookEndpoint
+    secret: str = field(repr=False)

@@ -1,11 +1,20 @@
-"""Which Kit legacy rules a config needs: both tag rules per tag it reacts to, status rules on request."""
+"""Which Kit webhooks a config needs: both tag rules per tag it reacts to, status rules on request; as
+legacy rules, or as the event types of one v4 endpoint."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from chalicelib.config.kit_hooks import STATUS_EVENTS, NeededHook, needed_hooks, needs_v4_endpoint
+from chalicelib.config.kit_hooks import (
+    STATUS_EVENTS,
+    V4_EVENT_TYPES,
+    NeededEvent,
+    NeededHook,
+    endpoint_events,
+    needed_hooks,
+    needs_v4_endpoint,
+)
 from chalicelib.config.loader import LoadedConfig
 from chalicelib.config.loader import parse_config as parse_text
 
@@ -71,3 +80,37 @@ class TestV4Endpoint:
     def test_a_config_refusing_unsigned_bodies_needs_a_v4_endpoint(self) -> None:
         assert needs_v4_endpoint(parse_config({"kit": {"legacy_hooks": False}}).model)
         assert not needs_v4_endpoint(parse_config({"kit": {"webhook_secret": "env:S"}}).model)
+
+    def test_the_endpoint_takes_the_tag_event_types_for_every_tag_at_once(self) -> None:
+        assert endpoint_events(parse_config(CONFIG).model) == (
+            NeededEvent(
+                "subscriber.tag_added",
+                ("automation 'onboarding'", "operation 'add-50'"),
+            ),
+            NeededEvent(
+                "subscriber.tag_removed",
+                ("automation 'onboarding'", "operation 'add-50'"),
+            ),
+        )
+
+    def test_the_status_types_only_when_the_config_asks_for_them(self) -> None:
+        events = [
+            need.event
+            for need in endpoint_events(parse_config({**CONFIG, "kit": {"status_hooks": True}}).model)
+        ]
+        assert events == sorted(
+            [
+                "subscriber.tag_added",
+                "subscriber.tag_removed",
+                "subscriber.activated",
+                "subscriber.unsubscribed",
+                "subscriber.bounced",
+                "subscriber.complained",
+            ]
+        )
+
+    def test_a_config_without_reacting_tags_needs_no_endpoint(self) -> None:
+        assert endpoint_events(parse_config({"thrivecart": CONFIG["thrivecart"]}).model) == ()
+
+    def test_every_legacy_event_registered_has_a_v4_type(self) -> None:
+        assert set(V4_EVENT_TYPES) == {"tag_add", "tag_remove", *STATUS_EVENTS}

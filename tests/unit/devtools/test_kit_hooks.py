@@ -1,16 +1,34 @@
-"""The pure comparison of needed Kit rules with Kit's: in step, missing, extra, pointing elsewhere."""
+"""The pure comparisons of what the config needs with Kit's: legacy rules (in step, missing, extra,
+pointing elsewhere) and the v4 endpoint (also out of step: another token, a wrong event set, disabled)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from chalicelib.adapters.kit.parse import parse_legacy
-from chalicelib.adapters.kit.resources import Tag, Webhook, WebhookEvent
-from chalicelib.config.kit_hooks import NeededHook
+from chalicelib.adapters.kit.client import KitPermanent, KitRetryable
+from chalicelib.adapters.kit.parse import parse_envelope, parse_legacy
+from chalicelib.adapters.kit.resources import (
+    CreatedWebhookEndpoint,
+    Tag,
+    Webhook,
+    WebhookEndpoint,
+    WebhookEvent,
+)
+from chalicelib.config.kit_hooks import V4_EVENT_TYPES, NeededEvent, NeededHook
 from chalicelib.devtools.cli import main
-from chalicelib.devtools.kit_hooks import BadTarget, HookTarget, plan_hooks
+from chalicelib.devtools.kit_hooks import (
+    BadTarget,
+    EndpointChange,
+    HookTarget,
+    NowhereForTheSecret,
+    describe_change,
+    plan_endpoint,
+    plan_hooks,
+    sync_endpoint,
+)
 from chalicelib.domain.events import KitMarketingStatusChanged, KitTagAdded, KitTagRemoved, MarketingStatus
 
 TOKEN = "tok-9f8e7d6c"
@@ -131,7 +149,214 @@ class TestPlan:
         assert plan.elsewhere == ()
 
 
+EVENTS = (NeededEvent("subscriber.tag_added"), NeededEvent("subscriber.tag_removed"))
+TYPES = ("subscriber.tag_added", "subscriber.tag_removed")
+
+
+def endpoint(
+    endpoint_id: int,
+    url: str = f"{OURS}{TOKEN}",
+    events: tuple[str, ...] = TYPES,
+    status: str = "active",
+) -> WebhookEndpoint:
+    return WebhookEndpoint(endpoint_id, url, events, status)
+
+
+class TestEndpointPlan:
+    def test_our_endpoint_with_the_needed_types_is_in_step(self) -> None:
+        kept = endpoint(3, events=tuple(reversed(TYPES)))  # the order Kit lists them in does not matter
+        plan = plan_endpoint(EVENTS, TARGET, [kept], [])
+        assert plan.in_step
+        assert (plan.endpoint, plan.change, plan.extra, plan.legacy, plan.missing) == (
+            kept,
+            None,
+            (),
+            (),
+            False,
+        )
+        assert plan.url == f"{OURS}{TOKEN}"
+
+    def test_no_endpoint_of_ours_is_missing(self) -> None:
+        plan = plan_endpoint(EVENTS, TARGET, [], [])
+        assert plan.missing
+        assert not plan.in_step
+        assert plan.events == TYPES
+
+    def test_a_wrong_event_set_is_out_of_step_and_the_update_names_the_whole_set(self) -> None:
+        kept = endpoint(3, events=("subscriber.tag_added", "subscriber.created"))
+        plan = plan_endpoint(EVENTS, TARGET, [kept], [])
+        assert plan.change == EndpointChange(events=TYPES)
+        assert not plan.in_step
+        assert describe_change(kept, EndpointChange(events=TYPES), TARGET) == (
+            "events: lacks subscriber.tag_removed; events: has unneeded subscriber.created"
+        )
+
+    def test_an_endpoint_with_an_old_token_is_ours_and_pointed_here(self) -> None:
+        old = endpoint(3, url=f"{OURS}old-token")
+        plan = plan_endpoint(EVENTS, TARGET, [old], [])
+        assert plan.endpoint == old
+        assert plan.change == EndpointChange(url=f"{OURS}{TOKEN}")
+        assert describe_change(old, plan.change, TARGET) == f"url {OURS}*** -> {OURS}*** (another token)"
+
+    def test_a_disabled_endpoint_is_turned_back_on(self) -> None:
+        plan = plan_endpoint(EVENTS, TARGET, [endpoint(3, status="disabled")], [])
+        assert plan.change == EndpointChange(enable=True)
+
+    def test_the_closest_of_ours_is_kept_and_the_others_are_extra(self) -> None:
+        old_token = endpoint(1, url=f"{OURS}old-token")
+        disabled = endpoint(2, status="disabled")
+        right = endpoint(5)
+        plan = plan_endpoint(EVENTS, TARGET, [old_token, disabled, right], [])
+        assert plan.endpoint == right
+        assert plan.change is None
+        assert [e.id for e in plan.extra] == [1, 2]
+        assert not plan.in_step
+
+    def test_our_legacy_rules_are_extra_because_the_endpoint_replaces_them(self) -> None:
+        foreign = hook(9, "https://old.example.net/hook?event=tag_add", "tag_add", 5)
+        plan = plan_endpoint(EVENTS, TARGET, [endpoint(3)], [*in_step_hooks(), foreign])
+        assert [rule.id for rule in plan.legacy] == [1, 2, 3]
+        assert not plan.in_step
+
+    def test_a_config_that_needs_no_endpoint_makes_ours_extra(self) -> None:
+        plan = plan_endpoint((), TARGET, [endpoint(3)], [])
+        assert (plan.missing, plan.endpoint, [e.id for e in plan.extra]) == (False, None, [3])
+        assert plan_endpoint((), TARGET, [], []).in_step
+
+    def test_endpoints_elsewhere_are_reported_while_ours_is_missing_and_never_ours(self) -> None:
+        elsewhere = endpoint(
+            7, url="https://old.example.net/webhooks/kit/other", events=("subscriber.tag_added",)
+        )
+        unrelated = endpoint(8, url="https://crm.example.org/in", events=("subscriber.created",))
+        plan = plan_endpoint(EVENTS, TARGET, [elsewhere, unrelated], [])
+        assert plan.elsewhere == (elsewhere,)
+        assert plan.extra == ()
+        assert plan_endpoint(EVENTS, TARGET, [elsewhere, endpoint(3)], []).elsewhere == ()
+
+
+class FakeKit:
+    """Kit's endpoints and rules in memory; ``create_fails`` makes the next create raise it."""
+
+    def __init__(self, endpoints: Sequence[WebhookEndpoint] = (), rules: Sequence[Webhook] = ()) -> None:
+        self.endpoints = {e.id: e for e in endpoints}
+        self.rules = {r.id: r for r in rules}
+        self.create_fails: Exception | None = None
+        self.calls: list[str] = []
+
+    def list_webhook_endpoints(self) -> tuple[WebhookEndpoint, ...]:
+        return tuple(self.endpoints.values())
+
+    def list_webhooks(self) -> tuple[Webhook, ...]:
+        return tuple(self.rules.values())
+
+    def create_webhook_endpoint(
+        self, url: str, events: Sequence[str], *, name: str | None = None, description: str | None = None
+    ) -> CreatedWebhookEndpoint:
+        self.calls.append("create")
+        if self.create_fails is not None:
+            raise self.create_fails
+        made = WebhookEndpoint(50, url, tuple(events), name=name, description=description)
+        self.endpoints[made.id] = made
+        return CreatedWebhookEndpoint(made, "s3cret-once")
+
+    def update_webhook_endpoint(
+        self,
+        endpoint_id: int,
+        *,
+        url: str | None = None,
+        events: Sequence[str] | None = None,
+        status: str | None = None,
+    ) -> WebhookEndpoint:
+        self.calls.append(f"update {endpoint_id}")
+        old = self.endpoints[endpoint_id]
+        new = WebhookEndpoint(
+            endpoint_id, url or old.url, tuple(events) if events else old.events, status or old.status
+        )
+        self.endpoints[endpoint_id] = new
+        return new
+
+    def delete_webhook_endpoint(self, endpoint_id: int) -> None:
+        self.calls.append(f"delete endpoint {endpoint_id}")
+        del self.endpoints[endpoint_id]
+
+    def delete_webhook(self, webhook_id: int) -> None:
+        self.calls.append(f"delete rule {webhook_id}")
+        del self.rules[webhook_id]
+
+
+class Keeper:
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    def reserve(self) -> None:
+        self.events.append("reserve")
+
+    def keep(self, secret: str) -> str:
+        self.events.append(f"keep {secret}")
+        return "is kept"
+
+    def abandon(self) -> None:
+        self.events.append("abandon")
+
+
+class TestEndpointSync:
+    def test_the_endpoint_is_created_with_its_secret_kept_before_our_rules_go(self) -> None:
+        kit, keeper, said = FakeKit(rules=in_step_hooks()), Keeper(), []
+        done = sync_endpoint(kit, EVENTS, TARGET, keeper, said.append)  # type: ignore[arg-type]
+        assert kit.calls == ["create", "delete rule 1", "delete rule 2", "delete rule 3"]
+        assert keeper.events == ["reserve", "keep s3cret-once"]
+        assert done.created == kit.endpoints[50]
+        assert (done.updated, done.deleted) == (None, 3)
+        assert not any("s3cret-once" in line for line in said)
+
+    def test_without_a_keeper_nothing_is_changed(self) -> None:
+        kit = FakeKit(rules=in_step_hooks())
+        with pytest.raises(NowhereForTheSecret):
+            sync_endpoint(kit, EVENTS, TARGET, None, print)  # type: ignore[arg-type]
+        assert kit.calls == []
+
+    def test_an_endpoint_out_of_step_is_updated_not_replaced(self) -> None:
+        kit, keeper = FakeKit([endpoint(3, status="disabled", events=("subscriber.created",))]), Keeper()
+        done = sync_endpoint(kit, EVENTS, TARGET, keeper, print)  # type: ignore[arg-type]
+        assert kit.calls == ["update 3"]
+        assert keeper.events == []
+        assert done.updated == endpoint(3)
+
+    @pytest.mark.parametrize(
+        ("failure", "note"),
+        [
+            (KitRetryable("no answer", method="POST", path="/webhook_endpoints", timed_out=True), True),
+            (KitPermanent("refused", method="POST", path="/webhook_endpoints", status=422), False),
+        ],
+    )
+    def test_a_failed_create_gives_the_reservation_back_and_deletes_nothing(
+        self, failure: Exception, note: bool
+    ) -> None:
+        kit, keeper, said = FakeKit(rules=in_step_hooks()), Keeper(), []
+        kit.create_fails = failure
+        with pytest.raises(type(failure)):
+            sync_endpoint(kit, EVENTS, TARGET, keeper, said.append)  # type: ignore[arg-type]
+        assert keeper.events == ["reserve", "abandon"]
+        assert kit.calls == ["create"]
+        assert any("Kit may still have applied" in line for line in said) is note
+
+
 class TestTheAppReadsTheUrlsItRegisters:
+    @pytest.mark.parametrize("legacy_event", sorted(V4_EVENT_TYPES))
+    def test_every_type_the_endpoint_takes_is_one_the_app_acts_on(self, legacy_event: str) -> None:
+        subscriber = {"id": 1, "email_address": "ada@example.com", "state": "active"}
+        event = {
+            "id": "9c2e1f3a-6b7d-4e8f-a1b2-c3d4e5f60718",
+            "type": V4_EVENT_TYPES[legacy_event],
+            "created": "2026-07-29T14:32:10Z",
+            "data": {"subscriber": subscriber, "tag": {"id": 5, "name": "VIP"}},
+        }
+        [(_, delivered)] = parse_envelope({"delivery_id": 1, "events": [event]})
+        expected = {"tag_add": KitTagAdded, "tag_remove": KitTagRemoved}.get(
+            legacy_event, KitMarketingStatusChanged
+        )
+        assert isinstance(delivered, expected)
+
     @pytest.mark.parametrize("event", ["tag_add", "tag_remove"])
     def test_a_delivery_to_a_registered_url_means_that_tag_event(self, event: str) -> None:
         url = TARGET.url_for(NeededHook(event, "Purchase – Foundation"))
@@ -157,5 +382,6 @@ class TestHelp:
         assert main(["kit", "hooks", "--help"]) == 0
         text = " ".join(capsys.readouterr().out.split())
         assert "tag_add and tag_remove for every tag" in text
+        assert "--mode v4: one signed v4 webhook endpoint" in text
         assert "3 Kit failed or refused a call" in text
         assert main(["kit", "hooks"]) == 2

@@ -25,6 +25,7 @@ from chalicelib.adapters.kit.resources import (
     Subscriber,
     Tag,
     Webhook,
+    WebhookEndpoint,
     WebhookEvent,
 )
 from chalicelib.adapters.kit.transport import HttpRequest, HttpResponse
@@ -283,6 +284,136 @@ class TestFieldsSequencesWebhooks:
         kit, sent = client(no_content())
         kit.delete_webhook(9)
         assert (sent.last.method, urlsplit(sent.last.url).path) == ("DELETE", "/v4/webhooks/9")
+
+
+ENDPOINT = {
+    "id": 31,
+    "name": "memberflow",
+    "description": None,
+    "url": "https://m/webhooks/kit/t",
+    "events": ["subscriber.tag_added", "subscriber.tag_removed"],
+    "status": "active",
+    "created_at": "2026-11-30T08:00:00Z",
+    "previous_secret_expires_at": None,
+}
+ENDPOINT_31 = WebhookEndpoint(
+    31,
+    "https://m/webhooks/kit/t",
+    ("subscriber.tag_added", "subscriber.tag_removed"),
+    "active",
+    "memberflow",
+    None,
+    "2026-11-30T08:00:00Z",
+)
+SIGNING_SECRET = "whsec_fresh_4f3e2d1c"
+
+
+class TestWebhookEndpoints:
+    def test_endpoints_are_listed_across_pages(self) -> None:
+        second = {**ENDPOINT, "id": 32, "status": "disabled", "events": ["subscriber.created"]}
+        kit, sent = client(
+            page("webhook_endpoints", [ENDPOINT], end="WzMxXQ=="), page("webhook_endpoints", [second])
+        )
+        listed = kit.list_webhook_endpoints()
+        assert listed[0] == ENDPOINT_31
+        assert (listed[1].id, listed[1].status, listed[1].event_set) == (
+            32,
+            "disabled",
+            {"subscriber.created"},
+        )
+        assert [urlsplit(r.url).path for r in sent.sent] == ["/v4/webhook_endpoints"] * 2
+        assert query_of(sent.last)["after"] == ["WzMxXQ=="]
+
+    def test_an_endpoint_without_a_status_is_active_and_unknown_attributes_are_ignored(self) -> None:
+        bare = {"id": 4, "url": "https://m/k", "events": [], "delivery_stats": {"failed": 2}}
+        kit, _ = client(page("webhook_endpoints", [bare]))
+        assert kit.list_webhook_endpoints() == (WebhookEndpoint(4, "https://m/k", ()),)
+
+    def test_creating_one_sends_the_url_events_name_and_description_and_returns_the_secret(self) -> None:
+        kit, sent = client(ok({"webhook_endpoint": {**ENDPOINT, "secret": SIGNING_SECRET}}, 201))
+        created = kit.create_webhook_endpoint(
+            "https://m/webhooks/kit/t",
+            ["subscriber.tag_added", "subscriber.tag_removed", "subscriber.tag_added"],
+            name="memberflow",
+            description="ours",
+        )
+        assert (sent.last.method, urlsplit(sent.last.url).path) == ("POST", "/v4/webhook_endpoints")
+        assert json_of(sent.last) == {
+            "url": "https://m/webhooks/kit/t",
+            "events": ["subscriber.tag_added", "subscriber.tag_removed"],
+            "name": "memberflow",
+            "description": "ours",
+        }
+        assert created.endpoint == ENDPOINT_31
+        assert created.secret == SIGNING_SECRET
+        assert SIGNING_SECRET not in repr(created)
+
+    def test_a_create_answer_without_the_secret_is_an_unexpected_answer(self) -> None:
+        kit, _ = client(ok({"webhook_endpoint": ENDPOINT}, 201))
+        with pytest.raises(KitPermanent, match="no signing 'secret'"):
+            kit.create_webhook_endpoint("https://m/webhooks/kit/t", ["subscriber.tag_added"])
+
+    @pytest.mark.parametrize("events", [[], "subscriber.tag_added", ["subscriber.tag_added", ""]])
+    def test_an_empty_or_malformed_event_list_is_refused_before_anything_is_sent(self, events: Any) -> None:
+        kit, sent = client()
+        with pytest.raises(ValueError, match="event type names"):
+            kit.create_webhook_endpoint("https://m/k", events)
+        assert sent.sent == []
+
+    def test_an_update_is_a_patch_of_what_changes_and_events_replace_the_set(self) -> None:
+        updated = {**ENDPOINT, "events": ["subscriber.tag_added"], "status": "active"}
+        kit, sent = client(ok({"webhook_endpoint": updated}))
+        result = kit.update_webhook_endpoint(31, events=("subscriber.tag_added",), status="active")
+        assert (sent.last.method, urlsplit(sent.last.url).path) == ("PATCH", "/v4/webhook_endpoints/31")
+        assert json_of(sent.last) == {"events": ["subscriber.tag_added"], "status": "active"}
+        assert result.events == ("subscriber.tag_added",)
+
+    def test_an_update_can_point_it_elsewhere_and_rename_it(self) -> None:
+        kit, sent = client(ok({"webhook_endpoint": {**ENDPOINT, "url": "https://n/k"}}))
+        kit.update_webhook_endpoint(31, url="https://n/k", name="renamed", description="d")
+        assert json_of(sent.last) == {"url": "https://n/k", "name": "renamed", "description": "d"}
+
+    def test_an_empty_update_or_an_unknown_status_is_refused_before_anything_is_sent(self) -> None:
+        kit, sent = client()
+        with pytest.raises(ValueError, match="something to change"):
+            kit.update_webhook_endpoint(31)
+        with pytest.raises(ValueError, match="status"):
+            kit.update_webhook_endpoint(31, status="paused")
+        assert sent.sent == []
+
+    def test_an_endpoint_is_deleted_by_id(self) -> None:
+        kit, sent = client(no_content())
+        kit.delete_webhook_endpoint(31)
+        assert (sent.last.method, urlsplit(sent.last.url).path) == ("DELETE", "/v4/webhook_endpoints/31")
+        assert sent.last.body is None
+
+    @pytest.mark.parametrize(
+        ("status", "message"),
+        [(404, "Not Found"), (403, "Forbidden"), (422, "Event 'tag.nope' is not a valid event type")],
+    )
+    def test_kits_refusals_are_permanent_with_its_message(self, status: int, message: str) -> None:
+        kit, _ = client(kit_error(status, message))
+        with pytest.raises(KitPermanent) as caught:
+            kit.delete_webhook_endpoint(31)
+        assert (caught.value.status, caught.value.errors, caught.value.path) == (
+            status,
+            (message,),
+            "/webhook_endpoints/31",
+        )
+
+    @pytest.mark.parametrize(
+        "item",
+        [
+            {**ENDPOINT, "events": "subscriber.tag_added"},
+            {**ENDPOINT, "events": [1]},
+            {**ENDPOINT, "url": None},
+            {**ENDPOINT, "id": "31"},
+        ],
+    )
+    def test_an_endpoint_that_is_not_kits_shape_is_permanent(self, item: dict[str, Any]) -> None:
+        kit, _ = client(page("webhook_endpoints", [item]))
+        with pytest.raises(KitPermanent, match="unexpected answer"):
+            kit.list_webhook_endpoints()
 
 
 # --- errors ----------------------------------------------------------------------------------------
