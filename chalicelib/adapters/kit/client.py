@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 
+from chalicelib.adapters.http import HttpRequest, HttpResponse, Transport, Urllib3Transport
 from chalicelib.adapters.kit.resources import (
     WEBHOOK_EVENT_PREFIXES,
     CustomField,
@@ -37,7 +38,6 @@ from chalicelib.adapters.kit.resources import (
     Webhook,
     WebhookEvent,
 )
-from chalicelib.adapters.kit.transport import HttpRequest, HttpResponse, Transport, Urllib3Transport
 
 LOG = logging.getLogger(__name__)
 
