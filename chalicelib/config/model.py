@@ -314,6 +314,28 @@ class HooksConfig(StrictModel):
     )
 
 
+class OutboundWebhooksConfig(StrictModel):
+    """How the automations' ``webhook`` steps are signed (Standard Webhooks) and sent."""
+
+    signing_secret: SecretRef = Field(
+        description=(
+            "Signs every outbound webhook call (the webhook-signature header, Standard Webhooks). A "
+            "whsec_ secret (whsec_ and base64, as the Standard Webhooks tools make them) is used as "
+            "its decoded bytes, any other text as it is. Give the receiver the same secret. Use a "
+            "reference such as env:OUTBOUND_WEBHOOK_SECRET."
+        ),
+    )
+    timeout_seconds: int = Field(
+        default=10,
+        ge=1,
+        le=30,
+        description=(
+            "How long to wait to connect, and then for the answer, before the call counts as failed "
+            "and is retried later (1 to 30 seconds)."
+        ),
+    )
+
+
 class TestContactsConfig(StrictModel):
     """Contacts whose automations run with shortened delays, for testing a drip end to end."""
 
@@ -443,6 +465,13 @@ class MemberflowConfig(StrictModel):
         default_factory=dict,
         description="Emails that automations send, by id (e.g. welcome).",
         json_schema_extra={"additionalProperties": False},
+    )
+    outbound_webhooks: OutboundWebhooksConfig | None = Field(
+        default=None,
+        description=(
+            "The signing secret of the calls that automations' webhook steps make. Required as soon "
+            "as any automation has a webhook step."
+        ),
     )
     automations: dict[AutomationId, AutomationConfig] = Field(
         default_factory=dict,

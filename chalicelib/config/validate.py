@@ -51,6 +51,7 @@ from chalicelib.config.automations import (
     TagRemovedEvent,
     ThriveCartEvent,
     WaitUntilStep,
+    WebhookStep,
 )
 from chalicelib.config.compile import email_templates_of
 from chalicelib.config.model import (
@@ -816,6 +817,25 @@ def check_email_sender(config: MemberflowConfig) -> Iterator[Finding]:
                 return
 
 
+# --- Outbound webhooks --------------------------------------------------------------------------
+
+
+def check_webhook_signing_secret(config: MemberflowConfig) -> Iterator[Finding]:
+    """A webhook step needs ``outbound_webhooks.signing_secret``: memberflow never sends unsigned calls."""
+    if config.outbound_webhooks is not None:
+        return
+    for base, automation in _automations(config):
+        for path, item in automation_items(automation, base):
+            if isinstance(item, WebhookStep):
+                yield error(
+                    ("outbound_webhooks", "signing_secret"),
+                    f"{format_path((*path, 'webhook'))} calls a webhook, but no signing secret is "
+                    f"configured; add outbound_webhooks: {{signing_secret: env:OUTBOUND_WEBHOOK_SECRET}} "
+                    f"(memberflow signs every webhook call and sends none unsigned)",
+                )
+                return
+
+
 CHECKS: tuple[Check, ...] = (
     check_field_references,
     check_trigger_tags,
@@ -830,6 +850,7 @@ CHECKS: tuple[Check, ...] = (
     check_unadded_tags,
     check_email_templates,
     check_email_sender,
+    check_webhook_signing_secret,
 )
 """The checks ``validate`` runs, in order; a new config section appends its own."""
 

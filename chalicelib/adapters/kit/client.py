@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 
+from chalicelib.adapters.http import HttpRequest, HttpResponse, Transport, Urllib3Transport
 from chalicelib.adapters.kit.resources import (
     WEBHOOK_ENDPOINT_STATUSES,
     WEBHOOK_EVENT_PREFIXES,
@@ -45,7 +46,6 @@ from chalicelib.adapters.kit.resources import (
     WebhookEndpoint,
     WebhookEvent,
 )
-from chalicelib.adapters.kit.transport import HttpRequest, HttpResponse, Transport, Urllib3Transport
 
 LOG = logging.getLogger(__name__)
 

@@ -67,6 +67,7 @@ operations:
   add-credits: {trigger_tag: Op – Credits, run_limit: 2, increase_field: {field: credits, by: 10}}
 emails:
   welcome: {subject: Hi, body: Hello}
+outbound_webhooks: {signing_secret: env:OUTBOUND_WEBHOOK_SECRET}
 """
 
 

@@ -180,7 +180,7 @@ class TestModelErrors:
             "thrivecart.products.product-12.on_payment.add_tag: unknown key "
             "(allowed: add_tags, remove_tags); did you mean 'add_tags'?",
             "operation: unknown key (allowed: thrivecart, kit, fields, operations, hooks, test_contacts, "
-            "time_zone, email, emails, automations); did you mean 'operations'?",
+            "time_zone, email, emails, outbound_webhooks, automations); did you mean 'operations'?",
         )
 
     def test_list_items_are_named_by_index(self) -> None:
