@@ -222,6 +222,17 @@ class Container:
                 mailer, identity, self.loaded.templates, self.stores.contacts.get_contact
             )
         }
+        hooks = config.outbound_webhooks
+        if hooks is not None:
+            from chalicelib.adapters.webhooks.sender import WebhookSender
+
+            senders[OutboxKind.WEBHOOK] = WebhookSender(
+                self.secrets.resolve(hooks.signing_secret),
+                self.stores.contacts.get_contact,
+                transport=self._http(),
+                timeout=hooks.timeout_seconds,
+                clock=self.clock,
+            )
         return senders
 
     def admin_token(self) -> str | None:
