@@ -418,7 +418,9 @@ def deliver_outbox(event: Any) -> dict[str, int]:
     """New outbox items, from the table's stream: sent within seconds of their commit."""
     from chalicelib.services.delivery import new_item_ids
 
-    ids = new_item_ids((record.event_name, record.keys) for record in event)
+    # Read raw: Chalice's record parser fails a whole batch on one record lacking a field it wants.
+    records = event.to_dict().get("Records", [])
+    ids = new_item_ids((r.get("eventName", ""), r.get("dynamodb", {}).get("Keys", {})) for r in records)
     worker = bootstrap.container().delivery()
     return worker.deliver_ids(ids, time_left=_remaining(app.lambda_context)).as_dict()
 

@@ -88,7 +88,9 @@ def physical(resource_type: str, name: str, stack: Stack) -> Physical:
     prefix = f"arn:{stack.partition}"
     where = f"{stack.region}:{stack.account_id}"
     if resource_type == "AWS::DynamoDB::Table":
-        return Physical(name, {"Arn": f"{prefix}:dynamodb:{where}:table/{name}"})
+        arn = f"{prefix}:dynamodb:{where}:table/{name}"
+        # The stream's label is a timestamp only the created table knows; any of its streams will do.
+        return Physical(name, {"Arn": arn, "StreamArn": f"{arn}/stream/*"})
     if resource_type == "AWS::IAM::Role":
         return Physical(name, {"Arn": f"{prefix}:iam::{stack.account_id}:role/{name}"})
     if resource_type == "AWS::IAM::Policy":
