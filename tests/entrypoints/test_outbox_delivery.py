@@ -18,10 +18,10 @@ from chalice.test import Client
 from app import OUTBOX_STREAM, app
 from chalicelib import bootstrap
 from chalicelib.domain.outbox import OutboxKind, OutboxStatus
+from devstack.stack import ACCOUNT_ID
 from tests.builders import unique_email
 from tests.entrypoints.conftest import ADMIN, World, make_container
 from tests.entrypoints.test_rendered_emails import CREDITS_EMAIL, emails_config, purchase
-from devstack.stack import ACCOUNT_ID
 from tests.support.aws import REGION, app_aws, app_stores
 
 
