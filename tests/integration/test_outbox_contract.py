@@ -97,7 +97,9 @@ class TestOutboxContract:
         with pytest.raises(LeaseTaken):
             stores.outbox.lease(mail.id, "worker-b", now + timedelta(minutes=10), now + timedelta(minutes=1))
 
-    def test_a_deferred_item_waits_uncounted_and_only_its_lease_holder_defers_it(self, stores: Stores) -> None:
+    def test_a_deferred_item_waits_uncounted_and_only_its_lease_holder_defers_it(
+        self, stores: Stores
+    ) -> None:
         _, _, mail = _items(stores)
         now = later(2)
         stores.outbox.lease(mail.id, "worker-a", now + timedelta(minutes=5), now)
@@ -110,7 +112,9 @@ class TestOutboxContract:
         assert deferred.next_attempt_at == now + timedelta(seconds=20)
         assert mail.id not in _due_ids(stores, now + timedelta(seconds=20))
         assert mail.id in _due_ids(stores, now + timedelta(seconds=21))
-        leased = stores.outbox.lease(mail.id, "worker-b", now + timedelta(minutes=5), now + timedelta(seconds=21))
+        leased = stores.outbox.lease(
+            mail.id, "worker-b", now + timedelta(minutes=5), now + timedelta(seconds=21)
+        )
         assert leased.attempts == 1
 
     def test_of_two_workers_racing_for_one_item_exactly_one_wins(self, stores: Stores) -> None:
