@@ -35,8 +35,13 @@ class RetryPolicy:
 
     def ceiling(self, attempts: int) -> timedelta:
         """The longest wait after the ``attempts``-th failed attempt."""
-        exponent = min(max(attempts, 1) - 1, 32)
-        grown: timedelta = self.base * (2**exponent)
+        grown = self.base
+        for _ in range(max(attempts, 1) - 1):
+            # Stop doubling at the cap: past it, ``base * 2**n`` overflows a timedelta (a base of
+            # hours does within 32 doublings), and an error here would leave the item unsettled.
+            if grown > self.cap / 2:
+                return self.cap
+            grown *= 2
         return min(self.cap, grown)
 
     def next_attempt(

@@ -100,7 +100,7 @@ class DeliveryWorker:
     ) -> DeliveryReport:
         """Try each item now (the stream's new items); items not due or held elsewhere are skipped."""
         report = DeliveryReport()
-        limited: set[OutboxKind] = set()
+        limited: dict[OutboxKind, datetime] = {}
         for item_id in item_ids:
             if time_left is not None and time_left() < MARGIN_SECONDS:
                 break
@@ -115,7 +115,7 @@ class DeliveryWorker:
         next sweep: its items stay due, and the sweep ends when nothing else is at the head of the line.
         """
         report = DeliveryReport()
-        limited: set[OutboxKind] = set()
+        limited: dict[OutboxKind, datetime] = {}
         seen: set[str] = set()
         while time_left() >= MARGIN_SECONDS:
             due = [
@@ -133,8 +133,13 @@ class DeliveryWorker:
         return report
 
     def _attempt(
-        self, item_id: str, report: DeliveryReport, limited: set[OutboxKind], kind: OutboxKind | None = None
+        self,
+        item_id: str,
+        report: DeliveryReport,
+        limited: dict[OutboxKind, datetime],
+        kind: OutboxKind | None = None,
     ) -> None:
+        """``limited``: the kinds whose rate limit has no token in this run, and until when."""
         if kind is not None and kind in limited:
             report.skipped += 1
             return
@@ -145,8 +150,8 @@ class DeliveryWorker:
             report.skipped += 1
             return
         if item.kind in limited:
-            self._settle(item, report, lambda: self.outbox.defer(item.id, self.owner, now))
-            report.deferred += 1
+            # Known only once leased (a stream batch has ids, not kinds): it waits for the same token.
+            self._deferred(item, limited[item.kind], report)
             return
         sender = self.senders.get(item.kind)
         try:
@@ -154,11 +159,8 @@ class DeliveryWorker:
                 raise DeliveryPermanent(f"no sender for {item.kind.value} items is configured")
             sent = sender.deliver(item, now)
         except RateLimited as limit:
-            until = limit.until
-            limited.add(item.kind)
-            report.deferred += 1
-            self.metrics.count(DEFERRED, kind=item.kind.value)
-            self._settle(item, report, lambda: self.outbox.defer(item.id, self.owner, until))
+            limited[item.kind] = limit.until
+            self._deferred(item, limit.until, report)
             return
         except DeliveryFailed as failure:
             self._failed(item, failure, report)
@@ -175,6 +177,11 @@ class DeliveryWorker:
             report.calls += sent.calls
             self.metrics.count(DELIVERED, kind=item.kind.value)
             logger.info("delivered %s: %s", item.id, sent.summary)
+
+    def _deferred(self, item: OutboxItem, until: datetime, report: DeliveryReport) -> None:
+        if self._settle(item, report, lambda: self.outbox.defer(item.id, self.owner, until)):
+            report.deferred += 1
+            self.metrics.count(DEFERRED, kind=item.kind.value)
 
     def _failed(self, item: OutboxItem, failure: DeliveryFailed, report: DeliveryReport) -> None:
         now = self.clock()

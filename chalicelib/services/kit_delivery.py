@@ -23,7 +23,7 @@ import logging
 import threading
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from chalicelib.adapters.kit.client import KitError, KitPermanent, KitRetryable
@@ -91,11 +91,13 @@ class KitCatalog:
         self._sequences: tuple[EmailSequence, ...] | None = None
 
     def tags(self) -> dict[str, Tag]:
-        if self._tags is None:
-            listed = {tag_identity(tag.name): tag for tag in self.client.list_tags()}
+        # Read into a local: another thread's ``forget`` may set the attribute to None at any time.
+        tags = self._tags
+        if tags is None:
+            tags = {tag_identity(tag.name): tag for tag in self.client.list_tags()}
             with self._lock:
-                self._tags = listed
-        return self._tags
+                self._tags = tags
+        return tags
 
     def tag_names(self) -> list[str]:
         return [tag.name for tag in self.tags().values()]
@@ -110,7 +112,8 @@ class KitCatalog:
                 self._tags[tag_identity(tag.name)] = tag
 
     def _field_map(self) -> dict[str, str]:
-        if self._fields is None:
+        mapping = self._fields
+        if mapping is None:
             listed = self.client.list_custom_fields()
             # Kit derives a key from the label ("coaching-sessions" may become "coaching_sessions"):
             # memberflow creates each field with its own name as the label, so the label finds it.
@@ -118,7 +121,7 @@ class KitCatalog:
             mapping.update({field.key: field.key for field in listed})
             with self._lock:
                 self._fields = mapping
-        return self._fields
+        return mapping
 
     def field_keys(self) -> set[str]:
         """The fields Kit has, by memberflow's name for them."""
@@ -135,14 +138,17 @@ class KitCatalog:
 
     def sequence(self, ref: str) -> EmailSequence | None:
         """The sequence ``ref`` names: its id, or its name (ignoring case). Read again once on a miss,
-        since someone may have created it in Kit since the list was read."""
-        for fresh in (False, True):
-            if fresh or self._sequences is None:
-                self._sequences = self.client.list_sequences()
-            found = _find_sequence(self._sequences, ref)
+        since someone may have created it in Kit since the list was read; a list read just now is
+        not read twice (each read is a request against the rate limit)."""
+        cached = self._sequences
+        if cached is not None:
+            found = _find_sequence(cached, ref)
             if found is not None:
                 return found
-        return None
+        listed = self.client.list_sequences()
+        with self._lock:
+            self._sequences = listed
+        return _find_sequence(listed, ref)
 
     def forget(self) -> None:
         with self._lock:
@@ -217,8 +223,7 @@ class KitSyncSender:
         if isinstance(call, CreateTag):
             self.catalog.remember_tag(self.client.create_tag(call.name))
         elif isinstance(call, CreateField):
-            created = self.client.create_custom_field(call.key)
-            self.catalog.remember_field(call.key, created.key)
+            self._create_field(call.key)
         elif isinstance(call, UpsertSubscriber):
             written = self.client.upsert_subscriber(
                 email, first_name=call.first_name, fields=dict(call.fields)
@@ -234,6 +239,20 @@ class KitSyncSender:
         elif isinstance(call, RemoveTag):
             return self._remove(call.name, email, subscriber_id)
         return subscriber_id
+
+    def _create_field(self, key: str) -> None:
+        try:
+            created = self.client.create_custom_field(key)
+        except KitPermanent as refused:
+            # Kit refuses a label in use (422): another worker may have created the field since this
+            # process read the list. If Kit's list now has it, the field is there, as wanted.
+            if refused.status != 422:
+                raise
+            self.catalog.forget()
+            if key not in self.catalog.field_keys():
+                raise
+            return
+        self.catalog.remember_field(key, created.key)
 
     def _remove(self, name: str, email: str, subscriber_id: int | None) -> int | None:
         tag_id = self.catalog.tag_id(name)
@@ -336,10 +355,13 @@ class kit_errors:
             raise RateLimited(str(error), until=error.until) from error
         if isinstance(error, KitRetryable):
             reason = f"Kit: {error.message}"
+            # A Retry-After Kit sent is the earliest the retry can succeed (the retry policy honours it).
+            named = None if error.retry_after is None else self.now + timedelta(seconds=error.retry_after)
             if error.rate_limited:
                 # The transport backed the shared bucket off; the item waits for it, uncounted.
-                raise RateLimited(reason, until=self.now + KIT_BACKOFF) from error
-            raise DeliveryRetryable(reason) from error
+                until = self.now + KIT_BACKOFF
+                raise RateLimited(reason, until=until if named is None else max(until, named)) from error
+            raise DeliveryRetryable(reason, not_before=named) from error
         if isinstance(error, KitPermanent):
             if error.status == 404:
                 # A tag or field deleted in Kit since its list was read: read the lists again.
