@@ -8,8 +8,8 @@ again. The other side may name an earliest time (a 429's back-off, a ``Retry-Aft
 then no sooner than that.
 
 An item is given up (``parked``, for an operator) once it has been failing for ``max_age`` (about a
-day, so a Kit outage of hours loses nothing) or after ``max_attempts`` attempts, whichever comes
-first. Waiting for the shared rate limit is not a failed attempt and counts toward neither.
+day, so a Kit outage of hours loses nothing) and has had ``min_attempts`` attempts since it was last
+queued, or after ``max_attempts`` attempts. Waiting for the shared rate limit is not a failed attempt and counts toward neither.
 """
 
 from __future__ import annotations
@@ -24,14 +24,21 @@ class RetryPolicy:
     base: timedelta = timedelta(seconds=30)
     cap: timedelta = timedelta(minutes=15)
     max_age: timedelta = timedelta(hours=24)
-    max_attempts: int = 200
-    """A day of 15-minute retries is 96; this bounds a flapping item, the age bounds the rest."""
+    max_attempts: int = 400
+    """Full jitter averages 7.5 minutes between late retries, so a day is about 190 attempts; this
+    only bounds an item that fails faster than the backoff (a flapping one), the age bounds the rest."""
+    min_attempts: int = 8
+    """Attempts an item always gets before its age can park it. An operator's retry starts the count
+    again (``OutboxStore.retry`` sets attempts to 0), so an item parked for age that is retried after
+    the fix gets about an hour of retries, not one attempt."""
 
     def __post_init__(self) -> None:
         if self.base <= timedelta(0) or self.cap < self.base:
             raise ValueError("the backoff needs 0 < base <= cap")
         if self.max_attempts < 1 or self.max_age <= timedelta(0):
             raise ValueError("max_attempts and max_age must be positive")
+        if self.min_attempts < 0:
+            raise ValueError("min_attempts must not be negative")
 
     def ceiling(self, attempts: int) -> timedelta:
         """The longest wait after the ``attempts``-th failed attempt."""
@@ -60,7 +67,7 @@ class RetryPolicy:
         at = now + timedelta(seconds=wait)
         if not_before is not None and not_before > at:
             at = not_before
-        if at - created_at > self.max_age:
+        if at - created_at > self.max_age and attempts >= self.min_attempts:
             return None
         return at
 

@@ -102,7 +102,7 @@ class TestNotBefore:
 
     def test_a_named_time_past_the_age_limit_gives_up(self) -> None:
         at = POLICY.next_attempt(
-            attempts=1,
+            attempts=8,
             created_at=CREATED,
             now=NOW,
             not_before=CREATED + timedelta(hours=24, seconds=1),
@@ -116,12 +116,19 @@ class TestGivingUp:
         now = CREATED + timedelta(hours=24)
         for seed in range(20):
             rng = random.Random(seed)
-            assert POLICY.next_attempt(attempts=3, created_at=CREATED, now=now, rng=rng) is None
+            assert POLICY.next_attempt(attempts=8, created_at=CREATED, now=now, rng=rng) is None
 
     def test_a_retry_that_would_land_past_the_day_is_given_up(self) -> None:
         now = CREATED + timedelta(hours=24) - timedelta(seconds=10)
-        assert POLICY.next_attempt(attempts=1, created_at=CREATED, now=now, rng=Extreme(high=True)) is None
-        assert POLICY.next_attempt(attempts=1, created_at=CREATED, now=now, rng=Extreme(high=False)) == now
+        assert POLICY.next_attempt(attempts=8, created_at=CREATED, now=now, rng=Extreme(high=True)) is None
+        assert POLICY.next_attempt(attempts=8, created_at=CREATED, now=now, rng=Extreme(high=False)) == now
+
+    def test_an_old_item_an_operator_retried_gets_its_minimum_attempts_first(self) -> None:
+        # The operator's retry set attempts back to 0; the item is two days old.
+        now = CREATED + timedelta(days=2)
+        for attempts in range(1, 8):
+            assert POLICY.next_attempt(attempts=attempts, created_at=CREATED, now=now, rng=random.Random(1))
+        assert POLICY.next_attempt(attempts=8, created_at=CREATED, now=now, rng=random.Random(1)) is None
 
     def test_an_item_failing_for_23_hours_is_still_retried(self) -> None:
         now = CREATED + timedelta(hours=23)
@@ -136,9 +143,9 @@ class TestGivingUp:
         assert policy.next_attempt(attempts=5, created_at=CREATED, now=NOW, rng=rng) is None
         assert policy.next_attempt(attempts=6, created_at=CREATED, now=NOW, rng=rng) is None
 
-    def test_the_default_attempt_bound_is_200(self) -> None:
-        assert POLICY.next_attempt(attempts=199, created_at=CREATED, now=NOW, rng=random.Random(1))
-        assert POLICY.next_attempt(attempts=200, created_at=CREATED, now=NOW, rng=random.Random(1)) is None
+    def test_the_default_attempt_bound_is_400(self) -> None:
+        assert POLICY.next_attempt(attempts=399, created_at=CREATED, now=NOW, rng=random.Random(1))
+        assert POLICY.next_attempt(attempts=400, created_at=CREATED, now=NOW, rng=random.Random(1)) is None
 
     def test_the_reason_says_how_long_and_how_often_it_failed_and_keeps_the_last_error(self) -> None:
         reason = gave_up_reason(
