@@ -139,7 +139,7 @@ class KitCatalog:
         for fresh in (False, True):
             if fresh or self._sequences is None:
                 self._sequences = self.client.list_sequences()
-            found = _find_sequence(self._sequences, ref)
+            found = find_sequence(self._sequences, ref)
             if found is not None:
                 return found
         return None
@@ -151,7 +151,9 @@ class KitCatalog:
             self._sequences = None
 
 
-def _find_sequence(sequences: Collection[EmailSequence], ref: str) -> EmailSequence | None:
+def find_sequence(sequences: Collection[EmailSequence], ref: str) -> EmailSequence | None:
+    """The sequence a ``subscribe_sequence`` step names: by id when ``ref`` is a number and Kit has
+    that id, else by name ignoring case. Delivery and ``memberflow kit sequences check`` both use it."""
     wanted = ref.strip()
     if wanted.isdigit():
         by_id = next((s for s in sequences if s.id == int(wanted)), None)
