@@ -542,18 +542,35 @@ class SendEmailStep(StepBase):
 
 
 class SubscribeSequenceStep(StepBase):
-    """Subscribe the contact to a Kit sequence."""
+    """Subscribe the contact to a Kit sequence, named by its name or its id."""
 
     action_key: ClassVar[str] = "subscribe_sequence"
-    subscribe_sequence: str = Field(description="A Kit sequence id (the number in its URL).")
+    subscribe_sequence: str = Field(
+        description=(
+            "A Kit sequence: its name as Kit shows it (matched ignoring case) or its id (the number in "
+            "its URL in Kit). Only Kit knows its sequences: `memberflow kit sequences check` looks "
+            "them up; one Kit does not have parks the subscription when it is delivered."
+        ),
+        json_schema_extra={"type": ["string", "integer"], "minLength": 1, "pattern": r"^\S(.*\S)?$"},
+        examples=["Foundation onboarding", 1234567],
+    )
 
     @field_validator("subscribe_sequence", mode="before")
     @classmethod
-    def _sequence_id(cls, value: Any) -> Any:
+    def _sequence(cls, value: Any) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
-            value = str(value)
-        if not isinstance(value, str) or not value.isdigit():
-            raise ValueError(f"a Kit sequence id is a number, e.g. 1234567 (got {value!r})")
+            if value < 1:
+                raise ValueError(f"a Kit sequence id is a positive number, e.g. 1234567 (got {value})")
+            return str(value)
+        if not isinstance(value, str):
+            raise ValueError(
+                f"name a Kit sequence by its name or its id, e.g. Foundation onboarding or 1234567 "
+                f"(got {value!r})"
+            )
+        if not value.strip():
+            raise ValueError("the sequence is empty; write its name or its id as Kit shows it")
+        if value != value.strip():
+            raise ValueError(f"sequence {value!r} starts or ends with whitespace; remove it")
         return value
 
 

@@ -46,6 +46,7 @@ from chalicelib.config.automations import (
     SetFieldStep,
     Step,
     StepBase,
+    SubscribeSequenceStep,
     SwitchStep,
     TagAddedEvent,
     TagRemovedEvent,
@@ -836,6 +837,53 @@ def check_webhook_signing_secret(config: MemberflowConfig) -> Iterator[Finding]:
                 return
 
 
+# --- Kit sequences -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SequenceReference:
+    """One ``subscribe_sequence`` step: where it is, the sequence it names, and its automation."""
+
+    path: KeyPath
+    """Down to the ``subscribe_sequence`` key: ``automations.onboarding.steps.2.subscribe_sequence``."""
+    sequence: str
+    """The name or id as written; only Kit can say which sequence, if any, it is."""
+    automation: str
+    status: str
+    """The automation's status: ``live``, ``paused`` or ``draft``."""
+
+
+def sequence_references(config: MemberflowConfig) -> tuple[SequenceReference, ...]:
+    """Every ``subscribe_sequence`` step in file order: main steps, nested ones, goal steps, drafts too."""
+    return tuple(
+        SequenceReference((*path, "subscribe_sequence"), item.subscribe_sequence, name, automation.status)
+        for name, automation in config.automations.items()
+        for path, item in automation_items(automation, ("automations", name))
+        if isinstance(item, SubscribeSequenceStep)
+    )
+
+
+def check_sequences_without_kit(config: MemberflowConfig) -> Iterator[Finding]:
+    """Warn when steps subscribe to Kit sequences but ``kit.api_key`` is not set: their items park.
+
+    Whether a named sequence exists only Kit can say (``memberflow kit sequences check`` asks it), so
+    this is the one thing about sequences the file alone can show.
+    """
+    if config.kit.api_key is not None:
+        return
+    references = sequence_references(config)
+    if not references:
+        return
+    first, more = references[0], len(references) - 1
+    others = f" (and {more} more subscribe_sequence step{'s' if more > 1 else ''})" if more else ""
+    yield warning(
+        ("kit", "api_key"),
+        f"{format_path(first.path)} subscribes contacts to the Kit sequence {first.sequence!r}{others}, "
+        f"but kit.api_key is not set, so each such subscription will be parked: Kit is not configured; "
+        f"add kit: {{api_key: env:KIT_API_KEY}}",
+    )
+
+
 CHECKS: tuple[Check, ...] = (
     check_field_references,
     check_trigger_tags,
@@ -851,6 +899,7 @@ CHECKS: tuple[Check, ...] = (
     check_email_templates,
     check_email_sender,
     check_webhook_signing_secret,
+    check_sequences_without_kit,
 )
 """The checks ``validate`` runs, in order; a new config section appends its own."""
 

@@ -1,7 +1,8 @@
 """The operator's command line: ``python -m chalicelib.cli <group> <command> ...`` (or ``./memberflow``).
 
 Commands are grouped (``config check``, ``config schema``; ``simulate`` stands alone; ``kit hooks
-check`` and ``kit hooks sync``, for legacy rules or a v4 endpoint; later groups such as replaying
+check`` and ``kit hooks sync``, for legacy rules or a v4 endpoint; ``kit sequences check``, for the
+sequences ``subscribe_sequence`` steps name; later groups such as replaying
 events or inspecting contacts plug in the same way): each group is a function in ``COMMAND_GROUPS``
 that adds its sub-parser and sets a ``handler`` for each command. A handler takes the parsed
 arguments and the two output streams and returns the exit code, so tests call ``main([...])`` and
@@ -44,6 +45,7 @@ from chalicelib.config.loader import ConfigError, LoadedConfig, load_config
 from chalicelib.config.model import MemberflowConfig
 from chalicelib.config.schema import SCHEMA_PATH, render_schema, write_schema
 from chalicelib.config.secrets import SecretResolver, SecretUnavailable, parse_secret_ref
+from chalicelib.config.validate import SequenceReference, format_path, sequence_references
 from chalicelib.devtools.kit_hooks import (
     HookTarget,
     NowhereForTheSecret,
@@ -56,6 +58,7 @@ from chalicelib.devtools.kit_hooks import (
     sync_hooks,
     why_extra,
 )
+from chalicelib.devtools.kit_sequences import SequenceLookup, check_sequences
 from chalicelib.devtools.simulator import Simulator, commands_for, parse_event, unknown_tag_warnings
 from chalicelib.domain.errors import BadRequest, MemberflowError, NotFound
 from chalicelib.settings import Settings
@@ -259,7 +262,7 @@ def add_simulate_command(groups: CommandGroups) -> None:
 KIT_API_KEY_REF = "env:KIT_API_KEY"
 """Where the Kit API key is read from when the config names none under ``kit.api_key``."""
 KIT_FAILED = 3
-"""Exit code of a ``kit hooks`` command that Kit refused or did not answer (other than for the key)."""
+"""Exit code of a ``kit`` command that Kit refused or did not answer (other than for the key)."""
 LEGACY, V4 = "legacy", "v4"
 HOOK_MODES = (LEGACY, V4)
 """``--mode``: legacy rules (one per event and tag) or one v4 webhook endpoint."""
@@ -372,7 +375,8 @@ def _hooks_session(args: argparse.Namespace, out: _Masking, err: _Masking) -> _H
     )
 
 
-def _kit_failure(problem: KitError) -> _Stop:
+def _kit_failure(problem: KitError, *, changes: bool = True) -> _Stop:
+    """``changes``: the command changes Kit, so the operator is told that what it did is listed."""
     if isinstance(problem, KitPermanent) and problem.status in (401, 403):
         return _Stop(2, f"Kit refused the API key ({problem.status} {problem.reason}); check KIT_API_KEY")
     if isinstance(problem, KitRetryable) and problem.rate_limited:
@@ -381,7 +385,8 @@ def _kit_failure(problem: KitError) -> _Stop:
         hint = "Kit is failing or out of reach; run the command again later"
     else:
         hint = "Kit refused the call; what it said is above"
-    return _Stop(KIT_FAILED, f"{problem.message}\n{hint} (what was done so far is listed above)")
+    done = " (what was done so far is listed above)" if changes else ""
+    return _Stop(KIT_FAILED, f"{problem.message}\n{hint}{done}")
 
 
 HooksCommand = Callable[[_HooksSession, argparse.Namespace, _Masking, _Masking], int]
@@ -585,8 +590,75 @@ def _endpoint_sync(session: _HooksSession, args: argparse.Namespace, say: _Maski
     return 0
 
 
+# --- kit sequences -----------------------------------------------------------------------------
+
+
+def _kit_client(loaded: LoadedConfig, settings: Settings, say: _Masking, warn: _Masking) -> KitClient:
+    """A client with the key from ``kit.api_key``, else ``KIT_API_KEY``, hidden from both streams."""
+    secrets = SecretResolver(environ=settings.environ)
+    try:
+        api_key = secrets.resolve(loaded.model.kit.api_key or KIT_API_KEY_REF)
+    except SecretUnavailable as missing:
+        raise _Stop(2, f"{missing}; the Kit API key comes from kit.api_key, else KIT_API_KEY") from None
+    say.hide(api_key)
+    warn.hide(api_key)
+    try:
+        return KitClient(settings.kit_api_base_url or DEFAULT_BASE_URL, api_key)
+    except ValueError as problem:
+        raise _Stop(2, str(problem)) from None
+
+
+def _sequences_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    say, warn = _Masking(out), _Masking(err)
+    try:
+        settings = Settings.from_environ()
+        path = args.config or str(settings.config_path)
+        loaded = _load_for_command(path, err)
+        if loaded is None:
+            raise _Stop(2, f"{path} has errors; fix them first (./memberflow config check {path})")
+        references = sequence_references(loaded.model)
+        if not references:
+            say("check: no subscribe_sequence steps in the config; nothing to look up in Kit")
+            return 0
+        kit = _kit_client(loaded, settings, say, warn)
+        try:
+            listed = kit.list_sequences()
+        except KitError as problem:
+            raise _kit_failure(problem, changes=False) from None
+    except _Stop as stop:
+        warn(f"error: {stop}")
+        return stop.code
+    check = check_sequences(references, listed)
+    for lookup in check.lookups:
+        say(_lookup_line(lookup))
+    if check.unknown:
+        shown = ", ".join(f"{sequence.name!r} ({sequence.id})" for sequence in check.kit_sequences)
+        say(f"Kit's sequences: {shown}" if shown else "Kit has no sequences: create them in Kit's app")
+    steps, unknown = len(check.lookups), len(check.unknown)
+    say(f"check: {steps} subscribe_sequence steps, {steps - unknown} found in Kit, {unknown} unknown")
+    if unknown < steps:
+        warn(
+            "note: Kit's list does not say whether a sequence is active; Kit refuses to add contacts to "
+            "an inactive one, which parks the item, so make sure in Kit that the sequences found are active"
+        )
+    return 0 if check.ok else 1
+
+
+def _lookup_line(lookup: SequenceLookup) -> str:
+    reference = lookup.reference
+    where = format_path(reference.path) + _status_note(reference)
+    if lookup.found is not None:
+        return f"ok       {where}  {reference.sequence!r} -> sequence {lookup.found.id} {lookup.found.name!r}"
+    guess = f"; did you mean {lookup.guess.name!r}?" if lookup.guess is not None else ""
+    return f"unknown  {where}  {reference.sequence!r}  (not in Kit: delivery would park it{guess})"
+
+
+def _status_note(reference: SequenceReference) -> str:
+    return "" if reference.status == "live" else f" ({reference.status})"
+
+
 def add_kit_commands(groups: CommandGroups) -> None:
-    kit = groups.add_parser("kit", help="the Kit account: the webhooks the config needs")
+    kit = groups.add_parser("kit", help="the Kit account: the webhooks and sequences the config needs")
     kit_commands = kit.add_subparsers(title="commands", metavar="COMMAND")
     kit.set_defaults(handler=_usage(kit))
     hooks = kit_commands.add_parser(
@@ -649,6 +721,34 @@ def add_kit_commands(groups: CommandGroups) -> None:
                 "only), which Kit shows only once; needed when sync creates the endpoint",
             )
         sub.set_defaults(handler=functools.partial(_run_hooks, command))
+
+    sequences = kit_commands.add_parser(
+        "sequences",
+        help="look up in Kit the sequences the config's subscribe_sequence steps name",
+        description="The Kit sequences the config's subscribe_sequence steps name, looked up in Kit.",
+    )
+    sequences_commands = sequences.add_subparsers(title="commands", metavar="COMMAND")
+    sequences.set_defaults(handler=_usage(sequences))
+    check = sequences_commands.add_parser(
+        "check",
+        help="list every subscribe_sequence step with the Kit sequence it names: ok or unknown (exit 1)",
+        description=(
+            "List every subscribe_sequence step of the config (automation and goal steps, nested ones, "
+            "drafts too) by key path, and look up the sequence it names in Kit as delivery does: by id "
+            "when it is a number Kit has as an id, else by name ignoring case. ok names the sequence "
+            "found; unknown (Kit has no such sequence, so delivery would park the item) guesses the "
+            "name meant and lists Kit's sequences. Kit's list does not say whether a sequence is "
+            "active: adding a contact to an inactive one is refused when delivered, and the item is "
+            "parked. Only reads Kit. The Kit API key comes from kit.api_key (else KIT_API_KEY), the API "
+            "from KIT_API_BASE_URL (default " + DEFAULT_BASE_URL + "). Exit codes: 0 every sequence "
+            "found (or no such steps), 1 some unknown, 2 bad config or credentials, 3 Kit failed or "
+            "refused the call."
+        ),
+    )
+    check.add_argument(
+        "--config", metavar="FILE", help="the config file (default: MEMBERFLOW_CONFIG, else the example)"
+    )
+    check.set_defaults(handler=_sequences_check)
 
 
 # --- main --------------------------------------------------------------------------------------

@@ -142,13 +142,13 @@ class KitCatalog:
         not read twice (each read is a request against the rate limit)."""
         cached = self._sequences
         if cached is not None:
-            found = _find_sequence(cached, ref)
+            found = find_sequence(cached, ref)
             if found is not None:
                 return found
         listed = self.client.list_sequences()
         with self._lock:
             self._sequences = listed
-        return _find_sequence(listed, ref)
+        return find_sequence(listed, ref)
 
     def forget(self) -> None:
         with self._lock:
@@ -157,7 +157,9 @@ class KitCatalog:
             self._sequences = None
 
 
-def _find_sequence(sequences: Collection[EmailSequence], ref: str) -> EmailSequence | None:
+def find_sequence(sequences: Collection[EmailSequence], ref: str) -> EmailSequence | None:
+    """The sequence a ``subscribe_sequence`` step names: by id when ``ref`` is a number and Kit has
+    that id, else by name ignoring case. Delivery and ``memberflow kit sequences check`` both use it."""
     wanted = ref.strip()
     if wanted.isdigit():
         by_id = next((s for s in sequences if s.id == int(wanted)), None)

@@ -6,8 +6,9 @@ from dataclasses import replace
 import pytest
 
 from app import app
+from chalicelib.config.loader import parse_config
 from chalicelib.services.ports import Stores
-from tests.builders import config
+from tests.builders import BASE_CONFIG, config
 from tests.entrypoints.conftest import ADMIN, World, make_container
 from tests.support.payloads import payload_bytes
 
@@ -223,6 +224,23 @@ class TestConfigView:
         assert body["config"]["thrivecart"]["secret"] == "env:THRIVECART_SECRET"
         assert body["config"]["kit"]["webhook_secret"] == "***"
         assert "literal-secret-value" not in json.dumps(body)
+
+    def test_config_shows_the_warnings_of_loading_it(self, world: World) -> None:
+        from chalicelib import bootstrap
+
+        automations = {
+            "welcome": {"trigger": {"tag_added": "VIP"}, "steps": [{"subscribe_sequence": "Onboarding"}]}
+        }
+        loaded = parse_config(json.dumps({**BASE_CONFIG, "automations": automations}))
+        container = replace(make_container(world.stores), loaded=loaded)
+        bootstrap.override(lambda: container)
+        body = world.admin_get("/admin/config").json_body
+        assert body["version"] == loaded.version
+        assert (
+            "kit.api_key: automations.welcome.steps.0.subscribe_sequence subscribes contacts to the Kit "
+            "sequence 'Onboarding', but kit.api_key is not set, so each such subscription will be parked: "
+            "Kit is not configured; add kit: {api_key: env:KIT_API_KEY}"
+        ) in body["warnings"]
 
 
 class TestMissingSecrets:

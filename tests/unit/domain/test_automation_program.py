@@ -73,6 +73,7 @@ class TestStepIds:
               - wait_until: {time: "09:00", weekdays: [mon]}
               - send_email: welcome
               - subscribe_sequence: 1234567
+              - subscribe_sequence: Foundation Onboarding
               - webhook: {url: "https://hooks.example.com/x?y=1"}
               - if: {has_tag: A}
                 then: [{send_email: a}]
@@ -96,6 +97,7 @@ class TestStepIds:
             "wait_until-09-00-00",
             "send_email-welcome",
             "subscribe_sequence-1234567",
+            "subscribe_sequence-foundation-onboarding",
             "webhook-hooks-example-com",
             "if",
             "send_email-a",
