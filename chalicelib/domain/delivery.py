@@ -10,7 +10,7 @@ then no sooner than that.
 An item is given up (``parked``, for an operator) once it has been failing for ``max_age`` (about a
 day, so a Kit outage of hours loses nothing) and has had ``min_attempts`` attempts since it was last
 queued, or after ``max_attempts`` attempts. Waiting for the shared rate limit is not a failed
-attempt and counts toward neither.
+attempt (its time counts toward the age, as every minute since the item was queued does).
 """
 
 from __future__ import annotations
