@@ -707,8 +707,9 @@ def metric_alarm(
 
 INBOX_FAILED_DESCRIPTION = (
     "memberflow kept at least one inbox record as failed in the last 5 minutes (metric InboxOutcome,"
-    " outcome=failed, all sources added up): a ThriveCart or Kit webhook, a hook, an admin change or an"
-    " automation step arrived but was not applied. Nothing is lost: the record keeps its payload and error."
+    " outcome=failed, all sources added up): a ThriveCart or Kit webhook, a hook, an admin change, an"
+    " automation step or a confirmation of Kit calls arrived but was not applied. Nothing is lost: the"
+    " record keeps its payload and error."
     " List them with GET /admin/events?status=failed (add &source=kit to narrow), read one with"
     " GET /admin/events/{event_id}, fix the cause (the traceback is in the log group of the function that"
     " received it, /aws/lambda/<stack>-APIHandler-..., -FireTimer-... or -SweepRuns-...), then replay it"

@@ -19,6 +19,8 @@ class Source(enum.StrEnum):
     HOOK = "hook"
     ADMIN = "admin"
     AUTOMATION = "automation"
+    OUTBOX = "outbox"
+    """memberflow's delivery worker, confirming what it changed in Kit."""
 
 
 @dataclass(frozen=True)

@@ -99,6 +99,20 @@ def _bounded(marker: str) -> str:
 
 
 @dataclass(frozen=True)
+class EchoCredit:
+    """Changes memberflow made to one tag in Kit whose webhooks have not come back yet (``kit_echoes``)."""
+
+    expires_at: datetime
+    """A day after the last confirmation: an expired credit counts for nothing and is dropped at the
+    contact's next write (Kit's hook for the tag may not be registered, so an echo may never come)."""
+    adds: tuple[int, ...] = ()
+    """The number (of ``Contact.kit_changes``) of each confirmed add whose webhook is still to come,
+    oldest first."""
+    removes: tuple[int, ...] = ()
+    """The same for confirmed removals."""
+
+
+@dataclass(frozen=True)
 class Contact:
     email: str
     created_at: datetime
@@ -124,6 +138,10 @@ class Contact:
     """Changes of tag presence in Kit memberflow has seen for the contact (only ever grows)."""
     marketing_changes: int = 0
     """Changes of the marketing status memberflow has seen from Kit."""
+    kit_echoes: Mapping[str, EchoCredit] = field(default_factory=dict)
+    """Changes memberflow made in Kit whose webhooks have not come back yet, by the short hash of
+    the tag's Kit identity (``kit_echoes.echo_key``); at most ``kit_echoes.MAX_ECHO_TAGS`` entries,
+    each for at most a day (``kit_echoes``)."""
     version: int = 0
 
     @classmethod
@@ -150,6 +168,8 @@ class TimelineKind(enum.StrEnum):
     RUN_NOT_STARTED = "run_not_started"
     RUN_STEP = "run_step"
     RUN_ENDED = "run_ended"
+    KIT_CALL_CONFIRMED = "kit_call_confirmed"
+    """memberflow's delivery worker changed a tag in Kit (one line per call)."""
     NOTE = "note"
 
 

@@ -1,4 +1,5 @@
-"""Changes asked for through memberflow's own doors: generated operation URLs and the admin API.
+"""Changes asked for through memberflow's own doors: generated operation URLs, the admin API, and
+memberflow's own workers (a run's timer, the delivery worker confirming what it changed in Kit).
 
 They travel the same path as provider webhooks (stored in the inbox, idempotent, replayable), so
 they are events too; unlike webhooks, a refused change (e.g. ``insufficient``) is reported to the
@@ -78,4 +79,27 @@ class RunCancelRequested:
     event_name: str = "admin.cancel_run"
 
 
-Request = OperationRequested | TagsChangeRequested | FieldChangeRequested | RunWakeUp | RunCancelRequested
+@dataclass(frozen=True)
+class KitChangesConfirmed:
+    """memberflow's delivery worker changed these tags in Kit, and Kit accepted the calls.
+
+    Keyed by the outbox item and the calls, so confirming the same calls again changes nothing.
+    """
+
+    idempotency_key: str
+    person: Person
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    source_id: str = ""
+    """The outbox item the calls delivered."""
+    event_name: str = "kit.changes_confirmed"
+
+
+Request = (
+    OperationRequested
+    | TagsChangeRequested
+    | FieldChangeRequested
+    | RunWakeUp
+    | RunCancelRequested
+    | KitChangesConfirmed
+)

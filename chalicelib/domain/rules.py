@@ -20,6 +20,7 @@ from chalicelib.domain.engine import (
     CancelRun,
     ChangeField,
     Command,
+    ConfirmKitChanges,
     Happen,
     Note,
     OrderItem,
@@ -33,6 +34,7 @@ from chalicelib.domain.engine import (
 from chalicelib.domain.model import Contact
 from chalicelib.domain.requests import (
     FieldChangeRequested,
+    KitChangesConfirmed,
     OperationRequested,
     Request,
     RunCancelRequested,
@@ -63,6 +65,14 @@ class Unactionable(Exception):
         self.reason = reason
 
 
+class NoSuchContact(Exception):
+    """An internal change about a contact memberflow does not have: nothing to do (recorded ignored)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 def screen(event: Actionable, setup: Setup) -> str | None:
     """The reason to ignore ``event`` under ``setup``, or None to act on it."""
     if isinstance(event, ev.ThriveCartEvent) and event.test_mode and not setup.accept_test_orders:
@@ -78,6 +88,8 @@ def decide(event: Actionable, contact: Contact, setup: Setup) -> list[Command]:
         return _kit(event, setup)
     if isinstance(event, RunWakeUp | RunCancelRequested) and contact.is_new:
         raise Unactionable(f"no contact {contact.email}, so no run {event.run_id}")
+    if isinstance(event, KitChangesConfirmed) and contact.is_new:
+        raise NoSuchContact(f"no contact {contact.email}, so nothing of it in Kit to confirm")
     return _request(event)
 
 
@@ -185,6 +197,9 @@ def _kit_summary(event: ev.KitEvent) -> dict[str, Any]:
 
 
 def _request(event: Request) -> list[Command]:
+    if isinstance(event, KitChangesConfirmed):
+        # One timeline line per call says it all; no line for the confirmation itself.
+        return [ConfirmKitChanges(event.added, event.removed, event.source_id)]
     record = RecordEvent(event.event_name, _request_source(event))
     if isinstance(event, OperationRequested):
         return [record, RunOperation(event.operation_id, strict=True)]

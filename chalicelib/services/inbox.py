@@ -20,24 +20,30 @@ stored, and the sender, who heard no 2xx, delivers again.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from chalicelib.config.base import TAG_NAME_MAX_LENGTH
 from chalicelib.config.compile import automation_from_stored
 from chalicelib.domain import engine, rules
 from chalicelib.domain.automations.book import AutomationBook
 from chalicelib.domain.automations.program import Program, compile_automation, definition
 from chalicelib.domain.automations.runs import Run
-from chalicelib.domain.errors import ConcurrentWrite, MemberflowError, NotFound
-from chalicelib.domain.events import Ignored, Rejected, Source
+from chalicelib.domain.errors import BadRequest, ConcurrentWrite, MemberflowError, NotFound
+from chalicelib.domain.events import Ignored, Person, Rejected, Source
 from chalicelib.domain.inbox import FINAL, InboxRecord, Status, event_id_for, fault_reason
+from chalicelib.domain.kit_sync import tag_identity
 from chalicelib.domain.model import Contact, normalize_email
+from chalicelib.domain.requests import KitChangesConfirmed
 from chalicelib.domain.setup import Setup
+from chalicelib.domain.text import is_clean
 from chalicelib.metrics import INBOX_OUTCOME, NO_METRICS, SWEEP_FAILED, SWEEP_PARKED, Metrics
 from chalicelib.services.emails import EmailRenderer
 from chalicelib.services.ports import (
@@ -63,6 +69,10 @@ STUCK_AFTER = timedelta(minutes=2)
 """A ``received`` record this old belongs to an attempt that died (Lambda's timeout is shorter)."""
 RETRY_BASE = timedelta(minutes=1)
 RETRY_CAP = timedelta(hours=6)
+MAX_CONFIRMED_CALLS = 100
+"""Tag calls one confirmation of Kit changes may carry: its timeline lines, one per call, are kept
+in its inbox record, which DynamoDB holds to 400 KB. A worker confirms a longer plan in parts."""
+MAX_SOURCE_ID_LENGTH = 1024
 
 Decoder = Callable[[InboxRecord], "rules.Actionable | Ignored | Rejected"]
 """Turns a stored inbox record back into its event, for replays."""
@@ -162,6 +172,30 @@ class Inbox:
             email=_email_of(event),
         )
         return self._act(event_id, event, delivery.source, fresh)
+
+    def confirm_kit_changes(
+        self, email: str, added: Sequence[str], removed: Sequence[str], source_id: str
+    ) -> Receipt:
+        """Record tag changes memberflow's delivery worker made in Kit (Kit accepted the calls).
+
+        ``added`` and ``removed`` are the tags added and removed in Kit by the calls made for the
+        outbox item ``source_id``. In one transaction on the contact, each call is recorded in what
+        memberflow knows Kit has and credited as an echo to come (``domain.kit_echoes``), and
+        written to the timeline; the contact's own tags, its operations, automations and Kit sync
+        are untouched. Answers ``accepted``; ``duplicate`` when these calls of ``source_id`` were
+        confirmed before (nothing changes); ``ignored`` when there is no such contact (none is
+        created). Raises ``BadRequest`` for a list no worker sends (none, too many, bad names, or
+        a tag both added and removed).
+        """
+        request = _confirmation(email, added, removed, source_id)
+        stored = {
+            "kind": "kit_confirmed",
+            "email": request.person.email,
+            "added": list(request.added),
+            "removed": list(request.removed),
+            "source_id": request.source_id,
+        }
+        return self.receive(Delivery(Source.OUTBOX, request, stored))
 
     def replay(self, event_id: str) -> Receipt:
         """Run a stored event through the same path again; accepted ones stay exactly-once."""
@@ -267,6 +301,10 @@ class Inbox:
         except rules.Unactionable as unactionable:
             return self._finish_without_change(
                 event_id, Status.FAILED, unactionable.reason, _email_of(event), fresh
+            )
+        except rules.NoSuchContact as nothing:
+            return self._finish_without_change(
+                event_id, Status.IGNORED, nothing.reason, _email_of(event), fresh
             )
         except Exception as fault:
             logger.exception("processing failed", extra={"event_id": event_id})
@@ -455,6 +493,49 @@ class Inbox:
             self.events.count_duplicate(original.id, self.clock())
         except Exception:
             logger.warning("duplicate not counted", extra={"event_id": original.id}, exc_info=True)
+
+
+def _confirmation(
+    email: str, added: Sequence[str], removed: Sequence[str], source_id: str
+) -> KitChangesConfirmed:
+    """The request confirming these calls, keyed by the outbox item and the calls (in any order)."""
+    person = Person(email=normalize_email(email))
+    adds, removals = _confirmed_tags(added, "added"), _confirmed_tags(removed, "removed")
+    if not adds and not removals:
+        raise BadRequest("confirm at least one tag added or removed in Kit", code="invalid_confirmation")
+    if len(adds) + len(removals) > MAX_CONFIRMED_CALLS:
+        raise BadRequest(
+            f"confirm at most {MAX_CONFIRMED_CALLS} calls at once; confirm the rest in another part",
+            code="invalid_confirmation",
+        )
+    if both := sorted({tag_identity(t) for t in adds} & {tag_identity(t) for t in removals}):
+        raise BadRequest(
+            f"tag(s) both added and removed in one confirmation: {', '.join(both)}; confirm them in order",
+            code="invalid_confirmation",
+        )
+    if not isinstance(source_id, str) or not source_id or not is_clean(source_id):
+        raise BadRequest(
+            "source_id must name the outbox item the calls delivered", code="invalid_confirmation"
+        )
+    if len(source_id) > MAX_SOURCE_ID_LENGTH:
+        raise BadRequest(
+            f"source_id is longer than {MAX_SOURCE_ID_LENGTH} characters", code="invalid_confirmation"
+        )
+    calls = json.dumps([source_id, sorted(adds), sorted(removals)], ensure_ascii=False)
+    key = f"kit_confirmed:{hashlib.sha256(calls.encode()).hexdigest()[:32]}"
+    return KitChangesConfirmed(key, person, adds, removals, source_id)
+
+
+def _confirmed_tags(tags: Sequence[str], name: str) -> tuple[str, ...]:
+    if isinstance(tags, str):
+        raise BadRequest(f"'{name}' must be a list of tag names, not one string", code="invalid_confirmation")
+    for tag in tags:
+        if not isinstance(tag, str) or not tag or not is_clean(tag) or len(tag) > TAG_NAME_MAX_LENGTH:
+            raise BadRequest(
+                f"'{name}' holds something that is not a tag name: {str(tag)[:80]!r}",
+                code="invalid_confirmation",
+            )
+    return tuple(dict.fromkeys(tags))
 
 
 def _email_of(event: rules.Actionable | Ignored | Rejected) -> str | None:

@@ -49,6 +49,7 @@ from chalicelib.domain.kit_legacy import legacy_key
 from chalicelib.domain.model import FieldValue, normalize_email, number_problem
 from chalicelib.domain.requests import (
     FieldChangeRequested,
+    KitChangesConfirmed,
     OperationRequested,
     RunCancelRequested,
     RunWakeUp,
@@ -136,7 +137,7 @@ class Intake:
             if tag_name is None:
                 return event  # cannot be acted on (unknown tag id); recorded as failed under its own key
         contact = self.inbox.contacts.get_contact(normalize_email(event.person.email))
-        return replace(event, idempotency_key=legacy_key(event, contact, tag_name), legacy=True)
+        return replace(event, idempotency_key=legacy_key(event, contact, tag_name, self.clock()), legacy=True)
 
     # --- generated operation URLs ---------------------------------------------------------------
 
@@ -253,6 +254,7 @@ class Intake:
             Source.HOOK: _decode_request,
             Source.ADMIN: _decode_request,
             Source.AUTOMATION: _decode_request,
+            Source.OUTBOX: _decode_request,
         }
 
     def _decode_thrivecart(self, record: InboxRecord) -> Actionable | Ignored:
@@ -278,6 +280,8 @@ def _decode_request(record: InboxRecord) -> Actionable:
     key = record.idempotency_key
     if record.source == Source.AUTOMATION:
         return RunWakeUp(key, person, p["run_id"], int(p["generation"]), release=bool(p.get("release")))
+    if record.source == Source.OUTBOX:
+        return KitChangesConfirmed(key, person, tuple(p["added"]), tuple(p["removed"]), p["source_id"])
     if "run_id" in p:
         return RunCancelRequested(key, person, p["run_id"], p.get("reason", "cancelled by an operator"))
     if "operation_id" in p:

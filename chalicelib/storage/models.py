@@ -85,6 +85,40 @@ class TextMapAttribute(Attribute[dict[str, str]]):
         return {key: typed["S"] for key, typed in value.items()}
 
 
+class EchoCreditsAttribute(Attribute[dict[str, dict[str, Any]]]):
+    """Key -> ``{"a": [n, ...], "r": [n, ...], "x": n}``: lists of whole numbers and one number, each
+    entry a map (readable in the console); an empty list is left out."""
+
+    attr_type = MAP
+
+    def serialize(self, value: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, entry in value.items():
+            typed: dict[str, Any] = {}
+            for name, item in entry.items():
+                if isinstance(item, int) and not isinstance(item, bool):
+                    typed[name] = {"N": str(item)}
+                elif isinstance(item, list | tuple) and all(isinstance(n, int) for n in item):
+                    if item:
+                        typed[name] = {"L": [{"N": str(n)} for n in item]}
+                else:
+                    raise TypeError(f"unsupported value for {key!r}.{name}: {type(item).__name__}")
+            out[key] = {"M": typed}
+        return out
+
+    def deserialize(self, value: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for key, typed in value.items():
+            entry: dict[str, Any] = {}
+            for name, item in typed.get("M", {}).items():
+                if "L" in item:
+                    entry[name] = [int(Decimal(n["N"])) for n in item["L"]]
+                else:
+                    entry[name] = int(Decimal(item["N"]))
+            out[key] = entry
+        return out
+
+
 class BaseTable(Model):
     class Meta:
         table_name = "memberflow-unbound"
@@ -106,6 +140,7 @@ class ContactModel(BaseTable):
     kit_tags = ValueMapAttribute(null=True)
     kit_changes = NumberAttribute(null=True)
     marketing_changes = NumberAttribute(null=True)
+    kit_echoes = EchoCreditsAttribute(null=True)
     marketing_status = UnicodeAttribute(null=True)
     kit_subscriber_id = UnicodeAttribute(null=True)
     created_at = UTCDateTimeAttribute()

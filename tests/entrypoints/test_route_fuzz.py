@@ -41,6 +41,7 @@ from chalicelib.adapters.kit.parse import MAX_KIT_BODY_BYTES
 from chalicelib.adapters.kit.verify import sign
 from chalicelib.adapters.thrivecart.forms import MAX_BODY_BYTES
 from chalicelib.domain.errors import MemberflowError
+from chalicelib.domain.events import Source
 from chalicelib.domain.hooks import hook_token
 from chalicelib.domain.inbox import Status
 from chalicelib.domain.model import normalize_email
@@ -761,7 +762,7 @@ def _events_query(seeds: Seeds) -> st.SearchStrategy[str]:
         {},
         optional={
             "status": st.sampled_from([s.value for s in Status]) | nasty_text(),
-            "source": st.sampled_from(["thrivecart", "kit", "hook", "admin", "automation"]) | nasty_text(),
+            "source": st.sampled_from([s.value for s in Source]) | nasty_text(),
             "limit": st.sampled_from(["1", "50", "200", "201", "0", "-1", "0" * 5000])
             | nasty_text()
             | nasty_number().map(as_text),

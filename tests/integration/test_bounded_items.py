@@ -10,6 +10,7 @@ its size is measured by DynamoDB's rules (attribute name bytes plus value bytes)
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -18,7 +19,8 @@ from chalicelib.config.compile import email_templates_of, setup_of
 from chalicelib.domain import engine
 from chalicelib.domain.events import OrderSucceeded, Person, PurchasedItem, Source
 from chalicelib.domain.inbox import InboxRecord, Status, event_id_for
-from chalicelib.domain.model import MAX_TAG_BYTES, Contact, tag_bytes
+from chalicelib.domain.kit_echoes import MAX_ECHO_TAGS, MAX_PENDING_ECHOES
+from chalicelib.domain.model import MAX_TAG_BYTES, Contact, EchoCredit, tag_bytes
 from chalicelib.domain.requests import TagsChangeRequested
 from chalicelib.services.emails import EmailRenderer
 from chalicelib.services.inbox import Delivery, Inbox
@@ -58,6 +60,8 @@ def _value_size(typed: dict[str, Any]) -> int:
         return sum(len(v.encode()) for v in value)
     if kind == "M":
         return 3 + sum(len(k.encode()) + 1 + _value_size(v) for k, v in value.items())
+    if kind == "L":
+        return 3 + sum(1 + _value_size(v) for v in value)
     if kind == "BOOL":
         return 1
     raise AssertionError(f"unexpected DynamoDB type {kind}")
@@ -171,3 +175,41 @@ def test_a_contact_at_the_tag_byte_cap_fits_one_dynamodb_item(dynamo_stores: Sto
     read_back = dynamo_stores.contacts.get_contact(email)
     assert read_back is not None
     assert (read_back.tags, dict(read_back.kit_tags)) == (full.tags, dict(full.kit_tags))
+
+
+@pytest.mark.integration
+def test_a_contact_at_the_tag_byte_cap_with_every_echo_credit_fits_one_dynamodb_item(
+    dynamo_stores: Stores,
+) -> None:
+    # As above, plus the most echo credits a contact can hold, each with the most pending echoes of
+    # both kinds under ten-digit change numbers: credits are keyed by a short hash, never by name.
+    names = [f"{n:03d}" + "😀" * 252 for n in range(MAX_TAG_BYTES // 1011)]
+    numbers = tuple(9_999_999_000 + n for n in range(MAX_PENDING_ECHOES))
+    expires = (T0 + timedelta(days=1)).replace(microsecond=0)
+    echoes = {f"{n:016x}": EchoCredit(expires, numbers, numbers) for n in range(MAX_ECHO_TAGS)}
+    email = unique_email()
+    fresh = Contact.new(email, T0)
+    full = replace(
+        fresh,
+        tags=frozenset(names),
+        kit_tags={name: 9_999_999_000 + n for n, name in enumerate(names)},
+        kit_changes=9_999_999_999,
+        kit_echoes=echoes,
+    )
+    with_no_echoes = replace(full, kit_echoes={})
+    assert item_size(full) - item_size(with_no_echoes) < 50_000
+    assert item_size(full) < 400_000
+    record = InboxRecord(
+        id=event_id_for("admin", f"echoes-{email}"),
+        source="admin",
+        idempotency_key=f"echoes-{email}",
+        event_type="admin.tags",
+        status=Status.RECEIVED,
+        received_at=T0,
+    )
+    dynamo_stores.inbox.claim_event(record)
+    transition = engine.Transition(fresh, full, (), (), None, ())
+    dynamo_stores.contacts.commit(Commit(record.id, transition, processed_at=T0))
+    read_back = dynamo_stores.contacts.get_contact(email)
+    assert read_back is not None
+    assert replace(read_back, version=0) == replace(full, version=0)

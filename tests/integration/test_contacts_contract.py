@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from chalicelib.domain.automations.runs import RunStatus
-from chalicelib.domain.engine import AddTags, ChangeField
+from chalicelib.domain.engine import AddTags, ChangeField, ConfirmKitChanges, RemoveTags
 from chalicelib.domain.inbox import Status
 from chalicelib.services.ports import Commit, EventAlreadyFinal, StaleContact, Stores
 from chalicelib.storage.models import EventModel, MarkerModel, TimelineModel
@@ -99,6 +99,30 @@ class TestContactsContract:
         (intent,) = stores.outbox.list_kit_sync(email)
         assert intent.add_tags == ("A",)
         assert intent.event_id == record.id
+
+    def test_what_kit_has_and_the_echoes_to_come_read_back_as_committed(self, stores: Stores) -> None:
+        email = unique_email()
+        first, second = inbox_record(email=email), inbox_record(email=email)
+        stores.inbox.claim_event(first)
+        confirmed = transition(
+            stores,
+            email,
+            first.id,
+            AddTags(("VIP", "Gone")),
+            ConfirmKitChanges(("VIP", "Gone"), (), "kit_sync#1"),
+        )
+        stores.contacts.commit(Commit(first.id, confirmed, processed_at=later(1)))
+        stores.inbox.claim_event(second)
+        removed = transition(
+            stores, email, second.id, RemoveTags(("Gone",)), ConfirmKitChanges((), ("Gone",), "kit_sync#2")
+        )
+        stores.contacts.commit(Commit(second.id, removed, processed_at=later(2)))
+
+        contact = stores.contacts.get_contact(email)
+        assert contact is not None
+        assert (contact.kit_tags, contact.kit_changes) == ({"VIP": 1}, 3)
+        assert contact.kit_echoes == removed.after.kit_echoes
+        assert sorted((c.adds, c.removes) for c in contact.kit_echoes.values()) == [((1,), ()), ((2,), (3,))]
 
     def test_markers_are_absent_until_committed(self, stores: Stores) -> None:
         email = unique_email()

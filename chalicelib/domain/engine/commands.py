@@ -53,6 +53,19 @@ class RemoveTags:
 
 
 @dataclass(frozen=True)
+class ConfirmKitChanges:
+    """memberflow's delivery worker changed these tags in Kit: record them as Kit's, expect their echoes.
+
+    Adds are recorded before removals. Changes only what memberflow knows of Kit (``kit_echoes``).
+    """
+
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    source_id: str = ""
+    """The outbox item the calls delivered, for the timeline."""
+
+
+@dataclass(frozen=True)
 class ChangeField:
     """Add ``delta`` to a number field, or set it to ``value``; refusals raise (nothing applies)."""
 
@@ -126,6 +139,7 @@ Command = (
     | UpdateProfile
     | AddTags
     | RemoveTags
+    | ConfirmKitChanges
     | ChangeField
     | RunOperation
     | SetMarketingStatus

@@ -19,6 +19,7 @@ from chalicelib.domain.engine.commands import (
     CancelRun,
     ChangeField,
     Command,
+    ConfirmKitChanges,
     Happen,
     Note,
     RecordEvent,
@@ -33,10 +34,17 @@ from chalicelib.domain.engine.effects import kit_sync
 from chalicelib.domain.engine.fields import change_field
 from chalicelib.domain.engine.runs import cancel_run, settle
 from chalicelib.domain.engine.state import Work
-from chalicelib.domain.engine.tags import add_tags, remove_tags, run_operation, set_marketing_status
+from chalicelib.domain.engine.tags import (
+    add_tags,
+    confirm_kit_changes,
+    remove_tags,
+    run_operation,
+    set_marketing_status,
+)
 from chalicelib.domain.engine.transition import MAX_RECORDS_PER_EVENT, Context, Transition
 from chalicelib.domain.engine.wakeups import resume_run, stops, wakeups
 from chalicelib.domain.errors import CascadeTooLong
+from chalicelib.domain.kit_echoes import live
 from chalicelib.domain.model import Contact
 
 Handler = Callable[[Work, Any], Sequence[Command]]
@@ -49,6 +57,7 @@ HANDLERS: Mapping[type[Command], Handler] = {
     ApplyOrderItems: apply_order_items,
     AddTags: add_tags,
     RemoveTags: remove_tags,
+    ConfirmKitChanges: confirm_kit_changes,
     SetMarketingStatus: set_marketing_status,
     RunOperation: run_operation,
     ChangeField: change_field,
@@ -89,12 +98,14 @@ def transition(work: Work) -> Transition:
         kit_tags=dict(s.kit_tags),
         kit_changes=s.kit_changes,
         marketing_changes=s.marketing_changes,
+        kit_echoes=dict(s.kit_echoes),
         active_runs=dict(work.active_runs),
         automation_entries=dict(work.entries),
     )
     changed = after != before
     if changed:
-        after = replace(after, updated_at=work.ctx.now)
+        # Expired echo credits go when the contact is written anyway, never as a write of their own.
+        after = replace(after, updated_at=work.ctx.now, kit_echoes=live(after.kit_echoes, work.ctx.now))
     changed_runs = tuple(work.runs[rid] for rid in work.changed_runs)
     result = Transition(
         before=before,

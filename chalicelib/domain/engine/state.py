@@ -21,6 +21,7 @@ from chalicelib.domain.engine.commands import Command
 from chalicelib.domain.engine.transition import Context, MarkersNeeded, OperationResult
 from chalicelib.domain.model import (
     Contact,
+    EchoCredit,
     FieldValue,
     LedgerEntry,
     OutboundIntent,
@@ -44,6 +45,7 @@ class ContactState:
     kit_tags: dict[str, int]
     kit_changes: int
     marketing_changes: int
+    kit_echoes: dict[str, EchoCredit]
     timeline: list[TimelineEntry] = field(default_factory=list)
     ledger: list[LedgerEntry] = field(default_factory=list)
     happenings: list[Happening] = field(default_factory=list)
@@ -63,6 +65,7 @@ class ContactState:
             dict(contact.kit_tags),
             contact.kit_changes,
             contact.marketing_changes,
+            dict(contact.kit_echoes),
         )
 
     def copy(self) -> ContactState:
@@ -78,6 +81,7 @@ class ContactState:
             dict(self.kit_tags),
             self.kit_changes,
             self.marketing_changes,
+            dict(self.kit_echoes),
             list(self.timeline),
             list(self.ledger),
             list(self.happenings),

@@ -1,19 +1,23 @@
 """Tags and operations: adding a trigger tag runs its operation, whose actions may add more tags.
 
 Tags that arrive from Kit also update what memberflow knows Kit has (``kit_tags``, see
-``kit_legacy``), so a legacy hook that restates a tag Kit already had changes nothing. An operation
-that a direct request runs is strict: a refusal raises so the caller hears it. Run by a trigger tag
-or a step, a refused operation leaves the contact as it was and is recorded as refused.
+``kit_legacy``), so a legacy hook that restates a tag Kit already had changes nothing. So do the
+changes memberflow's own delivery worker confirms it made in Kit, each credited as an echo to come;
+a change from Kit that is such an echo is used up and changes nothing else (``kit_echoes``). An
+operation that a direct request runs is strict: a refusal raises so the caller hears it. Run by a
+trigger tag or a step, a refused operation leaves the contact as it was and is recorded as refused.
 """
 
 from __future__ import annotations
 
+from chalicelib.domain import kit_echoes
 from chalicelib.domain.automations.happenings import Happening
 from chalicelib.domain.engine.commands import (
     KIT,
     AddTags,
     ChangeField,
     Command,
+    ConfirmKitChanges,
     RemoveTags,
     RunOperation,
     SetMarketingStatus,
@@ -31,6 +35,8 @@ def add_tags(work: Work, command: AddTags) -> list[Command]:
     follow_ups: list[Command] = []
     for tag in command.tags:
         if command.origin == KIT:
+            if echoed(work, tag, kit_echoes.ADDED):
+                continue
             if command.restated and tag in state.kit_tags:
                 # A legacy hook saying again what Kit already told us: it happened once.
                 work.log(TimelineKind.NOTE, {"text": "Kit already has this tag; nothing to do", "tag": tag})
@@ -67,6 +73,8 @@ def remove_tags(work: Work, command: RemoveTags) -> list[Command]:
     state = work.state
     for tag in command.tags:
         if command.origin == KIT:
+            if echoed(work, tag, kit_echoes.REMOVED):
+                continue
             work.kit_removed.add(tag)
             seen_in_kit(work, tag, present=False)
         if tag in state.tags:
@@ -76,16 +84,58 @@ def remove_tags(work: Work, command: RemoveTags) -> list[Command]:
     return []
 
 
-def seen_in_kit(work: Work, tag: str, *, present: bool) -> None:
-    """Record a change of the tag's presence in Kit (see ``kit_legacy`` for why)."""
+def seen_in_kit(work: Work, tag: str, *, present: bool) -> bool:
+    """Record a change of the tag's presence in Kit (see ``kit_legacy`` for why); False if no change."""
     state = work.state
     if present == (tag in state.kit_tags):
-        return
+        return False
     state.kit_changes += 1
     if present:
         state.kit_tags[tag] = state.kit_changes
     else:
         del state.kit_tags[tag]
+    return True
+
+
+def echoed(work: Work, tag: str, change: kit_echoes.Change) -> bool:
+    """Whether this change of ``tag`` from Kit echoes one of memberflow's own; if so it is used up.
+
+    memberflow's record of Kit already holds the change (its confirmation put it there), and
+    memberflow's own tags may have moved on since: nothing but the credit and a note changes.
+    """
+    remaining = kit_echoes.consume(work.state.kit_echoes, tag, change, work.ctx.now)
+    if remaining is None:
+        return False
+    work.state.kit_echoes = remaining
+    work.log(TimelineKind.NOTE, {"text": kit_echoes.ECHO_NOTE, "tag": tag, "change": change})
+    return True
+
+
+def confirm_kit_changes(work: Work, command: ConfirmKitChanges) -> list[Command]:
+    """Record tag changes memberflow's worker made in Kit, and credit the echoes they will cause.
+
+    A change memberflow's record of Kit already held credits nothing: Kit's webhook about it came
+    first (it was applied then), or Kit had it all along and sends none.
+    """
+    state = work.state
+    calls = [(kit_echoes.ADDED, tag) for tag in command.added]
+    calls += [(kit_echoes.REMOVED, tag) for tag in command.removed]
+    for change, tag in calls:
+        expected = seen_in_kit(work, tag, present=change == kit_echoes.ADDED)
+        if expected:
+            state.kit_echoes = kit_echoes.credit(
+                state.kit_echoes, tag, change, state.kit_changes, work.ctx.now
+            )
+        work.log(
+            TimelineKind.KIT_CALL_CONFIRMED,
+            {
+                "call": "add_tag" if change == kit_echoes.ADDED else "remove_tag",
+                "tag": tag,
+                "outbox_item": command.source_id,
+                "echo_expected": expected,
+            },
+        )
+    return []
 
 
 def set_marketing_status(work: Work, command: SetMarketingStatus) -> list[Command]:

@@ -15,6 +15,7 @@ from datetime import datetime
 from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.expressions.update import Action
 
+from chalicelib.domain.events import Source
 from chalicelib.domain.inbox import OPEN, InboxRecord, Status, decode_cursor, encode_cursor, fault_reason
 from chalicelib.services.ports import EventAlreadyFinal, EventPage
 from chalicelib.storage.dynamo.mapping import (
@@ -30,7 +31,7 @@ from chalicelib.storage.dynamo.mapping import (
 from chalicelib.storage.dynamo.tables import Tables
 from chalicelib.storage.models import EventModel
 
-_SOURCES = ("thrivecart", "kit", "hook", "admin", "automation")
+_SOURCES = tuple(source.value for source in Source)
 _OPEN = tuple(status.value for status in OPEN)
 
 

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from chalicelib.domain.automations.runs import Run, RunStatus, StepRecord
 from chalicelib.domain.inbox import InboxRecord, Status
-from chalicelib.domain.model import Contact, LedgerEntry, TimelineEntry, TimelineKind
+from chalicelib.domain.model import Contact, EchoCredit, LedgerEntry, TimelineEntry, TimelineKind
 from chalicelib.domain.outbox import DUE, OutboxItem, OutboxKind, OutboxStatus
 from chalicelib.storage.dynamo.compression import compress_json, decompress_json
 from chalicelib.storage.models import (
@@ -211,6 +211,7 @@ def contact_to_model(model_cls: type[ContactModel], contact: Contact, *, version
         kit_tags={k: Decimal(v) for k, v in contact.kit_tags.items()} or None,
         kit_changes=contact.kit_changes or None,
         marketing_changes=contact.marketing_changes or None,
+        kit_echoes={key: _echo_to_item(credit) for key, credit in contact.kit_echoes.items()} or None,
         marketing_status=contact.marketing_status,
         kit_subscriber_id=contact.kit_subscriber_id,
         created_at=contact.created_at,
@@ -235,11 +236,25 @@ def contact_from_model(model: ContactModel) -> Contact:
         kit_tags={k: int(v) for k, v in (model.kit_tags or {}).items()},
         kit_changes=int(model.kit_changes or 0),
         marketing_changes=int(model.marketing_changes or 0),
+        kit_echoes={key: _echo_from_item(item) for key, item in (model.kit_echoes or {}).items()},
         marketing_status=model.marketing_status,
         kit_subscriber_id=model.kit_subscriber_id,
         created_at=utc(model.created_at),
         updated_at=utc(model.updated_at),
         version=int(model.version or 0),
+    )
+
+
+def _echo_to_item(credit: EchoCredit) -> dict[str, Any]:
+    # Short names: there may be hundreds of these in one contact item.
+    return {"a": list(credit.adds), "r": list(credit.removes), "x": int(credit.expires_at.timestamp())}
+
+
+def _echo_from_item(item: Mapping[str, Any]) -> EchoCredit:
+    return EchoCredit(
+        expires_at=datetime.fromtimestamp(int(item["x"]), UTC),
+        adds=tuple(item.get("a", ())),
+        removes=tuple(item.get("r", ())),
     )
 
 
