@@ -57,6 +57,9 @@ from chalicelib.services.ports.kit_state import KitStateStore, save_confirmed
 
 logger = logging.getLogger("chalicelib.kit_delivery")
 
+CONFIRM_BATCH = 50
+"""Tags per confirmation: the inbox takes at most 100 calls in one, and a new contact may get 500."""
+
 ConfirmChanges = Callable[[str, Sequence[str], Sequence[str], str], object]
 """``(email, added, removed, source_id)``: tell the contact which tags memberflow changed in Kit,
 so its record of Kit's tags stays exact and the echoes of those changes are recognised."""
@@ -282,11 +285,17 @@ class KitSyncSender:
                 view = replace(view, subscriber_id=str(subscriber_id))
             return view
 
-        save_confirmed(self.kit_state, email, change)
         added = [call.name for call in done if isinstance(call, AddTag)]
         removed = [call.name for call in done if isinstance(call, RemoveTag)]
-        if added or removed:
-            self.confirm_changes(email, added, removed, source_id)
+        # The contact hears first: if saving the view then fails, the retry makes the same calls
+        # again, whose confirmation is the same and so a duplicate; the other way round, a lost
+        # confirmation would never be sent again, since the saved view leaves nothing to call.
+        for start in range(0, max(len(added), len(removed)), CONFIRM_BATCH):
+            # Each chunk's key holds its calls, so the chunks of one item are told apart.
+            chunk_added = added[start : start + CONFIRM_BATCH]
+            chunk_removed = removed[start : start + CONFIRM_BATCH]
+            self.confirm_changes(email, chunk_added, chunk_removed, source_id)
+        save_confirmed(self.kit_state, email, change)
 
 
 class SequenceSender:

@@ -9,12 +9,17 @@ DynamoDB ones by the contract suites.
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 
+from chalicelib.adapters.kit.client import KitClient
 from chalicelib.domain.outbox import OutboxKind, OutboxStatus
+from devstack.kit_standin import DEFAULT_API_KEY
 from tests.builders import unique_email
+from tests.entrypoints.test_kit_webhook import TOKEN
 from tests.support.kit_world import KitWorld, kit_config, kit_world
+from tests.support.payloads import payload_bytes
 
 LIMIT = 120
 WINDOW = 60.0
@@ -167,3 +172,65 @@ def test_a_backlog_older_than_a_day_is_parked_with_its_last_error(world: KitWorl
     assert item.status is OutboxStatus.PARKED
     assert item.last_error is not None
     assert item.last_error.startswith("gave up after")
+
+
+# --- the round trip: Kit's webhooks about memberflow's own calls, and trigger tags fired from Kit ----
+
+ADA = "ada.lovelace@example.com"  # the subscriber of the captured legacy hook
+TRIGGER = "Op – Add 50 Credits"
+
+
+def legacy_hook(world: KitWorld, event: str, tag: str) -> str:
+    body = payload_bytes("kit", "legacy_subscriber.json")
+    (receipt,) = world.container.intake.kit(TOKEN, body, {"event": event, "tag": tag}, None)
+    return str(receipt.result)
+
+
+def credits(world: KitWorld) -> Decimal:
+    contact = world.stores.contacts.get_contact(ADA)
+    assert contact is not None
+    return Decimal(contact.fields.get("credits", 0))
+
+
+def test_a_trigger_tag_fired_from_kit_runs_once_is_removed_in_kit_and_fires_next_month(
+    world: KitWorld,
+) -> None:
+    KitClient(world.kit.url, DEFAULT_API_KEY).upsert_subscriber(ADA, first_name="Ada")
+    assert legacy_hook(world, "tag_add", TRIGGER) == "accepted"
+    assert credits(world) == 50
+    world.clock.advance(1)
+    world.sweep()
+    assert TRIGGER not in world.kit.tag_names(ADA)  # removed in Kit by the worker
+    # Kit's webhook about that removal is an echo; a redelivered add changes nothing either.
+    assert legacy_hook(world, "tag_remove", TRIGGER) in {"accepted", "duplicate"}
+    assert credits(world) == 50
+
+    world.clock.advance(timedelta(days=30).total_seconds())
+    assert legacy_hook(world, "tag_add", TRIGGER) == "accepted"
+    assert credits(world) == 100
+    world.clock.advance(1)
+    world.sweep()
+    assert TRIGGER not in world.kit.tag_names(ADA)
+
+
+def test_kits_webhooks_about_the_workers_own_calls_change_nothing(world: KitWorld) -> None:
+    world.tag(ADA, "VIP Member")
+    world.clock.advance(1)
+    world.sweep()
+    world.untag(ADA, "VIP Member")
+    world.tag(ADA, "Kept")
+    world.clock.advance(1)
+    world.sweep()
+    assert world.kit.tag_names(ADA) == {"Kept"}
+    before = world.stores.contacts.get_contact(ADA)
+    assert before is not None
+    # Every call the worker made, replayed as Kit's legacy hooks, in the order they were made.
+    for event, tag in (("tag_add", "VIP Member"), ("tag_remove", "VIP Member"), ("tag_add", "Kept")):
+        assert legacy_hook(world, event, tag) in {"accepted", "duplicate"}
+    after = world.stores.contacts.get_contact(ADA)
+    assert after is not None
+    assert after.tags == before.tags == {"Kept"}
+    world.clock.advance(1)
+    world.kit.forget_requests()
+    world.sweep()
+    assert not [r for r in world.kit.requests if r.method != "GET"]  # nothing to put right in Kit
