@@ -620,16 +620,15 @@ def delivery_group(shape: AppShape) -> Fragment:
             {
                 "Sid": "OutboxStream",
                 "Effect": "Allow",
+                # What Lambda's event source mapping reads the stream with, on this stream only.
                 "Action": [
                     "dynamodb:DescribeStream",
                     "dynamodb:GetRecords",
                     "dynamodb:GetShardIterator",
+                    "dynamodb:ListStreams",
                 ],
                 "Resource": [{"Fn::GetAtt": [OUTBOX_TABLE, "StreamArn"]}],
             }
-        )
-        statements.append(
-            {"Sid": "ListStreams", "Effect": "Allow", "Action": ["dynamodb:ListStreams"], "Resource": "*"}
         )
     if RETRY_FUNCTION in shape.functions:
         functions[RETRY_FUNCTION] = {"Timeout": RETRY_TIMEOUT}

@@ -38,6 +38,8 @@ from chalicelib.metrics import (
     INBOX_OUTCOME,
     INBOX_SOURCES,
     NAMESPACE,
+    OUTBOX_KINDS,
+    OUTBOX_PARKED,
     SERVICE,
     SERVICE_DIMENSION,
     SWEEP_FAILED,
@@ -182,9 +184,11 @@ def _as_list(value: Any) -> list[Any]:
 
 def assert_dynamodb_grants_only_the_tables(resources: Mapping[str, Any]) -> None:
     tables = {name for name, res in resources.items() if res.get("Type") == "AWS::DynamoDB::Table"}
+    streams = [t for t in tables if "StreamSpecification" in resources[t]["Properties"]]
     allowed = [{"Fn::GetAtt": [t, "Arn"]} for t in tables] + [
         {"Fn::Sub": f"${{{t}.Arn}}/index/*"} for t in tables
     ]
+    allowed += [{"Fn::GetAtt": [t, "StreamArn"]} for t in streams]
     granted: set[str] = set()
     for statement in _statements(resources):
         actions = _as_list(statement["Action"])
@@ -326,6 +330,7 @@ APP_ALARMS: dict[str, set[Watched]] = {
     "SweepParkedAlarm": {_app(SWEEP_PARKED, kind=kind) for kind in SWEEP_KINDS},
     "Api5xxAlarm": {_app(API_5XX)},
     "TimerUnroutedAlarm": {_app(TIMER_UNROUTED, reason=reason) for reason in TIMER_UNROUTED_REASONS},
+    "OutboxParkedAlarm": {_app(OUTBOX_PARKED, kind=kind) for kind in OUTBOX_KINDS},
 }
 """Each alarm on the app's metrics and every series (``chalicelib.metrics`` names) it must add up."""
 ALARM_ACTIONS = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
@@ -737,3 +742,36 @@ def test_package_output_bundle_imports_beside_only_the_runtime_boto3(
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("memberflow ")
     assert done.stdout.count(str(layer_site)) == 3
+
+
+def test_package_output_delivers_the_outbox_from_its_stream_and_a_minute_schedule(
+    packaged: tuple[Any, Path, float],
+) -> None:
+    resources = _sam(packaged)["Resources"]
+    assert resources["OutboxTable"]["Properties"]["StreamSpecification"] == {"StreamViewType": "KEYS_ONLY"}
+    deliver = resources["DeliverOutbox"]["Properties"]
+    assert deliver["Handler"] == "app.deliver_outbox"
+    (source,) = deliver["Events"].values()
+    assert source["Type"] == "DynamoDB"
+    stream = source["Properties"]
+    assert stream["Stream"] == {"Fn::GetAtt": ["OutboxTable", "StreamArn"]}
+    assert stream["StartingPosition"] == "TRIM_HORIZON"
+    assert [json.loads(f["Pattern"]) for f in stream["FilterCriteria"]["Filters"]] == [
+        {"eventName": ["INSERT"]}
+    ]
+    retry = resources["RetryOutbox"]["Properties"]
+    assert retry["Handler"] == "app.retry_outbox"
+    assert retry["Timeout"] == 90
+    assert [e["Properties"]["Schedule"] for e in retry["Events"].values()] == ["rate(1 minute)"]
+    statements = resources["FunctionRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    (reads,) = [s for s in statements if s.get("Sid") == "OutboxStream"]
+    assert reads["Resource"] == [{"Fn::GetAtt": ["OutboxTable", "StreamArn"]}]
+    assert set(reads["Action"]) == {
+        "dynamodb:DescribeStream",
+        "dynamodb:GetRecords",
+        "dynamodb:GetShardIterator",
+        "dynamodb:ListStreams",
+    }
+    assert resources["OutboxParkedAlarm"]["Type"] == "AWS::CloudWatch::Alarm"
+    # The shared rate limit's bucket table is one of the tables the role may use.
+    assert "RateLimitsTable" in resources
