@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from chalicelib.services.automations import Automations
     from chalicelib.services.inbox import Inbox
     from chalicelib.services.intake import Intake
+    from chalicelib.services.kit_status import KitAdmin
     from chalicelib.services.outbox_admin import OutboxAdmin
     from chalicelib.services.ports import Scheduler, Stores
     from chalicelib.services.queries import AdminQueries
@@ -72,13 +73,16 @@ class Container:
     automations: Automations = field(init=False)
     queries: AdminQueries = field(init=False)
     outbox_admin: OutboxAdmin = field(init=False)
+    kit_admin: KitAdmin = field(init=False)
 
     def __post_init__(self) -> None:
+        from chalicelib.adapters.kit.client import DEFAULT_BASE_URL
         from chalicelib.config.model import sender_name
         from chalicelib.services.automations import Automations
         from chalicelib.services.emails import EmailRenderer
         from chalicelib.services.inbox import Inbox
         from chalicelib.services.intake import Intake
+        from chalicelib.services.kit_status import KitAdmin
         from chalicelib.services.outbox_admin import OutboxAdmin
         from chalicelib.services.queries import AdminQueries
 
@@ -102,6 +106,14 @@ class Container:
         self.automations = Automations(self.inbox, stores.runs, stores.versions, self.clock)
         self.queries = AdminQueries(stores)
         self.outbox_admin = OutboxAdmin(stores.outbox, self.clock)
+        self.kit_admin = KitAdmin(
+            config,
+            self.secrets,
+            stores.outbox,
+            stores.rate_limits,
+            self.settings.kit_api_base_url or DEFAULT_BASE_URL,
+            self.clock,
+        )
 
     @property
     def timers(self) -> TimerRouter:
