@@ -364,13 +364,17 @@ def list_outbox() -> Response:
         raise BadRequest(
             f"unknown status '{status[:40]}' (one of: {', '.join(s.value for s in OutboxStatus)})"
         )
-    items = c.queries.outbox(
+    page = c.queries.outbox(
         email,
         kind=OutboxKind(kind) if kind else None,
         status=OutboxStatus(status) if status else None,
         limit=_limit(params),
+        cursor=params.get("cursor") or None,
     )
-    return json_response({"items": [views.outbox_item_view(item) for item in items]})
+    body: dict[str, Any] = {"items": [views.outbox_item_view(item) for item in page.items]}
+    if page.next_cursor is not None:
+        body["next_cursor"] = page.next_cursor
+    return json_response(body)
 
 
 @app.route("/admin/outbox/{item_id}", methods=["GET"])
@@ -385,6 +389,16 @@ def get_outbox_item(item_id: str) -> Response:
 def retry_outbox_item(item_id: str) -> Response:
     c = _admin()
     return json_response(views.outbox_item_view(c.outbox_admin.retry(path_id(item_id)), with_payload=True))
+
+
+# --- Admin: Kit -------------------------------------------------------------------------------
+
+
+@app.route("/admin/kit", methods=["GET"])
+@api
+def kit_status() -> Response:
+    c = _admin()
+    return json_response(views.kit_view(c.kit_admin.status()))
 
 
 # --- Timers ------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from chalicelib.services.inbox import Inbox
     from chalicelib.services.intake import Intake
     from chalicelib.services.kit_delivery import KitCatalog
+    from chalicelib.services.kit_status import KitAdmin
     from chalicelib.services.outbox_admin import OutboxAdmin
     from chalicelib.services.ports import Scheduler, Stores
     from chalicelib.services.ports.delivery import Sender
@@ -88,13 +89,16 @@ class Container:
     outbox_admin: OutboxAdmin = field(init=False)
     _kit_catalog: KitCatalog | None = field(init=False, default=None, repr=False)
     _kit_catalog_key: str | None = field(init=False, default=None, repr=False)
+    kit_admin: KitAdmin = field(init=False)
 
     def __post_init__(self) -> None:
+        from chalicelib.adapters.kit.client import DEFAULT_BASE_URL
         from chalicelib.config.model import sender_name
         from chalicelib.services.automations import Automations
         from chalicelib.services.emails import EmailRenderer
         from chalicelib.services.inbox import Inbox
         from chalicelib.services.intake import Intake
+        from chalicelib.services.kit_status import KitAdmin
         from chalicelib.services.outbox_admin import OutboxAdmin
         from chalicelib.services.queries import AdminQueries
 
@@ -118,6 +122,14 @@ class Container:
         self.automations = Automations(self.inbox, stores.runs, stores.versions, self.clock)
         self.queries = AdminQueries(stores)
         self.outbox_admin = OutboxAdmin(stores.outbox, self.clock)
+        self.kit_admin = KitAdmin(
+            config,
+            self.secrets,
+            stores.outbox,
+            stores.rate_limits,
+            self.settings.kit_api_base_url or DEFAULT_BASE_URL,
+            self.clock,
+        )
 
     @property
     def timers(self) -> TimerRouter:
@@ -190,9 +202,10 @@ class Container:
         }
 
     def kit_bucket(self, api_key: str) -> Bucket:
-        from chalicelib.domain.ratelimit import KIT_API_KEY, Bucket
+        """The credential's shared bucket at ``kit.rate_limit``: the one ``GET /admin/kit`` reads."""
+        from chalicelib.services.kit_limits import configured_kit_bucket
 
-        return Bucket.for_credential(api_key, KIT_API_KEY)
+        return configured_kit_bucket(self.loaded.model, api_key)
 
     def _other_senders(self) -> dict[OutboxKind, Sender]:
         from chalicelib.config.model import sender_address, sender_name

@@ -23,6 +23,7 @@ from chalicelib.domain.kit_sync import KitView
 from chalicelib.domain.model import Contact, KitSyncIntent, LedgerEntry, OutboundIntent, TimelineEntry
 from chalicelib.domain.outbox import (
     DUE,
+    ListPosition,
     OutboxItem,
     OutboxKind,
     OutboxStatus,
@@ -31,6 +32,8 @@ from chalicelib.domain.outbox import (
     from_kit_sync,
     from_outbound,
 )
+from chalicelib.domain.outbox import decode_cursor as decode_outbox_cursor
+from chalicelib.domain.outbox import encode_cursor as encode_outbox_cursor
 from chalicelib.domain.ratelimit import Bucket, BucketState, Granted, Wait, backed_off, take
 from chalicelib.domain.setup import frozen_map
 from chalicelib.domain.timers import Timer
@@ -41,6 +44,8 @@ from chalicelib.services.ports import (
     EventPage,
     LeaseTaken,
     NotLeased,
+    OutboxBacklog,
+    OutboxPage,
     StaleContact,
     StaleKitView,
     StaleRun,
@@ -375,24 +380,48 @@ class InMemoryOutbox:
                 )
 
     def list_for_contact(
-        self, email: str, *, kind: OutboxKind | None = None, status: OutboxStatus | None = None
-    ) -> list[OutboxItem]:
+        self,
+        email: str,
+        *,
+        kind: OutboxKind | None = None,
+        status: OutboxStatus | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> OutboxPage:
+        after = decode_outbox_cursor(cursor)
+        items = [
+            i
+            for i in self._all_for_contact(email, kind)
+            if (status is None or i.status is status) and (after is None or ListPosition.of(i) < after)
+        ]
+        page = items[:limit]
+        next_cursor = encode_outbox_cursor(ListPosition.of(page[-1])) if len(items) > limit else None
+        return OutboxPage(page, next_cursor)
+
+    def _all_for_contact(self, email: str, kind: OutboxKind | None = None) -> list[OutboxItem]:
         with self.world.lock:
             items = [
-                i
-                for i in self.world.outbox.values()
-                if i.email == email
-                and (kind is None or i.kind is kind)
-                and (status is None or i.status is status)
+                i for i in self.world.outbox.values() if i.email == email and (kind is None or i.kind is kind)
             ]
-        return sorted(items, key=lambda i: (i.created_at, i.id), reverse=True)
+        return sorted(items, key=ListPosition.of, reverse=True)
+
+    def backlog(self, kind: OutboxKind) -> OutboxBacklog:
+        with self.world.lock:
+            items = [i for i in self.world.outbox.values() if i.kind is kind]
+        pending = [i.created_at for i in items if i.status in DUE]
+        return OutboxBacklog(
+            kind=kind,
+            pending=len(pending),
+            parked=sum(1 for i in items if i.status is OutboxStatus.PARKED),
+            oldest_pending_at=min(pending) if pending else None,
+        )
 
     def list_kit_sync(self, email: str) -> list[KitSyncIntent]:
-        items = self.list_for_contact(email, kind=OutboxKind.KIT)
+        items = self._all_for_contact(email, OutboxKind.KIT)
         return [as_kit_sync(i) for i in sorted(items, key=lambda i: (i.created_at, i.event_id))]
 
     def list_outbound(self, email: str) -> list[OutboundIntent]:
-        items = [i for i in self.list_for_contact(email) if i.kind is not OutboxKind.KIT]
+        items = [i for i in self._all_for_contact(email) if i.kind is not OutboxKind.KIT]
         return [as_outbound(i) for i in sorted(items, key=lambda i: (i.created_at, i.id))]
 
 

@@ -128,6 +128,23 @@ class ThriveCartConfig(StrictModel):
     )
 
 
+class KitRateLimitConfig(StrictModel):
+    """How many Kit API calls memberflow may make with the API key, shared by every function."""
+
+    requests: int = Field(
+        default=120,
+        ge=2,
+        le=100_000,
+        description=(
+            "Calls allowed in any window of window_seconds. Kit allows 120 a minute for a v4 API key "
+            "and 600 for an OAuth token; set 600 if your credential is an OAuth token."
+        ),
+    )
+    window_seconds: int = Field(
+        default=60, ge=1, le=86_400, description="The length of Kit's rate limit window, in seconds."
+    )
+
+
 class KitConfig(StrictModel):
     """The Kit (ConvertKit) account: API access for syncing, and the secrets of its webhooks."""
 
@@ -136,6 +153,13 @@ class KitConfig(StrictModel):
         description=(
             "Kit v4 API key. Without it memberflow keeps its own records but does not mirror tag "
             "and field changes to Kit."
+        ),
+    )
+    rate_limit: KitRateLimitConfig = Field(
+        default_factory=KitRateLimitConfig,
+        description=(
+            "Kit's limit on API calls for api_key: requests per window_seconds. Every function "
+            "takes from one shared allowance per key, so all of them together stay under it."
         ),
     )
     webhook_token: SecretRef | None = Field(

@@ -5,16 +5,23 @@ change, an email an automation step asked for), so nothing is promised that was 
 Delivery (a later release) finds due items, leases one so that a single worker sends it, and records
 the outcome: ``delivered``, ``retrying`` at a later time, or ``parked`` for an operator. The Kit sync
 intents and outbound intents the engine produces are mapped onto this one shape here, both ways.
+
+An operator reads a contact's items a page at a time, newest first; a page's cursor is the position
+(creation time and id) of the item the next page starts after (``ListPosition``).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from chalicelib.domain.errors import BadRequest
 from chalicelib.domain.model import KitSyncIntent, OutboundIntent
 
 
@@ -35,6 +42,8 @@ class OutboxStatus(enum.StrEnum):
 
 DUE = frozenset({OutboxStatus.PENDING, OutboxStatus.RETRYING})
 """Statuses whose items wait for a delivery attempt (the only ones in the due index)."""
+UNDELIVERED = DUE | {OutboxStatus.PARKED}
+"""Statuses of items not delivered yet: the backlog, waiting or given up on (the backlog index's)."""
 
 
 @dataclass(frozen=True)
@@ -120,3 +129,55 @@ def as_outbound(item: OutboxItem) -> OutboundIntent:
         payload=payload,
         problem=item.last_error if item.status is OutboxStatus.PARKED else None,
     )
+
+
+# --- a contact's items, a page at a time -----------------------------------------------------------
+
+
+@dataclass(frozen=True, order=True)
+class ListPosition:
+    """Where an item stands in a contact's list, which runs newest first: by creation time, then id."""
+
+    created_at: datetime
+    id: str
+
+    @classmethod
+    def of(cls, item: OutboxItem) -> ListPosition:
+        return cls(item.created_at, item.id)
+
+
+MAX_ID_BYTES = 1024
+"""An item id is a DynamoDB key: at most 1 KB of UTF-8."""
+MAX_CURSOR_CHARS = 2048
+"""Longer than any cursor this API returns (its id is at most ``MAX_ID_BYTES``): refused unread."""
+
+
+def encode_cursor(position: ListPosition) -> str:
+    """An opaque page cursor: the position the next page starts after."""
+    text = json.dumps([position.created_at.isoformat(), position.id], ensure_ascii=True)
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> ListPosition | None:
+    """The position a cursor holds, None for no cursor; BadRequest (``invalid_cursor``) otherwise."""
+    if not cursor:
+        return None
+    invalid = BadRequest("'cursor' is not one this API returned", code="invalid_cursor")
+    if len(cursor) > MAX_CURSOR_CHARS:
+        raise invalid
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        decoded = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")).decode("utf-8"))
+        if not (
+            isinstance(decoded, list)
+            and len(decoded) == 2
+            and all(isinstance(part, str) for part in decoded)
+            and 0 < len(decoded[1].encode("utf-8")) <= MAX_ID_BYTES
+        ):
+            raise invalid
+        created_at = datetime.fromisoformat(decoded[0])
+        if created_at.tzinfo is None:
+            raise invalid
+        return ListPosition(created_at.astimezone(UTC), decoded[1])
+    except (ValueError, UnicodeError, binascii.Error, OverflowError, RecursionError) as error:
+        raise invalid from error

@@ -17,6 +17,7 @@ paid for.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -77,6 +78,12 @@ class Bucket:
     @classmethod
     def for_credential(cls, secret: str, limit: RateLimit) -> Bucket:
         return cls(credential_id(secret), limit)
+
+
+def kit_bucket(api_key: str, requests: int, window_seconds: int) -> Bucket:
+    """The bucket every caller of Kit with ``api_key`` takes from: one per credential, at the
+    configured limit (``kit.rate_limit``; ``chalicelib.services.kit_limits`` reads it from the config)."""
+    return Bucket.for_credential(api_key, RateLimit.per_window(requests, window_seconds))
 
 
 @dataclass(frozen=True)
@@ -161,6 +168,40 @@ def backed_off(until: datetime) -> BucketState:
     shortens another.
     """
     return BucketState(0, from_epoch_ms(-(-(until - _EPOCH) // _MS)))
+
+
+class BucketCondition(enum.StrEnum):
+    RESTED = "rested"
+    """Full: nobody used it yet, or it refilled to its burst since."""
+    OK = "ok"
+    """Partly spent and refilling."""
+    BACKED_OFF = "backed_off"
+    """Kit answered 429: empty, and refilling only from ``backed_off_until``."""
+
+
+@dataclass(frozen=True)
+class BucketReading:
+    """What a bucket holds at one moment, for an operator."""
+
+    micro_tokens: int
+    condition: BucketCondition
+    backed_off_until: datetime | None = None
+
+    @property
+    def tokens(self) -> float:
+        return self.micro_tokens / MICRO
+
+
+def read_bucket(limit: RateLimit, state: BucketState | None, now: datetime) -> BucketReading:
+    """The bucket as a taker would find it at ``now`` (``state`` None: nobody used it yet)."""
+    if state is None:
+        return BucketReading(limit.burst * MICRO, BucketCondition.RESTED)
+    held = tokens_at(limit, state, now)
+    if epoch_ms(state.refilled_at) > epoch_ms(now):
+        # A take never moves the refill time past its own clock; a back-off moves it to the wait's end.
+        return BucketReading(held, BucketCondition.BACKED_OFF, state.refilled_at)
+    full = held >= limit.burst * MICRO
+    return BucketReading(held, BucketCondition.RESTED if full else BucketCondition.OK)
 
 
 def interval(limit: RateLimit, n: int) -> float:

@@ -1,5 +1,5 @@
 """How the admin API shows things: contacts, timelines, ledgers, events, runs, outbox items, config,
-operations.
+operations, the Kit connection.
 
 Pure functions from what the services return (domain values, the loaded config) to JSON-ready
 dicts. Numbers leave as JSON numbers (integers when whole), times as ISO 8601 UTC, and nothing
@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 from chalicelib.domain.automations.runs import Run
 from chalicelib.domain.hooks import hook_token
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from chalicelib.config.model import MemberflowConfig
     from chalicelib.domain.automations.book import AutomationBook
     from chalicelib.services.automations import Migration
+    from chalicelib.services.kit_status import KitStatus
 
 
 def json_value(value: Any) -> Any:
@@ -227,6 +229,44 @@ def outbox_item_view(item: OutboxItem, *, with_payload: bool = False) -> dict[st
             view.update({key: payload.get(key) for key in EMAIL_CONTENT})
         view["payload"] = payload
     return view
+
+
+def kit_view(status: KitStatus) -> dict[str, Any]:
+    """The Kit connection; never the key (its bucket is named by a digest of it)."""
+    backlog = status.backlog
+    bucket = status.bucket
+    return {
+        "configured": status.configured,
+        "base_url": shown_url(status.base_url),
+        "rate_limit": {
+            "bucket_id": status.bucket_id,
+            "requests": status.limit.requests,
+            "window_seconds": status.limit.window_seconds,
+            "burst": status.limit.burst,
+            "tokens": round(bucket.tokens, 6) if bucket else None,
+            "backed_off_until": _iso(bucket.backed_off_until) if bucket else None,
+            "state": bucket.condition.value if bucket else None,
+        },
+        "backlog": backlog.pending,
+        "backlog_exact": backlog.pending_exact,
+        "oldest_pending_at": _iso(backlog.oldest_pending_at),
+        "oldest_pending_age_seconds": status.oldest_pending_age_seconds,
+        "parked": backlog.parked,
+        "parked_exact": backlog.parked_exact,
+        "checked_at": _iso(status.at),
+    }
+
+
+def shown_url(url: str) -> str:
+    """``url`` without a password in it: a base URL may carry a proxy's credentials."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+    except ValueError:
+        return MASK
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:{MASK}@{host}"))
 
 
 def automations_view(book: AutomationBook) -> dict[str, Any]:

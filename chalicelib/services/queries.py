@@ -14,7 +14,7 @@ from chalicelib.domain.errors import NotFound
 from chalicelib.domain.inbox import InboxRecord, Status
 from chalicelib.domain.model import Contact, LedgerEntry, TimelineEntry, normalize_email
 from chalicelib.domain.outbox import OutboxItem, OutboxKind, OutboxStatus
-from chalicelib.services.ports import EventPage, OutboxStore, Stores
+from chalicelib.services.ports import EventPage, OutboxPage, OutboxStore, Stores
 
 
 def outbox_item(outbox: OutboxStore, item_id: str) -> OutboxItem:
@@ -89,12 +89,20 @@ class AdminQueries:
         )
 
     def outbox(
-        self, email: str, *, kind: OutboxKind | None, status: OutboxStatus | None, limit: int
-    ) -> list[OutboxItem]:
-        """The contact's outbox items, newest first, at most ``limit``; read from the contact's index,
-        so a listing never scans the table (and an address with no items has an empty list)."""
-        items = self.stores.outbox.list_for_contact(normalize_email(email), kind=kind, status=status)
-        return items[:limit]
+        self,
+        email: str,
+        *,
+        kind: OutboxKind | None,
+        status: OutboxStatus | None,
+        limit: int,
+        cursor: str | None = None,
+    ) -> OutboxPage:
+        """One page of the contact's outbox items, newest first, at most ``limit``; ``cursor`` is the
+        ``next_cursor`` of the previous page. Read from the contact's index a bounded number of
+        entries at a time, so a listing never scans the table (an address with no items has none)."""
+        return self.stores.outbox.list_for_contact(
+            normalize_email(email), kind=kind, status=status, limit=limit, cursor=cursor
+        )
 
     def outbox_item(self, item_id: str) -> OutboxItem:
         return outbox_item(self.stores.outbox, item_id)

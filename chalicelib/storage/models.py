@@ -279,6 +279,23 @@ class OutboxByEmail(GlobalSecondaryIndex["OutboxModel"]):
     created_at = UTCDateTimeAttribute(range_key=True)
 
 
+class OutboxByBacklog(GlobalSecondaryIndex["OutboxModel"]):
+    """Sparse: only items not delivered yet carry ``backlog_key`` (``<kind>#<created_at>``), so the index
+    holds each status's backlog (pending, retrying, parked), each kind's in creation order: a kind's
+    items in one status are counted, and its oldest found, by key alone.
+
+    ``backlog_key`` is written with the item and removed on delivery, never changed: an attempt's
+    outcome sets only ``status``, so an update needs no read to keep the index right.
+    """
+
+    class Meta:
+        index_name = "by_backlog"
+        projection = KeysOnlyProjection()
+
+    status = UnicodeAttribute(hash_key=True)
+    backlog_key = UnicodeAttribute(range_key=True)
+
+
 class OutboxModel(BaseTable):
     """What memberflow owes the outside world (Kit sync, emails, sequences, webhooks); written with the
     change that caused it, delivered later under a lease."""
@@ -303,8 +320,11 @@ class OutboxModel(BaseTable):
     lease_expires_at = UTCDateTimeAttribute(null=True)
     last_error = UnicodeAttribute(null=True)
     delivered_at = UTCDateTimeAttribute(null=True)
+    backlog_key = UnicodeAttribute(null=True)
+    """``<kind>#<created_at>`` until delivered (``OutboxByBacklog``); items older releases wrote have none."""
     by_due = OutboxDue()
     by_email = OutboxByEmail()
+    by_backlog = OutboxByBacklog()
 
 
 class RunsByEmail(GlobalSecondaryIndex["RunModel"]):

@@ -67,15 +67,18 @@ def make_container(
     scheduler: Scheduler | None = None,
     clock: Any = None,
     metrics: Metrics | None = None,
+    environ: dict[str, str] | None = None,
 ) -> bootstrap.Container:
-    """The app's container over ``stores``; metrics are recorded, never printed as EMF lines."""
-    settings = Settings.from_environ({**SECRET_ENV, "MEMBERFLOW_CONFIG": "unused.yaml"})
+    """The app's container over ``stores``; metrics are recorded, never printed as EMF lines.
+    ``environ`` adds to (or replaces) ``SECRET_ENV`` for the settings and the secrets."""
+    env = {**SECRET_ENV, **(environ or {})}
+    settings = Settings.from_environ({**env, "MEMBERFLOW_CONFIG": "unused.yaml"})
     loaded = LoadedConfig(model=model or config(), version="test", warnings=(), source="tests")
     extra: dict[str, Any] = {"clock": clock} if clock is not None else {}
     return bootstrap.Container(
         settings,
         loaded,
-        SecretResolver(environ=SECRET_ENV),
+        SecretResolver(environ=env),
         stores,
         scheduler=scheduler,
         metrics=metrics or RecordingMetrics(),

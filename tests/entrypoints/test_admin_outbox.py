@@ -87,7 +87,7 @@ def settle(stores: Stores, item_id: str, at: datetime, outcome: str) -> None:
 
 
 def kit_item_ids(stores: Stores, email: str) -> list[str]:
-    return [item.id for item in stores.outbox.list_for_contact(email, kind=OutboxKind.KIT)]
+    return [item.id for item in stores.outbox.list_for_contact(email, kind=OutboxKind.KIT).items]
 
 
 class TestListing:
@@ -97,7 +97,7 @@ class TestListing:
         tag(world, email, "VIP")
         clock.now = T0 + timedelta(minutes=1)
         tag(world, email, "Purchase – Foundation")
-        older = next(i for i in world.stores.outbox.list_for_contact(email) if i.created_at == T0)
+        older = next(i for i in world.stores.outbox.list_for_contact(email).items if i.created_at == T0)
         settle(world.stores, older.id, T0 + timedelta(minutes=2), "parked")
 
         items = listed(world, f"email={email}")
@@ -158,6 +158,25 @@ class TestListing:
         assert newest["created_at"] == (T0 + timedelta(minutes=2)).isoformat()
         assert len(listed(world, f"email={email}&limit=2")) == 2
 
+    def test_next_cursor_pages_through_the_rest_and_is_absent_on_the_last_page(self, outbox: Outbox) -> None:
+        world, clock = outbox
+        email = unique_email()
+        for minute, name in enumerate(["A", "B", "C"]):
+            clock.now = T0 + timedelta(minutes=minute)
+            tag(world, email, name)
+        first = world.admin_get(f"/admin/outbox?email={email}&limit=2").json_body
+        assert [i["created_at"] for i in first["items"]] == [
+            (T0 + timedelta(minutes=2)).isoformat(),
+            (T0 + timedelta(minutes=1)).isoformat(),
+        ]
+        cursor = first["next_cursor"]
+        rest = world.admin_get(f"/admin/outbox?email={email}&limit=2&cursor={quote(cursor)}").json_body
+        assert rest == {"items": [listed(world, f"email={email}")[-1]]}
+        assert "next_cursor" not in world.admin_get(f"/admin/outbox?email={email}").json_body
+        # A cursor goes with any filter: the kit items after the first page.
+        kit_rest = listed(world, f"email={email}&kind=kit&cursor={cursor}")
+        assert [i["created_at"] for i in kit_rest] == [T0.isoformat()]
+
     def test_the_address_is_matched_as_contacts_are(self, outbox: Outbox) -> None:
         world, _ = outbox
         tag(world, "mixed.case@example.com", "VIP")
@@ -175,6 +194,8 @@ class TestListing:
             ("email=a@example.com&limit=0", "bad_request", "limit must be a whole number from 1 to 200"),
             ("email=a@example.com&limit=201", "bad_request", "limit"),
             ("email=not-an-email", "invalid_email", "not-an-email"),
+            ("email=a@example.com&cursor=not-a-cursor", "invalid_cursor", "'cursor'"),
+            ("email=a@example.com&cursor=W10", "invalid_cursor", "'cursor'"),
         ],
     )
     def test_bad_filters_are_400_naming_what_is_wrong(
@@ -202,7 +223,7 @@ class TestItem:
         world, _ = outbox
         email = unique_email()
         tag(world, email, "Purchase – Foundation")
-        (mail,) = world.stores.outbox.list_for_contact(email, kind=OutboxKind.EMAIL)
+        (mail,) = world.stores.outbox.list_for_contact(email, kind=OutboxKind.EMAIL).items
         body = world.admin_get(url(mail.id)).json_body
         assert body["payload"]["email_id"] == "welcome"
         # Rendered when the step was committed: the message is shown on its own, not only in the payload.
@@ -277,6 +298,10 @@ class TestOnDynamoDB:
         email = unique_email()
         tag(world, email, "Purchase – Foundation")
         assert [i["kind"] for i in listed(world, f"email={email}")] == ["kit", "email"]
+        first = world.admin_get(f"/admin/outbox?email={email}&limit=1").json_body
+        rest = world.admin_get(f"/admin/outbox?email={email}&cursor={first['next_cursor']}").json_body
+        assert [i["kind"] for i in first["items"] + rest["items"]] == ["kit", "email"]
+        assert "next_cursor" not in rest
         (kit,) = listed(world, f"email={email}&kind=kit")
         settle(world.stores, kit["id"], T0, "parked")
         assert [i["id"] for i in listed(world, f"email={email}&status=parked")] == [kit["id"]]

@@ -81,7 +81,7 @@ def purchase(world: World, email: str, first_name: str) -> Any:
 
 
 def emails_of(stores: Stores, email: str) -> list[OutboxItem]:
-    return stores.outbox.list_for_contact(email, kind=OutboxKind.EMAIL)
+    return list(stores.outbox.list_for_contact(email, kind=OutboxKind.EMAIL).items)
 
 
 def shown(world: World, item: OutboxItem) -> dict[str, Any]:

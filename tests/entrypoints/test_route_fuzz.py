@@ -45,7 +45,7 @@ from chalicelib.domain.events import Source
 from chalicelib.domain.hooks import hook_token
 from chalicelib.domain.inbox import Status
 from chalicelib.domain.model import normalize_email
-from chalicelib.domain.outbox import OutboxStatus
+from chalicelib.domain.outbox import ListPosition, OutboxStatus, encode_cursor
 from chalicelib.entrypoints import admin_views as views
 from chalicelib.entrypoints.http import MAX_ADMIN_BODY_BYTES, path_email
 from chalicelib.services.intake import MAX_REQUEST_BYTES
@@ -827,9 +827,21 @@ def _outbox_query(seeds: Seeds) -> st.SearchStrategy[str]:
             "kind": st.sampled_from(["kit", "email", "sequence", "webhook"]) | nasty_text(),
             "status": st.sampled_from(["pending", "delivered", "retrying", "parked"]) | nasty_text(),
             "limit": st.sampled_from(["1", "200", "201"]) | nasty_text() | nasty_number().map(as_text),
+            "cursor": st.sampled_from(OUTBOX_CURSORS) | nasty_text() | big_text(),
         },
     )
     return params.map(lambda q: "/admin/outbox" + query(q))
+
+
+OUTBOX_CURSORS = [
+    encode_cursor(ListPosition(datetime(2026, 11, 1, tzinfo=UTC), "kit_sync#evt_x#seed+fuzz@example.com")),
+    encode_cursor(ListPosition(datetime.min.replace(tzinfo=UTC), "x")),
+    encode_cursor(ListPosition(datetime.max.replace(tzinfo=UTC), "\x00")),
+    # Well-formed base64 of JSON this API never writes: a time far off its zone, a lone surrogate.
+    "WyIwMDAxLTAxLTAxVDAwOjAwOjAwKzA1OjAwIiwgIngiXQ",
+    "WyIyMDI2LTExLTAxVDAwOjAwOjAwKzAwOjAwIiwgIlx1ZDgwMCJd",
+]
+"""Cursors shaped as this API writes them, and near misses."""
 
 
 def _outbox_item_path(seeds: Seeds, suffix: str = "") -> st.SearchStrategy[str]:
@@ -874,6 +886,7 @@ BUILDERS: dict[tuple[str, str], Builder] = {
     ("POST", "/admin/runs/{run_id}/cancel"): build_run_post("cancel"),
     ("GET", "/admin/outbox"): _get(_outbox_query),
     ("GET", "/admin/outbox/{item_id}"): _get(_outbox_item_path),
+    ("GET", "/admin/kit"): _get(_plain("/admin/kit")),
     ("POST", "/admin/outbox/{item_id}/retry"): build_outbox_retry,
 }
 
@@ -906,7 +919,7 @@ class Fuzzed:
         self.runs = 0
         self.seeds = Seeds(SEED_EMAIL, seed_events(world), self.new_run(), self.new_run())
         self.park(self.seeds.parked_run_id)
-        outbox_ids = tuple(item.id for item in world.stores.outbox.list_for_contact(SEED_EMAIL))
+        outbox_ids = tuple(item.id for item in world.stores.outbox.list_for_contact(SEED_EMAIL).items)
         assert outbox_ids
         self.seeds = replace(self.seeds, outbox_ids=outbox_ids)
         self.park_outbox()

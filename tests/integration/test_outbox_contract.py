@@ -1,8 +1,9 @@
 """The outbox port: the in-memory fake must behave exactly like the DynamoDB one on moto.
 
-Items come from a commit (the drip's start asks Kit for its tag and sends an email); delivery's
-side of the port is played by hand: two workers racing for one lease, a worker that dies holding
-one, attempts that fail, and an operator's retry.
+Items come from a commit (the drip's start asks Kit for its tag and sends an email; a tag change
+asks Kit for it); delivery's side of the port is played by hand: two workers racing for one lease, a
+worker that dies holding one, attempts that fail, and an operator's retry. An operator's reads come
+a page at a time, and a kind's backlog is counted; on DynamoDB, both stop at their read bounds.
 """
 
 from __future__ import annotations
@@ -10,17 +11,23 @@ from __future__ import annotations
 import threading
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 
 from chalicelib.domain import engine
 from chalicelib.domain.automations.program import definition
 from chalicelib.domain.engine import AddTags, Context
+from chalicelib.domain.errors import BadRequest
 from chalicelib.domain.model import Contact
-from chalicelib.domain.outbox import OutboxItem, OutboxKind, OutboxStatus
-from chalicelib.services.ports import Commit, LeaseTaken, NotLeased, Stores
+from chalicelib.domain.outbox import ListPosition, OutboxItem, OutboxKind, OutboxStatus, encode_cursor
+from chalicelib.services.ports import Commit, LeaseTaken, NotLeased, OutboxBacklog, OutboxPage, Stores
+from chalicelib.storage.dynamo import Tables
+from chalicelib.storage.dynamo.outbox import DynamoOutbox, ReadBounds
+from devstack.stack import TABLES
 from tests.builders import T0, inbox_record, later, unique_email
-from tests.support.storage import RUNS_CONFIG, start_drip
+from tests.support.aws import AppAws
+from tests.support.storage import CONFIG, RUNS_CONFIG, start_drip
 
 CREATED = later(1)
 """When ``start_drip`` commits, and so when its items are created and first due."""
@@ -29,13 +36,52 @@ CREATED = later(1)
 def _items(stores: Stores) -> tuple[str, OutboxItem, OutboxItem]:
     email = unique_email()
     start_drip(stores, email)
-    (kit,) = stores.outbox.list_for_contact(email, kind=OutboxKind.KIT)
-    (mail,) = stores.outbox.list_for_contact(email, kind=OutboxKind.EMAIL)
+    (kit,) = stores.outbox.list_for_contact(email, kind=OutboxKind.KIT).items
+    (mail,) = stores.outbox.list_for_contact(email, kind=OutboxKind.EMAIL).items
     return email, kit, mail
 
 
 def _due_ids(stores: Stores, before: datetime) -> set[str]:
     return {item.id for item in stores.outbox.list_due(before, 100)}
+
+
+def _tag(stores: Stores, email: str, at: datetime, tag: str) -> None:
+    """One event that adds ``tag`` at ``at``: its commit queues one Kit item, created then."""
+    record = inbox_record(email=email)
+    stores.inbox.claim_event(record)
+    contact = stores.contacts.get_contact(email) or Contact.new(email, T0)
+    t = engine.apply(contact, [AddTags((tag,))], Context(record.id, at, CONFIG))
+    stores.contacts.commit(Commit(record.id, t, processed_at=at))
+
+
+def _contact_with_six_items(stores: Stores) -> tuple[str, list[OutboxItem]]:
+    """A contact whose drip queued a Kit item and an email at one time, then four tag changes one
+    minute apart each a Kit item: six items, newest first (the two of one time by id, descending)."""
+    email = unique_email()
+    start_drip(stores, email, at=later(1))
+    for minute, tag in enumerate("ABCD", start=2):
+        _tag(stores, email, later(minute), tag)
+    items = _every_page(stores, email, limit=200)
+    assert len(items) == 6
+    return email, items
+
+
+def _every_page(stores: Stores, email: str, **query: Any) -> list[OutboxItem]:
+    """Every item listed, following ``next_cursor`` to the end (at most 100 pages)."""
+    items: list[OutboxItem] = []
+    cursor = None
+    for _ in range(100):
+        page = stores.outbox.list_for_contact(email, cursor=cursor, **query)
+        items += page.items
+        cursor = page.next_cursor
+        if cursor is None:
+            return items
+    raise AssertionError("the listing never ended")
+
+
+def _park(stores: Stores, item_id: str, at: datetime) -> None:
+    stores.outbox.lease(item_id, "worker-a", at + timedelta(minutes=5), at)
+    stores.outbox.mark_failed(item_id, "worker-a", "Kit refused it", None)
 
 
 class TestOutboxContract:
@@ -65,7 +111,7 @@ class TestOutboxContract:
         )
         stores.contacts.commit(Commit(record.id, replace(t, outbound=(unsendable,)), processed_at=CREATED))
 
-        (mail,) = stores.outbox.list_for_contact(email, kind=OutboxKind.EMAIL)
+        (mail,) = stores.outbox.list_for_contact(email, kind=OutboxKind.EMAIL).items
         assert (mail.status, mail.last_error, mail.next_attempt_at) == (OutboxStatus.PARKED, reason, None)
         assert mail.id not in _due_ids(stores, CREATED + timedelta(days=1))
         assert stores.outbox.list_outbound(email) == [unsendable]
@@ -76,10 +122,10 @@ class TestOutboxContract:
 
     def test_a_contacts_items_are_listed_newest_first_by_kind_and_status(self, stores: Stores) -> None:
         email, kit, mail = _items(stores)
-        listed = stores.outbox.list_for_contact(email)
+        listed = stores.outbox.list_for_contact(email).items
         assert [i.id for i in listed] == [i.id for i in sorted([kit, mail], key=lambda i: i.id, reverse=True)]
-        assert stores.outbox.list_for_contact(email, status=OutboxStatus.DELIVERED) == []
-        assert stores.outbox.list_for_contact(unique_email()) == []
+        assert stores.outbox.list_for_contact(email, status=OutboxStatus.DELIVERED).items == []
+        assert stores.outbox.list_for_contact(unique_email()) == OutboxPage([])
         (intent,) = stores.outbox.list_outbound(email)
         assert (intent.kind, intent.payload["email_id"]) == ("email", "hello")
         (sync,) = stores.outbox.list_kit_sync(email)
@@ -191,7 +237,8 @@ class TestOutboxContract:
         assert parked is not None
         assert (parked.status, parked.attempts, parked.next_attempt_at) == (OutboxStatus.PARKED, 2, None)
         assert kit.id not in _due_ids(stores, later(10_000))
-        assert [i.id for i in stores.outbox.list_for_contact(email, status=OutboxStatus.PARKED)] == [kit.id]
+        parked_page = stores.outbox.list_for_contact(email, status=OutboxStatus.PARKED)
+        assert [i.id for i in parked_page.items] == [kit.id]
         with pytest.raises(LeaseTaken):
             stores.outbox.lease(kit.id, "worker-c", later(10_001), later(10_000))
 
@@ -212,3 +259,170 @@ class TestOutboxContract:
         stores.outbox.retry("missing", later(500))
         assert stores.outbox.get(mail.id) == mail
         assert stores.outbox.get("missing") is None
+
+
+class TestListingContract:
+    def test_a_contacts_items_come_a_page_at_a_time_newest_first_each_once(self, stores: Stores) -> None:
+        email, items = _contact_with_six_items(stores)
+        assert [i.created_at for i in items] == [later(m) for m in (5, 4, 3, 2, 1, 1)]
+        assert items[4:] == sorted(items[4:], key=lambda i: i.id, reverse=True)
+
+        pages = []
+        cursor = None
+        while True:
+            page = stores.outbox.list_for_contact(email, limit=2, cursor=cursor)
+            pages.append(page.items)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        # Split between the two items of one time, the order still holds and neither is lost.
+        assert [[i.id for i in p] for p in pages] == [[i.id for i in items[n : n + 2]] for n in (0, 2, 4)]
+        five = stores.outbox.list_for_contact(email, limit=5)
+        assert (five.items, five.next_cursor is not None) == (items[:5], True)
+        rest = stores.outbox.list_for_contact(email, limit=5, cursor=five.next_cursor)
+        assert rest == OutboxPage(items[5:])
+        assert stores.outbox.list_for_contact(email, limit=6) == OutboxPage(items)
+
+    def test_kind_and_status_filter_every_page(self, stores: Stores) -> None:
+        email, items = _contact_with_six_items(stores)
+        kit = [i for i in items if i.kind is OutboxKind.KIT]
+        assert _every_page(stores, email, kind=OutboxKind.KIT, limit=2) == kit
+        _park(stores, kit[1].id, later(10))
+        _park(stores, kit[3].id, later(10))
+        parked = _every_page(stores, email, status=OutboxStatus.PARKED, limit=1)
+        assert [i.id for i in parked] == [kit[1].id, kit[3].id]
+        assert _every_page(stores, email, kind=OutboxKind.EMAIL, status=OutboxStatus.PARKED) == []
+        assert _every_page(stores, email, kind=OutboxKind.WEBHOOK) == []
+
+    def test_a_cursor_continues_after_its_position_for_any_query(self, stores: Stores) -> None:
+        email, items = _contact_with_six_items(stores)
+        after_third = encode_cursor(ListPosition.of(items[2]))
+        assert stores.outbox.list_for_contact(email, cursor=after_third).items == items[3:]
+        # A position between items, at a time with no item of its own: the item at 12:03 comes next.
+        between = encode_cursor(ListPosition(later(3) + timedelta(seconds=30), "zzz"))
+        assert stores.outbox.list_for_contact(email, cursor=between).items == items[2:]
+        assert stores.outbox.list_for_contact(unique_email(), cursor=after_third) == OutboxPage([])
+
+    @pytest.mark.parametrize(
+        "cursor",
+        [
+            "not-a-cursor",
+            "%%%",
+            "W10",  # []
+            "WyIyMDI2LTExLTAxVDEyOjAwOjAwIiwgImlkIl0",  # a time without its zone
+            "WyJub3QgYSB0aW1lIiwgImlkIl0",  # ["not a time", "id"]
+            encode_cursor(ListPosition(T0, "x" * 1025)),
+            "é",
+            "a" * 3000,
+        ],
+    )
+    def test_a_cursor_this_store_did_not_return_is_refused(self, stores: Stores, cursor: str) -> None:
+        with pytest.raises(BadRequest) as refused:
+            stores.outbox.list_for_contact(unique_email(), cursor=cursor)
+        assert refused.value.code == "invalid_cursor"
+        assert "'cursor'" in refused.value.message
+
+
+class TestBacklogContract:
+    def test_pending_and_retrying_are_the_backlog_parked_apart_delivered_gone(self, stores: Stores) -> None:
+        empty = OutboxBacklog(OutboxKind.KIT, pending=0, parked=0, oldest_pending_at=None)
+        assert stores.outbox.backlog(OutboxKind.KIT) == empty
+        first, second, third = unique_email(), unique_email(), unique_email()
+        start_drip(stores, first, at=later(1))
+        start_drip(stores, second, at=later(2))
+        start_drip(stores, third, at=later(3))
+        (kit1,) = stores.outbox.list_for_contact(first, kind=OutboxKind.KIT).items
+        (kit2,) = stores.outbox.list_for_contact(second, kind=OutboxKind.KIT).items
+        (kit3,) = stores.outbox.list_for_contact(third, kind=OutboxKind.KIT).items
+        assert stores.outbox.backlog(OutboxKind.KIT) == replace(empty, pending=3, oldest_pending_at=later(1))
+        assert stores.outbox.backlog(OutboxKind.EMAIL).pending == 3
+
+        now = later(10)
+        stores.outbox.lease(kit1.id, "worker-a", now + timedelta(minutes=5), now)  # leased: still pending
+        assert stores.outbox.backlog(OutboxKind.KIT).pending == 3
+        stores.outbox.mark_failed(kit1.id, "worker-a", "Kit answered 503", now + timedelta(minutes=30))
+        assert stores.outbox.backlog(OutboxKind.KIT) == replace(empty, pending=3, oldest_pending_at=later(1))
+        stores.outbox.lease(kit2.id, "worker-a", now + timedelta(minutes=5), now)
+        stores.outbox.mark_delivered(kit2.id, "worker-a", now)
+        _park(stores, kit3.id, now)
+        assert stores.outbox.backlog(OutboxKind.KIT) == replace(
+            empty, pending=1, parked=1, oldest_pending_at=later(1)
+        )
+
+        stores.outbox.lease(kit1.id, "worker-b", later(41), later(40))
+        stores.outbox.mark_delivered(kit1.id, "worker-b", later(40))
+        assert stores.outbox.backlog(OutboxKind.KIT) == replace(empty, parked=1)
+        stores.outbox.retry(kit3.id, later(50))
+        assert stores.outbox.backlog(OutboxKind.KIT) == replace(empty, pending=1, oldest_pending_at=later(3))
+        assert stores.outbox.backlog(OutboxKind.EMAIL) == OutboxBacklog(
+            OutboxKind.EMAIL, pending=3, parked=0, oldest_pending_at=later(1)
+        )
+        assert stores.outbox.backlog(OutboxKind.WEBHOOK) == replace(empty, kind=OutboxKind.WEBHOOK)
+
+    def test_an_item_stored_parked_is_counted_parked(self, stores: Stores) -> None:
+        email = unique_email()
+        record = inbox_record(email=email)
+        stores.inbox.claim_event(record)
+        contact = Contact.new(email, T0)
+        t = engine.apply(contact, [AddTags(("Start",))], Context(record.id, CREATED, RUNS_CONFIG))
+        for program in t.programs:
+            stores.versions.save_version(program.automation_id, program.version, definition(program), CREATED)
+        (mail_intent,) = t.outbound
+        unsendable = replace(mail_intent, problem="email could not be rendered")
+        stores.contacts.commit(Commit(record.id, replace(t, outbound=(unsendable,)), processed_at=CREATED))
+        backlog = stores.outbox.backlog(OutboxKind.EMAIL)
+        assert (backlog.pending, backlog.parked, backlog.oldest_pending_at) == (0, 1, None)
+
+
+def _bounded(bounds: ReadBounds) -> DynamoOutbox:
+    return DynamoOutbox(Tables(TABLES), bounds)
+
+
+@pytest.mark.integration
+class TestReadBoundsOnDynamoDB:
+    def test_a_filtered_page_stops_at_its_bound_and_says_where_to_go_on(
+        self, aws: AppAws, dynamo_stores: Stores
+    ) -> None:
+        email, items = _contact_with_six_items(dynamo_stores)
+        oldest_kit = next(i for i in reversed(items) if i.kind is OutboxKind.KIT)
+        _park(dynamo_stores, oldest_kit.id, later(10))
+        outbox = _bounded(ReadBounds(list_queries=2, filtered_query_items=2))
+
+        first = outbox.list_for_contact(email, status=OutboxStatus.PARKED, limit=1)
+        # Two calls of two entries read four of six, none parked: nothing yet, and where to go on.
+        assert (first.items, first.next_cursor is not None) == ([], True)
+        second = outbox.list_for_contact(email, status=OutboxStatus.PARKED, limit=1, cursor=first.next_cursor)
+        assert [i.id for i in second.items] == [oldest_kit.id]
+        if second.next_cursor is not None:
+            assert outbox.list_for_contact(email, status=OutboxStatus.PARKED, cursor=second.next_cursor) == (
+                OutboxPage([])
+            )
+
+    def test_an_unfiltered_page_is_full_whatever_the_bound(self, aws: AppAws, dynamo_stores: Stores) -> None:
+        email, items = _contact_with_six_items(dynamo_stores)
+        outbox = _bounded(ReadBounds(list_queries=1))
+        page = outbox.list_for_contact(email, limit=4)
+        assert (page.items, page.next_cursor is not None) == (items[:4], True)
+        assert outbox.list_for_contact(email, limit=4, cursor=page.next_cursor) == OutboxPage(items[4:])
+
+    def test_a_count_past_its_bound_is_a_lower_bound_and_says_so(
+        self, aws: AppAws, dynamo_stores: Stores
+    ) -> None:
+        for minute in range(1, 6):
+            start_drip(dynamo_stores, unique_email(), at=later(minute))
+        outbox = _bounded(ReadBounds(count_queries=2, count_query_items=2))
+        backlog = outbox.backlog(OutboxKind.KIT)
+        assert (backlog.pending, backlog.pending_exact) == (4, False)
+        assert (backlog.parked, backlog.parked_exact) == (0, True)
+        assert backlog.oldest_pending_at == later(1)
+        exact = _bounded(ReadBounds(count_queries=3, count_query_items=2)).backlog(OutboxKind.KIT)
+        assert (exact.pending, exact.pending_exact) == (5, True)
+
+    def test_the_backlog_is_read_from_the_index_with_queries_only(
+        self, aws: AppAws, dynamo_stores: Stores
+    ) -> None:
+        start_drip(dynamo_stores, unique_email(), at=later(1))
+        aws.without("dynamodb:Scan")
+        aws.without("dynamodb:GetItem")
+        aws.without("dynamodb:BatchGetItem")
+        assert dynamo_stores.outbox.backlog(OutboxKind.KIT).pending == 1

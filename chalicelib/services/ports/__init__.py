@@ -25,7 +25,7 @@ from chalicelib.services.ports.errors import (
 )
 from chalicelib.services.ports.inbox import EventPage, InboxStore
 from chalicelib.services.ports.kit_state import KitStateStore, StoredKitView
-from chalicelib.services.ports.outbox import OutboxStore
+from chalicelib.services.ports.outbox import OutboxBacklog, OutboxPage, OutboxStore
 from chalicelib.services.ports.ratelimit import RateLimiter
 from chalicelib.services.ports.runs import RunStore
 from chalicelib.services.ports.timers import Scheduler
@@ -55,6 +55,8 @@ __all__ = [
     "KitViewTooLarge",
     "LeaseTaken",
     "NotLeased",
+    "OutboxBacklog",
+    "OutboxPage",
     "OutboxStore",
     "RateLimiter",
     "RunStore",

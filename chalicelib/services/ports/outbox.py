@@ -3,15 +3,46 @@
 A lease is a conditional write: of two workers racing for one item exactly one wins, and an expired
 lease may be taken over. Only pending and retrying items are due; ``mark_failed`` either schedules
 the next attempt or parks the item, and ``retry`` puts a parked item back in line.
+
+What an operator reads is bounded: a contact's items come a page at a time, and a kind's backlog is
+counted from an index, up to a cap past which the count says it is a lower bound.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
 from chalicelib.domain.model import KitSyncIntent, OutboundIntent
 from chalicelib.domain.outbox import OutboxItem, OutboxKind, OutboxStatus
+
+
+@dataclass(frozen=True)
+class OutboxPage:
+    items: Sequence[OutboxItem]
+    """Newest first; at most the ``limit`` asked for, possibly fewer (even none) when a filter skipped
+    many items and the read stopped at its bound: ``next_cursor`` then says where to go on."""
+    next_cursor: str | None = None
+    """Where the next page starts; None when the list is exhausted."""
+
+
+@dataclass(frozen=True)
+class OutboxBacklog:
+    """What one kind's delivery has not done yet."""
+
+    kind: OutboxKind
+    pending: int
+    """Pending and retrying items: due now, or waiting for their next attempt (leased ones too)."""
+    parked: int
+    """Items given up on, waiting for an operator's retry."""
+    oldest_pending_at: datetime | None
+    """The creation time of the oldest pending or retrying item; None when there is none."""
+    pending_exact: bool = True
+    """False when counting stopped at the store's bound: ``pending`` is then a lower bound."""
+    parked_exact: bool = True
+    """Likewise for ``parked``."""
 
 
 class OutboxStore(Protocol):
@@ -40,9 +71,24 @@ class OutboxStore(Protocol):
         """A parked item becomes pending, due at ``at``; any other item is left as it is."""
 
     def list_for_contact(
-        self, email: str, *, kind: OutboxKind | None = None, status: OutboxStatus | None = None
-    ) -> list[OutboxItem]:
-        """The contact's items, newest first."""
+        self,
+        email: str,
+        *,
+        kind: OutboxKind | None = None,
+        status: OutboxStatus | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> OutboxPage:
+        """One page of the contact's items, newest first (on a page, items of one creation time by id,
+        descending). ``cursor`` is the ``next_cursor`` of the previous page; BadRequest
+        (``invalid_cursor``) for one this store did not return. A page reads a bounded number of
+        index entries, so with a filter it may hold fewer than ``limit`` items and still have a
+        ``next_cursor``."""
+
+    def backlog(self, kind: OutboxKind) -> OutboxBacklog:
+        """Count ``kind``'s pending and retrying items and its parked ones, and find the oldest pending,
+        from an index and never by scanning the table; a count past the store's bound is a lower
+        bound and says so (``pending_exact``, ``parked_exact``)."""
 
     def list_kit_sync(self, email: str) -> list[KitSyncIntent]:
         """What Kit must be told for the contact, oldest first."""

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from chalicelib.domain.automations.runs import Run, RunStatus, StepRecord
 from chalicelib.domain.inbox import InboxRecord, Status
 from chalicelib.domain.model import Contact, EchoCredit, LedgerEntry, TimelineEntry, TimelineKind
-from chalicelib.domain.outbox import DUE, OutboxItem, OutboxKind, OutboxStatus
+from chalicelib.domain.outbox import DUE, UNDELIVERED, OutboxItem, OutboxKind, OutboxStatus
 from chalicelib.storage.dynamo.compression import compress_json, decompress_json
 from chalicelib.storage.models import (
     BaseTable,
@@ -301,7 +301,36 @@ def outbox_to_model(model: type[OutboxModel], item: OutboxItem) -> OutboxModel:
         lease_expires_at=item.lease_expires_at,
         last_error=item.last_error,
         delivered_at=item.delivered_at,
+        backlog_key=backlog_key(item.kind, item.created_at) if item.status in UNDELIVERED else None,
     )
+
+
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f+0000"
+"""How pynamodb's ``UTCDateTimeAttribute`` writes a time: fixed width in UTC, so the strings sort as
+the times do. Keys built by hand (a backlog key, a start key) must match it exactly."""
+
+
+def serialize_time(at: datetime) -> str:
+    # Zero-filled as pynamodb does: strftime pads years below 1000 differently per platform.
+    return utc(at).astimezone(UTC).strftime(TIME_FORMAT).zfill(31)
+
+
+def deserialize_time(value: str) -> datetime:
+    return datetime.strptime(value.zfill(31), TIME_FORMAT).replace(tzinfo=UTC)
+
+
+def backlog_key(kind: OutboxKind, created_at: datetime) -> str:
+    """An undelivered item's key in the backlog index: its kind, then its creation time."""
+    return f"{backlog_prefix(kind)}{serialize_time(created_at)}"
+
+
+def backlog_prefix(kind: OutboxKind) -> str:
+    return f"{kind.value}#"
+
+
+def backlog_created_at(key: str) -> datetime:
+    """The creation time a backlog key holds."""
+    return deserialize_time(key.partition("#")[2])
 
 
 def outbox_from_model(model: OutboxModel) -> OutboxItem:

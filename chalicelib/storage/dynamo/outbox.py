@@ -3,12 +3,20 @@
 Only pending and retrying items carry the due index's key, so the due index holds exactly what
 waits for delivery. A lease moves the item's next attempt to the lease's expiry: while leased it is
 not due, and if its worker dies it becomes due again when the lease runs out.
+
+Reads for an operator are bounded (``ReadBounds``): a contact's page is one to a few Query calls on
+``by_email`` with ``Limit`` and ``ExclusiveStartKey``, and a kind's backlog is counted with
+``Select=COUNT`` queries on the sparse ``by_backlog`` index, a capped number of 1 MB pages each.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+from pynamodb.constants import COUNT
 from pynamodb.exceptions import UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
@@ -16,29 +24,55 @@ from pynamodb.expressions.update import Action
 from chalicelib.domain.model import KitSyncIntent, OutboundIntent
 from chalicelib.domain.outbox import (
     DUE,
+    ListPosition,
     OutboxItem,
     OutboxKind,
     OutboxStatus,
     as_kit_sync,
     as_outbound,
+    decode_cursor,
+    encode_cursor,
 )
-from chalicelib.services.ports import LeaseTaken, NotLeased
+from chalicelib.services.ports import LeaseTaken, NotLeased, OutboxBacklog, OutboxPage
 from chalicelib.storage.dynamo.mapping import (
     CONDITION_FAILED,
     DUE_QUEUE,
+    backlog_created_at,
+    backlog_prefix,
     batch_get,
     can_be_key,
+    deserialize_time,
     outbox_from_model,
+    serialize_time,
 )
 from chalicelib.storage.dynamo.tables import Tables
 from chalicelib.storage.models import OutboxModel
 
 _DUE = tuple(status.value for status in DUE)
+Entry = Mapping[str, Any]
+"""An index entry or key as DynamoDB returns it (attribute name -> typed value)."""
+
+
+@dataclass(frozen=True)
+class ReadBounds:
+    """How much one operator read may cost: the most Query calls it makes, and how many entries each."""
+
+    list_queries: int = 5
+    """Query calls one page of a contact's items may make (a filter may need more than one)."""
+    filtered_query_items: int = 100
+    """Index entries a filtered query reads at least: a page of rare matches is found in few calls.
+    At most ``list_queries`` x max(limit + 1, this) entries are read for one page (about 1,000)."""
+    count_queries: int = 4
+    """Query calls counting one status of one kind may make. Each reads up to 1 MB of index entries
+    (a few thousand items), so the counts are exact up to about twenty thousand items per status."""
+    count_query_items: int | None = None
+    """``Limit`` of each counting call; None lets DynamoDB fill its 1 MB page (tests set it low)."""
 
 
 class DynamoOutbox:
-    def __init__(self, tables: Tables) -> None:
+    def __init__(self, tables: Tables, bounds: ReadBounds | None = None) -> None:
         self._outbox = tables.outbox
+        self._bounds = bounds or ReadBounds()
 
     def get(self, item_id: str) -> OutboxItem | None:
         if not can_be_key(item_id):
@@ -80,6 +114,7 @@ class DynamoOutbox:
                 OutboxModel.delivered_at.set(at),
                 OutboxModel.next_attempt_at.remove(),
                 OutboxModel.due_queue.remove(),
+                OutboxModel.backlog_key.remove(),
             ],
         )
 
@@ -144,25 +179,141 @@ class DynamoOutbox:
             raise
 
     def list_for_contact(
-        self, email: str, *, kind: OutboxKind | None = None, status: OutboxStatus | None = None
-    ) -> list[OutboxItem]:
+        self,
+        email: str,
+        *,
+        kind: OutboxKind | None = None,
+        status: OutboxStatus | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> OutboxPage:
+        after = decode_cursor(cursor)
+        if not can_be_key(email):
+            return OutboxPage([])
+        condition = _filter(kind, status)
+        start = self._list_key(email, after) if after is not None else None
+        # Index entries in the index's order (newest first), and whether one beyond ``limit`` was seen.
+        taken: list[Entry] = []
+        next_position: ListPosition | None = None
+        for _ in range(self._bounds.list_queries):
+            # One entry more than the page holds: finding it proves there is a next page.
+            wanted = limit + 1 - len(taken)
+            answer = self._query(
+                email,
+                index_name=OutboxModel.by_email.Meta.index_name,
+                filter_condition=condition,
+                scan_index_forward=False,
+                exclusive_start_key=start,
+                limit=wanted if condition is None else max(wanted, self._bounds.filtered_query_items),
+            )
+            taken += answer.get("Items", [])[:wanted]
+            start = answer.get("LastEvaluatedKey")
+            if len(taken) > limit:
+                next_position = _position(taken[limit - 1])
+                break
+            if start is None:
+                break
+        else:
+            # The bound was reached with the index not exhausted: the next page starts after the last
+            # entry read, whether or not it matched the filter.
+            next_position = _position(start) if start is not None else None
+        page = taken[:limit]
+        models = batch_get(self._outbox, [entry["id"]["S"] for entry in page])
+        items = sorted((outbox_from_model(m) for m in models), key=ListPosition.of, reverse=True)
+        return OutboxPage(items, encode_cursor(next_position) if next_position else None)
+
+    def _list_key(self, email: str, after: ListPosition) -> dict[str, Any]:
+        """``after`` as a start key of ``by_email``: its keys and the table's."""
+        return {
+            "id": {"S": after.id},
+            "email": {"S": email},
+            "created_at": {"S": serialize_time(after.created_at)},
+        }
+
+    def _all_for_contact(self, email: str, kind: OutboxKind | None = None) -> list[OutboxItem]:
+        """Every item of the contact, newest first (for the engine's own reads of one contact)."""
         if not can_be_key(email):
             return []
-        condition: Condition | None = None
-        if kind is not None:
-            condition = OutboxModel.kind == kind.value
-        if status is not None:
-            same = OutboxModel.status == status.value
-            condition = same if condition is None else condition & same
-        query = self._outbox.by_email.query(email, filter_condition=condition, scan_index_forward=False)
+        query = self._outbox.by_email.query(
+            email, filter_condition=_filter(kind, None), scan_index_forward=False
+        )
         items = [outbox_from_model(m) for m in batch_get(self._outbox, [m.id for m in query])]
         # Items of one event share a creation time; their ids order them the same way everywhere.
-        return sorted(items, key=lambda i: (i.created_at, i.id), reverse=True)
+        return sorted(items, key=ListPosition.of, reverse=True)
+
+    def backlog(self, kind: OutboxKind) -> OutboxBacklog:
+        pending, pending_exact = self._count(OutboxStatus.PENDING, kind)
+        retrying, retrying_exact = self._count(OutboxStatus.RETRYING, kind)
+        parked, parked_exact = self._count(OutboxStatus.PARKED, kind)
+        oldest = [
+            at
+            for at in (self._oldest(OutboxStatus.PENDING, kind), self._oldest(OutboxStatus.RETRYING, kind))
+            if at is not None
+        ]
+        return OutboxBacklog(
+            kind=kind,
+            pending=pending + retrying,
+            parked=parked,
+            oldest_pending_at=min(oldest) if oldest else None,
+            pending_exact=pending_exact and retrying_exact,
+            parked_exact=parked_exact,
+        )
+
+    def _count(self, status: OutboxStatus, kind: OutboxKind) -> tuple[int, bool]:
+        """``kind``'s items in ``status``, and whether all were counted before the bound."""
+        total = 0
+        start: Entry | None = None
+        for _ in range(self._bounds.count_queries):
+            answer = self._query(
+                status.value,
+                range_key_condition=OutboxModel.backlog_key.startswith(backlog_prefix(kind)),
+                index_name=OutboxModel.by_backlog.Meta.index_name,
+                select=COUNT,
+                exclusive_start_key=start,
+                limit=self._bounds.count_query_items,
+            )
+            total += int(answer.get("Count", 0))
+            start = answer.get("LastEvaluatedKey")
+            if start is None:
+                return total, True
+        return total, False
+
+    def _oldest(self, status: OutboxStatus, kind: OutboxKind) -> datetime | None:
+        answer = self._query(
+            status.value,
+            range_key_condition=OutboxModel.backlog_key.startswith(backlog_prefix(kind)),
+            index_name=OutboxModel.by_backlog.Meta.index_name,
+            scan_index_forward=True,
+            limit=1,
+        )
+        entries = answer.get("Items", [])
+        return backlog_created_at(entries[0]["backlog_key"]["S"]) if entries else None
+
+    def _query(self, hash_key: str, **kwargs: Any) -> dict[str, Any]:
+        """One Query call, as DynamoDB answers it: the caller decides whether to go on."""
+        answer: dict[str, Any] = self._outbox._get_connection().query(hash_key, **kwargs)
+        return answer
 
     def list_kit_sync(self, email: str) -> list[KitSyncIntent]:
-        items = self.list_for_contact(email, kind=OutboxKind.KIT)
+        items = self._all_for_contact(email, OutboxKind.KIT)
         return [as_kit_sync(i) for i in sorted(items, key=lambda i: (i.created_at, i.event_id))]
 
     def list_outbound(self, email: str) -> list[OutboundIntent]:
-        items = [i for i in self.list_for_contact(email) if i.kind is not OutboxKind.KIT]
+        items = [i for i in self._all_for_contact(email) if i.kind is not OutboxKind.KIT]
         return [as_outbound(i) for i in sorted(items, key=lambda i: (i.created_at, i.id))]
+
+
+def _filter(kind: OutboxKind | None, status: OutboxStatus | None) -> Condition | None:
+    """What ``by_email`` entries must hold (it projects ``kind`` and ``status`` for this)."""
+    condition: Condition | None = None
+    if kind is not None:
+        condition = OutboxModel.kind == kind.value
+    if status is not None:
+        same = OutboxModel.status == status.value
+        condition = same if condition is None else condition & same
+    return condition
+
+
+def _position(entry: Entry) -> ListPosition:
+    """The list position of a ``by_email`` entry or start key."""
+    return ListPosition(deserialize_time(entry["created_at"]["S"]), entry["id"]["S"])

@@ -127,6 +127,34 @@ class TestOperations:
         assert loc == ("operations", "a", "run_limit")
 
 
+class TestKitRateLimit:
+    def test_kits_api_key_limit_is_the_default(self) -> None:
+        limit = MemberflowConfig.model_validate({}).kit.rate_limit
+        assert (limit.requests, limit.window_seconds) == (120, 60)
+
+    def test_an_oauth_token_sets_its_own(self) -> None:
+        limit = MemberflowConfig.model_validate({"kit": {"rate_limit": {"requests": 600}}}).kit.rate_limit
+        assert (limit.requests, limit.window_seconds) == (600, 60)
+
+    @pytest.mark.parametrize(
+        ("rate_limit", "key"),
+        [
+            ({"requests": 1}, "requests"),
+            ({"requests": 0}, "requests"),
+            ({"requests": 1_000_000}, "requests"),
+            ({"requests": "many"}, "requests"),
+            ({"window_seconds": 0}, "window_seconds"),
+            ({"window_seconds": 100_000}, "window_seconds"),
+            ({"per_minute": 120}, "per_minute"),
+        ],
+    )
+    def test_a_limit_that_could_not_hold_is_rejected_at_its_key(
+        self, rate_limit: dict[str, Any], key: str
+    ) -> None:
+        [(loc, _)] = problems({"kit": {"rate_limit": rate_limit}})
+        assert loc == ("kit", "rate_limit", key)
+
+
 class TestFields:
     def field_problems(self, spec: dict[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
         return problems({"fields": {"f": spec}})

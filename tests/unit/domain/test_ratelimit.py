@@ -13,12 +13,16 @@ from chalicelib.domain.ratelimit import (
     KIT_OAUTH_TOKEN,
     MICRO,
     Bucket,
+    BucketCondition,
+    BucketReading,
     BucketState,
     RateLimit,
     Wait,
     backed_off,
     credential_id,
     interval,
+    kit_bucket,
+    read_bucket,
     rested,
     take,
     tokens_at,
@@ -72,6 +76,12 @@ class TestCredential:
         assert len(bucket.id) == len("sha256:") + 64
         assert "kit-secret-api-key" not in bucket.id
         assert credential_id("another-key") != bucket.id
+
+    def test_a_kit_bucket_is_the_keys_bucket_at_the_limit_given(self) -> None:
+        expected = Bucket.for_credential("kit-secret-api-key", KIT_API_KEY)
+        assert kit_bucket("kit-secret-api-key", 120, 60) == expected
+        oauth = kit_bucket("kit-oauth-token", 600, 60)
+        assert (oauth.id, oauth.limit) == (credential_id("kit-oauth-token"), KIT_OAUTH_TOKEN)
 
 
 class TestTake:
@@ -164,3 +174,23 @@ class TestBackOff:
         # Rounded up to the millisecond: never a shorter wait than asked for.
         assert backed_off(at(60) + timedelta(microseconds=1)) == BucketState(0, at(60.001))
         assert take(KIT_API_KEY, backed_off(at(60)), 1, at(30)) == Wait(30.513)
+
+
+class TestReading:
+    def test_a_bucket_nobody_used_reads_full_and_rested(self) -> None:
+        assert read_bucket(KIT_API_KEY, None, T0) == BucketReading(3 * MICRO, BucketCondition.RESTED)
+
+    def test_a_spent_bucket_reads_what_it_holds_now_until_full_again(self) -> None:
+        state = take(KIT_API_KEY, None, 2, T0)
+        assert isinstance(state, BucketState)
+        assert read_bucket(KIT_API_KEY, state, T0) == BucketReading(MICRO, BucketCondition.OK)
+        assert read_bucket(KIT_API_KEY, state, at(1)).micro_tokens == MICRO + 1_950_000
+        assert read_bucket(KIT_API_KEY, state, at(60)) == BucketReading(3 * MICRO, BucketCondition.RESTED)
+
+    def test_a_backed_off_bucket_reads_empty_until_the_back_off_ends(self) -> None:
+        state = backed_off(at(60))
+        reading = read_bucket(KIT_API_KEY, state, at(30))
+        assert reading == BucketReading(0, BucketCondition.BACKED_OFF, at(60))
+        assert reading.tokens == 0.0
+        assert read_bucket(KIT_API_KEY, state, at(60)) == BucketReading(0, BucketCondition.OK)
+        assert read_bucket(KIT_API_KEY, state, at(61)).tokens == 1.95
