@@ -54,7 +54,7 @@ def deliver_kit_items(world: World) -> list[Call]:
     """What the delivery worker does with the contact's pending Kit items: make the calls (not here)
     and confirm them. Returns the calls, oldest item first."""
     outbox = world.stores.outbox
-    items = outbox.list_for_contact(EMAIL, kind=OutboxKind.KIT, status=OutboxStatus.PENDING)
+    items = outbox.list_for_contact(EMAIL, kind=OutboxKind.KIT, status=OutboxStatus.PENDING).items
     now = datetime.now(UTC)
     calls: list[Call] = []
     for item in sorted(items, key=lambda i: (i.created_at, i.id)):
@@ -113,7 +113,7 @@ def what_memberflow_holds(world: World) -> dict[str, Any]:
         "kit_tags": c.kit_tags,
         "runs": [r.run_id for r in world.stores.runs.list_runs(email=EMAIL)],
         "ledger": world.stores.contacts.list_ledger(EMAIL),
-        "outbox": [i.id for i in world.stores.outbox.list_for_contact(EMAIL)],
+        "outbox": [i.id for i in world.stores.outbox.list_for_contact(EMAIL).items],
     }
 
 

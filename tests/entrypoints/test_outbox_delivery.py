@@ -86,7 +86,7 @@ def ses_world() -> Iterator[World]:
 
 
 def email_items(world: World, email: str) -> list[Any]:
-    return world.stores.outbox.list_for_contact(email, kind=OutboxKind.EMAIL)
+    return list(world.stores.outbox.list_for_contact(email, kind=OutboxKind.EMAIL).items)
 
 
 def test_the_stream_delivers_a_new_email_to_ses_as_the_function_role(ses_world: World) -> None:

@@ -94,7 +94,7 @@ class Rig:
             self.stores.versions.save_version(program.automation_id, program.version, definition(program), T0)
         t = EmailRenderer(email_templates_of(model), IDENTITY.name).rendered(t)
         self.stores.contacts.commit(Commit(record.id, t, processed_at=T0 + timedelta(minutes=1)))
-        (item,) = self.stores.outbox.list_for_contact(to, kind=OutboxKind.EMAIL)
+        (item,) = self.stores.outbox.list_for_contact(to, kind=OutboxKind.EMAIL).items
         return item
 
     def sender(

@@ -147,7 +147,7 @@ class Rig:
         self.stores.contacts.commit(Commit(record.id, t, processed_at=self.clock))
         items = [
             i
-            for i in self.stores.outbox.list_for_contact(email, kind=OutboxKind.KIT)
+            for i in self.stores.outbox.list_for_contact(email, kind=OutboxKind.KIT).items
             if i.event_id == record.id
         ]
         return items[0] if items else None
