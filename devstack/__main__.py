@@ -3,11 +3,14 @@
 One process holds everything: a moto server (DynamoDB and the other AWS services the app uses)
 on a loopback port, the app's tables created from the packaged template, the example config loaded
 and validated, the delay state machine from ``infra/delays.asl.json`` executed by moto with its
-Lambda task calling the app's ``fire_timer`` in this process (Waits really sleep), the app's
-``@app.schedule`` handlers (``sweep_runs``) run every ``LOCAL_SWEEP_SECONDS`` (default 30), and
-Chalice's local server. Without Kit credentials (``KIT_API_BASE_URL`` and ``KIT_API_KEY`` both
-unset) it also serves the Kit stand-in (``devstack.kit_standin``) on ``LOCAL_KIT_PORT`` or any free
-port and gives the app its URL and local key; with them set, the app talks to that Kit. State lives
+Lambda task calling the app's ``fire_timer`` in this process (Waits really sleep), the outbox
+table's stream read and fed to ``deliver_outbox`` as Lambda would (``devstack.delivery``), the
+app's ``@app.schedule`` handlers run on timers (``retry_outbox`` every ``LOCAL_RETRY_SECONDS``,
+default 5; ``sweep_runs`` every ``LOCAL_SWEEP_SECONDS``, default 30), the config's sender verified
+in moto's SES so its emails are accepted, and Chalice's local server. Without Kit credentials
+(``KIT_API_BASE_URL`` and ``KIT_API_KEY`` both unset) it also serves the Kit stand-in
+(``devstack.kit_standin``) on ``LOCAL_KIT_PORT`` or any free port and gives the app its URL and
+local key; with them set, the app talks to that Kit. State lives
 in memory and is gone when it stops (Ctrl-C or SIGTERM). Secrets the config references default to
 well-known local values so the printed curl commands work as they are.
 The app runs as the packaged template's function role with IAM enforced; ``LOCAL_IAM=off`` turns that off.
@@ -32,6 +35,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 if TYPE_CHECKING:
     from chalicelib.config.secrets import SecretResolver
+    from devstack.delivery import StreamPoller
     from devstack.kit_standin import KitStandin
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -158,21 +162,31 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--sweep-seconds",
         type=float,
         default=None,
-        help="run the app's scheduled handlers this often (default: $LOCAL_SWEEP_SECONDS, else 30; 0: never)",
+        help="run the app's scheduled handlers other than the retry trigger this often"
+        " (default: $LOCAL_SWEEP_SECONDS, else 30; 0: never)",
+    )
+    parser.add_argument(
+        "--retry-seconds",
+        type=float,
+        default=None,
+        help="run the outbox's retry trigger (retry_outbox) this often"
+        " (default: $LOCAL_RETRY_SECONDS, else 5; 0: never)",
     )
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    from devstack.stepfunctions import sweep_seconds
+    from devstack.stepfunctions import retry_seconds, sweep_seconds
 
-    if args.sweep_seconds is None:
-        try:
+    try:
+        if args.sweep_seconds is None:
             args.sweep_seconds = sweep_seconds()
-        except ValueError as error:
-            print(f"memberflow: {error}", file=sys.stderr)
-            return 2
+        if args.retry_seconds is None:
+            args.retry_seconds = retry_seconds()
+    except ValueError as error:
+        print(f"memberflow: {error}", file=sys.stderr)
+        return 2
     from devstack.stack import local_iam_enabled
 
     try:
@@ -265,20 +279,25 @@ def serve(
 
     import app as app_module
     from chalicelib import bootstrap
+    from devstack.delivery import stream_pollers, streams_client, verify_sender
     from devstack.stack import become_function_role
     from devstack.stepfunctions import LocalDelays
     from infra.resources import DELAY_STATE_MACHINE
 
     region = os.environ["AWS_DEFAULT_REGION"]
-    delays = LocalDelays(app_module, period=args.sweep_seconds)
+    delays = LocalDelays(app_module, period=args.sweep_seconds, retry_period=args.retry_seconds)
     stack = delays.provision(region)
     # Before the container: Settings reads the state machine ARN when it is built.
     os.environ["MEMBERFLOW_STATE_MACHINE_ARN"] = stack.arn(DELAY_STATE_MACHINE)
     if iam:
         # Before the container too, so nothing it makes signs as another identity: from here on
-        # routes, fire_timer and the sweep have exactly the packaged role's rights.
+        # routes, fire_timer, the stream's deliveries and the schedules have exactly the packaged
+        # role's rights.
         become_function_role(stack)
+    # Signed as the function role, as Lambda reads a function's event source with its role.
+    pollers = stream_pollers(app_module, stack, streams_client(region))
     container = bootstrap.container()
+    sender = verify_sender(stack, container.loaded.model)
     config = Config.create(chalice_stage="local", app_name="memberflow", project_dir=str(ROOT))
     server = local_server(app_module.app, config, args.host, args.app_port)
     port = server.server.server_address[1]
@@ -296,11 +315,15 @@ def serve(
     # Before the banner: whoever reads the banner may stop the stack at once, and must get a clean exit.
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    print_banner(base, moto_endpoint, container, config_version, delays, kit_api)
+    print_banner(base, moto_endpoint, container, config_version, delays, kit_api, pollers, sender)
     delays.start_schedules(region)
+    for poller in pollers:
+        poller.start()
     try:
         server.server.serve_forever()
     finally:
+        for poller in pollers:
+            poller.stop()
         delays.stop()
     server.server.server_close()
     return 0
@@ -321,7 +344,30 @@ def local_server(app: Any, config: Any, host: str, port: int) -> Any:
     if not isinstance(app, LocalChalice):
         # As create_local_server does: app.current_request per thread, for the threaded server.
         app.__class__ = type("LocalApp", (LocalChalice, type(app)), {})
+    if not isinstance(app, ContextPerThread):
+        app.__class__ = type("LocalApp", (ContextPerThread, type(app)), {})
     return LocalDevServer(app, config, host, port, server_cls=LocalHTTPServer)
+
+
+class ContextPerThread:
+    """``app.lambda_context`` per thread, as ``LocalChalice`` keeps ``current_request``.
+
+    Chalice sets it when a route runs and nowhere else: in AWS every function has a process of its
+    own, so an event handler (``deliver_outbox``, the schedules) finds None there. Here routes, the
+    stream poller, the schedules and Step Functions' invokes share one app object; without this, a
+    handler on another thread would read the context of whichever request ran last, whose time runs
+    out 15 minutes after that request (a handler reading it then has no time left at all).
+    """
+
+    _CONTEXTS = threading.local()
+
+    @property
+    def lambda_context(self) -> Any:
+        return getattr(self._CONTEXTS, "context", None)
+
+    @lambda_context.setter
+    def lambda_context(self, value: Any) -> None:
+        self._CONTEXTS.context = value
 
 
 def print_banner(
@@ -331,6 +377,8 @@ def print_banner(
     version: str,
     delays: object | None = None,
     kit_api: KitApi | None = None,
+    pollers: Sequence[StreamPoller] = (),
+    sender: str | None = None,
 ) -> None:
     from chalicelib.bootstrap import Container
     from chalicelib.domain.hooks import hook_token
@@ -356,9 +404,23 @@ def print_banner(
             "" if TIMER_HANDLER in delays.lambdas else f" (app.py has no {TIMER_HANDLER}: no timer fires)"
         )
         lines.append(f"  delays        {delays.state_machine_arn}{routed}")
-        if delays.schedules and delays.period > 0:
-            every = f"{delays.period:g}s (LOCAL_SWEEP_SECONDS)"
-            lines.append(f"  schedules     {', '.join(sorted(delays.schedules))} every {every}")
+        running = [
+            f"{name} every {delays.period_of(name):g}s ({delays.period_setting(name)})"
+            for name in sorted(delays.schedules)
+            if delays.period_of(name) > 0
+        ]
+        if running:
+            lines.append(f"  schedules     {', '.join(running)}")
+    for poller in pollers:
+        lines.append(
+            f"  stream        {poller.source.stream_arn} -> {poller.source.function}"
+            f" (read every {poller.interval:g}s)"
+        )
+    if sender is not None:
+        lines += [
+            f"  emails        sent through moto's SES from {sender} (verified there); read them with",
+            "                GET /admin/outbox?email=<contact>&kind=email and GET /admin/outbox/{id}",
+        ]
     lines += ["", "Webhook URLs:", f"  ThriveCart    {base}/webhooks/thrivecart"]
     kit_token = shown.text("KIT_WEBHOOK_TOKEN", config.kit.webhook_token, "kit.webhook_token")
     if kit_token is not None:
@@ -382,6 +444,12 @@ def print_banner(
             " -d 'customer[email]=ada@example.com' -d 'purchase_map[0]=product-12'"
         )
     lines.append(f"  curl -s -H 'Authorization: Bearer {admin_token}' {base}/admin/contacts/ada@example.com")
+    if sender is not None:
+        lines += [
+            "  # the emails sent to her: each item's status is delivered once SES took it",
+            f"  curl -s -H 'Authorization: Bearer {admin_token}'"
+            f" '{base}/admin/outbox?email=ada@example.com&kind=email'",
+        ]
     if kit_api is not None and kit_api.local:
         from devstack.kit_standin import API_KEY_HEADER, DEFAULT_API_KEY
 

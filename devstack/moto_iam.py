@@ -1,14 +1,17 @@
 """Make moto authorise as AWS does: per action and resource, and Step Functions' tasks as their role.
 
-moto can enforce IAM (``moto.core.authorization``), but for DynamoDB, Step Functions, SSM, Lambda and
-SES it checks one action per request against the resource ``"*"``, so a least-privilege policy (every
-statement names its ARNs) matches nothing and a test would have to grant ``*`` to get anywhere, which
-proves nothing. AWS authorises each request as one or more (action, resource ARN) pairs:
+moto can enforce IAM (``moto.core.authorization``), but for DynamoDB (and its Streams), Step
+Functions, SSM, Lambda and SES it checks one action per request against the resource ``"*"``, so a
+least-privilege policy (every statement names its ARNs) matches nothing and a test would have to
+grant ``*`` to get anywhere, which proves nothing. AWS authorises each request as one or more
+(action, resource ARN) pairs:
 
 - DynamoDB: each transaction item as the ``PutItem``/``UpdateItem``/``DeleteItem``/``ConditionCheckItem``
   (``TransactWriteItems``) or ``GetItem`` (``TransactGetItems``) it wraps, on its table; a batch per
   table it touches; ``Query``/``Scan`` on an index against ``table/NAME/index/INDEX``; everything else
   on ``table/NAME``.
+- DynamoDB Streams: as ``dynamodb:<Action>`` on the stream the request names (``GetRecords`` on the
+  stream its shard iterator reads); ``ListStreams`` on ``*``.
 - Step Functions: on the ``stateMachine`` or ``execution`` ARN the request names.
 - SSM: on ``parameter/NAME`` for each parameter named.
 - Lambda: ``Invoke`` is ``lambda:InvokeFunction`` on ``function:NAME`` (``:QUALIFIER`` when given).
@@ -91,6 +94,23 @@ def dynamodb_pairs(
     if action in {"Query", "Scan"} and params.get("IndexName"):
         return [(f"dynamodb:{action}", f"{table(name)}/index/{params['IndexName']}")]
     return [(f"dynamodb:{action}", table(name))]
+
+
+def dynamodbstreams_pairs(
+    action: str, params: Mapping[str, Any], region: str, account: str, partition: str
+) -> list[Pair]:
+    """The (action, ARN) pairs DynamoDB Streams authorises: the stream the request names.
+
+    IAM names Streams' actions ``dynamodb:``. ``GetRecords`` names no stream, only a shard iterator,
+    which AWS checks on the stream it reads: moto's iterators begin with that stream's ARN.
+    """
+    iam_action = f"dynamodb:{action}"
+    stream = params.get("StreamArn")
+    if not isinstance(stream, str) and isinstance(params.get("ShardIterator"), str):
+        stream = params["ShardIterator"].split("|", 1)[0]
+    if isinstance(stream, str) and stream.startswith("arn:"):
+        return [(iam_action, stream)]
+    return [(iam_action, "*")]
 
 
 def states_pairs(
@@ -222,6 +242,7 @@ def _pairs_for(response: Any) -> list[Pair]:
 
 
 _SERVICE_PAIRS: dict[str, Callable[[str, Mapping[str, Any], str, str, str], list[Pair]]] = {
+    "dynamodbstreams": dynamodbstreams_pairs,
     "stepfunctions": states_pairs,
     "ssm": ssm_pairs,
 }
@@ -381,6 +402,7 @@ def install() -> None:
     """Make moto authorise per action and resource (idempotent); via ``moto_support.install(iam=True)``."""
     from moto.awslambda.responses import LambdaResponse
     from moto.dynamodb.responses import DynamoHandler
+    from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
     from moto.sesv2.responses import SESV2Response
     from moto.ssm.responses import SimpleSystemManagerResponse
     from moto.stepfunctions.responses import StepFunctionResponse
@@ -390,6 +412,7 @@ def install() -> None:
             return
         classes = (
             DynamoHandler,
+            DynamoDBStreamsHandler,
             StepFunctionResponse,
             SimpleSystemManagerResponse,
             LambdaResponse,

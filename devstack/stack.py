@@ -4,10 +4,12 @@
 ``make package`` deploys: ``AppShape.from_app`` names the functions as ``chalice package`` does),
 names every resource of stack ``stack_name`` (tables as ``TABLES`` names them, functions
 ``<stack>-<chalice name>``, ``${AWS::StackName}-delays`` for the state machine), and creates in moto,
-as an admin IAM user with full access: every ``AWS::IAM::Role`` of the template with its trust policy
-and inline policies, every ``AWS::IAM::Policy`` on the roles it names, all with their intrinsics
-resolved (``infra.intrinsics``); every table; the functions (stubs: the code runs in this process);
-and every state machine, from its ``Definition`` and ``DefinitionSubstitutions``. The table and
+as an admin IAM user with full access: every table, with its stream if it has one (first, as
+CloudFormation would: a policy names a stream by the ARN the table's creation gave it); every
+``AWS::IAM::Role`` of the template with its trust policy and inline policies, every
+``AWS::IAM::Policy`` on the roles it names, all with their intrinsics resolved
+(``infra.intrinsics``); the functions (stubs: the code runs in this process), with the template's
+timeouts; and every state machine, from its ``Definition`` and ``DefinitionSubstitutions``. The table and
 function names are stable stand-ins, not what a deployment gets: the template sets no ``TableName``
 or ``FunctionName``, so CloudFormation names them ``<stack>-<LogicalId>-<suffix>`` (e.g.
 ``<stack>-APIHandler-<suffix>``), but the policies only ever reach them through ``Fn::GetAtt``/``Ref``,
@@ -37,6 +39,7 @@ from typing import Any
 
 from chalicelib.storage.names import TableNames
 from infra.intrinsics import (
+    Physical,
     Stack,
     decide_conditions,
     parameter_defaults,
@@ -61,7 +64,8 @@ TABLES = TableNames.with_prefix("memberflow-")
 ADMIN_USER = "memberflow-admin"
 ADMIN_POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
 LAMBDA_TIMEOUT_SECONDS = 30
-"""The functions' timeout in moto, and what their handlers' context reports (``devstack.stepfunctions``)."""
+"""A function's timeout when the template sets none (the stages' ``lambda_timeout``): in moto, and what
+its handler's context reports (``devstack.stepfunctions``)."""
 
 CREDENTIAL_VARIABLES = (
     "AWS_ACCESS_KEY_ID",
@@ -160,6 +164,11 @@ class MotoStack:
     def admin_client(self, service: str) -> Any:
         return self.admin.client(service, self.region)
 
+    def timeout(self, logical_id: str) -> int:
+        """The function's timeout in seconds: the template's ``Timeout``, else the stage's."""
+        properties = self.template["Resources"].get(logical_id, {}).get("Properties", {})
+        return int(properties.get("Timeout", LAMBDA_TIMEOUT_SECONDS))
+
     def assume(self, role: str = FUNCTION_ROLE, session: str = "memberflow") -> Credentials:
         """Credentials of the template's role ``role``, assumed as its service (Lambda, Step Functions) would.
 
@@ -183,15 +192,26 @@ def function_names(app: Any, stack_name: str) -> dict[str, str]:
     }
 
 
+PLANNED_STREAM_LABEL = "1970-01-01T00:00:00.000"
+"""A stream's label is the time it was enabled, which no plan can know: a planned ``StreamArn`` ends in
+this one until ``provision`` creates the table and takes the ARN moto gave its stream."""
+
+
 def plan(template: Mapping[str, Any], *, stack_name: str, region: str, functions: Mapping[str, str]) -> Stack:
-    """Every resource's physical name for a stack ``stack_name``: tables named as ``TABLES`` names them."""
+    """Every resource's physical name for a stack ``stack_name``: tables named as ``TABLES`` names them.
+
+    A table with a ``StreamSpecification`` also gets a ``StreamArn`` (labelled ``PLANNED_STREAM_LABEL``).
+    """
     base = Stack(
         name=stack_name, region=region, account_id=ACCOUNT_ID, parameters=parameter_defaults(template)
     )
-    given = {
-        b.logical_id: physical("AWS::DynamoDB::Table", getattr(TABLES, b.field), base)
-        for b in table_bindings()
-    }
+    resources: Mapping[str, Any] = template.get("Resources", {})
+    given: dict[str, Physical] = {}
+    for binding in table_bindings():
+        table = physical("AWS::DynamoDB::Table", getattr(TABLES, binding.field), base)
+        if "StreamSpecification" in resources.get(binding.logical_id, {}).get("Properties", {}):
+            table = _with_stream(table, f"{table.attributes['Arn']}/stream/{PLANNED_STREAM_LABEL}")
+        given[binding.logical_id] = table
     given.update(
         {logical_id: physical("AWS::Lambda::Function", name, base) for logical_id, name in functions.items()}
     )
@@ -282,6 +302,10 @@ def provision(
         raise ValueError(f"the shape has functions the app does not define: {missing}")
     cfn = plan(template, stack_name=stack_name, region=region, functions=names)
     admin = create_admin(region)
+    if tables:
+        # Before the roles, as CloudFormation orders them: a policy names a stream by the ARN its
+        # table's creation gave it (Fn::GetAtt <Table>.StreamArn).
+        cfn = create_tables(template, cfn, admin)
     stack = MotoStack(
         cfn=cfn, template=template, shape=shape, admin=admin, roles=template_roles(template, cfn)
     )
@@ -292,27 +316,26 @@ def provision(
             iam.put_role_policy(
                 RoleName=spec.name, PolicyName=policy_name, PolicyDocument=json.dumps(document)
             )
-    if tables:
-        create_tables(stack)
     if lambdas:
         _create_functions(stack)
         _create_state_machines(stack)
     return stack
 
 
-def create_tables(stack: MotoStack) -> None:
+def create_tables(template: Mapping[str, Any], cfn: Stack, admin: Credentials) -> Stack:
     """Every ``AWS::DynamoDB::Table`` of the template, as CloudFormation would create it, by the admin.
 
     From the template rather than ``Model.create_table``: it is what ``make package`` deploys (the
     deploy tests hold it to the models), and one admin client is cheaper than a pynamodb connection
-    per model.
+    per model. Returns ``cfn`` with each stream's ARN as moto gave it.
     """
-    client = stack.admin_client("dynamodb")
-    for logical_id, res in stack.template["Resources"].items():
+    client = admin.client("dynamodb", cfn.region)
+    streams: dict[str, Physical] = {}
+    for logical_id, res in template["Resources"].items():
         if res.get("Type") != "AWS::DynamoDB::Table":
             continue
-        props = resolve(res["Properties"], stack.cfn)
-        name = stack.name(logical_id)
+        props = resolve(res["Properties"], cfn)
+        name = cfn.resources[logical_id].ref
         request: dict[str, Any] = {
             key: props[key]
             for key in (
@@ -329,11 +352,18 @@ def create_tables(stack: MotoStack) -> None:
             request["StreamSpecification"] = {"StreamEnabled": True, **props["StreamSpecification"]}
         # SSESpecification is left out: encryption at rest changes nothing the app sees, and moto
         # would generate a KMS key (an RSA key pair, ~60 ms) for every test.
-        client.create_table(TableName=name, **request)
+        created = client.create_table(TableName=name, **request)["TableDescription"]
+        if "LatestStreamArn" in created:
+            streams[logical_id] = _with_stream(cfn.resources[logical_id], created["LatestStreamArn"])
         if "TimeToLiveSpecification" in props:
             client.update_time_to_live(
                 TableName=name, TimeToLiveSpecification=props["TimeToLiveSpecification"]
             )
+    return cfn.with_resources(streams)
+
+
+def _with_stream(table: Physical, stream_arn: str) -> Physical:
+    return Physical(table.ref, {**table.attributes, "StreamArn": stream_arn})
 
 
 def _create_functions(stack: MotoStack) -> None:
@@ -348,7 +378,7 @@ def _create_functions(stack: MotoStack) -> None:
             Role=role,
             Handler="app.handler",
             Code={"ZipFile": code},
-            Timeout=LAMBDA_TIMEOUT_SECONDS,
+            Timeout=stack.timeout(logical_id),
         )["FunctionArn"]
         if arn != stack.arn(logical_id):
             raise RuntimeError(f"moto named {logical_id} {arn}, the policies expect {stack.arn(logical_id)}")

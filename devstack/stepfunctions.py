@@ -7,8 +7,12 @@ a test's recording handler in ``tests/support/stepfunctions.py``. A handler's ex
 function error Lambda reports (``Unhandled``, ``errorType`` = the exception's class name), and
 ``LambdaServiceError`` fails the invoke itself, as Lambda does when it throttles, so the ASL's Retry
 on ``Lambda.*`` errors is exercised. For ``make run`` (``LocalDelays``), the state machine, its role
-and the functions come from the packaged template (``devstack.stack``), Waits really sleep, and the
-app's ``@app.schedule`` handlers (``sweep_runs``) run on a timer thread every ``LOCAL_SWEEP_SECONDS``.
+and the functions come from the packaged template (``devstack.stack``), Waits really sleep, and each
+of the app's ``@app.schedule`` handlers runs on a timer thread of its own: the outbox's retry trigger
+(``retry_outbox``) every ``LOCAL_RETRY_SECONDS``, the others (``sweep_runs``) every
+``LOCAL_SWEEP_SECONDS``. A run that outlasts its period makes the ticks that fell due meanwhile be
+skipped, so runs of one handler never overlap or pile up; each run's context starts with the
+function's timeout from the template.
 
 These are moto internals (``LambdaSimpleBackend.invoke``, ``default_user_config``): moto is pinned to
 ``>=5.2,<5.3`` in requirements-dev.txt.
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -41,6 +46,10 @@ LOCAL_PREFIX = f"{LOCAL_STACK}-"
 TIMER_HANDLER = "fire_timer"
 SWEEP_SECONDS_ENV = "LOCAL_SWEEP_SECONDS"
 DEFAULT_SWEEP_SECONDS = 30.0
+RETRY_HANDLER = "retry_outbox"
+"""The outbox's retry trigger: every minute in AWS, every few seconds locally."""
+RETRY_SECONDS_ENV = "LOCAL_RETRY_SECONDS"
+DEFAULT_RETRY_SECONDS = 5.0
 
 
 class LambdaServiceError(Exception):
@@ -136,19 +145,41 @@ def scheduled_event(name: str, region: str) -> dict[str, Any]:
 
 
 def sweep_seconds(environ: Mapping[str, str] = os.environ) -> float:
-    raw = environ.get(SWEEP_SECONDS_ENV, "")
+    """``LOCAL_SWEEP_SECONDS``: how often the schedules other than the retry trigger run (0: never)."""
+    return _seconds(environ, SWEEP_SECONDS_ENV, DEFAULT_SWEEP_SECONDS)
+
+
+def retry_seconds(environ: Mapping[str, str] = os.environ) -> float:
+    """``LOCAL_RETRY_SECONDS``: how often the outbox's retry trigger runs (0: never)."""
+    return _seconds(environ, RETRY_SECONDS_ENV, DEFAULT_RETRY_SECONDS)
+
+
+def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name, "")
     if not raw:
-        return DEFAULT_SWEEP_SECONDS
+        return default
     try:
-        return float(raw)
+        seconds = float(raw)
     except ValueError:
-        raise ValueError(f"{SWEEP_SECONDS_ENV} must be a number of seconds, not {raw!r}") from None
+        seconds = math.nan
+    if not math.isfinite(seconds):
+        raise ValueError(f"{name} must be a number of seconds, not {raw!r}")
+    return seconds
 
 
 class LocalDelays:
-    """``make run``'s Step Functions: the timer state machine, Lambda routing and the schedule ticker."""
+    """``make run``'s Step Functions and EventBridge: the timer state machine, Lambda routing, the schedules.
 
-    def __init__(self, app_module: ModuleType, period: float = DEFAULT_SWEEP_SECONDS) -> None:
+    ``period`` is how often the schedules other than ``retry_outbox`` run, ``retry_period`` how often it
+    does.
+    """
+
+    def __init__(
+        self,
+        app_module: ModuleType,
+        period: float = DEFAULT_SWEEP_SECONDS,
+        retry_period: float = DEFAULT_RETRY_SECONDS,
+    ) -> None:
         from chalice.app import ScheduledEventConfig
 
         self.app_module = app_module
@@ -162,9 +193,20 @@ class LocalDelays:
             if isinstance(source, ScheduledEventConfig)
         }
         self.period = period
+        self.retry_period = retry_period
+        self.timeouts: dict[str, int] = {}
+        """Each schedule's function timeout, from the template once provisioned."""
         self.state_machine_arn: str | None = None
         self._stop = threading.Event()
-        self._ticker: threading.Thread | None = None
+        self._tickers: list[threading.Thread] = []
+
+    def period_of(self, name: str) -> float:
+        """Seconds between two runs of the schedule ``name`` (0 or less: it never runs)."""
+        return self.retry_period if name == RETRY_HANDLER else self.period
+
+    def period_setting(self, name: str) -> str:
+        """The environment variable that sets ``period_of(name)``."""
+        return RETRY_SECONDS_ENV if name == RETRY_HANDLER else SWEEP_SECONDS_ENV
 
     def _resolve(self, function_name: str) -> Handler | None:
         return self.lambdas.get(function_name.removeprefix(LOCAL_PREFIX))
@@ -177,7 +219,7 @@ class LocalDelays:
         from moto.awslambda_simple.models import LambdaSimpleBackend
 
         from devstack.stack import provision
-        from infra.resources import DELAY_STATE_MACHINE
+        from infra.resources import DELAY_STATE_MACHINE, app_functions
 
         # moto's TimestampPath wait compares a UTC "...Z" time with the naive local clock.
         if time.localtime().tm_gmtoff != 0:
@@ -193,38 +235,53 @@ class LocalDelays:
             )
         stack = provision(self.app_module.app, stack_name=LOCAL_STACK, region=region)
         self.state_machine_arn = stack.arn(DELAY_STATE_MACHINE)
+        logical_ids = {name: logical_id for logical_id, name in app_functions(self.app_module.app).items()}
+        self.timeouts = {name: stack.timeout(logical_ids[name]) for name in self.schedules}
         return stack
 
     def start_schedules(self, region: str) -> None:
-        """Run the ``@app.schedule`` handlers every ``period`` seconds on a daemon thread until ``stop``."""
+        """Run each ``@app.schedule`` handler on a daemon thread of its own, every ``period_of(name)``."""
         if not self.schedules:
             LOG.warning("app.py has no @app.schedule handlers; nothing runs on a timer")
             return
-        if self.period <= 0:
-            return
-        self._ticker = threading.Thread(
-            target=self._tick, args=(region,), name="memberflow-schedules", daemon=True
-        )
-        self._ticker.start()
+        for name in self.schedules:
+            if self.period_of(name) <= 0:
+                continue
+            ticker = threading.Thread(
+                target=self._tick, args=(name, region), name=f"memberflow-schedule-{name}", daemon=True
+            )
+            ticker.start()
+            self._tickers.append(ticker)
 
     def run_schedules(self, region: str) -> None:
-        """Run every scheduled handler once (what the timer does every ``period`` seconds)."""
+        """Run every scheduled handler once, one after the other."""
+        for name in self.schedules:
+            self.run_schedule(name, region)
+
+    def run_schedule(self, name: str, region: str) -> None:
+        """Run the scheduled handler ``name`` once, as EventBridge and Lambda would; failures are logged."""
         from chalice.local import LambdaContext
 
         from devstack.stack import LAMBDA_TIMEOUT_SECONDS
 
-        for name, handler in self.schedules.items():
-            try:
-                context = LambdaContext(name, 512, LAMBDA_TIMEOUT_SECONDS * 1000)
-                handler(scheduled_event(name, region), context)
-            except Exception:
-                LOG.exception("scheduled handler %s failed", name)
+        timeout = self.timeouts.get(name, LAMBDA_TIMEOUT_SECONDS)
+        try:
+            self.schedules[name](scheduled_event(name, region), LambdaContext(name, 512, timeout * 1000))
+        except Exception:
+            LOG.exception("scheduled handler %s failed", name)
 
-    def _tick(self, region: str) -> None:
-        while not self._stop.wait(self.period):
-            self.run_schedules(region)
+    def _tick(self, name: str, region: str) -> None:
+        period = self.period_of(name)
+        due = time.monotonic() + period
+        while not self._stop.wait(max(0.0, due - time.monotonic())):
+            self.run_schedule(name, region)
+            # Ticks that fell due while it ran are skipped: one run at a time, never a backlog.
+            missed = max(0, math.ceil((time.monotonic() - due) / period))
+            if missed > 1:
+                LOG.debug("%s ran past %d ticks; skipped them", name, missed - 1)
+            due += max(1, missed) * period
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
-        if self._ticker is not None:
-            self._ticker.join(timeout)
+        for ticker in self._tickers:
+            ticker.join(timeout)

@@ -15,7 +15,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +50,41 @@ def start_stack(extra_env: dict[str, str]) -> subprocess.Popen[str]:
     )
 
 
+class Log:
+    """What a running stack prints after its banner, read on a thread: the pipe never fills up (which
+    would block the stack's next print), and tests can look for a line."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        self._stdout = process.stdout
+        self._lines: list[str] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self._stdout:
+            with self._lock:
+                self._lines.append(line)
+
+    def text(self) -> str:
+        with self._lock:
+            return "".join(self._lines)
+
+    def wait_for(self, needle: str, seconds: float = 10) -> bool:
+        deadline = time.monotonic() + seconds
+        while needle not in self.text():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+        return True
+
+
 @dataclass(frozen=True)
 class Running:
     base: str
     banner: str
+    log: Log | None = None
+    """The output after the banner, when the test reads it (``started``)."""
 
 
 def read_banner(process: subprocess.Popen[str], seconds: float = 60) -> Running | None:
@@ -78,14 +110,27 @@ def stop_stack(process: subprocess.Popen[str]) -> None:
     assert process.wait(timeout=20) == 0
 
 
+@contextmanager
+def started(extra_env: dict[str, str]) -> Iterator[Running]:
+    """A stack started with ``extra_env``, its output after the banner read into ``log``; stopped after."""
+    process = start_stack({"LOCAL_APP_PORT": "0", **extra_env})
+    up = read_banner(process)
+    if up is None:
+        process.kill()
+        process.wait()
+        pytest.fail("the local stack did not start")
+    try:
+        yield replace(up, log=Log(process))
+    finally:
+        stop_stack(process)
+
+
 @pytest.fixture(scope="module")
 def running() -> Iterator[Running]:
-    process = start_stack({"LOCAL_APP_PORT": "0"})
-    started = read_banner(process)
-    assert started, "the local stack did not start"
-    yield started
-    stop_stack(process)
-    standin = re.search(r"Kit API \(stand-in\) http://127\.0\.0\.1:(\d+)/v4", started.banner)
+    with started({}) as up:
+        yield up
+        banner = up.banner
+    standin = re.search(r"Kit API \(stand-in\) http://127\.0\.0\.1:(\d+)/v4", banner)
     assert standin
     with pytest.raises(ConnectionRefusedError):  # the stand-in stopped with the stack
         socket.create_connection(("127.0.0.1", int(standin.group(1))), timeout=5).close()

@@ -32,7 +32,14 @@ from chalicelib.adapters.aws.stepfunctions import StepFunctionsScheduler
 from chalicelib.domain.timers import Timer, TimerKind
 from chalicelib.services.ports.mailer import MailerPermanent, OutgoingEmail
 from devstack import moto_iam, moto_support
-from devstack.moto_iam import dynamodb_pairs, lambda_pairs, sesv2_pairs, ssm_pairs, states_pairs
+from devstack.moto_iam import (
+    dynamodb_pairs,
+    dynamodbstreams_pairs,
+    lambda_pairs,
+    sesv2_pairs,
+    ssm_pairs,
+    states_pairs,
+)
 from devstack.moto_support import TRANSACTION_LIMIT_BYTES, attribute_value_size, item_size, transaction_size
 from infra.intrinsics import resolve
 from infra.resources import (
@@ -396,12 +403,14 @@ def interpreter_client_factories() -> set[Any]:
 def test_install_is_idempotent_and_uninstall_gives_moto_back_its_own_code() -> None:
     from moto.awslambda.responses import LambdaResponse
     from moto.dynamodb.responses import DynamoHandler
+    from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
     from moto.sesv2.responses import SESV2Response
     from moto.ssm.responses import SimpleSystemManagerResponse
     from moto.stepfunctions.responses import StepFunctionResponse
 
     checked = (
         DynamoHandler,
+        DynamoDBStreamsHandler,
         StepFunctionResponse,
         SimpleSystemManagerResponse,
         LambdaResponse,
@@ -470,6 +479,19 @@ def test_dynamodb_requests_are_checked_per_item_table_and_index() -> None:
     ]
     assert dynamodb_pairs("Query", {"TableName": "a"}, *WHERE) == [("dynamodb:Query", f"{TABLE}/a")]
     assert dynamodb_pairs("ListTables", {}, *WHERE) == [("dynamodb:ListTables", "*")]
+
+
+def test_stream_requests_are_checked_on_the_stream_they_read() -> None:
+    stream = f"{TABLE}/memberflow-outbox/stream/2026-11-30T08:00:00.000"
+    assert dynamodbstreams_pairs("DescribeStream", {"StreamArn": stream}, *WHERE) == [
+        ("dynamodb:DescribeStream", stream)
+    ]
+    shard = {"StreamArn": stream, "ShardId": "shardId-1", "ShardIteratorType": "TRIM_HORIZON"}
+    assert dynamodbstreams_pairs("GetShardIterator", shard, *WHERE) == [("dynamodb:GetShardIterator", stream)]
+    # moto's iterators start with the stream's ARN; AWS checks GetRecords on that stream.
+    iterator = {"ShardIterator": f"{stream}|1|c29tZXRoaW5n"}
+    assert dynamodbstreams_pairs("GetRecords", iterator, *WHERE) == [("dynamodb:GetRecords", stream)]
+    assert dynamodbstreams_pairs("ListStreams", {"TableName": "a"}, *WHERE) == [("dynamodb:ListStreams", "*")]
 
 
 def test_step_functions_ssm_and_lambda_requests_are_checked_on_what_they_name() -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import app as app_module
 from chalicelib.adapters.kit.client import DEFAULT_BASE_URL
 from chalicelib.bootstrap import Container
 from chalicelib.config.loader import LoadedConfig, load_config
@@ -22,13 +23,16 @@ from devstack.__main__ import (
     choose_kit,
     print_banner,
 )
+from devstack.delivery import StreamPoller, StreamSource
 from devstack.kit_standin import DEFAULT_API_KEY
+from devstack.stepfunctions import LocalDelays
 from tests.fakes import in_memory_stores
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = load_config(REPO / "config" / "example.yaml").model
 MINIMAL = load_config(REPO / "config" / "minimal.yaml").model
 BASE = "http://127.0.0.1:8000"
+STREAM = "arn:aws:dynamodb:us-east-1:123456789012:table/memberflow-outbox/stream/2026-11-30T08:00:00.000"
 
 
 def banner(
@@ -36,12 +40,16 @@ def banner(
     model: MemberflowConfig = EXAMPLE,
     env: Mapping[str, str] | None = None,
     kit_api: KitApi | None = None,
+    *,
+    delays: LocalDelays | None = None,
+    pollers: Sequence[StreamPoller] = (),
+    sender: str | None = None,
 ) -> str:
     environ = {**LOCAL_SECRETS, **(env or {})}
     settings = Settings.from_environ({**environ, "MEMBERFLOW_CONFIG": "unused.yaml"})
     loaded = LoadedConfig(model=model, version="test", warnings=(), source="config/example.yaml")
     container = Container(settings, loaded, SecretResolver(environ=environ), in_memory_stores())
-    print_banner(BASE, "http://127.0.0.1:5000", container, "abc123", None, kit_api)
+    print_banner(BASE, "http://127.0.0.1:5000", container, "abc123", delays, kit_api, pollers, sender)
     return capsys.readouterr().out
 
 
@@ -191,3 +199,43 @@ class TestKitApiLines:
         out = banner(capsys, kit_api=KitApi("http://proxy:pass-word-42@127.0.0.1:9/v4"))
         assert "pass-word-42" not in out
         assert "  Kit API       http://proxy:***@127.0.0.1:9/v4  (key from KIT_API_KEY" in out
+
+
+class TestLocalDeliveryLines:
+    def test_each_schedule_is_listed_with_its_period_and_the_variable_that_sets_it(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        out = banner(capsys, delays=LocalDelays(app_module, period=30, retry_period=5))
+        assert (
+            "  schedules     retry_outbox every 5s (LOCAL_RETRY_SECONDS),"
+            " sweep_runs every 30s (LOCAL_SWEEP_SECONDS)\n"
+        ) in out
+
+    def test_a_schedule_turned_off_is_not_listed(self, capsys: pytest.CaptureFixture[str]) -> None:
+        out = banner(capsys, delays=LocalDelays(app_module, period=30, retry_period=0))
+        assert "  schedules     sweep_runs every 30s (LOCAL_SWEEP_SECONDS)\n" in out
+        assert "retry_outbox" not in out
+
+    def test_the_stream_and_where_emails_can_be_read_are_shown(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        source = StreamSource("deliver_outbox", STREAM, "TRIM_HORIZON", 10, (), 2, 60)
+        poller = StreamPoller(source, lambda event, context: None, client=None)
+        out = banner(capsys, pollers=[poller], sender="hello@example.com")
+        assert f"  stream        {STREAM} -> deliver_outbox (read every 0.5s)\n" in out
+        assert (
+            "  emails        sent through moto's SES from hello@example.com (verified there);"
+            " read them with\n" in out
+        )
+        assert (
+            "                GET /admin/outbox?email=<contact>&kind=email and GET /admin/outbox/{id}\n" in out
+        )
+        assert (
+            "  curl -s -H 'Authorization: Bearer local-admin-token'"
+            f" '{BASE}/admin/outbox?email=ada@example.com&kind=email'"
+        ) in out
+
+    def test_without_a_sender_no_email_lines(self, capsys: pytest.CaptureFixture[str]) -> None:
+        out = banner(capsys)
+        assert "emails" not in out
+        assert "/admin/outbox" not in out
