@@ -248,7 +248,7 @@ def test_a_purchases_email_goes_through_the_stream_into_ses(aws: AppAws, client:
 
     assert reader.poll() >= 1  # the contact's new outbox items: its Kit sync and the email
 
-    (email,) = app_stores().outbox.list_for_contact(buyer, kind=OutboxKind.EMAIL)
+    (email,) = app_stores().outbox.list_for_contact(buyer, kind=OutboxKind.EMAIL).items
     assert (email.status, email.attempts, email.last_error) == (OutboxStatus.DELIVERED, 1, None)
     sent = [
         m for m in ses_backends[ACCOUNT_ID][REGION].sent_messages if buyer in m.destinations["ToAddresses"]
