@@ -140,7 +140,7 @@ def get_contact(email: str) -> Response:
 def get_timeline(email: str) -> Response:
     c = _admin()
     timeline = c.queries.timeline(path_email(email))
-    return json_response(views.timeline_view(timeline.email, timeline.entries))
+    return json_response(views.timeline_view(timeline.email, timeline.entries, timeline.outbound))
 
 
 @app.route("/admin/contacts/{email}/ledger", methods=["GET"])

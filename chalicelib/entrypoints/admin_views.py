@@ -21,7 +21,7 @@ from chalicelib.domain.automations.runs import Run
 from chalicelib.domain.hooks import hook_token
 from chalicelib.domain.inbox import InboxRecord
 from chalicelib.domain.model import Contact, FieldValue, LedgerEntry, TimelineEntry, is_test_email
-from chalicelib.domain.outbox import OutboxItem, OutboxKind
+from chalicelib.domain.outbox import OutboxItem, OutboxKind, OutboxStatus
 from chalicelib.observability import MASK
 
 if TYPE_CHECKING:
@@ -74,15 +74,51 @@ def contact_view(contact: Contact, config: MemberflowConfig) -> dict[str, Any]:
     }
 
 
-def timeline_view(email: str, entries: Iterable[TimelineEntry]) -> dict[str, Any]:
-    ordered = sorted(entries, key=lambda e: e.at)  # stable: entries of one event keep their order
-    return {
-        "email": email,
-        "entries": [
-            {"at": e.at.isoformat(), "kind": e.kind.value, "event_id": e.event_id, **dict(e.data)}
-            for e in ordered
-        ],
+def timeline_view(
+    email: str, entries: Iterable[TimelineEntry], outbound: Iterable[OutboxItem] = ()
+) -> dict[str, Any]:
+    """The contact's history, oldest first: what happened, and each outbound call with its outcome
+    (at its delivery, or at its queueing while it waits or is parked)."""
+    rows = [
+        (e.at, {"at": e.at.isoformat(), "kind": e.kind.value, "event_id": e.event_id, **dict(e.data)})
+        for e in entries
+    ]
+    rows += [(item.delivered_at or item.created_at, outbound_entry(item)) for item in outbound]
+    rows.sort(key=lambda row: row[0])  # stable: entries of one event keep their order
+    return {"email": email, "entries": [row for _, row in rows]}
+
+
+OUTBOUND_ENTRY = "outbound"
+"""The timeline kind of an outbound call (an outbox item), beside the stored ``TimelineKind`` lines."""
+
+
+def outbound_entry(item: OutboxItem) -> dict[str, Any]:
+    at = item.delivered_at or item.created_at
+    entry: dict[str, Any] = {
+        "at": at.isoformat(),
+        "kind": OUTBOUND_ENTRY,
+        "event_id": item.event_id,
+        "outbox_id": item.id,
+        "outbox_kind": item.kind.value,
+        "status": item.status.value,
+        "attempts": item.attempts,
+        "queued_at": item.created_at.isoformat(),
     }
+    payload = item.payload
+    if item.kind is OutboxKind.EMAIL:
+        entry["email_id"] = payload.get("email_id")
+        entry["subject"] = payload.get("subject")
+    elif item.kind is OutboxKind.SEQUENCE:
+        entry["sequence"] = payload.get("sequence_id")
+    elif item.kind is OutboxKind.WEBHOOK:
+        from chalicelib.adapters.webhooks.sender import shown_url as webhook_target
+
+        # scheme://host/path only: a receiver's URL may carry its token in the query.
+        entry["url"] = webhook_target(str(payload.get("url", "")))
+    if item.status is not OutboxStatus.DELIVERED:
+        entry["next_attempt_at"] = _iso(item.next_attempt_at)
+        entry["last_error"] = item.last_error
+    return entry
 
 
 def ledger_view(email: str, entries: Iterable[LedgerEntry], field: str | None) -> dict[str, Any]:

@@ -25,10 +25,17 @@ def outbox_item(outbox: OutboxStore, item_id: str) -> OutboxItem:
     return item
 
 
+TIMELINE_OUTBOX_ITEMS = 200
+"""The newest outbox items a timeline shows: every outbound call of a contact's recent history
+without reading an unbounded list (``GET /admin/outbox`` pages through the rest)."""
+
+
 @dataclass(frozen=True)
 class Timeline:
     email: str
     entries: list[TimelineEntry]
+    outbound: list[OutboxItem]
+    """The contact's newest outbox items: each outbound call with its status and attempts."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +60,8 @@ class AdminQueries:
 
     def timeline(self, email: str) -> Timeline:
         address = self.contact(email).email
-        return Timeline(address, self.stores.contacts.list_timeline(address))
+        outbound = self.stores.outbox.list_for_contact(address, limit=TIMELINE_OUTBOX_ITEMS).items
+        return Timeline(address, self.stores.contacts.list_timeline(address), list(outbound))
 
     def ledger(self, email: str, field: str | None = None) -> Ledger:
         address = self.contact(email).email

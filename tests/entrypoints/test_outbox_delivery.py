@@ -9,6 +9,7 @@ the packaged template's IAM policy, so a missing permission fails here.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -109,6 +110,31 @@ def test_the_stream_delivers_a_new_email_to_ses_as_the_function_role(ses_world: 
         f"/admin/outbox/{quote(delivered.id, safe='')}", headers=ADMIN
     ).json_body
     assert (shown["status"], shown["subject"]) == ("delivered", "Ada, your credits are in")
+
+
+def test_every_outbound_call_is_in_the_contacts_timeline_with_its_outcome(ses_world: World) -> None:
+    assert ses_world.aws is not None
+    email = unique_email("buyer")
+    purchase(ses_world, email, "Ada")
+    (item,) = email_items(ses_world, email)
+    ses_world.client.lambda_.invoke("deliver_outbox", stream_event(item.id))  # refused: not verified
+    path = f"/admin/contacts/{quote(email, safe='')}/timeline"
+    entries = ses_world.client.http.get(path, headers=ADMIN).json_body["entries"]
+    outbound = {e["outbox_id"]: e for e in entries if e["kind"] == "outbound"}
+    shown = outbound[item.id]
+    assert (shown["outbox_kind"], shown["status"], shown["attempts"]) == ("email", "parked", 1)
+    assert shown["subject"] == "Ada, your credits are in"
+    assert "MessageRejected" in shown["last_error"]
+    assert {e["outbox_kind"] for e in outbound.values()} == {"email", "kit"}
+
+    ses_world.aws.admin_client("sesv2").create_email_identity(EmailIdentity="example.com")
+    ses_world.stores.outbox.retry(item.id, datetime.now(UTC) - timedelta(seconds=1))
+    ses_world.client.lambda_.invoke("retry_outbox", scheduled_event())
+    entries = ses_world.client.http.get(path, headers=ADMIN).json_body["entries"]
+    (delivered,) = [e for e in entries if e.get("outbox_id") == item.id]
+    assert (delivered["status"], delivered["attempts"]) == ("delivered", 1)
+    assert "last_error" not in delivered
+    assert entries == sorted(entries, key=lambda e: e["at"])
 
 
 def test_an_email_ses_refuses_is_parked_and_an_operators_retry_sends_it(ses_world: World) -> None:
