@@ -162,12 +162,20 @@ class Container:
     def _kit_senders(self, wait_for_tokens: float) -> dict[OutboxKind, Sender]:
         from chalicelib.adapters.kit.client import DEFAULT_BASE_URL, KitClient
         from chalicelib.adapters.kit.ratelimited import RateLimitedTransport
+        from chalicelib.config.secrets import SecretUnavailable
         from chalicelib.domain.kit_sync import mirror_rules
         from chalicelib.domain.outbox import OutboxKind
-        from chalicelib.services.delivery import NotConfigured
+        from chalicelib.services.delivery import NotConfigured, Unavailable
         from chalicelib.services.kit_delivery import KitCatalog, KitSyncSender, SequenceSender
 
-        api_key = self.kit_api_key()
+        try:
+            api_key = self.kit_api_key()
+        except SecretUnavailable:
+            # Emails and webhooks go on; Kit's items wait (retried, parked after a day) until the
+            # key can be read again. The reference and reason are logged by the resolver's caller.
+            logger.exception("the Kit API key cannot be read; Kit items wait")
+            down = Unavailable("the Kit API key (kit.api_key) cannot be read; see the logs")
+            return {OutboxKind.KIT: down, OutboxKind.SEQUENCE: down}
         if api_key is None:
             off = "Kit is not configured (kit.api_key)"
             return {OutboxKind.KIT: NotConfigured(off, skip=True), OutboxKind.SEQUENCE: NotConfigured(off)}

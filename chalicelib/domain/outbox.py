@@ -2,9 +2,10 @@
 
 An item is written in the same transaction as the change that caused it (a Kit sync after a tag
 change, an email an automation step asked for), so nothing is promised that was not also recorded.
-Delivery (``chalicelib.services.delivery``) finds due items, leases one so that a single worker sends it, and records
-the outcome: ``delivered``, ``retrying`` at a later time, or ``parked`` for an operator. The Kit sync
-intents and outbound intents the engine produces are mapped onto this one shape here, both ways.
+Delivery (``chalicelib.services.delivery``) finds due items, leases one so that a single worker sends
+it, and records the outcome: ``delivered``, ``retrying`` at a later time, or ``parked`` for an
+operator. The Kit sync intents and outbound intents the engine produces are mapped onto this one
+shape here, both ways.
 
 An operator reads a contact's items a page at a time, newest first; a page's cursor is the position
 (creation time and id) of the item the next page starts after (``ListPosition``).

@@ -222,6 +222,17 @@ class DeliveryWorker:
 
 
 @dataclass(frozen=True)
+class Unavailable:
+    """The sender of a kind that cannot work right now (its credential cannot be read): its items are
+    retried with backoff, and parked after a day, while every other kind is delivered."""
+
+    reason: str
+
+    def deliver(self, item: OutboxItem, now: datetime) -> Sent:
+        raise DeliveryRetryable(self.reason)
+
+
+@dataclass(frozen=True)
 class NotConfigured:
     """The sender of a kind whose service is not configured. ``skip``: such items are settled as
     delivered with the reason (Kit mirroring is optional); otherwise they are parked with it."""

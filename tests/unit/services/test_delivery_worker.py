@@ -661,3 +661,29 @@ class TestStreamRecords:
             ("INSERT", {}),
         ]
         assert new_item_ids(records) == ["kit_sync#e1#a@example.com", "email#3"]  # type: ignore[arg-type]
+
+
+def test_a_kit_key_that_cannot_be_read_holds_back_kit_items_only() -> None:
+    from chalicelib import bootstrap
+    from chalicelib.config.loader import LoadedConfig
+    from chalicelib.config.secrets import SecretResolver
+    from chalicelib.domain.outbox import OutboxKind as Kind
+    from chalicelib.services.delivery import Unavailable
+    from chalicelib.settings import Settings
+    from tests.fakes import in_memory_stores
+    from tests.support.kit_world import kit_config
+    from tests.support.metrics import RecordingMetrics
+
+    env: dict[str, str] = {}  # KIT_API_KEY is not set
+    container = bootstrap.Container(
+        Settings.from_environ({"MEMBERFLOW_CONFIG": "unused.yaml"}),
+        LoadedConfig(model=kit_config(), version="test", warnings=(), source="tests"),
+        SecretResolver(environ=env),
+        in_memory_stores(),
+        metrics=RecordingMetrics(),
+        mailer=object(),  # type: ignore[arg-type]
+    )
+    senders = container.delivery().senders
+    assert isinstance(senders[Kind.KIT], Unavailable)
+    assert isinstance(senders[Kind.SEQUENCE], Unavailable)
+    assert not isinstance(senders[Kind.EMAIL], Unavailable)
