@@ -35,7 +35,7 @@ test: lint typecheck  ## ruff, mypy, the whole pytest suite (incl. package + cfn
 	$(PY) -m pytest -q
 	$(MAKE) --no-print-directory bench-smoke
 
-bench: install  ## scenarios on moto, cold import, bundle sizes -> bench/results/latest.json + latest.md
+bench: install  ## scenarios on moto, the Kit launch burst, cold import, bundle sizes -> bench/results/latest.json + latest.md
 	$(PY) -m bench
 
 bench-smoke: install  ## the bench's scenarios once, into a temp dir (proves the harness still runs)

@@ -1,8 +1,8 @@
 """``python -m bench [--smoke] [--out DIR]``: run every scenario and write ``latest.json`` / ``latest.md``.
 
 ``--smoke`` (``make bench-smoke``, part of ``make test``) runs the same scenarios with one cold-import
-sample and no packaging, into a temporary directory unless ``--out`` says
-otherwise: it proves the harness still works, its figures are not the bench's.
+sample, no packaging and a launch scaled down to 500 purchases, into a temporary directory unless
+``--out`` says otherwise: it proves the harness still works, its figures are not the bench's.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import report, scenarios, static
+from bench import launch, report, scenarios, static
 from bench.harness import app_stack
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -39,6 +39,7 @@ def run(*, smoke: bool) -> dict[str, Any]:
     }
     drip_figures = scenarios.drip_summary(drip, memory)
     result["scenarios"][scenarios.DRIP] = drip_figures
+    result["scenarios"][launch.LAUNCH] = launch.run(CONFIG, launch.SMOKE if smoke else launch.FULL)
     runs = 1 if smoke else COLD_IMPORT_RUNS
     cold = static.median_ms("import app", runs)
     bare = static.median_ms("pass", runs)

@@ -13,6 +13,12 @@ fixed in one place when those move:
 - ``chalicelib.bootstrap.Container`` / ``override``, ``dynamo_stores``, ``StepFunctionsScheduler``,
   ``load_config``, ``SecretResolver``, ``Settings.from_environ`` and ``DiscardedMetrics``, to build the
   production container with a clock the drip can move and the bench config.
+
+``kit_launch_burst`` runs without moto, on ``launch_world``: ``tests.support.kit_world`` (the
+container over the in-memory stores, ``tests.fakes``, talking to ``devstack.kit_standin`` over HTTP on
+a virtual clock), whose container it drives directly (``intake.thrivecart``, ``delivery()``) as the
+webhook route and the two delivery triggers do; ``tests.fakes.InMemoryMailer`` stands in for SES; and
+``chalicelib.domain.kit_sync`` (``desired_view``, ``mirror_rules``) says what Kit should hold.
 """
 
 from __future__ import annotations
@@ -26,9 +32,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.meter import Meter
+
+if TYPE_CHECKING:
+    from chalicelib.services.ports.mailer import OutgoingEmail, SentEmail
+    from tests.support.kit_world import KitWorld
 
 REGION = "us-east-1"
 SECRETS = {
@@ -66,6 +76,8 @@ class Stack:
     meter: Meter
     clock: Clock
     sfn: Any
+    outbox_table: str
+    """The outbox table's name: an item put into it is something the event owes the outside world."""
     wakes: list[dict[str, Any]] = field(default_factory=list)
     """Every wake-up delivered to ``fire_timer``: its segment, event and result."""
     deliver_to: set[str] = field(default_factory=set)
@@ -180,8 +192,99 @@ def app_stack(config_path: Path) -> Iterator[Stack]:
         bootstrap.override(lambda: container)
         try:
             with Client(app) as client:
-                stack = Stack(client=client, meter=meter, clock=clock, sfn=sfn)
+                stack = Stack(
+                    client=client, meter=meter, clock=clock, sfn=sfn, outbox_table=settings.tables.outbox
+                )
                 holder.append(stack)
                 yield stack
         finally:
             bootstrap.override(None)
+
+
+class TimedMailer:
+    """SES for the launch: every email accepted (the sender's domain verified), and when it was sent."""
+
+    def __init__(self, clock: Callable[[], datetime], sender_domain: str) -> None:
+        from tests.fakes import InMemoryMailer
+
+        self.clock = clock
+        self.inner = InMemoryMailer()
+        self.inner.verify(sender_domain)
+        self.sent_at: list[datetime] = []
+
+    def send(self, email: OutgoingEmail) -> SentEmail:
+        sent = self.inner.send(email)
+        self.sent_at.append(self.clock())
+        return sent
+
+
+@dataclass
+class LaunchWorld:
+    """The container and the Kit stand-in on one virtual clock, with the bench config and Kit's API key."""
+
+    kit_world: KitWorld
+    mailer: TimedMailer
+    thrivecart_secret: str
+    _outbox_seen: int = 0
+
+    def thrivecart(self, body: bytes) -> str:
+        """One ThriveCart delivery through the container's intake, as the webhook route hands it over."""
+        receipt = self.kit_world.container.intake.thrivecart(body, FORM_TYPE)
+        return str(getattr(receipt, "result", "ping"))
+
+    def new_outbox_ids(self) -> list[str]:
+        """Items committed since the last call, in commit order: what the outbox stream's INSERTs carry."""
+        items = self.kit_world.stores.outbox.world.outbox  # type: ignore[attr-defined]
+        new = list(items)[self._outbox_seen :]
+        self._outbox_seen += len(new)
+        return new
+
+    def out_of_step(self, emails: list[str], purchase_tags: frozenset[str]) -> list[str]:
+        """The buyers Kit does not hold as memberflow does: no contact, no subscriber, other tags, other
+        mirrored fields, another first name, or a purchase tag missing from the contact itself."""
+        from chalicelib.domain.kit_sync import desired_view, mirror_rules, tag_identity
+
+        container = self.kit_world.container
+        config = container.loaded.model
+        unsynced = [name for name, spec in config.fields.items() if not spec.kit_sync]
+        rules = mirror_rules(container.loaded.setup, unsynced_fields=unsynced)
+        kit = self.kit_world.kit
+        # Read once, not per buyer: the stand-in finds a subscriber by email by looking at every one.
+        subscribers = {s.email_address: s for s in kit.subscribers.values()}
+        tag_names = {tag.id: tag.name for tag in kit.tags.values()}
+        wrong = []
+        for email in emails:
+            contact = self.kit_world.stores.contacts.get_contact(email)
+            subscriber = subscribers.get(email.lower())
+            if contact is None or subscriber is None or not purchase_tags <= contact.tags:
+                wrong.append(email)
+                continue
+            desired = desired_view(contact, rules)
+            held = {tag_identity(tag_names[tag_id]) for tag_id in subscriber.tags}
+            fields_differ = any(subscriber.fields.get(k) != v for k, v in desired.fields.items())
+            renamed = desired.first_name is not None and subscriber.first_name != desired.first_name
+            if held != {tag_identity(name) for name in desired.tags} or fields_differ or renamed:
+                wrong.append(email)
+        return wrong
+
+
+FORM_TYPE = "application/x-www-form-urlencoded"
+
+
+@contextmanager
+def launch_world(config_path: Path) -> Iterator[LaunchWorld]:
+    """``config_path`` with Kit's API key set (``env:KIT_API_KEY``), on ``tests.support.kit_world``."""
+    from chalicelib.config.loader import load_config
+    from chalicelib.config.model import sender_address
+    from tests.support.kit_world import kit_world
+
+    model = load_config(config_path).model
+    model = model.model_copy(update={"kit": model.kit.model_copy(update={"api_key": "env:KIT_API_KEY"})})
+    if model.thrivecart is None or model.email is None:
+        raise ValueError(f"{config_path}: the launch needs the thrivecart and email sections")
+    with kit_world(model) as world:
+        domain = sender_address(model.email.from_).rpartition("@")[2]
+        mailer = TimedMailer(world.clock, domain)
+        world.container.mailer = mailer
+        secret = world.container.secrets.resolve(model.thrivecart.secret)
+        yield LaunchWorld(world, mailer, secret)

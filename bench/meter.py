@@ -48,6 +48,8 @@ class Call:
     units_by_table: dict[str, float] = field(default_factory=dict)
     """``table`` or ``table/index`` → write and read units it consumed in this call."""
     response: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    items_put: list[tuple[str, Item]] = field(default_factory=list, repr=False)
+    """``(table, item)`` for each item a successful DynamoDB write put, as it was sent."""
 
 
 @dataclass
@@ -146,8 +148,11 @@ class Meter:
         error = parsed.get("Error", {}).get("Code") if http_response.status_code >= 300 else None
         call = Call(segment, service, model.name, error=error, response=parsed)
         if service == "dynamodb":
+            writes: list[_Write] = context.get(_BEFORE, [])
+            if error is None:
+                call.items_put = [(w.table, w.requested) for w in writes if w.requested is not None]
             try:
-                self._cost(call, context.get(_PARAMS, {}), context.get(_BEFORE, []), parsed)
+                self._cost(call, context.get(_PARAMS, {}), writes, parsed)
             except Exception as error:
                 self.errors.append(f"after {model.name}: {type(error).__name__}: {error}")
         with self._lock:

@@ -8,7 +8,8 @@ ThriveCart and Kit sent, so the stored payload is as large as a real one.
 from __future__ import annotations
 
 import json
-from urllib.parse import parse_qsl, urlencode
+from collections.abc import Callable
+from urllib.parse import parse_qsl, quote_plus, urlencode
 
 from chalicelib.adapters.kit.verify import sign
 from tests.support.payloads import payload_bytes
@@ -41,6 +42,24 @@ def order(secret: str, email: str, *, with_upsell: bool, order_id: str | None = 
     body = _form("order_success.txt", secret, email, purchase_map_flat="product-12,bump-12", **ids)
     kept = [(k, v) for k, v in parse_qsl(body.decode(), keep_blank_values=True) if k != "purchase_map[2]"]
     return urlencode(kept).encode()
+
+
+def orders(secret: str) -> Callable[[str, str], bytes]:
+    """``order(secret, email, with_upsell=True, order_id=...)`` as a function of the email and the order
+    id, for many buyers: the body is built once and only those two values are put into it.
+    """
+    placeholder_email, placeholder_id = "bench.placeholder.buyer@example.com", "999000999"
+    body = order(secret, placeholder_email, with_upsell=True, order_id=placeholder_id)
+    email_field = quote_plus(placeholder_email).encode()
+    id_field = f"order_id={placeholder_id}&".encode()
+    if body.count(id_field) != 1 or email_field not in body:
+        raise ValueError("the recorded order changed: its email or order id is no longer where expected")
+
+    def for_buyer(email: str, order_id: str) -> bytes:
+        with_email = body.replace(email_field, quote_plus(email).encode())
+        return with_email.replace(id_field, f"order_id={quote_plus(order_id)}&".encode())
+
+    return for_buyer
 
 
 def rebill(secret: str, email: str) -> bytes:

@@ -1,7 +1,7 @@
 """The price table every cost figure uses: US East (N. Virginia), on-demand, no free tier.
 
-Each price names the AWS pricing page it comes from and the day it was read. Prices change: when
-they do, change the figure and the date here, and rerun ``make bench``.
+Each price names the AWS pricing page it comes from and the day it was read (or says that it was
+not). Prices change: when they do, change the figure and the date here, and rerun ``make bench``.
 """
 
 from __future__ import annotations
@@ -69,6 +69,19 @@ API_GATEWAY_REST_REQUEST = Price(
     read_on="2026-11-30",
     note="$3.50 per million",
 )
+SES_OUTBOUND_EMAIL = Price(
+    usd=0.10 / 1_000,
+    per="outbound email to one recipient (per-feature pricing, no SES pricing plan)",
+    source="Amazon SES pricing",
+    url="https://aws.amazon.com/ses/pricing/",
+    read_on="not read: the figure the issue gave",
+    note=(
+        "$0.10 per 1,000 emails, as the issue that added it said; not checked against the page, which "
+        "could not be reached then. SES also sells pricing plans (Essentials, Pro, Enterprise: "
+        "PutAccountPricingAttributes in the SES v2 API reference), priced otherwise; read the page "
+        "and put the date here"
+    ),
+)
 
 TABLE: dict[str, Price] = {
     "dynamodb_write_unit": DYNAMODB_WRITE_UNIT,
@@ -77,6 +90,7 @@ TABLE: dict[str, Price] = {
     "lambda_request": LAMBDA_REQUEST,
     "lambda_gb_second": LAMBDA_GB_SECOND,
     "api_gateway_rest_request": API_GATEWAY_REST_REQUEST,
+    "ses_outbound_email": SES_OUTBOUND_EMAIL,
 }
 
 
@@ -90,13 +104,19 @@ class Usage:
     lambda_requests: float
     lambda_gb_seconds: float
     api_requests: float
+    emails: float
+    """Emails the event queued to send, each to one recipient: SES bills them when they are sent."""
+
+    def usd_by_service(self) -> dict[str, float]:
+        dynamodb = self.write_units * DYNAMODB_WRITE_UNIT.usd + self.read_units * DYNAMODB_READ_UNIT.usd
+        duration = self.lambda_gb_seconds * LAMBDA_GB_SECOND.usd
+        return {
+            "dynamodb": dynamodb,
+            "step_functions": self.transitions * STEP_FUNCTIONS_TRANSITION.usd,
+            "lambda": self.lambda_requests * LAMBDA_REQUEST.usd + duration,
+            "api_gateway": self.api_requests * API_GATEWAY_REST_REQUEST.usd,
+            "ses": self.emails * SES_OUTBOUND_EMAIL.usd,
+        }
 
     def usd(self) -> float:
-        return (
-            self.write_units * DYNAMODB_WRITE_UNIT.usd
-            + self.read_units * DYNAMODB_READ_UNIT.usd
-            + self.transitions * STEP_FUNCTIONS_TRANSITION.usd
-            + self.lambda_requests * LAMBDA_REQUEST.usd
-            + self.lambda_gb_seconds * LAMBDA_GB_SECOND.usd
-            + self.api_requests * API_GATEWAY_REST_REQUEST.usd
-        )
+        return sum(self.usd_by_service().values())

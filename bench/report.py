@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import prices
+from bench.launch import LAUNCH
 from bench.scenarios import DRIP, DUPLICATE, KIT_TAG, NAMES, PURCHASE
 
 
@@ -60,6 +61,24 @@ TARGETS = (
         "≤ 2",
         _scenario(DRIP, "sfn_transitions"),
         lambda r: r["scenarios"][DRIP]["sfn_transitions"] <= 2,
+    ),
+    Target(
+        f"{LAUNCH} items lost",
+        "0",
+        _scenario(LAUNCH, "items_lost"),
+        lambda r: r["scenarios"][LAUNCH]["items_lost"] == 0,
+    ),
+    Target(
+        f"{LAUNCH} Kit calls per purchase",
+        "≤ 2",
+        _scenario(LAUNCH, "kit_calls_per_purchase"),
+        lambda r: r["scenarios"][LAUNCH]["kit_calls_per_purchase"] <= 2,
+    ),
+    Target(
+        f"{LAUNCH} Kit requests in the busiest 60 s",
+        "≤ 120",
+        _scenario(LAUNCH, "peak_requests_per_60s"),
+        lambda r: r["scenarios"][LAUNCH]["peak_requests_per_60s"] <= 120,
     ),
     Target("cold import (ms)", "≤ 200", lambda r: r["cold_import_ms"], lambda r: r["cold_import_ms"] <= 200),
     Target(
@@ -116,20 +135,27 @@ def markdown(result: Mapping[str, Any]) -> str:
         f"Run {result['run_at']} on moto (no AWS), {result['python']}; prices: US East (N. Virginia), "
         "on-demand, see docs/benchmarks.md.",
         "",
-        "| Scenario | AWS calls | Write units | Read units | SFN transitions | USD per 1,000 |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| Scenario | AWS calls | Write units | Read units | SFN transitions | Emails | USD per 1,000 |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name in NAMES:
         s = result["scenarios"][name]
         lines.append(
             f"| `{name}` | {_number(s['aws_calls'])} | {_number(s['write_units'])}"
-            f" | {_number(s['read_units'])} | {_number(s['sfn_transitions'])} | {s['usd_per_1000']:.4f} |"
+            f" | {_number(s['read_units'])} | {_number(s['sfn_transitions'])} | {_number(s['emails'])}"
+            f" | {s['usd_per_1000']:.4f} |"
         )
     drip = result["scenarios"][DRIP]
+    purchase = result["scenarios"][PURCHASE]
     lines += [
         "",
         f"`{DRIP}` is the mean over {drip['wakeups']} wake-ups; write units per wake-up, in order: "
         f"{_number(drip['write_units_per_wakeup'])}.",
+        "",
+        f"`{PURCHASE}` per 1,000 new members: {_by_service(purchase)}. Emails queued per member: "
+        f"{_number(purchase['emails'])}, billed by SES when delivered.",
+        "",
+        *_launch(result["scenarios"][LAUNCH]),
         "",
         f"Cold import: {result['cold_import_ms']:.0f} ms median of {result['cold_import_runs']} fresh "
         f'interpreters (`python -c "import app"`), bare `python -c pass` {result["bare_python_ms"]:.0f} ms, '
@@ -154,6 +180,47 @@ def markdown(result: Mapping[str, Any]) -> str:
         lines += [f"- `{name}`: {_contributors(s)}" for name, s in missed]
     lines.append("")
     return "\n".join(lines)
+
+
+SERVICES = {
+    "dynamodb": "DynamoDB",
+    "step_functions": "Step Functions",
+    "lambda": "Lambda",
+    "api_gateway": "API Gateway",
+    "ses": "SES",
+}
+
+
+def _by_service(scenario: Mapping[str, Any]) -> str:
+    costs = scenario["usd_per_1000_by_service"]
+    total = f"${scenario['usd_per_1000']:.4f}"
+    return total + " = " + " + ".join(f"{SERVICES[k]} ${v:.4f}" for k, v in costs.items())
+
+
+def _launch(launch: Mapping[str, Any]) -> list[str]:
+    scale = (
+        f"smoke run, scaled down: {launch['purchases']:,} purchases in {launch['arrival_seconds']} s, "
+        "not the bench's figures"
+        if launch["smoke"]
+        else f"{launch['purchases']:,} purchases in {launch['arrival_seconds'] // 60} minutes"
+    )
+    calls = "; ".join(f"`{call}` {count:,}" for call, count in launch["kit_requests_by_call"].items())
+    return [
+        f"`{LAUNCH}` ({scale}; {launch['purchases_per_minute']:,} a minute, on a virtual clock against "
+        f"the Kit stand-in, {launch['real_seconds']:g} s of real time):",
+        "",
+        "| Kit in step after | Busiest 60 s | 429s | Items lost | Kit calls per purchase | Drain |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| {launch['minutes_to_in_step']:g} min | {launch['peak_requests_per_60s']} of "
+        f"{launch['kit_limit_per_60s']} | {launch['responses_429']} | {launch['items_lost']} | "
+        f"{launch['kit_calls_per_purchase']:g} | {launch['drain_per_minute']:g}/min, "
+        f"{launch['drain_percent_of_limit']:g} % of the limit |",
+        "",
+        f"Kit requests by call: {calls}. At exactly {launch['kit_limit_per_60s']} a minute those "
+        f"{launch['kit_requests']:,} requests need {launch['minutes_at_the_limit']:g} min. Welcome "
+        f"emails sent: {launch['emails_sent']:,}, the last {launch['last_email_min']:g} min after the "
+        "first purchase.",
+    ]
 
 
 def _bytes(value: int | None) -> str:

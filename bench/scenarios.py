@@ -58,12 +58,14 @@ def lambda_memory_mb(stage: str = "dev") -> int:
 
 @dataclass
 class Figures:
-    """One event's figures: calls, units, transitions, and the Lambda time it took here."""
+    """One event's figures: calls, units, transitions, emails, and the Lambda time it took here."""
 
     calls: list[Call]
     invocations: list[Invocation]
     transitions: int
     api_requests: int
+    emails: int
+    """Emails the event queued (outbox items of kind ``email``): each is one SES send to one recipient."""
     results: list[Any] = field(default_factory=list)
 
     @property
@@ -84,15 +86,21 @@ class Figures:
             lambda_requests=len(self.invocations),
             lambda_gb_seconds=seconds * memory_mb / 1024,
             api_requests=self.api_requests,
+            emails=self.emails,
         )
 
     def summary(self, memory_mb: int) -> dict[str, Any]:
+        usage = self.usage(memory_mb)
         return {
             "aws_calls": len(self.calls),
             "write_units": self.write_units,
             "read_units": self.read_units,
             "sfn_transitions": self.transitions,
-            "usd_per_1000": round(self.usage(memory_mb).usd() * 1000, 6),
+            "emails": self.emails,
+            "usd_per_1000": round(usage.usd() * 1000, 6),
+            "usd_per_1000_by_service": {
+                service: round(usd * 1000, 6) for service, usd in usage.usd_by_service().items()
+            },
             "calls_by_operation": Meter.by_operation(self.calls),
             "units_by_table": Meter.units_by_table(self.calls),
             "lambda_invocations": len(self.invocations),
@@ -100,6 +108,18 @@ class Figures:
             "api_requests": self.api_requests,
             "results": self.results,
         }
+
+
+def emails_queued(calls: list[Call], outbox_table: str) -> int:
+    """Email items the calls put into the outbox, less any parked at once (those are never sent)."""
+    return sum(
+        1
+        for call in calls
+        for table, item in call.items_put
+        if table == outbox_table
+        and item.get("kind", {}).get("S") == "email"
+        and item.get("status", {}).get("S") != "parked"
+    )
 
 
 def transitions(history: list[Mapping[str, Any]]) -> int:
@@ -178,12 +198,14 @@ class Bench:
             if len(self.stack.meter.invocations_in(segment)) != 1:
                 # Two wake-ups in one segment would each be billed both one's calls.
                 raise RuntimeError(f"{segment}: the segment holds more than one wake-up")
+            calls = self.stack.meter.calls_in(segment)
             series.append(
                 Figures(
-                    calls=self.stack.meter.calls_in(segment),
+                    calls=calls,
                     invocations=self.stack.meter.invocations_in(segment),
                     transitions=transitions(own["history"]),
                     api_requests=0,
+                    emails=emails_queued(calls, self.stack.outbox_table),
                     results=[wake["result"].get("result")],
                 )
             )
@@ -210,6 +232,7 @@ class Bench:
             invocations=self.stack.meter.invocations_in(segment),
             transitions=transitions_total,
             api_requests=len(self.stack.meter.invocations_in(segment)),
+            emails=emails_queued(calls, self.stack.outbox_table),
             results=results,
         )
 
@@ -230,8 +253,12 @@ def _expect(name: str, figures: Figures, results: list[str]) -> None:
 def drip_summary(series: list[Figures], memory_mb: int) -> dict[str, Any]:
     """The mean over the wake-ups, and each wake-up's own figures to show they do not grow."""
     per_wake = [f.summary(memory_mb) for f in series]
-    keys = ("aws_calls", "write_units", "read_units", "sfn_transitions", "usd_per_1000")
+    keys = ("aws_calls", "write_units", "read_units", "sfn_transitions", "emails", "usd_per_1000")
     summary: dict[str, Any] = {k: round(statistics.fmean(w[k] for w in per_wake), 6) for k in keys}
+    summary["usd_per_1000_by_service"] = {
+        service: round(statistics.fmean(w["usd_per_1000_by_service"][service] for w in per_wake), 6)
+        for service in per_wake[0]["usd_per_1000_by_service"]
+    }
     summary["wakeups"] = len(series)
     summary["per_wakeup"] = [{k: w[k] for k in (*keys, "calls_by_operation", "results")} for w in per_wake]
     writes = [w["write_units"] for w in per_wake]

@@ -103,6 +103,32 @@ def test_a_transaction_doubles_the_table_write(clients: tuple[Any, Meter]) -> No
     assert call.units_by_table == {f"{TABLE} WRU": 2.0, f"{TABLE}/by_status WRU": 1.0}
 
 
+def test_the_items_a_write_put_are_kept_and_a_refused_put_keeps_none(clients: tuple[Any, Meter]) -> None:
+    client, meter = clients
+    held = item("held", 10)
+    with meter.segment("commit"):
+        client.transact_write_items(
+            TransactItems=[
+                {"Put": {"TableName": TABLE, "Item": held}},
+                {
+                    "Update": {
+                        "TableName": TABLE,
+                        "Key": {"pk": {"S": "run-2"}},
+                        "UpdateExpression": "SET n = :n",
+                        "ExpressionAttributeValues": {":n": {"N": "1"}},
+                    }
+                },
+            ]
+        )
+    with meter.segment("refused"), pytest.raises(client.exceptions.ConditionalCheckFailedException):
+        client.put_item(TableName=TABLE, Item=held, ConditionExpression="attribute_not_exists(pk)")
+    (committed,) = meter.calls_in("commit")
+    (refused,) = meter.calls_in("refused")
+    # Only the put names a whole item; an update's item is what the table makes of it.
+    assert committed.items_put == [(TABLE, held)]
+    assert refused.items_put == []
+
+
 def test_reads_cost_by_consistency_and_queries_by_the_index_entries_they_return(
     clients: tuple[Any, Meter],
 ) -> None:

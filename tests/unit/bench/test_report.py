@@ -4,19 +4,54 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.launch import LAUNCH
 from bench.report import markdown, with_targets
 from bench.scenarios import NAMES, growing
 
 
-def result(duplicate_units: float, drip_series: list[float], cold_ms: float) -> dict[str, Any]:
+def launch(*, lost: int = 0, calls: float = 4.0, peak: int = 119, smoke: bool = False) -> dict[str, Any]:
+    return {
+        "purchases": 500 if smoke else 10_000,
+        "arrival_seconds": 30 if smoke else 600,
+        "purchases_per_minute": 1000,
+        "minutes_to_in_step": 341.9,
+        "minutes_at_the_limit": 333.4,
+        "kit_requests": 40_006,
+        "peak_requests_per_60s": peak,
+        "kit_limit_per_60s": 120,
+        "responses_429": 0,
+        "items_lost": lost,
+        "kit_calls_per_purchase": calls,
+        "kit_requests_by_call": {"POST /tags/{id}/subscribers": 30_000, "POST /subscribers": 10_000},
+        "drain_per_minute": 117.0,
+        "drain_percent_of_limit": 97.5,
+        "emails_sent": 10_000,
+        "last_email_min": 338.7,
+        "real_seconds": 80.0,
+        "smoke": smoke,
+    }
+
+
+def result(
+    duplicate_units: float, drip_series: list[float], cold_ms: float, burst: dict[str, Any] | None = None
+) -> dict[str, Any]:
     scenario = {
         "aws_calls": 3,
         "write_units": 1.0,
         "read_units": 0.5,
         "sfn_transitions": 0,
-        "usd_per_1000": 0.01,
+        "emails": 1,
+        "usd_per_1000": 0.13,
+        "usd_per_1000_by_service": {
+            "dynamodb": 0.02,
+            "step_functions": 0.005,
+            "lambda": 0.001,
+            "api_gateway": 0.004,
+            "ses": 0.1,
+        },
     }
     scenarios: dict[str, Any] = {name: dict(scenario) for name in NAMES}
+    scenarios[LAUNCH] = burst or launch()
     scenarios["purchase_duplicate"]["write_units"] = duplicate_units
     scenarios["drip_wakeup"].update(
         write_units=sum(drip_series) / len(drip_series),
@@ -78,3 +113,32 @@ def test_the_markdown_names_every_scenario_and_every_target() -> None:
         assert f"| `{name}` |" in text
     assert "| purchase_duplicate write units | ≤ 2 | 16 | not met |" in text
     assert "layer not measured" in text
+
+
+def test_the_launch_targets_judge_lost_items_calls_per_purchase_and_the_busiest_minute() -> None:
+    judged = met(result(2.0, [9, 9, 9], 100.0, launch(lost=0, calls=1.5, peak=120)))
+    assert judged[f"{LAUNCH} items lost"] is True
+    assert judged[f"{LAUNCH} Kit calls per purchase"] is True
+    assert judged[f"{LAUNCH} Kit requests in the busiest 60 s"] is True
+    missed = met(result(2.0, [9, 9, 9], 100.0, launch(lost=1, calls=4.0, peak=121)))
+    assert missed[f"{LAUNCH} items lost"] is False
+    assert missed[f"{LAUNCH} Kit calls per purchase"] is False
+    assert missed[f"{LAUNCH} Kit requests in the busiest 60 s"] is False
+
+
+def test_the_markdown_shows_the_launch_and_says_when_it_was_scaled_down() -> None:
+    full = markdown(result(2.0, [9, 9], 100.0))
+    assert "`kit_launch_burst` (10,000 purchases in 10 minutes;" in full
+    assert "| 341.9 min | 119 of 120 | 0 | 0 | 4 | 117/min, 97.5 % of the limit |" in full
+    assert "`POST /tags/{id}/subscribers` 30,000; `POST /subscribers` 10,000" in full
+    smoke = markdown(result(2.0, [9, 9], 100.0, launch(smoke=True)))
+    assert "smoke run, scaled down: 500 purchases in 30 s, not the bench's figures" in smoke
+
+
+def test_the_markdown_breaks_the_new_members_cost_down_by_service_with_ses() -> None:
+    text = markdown(result(2.0, [9, 9], 100.0))
+    assert "| `purchase_new_contact` | 3 | 1 | 0.5 | 0 | 1 | 0.1300 |" in text
+    assert (
+        "`purchase_new_contact` per 1,000 new members: $0.1300 = DynamoDB $0.0200 + Step Functions "
+        "$0.0050 + Lambda $0.0010 + API Gateway $0.0040 + SES $0.1000. Emails queued per member: 1"
+    ) in text
