@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from pynamodb.exceptions import TransactWriteError
 
 from chalicelib.domain import engine
 from chalicelib.domain.automations.program import definition
@@ -35,10 +36,9 @@ def test_an_outbox_write_that_fails_leaves_nothing_of_its_cause(dynamo_stores: S
     (mail,) = transition.outbound
     oversized = replace(mail, payload={**mail.payload, "subject": "x", "body": "y" * 450_000})
 
-    with pytest.raises(Exception):
-        stores.contacts.commit(
-            Commit(record.id, replace(transition, outbound=(oversized,)), processed_at=later(1))
-        )
+    faulty = Commit(record.id, replace(transition, outbound=(oversized,)), processed_at=later(1))
+    with pytest.raises(TransactWriteError):
+        stores.contacts.commit(faulty)
 
     assert stores.contacts.get_contact(email) is None
     assert stores.contacts.list_ledger(email) == []
