@@ -435,7 +435,9 @@ def deliver_outbox(event: Any) -> dict[str, int]:
     # Read raw: Chalice's record parser fails a whole batch on one record lacking a field it wants.
     records = event.to_dict().get("Records", [])
     ids = new_item_ids((r.get("eventName", ""), r.get("dynamodb", {}).get("Keys", {})) for r in records)
-    worker = bootstrap.container().delivery()
+    from chalicelib.services.delivery import STREAM_WAIT_BUDGET
+
+    worker = bootstrap.container().delivery(wait_budget=STREAM_WAIT_BUDGET)
     return worker.deliver_ids(ids, time_left=_remaining(app.lambda_context)).as_dict()
 
 

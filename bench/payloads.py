@@ -44,12 +44,25 @@ def order(secret: str, email: str, *, with_upsell: bool, order_id: str | None = 
     return urlencode(kept).encode()
 
 
-def orders(secret: str) -> Callable[[str, str], bytes]:
-    """``order(secret, email, with_upsell=True, order_id=...)`` as a function of the email and the order
-    id, for many buyers: the body is built once and only those two values are put into it.
+def product_order(secret: str, email: str, *, order_id: str | None = None) -> bytes:
+    """``order.success`` for product 12 alone: the recorded order without its bump and upsell."""
+    ids = {"order_id": order_id} if order_id else {}
+    body = _form("order_success.txt", secret, email, purchase_map_flat="product-12", **ids)
+    dropped = {"purchase_map[1]", "purchase_map[2]"}
+    kept = [(k, v) for k, v in parse_qsl(body.decode(), keep_blank_values=True) if k not in dropped]
+    return urlencode(kept).encode()
+
+
+def orders(secret: str, *, product_only: bool = False) -> Callable[[str, str], bytes]:
+    """``order(secret, email, with_upsell=True, order_id=...)`` (or ``product_order``) as a function of
+    the email and the order id, for many buyers: the body is built once and only those two values are
+    put into it.
     """
     placeholder_email, placeholder_id = "bench.placeholder.buyer@example.com", "999000999"
-    body = order(secret, placeholder_email, with_upsell=True, order_id=placeholder_id)
+    if product_only:
+        body = product_order(secret, placeholder_email, order_id=placeholder_id)
+    else:
+        body = order(secret, placeholder_email, with_upsell=True, order_id=placeholder_id)
     email_field = quote_plus(placeholder_email).encode()
     id_field = f"order_id={placeholder_id}&".encode()
     if body.count(id_field) != 1 or email_field not in body:

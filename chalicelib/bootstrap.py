@@ -139,14 +139,20 @@ class Container:
 
         return TimerRouter({TimerKind.RUN_WAKEUP: self.automations.wake_up}, self.metrics)
 
-    def delivery(self, *, wait_for_tokens: float | None = None) -> DeliveryWorker:
+    def delivery(
+        self, *, wait_for_tokens: float | None = None, wait_budget: float | None = None
+    ) -> DeliveryWorker:
         """A delivery worker with a sender per outbox kind. ``wait_for_tokens``: how long a Kit call may
-        wait for the shared rate limit before its item is put back (``TOKEN_WAIT_SECONDS``)."""
+        wait for the shared rate limit before its item is put back (``TOKEN_WAIT_SECONDS``);
+        ``wait_budget``: how long all its Kit calls together may wait (None: no bound)."""
         from chalicelib.services.delivery import TOKEN_WAIT_SECONDS, DeliveryWorker
 
         if wait_for_tokens is None:
             wait_for_tokens = TOKEN_WAIT_SECONDS
-        senders: dict[OutboxKind, Sender] = {**self._kit_senders(wait_for_tokens), **self._other_senders()}
+        senders: dict[OutboxKind, Sender] = {
+            **self._kit_senders(wait_for_tokens, wait_budget),
+            **self._other_senders(),
+        }
         return DeliveryWorker(self.stores.outbox, senders, self.clock, self.metrics)
 
     def kit_api_key(self) -> str | None:
@@ -159,7 +165,7 @@ class Container:
             self.http = Urllib3Transport()
         return self.http
 
-    def _kit_senders(self, wait_for_tokens: float) -> dict[OutboxKind, Sender]:
+    def _kit_senders(self, wait_for_tokens: float, wait_budget: float | None) -> dict[OutboxKind, Sender]:
         from chalicelib.adapters.kit.client import DEFAULT_BASE_URL, KitClient
         from chalicelib.adapters.kit.ratelimited import RateLimitedTransport
         from chalicelib.config.secrets import SecretUnavailable
@@ -186,6 +192,7 @@ class Container:
             clock=self.clock,
             sleep=self.sleep,
             max_wait=wait_for_tokens,
+            wait_budget=wait_budget,
         )
         client = KitClient(self.settings.kit_api_base_url or DEFAULT_BASE_URL, api_key, transport=transport)
         if self._kit_catalog is None or self._kit_catalog_key != api_key:

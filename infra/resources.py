@@ -605,6 +605,9 @@ def delivery_group(shape: AppShape) -> Fragment:
                         "StartingPosition": "TRIM_HORIZON",
                         "BatchSize": 10,
                         "MaximumBatchingWindowInSeconds": 0,
+                        # Ten batches of a shard at once (items of one key stay in order), so
+                        # a launch's burst of new items is handed on within seconds.
+                        "ParallelizationFactor": 10,
                         # A batch that fails is not retried for ever: the retry trigger finds its
                         # items anyway, so the stream moves on.
                         "MaximumRetryAttempts": 2,

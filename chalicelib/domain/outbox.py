@@ -73,9 +73,18 @@ _OUTBOUND_KINDS = {
 _INTENT_KINDS = {kind: name for name, kind in _OUTBOUND_KINDS.items()}
 
 
+KIT_ITEM_PREFIX = "kit_sync#"
+
+
+def delivery_order(item_id: str) -> int:
+    """Sort key for items tried together: Kit items (which may wait for the rate limit) last, by the
+    prefix their id is built with here, so nothing else waits behind them."""
+    return 1 if item_id.startswith(KIT_ITEM_PREFIX) else 0
+
+
 def from_kit_sync(intent: KitSyncIntent) -> OutboxItem:
     return OutboxItem(
-        id=f"kit_sync#{intent.event_id}#{intent.email}",
+        id=f"{KIT_ITEM_PREFIX}{intent.event_id}#{intent.email}",
         email=intent.email,
         kind=OutboxKind.KIT,
         payload={

@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from chalicelib.domain.delivery import RetryPolicy, gave_up_reason
-from chalicelib.domain.outbox import OutboxItem, OutboxKind
+from chalicelib.domain.outbox import OutboxItem, OutboxKind, delivery_order
 from chalicelib.metrics import OUTBOX_DELIVERED as DELIVERED
 from chalicelib.metrics import OUTBOX_PARKED as PARKED
 from chalicelib.metrics import OUTBOX_RATE_LIMITED as DEFERRED
@@ -59,6 +59,10 @@ TOKEN_WAIT_SECONDS = 2.0
 """How long a Kit call waits for a token of the shared rate limit: Kit refills one every half second
 or so, so a backlog drains at the limit while a new item's few calls (lists, upsert, tag) go through
 at once; a longer wait (a 429's minute) puts the item back, uncounted, for a later sweep."""
+STREAM_WAIT_BUDGET = 2.0
+"""How long one stream batch's Kit calls may wait for tokens in all: enough for a new contact's few
+calls beyond the burst in a quiet hour, and so short that in a launch, when the retry sweep drains a
+Kit backlog at the limit, the stream still hands every email and webhook on within seconds."""
 MARGIN_SECONDS = 20.0
 """Time a sweep keeps in hand before its Lambda's deadline: one more send must fit in it."""
 
@@ -98,7 +102,11 @@ class DeliveryWorker:
     def deliver_ids(
         self, item_ids: Iterable[str], time_left: Callable[[], float] | None = None
     ) -> DeliveryReport:
-        """Try each item now (the stream's new items); items not due or held elsewhere are skipped."""
+        """Try each item now (the stream's new items); items not due or held elsewhere are skipped.
+
+        Emails, webhooks and sequence items go first: Kit items may wait for the rate limit, and an
+        email (a welcome with its set-password link) must not wait behind them."""
+        item_ids = sorted(item_ids, key=delivery_order)
         report = DeliveryReport()
         limited: dict[OutboxKind, datetime] = {}
         for item_id in item_ids:

@@ -43,6 +43,7 @@ class RateLimitedTransport:
         clock: Callable[[], datetime],
         sleep: Callable[[float], None] = time.sleep,
         max_wait: float = 0.0,
+        wait_budget: float | None = None,
         backoff: timedelta = KIT_BACKOFF,
     ) -> None:
         self.inner = inner
@@ -51,6 +52,11 @@ class RateLimitedTransport:
         self.clock = clock
         self.sleep = sleep
         self.max_wait = max_wait
+        self.wait_budget = wait_budget
+        """Seconds this transport may spend waiting for tokens in all (None: no bound beyond
+        ``max_wait`` per request). The stream's delivery gets a small one, so a Kit backlog never
+        holds up the emails behind it in the stream."""
+        self.waited = 0.0
         self.backoff = backoff
 
     def __repr__(self) -> str:
@@ -70,7 +76,9 @@ class RateLimitedTransport:
             decision = self.limiter.try_take(self.bucket, 1, now)
             if isinstance(decision, Granted):
                 return
-            if waited + decision.seconds > self.max_wait:
+            over_budget = self.wait_budget is not None and self.waited + decision.seconds > self.wait_budget
+            if waited + decision.seconds > self.max_wait or over_budget:
                 raise BucketEmpty(now + timedelta(seconds=decision.seconds))
             self.sleep(decision.seconds)
             waited += decision.seconds
+            self.waited += decision.seconds

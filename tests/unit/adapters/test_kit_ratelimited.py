@@ -62,9 +62,17 @@ class Rig:
         self.clock = Clock()
         self.sleep = Sleeper(self.clock)
 
-    def transport(self, inner: Kit, max_wait: float = 0.0) -> RateLimitedTransport:
+    def transport(
+        self, inner: Kit, max_wait: float = 0.0, wait_budget: float | None = None
+    ) -> RateLimitedTransport:
         return RateLimitedTransport(
-            inner, self.limiter, self.bucket, clock=self.clock, sleep=self.sleep, max_wait=max_wait
+            inner,
+            self.limiter,
+            self.bucket,
+            clock=self.clock,
+            sleep=self.sleep,
+            max_wait=max_wait,
+            wait_budget=wait_budget,
         )
 
     def tokens(self) -> float:
@@ -140,6 +148,16 @@ class TestWaiting:
         assert len(kit.sent) == KIT_API_KEY.burst + 20
         assert sum(rig.sleep.slept) == pytest.approx(20 * ONE_TOKEN, abs=0.05)
         assert all(wait <= 2.0 for wait in rig.sleep.slept)
+
+    def test_a_wait_budget_bounds_the_waiting_of_all_requests_together(self, rig: Rig) -> None:
+        kit = Kit()
+        transport = rig.transport(kit, max_wait=2.0, wait_budget=1.2)
+        for _ in range(KIT_API_KEY.burst + 2):  # two waits of about half a second each
+            transport.send(REQUEST)
+        with pytest.raises(BucketEmpty):
+            transport.send(REQUEST)  # a third would take the waiting past the budget
+        assert len(kit.sent) == KIT_API_KEY.burst + 2
+        assert sum(rig.sleep.slept) <= 1.2
 
     def test_raises_bucket_empty_with_the_time_of_the_token_and_sends_nothing(self, rig: Rig) -> None:
         kit = Kit()

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from chalicelib.domain.delivery import RetryPolicy
-from chalicelib.domain.outbox import OutboxItem, OutboxKind, OutboxStatus
+from chalicelib.domain.outbox import KIT_ITEM_PREFIX, OutboxItem, OutboxKind, OutboxStatus
 from chalicelib.metrics import (
     OUTBOX_DELIVERED,
     OUTBOX_PARKED,
@@ -132,7 +132,7 @@ class Env:
         status: OutboxStatus = OutboxStatus.PENDING,
     ) -> OutboxItem:
         item = OutboxItem(
-            id=f"{kind.value}#{uuid.uuid4().hex[:12]}",
+            id=f"{KIT_ITEM_PREFIX if kind is OutboxKind.KIT else kind.value + '#'}{uuid.uuid4().hex[:12]}",
             email=unique_email(),
             kind=kind,
             payload={},
@@ -611,6 +611,20 @@ class TestDeliverIds:
         assert worker.deliver_ids([item.id]).delivered == 1
         assert worker.deliver_ids([item.id]) == report(skipped=1)
         assert env.senders[OutboxKind.EMAIL].called(item.id) == 1
+
+    def test_emails_go_before_kit_items_that_may_wait_for_the_rate_limit(self, env: Env) -> None:
+        kit = env.put(OutboxKind.KIT)
+        mails = [env.put(OutboxKind.EMAIL) for _ in range(2)]
+        order: list[str] = []
+
+        def recording(item: OutboxItem, now: datetime) -> Sent:
+            order.append(item.id)
+            return Sent("sent", calls=1)
+
+        env.senders[OutboxKind.KIT].default = recording
+        env.senders[OutboxKind.EMAIL].default = recording
+        assert env.worker().deliver_ids([kit.id, mails[0].id, mails[1].id]).delivered == 3
+        assert order == [mails[0].id, mails[1].id, kit.id]
 
 
 class TestNotConfigured:
