@@ -415,7 +415,7 @@ def fire_timer(event: dict[str, Any], context: Any) -> dict[str, Any]:
 @bootstrap.flushes_metrics
 def sweep_runs(event: Any) -> dict[str, int]:
     """Wakes overdue runs, releases held runs of live automations, finishes events left unfinished."""
-    return bootstrap.container().automations.sweep(budget_seconds=_time_left(app.lambda_context)).as_dict()
+    return bootstrap.container().automations.sweep(budget_seconds=_time_left(_context(event))).as_dict()
 
 
 OUTBOX_STREAM = (
@@ -438,7 +438,7 @@ def deliver_outbox(event: Any) -> dict[str, int]:
     from chalicelib.services.delivery import STREAM_WAIT_BUDGET
 
     worker = bootstrap.container().delivery(wait_budget=STREAM_WAIT_BUDGET)
-    return worker.deliver_ids(ids, time_left=_remaining(app.lambda_context)).as_dict()
+    return worker.deliver_ids(ids, time_left=_remaining(_context(event))).as_dict()
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES), name="retry_outbox")
@@ -446,7 +446,13 @@ def deliver_outbox(event: Any) -> dict[str, int]:
 def retry_outbox(event: Any) -> dict[str, int]:
     """The retry trigger: whatever is due (retries, items a dead worker held, rate-limited ones)."""
     worker = bootstrap.container().delivery()
-    return worker.sweep(time_left=_remaining(app.lambda_context)).as_dict()
+    return worker.sweep(time_left=_remaining(_context(event))).as_dict()
+
+
+def _context(event: Any) -> Any:
+    # Chalice hands an event handler its Lambda context on the event; ``app.lambda_context`` is set
+    # only while a route is served, so in any other handler it is absent or stale.
+    return getattr(event, "context", None)
 
 
 def _remaining(context: Any, budget_seconds: float = 60.0) -> Callable[[], float]:
