@@ -27,6 +27,7 @@ from chalicelib.domain.errors import Unavailable
 from chalicelib.domain.model import Contact
 from chalicelib.domain.outbox import OutboxItem, OutboxKind
 from chalicelib.services.ports.delivery import DeliveryPermanent, DeliveryRetryable, Sent
+from tests.support.http import Answer, ScriptedTransport
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 PLAIN_SECRET = "local-outbound-webhook-secret"
@@ -36,28 +37,7 @@ NOW = datetime(2026, 11, 30, 8, 0, 0, tzinfo=UTC)
 SIGNED_AT = NOW + timedelta(seconds=42, microseconds=500_000)
 EMAIL = "jane@example.com"
 
-Answer = HttpResponse | BaseException | Callable[[HttpRequest], HttpResponse]
-
-
-class Receiver:
-    """A transport that answers from a script, in order, and keeps every request it was sent."""
-
-    def __init__(self, *answers: Answer) -> None:
-        self.answers = list(answers)
-        self.sent: list[HttpRequest] = []
-
-    def send(self, request: HttpRequest) -> HttpResponse:
-        self.sent.append(request)
-        answer = self.answers.pop(0)
-        if isinstance(answer, BaseException):
-            raise answer
-        if callable(answer):
-            return answer(request)
-        return answer
-
-    @property
-    def last(self) -> HttpRequest:
-        return self.sent[-1]
+Receiver = ScriptedTransport
 
 
 def contact(**changes: Any) -> Contact:

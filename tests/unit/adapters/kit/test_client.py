@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import traceback
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -29,32 +28,12 @@ from chalicelib.adapters.kit.resources import (
     WebhookEvent,
 )
 from chalicelib.adapters.kit.transport import HttpRequest, HttpResponse
+from tests.support.http import Answer, ScriptedTransport
 
 BASE = "https://kit.example.test/v4"
 KEY = "kit_live_key_9f8e7d6c5b4a"
 
-Answer = HttpResponse | BaseException | Callable[[HttpRequest], HttpResponse]
-
-
-class ScriptedKit:
-    """A transport that answers from a script, in order, and keeps every request it was sent."""
-
-    def __init__(self, *answers: Answer) -> None:
-        self.answers = list(answers)
-        self.sent: list[HttpRequest] = []
-
-    def send(self, request: HttpRequest) -> HttpResponse:
-        self.sent.append(request)
-        answer = self.answers.pop(0)
-        if isinstance(answer, BaseException):
-            raise answer
-        if callable(answer):
-            return answer(request)
-        return answer
-
-    @property
-    def last(self) -> HttpRequest:
-        return self.sent[-1]
+ScriptedKit = ScriptedTransport
 
 
 def ok(body: Any, status: int = 200) -> HttpResponse:
