@@ -5,7 +5,7 @@ STAGE ?= dev
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)
 
-.PHONY: install run demo test lint typecheck unit integration package schema clean bench bench-smoke
+.PHONY: install browser run demo test lint typecheck unit integration package schema clean bench bench-smoke
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -14,6 +14,9 @@ $(STAMP): requirements.txt requirements-dev.txt
 	@rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 install: $(STAMP)
+
+browser:  ## headless Chromium for the member page tests (Debian packages, installed when missing)
+	@bash scripts/ensure_browser.sh
 
 run: install  ## the embedded local stack on http://127.0.0.1:$${LOCAL_APP_PORT:-8000}
 	$(PY) -m devstack
@@ -31,7 +34,7 @@ typecheck: install
 unit: install
 	$(PY) -m pytest tests/unit -q
 
-test: lint typecheck  ## ruff, mypy, the whole pytest suite (incl. package + cfn-lint), the bench smoke run
+test: lint typecheck browser  ## ruff, mypy, the whole pytest suite (incl. package + cfn-lint and the browser tests), the bench smoke run
 	$(PY) -m pytest -q
 	$(MAKE) --no-print-directory bench-smoke
 
