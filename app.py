@@ -48,6 +48,7 @@ WEBHOOK_CONTENT_TYPES = [
     "text/plain",
 ]
 ADMIN_CONTENT_TYPES = ["application/json"]
+MEMBER_API_CONTENT_TYPES = ["application/json"]
 FORM_CONTENT_TYPES = ["application/x-www-form-urlencoded"]
 
 
@@ -419,14 +420,14 @@ def set_password() -> Response:
     return pages.submit_password(bootstrap.container().members, raw_body(_request()))
 
 
-@app.route("/members/login", methods=["POST"], content_types=ADMIN_CONTENT_TYPES)
+@app.route("/members/login", methods=["POST"], content_types=MEMBER_API_CONTENT_TYPES)
 @api
 def member_login() -> Response:
     email, password = pages.credentials(json_body(_request()))
     return pages.login_answer(bootstrap.container().members.login(email, password))
 
 
-@app.route("/members/reset", methods=["POST"], content_types=ADMIN_CONTENT_TYPES)
+@app.route("/members/reset", methods=["POST"], content_types=MEMBER_API_CONTENT_TYPES)
 @api
 def member_reset() -> Response:
     request = _request()

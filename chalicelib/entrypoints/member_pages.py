@@ -22,7 +22,7 @@ from urllib.parse import parse_qs
 
 from chalice.app import Response
 
-from chalicelib.domain.errors import BadRequest, MemberflowError, PayloadTooLarge
+from chalicelib.domain.errors import BadRequest, LinkUnusable, MemberflowError, PayloadTooLarge
 from chalicelib.domain.members import (
     LINK_LIFETIME,
     MAX_PASSWORD_LENGTH,
@@ -162,7 +162,7 @@ def password_set(email: str) -> Response:
 
 
 def error_page(error: MemberflowError, status: int) -> Response:
-    if error.code == "link_unusable":
+    if isinstance(error, LinkUnusable):
         lifetime_set = _hours(LINK_LIFETIME[LinkPurpose.SET_PASSWORD])
         lifetime_reset = _hours(LINK_LIFETIME[LinkPurpose.RESET])
         content = f"""<p>It has expired or has already been used: each link works once, a welcome email's
