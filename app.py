@@ -21,6 +21,7 @@ from chalicelib.domain.events import Ping, Source
 from chalicelib.domain.inbox import Status
 from chalicelib.domain.outbox import OutboxKind, OutboxStatus
 from chalicelib.entrypoints import admin_views as views
+from chalicelib.entrypoints import member_pages as pages
 from chalicelib.entrypoints.http import (
     api,
     base_url,
@@ -47,6 +48,8 @@ WEBHOOK_CONTENT_TYPES = [
     "text/plain",
 ]
 ADMIN_CONTENT_TYPES = ["application/json"]
+MEMBER_API_CONTENT_TYPES = ["application/json"]
+FORM_CONTENT_TYPES = ["application/x-www-form-urlencoded"]
 
 
 def _request() -> Any:
@@ -399,6 +402,39 @@ def retry_outbox_item(item_id: str) -> Response:
 def kit_status() -> Response:
     c = _admin()
     return json_response(views.kit_view(c.kit_admin.status()))
+
+
+# --- Members -----------------------------------------------------------------------------------
+
+
+@app.route("/members/set-password", methods=["GET"])
+@pages.page
+def set_password_page() -> Response:
+    token = (_request().query_params or {}).get("token", "")
+    return pages.set_password_form(bootstrap.container().members.check_link(token), token)
+
+
+@app.route("/members/set-password", methods=["POST"], content_types=FORM_CONTENT_TYPES)
+@pages.page
+def set_password() -> Response:
+    return pages.submit_password(bootstrap.container().members, raw_body(_request()))
+
+
+@app.route("/members/login", methods=["POST"], content_types=MEMBER_API_CONTENT_TYPES)
+@api
+def member_login() -> Response:
+    email, password = pages.credentials(json_body(_request()))
+    return pages.login_answer(bootstrap.container().members.login(email, password))
+
+
+@app.route("/members/reset", methods=["POST"], content_types=MEMBER_API_CONTENT_TYPES)
+@api
+def member_reset() -> Response:
+    request = _request()
+    email = pages.reset_email_of(json_body(request))
+    c = bootstrap.container()
+    c.members.reset(email, base_url(request, c.settings.public_base_url))
+    return pages.reset_answer()
 
 
 # --- Timers ------------------------------------------------------------------------------------

@@ -36,10 +36,12 @@ if TYPE_CHECKING:
     from chalicelib.services.intake import Intake
     from chalicelib.services.kit_delivery import KitCatalog
     from chalicelib.services.kit_status import KitAdmin
+    from chalicelib.services.members import Members
     from chalicelib.services.outbox_admin import OutboxAdmin
     from chalicelib.services.ports import Scheduler, Stores
     from chalicelib.services.ports.delivery import Sender
     from chalicelib.services.ports.mailer import Mailer
+    from chalicelib.services.ports.passwords import PasswordHasher
     from chalicelib.services.queries import AdminQueries
     from chalicelib.services.timers import TimerRouter
 
@@ -82,6 +84,8 @@ class Container:
     """The HTTP transport Kit calls and outbound webhooks go through (urllib3 unless a test gives one)."""
     mailer: Mailer | None = None
     """Where emails go (SES v2 unless a test gives one)."""
+    passwords: PasswordHasher | None = None
+    """How member passwords are hashed (argon2id at ``LAMBDA_PARAMETERS`` unless a test gives cheaper)."""
     inbox: Inbox = field(init=False)
     intake: Intake = field(init=False)
     automations: Automations = field(init=False)
@@ -90,6 +94,7 @@ class Container:
     _kit_catalog: KitCatalog | None = field(init=False, default=None, repr=False)
     _kit_catalog_key: str | None = field(init=False, default=None, repr=False)
     kit_admin: KitAdmin = field(init=False)
+    members: Members = field(init=False)
 
     def __post_init__(self) -> None:
         from chalicelib.adapters.kit.client import DEFAULT_BASE_URL
@@ -99,6 +104,7 @@ class Container:
         from chalicelib.services.inbox import Inbox
         from chalicelib.services.intake import Intake
         from chalicelib.services.kit_status import KitAdmin
+        from chalicelib.services.members import Members
         from chalicelib.services.outbox_admin import OutboxAdmin
         from chalicelib.services.queries import AdminQueries
 
@@ -130,6 +136,27 @@ class Container:
             self.settings.kit_api_base_url or DEFAULT_BASE_URL,
             self.clock,
         )
+        self.members = Members(
+            stores.members,
+            passwords=self.password_hasher,
+            outbox=stores.outbox,
+            contacts=stores.contacts.get_contact,
+            session_key=self.member_session_key,
+            clock=self.clock,
+            public_base_url=self.settings.public_base_url,
+            from_name=sender_name(config.email.from_) if config.email else None,
+        )
+
+    def password_hasher(self) -> PasswordHasher:
+        """The member password hasher, made on first use (argon2-cffi loads with it)."""
+        if self.passwords is None:
+            from chalicelib.adapters.passwords import Argon2Passwords
+
+            self.passwords = Argon2Passwords()
+        return self.passwords
+
+    def member_session_key(self) -> str | None:
+        return self.secrets.resolve_optional(self.settings.member_session_secret_ref)
 
     @property
     def timers(self) -> TimerRouter:
@@ -247,7 +274,11 @@ class Container:
             mailer = TestContactSink(mailer, sink=sink, patterns=config.test_contacts.emails)
         senders: dict[OutboxKind, Sender] = {
             OutboxKind.EMAIL: EmailSender(
-                mailer, identity, self.loaded.templates, self.stores.contacts.get_contact
+                mailer,
+                identity,
+                self.loaded.templates,
+                self.stores.contacts.get_contact,
+                links=self.members.mint_token,
             )
         }
         hooks = config.outbound_webhooks

@@ -1,8 +1,9 @@
 """Process settings, read once from the environment; the only module that looks at ``os.environ``.
 
 Table names and the config path come from the deployment (CloudFormation fills them in); the admin
-token is a secret reference like any config secret (``env:NAME``, ``ssm:/path`` or a literal), so
-in AWS it lives in SSM Parameter Store and never in the function's environment.
+token and the member session secret are secret references like any config secret (``env:NAME``,
+``ssm:/path`` or a literal), so in AWS they live in SSM Parameter Store and never in the function's
+environment.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ class Settings:
     """The delay state machine that wakes waiting automation runs; unset, runs wait for the sweep."""
     kit_api_base_url: str | None = None
     """``KIT_API_BASE_URL``, used as given; unset means Kit's own (the client's ``DEFAULT_BASE_URL``)."""
+    member_session_secret_ref: str | None = None
+    """``MEMBER_SESSION_SECRET``: a secret reference (or, locally, the key itself) for signing member
+    session tokens; unset, member logins are refused (``make run`` sets a local one)."""
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -51,6 +55,7 @@ class Settings:
             markers=env.get("MEMBERFLOW_MARKERS_TABLE", default.markers),
             rate_limits=env.get("MEMBERFLOW_RATE_LIMITS_TABLE", default.rate_limits),
             kit_state=env.get("MEMBERFLOW_KIT_STATE_TABLE", default.kit_state),
+            members=env.get("MEMBERFLOW_MEMBERS_TABLE", default.members),
         )
         admin = env.get("ADMIN_TOKEN") or None
         # A bare token in the environment is the local default; refs are resolved like config secrets.
@@ -62,4 +67,5 @@ class Settings:
             public_base_url=env.get("PUBLIC_BASE_URL") or None,
             state_machine_arn=env.get("MEMBERFLOW_STATE_MACHINE_ARN") or None,
             kit_api_base_url=env.get("KIT_API_BASE_URL") or None,
+            member_session_secret_ref=env.get("MEMBER_SESSION_SECRET") or None,
         )

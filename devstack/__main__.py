@@ -46,6 +46,7 @@ LOCAL_SECRETS = {
     "KIT_WEBHOOK_SECRET": "local-kit-signing-secret",
     "HOOK_SIGNING_SECRET": "local-hook-signing-secret",
     "ADMIN_TOKEN": "local-admin-token",
+    "MEMBER_SESSION_SECRET": "local-member-session-secret",
 }
 
 

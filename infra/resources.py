@@ -306,7 +306,8 @@ def tables_group(shape: AppShape) -> Fragment:
 
 
 def secrets_group(shape: AppShape) -> Fragment:
-    """The admin token reference and read access to the app's SSM parameters (config secrets too)."""
+    """The admin token and member session secret references, and read access to the app's SSM
+    parameters (config secrets too)."""
     return Fragment(
         parameters={
             "AdminTokenParameterName": {
@@ -314,7 +315,13 @@ def secrets_group(shape: AppShape) -> Fragment:
                 "Default": f"{SSM_PREFIX}admin-token",
                 "AllowedPattern": f"^{SSM_PREFIX}[A-Za-z0-9_.\\-/]+$",
                 "Description": f"SSM SecureString with the admin bearer token (under {SSM_PREFIX})",
-            }
+            },
+            "MemberSessionSecretParameterName": {
+                "Type": "String",
+                "Default": f"{SSM_PREFIX}member-session-secret",
+                "AllowedPattern": f"^{SSM_PREFIX}[A-Za-z0-9_.\\-/]+$",
+                "Description": f"SSM SecureString signing member session tokens (under {SSM_PREFIX})",
+            },
         },
         statements=[
             {
@@ -327,7 +334,10 @@ def secrets_group(shape: AppShape) -> Fragment:
                 },
             }
         ],
-        environment={"ADMIN_TOKEN": {"Fn::Sub": "ssm:${AdminTokenParameterName}"}},
+        environment={
+            "ADMIN_TOKEN": {"Fn::Sub": "ssm:${AdminTokenParameterName}"},
+            "MEMBER_SESSION_SECRET": {"Fn::Sub": "ssm:${MemberSessionSecretParameterName}"},
+        },
     )
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from chalicelib.domain.automations.runs import Run, RunStatus, StepRecord
 from chalicelib.domain.inbox import OPEN, InboxRecord, Status, decode_cursor, encode_cursor, fault_reason
 from chalicelib.domain.kit_sync import KitView
+from chalicelib.domain.members import LoginAttempts, Member, SetPasswordLink
 from chalicelib.domain.model import Contact, KitSyncIntent, LedgerEntry, OutboundIntent, TimelineEntry
 from chalicelib.domain.outbox import (
     DUE,
@@ -54,6 +55,7 @@ from chalicelib.services.ports import (
 )
 from chalicelib.services.ports.kit_state import check_size
 from chalicelib.services.ports.mailer import MailerError, MailerPermanent, OutgoingEmail, SentEmail
+from chalicelib.services.ports.members import LinkTaken, StaleAttempts, StaleMember, StoredAttempts
 
 
 class InMemoryWorld:
@@ -74,6 +76,10 @@ class InMemoryWorld:
         self.versions: dict[tuple[str, str], Mapping[str, Any]] = {}
         self.buckets: dict[str, BucketState] = {}
         self.kit_views: dict[str, StoredKitView] = {}
+        self.members: dict[str, Member] = {}
+        self.links: dict[str, SetPasswordLink] = {}
+        """By digest: the token itself is never stored, here as in DynamoDB."""
+        self.login_attempts: dict[str, StoredAttempts] = {}
         self.stores = Stores(
             inbox=InMemoryInbox(self),
             contacts=InMemoryContacts(self),
@@ -82,6 +88,7 @@ class InMemoryWorld:
             outbox=InMemoryOutbox(self),
             rate_limits=InMemoryRateLimiter(self),
             kit_state=InMemoryKitState(self),
+            members=InMemoryMembers(self),
         )
 
     def store_run(self, run: Run) -> Run:
@@ -325,6 +332,13 @@ class InMemoryOutbox:
     def get(self, item_id: str) -> OutboxItem | None:
         return self.world.outbox.get(item_id)
 
+    def add(self, item: OutboxItem) -> bool:
+        with self.world.lock:
+            if item.id in self.world.outbox:
+                return False
+            self.world.outbox[item.id] = item
+            return True
+
     def list_due(self, before: datetime, limit: int) -> list[OutboxItem]:
         with self.world.lock:
             due = [
@@ -466,6 +480,64 @@ class InMemoryKitState:
             saved = StoredKitView(kept, 1 if stored is None else stored.version + 1)
             self.world.kit_views[email] = saved
             return saved
+
+
+class InMemoryMembers:
+    def __init__(self, world: InMemoryWorld) -> None:
+        self.world = world
+
+    def get_member(self, email: str) -> Member | None:
+        return self.world.members.get(email)
+
+    def create_member(self, email: str, now: datetime) -> Member:
+        with self.world.lock:
+            return self.world.members.setdefault(email, Member(email=email, created_at=now))
+
+    def add_link(self, link: SetPasswordLink) -> None:
+        with self.world.lock:
+            if link.digest in self.world.links:
+                raise ValueError("a link with this digest is already stored")
+            self.world.links[link.digest] = link
+
+    def get_link(self, digest: str) -> SetPasswordLink | None:
+        return self.world.links.get(digest)
+
+    def use_link(
+        self, link: SetPasswordLink, member: Member | None, password_hash: str, now: datetime
+    ) -> Member:
+        w = self.world
+        with w.lock:
+            stored_link = w.links.get(link.digest)
+            if stored_link is None or stored_link.used_at is not None or stored_link.expires_at <= now:
+                raise LinkTaken("the link was used meanwhile, or has expired")
+            stored = w.members.get(link.email)
+            if (stored.version if stored else None) != (member.version if member else None):
+                raise StaleMember(f"member {link.email} changed meanwhile")
+            created_at = member.created_at if member is not None else now
+            version = (member.version if member is not None else 0) + 1
+            saved = Member(link.email, created_at, password_hash, now, version)
+            w.links[link.digest] = replace(stored_link, used_at=now)
+            w.members[link.email] = saved
+            w.login_attempts.pop(link.email, None)
+            return saved
+
+    def get_attempts(self, email: str) -> StoredAttempts | None:
+        return self.world.login_attempts.get(email)
+
+    def save_attempts(
+        self, email: str, attempts: LoginAttempts, expected_version: int | None
+    ) -> StoredAttempts:
+        with self.world.lock:
+            stored = self.world.login_attempts.get(email)
+            if (stored.version if stored is not None else None) != expected_version:
+                raise StaleAttempts(f"the login attempts of {email} changed meanwhile")
+            saved = StoredAttempts(attempts, 1 if stored is None else stored.version + 1)
+            self.world.login_attempts[email] = saved
+            return saved
+
+    def clear_attempts(self, email: str) -> None:
+        with self.world.lock:
+            self.world.login_attempts.pop(email, None)
 
 
 class InjectedFault(RuntimeError):

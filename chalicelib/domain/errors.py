@@ -10,6 +10,9 @@ condition to a status, once, and anything that is not a ``MemberflowError`` is a
     │   │   └── ParseError: a webhook body that cannot be read
     │   └── PayloadTooLarge: a body above the documented cap; nothing was stored
     ├── Unauthorized: a secret, token or signature is missing or wrong
+    │   ├── WrongCredentials: a member login's email and password do not match
+    │   ├── LinkUnusable: a set-password link is unknown, used or expired
+    │   └── TooManyAttempts: logins for an address are slowed down or locked after failures
     ├── NotFound: the named thing does not exist
     ├── Conflict: the request cannot be applied to the current state
     │   ├── CascadeTooLong: trigger tags keep firing operations past the bound
@@ -82,6 +85,29 @@ class Unauthorized(MemberflowError):
     """A secret, token or signature is missing or wrong."""
 
     code = "unauthorized"
+
+
+class WrongCredentials(Unauthorized):
+    """A member login's email and password do not match (which of the two is never said)."""
+
+    code = "invalid_credentials"
+
+
+class LinkUnusable(Unauthorized):
+    """A set-password link that is unknown, used, expired, or older than a password set since."""
+
+    code = "link_unusable"
+
+
+class TooManyAttempts(Unauthorized):
+    """Logins for an address are slowed down or locked after failures; checked again after ``retry_after``."""
+
+    code = "too_many_attempts"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        """Whole seconds until an attempt is checked again."""
 
 
 # --- not found -------------------------------------------------------------------------------------

@@ -26,9 +26,11 @@ from chalicelib.adapters.strict_json import decode_object
 from chalicelib.domain.errors import (
     Conflict,
     InvalidInput,
+    LinkUnusable,
     MemberflowError,
     NotFound,
     PayloadTooLarge,
+    TooManyAttempts,
     Transient,
     Unauthorized,
 )
@@ -67,6 +69,9 @@ STATUS: Mapping[type[MemberflowError], int] = {
     InvalidInput: 400,
     PayloadTooLarge: 413,
     Unauthorized: 401,
+    # A used or expired link is gone for good: a new one must be asked for.
+    LinkUnusable: 410,
+    TooManyAttempts: 429,
     NotFound: 404,
     Conflict: 409,
     Transient: 503,
@@ -90,7 +95,9 @@ def _answer(view: Callable[P, Response], *args: P.args, **kwargs: P.kwargs) -> R
         log = logger.error if status >= 500 else logger.info
         log("request refused", extra={"status": status, "code": error.code, "detail": error.message})
         response = error_response(status, error.code, error.answer)
-        if error.retryable:
+        if isinstance(error, TooManyAttempts):
+            response.headers["Retry-After"] = str(error.retry_after)
+        elif error.retryable:
             # Kit honours Retry-After on a 503 (clamped to 1 s - 24 h); others retry on their own clock.
             response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response

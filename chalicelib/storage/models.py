@@ -23,6 +23,7 @@ from pynamodb.attributes import (
     BooleanAttribute,
     JSONAttribute,
     NumberAttribute,
+    TTLAttribute,
     UnicodeAttribute,
     UnicodeSetAttribute,
     UTCDateTimeAttribute,
@@ -492,6 +493,36 @@ class KitStateModel(BaseTable):
     version = NumberAttribute()
 
 
+class MemberModel(BaseTable):
+    """Member accounts, their set-password links and login attempts: three kinds of item, one table.
+
+    ``key`` says which: ``member#<email>`` (the account: argon2id hash, never the password),
+    ``link#<sha256 of the token>`` (never the token: nothing stored makes a working link) and
+    ``attempts#<email>`` (failed logins of an address, member or not). Links and attempts carry
+    ``purge_at``, the table's TTL, so DynamoDB deletes them once they mean nothing; members never.
+    """
+
+    class Meta(BaseTable.Meta):
+        table_name = "memberflow-members"
+
+    key = UnicodeAttribute(hash_key=True)
+    kind = UnicodeAttribute()
+    """``member``, ``link`` or ``attempts``."""
+    email = UnicodeAttribute()
+    created_at = UTCDateTimeAttribute(null=True)
+    version = NumberAttribute(null=True)
+    """Members and attempts: one more on each write, which names the version it read."""
+    password_hash = UnicodeAttribute(null=True)
+    password_set_at = UTCDateTimeAttribute(null=True)
+    purpose = UnicodeAttribute(null=True)
+    expires_at = UTCDateTimeAttribute(null=True)
+    used_at = UTCDateTimeAttribute(null=True)
+    failures = NumberAttribute(null=True)
+    last_attempt_at = UTCDateTimeAttribute(null=True)
+    locked_until = UTCDateTimeAttribute(null=True)
+    purge_at = TTLAttribute(null=True)
+
+
 TABLE_MODELS: dict[str, type[BaseTable]] = {
     "contacts": ContactModel,
     "events": EventModel,
@@ -504,6 +535,7 @@ TABLE_MODELS: dict[str, type[BaseTable]] = {
     "markers": MarkerModel,
     "rate_limits": RateLimitModel,
     "kit_state": KitStateModel,
+    "members": MemberModel,
 }
 """Each ``TableNames`` field and the model whose table it names."""
 

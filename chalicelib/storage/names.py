@@ -20,6 +20,7 @@ class TableNames:
     markers: str
     rate_limits: str
     kit_state: str
+    members: str
 
     @classmethod
     def with_prefix(cls, prefix: str) -> TableNames:
@@ -35,4 +36,5 @@ class TableNames:
             f"{prefix}markers",
             f"{prefix}rate-limits",
             f"{prefix}kit-state",
+            f"{prefix}members",
         )

@@ -78,6 +78,7 @@ TABLE_ENV_VARS = {f"MEMBERFLOW_{name.upper()}_TABLE" for name in TableNames.__da
 RUNTIME_ENV_VARS = {
     "MEMBERFLOW_CONFIG",
     "ADMIN_TOKEN",
+    "MEMBER_SESSION_SECRET",
     "POWERTOOLS_SERVICE_NAME",
     "LOG_LEVEL",
     STATE_MACHINE_ARN_ENV,
@@ -215,6 +216,7 @@ def assert_every_function_is_patched(resources: Mapping[str, Any]) -> None:
         for binding in table_bindings():
             assert env[binding.env_var] == {"Ref": binding.logical_id}
         assert env["ADMIN_TOKEN"] == {"Fn::Sub": "ssm:${AdminTokenParameterName}"}
+        assert env["MEMBER_SESSION_SECRET"] == {"Fn::Sub": "ssm:${MemberSessionSecretParameterName}"}
         assert env["POWERTOOLS_SERVICE_NAME"] == "memberflow"
         # Built from the known name: a Ref to the state machine would be a circular dependency.
         assert env[STATE_MACHINE_ARN_ENV] == STATE_MACHINE_ARN
@@ -734,6 +736,9 @@ def test_package_output_bundle_imports_beside_only_the_runtime_boto3(
     # HTML email templates auto-escape with MarkupSafe; without it liquid fails only when one renders.
     probe = (
         "import app, pynamodb, liquid, markupsafe, chalicelib.adapters.email.templates; "
+        # argon2-cffi's compiled core comes in the layer as a Linux wheel: it must load and hash.
+        "from chalicelib.adapters.passwords import Argon2Passwords; "
+        "assert Argon2Passwords().hash('x' * 10).startswith('$argon2id$'); "
         "print(app.app.app_name, pynamodb.__file__, liquid.__file__, markupsafe.__file__)"
     )
     done = subprocess.run(

@@ -26,6 +26,7 @@ from chalicelib.settings import Settings
 from tests.builders import config
 from tests.fakes import in_memory_stores
 from tests.support.aws import AppAws, app_aws, app_stores
+from tests.support.members import cheap_passwords
 from tests.support.metrics import RecordingMetrics
 
 SECRET_ENV = {
@@ -34,6 +35,7 @@ SECRET_ENV = {
     "KIT_WEBHOOK_SECRET": "kit-signing-secret-FIXTURE",
     "HOOK_SIGNING_SECRET": "hook-signing-secret-FIXTURE",
     "ADMIN_TOKEN": "admin-token-FIXTURE-abcdef",
+    "MEMBER_SESSION_SECRET": "member-session-secret-FIXTURE-0123456789",
 }
 ADMIN = {"Authorization": f"Bearer {SECRET_ENV['ADMIN_TOKEN']}"}
 
@@ -82,6 +84,7 @@ def make_container(
         stores,
         scheduler=scheduler,
         metrics=metrics or RecordingMetrics(),
+        passwords=cheap_passwords(),
         **extra,
     )
 

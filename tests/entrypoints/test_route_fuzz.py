@@ -1,4 +1,5 @@
-"""No 5xx from any input: every route answers 2xx or a JSON 4xx ``{"error": {"code", "message"}}``.
+"""No 5xx from any input: every route answers 2xx or a JSON 4xx ``{"error": {"code", "message"}}``
+(the member pages answer an HTML page, their 4xx too; what Chalice answers before them stays JSON).
 
 Every route of ``app.app`` (enumerated, so a route added later is fuzzed too; a route without a request
 builder below fails ``test_every_route_has_a_request_builder``) gets requests built from its own
@@ -44,10 +45,12 @@ from chalicelib.domain.errors import MemberflowError
 from chalicelib.domain.events import Source
 from chalicelib.domain.hooks import hook_token
 from chalicelib.domain.inbox import Status
+from chalicelib.domain.members import LinkPurpose
 from chalicelib.domain.model import normalize_email
 from chalicelib.domain.outbox import ListPosition, OutboxStatus, encode_cursor
 from chalicelib.entrypoints import admin_views as views
 from chalicelib.entrypoints.http import MAX_ADMIN_BODY_BYTES, path_email
+from chalicelib.entrypoints.member_pages import MAX_FORM_BYTES
 from chalicelib.services.intake import MAX_REQUEST_BYTES
 from tests.builders import config
 from tests.entrypoints.conftest import ADMIN, SECRET_ENV, World, make_container
@@ -211,6 +214,8 @@ class Seeds:
     run_id: str
     parked_run_id: str
     outbox_ids: tuple[str, ...] = ()
+    link_tokens: tuple[str, ...] = ()
+    """Set-password links of ``MEMBER``; those the fuzz uses are gone (410) for the rest of it."""
 
 
 Builder = Callable[[Seeds], st.SearchStrategy[Req]]
@@ -857,6 +862,53 @@ def build_outbox_retry(seeds: Seeds) -> st.SearchStrategy[Req]:
     return admin_request("POST", _outbox_item_path(seeds, "/retry"))
 
 
+MEMBER = "member+fuzz@example.com"
+MEMBER_PASSWORD = "the member's fuzz password"
+MEMBER_EMAILS = st.sampled_from([MEMBER, "Member+Fuzz@Example.com", "stranger@example.com"])
+PASSWORDS = st.sampled_from([MEMBER_PASSWORD, "another good password", "short", "p" * 256, "p" * 257])
+
+
+def _token(seeds: Seeds) -> st.SearchStrategy[str]:
+    return mostly(st.sampled_from(seeds.link_tokens), nasty_text() | big_text(), odds=3)
+
+
+def build_set_password_page(seeds: Seeds) -> st.SearchStrategy[Req]:
+    params = st.fixed_dictionaries({}, optional={"token": _token(seeds)})
+    return st.builds(lambda q: Req("GET", f"/members/set-password{query(q)}", {}), params)
+
+
+def build_set_password(seeds: Seeds) -> st.SearchStrategy[Req]:
+    fields = st.fixed_dictionaries(
+        {}, optional={"token": _token(seeds), "password": nasty(PASSWORDS), "extra": nasty_text()}
+    )
+    body = st.one_of(
+        fields.map(_form),
+        fields.map(_form),
+        fields.map(json_bytes),
+        st.builds(
+            _padded,
+            fields.map(_form),
+            st.sampled_from([MAX_FORM_BYTES - 1, MAX_FORM_BYTES, MAX_FORM_BYTES + 1]),
+            st.sampled_from(["x", "%01", "%F0%9F%98%80"]),
+        ),
+        odd_bytes(),
+    )
+    return st.builds(
+        lambda b, ct: Req("POST", "/members/set-password", ct, b),
+        body,
+        content_type("application/x-www-form-urlencoded"),
+    )
+
+
+def build_member_json(path: str, vocabulary: Mapping[str, st.SearchStrategy[Any]]) -> Builder:
+    def build(seeds: Seeds) -> st.SearchStrategy[Req]:
+        return st.builds(
+            lambda b, ct: Req("POST", path, ct, b), object_body(vocabulary), content_type("application/json")
+        )
+
+    return build
+
+
 BUILDERS: dict[tuple[str, str], Builder] = {
     ("HEAD", "/webhooks/thrivecart"): build_thrivecart_head,
     ("POST", "/webhooks/thrivecart"): build_thrivecart,
@@ -888,6 +940,12 @@ BUILDERS: dict[tuple[str, str], Builder] = {
     ("GET", "/admin/outbox/{item_id}"): _get(_outbox_item_path),
     ("GET", "/admin/kit"): _get(_plain("/admin/kit")),
     ("POST", "/admin/outbox/{item_id}/retry"): build_outbox_retry,
+    ("GET", "/members/set-password"): build_set_password_page,
+    ("POST", "/members/set-password"): build_set_password,
+    ("POST", "/members/login"): build_member_json(
+        "/members/login", {"email": MEMBER_EMAILS, "password": PASSWORDS}
+    ),
+    ("POST", "/members/reset"): build_member_json("/members/reset", {"email": MEMBER_EMAILS}),
 }
 
 ROUTES = sorted((method, path) for path, methods in app.routes.items() for method in methods)
@@ -921,8 +979,16 @@ class Fuzzed:
         self.park(self.seeds.parked_run_id)
         outbox_ids = tuple(item.id for item in world.stores.outbox.list_for_contact(SEED_EMAIL).items)
         assert outbox_ids
-        self.seeds = replace(self.seeds, outbox_ids=outbox_ids)
+        self.seeds = replace(self.seeds, outbox_ids=outbox_ids, link_tokens=self.member_links())
         self.park_outbox()
+
+    def member_links(self, count: int = 24) -> tuple[str, ...]:
+        """A member with a password, and ``count`` set-password links of theirs."""
+        members = self.world.container.members
+        now = datetime.now(UTC)
+        tokens = tuple(members.mint_token(MEMBER, LinkPurpose.SET_PASSWORD, now) for _ in range(count + 1))
+        members.set_password(tokens[-1], MEMBER_PASSWORD)
+        return tokens[:-1]
 
     def __repr__(self) -> str:
         return f"Fuzzed({type(self.world.stores.contacts).__name__}, {self.seeds})"
@@ -1029,11 +1095,21 @@ def fuzz_moto_world(moto_world: World) -> Iterator[Fuzzed]:
     yield from _fuzz_world(moto_world)
 
 
+def is_page(response: Any) -> bool:
+    headers = {name.lower(): value for name, value in response.headers.items()}
+    return str(headers.get("content-type", "")).startswith("text/html")
+
+
 def assert_clean(response: Any, req: Req) -> None:
     status = response.status_code
     where = f"{req.method} {req.path[:200]!r} -> {status}: {response.body[:300]!r}"
     assert 200 <= status < 500, where
     if req.method == "HEAD" and status < 300:
+        return
+    if is_page(response):
+        assert req.path.startswith("/members/set-password"), where
+        page = response.body.decode() if isinstance(response.body, bytes) else response.body
+        assert page.startswith('<!doctype html>\n<html lang="en">'), where
         return
     body = json.loads(response.body)
     assert isinstance(body, dict), where
@@ -1107,7 +1183,7 @@ def send(fuzzed: Fuzzed, req: Req) -> None:
     before = snapshot(world, _address(req.watch))
     response = world.client.http.request(req.method, req.path, headers=req.headers, body=req.body)
     assert_clean(response, req)
-    body = json.loads(response.body) if response.body else None
+    body = json.loads(response.body) if response.body and not is_page(response) else None
     assert_nothing_half_applied(world, req, response.status_code, before, body)
 
 

@@ -253,6 +253,24 @@ class TestOutboxContract:
         assert pending.last_error == "Kit refused the tag"
         assert kit.id in _due_ids(stores, later(501))
 
+    def test_an_item_added_on_its_own_is_due_at_once_and_added_once(self, stores: Stores) -> None:
+        email = unique_email()
+        item = OutboxItem(
+            id=f"email#member-reset#{email}#1",
+            email=email,
+            kind=OutboxKind.EMAIL,
+            payload={"email_id": "password-reset", "subject": "Reset", "body": "…", "html": None},
+            event_id="member-reset:1",
+            created_at=CREATED,
+            next_attempt_at=CREATED,
+        )
+        assert stores.outbox.add(item) is True
+        assert stores.outbox.add(replace(item, payload={"email_id": "other"})) is False
+        assert stores.outbox.get(item.id) == item
+        assert _due_ids(stores, CREATED + timedelta(seconds=1)) == {item.id}
+        assert stores.outbox.list_for_contact(email).items == [item]
+        assert stores.outbox.backlog(OutboxKind.EMAIL).pending >= 1
+
     def test_retrying_an_item_that_is_not_parked_changes_nothing(self, stores: Stores) -> None:
         _, _, mail = _items(stores)
         stores.outbox.retry(mail.id, later(500))

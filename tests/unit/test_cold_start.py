@@ -24,6 +24,8 @@ DEFERRED = (
     "liquid",  # the email templates: parsed when the config is loaded
     "chalicelib.storage.models",
     "chalicelib.services.inbox",
+    "chalicelib.services.members",
+    "argon2",  # member passwords: loaded with the first password hashed or checked
 )
 
 
@@ -40,6 +42,13 @@ def test_importing_the_app_defers_config_storage_and_aws() -> None:
 
     assert "app" in loaded
     assert sorted(name for name in DEFERRED if name in loaded) == []
+
+
+def test_argon2_waits_for_the_first_password_even_once_the_members_service_is_loaded() -> None:
+    loaded = modules_after("import app, chalicelib.services.members, chalicelib.adapters.passwords")
+
+    assert "chalicelib.services.members" in loaded
+    assert "argon2" not in loaded
 
 
 def test_the_probe_sees_what_a_container_loads() -> None:

@@ -2,8 +2,9 @@
 
 ``inbox`` (inbound deliveries), ``contacts`` (contacts, markers and the commit of one event),
 ``runs`` (automation runs), ``versions`` (automation versions), ``outbox`` (what is owed to the
-outside world), ``ratelimit`` (a token bucket per API credential) and ``kit_state`` (what Kit was
-last confirmed to hold for each contact); ``timers`` is the scheduler of durable timers. Each has a
+outside world), ``ratelimit`` (a token bucket per API credential), ``kit_state`` (what Kit was
+last confirmed to hold for each contact) and ``members`` (member accounts, set-password links by
+digest, login attempts); ``timers`` is the scheduler of durable timers. Each has a
 DynamoDB implementation under ``chalicelib.storage.dynamo`` and an in-memory fake in
 ``tests/fakes.py``, both held to the same contract suite, so a fake cannot drift from the real
 thing. ``Stores`` bundles one of each, for wiring; a service takes only the ports it uses.
@@ -25,6 +26,7 @@ from chalicelib.services.ports.errors import (
 )
 from chalicelib.services.ports.inbox import EventPage, InboxStore
 from chalicelib.services.ports.kit_state import KitStateStore, StoredKitView
+from chalicelib.services.ports.members import MemberStore
 from chalicelib.services.ports.outbox import OutboxBacklog, OutboxPage, OutboxStore
 from chalicelib.services.ports.ratelimit import RateLimiter
 from chalicelib.services.ports.runs import RunStore
@@ -43,6 +45,7 @@ class Stores:
     outbox: OutboxStore
     rate_limits: RateLimiter
     kit_state: KitStateStore
+    members: MemberStore
 
 
 __all__ = [
@@ -54,6 +57,7 @@ __all__ = [
     "KitStateStore",
     "KitViewTooLarge",
     "LeaseTaken",
+    "MemberStore",
     "NotLeased",
     "OutboxBacklog",
     "OutboxPage",

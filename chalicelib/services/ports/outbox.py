@@ -1,4 +1,4 @@
-"""The outbox port: items written by ``ContactStore.commit``, found and leased by delivery.
+"""The outbox port: items written by ``ContactStore.commit`` (or ``add``), found and leased by delivery.
 
 A lease is a conditional write: of two workers racing for one item exactly one wins, and an expired
 lease may be taken over. Only pending and retrying items are due; ``mark_failed`` either schedules
@@ -47,6 +47,11 @@ class OutboxBacklog:
 
 class OutboxStore(Protocol):
     def get(self, item_id: str) -> OutboxItem | None: ...
+
+    def add(self, item: OutboxItem) -> bool:
+        """Store one new item on its own, for a request that changes nothing else (a password reset's
+        email): one conditional put, so it is as atomic as a commit. False, and nothing written, when
+        an item with its id is stored already."""
 
     def list_due(self, before: datetime, limit: int) -> list[OutboxItem]:
         """Pending and retrying items whose next attempt is before ``before``, earliest first."""

@@ -10,6 +10,7 @@ from chalicelib.services.ports import Stores
 from chalicelib.storage.dynamo.contacts import DynamoContacts
 from chalicelib.storage.dynamo.inbox import DynamoInbox
 from chalicelib.storage.dynamo.kit_state import DynamoKitState
+from chalicelib.storage.dynamo.members import DynamoMembers
 from chalicelib.storage.dynamo.outbox import DynamoOutbox
 from chalicelib.storage.dynamo.ratelimit import DynamoRateLimiter
 from chalicelib.storage.dynamo.runs import DynamoRuns
@@ -26,6 +27,7 @@ def dynamo_stores(tables: Tables) -> Stores:
         outbox=DynamoOutbox(tables),
         rate_limits=DynamoRateLimiter(tables),
         kit_state=DynamoKitState(tables),
+        members=DynamoMembers(tables),
     )
 
 
@@ -33,6 +35,7 @@ __all__ = [
     "DynamoContacts",
     "DynamoInbox",
     "DynamoKitState",
+    "DynamoMembers",
     "DynamoOutbox",
     "DynamoRateLimiter",
     "DynamoRuns",

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from pynamodb.constants import COUNT
-from pynamodb.exceptions import UpdateError
+from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
@@ -43,6 +43,7 @@ from chalicelib.storage.dynamo.mapping import (
     can_be_key,
     deserialize_time,
     outbox_from_model,
+    outbox_to_model,
     serialize_time,
 )
 from chalicelib.storage.dynamo.tables import Tables
@@ -81,6 +82,15 @@ class DynamoOutbox:
             return outbox_from_model(self._outbox.get(item_id, consistent_read=True))
         except self._outbox.DoesNotExist:
             return None
+
+    def add(self, item: OutboxItem) -> bool:
+        try:
+            outbox_to_model(self._outbox, item).save(condition=OutboxModel.id.does_not_exist())
+        except PutError as error:
+            if error.cause_response_code == CONDITION_FAILED:
+                return False
+            raise
+        return True
 
     def list_due(self, before: datetime, limit: int) -> list[OutboxItem]:
         query = self._outbox.by_due.query(DUE_QUEUE, OutboxModel.next_attempt_at < before, limit=limit)

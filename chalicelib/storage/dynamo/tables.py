@@ -25,6 +25,7 @@ from chalicelib.storage.models import (
     KitStateModel,
     LedgerModel,
     MarkerModel,
+    MemberModel,
     OutboxModel,
     RateLimitModel,
     RunHistoryModel,
@@ -51,6 +52,7 @@ class Tables:
         self.markers = self._bind(MarkerModel, names.markers)
         self.rate_limits = self._bind(RateLimitModel, names.rate_limits)
         self.kit_state = self._bind(KitStateModel, names.kit_state)
+        self.members = self._bind(MemberModel, names.members)
 
     def _bind(self, schema: type[M], table_name: str) -> type[M]:
         meta = type("Meta", (schema.Meta,), {"table_name": table_name})

@@ -20,15 +20,18 @@ from chalicelib.domain.errors import (
     Insufficient,
     InsufficientBalance,
     InvalidInput,
+    LinkUnusable,
     MemberflowError,
     NotFound,
     ParseError,
     PayloadTooLarge,
     StaleContact,
     StaleRun,
+    TooManyAttempts,
     Transient,
     Unauthorized,
     Unavailable,
+    WrongCredentials,
 )
 from chalicelib.entrypoints.http import RETRY_AFTER_SECONDS, api, status_of
 from chalicelib.services import ports
@@ -78,6 +81,9 @@ class TestStatus:
             (ParseError("x"), 400),
             (PayloadTooLarge("x"), 413),
             (Unauthorized("x"), 401),
+            (WrongCredentials("x"), 401),
+            (LinkUnusable("x"), 410),
+            (TooManyAttempts("x", retry_after=3), 429),
             (NotFound("x"), 404),
             (Conflict("x"), 409),
             (CascadeTooLong("x"), 409),
@@ -109,6 +115,14 @@ class TestAnswer:
 
         assert (response.status_code, body(response)["error"]["code"]) == (503, "busy")
         assert response.headers["Retry-After"] == str(RETRY_AFTER_SECONDS)
+
+    def test_too_many_logins_say_when_to_try_again(self) -> None:
+        response = answer(
+            TooManyAttempts("too many failed logins; try again in 120 seconds", retry_after=120)
+        )
+
+        assert (response.status_code, body(response)["error"]["code"]) == (429, "too_many_attempts")
+        assert response.headers["Retry-After"] == "120"
 
     def test_a_message_for_the_logs_only_is_not_answered(self) -> None:
         response = answer(SecretUnavailable("ssm:/memberflow/admin-token", "parameter not found"))

@@ -24,9 +24,16 @@ from chalicelib.config.model import MemberflowConfig
 from chalicelib.domain import engine
 from chalicelib.domain.automations.program import definition
 from chalicelib.domain.engine import AddTags, ChangeField, Context, RecordEvent, UpdateProfile
+from chalicelib.domain.members import (
+    LINK_PURPOSE_KEY,
+    SET_PASSWORD_TOKEN_PLACEHOLDER,
+    LinkPurpose,
+    link_digest,
+    placeholder_set_password_url,
+)
 from chalicelib.domain.model import Contact
 from chalicelib.domain.outbox import OutboxItem, OutboxKind, OutboxStatus
-from chalicelib.services.email_delivery import EmailSender, SenderIdentity
+from chalicelib.services.email_delivery import EmailSender, LinkMinter, SenderIdentity
 from chalicelib.services.emails import EmailRenderer
 from chalicelib.services.ports import Commit
 from chalicelib.services.ports.delivery import DeliveryPermanent, DeliveryRetryable, Sent
@@ -40,6 +47,7 @@ from chalicelib.services.ports.mailer import (
 )
 from tests.builders import T0, config, inbox_record, unique_email
 from tests.fakes import InMemoryMailer, InMemoryWorld
+from tests.support.members import Clock, members_over
 
 NOW = T0 + timedelta(minutes=10)
 IDENTITY = SenderIdentity(
@@ -56,6 +64,12 @@ EMAILS: dict[str, Any] = {
     },
     "from-zoe": {"subject": "A note", "body": "From Zoë.", "from_name": "Zoë Ångström"},
     "share": {"subject": "Your share", "body": "{{ 100 | divided_by: subscriber.credits }} each"},
+    # What {{ member.set_password_url }} renders at commit: the link with its token still to come.
+    "set-password": {
+        "subject": "Welcome, {{ subscriber.first_name }}",
+        "body": f"Set your password: {placeholder_set_password_url('https://members.example.com')}",
+        "html": f'<a href="{placeholder_set_password_url("https://members.example.com")}">Set it</a>',
+    },
 }
 
 
@@ -103,12 +117,14 @@ class Rig:
         identity: SenderIdentity | None = IDENTITY,
         templates: EmailTemplates | None = None,
         mailer: Mailer | None = None,
+        links: LinkMinter | None = None,
     ) -> EmailSender:
         return EmailSender(
             mailer or self.mailer,
             identity,
             templates or email_templates_of(drip_config(EMAILS, "welcome")),
             self.stores.contacts.get_contact,
+            links=links,
         )
 
     def sent(self) -> OutgoingEmail:
@@ -313,3 +329,73 @@ class TestTestContacts:
         sent = rig.sender(mailer=self.sink(rig)).deliver(item, NOW)
         assert rig.sent().to == "ada@example.com"
         assert sent.detail["to_sink"] is False
+
+
+class TestSetPasswordLinks:
+    """A rendered email holds the placeholder; the token is minted and put in only as it is sent."""
+
+    def token_in(self, text: str) -> str:
+        token = text.partition("/members/set-password?token=")[2][:43]
+        assert len(token) == 43
+        return token
+
+    def test_the_link_is_minted_at_delivery_and_only_the_sent_email_holds_it(self, rig: Rig) -> None:
+        item = rig.queue("set-password")
+        assert SET_PASSWORD_TOKEN_PLACEHOLDER in item.payload["body"]
+        assert rig.world.members == {}  # nothing was minted at commit
+        members = members_over(rig.stores, Clock(NOW))
+
+        sent = rig.sender(links=members.mint_token).deliver(item, NOW)
+
+        outgoing = rig.sent()
+        token = self.token_in(outgoing.text)
+        assert outgoing.html is not None
+        assert self.token_in(outgoing.html) == token
+        assert SET_PASSWORD_TOKEN_PLACEHOLDER not in outgoing.text + outgoing.html
+        # The account exists now, the link is stored by digest, and the outbox item is as committed.
+        assert members.check_link(token).email == item.email
+        assert members.check_link(token).purpose is LinkPurpose.SET_PASSWORD
+        assert list(rig.world.links) == [link_digest(token)]
+        assert rig.stores.outbox.get(item.id) == item
+        assert token not in repr(sent)
+
+    def test_each_attempt_mints_a_new_link(self, rig: Rig) -> None:
+        item = rig.queue("set-password")
+        members = members_over(rig.stores, Clock(NOW))
+        sender = rig.sender(links=members.mint_token)
+        rig.mailer.fail_next(MailerRetryable("Throttling", code="TooManyRequestsException", status=429))
+        with pytest.raises(DeliveryRetryable):
+            sender.deliver(item, NOW)
+        sender.deliver(item, NOW + timedelta(minutes=1))
+        sender.deliver(item, NOW + timedelta(minutes=2))
+        tokens = [self.token_in(email.text) for _, email in rig.mailer.sent]
+        assert len(set(tokens)) == 2
+        assert len(rig.world.links) == 3  # the failed attempt's link simply expires
+
+    def test_a_reset_email_mints_a_reset_link(self, rig: Rig) -> None:
+        item = rig.queue("set-password")
+        item = replace(item, payload={**item.payload, LINK_PURPOSE_KEY: "reset"})
+        members = members_over(rig.stores, Clock(NOW))
+        rig.sender(links=members.mint_token).deliver(item, NOW)
+        assert members.check_link(self.token_in(rig.sent().text)).purpose is LinkPurpose.RESET
+
+    def test_without_a_link_minter_or_with_an_unknown_purpose_the_email_is_parked(self, rig: Rig) -> None:
+        item = rig.queue("set-password")
+        with pytest.raises(DeliveryPermanent, match="set-password link"):
+            rig.sender().deliver(item, NOW)
+        odd = replace(item, payload={**item.payload, LINK_PURPOSE_KEY: "admin"})
+        members = members_over(rig.stores, Clock(NOW))
+        with pytest.raises(DeliveryPermanent, match="unknown kind of link"):
+            rig.sender(links=members.mint_token).deliver(odd, NOW)
+        assert rig.mailer.sent == []
+
+    def test_an_email_without_the_placeholder_mints_nothing(self, rig: Rig) -> None:
+        item = rig.queue("welcome")
+        minted: list[str] = []
+
+        def mint(email: str, purpose: LinkPurpose, now: object) -> str:
+            minted.append(email)
+            return "never"
+
+        rig.sender(links=mint).deliver(item, NOW)
+        assert minted == []
