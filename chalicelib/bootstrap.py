@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from chalicelib.services.intake import Intake
     from chalicelib.services.kit_delivery import KitCatalog
     from chalicelib.services.kit_status import KitAdmin
+    from chalicelib.services.offerings import Offerings
     from chalicelib.services.outbox_admin import OutboxAdmin
     from chalicelib.services.ports import Scheduler, Stores
     from chalicelib.services.ports.delivery import Sender
@@ -85,6 +86,7 @@ class Container:
     inbox: Inbox = field(init=False)
     intake: Intake = field(init=False)
     automations: Automations = field(init=False)
+    offerings: Offerings = field(init=False)
     queries: AdminQueries = field(init=False)
     outbox_admin: OutboxAdmin = field(init=False)
     _kit_catalog: KitCatalog | None = field(init=False, default=None, repr=False)
@@ -99,6 +101,7 @@ class Container:
         from chalicelib.services.inbox import Inbox
         from chalicelib.services.intake import Intake
         from chalicelib.services.kit_status import KitAdmin
+        from chalicelib.services.offerings import Offerings
         from chalicelib.services.outbox_admin import OutboxAdmin
         from chalicelib.services.queries import AdminQueries
 
@@ -111,7 +114,9 @@ class Container:
             runs=stores.runs,
             versions=stores.versions,
             emails=EmailRenderer(
-                self.loaded.templates, sender_name(config.email.from_) if config.email else None
+                self.loaded.templates,
+                sender_name(config.email.from_) if config.email else None,
+                self.settings.public_base_url,
             ),
             clock=self.clock,
             scheduler=self.scheduler,
@@ -120,6 +125,7 @@ class Container:
         self.intake = Intake(self.inbox, config, self.secrets, self.clock)
         self.inbox.decoders = self.intake.decoders()
         self.automations = Automations(self.inbox, stores.runs, stores.versions, self.clock)
+        self.offerings = Offerings(self.inbox, stores.contacts, self.loaded.setup)
         self.queries = AdminQueries(stores)
         self.outbox_admin = OutboxAdmin(stores.outbox, self.clock)
         self.kit_admin = KitAdmin(
@@ -137,7 +143,13 @@ class Container:
         from chalicelib.domain.timers import TimerKind
         from chalicelib.services.timers import TimerRouter
 
-        return TimerRouter({TimerKind.RUN_WAKEUP: self.automations.wake_up}, self.metrics)
+        return TimerRouter(
+            {
+                TimerKind.RUN_WAKEUP: self.automations.wake_up,
+                TimerKind.OFFERING_DRIP: self.offerings.drip,
+            },
+            self.metrics,
+        )
 
     def delivery(
         self, *, wait_for_tokens: float | None = None, wait_budget: float | None = None

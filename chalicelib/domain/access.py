@@ -16,13 +16,15 @@ here: ``MAX_WHY`` per offering, their texts cut to a length, and all records tog
 from __future__ import annotations
 
 import enum
+import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from chalicelib.domain.setup import Offering
+from chalicelib.domain.setup import Offering, Setup
+from chalicelib.domain.timers import Timer, TimerKind, due_second, timer_name
 
 MAX_WHY = 20
 """Reasons kept per offering, newest last; older ones stay in the contact's timeline."""
@@ -132,6 +134,50 @@ def reason(at: datetime, action: AccessAction, cause: AccessCause, event_id: str
         event_id,
         cause.note[:MAX_NOTE_LENGTH] if cause.note else None,
     )
+
+
+# --- the drip ------------------------------------------------------------------------------------
+
+
+def module_due(offering: Offering, module_id: str, since: datetime, scale: float) -> datetime | None:
+    """When a module of a grant made at ``since`` is due; ``scale`` divides the wait (test contacts)."""
+    for module in offering.modules:
+        if module.id == module_id:
+            return since + timedelta(seconds=module.release_after / scale)
+    return None
+
+
+def drip_key(email: str, offering_id: str, module_id: str) -> str:
+    """A drip timer's key: the contact, the offering and the module, each as a short digest (any
+    id may be 64 characters; a timer key holds 48 of a few characters)."""
+    return f"{_digest(email, 16)}-{_digest(offering_id, 12)}-{_digest(module_id, 12)}"
+
+
+def drip_target(setup: Setup, email: str, key: str) -> tuple[str, str] | None:
+    """The (offering, module) a drip timer of ``email`` is for, or None if the config has no such module."""
+    parts = key.split("-")
+    if len(parts) != 3 or parts[0] != _digest(email, 16):
+        return None
+    for offering_id, offering in setup.offerings.items():
+        if _digest(offering_id, 12) != parts[1]:
+            continue
+        for module in offering.modules:
+            if _digest(module.id, 12) == parts[2]:
+                return offering_id, module.id
+    return None
+
+
+def drip_timer(email: str, offering_id: str, module_id: str, due_at: datetime, generation: int) -> Timer:
+    key = drip_key(email, offering_id, module_id)
+    return Timer(TimerKind.OFFERING_DRIP, key, due_second(due_at), generation, email)
+
+
+def drip_timer_name(email: str, offering_id: str, module_id: str, generation: int) -> str:
+    return timer_name(TimerKind.OFFERING_DRIP, drip_key(email, offering_id, module_id), generation)
+
+
+def _digest(text: str, length: int) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:length]
 
 
 # --- the stored form and its bound --------------------------------------------------------------

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import formataddr
 
-from chalicelib.adapters.email.templates import RenderFailed
+from chalicelib.adapters.email.templates import RenderContext, RenderFailed
 from chalicelib.domain.model import Contact
 from chalicelib.domain.outbox import OutboxItem
 from chalicelib.services.emails import Templates
@@ -58,7 +58,8 @@ class EmailSender:
         payload = dict(item.payload)
         email_id = str(payload.get("email_id", ""))
         if "render_error" in payload or "subject" not in payload:
-            payload.update(self._render_now(item.email, email_id))
+            offering = payload.get("offering")
+            payload.update(self._render_now(item.email, email_id, str(offering) if offering else None))
         name = payload.get("from_name") or self.identity.name
         try:
             outgoing = OutgoingEmail(
@@ -86,12 +87,12 @@ class EmailSender:
             calls=1,
         )
 
-    def _render_now(self, email: str, email_id: str) -> dict[str, str | None]:
+    def _render_now(self, email: str, email_id: str, offering: str | None) -> dict[str, str | None]:
         contact = self.contacts(email)
         if contact is None:
             raise DeliveryPermanent(f"email '{email_id}' cannot be rendered: the contact is not stored")
         try:
-            rendered = self.templates.render(email_id, contact)
+            rendered = self.templates.render(email_id, contact, RenderContext(offering=offering))
         except KeyError:
             raise DeliveryPermanent(f"email '{email_id}' is not in the config any more") from None
         except RenderFailed as failed:

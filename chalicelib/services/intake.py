@@ -50,6 +50,8 @@ from chalicelib.domain.model import FieldValue, normalize_email, number_problem
 from chalicelib.domain.requests import (
     FieldChangeRequested,
     KitChangesConfirmed,
+    ModuleDripDue,
+    OfferingChangeRequested,
     OperationRequested,
     RunCancelRequested,
     RunWakeUp,
@@ -255,6 +257,7 @@ class Intake:
             Source.ADMIN: _decode_request,
             Source.AUTOMATION: _decode_request,
             Source.OUTBOX: _decode_request,
+            Source.TIMER: _decode_request,
         }
 
     def _decode_thrivecart(self, record: InboxRecord) -> Actionable | Ignored:
@@ -282,6 +285,10 @@ def _decode_request(record: InboxRecord) -> Actionable:
         return RunWakeUp(key, person, p["run_id"], int(p["generation"]), release=bool(p.get("release")))
     if record.source == Source.OUTBOX:
         return KitChangesConfirmed(key, person, tuple(p["added"]), tuple(p["removed"]), p["source_id"])
+    if record.source == Source.TIMER:
+        return ModuleDripDue(key, person, p["offering_id"], p["module_id"], int(p["generation"]))
+    if p.get("kind") == "offering":
+        return OfferingChangeRequested(key, person, p["offering_id"], bool(p["release"]), p.get("reason"))
     if "run_id" in p:
         return RunCancelRequested(key, person, p["run_id"], p.get("reason", "cancelled by an operator"))
     if "operation_id" in p:
