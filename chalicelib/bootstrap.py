@@ -278,6 +278,9 @@ class Container:
     def admin_token(self) -> str | None:
         return self.secrets.resolve_optional(self.settings.admin_token_ref)
 
+    def access_token(self) -> str | None:
+        return self.secrets.resolve_optional(self.settings.access_token_ref)
+
 
 def build(settings: Settings | None = None) -> Container:
     from chalicelib.adapters.aws.ssm import ssm_fetcher

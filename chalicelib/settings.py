@@ -1,8 +1,8 @@
 """Process settings, read once from the environment; the only module that looks at ``os.environ``.
 
 Table names and the config path come from the deployment (CloudFormation fills them in); the admin
-token is a secret reference like any config secret (``env:NAME``, ``ssm:/path`` or a literal), so
-in AWS it lives in SSM Parameter Store and never in the function's environment.
+and access API tokens are secret references like any config secret (``env:NAME``, ``ssm:/path`` or
+a literal), so in AWS they live in SSM Parameter Store and never in the function's environment.
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ class Settings:
     """The delay state machine that wakes waiting automation runs; unset, runs wait for the sweep."""
     kit_api_base_url: str | None = None
     """``KIT_API_BASE_URL``, used as given; unset means Kit's own (the client's ``DEFAULT_BASE_URL``)."""
+    access_token_ref: str | None = None
+    """``ACCESS_API_TOKEN``: the membership site's bearer token for ``/access/*``, a secret reference
+    like the admin token's; unset, the access API answers 401 to everyone."""
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -62,4 +65,5 @@ class Settings:
             public_base_url=env.get("PUBLIC_BASE_URL") or None,
             state_machine_arn=env.get("MEMBERFLOW_STATE_MACHINE_ARN") or None,
             kit_api_base_url=env.get("KIT_API_BASE_URL") or None,
+            access_token_ref=env.get("ACCESS_API_TOKEN") or None,
         )

@@ -46,6 +46,7 @@ LOCAL_SECRETS = {
     "KIT_WEBHOOK_SECRET": "local-kit-signing-secret",
     "HOOK_SIGNING_SECRET": "local-hook-signing-secret",
     "ADMIN_TOKEN": "local-admin-token",
+    "ACCESS_API_TOKEN": "local-access-token",
 }
 
 
@@ -395,6 +396,9 @@ def print_banner(
         f"  moto          {moto_endpoint}  (in-memory AWS; state is lost on exit)",
         f"  admin token   {admin_token}",
     ]
+    access_token = shown.text("ACCESS_API_TOKEN", container.settings.access_token_ref, "ACCESS_API_TOKEN")
+    if access_token is not None:
+        lines.append(f"  access token  {access_token}  (GET /access/<email>, for the membership site)")
     if kit_api is not None and kit_api.local:
         lines.append(f"  Kit API (stand-in) {kit_api.base_url} — no Kit account needed")
     elif kit_api is not None:

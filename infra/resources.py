@@ -306,7 +306,8 @@ def tables_group(shape: AppShape) -> Fragment:
 
 
 def secrets_group(shape: AppShape) -> Fragment:
-    """The admin token reference and read access to the app's SSM parameters (config secrets too)."""
+    """The admin and access API token references and read access to the app's SSM parameters
+    (config secrets too)."""
     return Fragment(
         parameters={
             "AdminTokenParameterName": {
@@ -314,7 +315,16 @@ def secrets_group(shape: AppShape) -> Fragment:
                 "Default": f"{SSM_PREFIX}admin-token",
                 "AllowedPattern": f"^{SSM_PREFIX}[A-Za-z0-9_.\\-/]+$",
                 "Description": f"SSM SecureString with the admin bearer token (under {SSM_PREFIX})",
-            }
+            },
+            "AccessTokenParameterName": {
+                "Type": "String",
+                "Default": f"{SSM_PREFIX}access-api-token",
+                "AllowedPattern": f"^{SSM_PREFIX}[A-Za-z0-9_.\\-/]+$",
+                "Description": (
+                    f"SSM SecureString with the access API's bearer token, for the membership site "
+                    f"(under {SSM_PREFIX})"
+                ),
+            },
         },
         statements=[
             {
@@ -327,7 +337,10 @@ def secrets_group(shape: AppShape) -> Fragment:
                 },
             }
         ],
-        environment={"ADMIN_TOKEN": {"Fn::Sub": "ssm:${AdminTokenParameterName}"}},
+        environment={
+            "ADMIN_TOKEN": {"Fn::Sub": "ssm:${AdminTokenParameterName}"},
+            "ACCESS_API_TOKEN": {"Fn::Sub": "ssm:${AccessTokenParameterName}"},
+        },
     )
 
 

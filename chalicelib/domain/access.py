@@ -73,7 +73,9 @@ class AccessReason:
     def text(self) -> str:
         """How people read it: ``granted by order 1514394``, ``module m2 released by drip``..."""
         if self.action is AccessAction.MODULE_RELEASED:
-            how = "with the offering" if self.by == "release" else f"by {self.by}"
+            how = {"release": "with the offering", "late": "late (its timer did not come)"}.get(
+                self.by, f"by {self.by}"
+            )
             text = f"module {self.ref} released {how}"
         else:
             text = f"{self.action.value} by {_CAUSE_TEXT.get(self.by, self.by)}"
@@ -178,6 +180,48 @@ def drip_timer_name(email: str, offering_id: str, module_id: str, generation: in
 
 def _digest(text: str, length: int) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:length]
+
+
+# --- what the membership site is told -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModuleAnswer:
+    """May the contact open this module, and why (``GET /access/{email}/{offering}/{module}``)."""
+
+    allowed: bool
+    reason: str
+    due_at: datetime | None = None
+    """When a module of a grant not released yet is due (by the drip), if it is."""
+
+
+NEVER_RELEASED = "no access: the offering has not been released to this contact"
+
+
+def module_answer(offering: Offering, record: OfferingAccess, module_id: str, scale: float) -> ModuleAnswer:
+    """Whether ``module_id`` of ``offering`` is open under ``record``, with the reasons behind it.
+
+    A contact memberflow does not know has a default record and gets the same answer as one the
+    offering was never released to.
+    """
+    granted = _last(record, AccessAction.GRANTED, None)
+    if not record.granted:
+        revoked = _last(record, AccessAction.REVOKED, None)
+        return ModuleAnswer(False, f"no access: {revoked.text}" if revoked else NEVER_RELEASED)
+    grant = granted.text if granted else "granted"
+    if module_id in record.modules:
+        released = _last(record, AccessAction.MODULE_RELEASED, module_id)
+        return ModuleAnswer(True, f"{grant}; {released.text if released else f'module {module_id} released'}")
+    due = module_due(offering, module_id, record.since, scale) if record.since else None
+    when = f", due {due.isoformat()}" if due is not None else ""
+    return ModuleAnswer(False, f"{grant}; module {module_id} is not released yet{when}", due)
+
+
+def _last(record: OfferingAccess, action: AccessAction, ref: str | None) -> AccessReason | None:
+    for item in reversed(record.why):
+        if item.action is action and (ref is None or item.ref == ref):
+            return item
+    return None
 
 
 # --- the stored form and its bound --------------------------------------------------------------

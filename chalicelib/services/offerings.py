@@ -13,10 +13,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.domain.access import OfferingAccess, drip_target
+from chalicelib.domain.access import ModuleAnswer, OfferingAccess, drip_target, module_answer
 from chalicelib.domain.errors import NotFound
 from chalicelib.domain.events import Person, Source
-from chalicelib.domain.model import normalize_email
+from chalicelib.domain.model import is_test_email, normalize_email
 from chalicelib.domain.requests import ModuleDripDue
 from chalicelib.domain.setup import Offering, Setup
 from chalicelib.domain.timers import InvalidTimer, Timer
@@ -34,6 +34,15 @@ class Access:
     known: bool
     """Whether memberflow has the contact at all."""
     offerings: dict[str, OfferingAccess]
+
+
+@dataclass(frozen=True)
+class ModuleAccess:
+    email: str
+    offering: str
+    module: str
+    answer: ModuleAnswer
+    record: OfferingAccess
 
 
 class Offerings:
@@ -74,8 +83,27 @@ class Offerings:
         records = {oid: stored.get(oid, OfferingAccess()) for oid in sorted(self.setup.offerings)}
         return Access(address, contact is not None, records)
 
+    def module_access(self, email: str, offering_id: str, module_id: str) -> ModuleAccess:
+        """May the contact open the module; NotFound for an offering or module the config lacks."""
+        offering = self.offering(offering_id)
+        if all(module.id != module_id for module in offering.modules):
+            known = ", ".join(module.id for module in offering.modules) or "none"
+            raise NotFound(
+                f"offering '{offering_id}' has no module '{module_id}' (its modules: {known})",
+                code="unknown_module",
+            )
+        access = self.access(email)
+        record = access.offerings[offering_id]
+        scale = self.setup.test_contacts.delay_scale if self._is_test(access.email) else 1.0
+        answer = module_answer(offering, record, module_id, scale)
+        return ModuleAccess(access.email, offering_id, module_id, answer, record)
+
     def offering(self, offering_id: str) -> Offering:
         offering = self.setup.offerings.get(offering_id)
         if offering is None:
-            raise NotFound(f"no offering '{offering_id}'", code="unknown_offering")
+            known = ", ".join(sorted(self.setup.offerings)) or "none configured"
+            raise NotFound(f"no offering '{offering_id}' (known: {known})", code="unknown_offering")
         return offering
+
+    def _is_test(self, email: str) -> bool:
+        return is_test_email(email, self.setup.test_contacts.emails)

@@ -34,8 +34,10 @@ SECRET_ENV = {
     "KIT_WEBHOOK_SECRET": "kit-signing-secret-FIXTURE",
     "HOOK_SIGNING_SECRET": "hook-signing-secret-FIXTURE",
     "ADMIN_TOKEN": "admin-token-FIXTURE-abcdef",
+    "ACCESS_API_TOKEN": "access-token-FIXTURE-123456",
 }
 ADMIN = {"Authorization": f"Bearer {SECRET_ENV['ADMIN_TOKEN']}"}
+ACCESS = {"Authorization": f"Bearer {SECRET_ENV['ACCESS_API_TOKEN']}"}
 
 
 @dataclass

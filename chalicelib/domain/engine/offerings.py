@@ -5,9 +5,10 @@ its access tag and the tags of the modules due at once come (as tags any other c
 told, automations hear of them). What is not due yet, and the welcome email, follow from the
 record once the event is applied (``effects``): a timer per module still to come, and one welcome
 email per grant, so a grant revoked again in the same event sends nothing, and an offering granted
-already is left as it is. A revoke removes the access and module tags, adds the revoke tag, and
-moves the record's generation on, so the grant's drip timers find it changed and do nothing. A
-drip timer releases its module, and any other whose time has come, once.
+already is left as it is (but for modules due whose timer never came, which it releases). A revoke
+removes the access and module tags, adds the revoke tag, and moves the record's generation on, so
+the grant's drip timers find it changed and do nothing. A drip timer releases its module, and any
+other whose time has come, once.
 
 Tag changes go through the coordinator's handlers (``work.dispatch``), like an operation's.
 """
@@ -47,6 +48,8 @@ WELCOME_RUN = "offering"
 """The ``run_id`` of a welcome email's outbox item (its ``step_id`` is the offering id)."""
 DRIP = AccessCause("drip")
 WITH_THE_OFFERING = AccessCause("release")
+LATE = AccessCause("late")
+"""A module due whose drip timer did not release it, released by a later release of the offering."""
 
 
 def release_offering(work: Work, command: ReleaseOffering) -> list[Command]:
@@ -55,8 +58,14 @@ def release_offering(work: Work, command: ReleaseOffering) -> list[Command]:
     record = state.offerings.get(command.offering_id, OfferingAccess())
     data = {"offering": command.offering_id, **_cause_data(command.cause)}
     if record.granted:
-        work.log(TimelineKind.NOTE, {"text": "the contact has this offering already; nothing to do", **data})
-        return []
+        # Nothing to grant; but a module whose timer never came (one failed to start) is released
+        # now, so releasing again is how an operator repairs a drip.
+        late = [m for m in offering.modules if m.id not in record.modules and _due(work, offering, record, m)]
+        if not late:
+            work.log(
+                TimelineKind.NOTE, {"text": "the contact has this offering already; nothing to do", **data}
+            )
+        return _release_modules(work, command.offering_id, late, LATE)
     now = work.ctx.now
     granted = replace(record, granted=True, since=now, generation=record.generation + 1, modules=())
     state.offerings[command.offering_id] = granted.noted(

@@ -105,6 +105,14 @@ class TestRelease:
             "the contact has this offering already; nothing to do"
         ]
 
+    def test_releasing_again_releases_modules_whose_timer_never_came(self) -> None:
+        w = cascading(granted(stored()), on=SETUP, now=T0 + timedelta(days=8))
+        w.drain([ReleaseOffering("foundation", AccessCause("admin"))])
+        record = w.state.offerings["foundation"]
+        assert (record.generation, record.modules) == (1, ("m1", "m2"))
+        assert record.why[-1].text == "module m2 released late (its timer did not come)"
+        assert kinds(w) == ["module_released", "tag_added"]
+
     def test_an_unknown_offering_is_not_found(self) -> None:
         with pytest.raises(NotFound) as refused:
             release_offering(cascading(on=SETUP), ReleaseOffering("nope", ORDER))
