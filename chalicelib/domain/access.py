@@ -142,10 +142,14 @@ def reason(at: datetime, action: AccessAction, cause: AccessCause, event_id: str
 
 
 def module_due(offering: Offering, module_id: str, since: datetime, scale: float) -> datetime | None:
-    """When a module of a grant made at ``since`` is due; ``scale`` divides the wait (test contacts)."""
+    """When a module of a grant made at ``since`` is due; ``scale`` divides the wait (test contacts),
+    to whole seconds and at least one, as it does an automation's ``delay``."""
     for module in offering.modules:
         if module.id == module_id:
-            return since + timedelta(seconds=module.release_after / scale)
+            seconds = module.release_after
+            if scale != 1 and seconds:
+                seconds = max(1, round(seconds / scale))
+            return since + timedelta(seconds=seconds)
     return None
 
 

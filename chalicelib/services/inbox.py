@@ -582,6 +582,16 @@ def _result_summary(transition: engine.Transition) -> dict[str, Any]:
         summary["tags_removed"] = removed
     if transition.operations:
         summary["operations"] = [{"id": o.operation_id, "result": o.result} for o in transition.operations]
+    granted = {oid for oid, record in after.offerings.items() if record.granted}
+    had = {oid for oid, record in before.offerings.items() if record.granted}
+    if released := sorted(
+        oid
+        for oid in granted
+        if oid not in had or before.offerings[oid].generation != after.offerings[oid].generation
+    ):
+        summary["offerings_released"] = released
+    if revoked := sorted(had - granted):
+        summary["offerings_revoked"] = revoked
     started = [r for r in transition.runs if r.stored_version == 0]
     if started:
         summary["runs_started"] = [{"automation": r.automation_id, "run_id": r.run_id} for r in started]

@@ -144,7 +144,11 @@ def whys(offering: dict[str, Any]) -> list[str]:
 
 class TestPurchaseReleases:
     def test_access_tag_first_module_drip_and_welcome_email(self, shop: OfferingsWorld) -> None:
-        assert shop.deliver(order(items=("product-12",))).json_body["result"] == "accepted"
+        response = shop.deliver(order(items=("product-12",)))
+        assert response.json_body["result"] == "accepted"
+        record = shop.stores.inbox.get_event(response.json_body["event_id"])
+        assert record is not None
+        assert record.result["offerings_released"] == ["foundation"]
 
         contact = shop.contact()
         assert {"Course – Foundation", "Course – Foundation – M1", "Purchase – Foundation"} <= set(
@@ -175,6 +179,23 @@ class TestPurchaseReleases:
             (TimerKind.OFFERING_DRIP, T0 + 7 * DAY, BUYER),
             (TimerKind.OFFERING_DRIP, T0 + 14 * DAY, BUYER),
         ]
+
+    def test_the_set_password_link_starts_with_the_public_base_url_when_set(self) -> None:
+        stores = in_memory_stores()
+        environ = {"PUBLIC_BASE_URL": "https://members.example.com/"}
+        container = make_container(stores, offerings_config(), environ=environ)
+        bootstrap.override(lambda: container)
+        try:
+            with Client(app) as client:
+                client.http.post(
+                    "/webhooks/thrivecart", headers=FORM, body=order(items=("product-12",)).encode()
+                )
+        finally:
+            bootstrap.override(None)
+        (welcome,) = [i for i in stores.outbox.list_outbound(BUYER) if i.kind == "email"]
+        assert welcome.payload["body"] == (
+            f"Set your password: https://members.example.com/members/set-password?token={SET_PASSWORD_TOKEN_PLACEHOLDER}"
+        )
 
     def test_bump_and_upsell_items_release_their_own_offerings(self, shop: OfferingsWorld) -> None:
         shop.deliver(order())
@@ -259,7 +280,9 @@ class TestRefundRevokes:
     def test_refund_revokes_and_why_names_the_refund(self, shop: OfferingsWorld) -> None:
         shop.deliver(order(items=("product-12",)))
         shop.clock.advance(days=3)
-        assert shop.deliver(refund()).json_body["result"] == "accepted"
+        answer = shop.deliver(refund()).json_body
+        assert answer["result"] == "accepted"
+        assert shop.stores.inbox.get_event(answer["event_id"]).result["offerings_revoked"] == ["foundation"]  # type: ignore[union-attr]
         contact = shop.contact()
         foundation = contact["offerings"]["foundation"]
         assert (foundation["access"], foundation["modules"]) == (False, [])
@@ -447,3 +470,28 @@ class TestAccessApi:
             assert "ACCESS_API_TOKEN is not set" in response.json_body["error"]["message"]
         finally:
             bootstrap.override(None)
+
+
+@pytest.mark.integration
+def test_a_purchase_and_a_refund_on_dynamodb_as_the_function_role(moto_world: World) -> None:
+    container = make_container(moto_world.stores, offerings_config())
+    bootstrap.override(lambda: container)
+    post = moto_world.client.http.post
+    assert post("/webhooks/thrivecart", headers=FORM, body=order().encode()).json_body["result"] == "accepted"
+    contact = moto_world.stores.contacts.get_contact(BUYER)
+    assert contact is not None
+    assert sorted(oid for oid, record in contact.offerings.items() if record.granted) == [
+        "coaching",
+        "foundation",
+        "workbook",
+    ]
+    assert (
+        post("/webhooks/thrivecart", headers=FORM, body=refund().encode()).json_body["result"] == "accepted"
+    )
+    answer = moto_world.client.http.get(f"/access/{BUYER}/foundation/m1", headers=ACCESS).json_body
+    assert (answer["allowed"], answer["reason"]) == (
+        False,
+        f"no access: revoked by refund of order {REFUND_ORDER}",
+    )
+    emails = [i for i in moto_world.stores.outbox.list_for_contact(BUYER).items if i.kind.value == "email"]
+    assert sorted(i.payload["offering"] for i in emails) == ["coaching", "foundation"]
