@@ -20,6 +20,7 @@ from chalicelib.domain.errors import BadRequest
 from chalicelib.domain.events import Ping, Source
 from chalicelib.domain.inbox import Status
 from chalicelib.domain.outbox import OutboxKind, OutboxStatus
+from chalicelib.entrypoints import access_views
 from chalicelib.entrypoints import admin_views as views
 from chalicelib.entrypoints import member_pages as pages
 from chalicelib.entrypoints.http import (
@@ -62,6 +63,11 @@ def _admin() -> bootstrap.Container:
     return c
 
 
+def _base(c: bootstrap.Container) -> str:
+    """Where the links in emails this request causes point: PUBLIC_BASE_URL, else this API."""
+    return base_url(_request(), c.settings.public_base_url)
+
+
 def _receipt(receipt: Receipt, **extra: Any) -> dict[str, Any]:
     body: dict[str, Any] = {"result": receipt.result, "event_id": receipt.event_id, **extra}
     if receipt.reason:
@@ -82,7 +88,8 @@ def thrivecart_registration_check() -> Response:
 @api
 def thrivecart_webhook() -> Response:
     request = _request()
-    outcome = bootstrap.container().intake.thrivecart(raw_body(request), header(request, "Content-Type"))
+    c = bootstrap.container()
+    outcome = c.intake.thrivecart(raw_body(request), header(request, "Content-Type"), base_url=_base(c))
     if isinstance(outcome, Ping):
         return json_response({"result": "ping", "event_id": None})
     return json_response(_receipt(outcome))
@@ -92,8 +99,13 @@ def thrivecart_webhook() -> Response:
 @api
 def kit_webhook(token: str) -> Response:
     request = _request()
-    receipts = bootstrap.container().intake.kit(
-        token, raw_body(request), dict(request.query_params or {}), header(request, "X-Kit-Signature")
+    c = bootstrap.container()
+    receipts = c.intake.kit(
+        token,
+        raw_body(request),
+        dict(request.query_params or {}),
+        header(request, "X-Kit-Signature"),
+        base_url=_base(c),
     )
     if len(receipts) == 1:
         return json_response(_receipt(receipts[0]))
@@ -104,12 +116,14 @@ def kit_webhook(token: str) -> Response:
 @api
 def operation_hook(operation_id: str, token: str) -> Response:
     request = _request()
-    receipt = bootstrap.container().intake.hook(
+    c = bootstrap.container()
+    receipt = c.intake.hook(
         operation_id,
         token,
         raw_body(request),
         header(request, "Content-Type"),
         header(request, "Idempotency-Key"),
+        base_url=_base(c),
     )
     return json_response(_operation_receipt(receipt, operation_id))
 
@@ -159,7 +173,9 @@ def get_ledger(email: str) -> Response:
 def change_tags(email: str) -> Response:
     c = _admin()
     request = _request()
-    receipt = c.intake.admin_tags(path_email(email), json_body(request), header(request, "Idempotency-Key"))
+    receipt = c.intake.admin_tags(
+        path_email(email), json_body(request), header(request, "Idempotency-Key"), base_url=_base(c)
+    )
     return _change_response(c, receipt)
 
 
@@ -169,7 +185,7 @@ def change_field(email: str, field: str) -> Response:
     c = _admin()
     request = _request()
     receipt = c.intake.admin_field(
-        path_email(email), field, json_body(request), header(request, "Idempotency-Key")
+        path_email(email), field, json_body(request), header(request, "Idempotency-Key"), base_url=_base(c)
     )
     return _change_response(c, receipt)
 
@@ -180,9 +196,45 @@ def change_field(email: str, field: str) -> Response:
 @api
 def run_operation(email: str, operation_id: str) -> Response:
     c = _admin()
-    receipt = c.intake.admin_operation(path_email(email), operation_id, header(_request(), "Idempotency-Key"))
+    receipt = c.intake.admin_operation(
+        path_email(email), operation_id, header(_request(), "Idempotency-Key"), base_url=_base(c)
+    )
     body = _operation_receipt(receipt, operation_id)
     return _with_contact(c, receipt, body)
+
+
+@app.route(
+    "/admin/contacts/{email}/offerings/{offering_id}/release",
+    methods=["POST"],
+    content_types=ADMIN_CONTENT_TYPES,
+)
+@api
+def release_offering(email: str, offering_id: str) -> Response:
+    return _change_offering(email, offering_id, release=True)
+
+
+@app.route(
+    "/admin/contacts/{email}/offerings/{offering_id}/revoke",
+    methods=["POST"],
+    content_types=ADMIN_CONTENT_TYPES,
+)
+@api
+def revoke_offering(email: str, offering_id: str) -> Response:
+    return _change_offering(email, offering_id, release=False)
+
+
+def _change_offering(email: str, offering_id: str, *, release: bool) -> Response:
+    c = _admin()
+    request = _request()
+    receipt = c.intake.admin_offering(
+        path_email(email),
+        offering_id,
+        release=release,
+        body=json_body(request),
+        idempotency_key=header(request, "Idempotency-Key"),
+        base_url=_base(c),
+    )
+    return _change_response(c, receipt)
 
 
 def _change_response(c: bootstrap.Container, receipt: Receipt) -> Response:
@@ -435,6 +487,34 @@ def member_reset() -> Response:
     c = bootstrap.container()
     c.members.reset(email, base_url(request, c.settings.public_base_url))
     return pages.reset_answer()
+
+
+# --- Access API (the membership site) -----------------------------------------------------------
+
+
+def _access() -> bootstrap.Container:
+    c = bootstrap.container()
+    require_bearer(_request(), c.access_token(), "access API is disabled: ACCESS_API_TOKEN is not set")
+    return c
+
+
+def _offering_names(c: bootstrap.Container) -> dict[str, str]:
+    return {oid: offering.name for oid, offering in c.loaded.setup.offerings.items()}
+
+
+@app.route("/access/{email}", methods=["GET"])
+@api
+def get_access(email: str) -> Response:
+    c = _access()
+    return json_response(access_views.access_view(c.offerings.access(path_email(email)), _offering_names(c)))
+
+
+@app.route("/access/{email}/{offering_id}/{module_id}", methods=["GET"])
+@api
+def get_module_access(email: str, offering_id: str, module_id: str) -> Response:
+    c = _access()
+    access = c.offerings.module_access(path_email(email), offering_id, module_id)
+    return json_response(access_views.module_access_view(access))
 
 
 # --- Timers ------------------------------------------------------------------------------------

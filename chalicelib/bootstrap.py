@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from chalicelib.services.kit_delivery import KitCatalog
     from chalicelib.services.kit_status import KitAdmin
     from chalicelib.services.members import Members
+    from chalicelib.services.offerings import Offerings
     from chalicelib.services.outbox_admin import OutboxAdmin
     from chalicelib.services.ports import Scheduler, Stores
     from chalicelib.services.ports.delivery import Sender
@@ -89,6 +90,7 @@ class Container:
     inbox: Inbox = field(init=False)
     intake: Intake = field(init=False)
     automations: Automations = field(init=False)
+    offerings: Offerings = field(init=False)
     queries: AdminQueries = field(init=False)
     outbox_admin: OutboxAdmin = field(init=False)
     _kit_catalog: KitCatalog | None = field(init=False, default=None, repr=False)
@@ -105,6 +107,7 @@ class Container:
         from chalicelib.services.intake import Intake
         from chalicelib.services.kit_status import KitAdmin
         from chalicelib.services.members import Members
+        from chalicelib.services.offerings import Offerings
         from chalicelib.services.outbox_admin import OutboxAdmin
         from chalicelib.services.queries import AdminQueries
 
@@ -117,7 +120,9 @@ class Container:
             runs=stores.runs,
             versions=stores.versions,
             emails=EmailRenderer(
-                self.loaded.templates, sender_name(config.email.from_) if config.email else None
+                self.loaded.templates,
+                sender_name(config.email.from_) if config.email else None,
+                self.settings.public_base_url,
             ),
             clock=self.clock,
             scheduler=self.scheduler,
@@ -126,6 +131,7 @@ class Container:
         self.intake = Intake(self.inbox, config, self.secrets, self.clock)
         self.inbox.decoders = self.intake.decoders()
         self.automations = Automations(self.inbox, stores.runs, stores.versions, self.clock)
+        self.offerings = Offerings(self.inbox, stores.contacts, self.loaded.setup)
         self.queries = AdminQueries(stores)
         self.outbox_admin = OutboxAdmin(stores.outbox, self.clock)
         self.kit_admin = KitAdmin(
@@ -164,7 +170,13 @@ class Container:
         from chalicelib.domain.timers import TimerKind
         from chalicelib.services.timers import TimerRouter
 
-        return TimerRouter({TimerKind.RUN_WAKEUP: self.automations.wake_up}, self.metrics)
+        return TimerRouter(
+            {
+                TimerKind.RUN_WAKEUP: self.automations.wake_up,
+                TimerKind.OFFERING_DRIP: self.offerings.drip,
+            },
+            self.metrics,
+        )
 
     def delivery(
         self, *, wait_for_tokens: float | None = None, wait_budget: float | None = None
@@ -279,6 +291,7 @@ class Container:
                 self.loaded.templates,
                 self.stores.contacts.get_contact,
                 links=self.members.mint_token,
+                public_base_url=self.settings.public_base_url,
             )
         }
         hooks = config.outbound_webhooks
@@ -296,6 +309,9 @@ class Container:
 
     def admin_token(self) -> str | None:
         return self.secrets.resolve_optional(self.settings.admin_token_ref)
+
+    def access_token(self) -> str | None:
+        return self.secrets.resolve_optional(self.settings.access_token_ref)
 
 
 def build(settings: Settings | None = None) -> Container:

@@ -1,9 +1,9 @@
 """Process settings, read once from the environment; the only module that looks at ``os.environ``.
 
 Table names and the config path come from the deployment (CloudFormation fills them in); the admin
-token and the member session secret are secret references like any config secret (``env:NAME``,
-``ssm:/path`` or a literal), so in AWS they live in SSM Parameter Store and never in the function's
-environment.
+token, the access API token and the member session secret are secret references like any config
+secret (``env:NAME``, ``ssm:/path`` or a literal), so in AWS they live in SSM Parameter Store and
+never in the function's environment.
 """
 
 from __future__ import annotations
@@ -35,6 +35,9 @@ class Settings:
     member_session_secret_ref: str | None = None
     """``MEMBER_SESSION_SECRET``: a secret reference (or, locally, the key itself) for signing member
     session tokens; unset, member logins are refused (``make run`` sets a local one)."""
+    access_token_ref: str | None = None
+    """``ACCESS_API_TOKEN``: the membership site's bearer token for ``/access/*``, a secret reference
+    like the admin token's; unset, the access API answers 401 to everyone."""
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -68,4 +71,5 @@ class Settings:
             state_machine_arn=env.get("MEMBERFLOW_STATE_MACHINE_ARN") or None,
             kit_api_base_url=env.get("KIT_API_BASE_URL") or None,
             member_session_secret_ref=env.get("MEMBER_SESSION_SECRET") or None,
+            access_token_ref=env.get("ACCESS_API_TOKEN") or None,
         )

@@ -47,6 +47,7 @@ LOCAL_SECRETS = {
     "HOOK_SIGNING_SECRET": "local-hook-signing-secret",
     "ADMIN_TOKEN": "local-admin-token",
     "MEMBER_SESSION_SECRET": "local-member-session-secret",
+    "ACCESS_API_TOKEN": "local-access-token",
 }
 
 
@@ -396,6 +397,9 @@ def print_banner(
         f"  moto          {moto_endpoint}  (in-memory AWS; state is lost on exit)",
         f"  admin token   {admin_token}",
     ]
+    access_token = shown.text("ACCESS_API_TOKEN", container.settings.access_token_ref, "ACCESS_API_TOKEN")
+    if access_token is not None:
+        lines.append(f"  access token  {access_token}  (GET /access/<email>, for the membership site)")
     if kit_api is not None and kit_api.local:
         lines.append(f"  Kit API (stand-in) {kit_api.base_url} — no Kit account needed")
     elif kit_api is not None:

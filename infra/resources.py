@@ -306,8 +306,8 @@ def tables_group(shape: AppShape) -> Fragment:
 
 
 def secrets_group(shape: AppShape) -> Fragment:
-    """The admin token and member session secret references, and read access to the app's SSM
-    parameters (config secrets too)."""
+    """The admin token, access API token and member session secret references, and read access to the
+    app's SSM parameters (config secrets too)."""
     return Fragment(
         parameters={
             "AdminTokenParameterName": {
@@ -321,6 +321,15 @@ def secrets_group(shape: AppShape) -> Fragment:
                 "Default": f"{SSM_PREFIX}member-session-secret",
                 "AllowedPattern": f"^{SSM_PREFIX}[A-Za-z0-9_.\\-/]+$",
                 "Description": f"SSM SecureString signing member session tokens (under {SSM_PREFIX})",
+            },
+            "AccessTokenParameterName": {
+                "Type": "String",
+                "Default": f"{SSM_PREFIX}access-api-token",
+                "AllowedPattern": f"^{SSM_PREFIX}[A-Za-z0-9_.\\-/]+$",
+                "Description": (
+                    f"SSM SecureString with the access API's bearer token, for the membership site "
+                    f"(under {SSM_PREFIX})"
+                ),
             },
         },
         statements=[
@@ -337,6 +346,7 @@ def secrets_group(shape: AppShape) -> Fragment:
         environment={
             "ADMIN_TOKEN": {"Fn::Sub": "ssm:${AdminTokenParameterName}"},
             "MEMBER_SESSION_SECRET": {"Fn::Sub": "ssm:${MemberSessionSecretParameterName}"},
+            "ACCESS_API_TOKEN": {"Fn::Sub": "ssm:${AccessTokenParameterName}"},
         },
     )
 

@@ -38,6 +38,7 @@ from chalicelib.config.base import (
     IDENTIFIER_PATTERN,
     FieldAssignment,
     FieldDelta,
+    OfferingId,
     ProductKey,
     StrictModel,
     TagName,
@@ -426,6 +427,26 @@ class RunOperationStep(StepBase):
     run_operation: str = Field(description="Run a custom operation by id.")
 
 
+class ReleaseOfferingStep(StepBase):
+    """Release an offering to the contact: access tag, modules due, the drip, its welcome email."""
+
+    action_key: ClassVar[str] = "release_offering"
+    release_offering: OfferingId = Field(
+        description=(
+            "Release this offering (an id from the offerings section); one the contact has stays as it is."
+        )
+    )
+
+
+class RevokeOfferingStep(StepBase):
+    """Revoke an offering from the contact: its access and module tags go, its drip stops."""
+
+    action_key: ClassVar[str] = "revoke_offering"
+    revoke_offering: OfferingId = Field(
+        description="Revoke this offering (an id from the offerings section)."
+    )
+
+
 class DelayStep(StepBase):
     """Wait for a while (1m to 52w) before the next step."""
 
@@ -616,6 +637,8 @@ STEP_KEYS = (
     "increase_field",
     "decrease_field",
     "run_operation",
+    "release_offering",
+    "revoke_offering",
     "delay",
     "wait_until",
     "if",
@@ -653,6 +676,8 @@ Step = Annotated[
     | Annotated[IncreaseFieldStep, Tag("increase_field")]
     | Annotated[DecreaseFieldStep, Tag("decrease_field")]
     | Annotated[RunOperationStep, Tag("run_operation")]
+    | Annotated[ReleaseOfferingStep, Tag("release_offering")]
+    | Annotated[RevokeOfferingStep, Tag("revoke_offering")]
     | Annotated[DelayStep, Tag("delay")]
     | Annotated[WaitUntilStep, Tag("wait_until")]
     | Annotated[IfStep, Tag("if")]

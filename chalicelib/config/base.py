@@ -126,6 +126,11 @@ OperationId = Annotated[
     AfterValidator(identifier_check("operation id", "add-50-credits")),
     Field(json_schema_extra={"pattern": IDENTIFIER_PATTERN}),
 ]
+OfferingId = Annotated[
+    str,
+    AfterValidator(identifier_check("offering id", "foundation")),
+    Field(json_schema_extra={"pattern": IDENTIFIER_PATTERN}),
+]
 FieldName = Annotated[
     str,
     AfterValidator(identifier_check("field name", "coaching_sessions")),

@@ -13,12 +13,22 @@ from typing import TYPE_CHECKING, Any
 
 from chalicelib.config import automations as c
 from chalicelib.config.base import FieldAssignment, FieldDelta
-from chalicelib.config.model import MemberflowConfig, OperationConfig, ProductConfig, TagActions
+from chalicelib.config.model import (
+    CancelActions,
+    MemberflowConfig,
+    OperationConfig,
+    ProductConfig,
+    RefundActions,
+    TagActions,
+)
+from chalicelib.config.offerings import OfferingConfig
 from chalicelib.domain.automations import definition as d
 from chalicelib.domain.automations.book import AutomationBook
 from chalicelib.domain.automations.canonical import TYPE_KEY, from_stored
 from chalicelib.domain.setup import (
     FieldSpec,
+    Module,
+    Offering,
     Operation,
     Product,
     Setup,
@@ -40,6 +50,7 @@ def compile_setup(config: MemberflowConfig) -> Setup:
             {key: _product(product) for key, product in (thrivecart.products if thrivecart else {}).items()}
         ),
         accept_test_orders=thrivecart.accept_test_orders if thrivecart else False,
+        offerings=frozen_map({oid: _offering(offering) for oid, offering in config.offerings.items()}),
         kit_tag_ids=frozen_map(config.kit.tag_ids),
         test_contacts=TestContacts(config.test_contacts.emails, config.test_contacts.delay_scale),
         time_zone=config.time_zone,
@@ -95,7 +106,8 @@ def email_templates_of(config: MemberflowConfig) -> EmailTemplates:
         }
         outcome: EmailTemplates | tuple[TemplateProblem, ...]
         try:
-            outcome = EmailTemplates.parse(sources, TemplateScope(field_specs(config)))
+            names = {oid: offering.name for oid, offering in config.offerings.items()}
+            outcome = EmailTemplates.parse(sources, TemplateScope(field_specs(config), names))
         except TemplateProblems as failed:
             outcome = failed.problems
         if len(_TEMPLATES) > 64:
@@ -130,11 +142,34 @@ def _operation(op: OperationConfig) -> Operation:
         decrease_field=_field_delta(op.decrease_field) if op.decrease_field else None,
         remove_tags=op.remove_tags,
         add_tags=op.add_tags,
+        release_offering=op.release_offering,
+        revoke_offering=op.revoke_offering,
     )
 
 
 def _tag_actions(actions: TagActions | None) -> DomainTagActions | None:
-    return None if actions is None else DomainTagActions(actions.add_tags, actions.remove_tags)
+    if actions is None:
+        return None
+    return DomainTagActions(
+        add_tags=actions.add_tags,
+        remove_tags=actions.remove_tags,
+        release=actions.release,
+        revoke=actions.revoke,
+        revoke_at_period_end=actions.revoke_at_period_end if isinstance(actions, CancelActions) else (),
+        reverse_credits=actions.reverse_credits if isinstance(actions, RefundActions) else False,
+    )
+
+
+def _offering(offering: OfferingConfig) -> Offering:
+    return Offering(
+        name=offering.name,
+        access_tag=offering.access_tag,
+        revoke_tag=offering.revoke_tag,
+        welcome_email=offering.welcome_email,
+        modules=tuple(
+            Module(m.id, m.name, m.tag, c.parse_duration(m.release_after)) for m in offering.modules
+        ),
+    )
 
 
 def _product(product: ProductConfig) -> Product:
@@ -220,6 +255,10 @@ def compile_step(step: c.Step) -> d.Step:
         return d.DecreaseFieldStep(_field_delta(step.decrease_field), given)
     if isinstance(step, c.RunOperationStep):
         return d.RunOperationStep(step.run_operation, given)
+    if isinstance(step, c.ReleaseOfferingStep):
+        return d.ReleaseOfferingStep(step.release_offering, given)
+    if isinstance(step, c.RevokeOfferingStep):
+        return d.RevokeOfferingStep(step.revoke_offering, given)
     if isinstance(step, c.DelayStep):
         return d.DelayStep(step.delay, c.parse_duration(step.delay), given)
     if isinstance(step, c.WaitUntilStep):

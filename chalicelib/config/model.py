@@ -31,12 +31,14 @@ from chalicelib.config.base import (
     FieldName,
     KeyPath,
     KitTagId,
+    OfferingId,
     OperationId,
     ProductKey,
     SecretRef,
     StrictModel,
     TagName,
 )
+from chalicelib.config.offerings import MAX_OFFERINGS, OfferingConfig, OfferingIds
 
 __all__ = [
     "IDENTIFIER_PATTERN",
@@ -52,7 +54,7 @@ __all__ = [
 
 
 class TagActions(StrictModel):
-    """What a ThriveCart event does to the buyer's tags, for one purchased item."""
+    """What a ThriveCart event does for one purchased item: offerings revoked and released, then tags."""
 
     add_tags: tuple[TagName, ...] = Field(
         default=(),
@@ -63,6 +65,46 @@ class TagActions(StrictModel):
         description=(
             "Tags removed from the buyer (before add_tags are added). An operation's trigger tag "
             "cannot be listed here."
+        ),
+    )
+    release: OfferingIds = Field(
+        default=(),
+        description=(
+            "An offering id (or a list of them) released to the buyer: its access tag, the modules "
+            "due at once, the drip for the rest, and its welcome email. One the buyer has already "
+            "is left as it is."
+        ),
+    )
+    revoke: OfferingIds = Field(
+        default=(),
+        description=(
+            "An offering id (or a list of them) taken away from the buyer: its access and module "
+            "tags are removed, its revoke_tag added and its drip stopped."
+        ),
+    )
+
+
+class RefundActions(TagActions):
+    """What a refund of one item does: usually ``revoke: <offering>``."""
+
+    reverse_credits: bool = Field(
+        default=False,
+        description=(
+            "Reverse the credits the refunded order added, as ledger entries. Accepted and kept "
+            "with the config; not applied yet."
+        ),
+    )
+
+
+class CancelActions(TagActions):
+    """What a cancelled subscription does: usually ``revoke_at_period_end: <offering>``."""
+
+    revoke_at_period_end: OfferingIds = Field(
+        default=(),
+        description=(
+            "An offering id (or a list of them) taken away when the paid period ends "
+            "(billing_period_end). Accepted and validated; not applied yet: revoke with revoke "
+            "to take access away at once."
         ),
     )
 
@@ -77,8 +119,8 @@ class ProductConfig(StrictModel):
         default=None,
         description="A successful recurring payment of this item (order.subscription_payment).",
     )
-    on_refund: TagActions | None = Field(default=None, description="A refund of this item (order.refund).")
-    on_cancel: TagActions | None = Field(
+    on_refund: RefundActions | None = Field(default=None, description="A refund of this item (order.refund).")
+    on_cancel: CancelActions | None = Field(
         default=None, description="The subscription was cancelled (order.subscription_cancelled)."
     )
     on_payment_failed: TagActions | None = Field(
@@ -280,12 +322,15 @@ class FieldConfig(StrictModel):
 
 
 class OperationConfig(StrictModel):
-    """A custom operation. Its actions apply in the order: set, increase, decrease, remove, add."""
+    """A custom operation. Its actions apply in the order: set, increase, decrease, revoke an
+    offering, release an offering, remove tags, add tags."""
 
     action_keys: ClassVar[tuple[str, ...]] = (
         "set_field",
         "increase_field",
         "decrease_field",
+        "revoke_offering",
+        "release_offering",
         "remove_tags",
         "add_tags",
     )
@@ -319,6 +364,16 @@ class OperationConfig(StrictModel):
     add_tags: tuple[TagName, ...] = Field(
         default=(),
         description="Tags added to the contact. Adding another operation's trigger tag runs it.",
+    )
+    release_offering: OfferingId | None = Field(
+        default=None,
+        description=(
+            "Release this offering to the contact (access tag, modules due, drip, welcome email), "
+            "e.g. from a trigger tag or the operation's generated URL."
+        ),
+    )
+    revoke_offering: OfferingId | None = Field(
+        default=None, description="Revoke this offering from the contact (before release_offering)."
     )
 
 
@@ -471,6 +526,15 @@ class MemberflowConfig(StrictModel):
     operations: dict[OperationId, OperationConfig] = Field(
         default_factory=dict,
         description="Custom operations, by id (e.g. add-50-credits). The id appears in its URL.",
+        json_schema_extra={"additionalProperties": False},
+    )
+    offerings: dict[OfferingId, OfferingConfig] = Field(
+        default_factory=dict,
+        max_length=MAX_OFFERINGS,
+        description=(
+            "Courses and memberships, by id (e.g. foundation): what purchases, operations, "
+            f"automations and operators release and revoke. At most {MAX_OFFERINGS}."
+        ),
         json_schema_extra={"additionalProperties": False},
     )
     hooks: HooksConfig = Field(default_factory=HooksConfig, description="The generated operation URLs.")

@@ -40,7 +40,9 @@ from chalicelib.config.automations import (
     IncreaseFieldStep,
     Not,
     OperationEvent,
+    ReleaseOfferingStep,
     RemoveTagStep,
+    RevokeOfferingStep,
     RunOperationStep,
     SendEmailStep,
     SetFieldStep,
@@ -206,7 +208,24 @@ _EVENT_PURPOSES = {
 }
 
 
-TAG_USE_SOURCES: tuple[TagUseSource, ...] = (product_tag_uses, operation_tag_uses, automation_tag_uses)
+def offering_tag_uses(config: MemberflowConfig) -> Iterator[TagUse]:
+    """The tags an offering adds when it is released (access, modules) or revoked (revoke_tag)."""
+    for offering_id, offering in config.offerings.items():
+        owner: KeyPath = ("offerings", offering_id)
+        label = f"offering {offering_id!r}"
+        yield TagUse(offering.access_tag, TagUseKind.ADD, (*owner, "access_tag"), owner, label)
+        for index, module in enumerate(offering.modules):
+            yield TagUse(module.tag, TagUseKind.ADD, (*owner, "modules", index, "tag"), owner, label)
+        if offering.revoke_tag is not None:
+            yield TagUse(offering.revoke_tag, TagUseKind.ADD, (*owner, "revoke_tag"), owner, label)
+
+
+TAG_USE_SOURCES: tuple[TagUseSource, ...] = (
+    product_tag_uses,
+    operation_tag_uses,
+    automation_tag_uses,
+    offering_tag_uses,
+)
 
 
 def tag_uses(config: MemberflowConfig, sources: Sequence[TagUseSource] | None = None) -> list[TagUse]:
@@ -884,6 +903,135 @@ def check_sequences_without_kit(config: MemberflowConfig) -> Iterator[Finding]:
     )
 
 
+# --- Offerings ---------------------------------------------------------------------------------
+
+
+def offering_references(config: MemberflowConfig) -> Iterator[tuple[KeyPath, str]]:
+    """Every place that names an offering, with the offering id it names, in file order."""
+    if config.thrivecart is not None:
+        for key, product in config.thrivecart.products.items():
+            for event in type(product).model_fields:
+                actions = getattr(product, event)
+                if not isinstance(actions, TagActions):
+                    continue
+                base: KeyPath = ("thrivecart", "products", key, event)
+                for name in ("revoke", "release", "revoke_at_period_end"):
+                    ids = getattr(actions, name, ())
+                    single = len(ids) == 1
+                    for index, offering_id in enumerate(ids):
+                        yield ((*base, name) if single else (*base, name, index)), offering_id
+    for op_id, operation in config.operations.items():
+        for name in ("revoke_offering", "release_offering"):
+            offering_id = getattr(operation, name)
+            if offering_id is not None:
+                yield ("operations", op_id, name), offering_id
+    for base, automation in _automations(config):
+        for path, item in automation_items(automation, base):
+            if isinstance(item, ReleaseOfferingStep):
+                yield (*path, "release_offering"), item.release_offering
+            elif isinstance(item, RevokeOfferingStep):
+                yield (*path, "revoke_offering"), item.revoke_offering
+
+
+def check_offering_references(config: MemberflowConfig) -> Iterator[Finding]:
+    """Products, operations and steps name offerings that exist; an offering's welcome email exists."""
+    for path, offering_id in offering_references(config):
+        if offering_id not in config.offerings:
+            known = _known(config.offerings, "offerings")
+            yield error(path, f"unknown offering {offering_id!r} (known: {known})")
+    for offering_id, offering in config.offerings.items():
+        if offering.welcome_email is not None and offering.welcome_email not in config.emails:
+            known = _known(config.emails, "emails")
+            yield error(
+                ("offerings", offering_id, "welcome_email"),
+                f"unknown email {offering.welcome_email!r} (known: {known})",
+            )
+
+
+def check_offering_tags(config: MemberflowConfig) -> Iterator[Finding]:
+    """An offering's tags mean that offering and nothing else; module ids are unique per offering.
+
+    A tag that is a trigger tag would run its operation and vanish; a tag shared by two offerings
+    (or by the access and a module of one) would be taken away by revoking either; and the same
+    module id twice would make the membership site's question ambiguous.
+    """
+    triggers = {op.trigger_tag: op_id for op_id, op in config.operations.items() if op.trigger_tag}
+    first_use: dict[str, tuple[KeyPath, str]] = {}
+    for offering_id, offering in config.offerings.items():
+        base: KeyPath = ("offerings", offering_id)
+        label = f"offering {offering_id!r}"
+        tags: list[tuple[KeyPath, str, str]] = [((*base, "access_tag"), offering.access_tag, "access tag")]
+        tags += [
+            ((*base, "modules", index, "tag"), module.tag, f"tag of module {module.id!r}")
+            for index, module in enumerate(offering.modules)
+        ]
+        if offering.revoke_tag is not None:
+            tags.append(((*base, "revoke_tag"), offering.revoke_tag, "revoke tag"))
+        for path, tag, role in tags:
+            operation = triggers.get(tag)
+            if operation is not None:
+                yield error(
+                    path,
+                    f"{tag!r} cannot be the {role} of {label}: it is the trigger tag of operation "
+                    f"{operation!r}, which memberflow removes again as soon as the operation has run, "
+                    f"so it may be used for nothing else",
+                )
+                continue
+            first = first_use.setdefault(tag, (path, f"the {role} of {label}"))
+            if first[0] != path:
+                yield error(
+                    path,
+                    f"{tag!r} is already {first[1]} ({format_path(first[0])}); every access, module "
+                    f"and revoke tag must be an offering's own, or revoking one would take the other away",
+                )
+        seen: dict[str, int] = {}
+        for index, module in enumerate(offering.modules):
+            earlier = seen.setdefault(module.id, index)
+            if earlier != index:
+                yield error(
+                    (*base, "modules", index, "id"),
+                    f"module id {module.id!r} is already used at {format_path((*base, 'modules', earlier))}; "
+                    f"module ids must be unique within an offering",
+                )
+
+
+def check_offering_size(config: MemberflowConfig) -> Iterator[Finding]:
+    """Every contact item holds a record per offering: the offering and module ids must leave room."""
+    from chalicelib.config.compile import setup_of
+    from chalicelib.domain.access import MAX_ACCESS_BYTES, fixed_bytes
+
+    if not config.offerings:
+        return
+    size = fixed_bytes(setup_of(config).offerings.items())
+    if size > MAX_ACCESS_BYTES // 2:
+        yield error(
+            ("offerings",),
+            f"the offering and module ids take {size:,} bytes in every contact's access records; "
+            f"at most {MAX_ACCESS_BYTES // 2:,} may (use shorter ids or fewer modules)",
+        )
+
+
+def check_offering_tags_set_elsewhere(config: MemberflowConfig) -> Iterator[Finding]:
+    """Warn when products, operations or steps add or remove an offering's access or module tag."""
+    managed: dict[str, str] = {}
+    for offering_id, offering in config.offerings.items():
+        managed.setdefault(offering.access_tag, offering_id)
+        for module in offering.modules:
+            managed.setdefault(module.tag, offering_id)
+    for use in tag_uses(config, (product_tag_uses, operation_tag_uses, automation_tag_uses)):
+        owner = managed.get(use.tag)
+        if owner is None or use.kind not in (TagUseKind.ADD, TagUseKind.REMOVE):
+            continue
+        verb = "adding" if use.kind is TagUseKind.ADD else "removing"
+        action = "release" if use.kind is TagUseKind.ADD else "revoke"
+        yield warning(
+            use.path,
+            f"{use.tag!r} belongs to offering {owner!r}; {verb} it here changes the tag but not "
+            f"the access record the access API answers from (use {action}: {owner}, "
+            f"{action}_offering: {owner} or the step {action}_offering)",
+        )
+
+
 CHECKS: tuple[Check, ...] = (
     check_field_references,
     check_trigger_tags,
@@ -900,6 +1048,10 @@ CHECKS: tuple[Check, ...] = (
     check_email_sender,
     check_webhook_signing_secret,
     check_sequences_without_kit,
+    check_offering_references,
+    check_offering_tags,
+    check_offering_size,
+    check_offering_tags_set_elsewhere,
 )
 """The checks ``validate`` runs, in order; a new config section appends its own."""
 

@@ -25,12 +25,14 @@ from chalicelib.config.compile import setup_of
 from chalicelib.config.model import MemberflowConfig
 from chalicelib.config.tagmap import closest_tag, known_tags
 from chalicelib.domain import engine
+from chalicelib.domain.access import drip_target
 from chalicelib.domain.automations.happenings import Happening
 from chalicelib.domain.automations.program import Program
 from chalicelib.domain.automations.runs import Run, WakeUp
 from chalicelib.domain.errors import BadRequest
 from chalicelib.domain.model import Contact, FieldValue, TimelineEntry, normalize_email
 from chalicelib.domain.rules import product_actions
+from chalicelib.domain.timers import Timer
 
 THRIVECART_HOOKS = {
     "order.success": "on_purchase",
@@ -67,6 +69,8 @@ class Simulator:
     """Every automation version a run was pinned to, as the service stores them: a run started
     before ``config`` was swapped for an edited one goes on with the version it started on."""
     _pending: list[tuple[dt.datetime, int, WakeUp]] = field(default_factory=list)
+    _drips: list[tuple[dt.datetime, int, Timer]] = field(default_factory=list)
+    """Offerings' drip timers to come, as Step Functions would run them."""
     _stopped: set[str] = field(default_factory=set)
     _seq: itertools.count[int] = field(default_factory=itertools.count)
 
@@ -99,6 +103,8 @@ class Simulator:
         for wake in transition.wakeups:
             self.waits.append(wake)
             heapq.heappush(self._pending, (wake.due_at, next(self._seq), wake))
+        for timer in transition.timers:
+            heapq.heappush(self._drips, (timer.due_at, next(self._seq), timer))
         self.timeline.extend(transition.timeline)
         self.outbound.extend(transition.outbound)
         self.lines.append(Line(self.now, f"== {label}"))
@@ -109,21 +115,35 @@ class Simulator:
         return self.apply(commands_for(spec, self.config), _label(spec))
 
     def run_until(self, horizon: dt.datetime | None = None, max_wakes: int = 10_000) -> None:
-        """Fire wake-ups in due order until none are left (or the horizon is reached)."""
+        """Fire wake-ups and drip timers in due order until none are left (or the horizon is reached)."""
         for _ in range(max_wakes):
-            if not self._pending:
+            wake_first = bool(self._pending) and (
+                not self._drips or self._pending[0][:2] < self._drips[0][:2]
+            )
+            if not wake_first and not self._drips:
                 return
-            due, _, wake = self._pending[0]
+            due = self._pending[0][0] if wake_first else self._drips[0][0]
             if horizon is not None and due > horizon:
                 return
-            heapq.heappop(self._pending)
-            if wake.execution_name in self._stopped:
+            item: WakeUp | Timer = (
+                heapq.heappop(self._pending)[2] if wake_first else heapq.heappop(self._drips)[2]
+            )
+            if item.execution_name in self._stopped:
                 continue
             self.now = max(self.now, due)
-            self.apply(
-                [engine.ResumeRun(wake.run_id, wake.generation)],
-                f"wake-up of run {wake.run_id} at {wake.step_id}",
-            )
+            if isinstance(item, WakeUp):
+                self.apply(
+                    [engine.ResumeRun(item.run_id, item.generation)],
+                    f"wake-up of run {item.run_id} at {item.step_id}",
+                )
+                continue
+            target = drip_target(setup_of(self.config), self.contact.email, item.key)
+            if target is not None:
+                offering_id, module_id = target
+                self.apply(
+                    [engine.ReleaseDueModules(offering_id, module_id, item.generation)],
+                    f"drip of offering {offering_id}, module {module_id}",
+                )
 
     def advance_clock(self, to: dt.datetime) -> None:
         self.run_until(to)

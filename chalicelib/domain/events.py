@@ -21,6 +21,8 @@ class Source(enum.StrEnum):
     AUTOMATION = "automation"
     OUTBOX = "outbox"
     """memberflow's delivery worker, confirming what it changed in Kit."""
+    TIMER = "timer"
+    """memberflow's own durable timers other than run wake-ups (an offering's drip)."""
 
 
 @dataclass(frozen=True)

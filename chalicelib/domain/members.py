@@ -37,6 +37,9 @@ from chalicelib.domain.model import Contact
 
 SET_PASSWORD_TOKEN_PLACEHOLDER = "__SET_PASSWORD_TOKEN__"
 """What a rendered email holds where a set-password link's token goes; replaced only when it is sent."""
+PUBLIC_BASE_URL_PLACEHOLDER = "__PUBLIC_BASE_URL__"
+"""What a rendered link holds for the base URL when neither ``PUBLIC_BASE_URL`` nor a request's base
+was known at commit (an email queued by a timer); replaced with ``PUBLIC_BASE_URL`` when it is sent."""
 SET_PASSWORD_PATH = "/members/set-password"
 LINK_PURPOSE_KEY = "link_purpose"
 """The key of an email's outbox payload naming the purpose of the link minted for it (``LinkPurpose``
@@ -123,18 +126,28 @@ def set_password_url(base: str, token: str) -> str:
     return f"{base.rstrip('/')}{SET_PASSWORD_PATH}?token={token}"
 
 
-def placeholder_set_password_url(base: str) -> str:
-    """What ``{{ member.set_password_url }}`` renders at commit: the link with the token still to come."""
-    return set_password_url(base, SET_PASSWORD_TOKEN_PLACEHOLDER)
+def placeholder_set_password_url(base: str | None) -> str:
+    """What ``{{ member.set_password_url }}`` renders at commit: the link with the token still to come
+    (and the base too, when none was known)."""
+    return set_password_url(base or PUBLIC_BASE_URL_PLACEHOLDER, SET_PASSWORD_TOKEN_PLACEHOLDER)
 
 
 def holds_placeholder(*texts: str | None) -> bool:
     return any(text is not None and SET_PASSWORD_TOKEN_PLACEHOLDER in text for text in texts)
 
 
-def with_token(text: str, token: str) -> str:
-    """``text`` with every placeholder replaced by ``token`` (URL-safe, so HTML and URLs take it as is)."""
-    return text.replace(SET_PASSWORD_TOKEN_PLACEHOLDER, token)
+def with_token(text: str, token: str, base_url: str | None = None) -> str:
+    """``text`` with every placeholder replaced by ``token`` (URL-safe, so HTML and URLs take it as is)
+    and a base still to come by ``base_url``."""
+    text = text.replace(SET_PASSWORD_TOKEN_PLACEHOLDER, token)
+    if base_url:
+        text = text.replace(PUBLIC_BASE_URL_PLACEHOLDER, base_url.rstrip("/"))
+    return text
+
+
+def lacks_base(*texts: str | None) -> bool:
+    """A link in ``texts`` still waits for its base URL."""
+    return any(text is not None and PUBLIC_BASE_URL_PLACEHOLDER in text for text in texts)
 
 
 def normalize_password(password: str) -> str:
@@ -279,10 +292,7 @@ def _unb64(text: str) -> bytes:
 
 
 def member_offerings(contact: Contact | None) -> list[str]:
-    """The offerings a login answer lists for the member.
-
-    Seam: contacts do not record access to offerings yet. Once they do (``Contact.access`` or the
-    like, from releases and revokes), return the ids of the offerings the contact has access to now,
-    sorted; until then a member has none to list.
-    """
-    return []
+    """The offerings a login answer lists for the member: those the contact has access to now, sorted."""
+    if contact is None:
+        return []
+    return sorted(offering for offering, record in contact.offerings.items() if record.granted)

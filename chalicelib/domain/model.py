@@ -20,6 +20,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from chalicelib.domain.access import OfferingAccess
 from chalicelib.domain.errors import BadRequest
 from chalicelib.domain.text import is_clean
 
@@ -142,6 +143,9 @@ class Contact:
     """Changes memberflow made in Kit whose webhooks have not come back yet, by the short hash of
     the tag's Kit identity (``kit_echoes.echo_key``); at most ``kit_echoes.MAX_ECHO_TAGS`` entries,
     each for at most a day (``kit_echoes``)."""
+    offerings: Mapping[str, OfferingAccess] = field(default_factory=dict)
+    """Offering id -> the contact's access to it, for every offering ever released or revoked for
+    the contact (bounded by the config's offerings, and in size by ``access.MAX_ACCESS_BYTES``)."""
     version: int = 0
 
     @classmethod
@@ -170,6 +174,9 @@ class TimelineKind(enum.StrEnum):
     RUN_ENDED = "run_ended"
     KIT_CALL_CONFIRMED = "kit_call_confirmed"
     """memberflow's delivery worker changed a tag in Kit (one line per call)."""
+    OFFERING_RELEASED = "offering_released"
+    OFFERING_REVOKED = "offering_revoked"
+    MODULE_RELEASED = "module_released"
     NOTE = "note"
 
 

@@ -1,5 +1,6 @@
 """Changes asked for through memberflow's own doors: generated operation URLs, the admin API, and
-memberflow's own workers (a run's timer, the delivery worker confirming what it changed in Kit).
+memberflow's own workers (a run's timer, a drip timer, the delivery worker confirming what it
+changed in Kit).
 
 They travel the same path as provider webhooks (stored in the inbox, idempotent, replayable), so
 they are events too; unlike webhooks, a refused change (e.g. ``insufficient``) is reported to the
@@ -95,6 +96,35 @@ class KitChangesConfirmed:
     event_name: str = "kit.changes_confirmed"
 
 
+@dataclass(frozen=True)
+class OfferingChangeRequested:
+    """``POST /admin/contacts/{email}/offerings/{offering}/release`` (or ``/revoke``)."""
+
+    idempotency_key: str
+    person: Person
+    offering_id: str
+    release: bool
+    """True to release the offering, False to revoke it."""
+    reason: str | None = None
+    """The operator's reason, kept in the access record's ``why``."""
+
+    @property
+    def event_name(self) -> str:
+        return "admin.release_offering" if self.release else "admin.revoke_offering"
+
+
+@dataclass(frozen=True)
+class ModuleDripDue:
+    """A drip timer fired: ``module_id`` of the grant of ``offering_id`` in ``generation`` is due."""
+
+    idempotency_key: str
+    person: Person
+    offering_id: str
+    module_id: str
+    generation: int
+    event_name: str = "offering.drip"
+
+
 Request = (
     OperationRequested
     | TagsChangeRequested
@@ -102,4 +132,6 @@ Request = (
     | RunWakeUp
     | RunCancelRequested
     | KitChangesConfirmed
+    | OfferingChangeRequested
+    | ModuleDripDue
 )

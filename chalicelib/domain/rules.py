@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from chalicelib.domain import events as ev
+from chalicelib.domain.access import AccessCause
 from chalicelib.domain.automations.happenings import Happening
 from chalicelib.domain.engine import (
     KIT,
@@ -25,8 +26,11 @@ from chalicelib.domain.engine import (
     Note,
     OrderItem,
     RecordEvent,
+    ReleaseDueModules,
+    ReleaseOffering,
     RemoveTags,
     ResumeRun,
+    RevokeOffering,
     RunOperation,
     SetMarketingStatus,
     UpdateProfile,
@@ -35,6 +39,8 @@ from chalicelib.domain.model import Contact
 from chalicelib.domain.requests import (
     FieldChangeRequested,
     KitChangesConfirmed,
+    ModuleDripDue,
+    OfferingChangeRequested,
     OperationRequested,
     Request,
     RunCancelRequested,
@@ -88,6 +94,8 @@ def decide(event: Actionable, contact: Contact, setup: Setup) -> list[Command]:
         return _kit(event, setup)
     if isinstance(event, RunWakeUp | RunCancelRequested) and contact.is_new:
         raise Unactionable(f"no contact {contact.email}, so no run {event.run_id}")
+    if isinstance(event, ModuleDripDue) and contact.is_new:
+        raise Unactionable(f"no contact {contact.email}, so no grant of {event.offering_id} to drip")
     if isinstance(event, KitChangesConfirmed) and contact.is_new:
         raise NoSuchContact(f"no contact {contact.email}, so nothing of it in Kit to confirm")
     return _request(event)
@@ -97,10 +105,33 @@ def _profile(person: ev.Person, origin: str = "memberflow", kit_id: str | None =
     return UpdateProfile(person.first_name, person.last_name, kit_id, origin=origin)
 
 
-def _tag_actions(actions: TagActions | None) -> list[Command]:
+HOOK_CAUSES: Mapping[str, str] = {
+    "on_purchase": "order",
+    "on_payment": "payment",
+    "on_refund": "refund",
+    "on_cancel": "cancellation",
+    "on_payment_failed": "failed_payment",
+    "on_pause": "pause",
+    "on_resume": "resume",
+    "on_abandon": "abandoned_cart",
+}
+"""How an access record's ``why`` names the ThriveCart event that released or revoked an offering."""
+
+
+def _tag_actions(actions: TagActions | None, cause: AccessCause) -> list[Command]:
+    """Offerings revoked, then released, then tags removed, then added."""
     if actions is None:
         return []
-    commands: list[Command] = []
+    commands: list[Command] = [RevokeOffering(offering, cause) for offering in actions.revoke]
+    commands += [ReleaseOffering(offering, cause) for offering in actions.release]
+    if actions.revoke_at_period_end:
+        # TODO(issue 10, subscriptions): revoke when the paid period ends, on a durable timer.
+        commands.append(
+            Note(
+                "revoke_at_period_end is not applied yet; the offerings stay granted",
+                {"offerings": list(actions.revoke_at_period_end)},
+            )
+        )
     if actions.remove_tags:
         commands.append(RemoveTags(actions.remove_tags))
     if actions.add_tags:
@@ -117,7 +148,8 @@ def _thrivecart(event: ev.ThriveCartEvent, setup: Setup) -> list[Command]:
     ]
     if isinstance(event, ev.OrderSucceeded):
         items = tuple(
-            OrderItem(item.key, tuple(product_actions(products, item.key, hook))) for item in event.items
+            OrderItem(item.key, tuple(product_actions(products, item.key, hook, event.order_id)))
+            for item in event.items
         )
         order_id = event.order_id or event.idempotency_key
         commands.append(ApplyOrderItems(order_id, event.event_name, event.idempotency_key, items))
@@ -128,7 +160,7 @@ def _thrivecart(event: ev.ThriveCartEvent, setup: Setup) -> list[Command]:
         subject = getattr(event, "item", None)
         key = subject.key if isinstance(subject, ev.PurchasedItem) else None
     if key is not None:
-        commands.extend(product_actions(products, key, hook))
+        commands.extend(product_actions(products, key, hook, event.order_id))
     products_of_event = (key,) if key else ()
     commands.append(
         Happen(Happening("thrivecart", event.event_name, products_of_event, event.idempotency_key))
@@ -136,12 +168,15 @@ def _thrivecart(event: ev.ThriveCartEvent, setup: Setup) -> list[Command]:
     return commands
 
 
-def product_actions(products: Mapping[str, Product], key: str, hook: str) -> list[Command]:
+def product_actions(
+    products: Mapping[str, Product], key: str, hook: str, order_id: str | None = None
+) -> list[Command]:
+    """What the item ``key`` does on the event ``hook`` (``on_purchase``...) of order ``order_id``."""
     product = products.get(key)
     actions = getattr(product, hook) if product is not None else None
     if actions is None:
         return [Note("no actions configured", {"item": key, "on": hook})]
-    return _tag_actions(actions)
+    return _tag_actions(actions, AccessCause(HOOK_CAUSES.get(hook, hook), order_id))
 
 
 def _thrivecart_summary(event: ev.ThriveCartEvent) -> dict[str, Any]:
@@ -214,6 +249,12 @@ def _request(event: Request) -> list[Command]:
         return [ResumeRun(event.run_id, event.generation, release=event.release)]
     if isinstance(event, RunCancelRequested):
         return [record, CancelRun(event.run_id, event.reason)]
+    if isinstance(event, ModuleDripDue):
+        return [ReleaseDueModules(event.offering_id, event.module_id, event.generation)]
+    if isinstance(event, OfferingChangeRequested):
+        cause = AccessCause("admin", None, event.reason)
+        change = ReleaseOffering if event.release else RevokeOffering
+        return [record, change(event.offering_id, cause)]
     assert isinstance(event, FieldChangeRequested)
     return [record, ChangeField(event.field, event.reason, delta=event.delta, value=event.value)]
 
@@ -223,4 +264,6 @@ def _request_source(event: Request) -> str:
         return ev.Source.HOOK.value
     if isinstance(event, RunWakeUp):
         return ev.Source.AUTOMATION.value
+    if isinstance(event, ModuleDripDue):
+        return ev.Source.TIMER.value
     return ev.Source.ADMIN.value

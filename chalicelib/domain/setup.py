@@ -1,4 +1,4 @@
-"""The setup the domain runs under: fields, operations, products, automations, test contacts.
+"""The setup the domain runs under: fields, operations, products, offerings, automations, test contacts.
 
 It is the validated config file compiled, once per load (``chalicelib.config.compile``), into
 frozen domain values: the rules, the engine and the interpreter read this and never the config's
@@ -35,7 +35,8 @@ class FieldSpec:
 
 @dataclass(frozen=True, slots=True)
 class Operation:
-    """A custom operation. Its actions apply in the order: set, increase, decrease, remove, add."""
+    """A custom operation. Its actions apply in the order: set, increase, decrease, revoke an
+    offering, release an offering, remove tags, add tags."""
 
     trigger_tag: str | None = None
     run_limit: int | None = None
@@ -44,12 +45,47 @@ class Operation:
     decrease_field: FieldDelta | None = None
     remove_tags: tuple[str, ...] = ()
     add_tags: tuple[str, ...] = ()
+    release_offering: str | None = None
+    revoke_offering: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class TagActions:
+    """What one ThriveCart event does for one purchased item, in the order: revoke offerings,
+    release offerings, remove tags, add tags."""
+
     add_tags: tuple[str, ...] = ()
     remove_tags: tuple[str, ...] = ()
+    release: tuple[str, ...] = ()
+    """Offerings granted (``on_purchase: {release: foundation}``)."""
+    revoke: tuple[str, ...] = ()
+    """Offerings taken away (``on_refund: {revoke: foundation}``)."""
+    revoke_at_period_end: tuple[str, ...] = ()
+    """Offerings taken away when the paid period ends (``on_cancel``); not applied yet."""
+    reverse_credits: bool = False
+    """``on_refund``: reverse the credits the refunded order added; stored, not applied yet."""
+
+
+@dataclass(frozen=True, slots=True)
+class Module:
+    """One module of an offering: its tag is added ``release_after`` seconds after the grant."""
+
+    id: str
+    name: str
+    tag: str
+    release_after: int
+    """Seconds after the grant; test contacts' waits are divided by ``test_contacts.delay_scale``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Offering:
+    """A course or membership: its access tag, optional revoke tag and welcome email, its drip."""
+
+    name: str
+    access_tag: str
+    revoke_tag: str | None = None
+    welcome_email: str | None = None
+    modules: tuple[Module, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +117,7 @@ class Setup:
     products: Mapping[str, Product] = field(default_factory=frozen_map)
     """By purchase_map key (``product-12``, ``bump-12``...)."""
     accept_test_orders: bool = False
+    offerings: Mapping[str, Offering] = field(default_factory=frozen_map)
     kit_tag_ids: Mapping[str, str] = field(default_factory=frozen_map)
     """Kit tag id -> tag name, for legacy hooks that name a tag by id."""
     test_contacts: TestContacts = field(default_factory=TestContacts)

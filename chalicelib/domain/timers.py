@@ -35,6 +35,8 @@ class TimerKind(enum.StrEnum):
 
     RUN_WAKEUP = "run_wakeup"
     """A waiting automation run's delay or ``wait_until`` is over (owner: the automations service)."""
+    OFFERING_DRIP = "offering_drip"
+    """A module of a granted offering is due (owner: the offerings service; ``domain.access``)."""
 
 
 class InvalidTimer(ValueError):

@@ -22,6 +22,7 @@ from chalicelib.domain.hooks import hook_token
 from chalicelib.domain.inbox import InboxRecord
 from chalicelib.domain.model import Contact, FieldValue, LedgerEntry, TimelineEntry, is_test_email
 from chalicelib.domain.outbox import OutboxItem, OutboxKind, OutboxStatus
+from chalicelib.entrypoints.access_views import offerings_view
 from chalicelib.observability import MASK
 
 if TYPE_CHECKING:
@@ -58,7 +59,9 @@ def contact_view(contact: Contact, config: MemberflowConfig) -> dict[str, Any]:
         "last_name": contact.last_name,
         "tags": sorted(contact.tags),
         "fields": field_values(contact, config),
-        "offerings": {},
+        "offerings": offerings_view(
+            contact.offerings, {oid: offering.name for oid, offering in config.offerings.items()}
+        ),
         "subscriptions": [],
         "test_contact": is_test_email(contact.email, config.test_contacts.emails),
         "marketing_status": contact.marketing_status,

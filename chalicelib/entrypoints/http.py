@@ -1,4 +1,5 @@
-"""The HTTP edge: errors to status codes and JSON, admin bearer auth, request accessors for ``app.py``.
+"""The HTTP edge: errors to status codes and JSON, bearer auth (admin and access APIs), request
+accessors for ``app.py``.
 
 Every error leaves as ``{"error": {"code", "message"}}``. ``STATUS`` is the one place a condition of
 ``chalicelib.domain.errors`` becomes an HTTP status (the most specific class listed wins); a broken
@@ -180,11 +181,15 @@ def path_id(raw: str) -> str:
     return unquote(raw) if "%" in raw else raw
 
 
-def require_bearer(request: Request, expected: str | None) -> None:
+def require_bearer(
+    request: Request, expected: str | None, disabled: str = "admin API is disabled: ADMIN_TOKEN is not set"
+) -> None:
+    """401 unless the request carries ``Authorization: Bearer <expected>``; ``disabled`` says why
+    when no token is configured (then every request is refused)."""
     given = header(request, "Authorization") or ""
     scheme, _, token = given.partition(" ")
     if not expected:
-        raise Unauthorized("admin API is disabled: ADMIN_TOKEN is not set")
+        raise Unauthorized(disabled)
     # surrogatepass: a header holding a lone surrogate is a wrong token, not a crash.
     given_token = token.strip().encode("utf-8", "surrogatepass")
     if scheme.lower() != "bearer" or not hmac.compare_digest(given_token, expected.encode()):

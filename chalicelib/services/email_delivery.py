@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import formataddr
 
-from chalicelib.adapters.email.templates import RenderFailed
+from chalicelib.adapters.email.templates import RenderContext, RenderFailed
 from chalicelib.domain.errors import MemberflowError
-from chalicelib.domain.members import LINK_PURPOSE_KEY, LinkPurpose, holds_placeholder, with_token
+from chalicelib.domain.members import LINK_PURPOSE_KEY, LinkPurpose, holds_placeholder, lacks_base, with_token
 from chalicelib.domain.model import Contact
 from chalicelib.domain.outbox import OutboxItem
 from chalicelib.services.emails import Templates
@@ -65,6 +65,8 @@ class EmailSender:
     contacts: Callable[[str], Contact | None]
     links: LinkMinter | None = None
     """Where the tokens of set-password links come from; None: an email holding one is parked."""
+    public_base_url: str | None = None
+    """``PUBLIC_BASE_URL``: the base of a link rendered when no base was known (an email a timer queued)."""
 
     def deliver(self, item: OutboxItem, now: datetime) -> Sent:
         if self.identity is None:
@@ -74,7 +76,8 @@ class EmailSender:
         payload = dict(item.payload)
         email_id = str(payload.get("email_id", ""))
         if "render_error" in payload or "subject" not in payload:
-            payload.update(self._render_now(item.email, email_id))
+            offering = payload.get("offering")
+            payload.update(self._render_now(item.email, email_id, str(offering) if offering else None))
         name = payload.get("from_name") or self.identity.name
         subject = str(payload["subject"])
         text = str(payload["body"])
@@ -82,9 +85,15 @@ class EmailSender:
         linked = holds_placeholder(subject, text, html)
         if linked:
             # Last, just before the send: the token exists only in what leaves here.
+            if lacks_base(subject, text, html) and not self.public_base_url:
+                raise DeliveryPermanent(
+                    f"email '{email_id}' holds a set-password link whose base URL was not known when it"
+                    " was queued; set PUBLIC_BASE_URL to the site's public address, then retry"
+                )
             token = self._mint(item, payload, email_id, now)
-            subject, text = with_token(subject, token), with_token(text, token)
-            html = with_token(html, token) if html is not None else None
+            base = self.public_base_url
+            subject, text = with_token(subject, token, base), with_token(text, token, base)
+            html = with_token(html, token, base) if html is not None else None
         try:
             outgoing = OutgoingEmail(
                 sender=formataddr((str(name), self.identity.address)) if name else self.identity.address,
@@ -126,12 +135,12 @@ class EmailSender:
                 raise DeliveryRetryable(f"no set-password link could be made: {refused.message}") from refused
             raise DeliveryPermanent(f"no set-password link could be made: {refused.message}") from refused
 
-    def _render_now(self, email: str, email_id: str) -> dict[str, str | None]:
+    def _render_now(self, email: str, email_id: str, offering: str | None) -> dict[str, str | None]:
         contact = self.contacts(email)
         if contact is None:
             raise DeliveryPermanent(f"email '{email_id}' cannot be rendered: the contact is not stored")
         try:
-            rendered = self.templates.render(email_id, contact)
+            rendered = self.templates.render(email_id, contact, RenderContext(offering=offering))
         except KeyError:
             raise DeliveryPermanent(f"email '{email_id}' is not in the config any more") from None
         except RenderFailed as failed:

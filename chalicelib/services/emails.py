@@ -29,7 +29,7 @@ import logging
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from chalicelib.adapters.email.templates import RenderedEmail, RenderFailed
+from chalicelib.adapters.email.templates import RenderContext, RenderedEmail, RenderFailed
 from chalicelib.domain.model import Contact, OutboundIntent
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ MAX_EVENT_EMAIL_STORED_BYTES = 3_000_000
 class Templates(Protocol):
     """What rendering needs from the config's templates (``LoadedConfig.templates``)."""
 
-    def render(self, email_id: str, contact: Contact) -> RenderedEmail: ...
+    def render(self, email_id: str, contact: Contact, about: RenderContext = ...) -> RenderedEmail: ...
 
 
 @dataclass(frozen=True)
@@ -56,17 +56,21 @@ class EmailRenderer:
     templates: Templates
     default_from_name: str | None
     """The name in ``email.from``: the sender name of an email that has no ``from_name`` of its own."""
+    public_base_url: str | None = None
+    """``PUBLIC_BASE_URL``: where links in emails point, before the base of the request."""
 
-    def rendered(self, transition: Transition) -> Transition:
+    def rendered(self, transition: Transition, base_url: str | None = None) -> Transition:
         """The transition with every queued email rendered for ``transition.after``; one that cannot
-        be (or would not fit) is parked with the reason instead, so none is stored half-done."""
+        be (or would not fit) is parked with the reason instead, so none is stored half-done.
+        ``base_url`` is the base of the request that carried the event, if there was one."""
         if not any(intent.kind == "email" for intent in transition.outbound):
             return transition
         outbound: list[OutboundIntent] = []
         total = 0
+        base = self.public_base_url or base_url
         for intent in transition.outbound:
             if intent.kind == "email":
-                intent = self._rendered(intent, transition.after)
+                intent = self._rendered(intent, transition.after, base)
                 size = stored_bytes(intent.payload)
                 if intent.problem is None and total + size > MAX_EVENT_EMAIL_STORED_BYTES:
                     intent = _parked(
@@ -79,10 +83,12 @@ class EmailRenderer:
             outbound.append(intent)
         return replace(transition, outbound=tuple(outbound))
 
-    def _rendered(self, intent: OutboundIntent, contact: Contact) -> OutboundIntent:
+    def _rendered(self, intent: OutboundIntent, contact: Contact, base_url: str | None) -> OutboundIntent:
         email_id = str(intent.payload["email_id"])
+        offering = intent.payload.get("offering")
+        about = RenderContext(offering=str(offering) if offering else None, base_url=base_url)
         try:
-            email = self.templates.render(email_id, contact)
+            email = self.templates.render(email_id, contact, about)
         except KeyError:
             return _parked(
                 intent, f"email '{email_id}' is not in the config (the run's automation version sends it)"

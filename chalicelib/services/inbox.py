@@ -98,6 +98,9 @@ class Delivery:
     event: rules.Actionable | Ignored | Rejected
     payload: Mapping[str, Any]
     """The delivery as it will be stored: already stripped of every secret."""
+    base_url: str | None = None
+    """The base URL of the request that carried it, for the links of the emails it sends (unless
+    ``PUBLIC_BASE_URL`` is set); None for events with no request (timers, the sweep, replays)."""
 
 
 @dataclass(frozen=True)
@@ -160,7 +163,7 @@ class Inbox:
         if existing is not None:
             # A stored record not yet final means an earlier attempt did not finish: act on it; the
             # commit's condition keeps a concurrent twin from applying it twice.
-            return self._act(event_id, event, delivery.source)
+            return self._act(event_id, event, delivery.source, base_url=delivery.base_url)
         fresh = InboxRecord(
             id=event_id,
             source=delivery.source,
@@ -171,7 +174,7 @@ class Inbox:
             payload=delivery.payload,
             email=_email_of(event),
         )
-        return self._act(event_id, event, delivery.source, fresh)
+        return self._act(event_id, event, delivery.source, fresh, base_url=delivery.base_url)
 
     def confirm_kit_changes(
         self, email: str, added: Sequence[str], removed: Sequence[str], source_id: str
@@ -257,10 +260,12 @@ class Inbox:
         event: rules.Actionable | Ignored | Rejected,
         source: str,
         fresh: InboxRecord | None = None,
+        *,
+        base_url: str | None = None,
     ) -> Receipt:
         """Decide and record the outcome; ``fresh`` is the event's record when none is stored yet."""
         try:
-            receipt = self._outcome(event_id, event, source, fresh)
+            receipt = self._outcome(event_id, event, source, fresh, base_url)
         except Exception:
             self._count(source, "retried")
             raise
@@ -280,6 +285,7 @@ class Inbox:
         event: rules.Actionable | Ignored | Rejected,
         source: str,
         fresh: InboxRecord | None,
+        base_url: str | None = None,
     ) -> Receipt:
         if isinstance(event, Ignored):
             return self._finish_without_change(event_id, Status.IGNORED, event.reason, event.email, fresh)
@@ -289,7 +295,7 @@ class Inbox:
         if reason is not None:
             return self._finish_without_change(event_id, Status.IGNORED, reason, event.person.email, fresh)
         try:
-            return self._apply(event_id, event, fresh)
+            return self._apply(event_id, event, fresh, base_url)
         except MemberflowError as refusal:
             if refusal.retryable:
                 self._record_fault(event_id, source, refusal, fresh)
@@ -364,7 +370,9 @@ class Inbox:
         except Exception:
             logger.exception("could not record a fault", extra={"event_id": event_id})
 
-    def _apply(self, event_id: str, event: rules.Actionable, fresh: InboxRecord | None) -> Receipt:
+    def _apply(
+        self, event_id: str, event: rules.Actionable, fresh: InboxRecord | None, base_url: str | None = None
+    ) -> Receipt:
         email = normalize_email(event.person.email)
         for attempt in range(MAX_COMMIT_ATTEMPTS):
             now = self.clock()
@@ -372,7 +380,7 @@ class Inbox:
             runs = self.runs.get_runs(list(contact.active_runs)) if contact.active_runs else {}
             commands = rules.decide(event, contact, self.setup)
             context = engine.Context(event_id, now, self.setup, self.book(runs.values()))
-            transition = self.emails.rendered(self._transition(contact, commands, context, runs))
+            transition = self.emails.rendered(self._transition(contact, commands, context, runs), base_url)
             self._save_versions(transition.programs, now)
             result = _result_summary(transition)
             record = (
@@ -462,6 +470,16 @@ class Inbox:
                 logger.exception(
                     "could not start a timer; the sweep will wake the run when it is due",
                     extra={"run_id": wake.run_id, "due_at": wake.due_at.isoformat()},
+                )
+        for timer in transition.timers:
+            try:
+                self.scheduler.start(timer)
+            except Exception:
+                # No sweep looks for drip timers yet: the module waits for the grant's next timer,
+                # which releases every module due by then, or for an operator.
+                logger.exception(
+                    "could not start a timer",
+                    extra={"execution": timer.execution_name, "due_at": timer.due_at.isoformat()},
                 )
 
     def _finish_without_change(
@@ -564,6 +582,16 @@ def _result_summary(transition: engine.Transition) -> dict[str, Any]:
         summary["tags_removed"] = removed
     if transition.operations:
         summary["operations"] = [{"id": o.operation_id, "result": o.result} for o in transition.operations]
+    granted = {oid for oid, record in after.offerings.items() if record.granted}
+    had = {oid for oid, record in before.offerings.items() if record.granted}
+    if released := sorted(
+        oid
+        for oid in granted
+        if oid not in had or before.offerings[oid].generation != after.offerings[oid].generation
+    ):
+        summary["offerings_released"] = released
+    if revoked := sorted(had - granted):
+        summary["offerings_revoked"] = revoked
     started = [r for r in transition.runs if r.stored_version == 0]
     if started:
         summary["runs_started"] = [{"automation": r.automation_id, "run_id": r.run_id} for r in started]

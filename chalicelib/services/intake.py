@@ -50,6 +50,8 @@ from chalicelib.domain.model import FieldValue, normalize_email, number_problem
 from chalicelib.domain.requests import (
     FieldChangeRequested,
     KitChangesConfirmed,
+    ModuleDripDue,
+    OfferingChangeRequested,
     OperationRequested,
     RunCancelRequested,
     RunWakeUp,
@@ -81,7 +83,9 @@ class Intake:
 
     # --- ThriveCart -----------------------------------------------------------------------------
 
-    def thrivecart(self, body: bytes, content_type: str | None) -> Receipt | Ping:
+    def thrivecart(
+        self, body: bytes, content_type: str | None, *, base_url: str | None = None
+    ) -> Receipt | Ping:
         payload = decode_body(body, content_type)
         if not payload.get("event"):
             return Ping()  # ThriveCart's registration check; nothing to authenticate or store
@@ -93,12 +97,19 @@ class Intake:
         if isinstance(event, Ping):
             return event
         # Checked before anything is stored, so a body too large to keep is refused whole (413).
-        return self.inbox.receive(Delivery(Source.THRIVECART, event, _stored(ensure_storable(payload))))
+        stored = _stored(ensure_storable(payload))
+        return self.inbox.receive(Delivery(Source.THRIVECART, event, stored, base_url=base_url))
 
     # --- Kit ------------------------------------------------------------------------------------
 
     def kit(
-        self, token: str, body: bytes, query: Mapping[str, str], signature: str | None
+        self,
+        token: str,
+        body: bytes,
+        query: Mapping[str, str],
+        signature: str | None,
+        *,
+        base_url: str | None = None,
     ) -> tuple[Receipt, ...]:
         """A Kit delivery: every event of a v4 batch on its own, or one legacy hook.
 
@@ -119,13 +130,14 @@ class Intake:
                 raise ParseError("a signed Kit delivery must be a v4 envelope with 'events'")
             receipts = []
             for raw, event in parse_envelope(payload):
-                delivery = Delivery(Source.KIT, event, _stored({"format": "v4", "event": raw}))
+                stored = _stored({"format": "v4", "event": raw})
+                delivery = Delivery(Source.KIT, event, stored, base_url=base_url)
                 receipts.append(self.inbox.receive(delivery))
             return tuple(receipts)
         kept_query = {k: query[k] for k in LEGACY_QUERY_KEYS if k in query}
         event = self._legacy_event(parse_legacy(payload, kept_query, tag_ids=self.config.kit.tag_ids))
         stored = {"format": "legacy", "query": kept_query, "body": payload, "key": event.idempotency_key}
-        return (self.inbox.receive(Delivery(Source.KIT, event, _stored(stored))),)
+        return (self.inbox.receive(Delivery(Source.KIT, event, _stored(stored), base_url=base_url)),)
 
     def _legacy_event(self, event: KitEvent | Ignored) -> KitEvent | Ignored:
         """Key tag and status hooks by what memberflow has seen in Kit (``domain.kit_legacy``)."""
@@ -148,6 +160,8 @@ class Intake:
         body: bytes,
         content_type: str | None,
         idempotency_key: str | None,
+        *,
+        base_url: str | None = None,
     ) -> Receipt:
         signing = self.hook_secrets()
         if not signing:
@@ -166,7 +180,7 @@ class Intake:
         stored = {"operation_id": operation_id, "email": person.email, "via": "hook"}
         if person.first_name:
             stored["first_name"] = person.first_name
-        return self.inbox.receive(Delivery(Source.HOOK, request, _stored(stored)))
+        return self.inbox.receive(Delivery(Source.HOOK, request, _stored(stored), base_url=base_url))
 
     def hook_secrets(self) -> list[str]:
         refs = [self.config.hooks.signing_secret, *self.config.hooks.previous_signing_secrets]
@@ -174,16 +188,20 @@ class Intake:
 
     # --- admin ----------------------------------------------------------------------------------
 
-    def admin_operation(self, email: str, operation_id: str, idempotency_key: str | None) -> Receipt:
+    def admin_operation(
+        self, email: str, operation_id: str, idempotency_key: str | None, *, base_url: str | None = None
+    ) -> Receipt:
         if operation_id not in self.config.operations:
             raise NotFound(f"no operation '{operation_id}'", code="unknown_operation")
         person = Person(email=normalize_email(email))
         key = f"{operation_id}:{_key_text(idempotency_key, 'Idempotency-Key') or 'auto:' + uuid.uuid4().hex}"
         request = OperationRequested(key, person, operation_id, via="admin")
         stored = {"operation_id": operation_id, "email": person.email, "via": "admin"}
-        return self.inbox.receive(Delivery(Source.ADMIN, request, stored))
+        return self.inbox.receive(Delivery(Source.ADMIN, request, stored, base_url=base_url))
 
-    def admin_tags(self, email: str, body: Mapping[str, Any], idempotency_key: str | None) -> Receipt:
+    def admin_tags(
+        self, email: str, body: Mapping[str, Any], idempotency_key: str | None, *, base_url: str | None = None
+    ) -> Receipt:
         add = _tag_list(body, "add")
         remove = _tag_list(body, "remove")
         unknown = sorted(set(body) - {"add", "remove"})
@@ -197,10 +215,54 @@ class Intake:
         key = f"tags:{_key_text(idempotency_key, 'Idempotency-Key') or 'auto:' + uuid.uuid4().hex}"
         request = TagsChangeRequested(key, person, add=tuple(add), remove=tuple(remove))
         stored = {"kind": "tags", "email": person.email, "add": add, "remove": remove}
-        return self.inbox.receive(Delivery(Source.ADMIN, request, stored))
+        return self.inbox.receive(Delivery(Source.ADMIN, request, stored, base_url=base_url))
+
+    def admin_offering(
+        self,
+        email: str,
+        offering_id: str,
+        *,
+        release: bool,
+        body: Mapping[str, Any],
+        idempotency_key: str | None,
+        base_url: str | None = None,
+    ) -> Receipt:
+        """An operator releases (``release``) or revokes an offering, optionally saying why."""
+        if offering_id not in self.config.offerings:
+            known = ", ".join(sorted(self.config.offerings)) or "none configured"
+            raise NotFound(f"no offering '{offering_id}' (known: {known})", code="unknown_offering")
+        unknown = sorted(set(body) - {"reason"})
+        if unknown:
+            raise BadRequest(f"unknown key(s) {', '.join(unknown)}; send only 'reason'")
+        reason = body.get("reason")
+        if reason is not None:
+            if not isinstance(reason, str) or not reason.strip():
+                raise BadRequest("'reason' must be a non-empty string")
+            reason = _check_text(reason.strip(), "reason", MAX_REASON_LENGTH)
+        person = Person(email=normalize_email(email))
+        action = "release" if release else "revoke"
+        given = _key_text(idempotency_key, "Idempotency-Key") or "auto:" + uuid.uuid4().hex
+        request = OfferingChangeRequested(
+            f"offering:{action}:{offering_id}:{given}", person, offering_id, release, reason
+        )
+        stored: dict[str, Any] = {
+            "kind": "offering",
+            "email": person.email,
+            "offering_id": offering_id,
+            "release": release,
+        }
+        if reason is not None:
+            stored["reason"] = reason
+        return self.inbox.receive(Delivery(Source.ADMIN, request, stored, base_url=base_url))
 
     def admin_field(
-        self, email: str, field: str, body: Mapping[str, Any], idempotency_key: str | None
+        self,
+        email: str,
+        field: str,
+        body: Mapping[str, Any],
+        idempotency_key: str | None,
+        *,
+        base_url: str | None = None,
     ) -> Receipt:
         idempotency_key = _key_text(idempotency_key, "Idempotency-Key")
         if not idempotency_key:
@@ -243,7 +305,7 @@ class Intake:
             "reason": reason.strip(),
         }
         stored["delta" if delta is not None else "set"] = str(delta if delta is not None else value)
-        return self.inbox.receive(Delivery(Source.ADMIN, request, stored))
+        return self.inbox.receive(Delivery(Source.ADMIN, request, stored, base_url=base_url))
 
     # --- replay ---------------------------------------------------------------------------------
 
@@ -255,6 +317,7 @@ class Intake:
             Source.ADMIN: _decode_request,
             Source.AUTOMATION: _decode_request,
             Source.OUTBOX: _decode_request,
+            Source.TIMER: _decode_request,
         }
 
     def _decode_thrivecart(self, record: InboxRecord) -> Actionable | Ignored:
@@ -282,6 +345,10 @@ def _decode_request(record: InboxRecord) -> Actionable:
         return RunWakeUp(key, person, p["run_id"], int(p["generation"]), release=bool(p.get("release")))
     if record.source == Source.OUTBOX:
         return KitChangesConfirmed(key, person, tuple(p["added"]), tuple(p["removed"]), p["source_id"])
+    if record.source == Source.TIMER:
+        return ModuleDripDue(key, person, p["offering_id"], p["module_id"], int(p["generation"]))
+    if p.get("kind") == "offering":
+        return OfferingChangeRequested(key, person, p["offering_id"], bool(p["release"]), p.get("reason"))
     if "run_id" in p:
         return RunCancelRequested(key, person, p["run_id"], p.get("reason", "cancelled by an operator"))
     if "operation_id" in p:

@@ -142,6 +142,9 @@ class ContactModel(BaseTable):
     kit_changes = NumberAttribute(null=True)
     marketing_changes = NumberAttribute(null=True)
     kit_echoes = EchoCreditsAttribute(null=True)
+    offerings = UnicodeAttribute(null=True)
+    """The access records, as one compact JSON text (``domain.access.stored_text``): its size is
+    what ``access.MAX_ACCESS_BYTES`` bounds."""
     marketing_status = UnicodeAttribute(null=True)
     kit_subscriber_id = UnicodeAttribute(null=True)
     created_at = UTCDateTimeAttribute()

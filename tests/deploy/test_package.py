@@ -217,6 +217,7 @@ def assert_every_function_is_patched(resources: Mapping[str, Any]) -> None:
             assert env[binding.env_var] == {"Ref": binding.logical_id}
         assert env["ADMIN_TOKEN"] == {"Fn::Sub": "ssm:${AdminTokenParameterName}"}
         assert env["MEMBER_SESSION_SECRET"] == {"Fn::Sub": "ssm:${MemberSessionSecretParameterName}"}
+        assert env["ACCESS_API_TOKEN"] == {"Fn::Sub": "ssm:${AccessTokenParameterName}"}
         assert env["POWERTOOLS_SERVICE_NAME"] == "memberflow"
         # Built from the known name: a Ref to the state machine would be a circular dependency.
         assert env[STATE_MACHINE_ARN_ENV] == STATE_MACHINE_ARN

@@ -36,8 +36,10 @@ SECRET_ENV = {
     "HOOK_SIGNING_SECRET": "hook-signing-secret-FIXTURE",
     "ADMIN_TOKEN": "admin-token-FIXTURE-abcdef",
     "MEMBER_SESSION_SECRET": "member-session-secret-FIXTURE-0123456789",
+    "ACCESS_API_TOKEN": "access-token-FIXTURE-123456",
 }
 ADMIN = {"Authorization": f"Bearer {SECRET_ENV['ADMIN_TOKEN']}"}
+ACCESS = {"Authorization": f"Bearer {SECRET_ENV['ACCESS_API_TOKEN']}"}
 
 
 @dataclass

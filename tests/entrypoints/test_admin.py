@@ -24,6 +24,7 @@ def protected_routes() -> list[tuple[str, str]]:
                 .replace("{field}", "credits")
                 .replace("{event_id}", "evt_x")
                 .replace("{operation_id}", "add-50-credits")
+                .replace("{offering_id}", "foundation")
                 .replace("{item_id}", "kit_sync%23evt_x%23a%40example.com")
             )
             routes.extend((method, concrete) for method in methods)

@@ -53,7 +53,7 @@ from chalicelib.entrypoints.http import MAX_ADMIN_BODY_BYTES, path_email
 from chalicelib.entrypoints.member_pages import MAX_FORM_BYTES
 from chalicelib.services.intake import MAX_REQUEST_BYTES
 from tests.builders import config
-from tests.entrypoints.conftest import ADMIN, SECRET_ENV, World, make_container
+from tests.entrypoints.conftest import ACCESS, ADMIN, SECRET_ENV, World, make_container
 from tests.fakes import InMemoryContacts
 
 # --- nasty values ------------------------------------------------------------------------------
@@ -228,8 +228,21 @@ FUZZ_CONFIG = config(
             "trigger": {"tag_added": "Purchase – Foundation"},
             "steps": [{"delay": "2d", "id": "wait-two-days"}, {"add_tag": "Drip Done"}],
         }
-    }
+    },
+    offerings={
+        "fuzz-course": {
+            "name": "Fuzz Course",
+            "access_tag": "Course – Fuzz",
+            "revoke_tag": "Course – Fuzz – Revoked",
+            "modules": [
+                {"id": "m1", "name": "One", "tag": "Course – Fuzz – M1", "release_after": "0d"},
+                {"id": "m2", "name": "Two", "tag": "Course – Fuzz – M2", "release_after": "7d"},
+            ],
+        }
+    },
 )
+OFFERINGS = sorted(FUZZ_CONFIG.offerings)
+MODULES = ["m1", "m2"]
 OPERATIONS = sorted(FUZZ_CONFIG.operations)
 FIELDS = sorted(FUZZ_CONFIG.fields)
 TAGS = ["Purchase – Foundation", "Op – Add 50 Credits", "Op – Spend 10 Credits", "VIP", "Drip Done"]
@@ -824,6 +837,33 @@ def build_run_post(action: str) -> Builder:
     return build
 
 
+def build_offering_change(action: str) -> Builder:
+    def build(seeds: Seeds) -> st.SearchStrategy[Req]:
+        offering = st.sampled_from(OFFERINGS) | nasty_text().map(_segment)
+        path = st.builds(lambda p, o: f"{p}/offerings/{o}/{action}", contact_path(seeds), offering)
+        body = object_body({"reason": st.just("fuzz")}) | st.just(b"")
+        return admin_request("POST", path, body=body, headers=idempotency_header(), watch=_watched_email)
+
+    return build
+
+
+def access_request(path: st.SearchStrategy[str]) -> st.SearchStrategy[Req]:
+    bad = st.sampled_from([{}, {"Authorization": "Bearer \ud800"}, ADMIN])
+    auth = mostly(st.just(ACCESS), bad, odds=9)
+    return st.builds(lambda p, a: Req("GET", p, a), path, auth)
+
+
+def build_access(seeds: Seeds) -> st.SearchStrategy[Req]:
+    return access_request(email_param(seeds).map(lambda e: f"/access/{e}"))
+
+
+def build_module_access(seeds: Seeds) -> st.SearchStrategy[Req]:
+    offering = st.sampled_from(OFFERINGS) | nasty_text().map(_segment)
+    module = st.sampled_from(MODULES) | nasty_text().map(_segment)
+    path = st.builds(lambda e, o, m: f"/access/{e}/{o}/{m}", email_param(seeds), offering, module)
+    return access_request(path)
+
+
 def _outbox_query(seeds: Seeds) -> st.SearchStrategy[str]:
     params = st.fixed_dictionaries(
         {},
@@ -920,6 +960,10 @@ BUILDERS: dict[tuple[str, str], Builder] = {
     ("POST", "/admin/contacts/{email}/tags"): build_tags,
     ("POST", "/admin/contacts/{email}/fields/{field}"): build_field,
     ("POST", "/admin/contacts/{email}/operations/{operation_id}"): build_operation,
+    ("POST", "/admin/contacts/{email}/offerings/{offering_id}/release"): build_offering_change("release"),
+    ("POST", "/admin/contacts/{email}/offerings/{offering_id}/revoke"): build_offering_change("revoke"),
+    ("GET", "/access/{email}"): build_access,
+    ("GET", "/access/{email}/{offering_id}/{module_id}"): build_module_access,
     ("GET", "/admin/events"): _get(_events_query),
     ("GET", "/admin/events/{event_id}"): _get(
         lambda s: id_param(*s.event_ids).map(lambda e: f"/admin/events/{e}")

@@ -16,12 +16,26 @@ from typing import Any
 import pytest
 
 from chalicelib.config.compile import email_templates_of, setup_of
+from chalicelib.config.offerings import MAX_OFFERINGS
 from chalicelib.domain import engine
+from chalicelib.domain.access import (
+    MAX_ACCESS_BYTES,
+    MAX_NOTE_LENGTH,
+    MAX_REF_LENGTH,
+    MAX_WHY,
+    AccessAction,
+    AccessReason,
+    OfferingAccess,
+    access_bytes,
+    bounded,
+    fixed_bytes,
+)
 from chalicelib.domain.events import OrderSucceeded, Person, PurchasedItem, Source
 from chalicelib.domain.inbox import InboxRecord, Status, event_id_for
 from chalicelib.domain.kit_echoes import MAX_ECHO_TAGS, MAX_PENDING_ECHOES
 from chalicelib.domain.model import MAX_TAG_BYTES, Contact, EchoCredit, tag_bytes
 from chalicelib.domain.requests import TagsChangeRequested
+from chalicelib.domain.setup import Module, Offering
 from chalicelib.services.emails import EmailRenderer
 from chalicelib.services.inbox import Delivery, Inbox
 from chalicelib.services.ports import Commit, Stores
@@ -203,6 +217,67 @@ def test_a_contact_at_the_tag_byte_cap_with_every_echo_credit_fits_one_dynamodb_
         id=event_id_for("admin", f"echoes-{email}"),
         source="admin",
         idempotency_key=f"echoes-{email}",
+        event_type="admin.tags",
+        status=Status.RECEIVED,
+        received_at=T0,
+    )
+    dynamo_stores.inbox.claim_event(record)
+    transition = engine.Transition(fresh, full, (), (), None, ())
+    dynamo_stores.contacts.commit(Commit(record.id, transition, processed_at=T0))
+    read_back = dynamo_stores.contacts.get_contact(email)
+    assert read_back is not None
+    assert replace(read_back, version=0) == replace(full, version=0)
+
+
+def _every_offering_with_full_why() -> dict[str, OfferingAccess]:
+    """MAX_OFFERINGS offerings with as many modules as the config lets them have, every one released,
+    each with MAX_WHY reasons whose texts are as long as a reason keeps (before the byte budget)."""
+    module_ids = tuple(f"module-{m:02d}" for m in range(8))
+    setup = Offering("x", "x", modules=tuple(Module(m, m, m, 0) for m in module_ids))
+    offering_ids = [f"offering-with-a-long-id-{n:02d}" for n in range(MAX_OFFERINGS)]
+    assert fixed_bytes((oid, setup) for oid in offering_ids) <= MAX_ACCESS_BYTES // 2
+    why = tuple(
+        AccessReason(
+            T0 + timedelta(minutes=n),
+            AccessAction.GRANTED,
+            "admin",
+            "r" * MAX_REF_LENGTH,
+            event_id_for("admin", str(n)),
+            "😀" * MAX_NOTE_LENGTH,
+        )
+        for n in range(MAX_WHY)
+    )
+    return {oid: OfferingAccess(True, T0, 999_999_999, module_ids, why) for oid in offering_ids}
+
+
+@pytest.mark.integration
+def test_a_contact_at_the_tag_byte_cap_with_every_offering_and_full_why_lists_fits_one_dynamodb_item(
+    dynamo_stores: Stores,
+) -> None:
+    # The tags and echo credits at their caps, as above, and the access records at theirs: every
+    # offering the config may have, every module released, every why list full, held to the budget.
+    names = [f"{n:03d}" + "😀" * 252 for n in range(MAX_TAG_BYTES // 1011)]
+    numbers = tuple(9_999_999_000 + n for n in range(MAX_PENDING_ECHOES))
+    expires = (T0 + timedelta(days=1)).replace(microsecond=0)
+    offerings = bounded(_every_offering_with_full_why())
+    assert MAX_ACCESS_BYTES - 1_000 < access_bytes(offerings) <= MAX_ACCESS_BYTES
+    assert all(len(record.why) >= 1 for record in offerings.values())
+    email = unique_email()
+    fresh = Contact.new(email, T0)
+    full = replace(
+        fresh,
+        tags=frozenset(names),
+        kit_tags={name: 9_999_999_000 + n for n, name in enumerate(names)},
+        kit_changes=9_999_999_999,
+        kit_echoes={f"{n:016x}": EchoCredit(expires, numbers, numbers) for n in range(MAX_ECHO_TAGS)},
+        offerings=offerings,
+    )
+    assert item_size(full) - item_size(replace(full, offerings={})) < MAX_ACCESS_BYTES + 100
+    assert item_size(full) < 380_000
+    record = InboxRecord(
+        id=event_id_for("admin", f"offerings-{email}"),
+        source="admin",
+        idempotency_key=f"offerings-{email}",
         event_type="admin.tags",
         status=Status.RECEIVED,
         received_at=T0,

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 
+from chalicelib.domain.access import AccessAction, AccessReason, OfferingAccess
 from chalicelib.domain.automations.runs import RunStatus
 from chalicelib.domain.engine import AddTags, ChangeField, ConfirmKitChanges, RemoveTags
 from chalicelib.domain.inbox import Status
@@ -123,6 +124,26 @@ class TestContactsContract:
         assert (contact.kit_tags, contact.kit_changes) == ({"VIP": 1}, 3)
         assert contact.kit_echoes == removed.after.kit_echoes
         assert sorted((c.adds, c.removes) for c in contact.kit_echoes.values()) == [((1,), ()), ((2,), (3,))]
+
+    def test_access_records_read_back_as_committed(self, stores: Stores) -> None:
+        email = unique_email()
+        record = inbox_record(email=email)
+        stores.inbox.claim_event(record)
+        why = (
+            AccessReason(later(1), AccessAction.GRANTED, "order", "1514394", record.id),
+            AccessReason(later(1), AccessAction.MODULE_RELEASED, "release", "m1", record.id),
+            AccessReason(later(2), AccessAction.REVOKED, "admin", None, record.id, "asked — by email 😀"),
+        )
+        offerings = {
+            "foundation": OfferingAccess(False, later(2), 2, (), why),
+            "workbook": OfferingAccess(True, later(1), 1, ("w1", "w2"), why[:2]),
+        }
+        t = transition(stores, email, record.id, AddTags(("A",)))
+        t = replace(t, after=replace(t.after, offerings=offerings))
+        stores.contacts.commit(Commit(record.id, t, processed_at=later(1)))
+        contact = stores.contacts.get_contact(email)
+        assert contact is not None
+        assert contact.offerings == offerings
 
     def test_markers_are_absent_until_committed(self, stores: Stores) -> None:
         email = unique_email()

@@ -2,7 +2,10 @@
 
 An email's ``subject``, ``body`` and ``html`` are python-liquid templates that speak Kit's words,
 ``{{ subscriber.first_name }}``, ``{{ subscriber.email_address }}`` and ``{{ subscriber.<field> }}``
-for every configured field, so text copied from a Kit email keeps working. ``EmailTemplates.parse``
+for every configured field, so text copied from a Kit email keeps working; and memberflow's own
+``{{ offering.name }}`` (the offering a welcome email is sent for, empty in other emails) and
+``{{ member.set_password_url }}`` (the set-password page, its token a placeholder the delivery fills
+in: ``chalicelib.domain.members``). ``EmailTemplates.parse``
 parses every template once and checks it statically (python-liquid's ``analyze``, not a trial render
 with made-up values): a syntax error, a name outside the vocabulary, a filter python-liquid does not
 have, or an ``include`` is a ``TemplateProblem`` naming the email and the key. What a template may
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from types import MappingProxyType
 from typing import ClassVar, Literal
@@ -30,6 +33,7 @@ from liquid.static_analysis import ReferencedVariable
 from liquid.template import BoundTemplate
 
 from chalicelib.domain.engine import plain_number
+from chalicelib.domain.members import placeholder_set_password_url
 from chalicelib.domain.model import Contact
 from chalicelib.domain.setup import FieldSpec
 
@@ -69,9 +73,24 @@ class RenderedEmail:
 
 @dataclass(frozen=True, slots=True)
 class TemplateScope:
-    """What the config offers templates to name: today its custom fields."""
+    """What the config offers templates to name: its custom fields, and its offerings' names."""
 
     fields: Mapping[str, FieldSpec]
+    offerings: Mapping[str, str] = field(default_factory=dict)
+    """Offering id -> name."""
+
+
+@dataclass(frozen=True, slots=True)
+class RenderContext:
+    """What one email is about beyond its contact."""
+
+    offering: str | None = None
+    """The offering a welcome email is sent for; None for other emails."""
+    base_url: str | None = None
+    """Where memberflow's public pages are (``PUBLIC_BASE_URL``, or the base of the request)."""
+
+
+NO_CONTEXT = RenderContext()
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +99,7 @@ class Namespace:
 
     root: str
     names: Callable[[TemplateScope], tuple[str, ...]]
-    values: Callable[[TemplateScope, Contact], Mapping[str, str]]
+    values: Callable[[TemplateScope, Contact, RenderContext], Mapping[str, str]]
 
 
 _KIT_NAMES = frozenset({"first_name", "email_address"})
@@ -90,7 +109,7 @@ def _subscriber_names(scope: TemplateScope) -> tuple[str, ...]:
     return ("first_name", "email_address", *(name for name in scope.fields if name not in _KIT_NAMES))
 
 
-def _subscriber_values(scope: TemplateScope, contact: Contact) -> Mapping[str, str]:
+def _subscriber_values(scope: TemplateScope, contact: Contact, context: RenderContext) -> Mapping[str, str]:
     values = {name: field_text(spec, contact.fields.get(name)) for name, spec in scope.fields.items()}
     # Kit's own names win over a custom field spelled the same, as they do in Kit.
     values["first_name"] = contact.first_name or ""
@@ -98,7 +117,19 @@ def _subscriber_values(scope: TemplateScope, contact: Contact) -> Mapping[str, s
     return values
 
 
-VOCABULARY: tuple[Namespace, ...] = (Namespace("subscriber", _subscriber_names, _subscriber_values),)
+def _offering_values(scope: TemplateScope, contact: Contact, context: RenderContext) -> Mapping[str, str]:
+    return {"name": scope.offerings.get(context.offering, "") if context.offering else ""}
+
+
+def _member_values(scope: TemplateScope, contact: Contact, context: RenderContext) -> Mapping[str, str]:
+    return {"set_password_url": placeholder_set_password_url(context.base_url)}
+
+
+VOCABULARY: tuple[Namespace, ...] = (
+    Namespace("subscriber", _subscriber_names, _subscriber_values),
+    Namespace("offering", lambda scope: ("name",), _offering_values),
+    Namespace("member", lambda scope: ("set_password_url",), _member_values),
+)
 """Every name a template may use; the static check and the renderer both read it."""
 
 
@@ -204,10 +235,10 @@ class EmailTemplates:
     def ids(self) -> frozenset[str]:
         return frozenset(self._emails)
 
-    def render(self, email_id: str, contact: Contact) -> RenderedEmail:
+    def render(self, email_id: str, contact: Contact, about: RenderContext = NO_CONTEXT) -> RenderedEmail:
         """The email ``email_id`` for ``contact``; ``KeyError`` for an unknown id, else ``RenderFailed``."""
         email = self._emails[email_id]
-        context = {space.root: dict(space.values(self._scope, contact)) for space in self._vocabulary}
+        context = {space.root: dict(space.values(self._scope, contact, about)) for space in self._vocabulary}
         return RenderedEmail(
             subject=_render(email.subject, context, email_id, "subject"),
             body=_render(email.body, context, email_id, "body"),

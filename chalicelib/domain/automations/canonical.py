@@ -45,6 +45,8 @@ _TYPES: dict[str, type[Any]] = {
         d.IncreaseFieldStep,
         d.DecreaseFieldStep,
         d.RunOperationStep,
+        d.ReleaseOfferingStep,
+        d.RevokeOfferingStep,
         d.DelayStep,
         d.WaitUntil,
         d.WaitUntilStep,

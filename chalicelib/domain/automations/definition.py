@@ -151,6 +151,20 @@ class RunOperationStep:
 
 
 @dataclass(frozen=True, slots=True)
+class ReleaseOfferingStep:
+    kind: ClassVar[str] = "release_offering"
+    release_offering: str
+    id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RevokeOfferingStep:
+    kind: ClassVar[str] = "revoke_offering"
+    revoke_offering: str
+    id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class DelayStep:
     kind: ClassVar[str] = "delay"
     delay: str
@@ -235,6 +249,8 @@ Step = (
     | IncreaseFieldStep
     | DecreaseFieldStep
     | RunOperationStep
+    | ReleaseOfferingStep
+    | RevokeOfferingStep
     | DelayStep
     | WaitUntilStep
     | IfStep

@@ -35,7 +35,9 @@ from chalicelib.domain.automations.definition import (
     IfStep,
     IncreaseFieldStep,
     OperationEvent,
+    ReleaseOfferingStep,
     RemoveTagStep,
+    RevokeOfferingStep,
     RunOperationStep,
     SendEmailStep,
     SetFieldStep,
@@ -214,6 +216,10 @@ def _argument(step: Step) -> str | None:
         return step.decrease_field.field
     if isinstance(step, RunOperationStep):
         return step.run_operation
+    if isinstance(step, ReleaseOfferingStep):
+        return step.release_offering
+    if isinstance(step, RevokeOfferingStep):
+        return step.revoke_offering
     if isinstance(step, DelayStep):
         return step.delay
     if isinstance(step, WaitUntilStep):

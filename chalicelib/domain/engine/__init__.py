@@ -14,7 +14,8 @@ other fails the event instead of looping.
 The rooms: ``coordinator`` (``apply``, the queue and the table of one handler per command),
 ``commands``, ``state`` (the working state), ``transition`` (``Context`` in, ``Transition`` out),
 and the handlers: ``contact`` (profile, timeline records, order items), ``tags`` (tags, operations,
-marketing status, what Kit has), ``fields`` (fields and ledger), ``runs`` and ``wakeups``
+marketing status, what Kit has), ``fields`` (fields and ledger), ``offerings`` (access records,
+releases, revokes and the drip), ``runs`` and ``wakeups``
 (automation runs and their timers), ``host`` (the interpreter's host) and ``effects`` (the Kit sync
 intent and outbound intents).
 """
@@ -33,8 +34,11 @@ from chalicelib.domain.engine.commands import (
     Note,
     OrderItem,
     RecordEvent,
+    ReleaseDueModules,
+    ReleaseOffering,
     RemoveTags,
     ResumeRun,
+    RevokeOffering,
     RunOperation,
     SetMarketingStatus,
     UpdateProfile,
@@ -77,8 +81,11 @@ __all__ = [
     "OperationResult",
     "OrderItem",
     "RecordEvent",
+    "ReleaseDueModules",
+    "ReleaseOffering",
     "RemoveTags",
     "ResumeRun",
+    "RevokeOffering",
     "RunOperation",
     "SetMarketingStatus",
     "Transition",

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from chalicelib.domain.access import AccessCause
 from chalicelib.domain.automations.happenings import Happening
 from chalicelib.domain.model import FieldValue
 
@@ -134,6 +135,34 @@ class CancelRun:
     reason: str
 
 
+@dataclass(frozen=True)
+class ReleaseOffering:
+    """Grant the offering: access tag, the modules due now, the drip, the welcome email.
+
+    An offering the contact has already is left as it is; an unknown one raises ``NotFound``.
+    """
+
+    offering_id: str
+    cause: AccessCause
+
+
+@dataclass(frozen=True)
+class RevokeOffering:
+    """Take the offering away: access and module tags go, the revoke tag comes, the drip stops."""
+
+    offering_id: str
+    cause: AccessCause
+
+
+@dataclass(frozen=True)
+class ReleaseDueModules:
+    """A drip timer fired for ``module_id`` of the grant in ``generation``: release what is due."""
+
+    offering_id: str
+    module_id: str
+    generation: int
+
+
 Command = (
     RecordEvent
     | UpdateProfile
@@ -148,4 +177,7 @@ Command = (
     | Happen
     | ResumeRun
     | CancelRun
+    | ReleaseOffering
+    | RevokeOffering
+    | ReleaseDueModules
 )

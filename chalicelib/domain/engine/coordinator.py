@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from chalicelib.domain.access import bounded
 from chalicelib.domain.automations.runs import Run
 from chalicelib.domain.engine.commands import (
     AddTags,
@@ -23,8 +24,11 @@ from chalicelib.domain.engine.commands import (
     Happen,
     Note,
     RecordEvent,
+    ReleaseDueModules,
+    ReleaseOffering,
     RemoveTags,
     ResumeRun,
+    RevokeOffering,
     RunOperation,
     SetMarketingStatus,
     UpdateProfile,
@@ -32,6 +36,8 @@ from chalicelib.domain.engine.commands import (
 from chalicelib.domain.engine.contact import apply_order_items, happen, note, record_event, update_profile
 from chalicelib.domain.engine.effects import kit_sync
 from chalicelib.domain.engine.fields import change_field
+from chalicelib.domain.engine.offerings import effects as offering_effects
+from chalicelib.domain.engine.offerings import release_due_modules, release_offering, revoke_offering
 from chalicelib.domain.engine.runs import cancel_run, settle
 from chalicelib.domain.engine.state import Work
 from chalicelib.domain.engine.tags import (
@@ -63,6 +69,9 @@ HANDLERS: Mapping[type[Command], Handler] = {
     ChangeField: change_field,
     ResumeRun: resume_run,
     CancelRun: cancel_run,
+    ReleaseOffering: release_offering,
+    RevokeOffering: revoke_offering,
+    ReleaseDueModules: release_due_modules,
 }
 
 
@@ -99,6 +108,7 @@ def transition(work: Work) -> Transition:
         kit_changes=s.kit_changes,
         marketing_changes=s.marketing_changes,
         kit_echoes=dict(s.kit_echoes),
+        offerings=bounded(s.offerings),
         active_runs=dict(work.active_runs),
         automation_entries=dict(work.entries),
     )
@@ -107,6 +117,7 @@ def transition(work: Work) -> Transition:
         # Expired echo credits go when the contact is written anyway, never as a write of their own.
         after = replace(after, updated_at=work.ctx.now, kit_echoes=live(after.kit_echoes, work.ctx.now))
     changed_runs = tuple(work.runs[rid] for rid in work.changed_runs)
+    drip, stale_drip, welcomes = offering_effects(work, before.offerings, after.offerings)
     result = Transition(
         before=before,
         after=after,
@@ -116,15 +127,16 @@ def transition(work: Work) -> Transition:
         operations=tuple(work.operations),
         runs=changed_runs,
         wakeups=wakeups(work),
-        stops=stops(work),
-        outbound=tuple(work.outbound),
+        stops=(*stops(work), *stale_drip),
+        outbound=(*work.outbound, *welcomes),
         programs=tuple(work.programs.values()),
         markers=tuple(s.markers),
+        timers=drip,
     )
     if result.record_count > MAX_RECORDS_PER_EVENT:
         raise CascadeTooLong(
             f"one event would write {result.record_count} records ({len(changed_runs)} runs,"
-            f" {len(s.ledger)} ledger entries, {len(work.outbound)} outbound messages,"
+            f" {len(s.ledger)} ledger entries, {len(result.outbound)} outbound messages,"
             f" {len(s.markers)} markers); one event commits at most {MAX_RECORDS_PER_EVENT}"
         )
     return result

@@ -11,12 +11,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from chalicelib.domain.access import AccessCause
 from chalicelib.domain.automations import definition as steps
 from chalicelib.domain.automations.conditions import FactValue
 from chalicelib.domain.automations.interpreter import Performed
 from chalicelib.domain.automations.program import Node
 from chalicelib.domain.automations.runs import Run, StepRecord
-from chalicelib.domain.engine.commands import AddTags, ChangeField, RemoveTags, RunOperation
+from chalicelib.domain.engine.commands import (
+    AddTags,
+    ChangeField,
+    ReleaseOffering,
+    RemoveTags,
+    RevokeOffering,
+    RunOperation,
+)
 from chalicelib.domain.engine.effects import queue_outbound
 from chalicelib.domain.engine.fields import field_value
 from chalicelib.domain.engine.state import Work
@@ -24,7 +32,19 @@ from chalicelib.domain.errors import MemberflowError
 from chalicelib.domain.model import TimelineEntry, TimelineKind
 
 TIMELINE_DETAIL = frozenset(
-    {"due_at", "late_seconds", "result", "reason", "tag", "field", "operation", "email_id", "branch", "on"}
+    {
+        "due_at",
+        "late_seconds",
+        "result",
+        "reason",
+        "tag",
+        "field",
+        "operation",
+        "offering",
+        "email_id",
+        "branch",
+        "on",
+    }
 )
 """The parts of a step's history detail worth repeating on the contact's timeline."""
 
@@ -93,12 +113,36 @@ class RunHost:
             return Performed("done" if had != adding else "no_change", {"tag": tag})
         if isinstance(step, steps.SetFieldStep | steps.IncreaseFieldStep | steps.DecreaseFieldStep):
             return self._perform_field(_field_change(step, reason))
+        if isinstance(step, steps.ReleaseOfferingStep | steps.RevokeOfferingStep):
+            return self._perform_offering(run, step)
         if isinstance(step, steps.RunOperationStep):
             done = len(work.operations)
             work.drain([RunOperation(step.run_operation)])
             results = [o.result for o in work.operations[done:] if o.operation_id == step.run_operation]
             return Performed(results[0] if results else "applied", {"operation": step.run_operation})
         return queue_outbound(work, run, node)
+
+    def _perform_offering(
+        self, run: Run, step: steps.ReleaseOfferingStep | steps.RevokeOfferingStep
+    ) -> Performed:
+        work = self.work
+        cause = AccessCause("automation", run.automation_id)
+        command: ReleaseOffering | RevokeOffering
+        if isinstance(step, steps.ReleaseOfferingStep):
+            offering_id, command = step.release_offering, ReleaseOffering(step.release_offering, cause)
+        else:
+            offering_id, command = step.revoke_offering, RevokeOffering(step.revoke_offering, cause)
+        before = work.state.offerings.get(offering_id)
+        saved = work.state.copy()
+        try:
+            work.drain([command])
+        except MemberflowError as refusal:
+            # Refused whole (an offering a pinned version names and the config no longer has, a tag
+            # cap): nothing of it stays, and the run goes on, as after a refused field change.
+            work.state = saved
+            return Performed("refused", {"offering": offering_id, "reason": refusal.message})
+        changed = work.state.offerings.get(offering_id) != before
+        return Performed("done" if changed else "no_change", {"offering": offering_id})
 
     def _perform_field(self, change: ChangeField) -> Performed:
         before = self.work.state.fields.get(change.field)

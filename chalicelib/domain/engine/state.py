@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from chalicelib.domain.access import OfferingAccess
 from chalicelib.domain.automations.happenings import Happening
 from chalicelib.domain.automations.program import Program
 from chalicelib.domain.automations.runs import Run, WakeUp
@@ -46,6 +47,8 @@ class ContactState:
     kit_changes: int
     marketing_changes: int
     kit_echoes: dict[str, EchoCredit]
+    offerings: dict[str, OfferingAccess] = field(default_factory=dict)
+    """Offering id -> access; rolled back with a refused operation like the tags it changed."""
     timeline: list[TimelineEntry] = field(default_factory=list)
     ledger: list[LedgerEntry] = field(default_factory=list)
     happenings: list[Happening] = field(default_factory=list)
@@ -66,6 +69,7 @@ class ContactState:
             contact.kit_changes,
             contact.marketing_changes,
             dict(contact.kit_echoes),
+            dict(contact.offerings),
         )
 
     def copy(self) -> ContactState:
@@ -82,6 +86,7 @@ class ContactState:
             self.kit_changes,
             self.marketing_changes,
             dict(self.kit_echoes),
+            dict(self.offerings),
             list(self.timeline),
             list(self.ledger),
             list(self.happenings),
@@ -136,6 +141,11 @@ class Work:
         while queue:
             follow_ups = self.dispatch(self, queue.popleft())
             queue.extendleft(reversed(follow_ups))
+
+    @property
+    def delay_scale(self) -> float:
+        """What the contact's waits are divided by: ``test_contacts.delay_scale`` for a test contact."""
+        return self.setup.test_contacts.delay_scale if self.is_test else 1.0
 
     def log(self, kind: TimelineKind, data: Mapping[str, Any]) -> None:
         self.state.timeline.append(TimelineEntry(kind, self.ctx.now, self.ctx.event_id, dict(data)))

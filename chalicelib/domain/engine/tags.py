@@ -11,6 +11,7 @@ trigger tag or a step, a refused operation leaves the contact as it was and is r
 from __future__ import annotations
 
 from chalicelib.domain import kit_echoes
+from chalicelib.domain.access import AccessCause
 from chalicelib.domain.automations.happenings import Happening
 from chalicelib.domain.engine.commands import (
     KIT,
@@ -18,7 +19,9 @@ from chalicelib.domain.engine.commands import (
     ChangeField,
     Command,
     ConfirmKitChanges,
+    ReleaseOffering,
     RemoveTags,
+    RevokeOffering,
     RunOperation,
     SetMarketingStatus,
 )
@@ -199,8 +202,14 @@ def _actions(work: Work, operation_id: str, operation: Operation) -> list[Comman
     if operation.decrease_field is not None:
         delta = operation.decrease_field
         change_field(work, ChangeField(delta.field, reason, delta=-delta.by))
+    follow_ups: list[Command] = []
+    cause = AccessCause("operation", operation_id)
+    if operation.revoke_offering is not None:
+        follow_ups += work.dispatch(work, RevokeOffering(operation.revoke_offering, cause))
+    if operation.release_offering is not None:
+        follow_ups += work.dispatch(work, ReleaseOffering(operation.release_offering, cause))
     if operation.remove_tags:
         remove_tags(work, RemoveTags(operation.remove_tags))
     if operation.add_tags:
-        return add_tags(work, AddTags(operation.add_tags))
-    return []
+        follow_ups += add_tags(work, AddTags(operation.add_tags))
+    return follow_ups

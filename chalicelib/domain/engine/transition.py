@@ -15,6 +15,7 @@ from chalicelib.domain.automations.program import Program
 from chalicelib.domain.automations.runs import Run, WakeUp
 from chalicelib.domain.model import Contact, KitSyncIntent, LedgerEntry, OutboundIntent, TimelineEntry
 from chalicelib.domain.setup import Setup
+from chalicelib.domain.timers import Timer
 
 MAX_OPERATION_RUNS_PER_EVENT = 25
 """Bounds a trigger cascade; also keeps one event's writes inside a single DynamoDB transaction."""
@@ -69,12 +70,14 @@ class Transition:
     wakeups: tuple[WakeUp, ...] = ()
     """Timers to start once the transaction is committed."""
     stops: tuple[str, ...] = ()
-    """Execution names of timers made stale (the run moved on); stopping them is a courtesy."""
+    """Execution names of timers made stale (a run or a grant moved on); stopping them is a courtesy."""
     outbound: tuple[OutboundIntent, ...] = ()
     programs: tuple[Program, ...] = ()
     """Automation versions that new runs are pinned to; stored before the commit."""
     markers: tuple[str, ...] = ()
     """Markers to write; none of them existed when the event was applied."""
+    timers: tuple[Timer, ...] = ()
+    """Timers other than run wake-ups (drip timers) to start once the transaction is committed."""
 
     @property
     def state_changed(self) -> bool:

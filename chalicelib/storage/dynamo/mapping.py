@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
+from chalicelib.domain.access import from_stored as access_from_stored
+from chalicelib.domain.access import stored_text
 from chalicelib.domain.automations.runs import Run, RunStatus, StepRecord
 from chalicelib.domain.inbox import InboxRecord, Status
 from chalicelib.domain.model import Contact, EchoCredit, LedgerEntry, TimelineEntry, TimelineKind
@@ -212,6 +214,7 @@ def contact_to_model(model_cls: type[ContactModel], contact: Contact, *, version
         kit_changes=contact.kit_changes or None,
         marketing_changes=contact.marketing_changes or None,
         kit_echoes={key: _echo_to_item(credit) for key, credit in contact.kit_echoes.items()} or None,
+        offerings=stored_text(contact.offerings) if contact.offerings else None,
         marketing_status=contact.marketing_status,
         kit_subscriber_id=contact.kit_subscriber_id,
         created_at=contact.created_at,
@@ -237,6 +240,7 @@ def contact_from_model(model: ContactModel) -> Contact:
         kit_changes=int(model.kit_changes or 0),
         marketing_changes=int(model.marketing_changes or 0),
         kit_echoes={key: _echo_from_item(item) for key, item in (model.kit_echoes or {}).items()},
+        offerings=access_from_stored(json.loads(model.offerings)) if model.offerings else {},
         marketing_status=model.marketing_status,
         kit_subscriber_id=model.kit_subscriber_id,
         created_at=utc(model.created_at),

@@ -12,11 +12,13 @@ from chalicelib.adapters.email.templates import (
     EmailSource,
     EmailTemplates,
     Namespace,
+    RenderContext,
     RenderedEmail,
     RenderFailed,
     TemplateProblems,
     TemplateScope,
 )
+from chalicelib.domain.members import PUBLIC_BASE_URL_PLACEHOLDER, SET_PASSWORD_TOKEN_PLACEHOLDER
 from chalicelib.domain.model import Contact
 from chalicelib.domain.setup import FieldSpec
 
@@ -64,8 +66,16 @@ class TestTheCheck:
         )
 
     def test_a_namespace_nobody_offers_is_unknown(self) -> None:
-        [problem] = problems(body="Your course: {{ offering.name }}")
-        assert problem.startswith("welcome.body: unknown variable 'offering.name' on line 1 of the template")
+        [problem] = problems(body="Your plan: {{ subscription.status }}")
+        assert problem.startswith(
+            "welcome.body: unknown variable 'subscription.status' on line 1 of the template"
+        )
+
+    def test_offering_and_member_names_are_in_the_vocabulary(self) -> None:
+        templates = parse(mail=EmailSource("{{ offering.name }}", "{{ member.set_password_url }}"))
+        assert templates.ids == {"mail"}
+        [problem] = problems(body="{{ member.password }}")
+        assert problem.startswith("welcome.body: unknown variable 'member.password'")
 
     def test_a_field_the_config_does_not_have_is_unknown(self) -> None:
         [problem] = problems(body="Line one\n{{ subscriber.points }}")
@@ -129,15 +139,15 @@ class TestTheCheck:
         ]
 
     def test_a_later_namespace_is_one_registry_entry(self) -> None:
-        offering = Namespace(
-            "offering", lambda scope: ("name",), lambda scope, who: {"name": "Foundation Course"}
+        subscription = Namespace(
+            "subscription", lambda scope: ("status",), lambda scope, who, about: {"status": "active"}
         )
-        vocabulary = (*VOCABULARY, offering)
-        source = {"mail": EmailSource("{{ offering.name }}", "Hi {{ subscriber.first_name }}")}
+        vocabulary = (*VOCABULARY, subscription)
+        source = {"mail": EmailSource("{{ subscription.status }}", "Hi {{ subscriber.first_name }}")}
         with pytest.raises(TemplateProblems):
             EmailTemplates.parse(source, SCOPE)
         templates = EmailTemplates.parse(source, SCOPE, vocabulary)
-        assert templates.render("mail", contact()).subject == "Foundation Course"
+        assert templates.render("mail", contact()).subject == "active"
 
 
 class TestRendering:
@@ -218,12 +228,29 @@ class TestRendering:
 
     def test_strict_mode_fails_loudly_on_a_value_the_vocabulary_did_not_supply(self) -> None:
         # A namespace whose values miss a name it promised must not render a blank.
-        broken = Namespace("member", lambda scope: ("set_password_url",), lambda scope, who: {})
+        broken = Namespace("account", lambda scope: ("login_url",), lambda scope, who, about: {})
         templates = EmailTemplates.parse(
-            {"mail": EmailSource("s", "{{ member.set_password_url }}")}, SCOPE, (*VOCABULARY, broken)
+            {"mail": EmailSource("s", "{{ account.login_url }}")}, SCOPE, (*VOCABULARY, broken)
         )
-        with pytest.raises(RenderFailed, match="set_password_url"):
+        with pytest.raises(RenderFailed, match="login_url"):
             templates.render("mail", contact())
+
+    def test_offering_name_is_the_offering_the_email_is_about_and_empty_otherwise(self) -> None:
+        scope = TemplateScope(SCOPE.fields, {"foundation": "Foundation Course"})
+        templates = parse(scope, mail=EmailSource("Welcome to {{ offering.name }}", "b"))
+        about = RenderContext(offering="foundation")
+        assert templates.render("mail", contact(), about).subject == "Welcome to Foundation Course"
+        assert templates.render("mail", contact()).subject == "Welcome to "
+
+    def test_the_set_password_link_holds_the_token_placeholder_under_the_base_url(self) -> None:
+        templates = parse(mail=EmailSource("s", "{{ member.set_password_url }}"))
+        about = RenderContext(base_url="https://members.example.com/")
+        assert templates.render("mail", contact(), about).body == (
+            f"https://members.example.com/members/set-password?token={SET_PASSWORD_TOKEN_PLACEHOLDER}"
+        )
+        assert templates.render("mail", contact()).body == (
+            f"{PUBLIC_BASE_URL_PLACEHOLDER}/members/set-password?token={SET_PASSWORD_TOKEN_PLACEHOLDER}"
+        )
 
     def test_an_unknown_email_id_is_a_key_error(self) -> None:
         with pytest.raises(KeyError):

@@ -483,7 +483,8 @@ class TestOperationsWithoutActions:
         automations = {"a": auto({"run_operation": "form-submitted"})}
         assert errors_of(automations, operations=self.OPERATIONS) == (
             "operations.form-submitted: an operation needs at least one action: set_field, increase_field, "
-            "decrease_field, remove_tags, add_tags; without actions it can only be an automation's trigger, "
+            "decrease_field, revoke_offering, release_offering, remove_tags, add_tags; without actions it "
+            "can only be an automation's trigger, "
             "goal or cancel_on event ({operation: form-submitted}), and no automation uses it that way",
         )
 
@@ -666,7 +667,8 @@ class TestLoaderMessages:
             "automations.a.steps.1.if: unknown condition 'has_tags'; did you mean 'has_tag'?",
             "automations.a.steps.2: unknown step 'snd_email'; did you mean 'send_email'?",
             "automations.a.steps.3: unknown step 'frobnicate' (a step is one of: add_tag, remove_tag, "
-            "set_field, increase_field, decrease_field, run_operation, delay, wait_until, if, switch, "
+            "set_field, increase_field, decrease_field, run_operation, release_offering, revoke_offering, "
+            "delay, wait_until, if, switch, "
             "send_email, subscribe_sequence, webhook, exit)",
         )
 
@@ -687,10 +689,12 @@ class TestLoaderMessages:
         ("step", "message"),
         [
             ("", "a step needs one of: add_tag, remove_tag, set_field, increase_field, decrease_field, "
-             "run_operation, delay, wait_until, if, switch, send_email, subscribe_sequence, webhook, exit; "
+             "run_operation, release_offering, revoke_offering, delay, wait_until, if, switch, send_email, "
+             "subscribe_sequence, webhook, exit; "
              "this one is empty"),
             ("{then: [exit]}", "a step needs one of: add_tag, remove_tag, set_field, increase_field, "
-             "decrease_field, run_operation, delay, wait_until, if, switch, send_email, subscribe_sequence, "
+             "decrease_field, run_operation, release_offering, revoke_offering, delay, wait_until, if, "
+             "switch, send_email, subscribe_sequence, "
              "webhook, exit; this one has only then"),
             ("send_email", "send_email needs a value: write it as send_email: <value>"),
             ("{if: {has_tag: x, all: [{has_tag: y}]}, then: [exit]}",
@@ -718,7 +722,8 @@ class TestLoaderMessages:
             "automations.a.steps.0.delay: a delay needs a unit: write 2d for days, 2h for hours, "
             "2m for minutes or 2w for weeks",
             "automations.a.steps.1.switch.0.steps.0: unknown step 'nope' (a step is one of: add_tag, "
-            "remove_tag, set_field, increase_field, decrease_field, run_operation, delay, wait_until, if, "
+            "remove_tag, set_field, increase_field, decrease_field, run_operation, release_offering, "
+            "revoke_offering, delay, wait_until, if, "
             "switch, send_email, subscribe_sequence, webhook, exit)",
         )
 

@@ -60,8 +60,8 @@ class TestTemplatesAreCheckedAtLoad:
         )
 
     def test_a_variable_from_a_section_the_config_does_not_have(self) -> None:
-        [problem] = errors(with_welcome(body="You bought {{ offering.name }}"))
-        assert problem.startswith("emails.welcome.body: unknown variable 'offering.name'")
+        [problem] = errors(with_welcome(body="Your plan is {{ subscription.status }}"))
+        assert problem.startswith("emails.welcome.body: unknown variable 'subscription.status'")
 
     def test_an_unknown_field(self) -> None:
         [problem] = errors(with_welcome(body="You have {{ subscriber.credit }} credits"))

@@ -178,8 +178,9 @@ class TestModelErrors:
             "on_refund, on_cancel, on_payment_failed, on_pause, on_resume, on_abandon); "
             "did you mean 'on_purchase'?",
             "thrivecart.products.product-12.on_payment.add_tag: unknown key "
-            "(allowed: add_tags, remove_tags); did you mean 'add_tags'?",
-            "operation: unknown key (allowed: thrivecart, kit, fields, operations, hooks, test_contacts, "
+            "(allowed: add_tags, remove_tags, release, revoke); did you mean 'add_tags'?",
+            "operation: unknown key (allowed: thrivecart, kit, fields, operations, offerings, hooks, "
+            "test_contacts, "
             "time_zone, email, emails, outbound_webhooks, automations); did you mean 'operations'?",
         )
 
@@ -225,7 +226,8 @@ class TestModelErrors:
     def test_an_operation_without_actions_is_a_whole_file_error(self) -> None:
         assert errors("operations:\n  noop: {name: Nothing}\n") == (
             "operations.noop: an operation needs at least one action: set_field, increase_field, "
-            "decrease_field, remove_tags, add_tags; without actions it can only be an automation's "
+            "decrease_field, revoke_offering, release_offering, remove_tags, add_tags; without actions it "
+            "can only be an automation's "
             "trigger, goal or cancel_on event ({operation: noop}), and no automation uses it that way",
         )
 

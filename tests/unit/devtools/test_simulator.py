@@ -264,6 +264,32 @@ class TestClock:
         assert [w.due_at for w in sim.waits] == [T0 + 2 * DAY, T0 + 3 * DAY]
         assert sent(sim) == ["welcome", "followup"]
 
+    def test_run_until_drips_an_offerings_modules_and_a_revoke_stops_the_drip(self) -> None:
+        text = CONFIG_TEXT.replace(
+            "operations:\n",
+            "operations:\n  release: {release_offering: course}\n  revoke: {revoke_offering: course}\n",
+        ) + textwrap.dedent(
+            """\
+            offerings:
+              course:
+                name: Course
+                access_tag: Course
+                modules:
+                  - {id: m1, name: One, tag: Course M1, release_after: 0d}
+                  - {id: m2, name: Two, tag: Course M2, release_after: 1d}
+                  - {id: m3, name: Three, tag: Course M3, release_after: 4d}
+            """
+        )
+        sim = simulator(config=parse_config(text).model)
+        sim.event({"operation": "release"})
+        sim.run_until(T0 + 2 * DAY)
+        assert sim.contact.offerings["course"].modules == ("m1", "m2")
+        assert {"Course M1", "Course M2"} <= sim.contact.tags
+        sim.event({"operation": "revoke"})
+        sim.run_until()
+        assert sim.contact.offerings["course"].modules == ()
+        assert "drip of offering course, module m2" in sim.report()
+
     def test_run_until_stops_at_the_horizon(self) -> None:
         sim = simulator()
         sim.event({"tag_added": "Purchase – Foundation"})

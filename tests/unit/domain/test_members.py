@@ -159,3 +159,25 @@ class TestSessions:
     def test_a_malformed_token_is_refused_not_a_crash(self, token: str) -> None:
         with pytest.raises(Unauthorized):
             read_session(token, KEY, T0)
+
+
+def test_a_login_lists_the_offerings_the_contact_has_access_to_now() -> None:
+    from datetime import UTC, datetime
+
+    from chalicelib.domain.access import OfferingAccess
+    from chalicelib.domain.members import member_offerings
+    from chalicelib.domain.model import Contact
+
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    contact = Contact(
+        "ada@example.com",
+        at,
+        at,
+        offerings={
+            "foundation": OfferingAccess(granted=True, since=at, generation=1),
+            "coaching": OfferingAccess(granted=False, since=at, generation=2),
+            "advanced": OfferingAccess(granted=True, since=at, generation=1),
+        },
+    )
+    assert member_offerings(contact) == ["advanced", "foundation"]
+    assert member_offerings(None) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chalicelib.domain import events as ev
+from chalicelib.domain.access import AccessCause
 from chalicelib.domain.automations.happenings import Happening
 from chalicelib.domain.engine import (
     AddTags,
@@ -12,10 +13,14 @@ from chalicelib.domain.engine import (
     Happen,
     Note,
     OrderItem,
+    ReleaseDueModules,
+    ReleaseOffering,
     RemoveTags,
+    RevokeOffering,
     SetMarketingStatus,
 )
 from chalicelib.domain.model import Contact
+from chalicelib.domain.requests import ModuleDripDue, OfferingChangeRequested
 from chalicelib.domain.rules import Unactionable, decide, screen
 from tests.builders import BASE_CONFIG, T0, setup
 
@@ -110,3 +115,91 @@ class TestKit:
         assert decide(event, contact(tags=frozenset({"Course"})), CONFIG)[-1] == SetMarketingStatus(
             "unsubscribed"
         )
+
+
+OFFERINGS_CONFIG = setup(
+    thrivecart={
+        "secret": "env:THRIVECART_SECRET",
+        "products": {
+            "product-12": {
+                "on_purchase": {"release": "foundation", "add_tags": ["Purchase – Foundation"]},
+                "on_refund": {"revoke": "foundation", "reverse_credits": True},
+                "on_cancel": {"revoke_at_period_end": "foundation"},
+            },
+            "bump-12": {"on_purchase": {"release": ["workbook"]}},
+        },
+    },
+    offerings={
+        "foundation": {"name": "Foundation", "access_tag": "Course – Foundation"},
+        "workbook": {"name": "Workbook", "access_tag": "Workbook"},
+    },
+)
+
+
+class TestOfferings:
+    def test_each_item_releases_its_offerings_in_the_name_of_the_order(self) -> None:
+        (apply_items,) = decide(order("product-12", "bump-12"), contact(), OFFERINGS_CONFIG)[2:]
+        assert isinstance(apply_items, ApplyOrderItems)
+        assert apply_items.items == (
+            OrderItem(
+                "product-12",
+                (
+                    ReleaseOffering("foundation", AccessCause("order", "77")),
+                    AddTags(("Purchase – Foundation",)),
+                ),
+            ),
+            OrderItem("bump-12", (ReleaseOffering("workbook", AccessCause("order", "77")),)),
+        )
+
+    def test_a_refund_revokes_in_the_name_of_the_refund(self) -> None:
+        refund = ev.OrderRefunded(
+            "r",
+            "order.refund",
+            PERSON,
+            False,
+            None,
+            None,
+            "1520011",
+            "12",
+            item=ev.PurchasedItem("product-12", "product", "12"),
+        )
+        commands = decide(refund, contact(), OFFERINGS_CONFIG)
+        assert RevokeOffering("foundation", AccessCause("refund", "1520011")) in commands
+
+    def test_revoke_at_period_end_is_noted_and_not_applied_yet(self) -> None:
+        cancel = ev.SubscriptionCancelled(
+            "c",
+            "order.subscription_cancelled",
+            PERSON,
+            False,
+            None,
+            None,
+            "77",
+            "12",
+            item=ev.PurchasedItem("product-12", "product", "12"),
+        )
+        commands = decide(cancel, contact(), OFFERINGS_CONFIG)
+        assert (
+            Note(
+                "revoke_at_period_end is not applied yet; the offerings stay granted",
+                {"offerings": ["foundation"]},
+            )
+            in commands
+        )
+        assert not any(isinstance(c, RevokeOffering) for c in commands)
+
+    def test_an_operator_releases_and_revokes_with_a_reason(self) -> None:
+        release = OfferingChangeRequested("k", ev.Person("ada@example.com"), "foundation", True, "comp")
+        assert decide(release, contact(), OFFERINGS_CONFIG)[1:] == [
+            ReleaseOffering("foundation", AccessCause("admin", None, "comp"))
+        ]
+        revoke = OfferingChangeRequested("k", ev.Person("ada@example.com"), "foundation", False)
+        assert decide(revoke, contact(), OFFERINGS_CONFIG)[1:] == [
+            RevokeOffering("foundation", AccessCause("admin", None, None))
+        ]
+
+    def test_a_drip_timer_releases_due_modules_of_a_known_contact_only(self) -> None:
+        due = ModuleDripDue("d", ev.Person("ada@example.com"), "foundation", "m2", 3)
+        assert decide(due, contact(), OFFERINGS_CONFIG) == [ReleaseDueModules("foundation", "m2", 3)]
+        with pytest.raises(Unactionable):
+            decide(due, Contact.new("ada@example.com", T0), OFFERINGS_CONFIG)
