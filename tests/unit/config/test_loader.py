@@ -53,8 +53,8 @@ class TestShippedConfigs:
             "always",
         )
         onboarding = config.automations["foundation-onboarding"]
+        # The welcome email is the offering's (product-12 releases foundation), not a step.
         assert [type(step).action_key for step in onboarding.steps] == [
-            "send_email",
             "delay",
             "if",
             "delay",
@@ -64,6 +64,25 @@ class TestShippedConfigs:
         assert onboarding.goals[0].on.model_dump() == {"tag_added": "Revoke Access"}
         assert onboarding.cancel_on
         assert {"welcome", "credits-added"} <= set(config.emails)
+
+    def test_example_tells_the_members_story_with_an_offering(self) -> None:
+        config = load_config(REPO / "config" / "example.yaml").model
+        assert config.thrivecart is not None
+        product = config.thrivecart.products["product-12"]
+        assert product.on_purchase is not None
+        assert product.on_purchase.release == ("foundation",)
+        assert product.on_refund is not None
+        assert product.on_refund.revoke == ("foundation",)
+        assert product.on_payment is not None
+        assert "Op – Add 50 Credits" in product.on_payment.add_tags
+        foundation = config.offerings["foundation"]
+        assert foundation.welcome_email == "welcome"
+        assert [(m.id, m.release_after) for m in foundation.modules] == [
+            (f"m{week + 1}", f"{7 * week}d") for week in range(6)
+        ]
+        welcome = config.emails["welcome"]
+        assert "{{ member.set_password_url }}" in welcome.body
+        assert "{{ offering.name }}" in welcome.body
 
 
 class TestYaml:
