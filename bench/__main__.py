@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from bench import launch, report, scenarios, static
-from bench.harness import app_stack
+from bench.harness import Stack, app_stack
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CONFIG = Path(__file__).resolve().parent / "config.yaml"
+LIFECYCLE_CONFIG = Path(__file__).resolve().parent / "lifecycle.yaml"
 COLD_IMPORT_RUNS = 7
 
 
@@ -32,13 +33,16 @@ def run(*, smoke: bool) -> dict[str, Any]:
         bench = scenarios.Bench(stack)
         figures = bench.run()
         drip = bench.drip()
-        if stack.meter.errors:
-            raise RuntimeError("the meter failed, figures would be wrong: " + "; ".join(stack.meter.errors))
+        _check_meter(stack)
+    with app_stack(LIFECYCLE_CONFIG) as stack:
+        lifecycle = scenarios.Bench(stack).lifecycle()
+        _check_meter(stack)
     result: dict[str, Any] = {
         "scenarios": {name: f.summary(memory) for name, f in figures.items()},
     }
     drip_figures = scenarios.drip_summary(drip, memory)
     result["scenarios"][scenarios.DRIP] = drip_figures
+    result["scenarios"][scenarios.LIFECYCLE] = scenarios.lifecycle_summary(lifecycle, memory)
     result["scenarios"][launch.LAUNCH] = launch.run(CONFIG, launch.SMOKE if smoke else launch.FULL)
     runs = 1 if smoke else COLD_IMPORT_RUNS
     cold = static.median_ms("import app", runs)
@@ -59,6 +63,11 @@ def run(*, smoke: bool) -> dict[str, Any]:
         prices=report.price_table(),
     )
     return report.with_targets(result)
+
+
+def _check_meter(stack: Stack) -> None:
+    if stack.meter.errors:
+        raise RuntimeError("the meter failed, figures would be wrong: " + "; ".join(stack.meter.errors))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

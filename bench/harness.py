@@ -69,6 +69,20 @@ class Response:
 
 
 @dataclass
+class HeldWake:
+    """A wake-up of a held contact, its execution blocked in the Lambda task until the bench answers."""
+
+    event: dict[str, Any]
+    context: Any
+    answered: threading.Event = field(default_factory=threading.Event)
+    result: Any = None
+
+    @property
+    def due_at(self) -> datetime:
+        return datetime.fromisoformat(self.event["due_at"])
+
+
+@dataclass
 class Stack:
     """The app on moto with a meter on its clients; ``post`` and the timer Lambda are metered."""
 
@@ -83,6 +97,9 @@ class Stack:
     deliver_to: set[str] = field(default_factory=set)
     """Emails whose wake-ups are delivered; other runs' timers fire into a no-op, as if still pending."""
     wake_segment: Callable[[int], str] = field(default=lambda n: f"wake#{n}")
+    hold_for: set[str] = field(default_factory=set)
+    """Emails whose wake-ups wait in their executions until ``deliver_held`` answers them in due order."""
+    held: list[HeldWake] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _delivering: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -95,6 +112,14 @@ class Stack:
         self.meter.invoked(segment, API_FUNCTION, elapsed)
         body_text = response.body.decode() if isinstance(response.body, bytes) else response.body
         return Response(response.status_code, json.loads(body_text) if body_text else None)
+
+    def admin_get(self, path: str) -> Any:
+        """An admin API read, outside every segment: the bench checking a story, not measuring it."""
+        headers = {"Authorization": f"Bearer {SECRETS['ADMIN_TOKEN']}"}
+        response = self.client.http.get(path, headers=headers)
+        if response.status_code != 200:
+            raise RuntimeError(f"GET {path} answered {response.status_code}: {response.body!r}")
+        return json.loads(response.body)
 
     def executions(self) -> list[dict[str, Any]]:
         """Every execution of the delay state machine with its input and history."""
@@ -124,6 +149,13 @@ class Stack:
     def _resume(self, event: dict[str, Any], context: Any) -> Any:
         from app import fire_timer
 
+        if event.get("email") in self.hold_for:
+            held = HeldWake(event, context)
+            with self._lock:
+                self.held.append(held)
+            if not held.answered.wait(HOLD_SECONDS):
+                raise TimeoutError(f"a held wake-up was not answered in {HOLD_SECONDS}s: {event}")
+            return held.result
         if event.get("email") not in self.deliver_to:
             return {"result": "not_delivered"}
         # Moto does not sleep a Wait, so the execution a wake-up starts can fire while that wake-up is
@@ -140,6 +172,49 @@ class Stack:
             with self._lock:
                 self.wakes.append({"segment": segment, "event": event, "result": result})
         return result
+
+    def deliver_held(
+        self, segment: Callable[[int], str], until: datetime | None = None, timeout: float = 60.0
+    ) -> list[dict[str, Any]]:
+        """Answer held wake-ups one at a time, earliest due first, until none is due by ``until``.
+
+        A release starts every module's timer at once and moto does not sleep their Waits, so they
+        reach the Lambda task together, in no particular order; AWS would deliver them days apart.
+        Each is answered here, in the bench's thread inside its own segment, with the clock at its
+        due time; the timers it starts are awaited (every running execution held) before the next.
+        """
+        from app import fire_timer
+
+        delivered: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                waiting = [h for h in self.held if not h.answered.is_set()]
+            if len(self.sfn.executions("RUNNING")) != len(waiting):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"executions still on their way to a held wake-up after {timeout}s")
+                time.sleep(0.01)
+                continue
+            if not waiting:
+                return delivered
+            held = min(waiting, key=lambda h: h.due_at)
+            if until is not None and held.due_at > until:
+                return delivered
+            name = segment(sum(1 for h in self.held if h.answered.is_set()) + 1)
+            self.clock.now = max(self.clock.now, held.due_at)
+            with self.meter.segment(name):
+                started = time.perf_counter()
+                try:
+                    held.result = fire_timer(held.event, held.context)
+                finally:
+                    elapsed = (time.perf_counter() - started) * 1000
+                    held.answered.set()
+            self.meter.invoked(name, TIMER_FUNCTION, elapsed)
+            delivered.append({"segment": name, "event": held.event, "result": held.result})
+            deadline = time.monotonic() + timeout
+
+
+HOLD_SECONDS = 120.0
 
 
 @contextmanager

@@ -75,9 +75,23 @@ def orders(secret: str, *, product_only: bool = False) -> Callable[[str, str], b
     return for_buyer
 
 
-def rebill(secret: str, email: str) -> bytes:
-    """``order.subscription_payment``: the sixth monthly payment of product 12."""
-    return _form("subscription_payment.txt", secret, email)
+def rebill(secret: str, email: str, *, order_id: str | None = None, payment: int | None = None) -> bytes:
+    """``order.subscription_payment``: the sixth monthly payment of product 12, or ``payment`` (its
+    ``recurring_payment_idx`` and invoice suffix) of order ``order_id``."""
+    replace: dict[str, str] = {}
+    if order_id:
+        replace.update({"order_id": order_id, "order[id]": order_id})
+    if payment is not None:
+        invoice = f"000000004-{payment}"
+        replace.update(
+            {
+                "invoice_id": invoice,
+                "subscription[invoice_str]": invoice,
+                "recurring_payment_idx": str(payment),
+                "subscription[recurring_payment_idx]": str(payment),
+            }
+        )
+    return _form("subscription_payment.txt", secret, email, **replace)
 
 
 def kit_tag_added(signing_secret: str, email: str, tag: str, event_id: str, at: int) -> tuple[bytes, str]:

@@ -94,6 +94,79 @@ TABLE: dict[str, Price] = {
 }
 
 
+# --- No-code automation tools, for the lifecycle's comparison ---------------------------------------
+# Not AWS prices, and not read from their pages: the bench has no network. They are assumptions,
+# labelled as such, with the counting rule each tool is assumed to bill by; check both on the
+# vendors' pages (plans, tiers and units change) and put the date here.
+
+ZAPIER_TASK = Price(
+    usd=19.99 / 750,
+    per="task (Professional plan, 750 tasks a month, billed annually: $19.99 a month)",
+    source="Zapier pricing (assumed, not read)",
+    url="https://zapier.com/pricing",
+    read_on="not read: an assumption",
+    note=(
+        "assumed: one task per action step that runs; triggers, Filter and Delay steps cost none. "
+        "The plan price and its task allowance are from memory, not checked against the page; larger "
+        "task tiers cost less per task"
+    ),
+)
+MAKE_OPERATION = Price(
+    usd=9.00 / 10_000,
+    per="operation (Core plan, 10,000 operations a month, billed annually: $9 a month)",
+    source="Make pricing (assumed, not read)",
+    url="https://www.make.com/en/pricing",
+    read_on="not read: an assumption",
+    note=(
+        "assumed: one operation per module run, the trigger module included (Make now sells credits, "
+        "taken here as one per operation). The plan price and allowance are from memory, not checked "
+        "against the page; larger tiers cost less per operation"
+    ),
+)
+
+NO_CODE: dict[str, Price] = {"zapier_task": ZAPIER_TASK, "make_operation": MAKE_OPERATION}
+
+
+@dataclass(frozen=True)
+class NoCodeSteps:
+    """What the same member lifecycle would take as Zaps or Make scenarios, counted from what ran.
+
+    Each thing memberflow does for the member is one action step there: creating the member's
+    account, adding the access tag, releasing a module (a tag or a membership-site call), adding a
+    month's credits, sending an email. Make also runs a trigger module for every scenario run: the
+    purchase, each payment, and each delayed continuation (memberflow's wake-ups: Make cannot wait
+    weeks inside a run, so each is a scheduled run of its own). Zapier's Delay steps are taken to be
+    free, which favours Zapier. Steps only a no-code build would add (looking the subscriber up
+    before updating a field, formatting, a data store for the schedule) are not counted, so both
+    figures are floors.
+    """
+
+    purchases: int
+    modules: int
+    rebills: int
+    emails: int
+    wakeups: int
+
+    @property
+    def actions(self) -> int:
+        account_and_access = 2 * self.purchases
+        return account_and_access + self.modules + self.rebills + self.emails
+
+    @property
+    def zapier_tasks(self) -> int:
+        return self.actions
+
+    @property
+    def make_operations(self) -> int:
+        return self.actions + self.purchases + self.rebills + self.wakeups
+
+    def usd(self) -> dict[str, float]:
+        return {
+            "zapier": self.zapier_tasks * ZAPIER_TASK.usd,
+            "make": self.make_operations * MAKE_OPERATION.usd,
+        }
+
+
 @dataclass(frozen=True)
 class Usage:
     """What one event used, in billed units."""

@@ -10,7 +10,10 @@ from typing import Any
 
 from bench import prices
 from bench.launch import LAUNCH
-from bench.scenarios import DRIP, DUPLICATE, KIT_TAG, NAMES, PURCHASE
+from bench.scenarios import DRIP, DUPLICATE, KIT_TAG, LIFECYCLE, NAMES, PURCHASE
+
+LIFECYCLE_USD_PER_1000 = 1.50
+"""The issue's target: a member's lifecycle costs at most $1.50 of AWS per 1,000 members, SES included."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,12 @@ TARGETS = (
         lambda r: r["scenarios"][DRIP]["sfn_transitions"] <= 2,
     ),
     Target(
+        f"{LIFECYCLE} USD per 1,000 members (AWS incl. SES)",
+        f"≤ {LIFECYCLE_USD_PER_1000:.2f}",
+        _scenario(LIFECYCLE, "usd_per_1000"),
+        lambda r: r["scenarios"][LIFECYCLE]["usd_per_1000"] <= LIFECYCLE_USD_PER_1000,
+    ),
+    Target(
         f"{LAUNCH} items lost",
         "0",
         _scenario(LAUNCH, "items_lost"),
@@ -108,7 +117,7 @@ def price_table() -> dict[str, Any]:
             "read_on": p.read_on,
             "note": p.note,
         }
-        for name, p in prices.TABLE.items()
+        for name, p in {**prices.TABLE, **prices.NO_CODE}.items()
     }
 
 
@@ -155,6 +164,8 @@ def markdown(result: Mapping[str, Any]) -> str:
         f"`{PURCHASE}` per 1,000 new members: {_by_service(purchase)}. Emails queued per member: "
         f"{_number(purchase['emails'])}, billed by SES when delivered.",
         "",
+        *_lifecycle(result["scenarios"][LIFECYCLE]),
+        "",
         *_launch(result["scenarios"][LAUNCH]),
         "",
         f"Cold import: {result['cold_import_ms']:.0f} ms median of {result['cold_import_runs']} fresh "
@@ -195,6 +206,19 @@ def _by_service(scenario: Mapping[str, Any]) -> str:
     costs = scenario["usd_per_1000_by_service"]
     total = f"${scenario['usd_per_1000']:.4f}"
     return total + " = " + " + ".join(f"{SERVICES[k]} ${v:.4f}" for k, v in costs.items())
+
+
+def _lifecycle(lifecycle: Mapping[str, Any]) -> list[str]:
+    no_code, ratio = lifecycle["no_code_usd_per_1000"], lifecycle["ratio_to_aws"]
+    return [
+        f"`{LIFECYCLE}` (one member: purchase, release and welcome email, {lifecycle['modules']} weekly "
+        f"modules, {lifecycle['rebills']} monthly payments of 50 credits; {lifecycle['wakeups']} wake-ups, "
+        f"{_number(lifecycle['emails'])} emails) per 1,000 members: {_by_service(lifecycle)}. The same "
+        f"steps on Zapier, {lifecycle['zapier_tasks']} tasks a member: ${no_code['zapier']:,.2f} "
+        f"({ratio['zapier']:g}×); on Make, {lifecycle['make_operations']} operations a member: "
+        f"${no_code['make']:,.2f} ({ratio['make']:g}×). Their prices are assumptions, not read from "
+        "their pages (docs/benchmarks.md).",
+    ]
 
 
 def _launch(launch: Mapping[str, Any]) -> list[str]:

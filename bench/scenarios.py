@@ -14,13 +14,14 @@ import statistics
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from bench import payloads
 from bench.harness import SECRETS, Stack
 from bench.meter import Call, Invocation, Meter
-from bench.prices import Usage
+from bench.prices import NoCodeSteps, Usage
 
 PURCHASE = "purchase_new_contact"
 DUPLICATE = "purchase_duplicate"
@@ -29,7 +30,9 @@ KIT_TAG = "kit_tag_webhook"
 DRIP = "drip_wakeup"
 LATE_UPSELL = "purchase_late_upsell"
 """The order delivered twice, before and after the upsell is taken: an extra scenario, no target."""
-NAMES = (PURCHASE, DUPLICATE, REBILL, KIT_TAG, DRIP, LATE_UPSELL)
+LIFECYCLE = "new_member_lifecycle"
+"""One member from purchase to the fifth monthly payment, every event and wake-up of theirs summed."""
+NAMES = (PURCHASE, DUPLICATE, REBILL, KIT_TAG, DRIP, LATE_UPSELL, LIFECYCLE)
 
 BUYER = "bench.buyer@example.com"
 LATE_BUYER = "bench.late.buyer@example.com"
@@ -41,6 +44,14 @@ DRIP_TAG = "Course – Weekly Lessons"
 KIT_TAG_NAME = "Module 1 Complete"
 """A tag that starts nothing: what recording a tag costs; operations and drips have their own scenarios."""
 DRIP_WAKEUPS = 6
+MEMBER = "bench.member@example.com"
+MEMBER_ORDER = "1514396"
+WARM_MEMBER = "bench.warm.member@example.com"
+WARM_MEMBER_ORDER = "1514397"
+MODULES = 6
+"""The foundation offering's weekly modules (m1 with the purchase, m2..m6 on drip timers)."""
+REBILLS = 5
+BILLING_PERIOD = timedelta(days=30)
 
 THRIVECART = "/webhooks/thrivecart"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -215,6 +226,66 @@ class Bench:
             _expect(f"{DRIP}#{number}", measured, ["accepted"])
         return series
 
+    def lifecycle(self) -> Figures:
+        """A new member's first five months: the purchase (release, module 1, welcome email), the
+        weekly modules and the onboarding automation's waits as their timers come due, and a monthly
+        payment every 30 days, each adding 50 credits. Wake-ups go through the real state machine to
+        ``fire_timer``, answered in due order (``Stack.deliver_held``)."""
+        secret = SECRETS["THRIVECART_SECRET"]
+        stack = self.stack
+        # Steady state: the first run of each automation since the deploy stores its version once.
+        self.thrivecart("setup:warm", payloads.product_order(secret, WARM_MEMBER, order_id=WARM_MEMBER_ORDER))
+        self.thrivecart("setup:warm", payloads.rebill(secret, WARM_MEMBER, order_id=WARM_MEMBER_ORDER))
+        stack.hold_for.add(MEMBER)
+        segments = [f"{LIFECYCLE}:purchase"]
+        start = stack.clock.now
+        order = payloads.product_order(secret, MEMBER, order_id=MEMBER_ORDER)
+        answered = [self.thrivecart(segments[0], order)]
+
+        def wake(n: int) -> str:
+            return f"{LIFECYCLE}:wake#{n}"
+
+        wakes = []
+        for month in range(1, REBILLS + 1):
+            paid_at = start + month * BILLING_PERIOD
+            wakes += stack.deliver_held(wake, until=paid_at)
+            stack.clock.now = max(stack.clock.now, paid_at)
+            segments.append(f"{LIFECYCLE}:rebill#{month}")
+            body = payloads.rebill(secret, MEMBER, order_id=MEMBER_ORDER, payment=month + 1)
+            answered.append(self.thrivecart(segments[-1], body))
+        wakes += stack.deliver_held(wake)
+        if answered != ["accepted"] * (1 + REBILLS):
+            raise RuntimeError(f"{LIFECYCLE}: ThriveCart deliveries answered {answered}")
+        failed = [w for w in wakes if not isinstance(w["result"], Mapping) or "error" in w["result"]]
+        if failed:
+            raise RuntimeError(f"{LIFECYCLE}: wake-ups failed: {failed}")
+        segments += [w["segment"] for w in wakes]
+        calls = [c for name in segments for c in stack.meter.calls_in(name)]
+        invocations = [i for name in segments for i in stack.meter.invocations_in(name)]
+        if len(invocations) != len(segments):
+            raise RuntimeError(f"{LIFECYCLE}: {len(invocations)} invocations in {len(segments)} segments")
+        own = [e for e in stack.executions() if e["input"].get("email") == MEMBER]
+        self._check_member_story()
+        return Figures(
+            calls=calls,
+            invocations=invocations,
+            transitions=sum(transitions(e["history"]) for e in own),
+            api_requests=1 + REBILLS,
+            emails=emails_queued(calls, stack.outbox_table),
+            results=[*answered, *(str(w["result"].get("result", w["result"])) for w in wakes)],
+        )
+
+    def _check_member_story(self) -> None:
+        """The figures stand for the story only if it happened: every module, every month's credits."""
+        contact = self.stack.admin_get(f"/admin/contacts/{MEMBER}")
+        foundation = contact["offerings"].get("foundation", {})
+        modules = [f"m{n}" for n in range(1, MODULES + 1)]
+        credits = contact["fields"].get("credits")
+        if not foundation.get("access") or foundation.get("modules") != modules:
+            raise RuntimeError(f"{LIFECYCLE}: the member's foundation access is {foundation}")
+        if credits is None or float(credits) != 50 * REBILLS:
+            raise RuntimeError(f"{LIFECYCLE}: the member has {credits} credits, not {50 * REBILLS}")
+
     def figures(self, segment: str, results: list[Any]) -> Figures:
         """The segment's figures, with the transitions of the executions it started."""
         calls = self.stack.meter.calls_in(segment)
@@ -284,3 +355,24 @@ def growing(series: list[float]) -> bool:
         return False
     half = len(before_last) // 2
     return statistics.fmean(before_last[-half:]) > statistics.fmean(before_last[:half])
+
+
+def lifecycle_summary(figures: Figures, memory_mb: int) -> dict[str, Any]:
+    """The lifecycle's totals per member (so ``usd_per_1000`` is per 1,000 members), what the same
+    steps would cost on Zapier and Make, and the ratio of each to memberflow's AWS cost."""
+    summary = figures.summary(memory_mb)
+    wakeups = len(figures.invocations) - 1 - REBILLS
+    steps = NoCodeSteps(purchases=1, modules=MODULES, rebills=REBILLS, emails=figures.emails, wakeups=wakeups)
+    no_code = {tool: round(usd * 1000, 2) for tool, usd in steps.usd().items()}
+    aws = summary["usd_per_1000"]
+    summary.update(
+        members=1,
+        modules=MODULES,
+        rebills=REBILLS,
+        wakeups=wakeups,
+        zapier_tasks=steps.zapier_tasks,
+        make_operations=steps.make_operations,
+        no_code_usd_per_1000=no_code,
+        ratio_to_aws={tool: round(usd / aws, 1) for tool, usd in no_code.items()},
+    )
+    return summary

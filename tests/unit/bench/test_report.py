@@ -6,7 +6,7 @@ from typing import Any
 
 from bench.launch import LAUNCH
 from bench.report import markdown, with_targets
-from bench.scenarios import NAMES, growing
+from bench.scenarios import LIFECYCLE, NAMES, growing
 
 
 def launch(*, lost: int = 0, calls: float = 4.0, peak: int = 119, smoke: bool = False) -> dict[str, Any]:
@@ -33,7 +33,11 @@ def launch(*, lost: int = 0, calls: float = 4.0, peak: int = 119, smoke: bool = 
 
 
 def result(
-    duplicate_units: float, drip_series: list[float], cold_ms: float, burst: dict[str, Any] | None = None
+    duplicate_units: float,
+    drip_series: list[float],
+    cold_ms: float,
+    burst: dict[str, Any] | None = None,
+    lifecycle_usd: float = 1.43,
 ) -> dict[str, Any]:
     scenario = {
         "aws_calls": 3,
@@ -59,6 +63,17 @@ def result(
         wakeups=len(drip_series),
         write_units_per_wakeup=drip_series,
         growing=growing(drip_series),
+    )
+    scenarios[LIFECYCLE].update(
+        usd_per_1000=lifecycle_usd,
+        emails=8,
+        modules=6,
+        rebills=5,
+        wakeups=8,
+        zapier_tasks=21,
+        make_operations=35,
+        no_code_usd_per_1000={"zapier": 559.72, "make": 31.5},
+        ratio_to_aws={"zapier": 391.4, "make": 22.0},
     )
     return with_targets(
         {
@@ -142,3 +157,17 @@ def test_the_markdown_breaks_the_new_members_cost_down_by_service_with_ses() -> 
         "`purchase_new_contact` per 1,000 new members: $0.1300 = DynamoDB $0.0200 + Step Functions "
         "$0.0050 + Lambda $0.0010 + API Gateway $0.0040 + SES $0.1000. Emails queued per member: 1"
     ) in text
+
+
+def test_the_lifecycle_target_is_a_dollar_fifty_of_aws_per_thousand_members() -> None:
+    target = f"{LIFECYCLE} USD per 1,000 members (AWS incl. SES)"
+    assert met(result(2.0, [9, 9], 100.0, lifecycle_usd=1.50))[target] is True
+    assert met(result(2.0, [9, 9], 100.0, lifecycle_usd=1.51))[target] is False
+
+
+def test_the_markdown_compares_the_lifecycle_with_zapier_and_make() -> None:
+    text = markdown(result(2.0, [9, 9], 100.0))
+    assert "| `new_member_lifecycle` |" in text
+    assert "The same steps on Zapier, 21 tasks a member: $559.72 (391.4×)" in text
+    assert "on Make, 35 operations a member: $31.50 (22×)" in text
+    assert "| new_member_lifecycle USD per 1,000 members (AWS incl. SES) | ≤ 1.50 | 1.43 | met |" in text
