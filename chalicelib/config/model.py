@@ -103,8 +103,9 @@ class CancelActions(TagActions):
         default=(),
         description=(
             "An offering id (or a list of them) taken away when the paid period ends "
-            "(billing_period_end). Accepted and validated; not applied yet: revoke with revoke "
-            "to take access away at once."
+            "(billing_period_end), on a durable timer; at once if that time has passed. A rebill "
+            "or resumption before then keeps the access. An offering another live order of the "
+            "contact still grants stays."
         ),
     )
 

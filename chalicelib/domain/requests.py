@@ -125,6 +125,17 @@ class ModuleDripDue:
     event_name: str = "offering.drip"
 
 
+@dataclass(frozen=True)
+class SubscriptionPeriodEnded:
+    """A period-end timer fired: the cancelled record with this timer key, in ``generation``, is over."""
+
+    idempotency_key: str
+    person: Person
+    timer_key: str
+    generation: int
+    event_name: str = "subscription.period_end"
+
+
 Request = (
     OperationRequested
     | TagsChangeRequested
@@ -134,4 +145,5 @@ Request = (
     | KitChangesConfirmed
     | OfferingChangeRequested
     | ModuleDripDue
+    | SubscriptionPeriodEnded
 )

@@ -17,7 +17,7 @@ from chalicelib.domain.access import ModuleAnswer, OfferingAccess, drip_target, 
 from chalicelib.domain.errors import NotFound
 from chalicelib.domain.events import Person, Source
 from chalicelib.domain.model import is_test_email, normalize_email
-from chalicelib.domain.requests import ModuleDripDue
+from chalicelib.domain.requests import ModuleDripDue, SubscriptionPeriodEnded
 from chalicelib.domain.setup import Offering, Setup
 from chalicelib.domain.timers import InvalidTimer, Timer
 from chalicelib.services.inbox import Delivery, Inbox
@@ -74,6 +74,22 @@ class Offerings:
         }
         receipt = self.inbox.receive(Delivery(Source.TIMER, event, stored))
         return {"result": receipt.result, "event_id": receipt.event_id, "module": module_id}
+
+    def period_end(self, timer: Timer) -> dict[str, Any]:
+        """A ``subscription_end`` timer fired: end the cancelled subscription through the contact's
+        inbox; the engine finds the record by the timer's key and checks its generation."""
+        if timer.email is None:
+            raise InvalidTimer("a subscription timer names its contact")
+        key = f"subscription_end:{timer.key}:{timer.generation}"
+        event = SubscriptionPeriodEnded(key, Person(timer.email), timer.key, timer.generation)
+        stored = {
+            "kind": "subscription_end",
+            "email": timer.email,
+            "timer_key": timer.key,
+            "generation": timer.generation,
+        }
+        receipt = self.inbox.receive(Delivery(Source.TIMER, event, stored))
+        return {"result": receipt.result, "event_id": receipt.event_id}
 
     def access(self, email: str) -> Access:
         """The contact's access to every configured offering; an unknown contact has none."""

@@ -30,6 +30,7 @@ from chalicelib.domain.engine.commands import (
     ChangeField,
     Command,
     ConfirmKitChanges,
+    EndSubscriptionPeriod,
     Happen,
     Note,
     OrderItem,
@@ -41,6 +42,7 @@ from chalicelib.domain.engine.commands import (
     RevokeOffering,
     RunOperation,
     SetMarketingStatus,
+    TrackSubscription,
     UpdateProfile,
 )
 from chalicelib.domain.engine.coordinator import HANDLERS, apply
@@ -75,6 +77,7 @@ __all__ = [
     "Command",
     "ConfirmKitChanges",
     "Context",
+    "EndSubscriptionPeriod",
     "Happen",
     "MarkersNeeded",
     "Note",
@@ -88,6 +91,7 @@ __all__ = [
     "RevokeOffering",
     "RunOperation",
     "SetMarketingStatus",
+    "TrackSubscription",
     "Transition",
     "UpdateProfile",
     "apply",

@@ -15,6 +15,7 @@ from typing import Any
 from chalicelib.domain.access import AccessCause
 from chalicelib.domain.automations.happenings import Happening
 from chalicelib.domain.model import FieldValue
+from chalicelib.domain.subscriptions import Update
 
 KIT = "kit"
 """The origin of a change Kit already has (mirroring it back would be an echo)."""
@@ -163,6 +164,22 @@ class ReleaseDueModules:
     generation: int
 
 
+@dataclass(frozen=True)
+class TrackSubscription:
+    """Record what a ThriveCart event did to one order item (``domain.subscriptions.advance``)."""
+
+    update: Update
+
+
+@dataclass(frozen=True)
+class EndSubscriptionPeriod:
+    """A period-end timer fired for the record whose timer key is ``timer_key``, in ``generation``:
+    if the record is still cancelled in that generation, end it and revoke what it said to."""
+
+    timer_key: str
+    generation: int
+
+
 Command = (
     RecordEvent
     | UpdateProfile
@@ -180,4 +197,6 @@ Command = (
     | ReleaseOffering
     | RevokeOffering
     | ReleaseDueModules
+    | TrackSubscription
+    | EndSubscriptionPeriod
 )

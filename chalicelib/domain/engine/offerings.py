@@ -40,12 +40,16 @@ from chalicelib.domain.engine.state import Work
 from chalicelib.domain.errors import NotFound
 from chalicelib.domain.model import OutboundIntent, TimelineKind
 from chalicelib.domain.setup import Module, Offering
+from chalicelib.domain.subscriptions import grants_elsewhere
 from chalicelib.domain.timers import Timer
 
 ORIGIN = "offering"
 """The origin of the tag changes an offering makes, in the timeline."""
 WELCOME_RUN = "offering"
 """The ``run_id`` of a welcome email's outbox item (its ``step_id`` is the offering id)."""
+ORDER_BOUND = frozenset({"refund", "cancellation", "failed_payment", "dunning"})
+"""Causes that take away what one order granted: an offering another live order item still grants
+(``subscriptions.grants_elsewhere``) stays."""
 DRIP = AccessCause("drip")
 WITH_THE_OFFERING = AccessCause("release")
 LATE = AccessCause("late")
@@ -88,6 +92,17 @@ def revoke_offering(work: Work, command: RevokeOffering) -> list[Command]:
     if record is None or not record.granted:
         work.log(
             TimelineKind.NOTE, {"text": "the contact does not have this offering; nothing to revoke", **data}
+        )
+        return []
+    elsewhere = (
+        grants_elsewhere(state.subscriptions, command.offering_id, command.cause.ref)
+        if command.cause.by in ORDER_BOUND
+        else None
+    )
+    if elsewhere is not None:
+        work.log(
+            TimelineKind.NOTE,
+            {"text": f"access stays: order {elsewhere} still grants this offering", **data},
         )
         return []
     now = work.ctx.now
