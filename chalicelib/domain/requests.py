@@ -136,6 +136,17 @@ class SubscriptionPeriodEnded:
     event_name: str = "subscription.period_end"
 
 
+@dataclass(frozen=True)
+class DunningStepDue:
+    """A dunning timer fired: the reminder or grace end its ``timer_key`` names, in ``generation``."""
+
+    idempotency_key: str
+    person: Person
+    timer_key: str
+    generation: int
+    event_name: str = "subscription.dunning"
+
+
 Request = (
     OperationRequested
     | TagsChangeRequested
@@ -146,4 +157,5 @@ Request = (
     | OfferingChangeRequested
     | ModuleDripDue
     | SubscriptionPeriodEnded
+    | DunningStepDue
 )

@@ -22,6 +22,7 @@ from chalicelib.domain.engine import (
     ChangeField,
     Command,
     ConfirmKitChanges,
+    DunningStep,
     EndSubscriptionPeriod,
     Happen,
     Note,
@@ -39,6 +40,7 @@ from chalicelib.domain.engine import (
 )
 from chalicelib.domain.model import Contact
 from chalicelib.domain.requests import (
+    DunningStepDue,
     FieldChangeRequested,
     KitChangesConfirmed,
     ModuleDripDue,
@@ -100,7 +102,7 @@ def decide(event: Actionable, contact: Contact, setup: Setup) -> list[Command]:
         raise Unactionable(f"no contact {contact.email}, so no run {event.run_id}")
     if isinstance(event, ModuleDripDue) and contact.is_new:
         raise Unactionable(f"no contact {contact.email}, so no grant of {event.offering_id} to drip")
-    if isinstance(event, SubscriptionPeriodEnded) and contact.is_new:
+    if isinstance(event, SubscriptionPeriodEnded | DunningStepDue) and contact.is_new:
         raise Unactionable(f"no contact {contact.email}, so no subscription whose period ends")
     if isinstance(event, KitChangesConfirmed) and contact.is_new:
         raise NoSuchContact(f"no contact {contact.email}, so nothing of it in Kit to confirm")
@@ -206,7 +208,9 @@ def subscription_update(
     if isinstance(event, ev.SubscriptionPaymentSucceeded):
         return Update(order_id, key, Change.PAID, period_end=event.next_payment_at)
     if isinstance(event, ev.RebillFailed):
-        return Update(order_id, key, Change.FAILED)
+        product = products.get(key)
+        failed = product.on_payment_failed if product is not None else None
+        return Update(order_id, key, Change.FAILED, dunning=failed.dunning if failed is not None else None)
     if isinstance(event, ev.SubscriptionCancelled):
         product = products.get(key)
         on_cancel = product.on_cancel if product is not None else None
@@ -309,6 +313,8 @@ def _request(event: Request) -> list[Command]:
         return [ReleaseDueModules(event.offering_id, event.module_id, event.generation)]
     if isinstance(event, SubscriptionPeriodEnded):
         return [record, EndSubscriptionPeriod(event.timer_key, event.generation)]
+    if isinstance(event, DunningStepDue):
+        return [record, DunningStep(event.timer_key, event.generation)]
     if isinstance(event, OfferingChangeRequested):
         cause = AccessCause("admin", None, event.reason)
         change = ReleaseOffering if event.release else RevokeOffering
@@ -322,6 +328,6 @@ def _request_source(event: Request) -> str:
         return ev.Source.HOOK.value
     if isinstance(event, RunWakeUp):
         return ev.Source.AUTOMATION.value
-    if isinstance(event, ModuleDripDue | SubscriptionPeriodEnded):
+    if isinstance(event, ModuleDripDue | SubscriptionPeriodEnded | DunningStepDue):
         return ev.Source.TIMER.value
     return ev.Source.ADMIN.value

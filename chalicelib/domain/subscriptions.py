@@ -112,6 +112,13 @@ class Subscription:
     last_change: str = ""
     event_id: str = ""
     """The inbound event behind the last change."""
+    dunning: str | None = None
+    """The dunning policy of the failed payment the record is past due for."""
+    failed_at: datetime | None = None
+    """When the payment failed that made the record past due (the dunning timers count from it)."""
+    suspended: tuple[tuple[str, datetime], ...] = ()
+    """Offerings dunning revoked, each with when it had been granted: a later payment restores
+    them as they were (their drip where it would be now; no second welcome email)."""
 
     @property
     def key(self) -> str:
@@ -136,6 +143,9 @@ class Subscription:
             "last_change": self.last_change,
             "event_id": self.event_id,
             "generation": self.generation,
+            "dunning": self.dunning,
+            "failed_at": self.failed_at.isoformat() if self.failed_at else None,
+            "suspended": [offering for offering, _ in self.suspended],
         }
 
 
@@ -155,6 +165,8 @@ class Update:
     period_end: datetime | None = None
     revoke_at_end: tuple[str, ...] = ()
     amount_cents: int | None = None
+    dunning: str | None = None
+    """Failed: the policy the product's ``on_payment_failed`` names."""
 
 
 def advance(current: Subscription | None, update: Update, at: datetime, event_id: str) -> Subscription:
@@ -181,6 +193,13 @@ def advance(current: Subscription | None, update: Update, at: datetime, event_id
     if update.change in (Change.REFUNDED, Change.PARTLY_REFUNDED) and update.amount_cents:
         refunded += update.amount_cents
     moved = status != current.status or update.change is Change.CANCELLED
+    dunning, failed_at, suspended = current.dunning, current.failed_at, current.suspended
+    if status is SubscriptionStatus.PAST_DUE and current.status is not SubscriptionStatus.PAST_DUE:
+        dunning, failed_at = update.dunning, at
+    elif status is not SubscriptionStatus.PAST_DUE:
+        dunning, failed_at = None, None
+        if status is not SubscriptionStatus.ACTIVE:
+            suspended = ()  # only a payment restores what dunning took
     return replace(
         current,
         status=status,
@@ -192,6 +211,9 @@ def advance(current: Subscription | None, update: Update, at: datetime, event_id
         refunded_cents=refunded,
         last_change=update.change.value,
         event_id=event_id,
+        dunning=dunning,
+        failed_at=failed_at,
+        suspended=suspended,
     )
 
 
@@ -241,6 +263,42 @@ def waits_for_end(record: Subscription, now: datetime) -> bool:
     )
 
 
+# --- dunning timers -----------------------------------------------------------------------------
+
+GRACE_STEP = "g"
+
+
+def dunning_key(email: str, key: str, step: str) -> str:
+    """A dunning timer's key: the contact, the order item and the step (``r0``... a reminder,
+    ``g`` the end of the grace period)."""
+    return f"{end_key(email, key)}-{step}"
+
+
+def dunning_target(
+    records: Mapping[str, Subscription], email: str, timer_key: str
+) -> tuple[Subscription, str] | None:
+    """The record and step a dunning timer of ``email`` is for."""
+    base, _, step = timer_key.rpartition("-")
+    record = end_target(records, email, base)
+    return (record, step) if record is not None and step else None
+
+
+def dunning_timer(email: str, record: Subscription, step: str, due_at: datetime) -> Timer:
+    key = dunning_key(email, record.key, step)
+    return Timer(TimerKind.DUNNING, key, due_second(due_at), record.generation, email)
+
+
+def dunning_timer_name(email: str, record: Subscription, step: str) -> str:
+    return timer_name(TimerKind.DUNNING, dunning_key(email, record.key, step), record.generation)
+
+
+def scaled(seconds: int, scale: float) -> int:
+    """A wait divided by ``scale`` (test contacts), to whole seconds and at least one unless zero."""
+    if scale == 1 or not seconds:
+        return seconds
+    return max(1, round(seconds / scale))
+
+
 def _digest(text: str, length: int) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:length]
 
@@ -269,6 +327,9 @@ def _form(r: Subscription) -> dict[str, Any]:
         "c": r.refunded_cents,
         "l": r.last_change,
         "e": r.event_id,
+        "d": r.dunning,
+        "x": r.failed_at.isoformat() if r.failed_at else None,
+        "z": [[offering, since.isoformat()] for offering, since in r.suspended],
     }
     form.update({k: v for k, v in optional.items() if v})
     return form
@@ -293,6 +354,9 @@ def _of(raw: Mapping[str, Any]) -> Subscription:
         refunded_cents=int(raw.get("c", 0)),
         last_change=raw.get("l", ""),
         event_id=raw.get("e", ""),
+        dunning=raw.get("d"),
+        failed_at=_time(raw["x"]) if raw.get("x") else None,
+        suspended=tuple((offering, _time(since)) for offering, since in raw.get("z", ())),
     )
 
 

@@ -48,6 +48,7 @@ from chalicelib.domain.inbox import InboxRecord
 from chalicelib.domain.kit_legacy import legacy_key
 from chalicelib.domain.model import FieldValue, normalize_email, number_problem
 from chalicelib.domain.requests import (
+    DunningStepDue,
     FieldChangeRequested,
     KitChangesConfirmed,
     ModuleDripDue,
@@ -346,6 +347,8 @@ def _decode_request(record: InboxRecord) -> Actionable:
         return RunWakeUp(key, person, p["run_id"], int(p["generation"]), release=bool(p.get("release")))
     if record.source == Source.OUTBOX:
         return KitChangesConfirmed(key, person, tuple(p["added"]), tuple(p["removed"]), p["source_id"])
+    if record.source == Source.TIMER and p.get("kind") == "dunning":
+        return DunningStepDue(key, person, p["timer_key"], int(p["generation"]))
     if record.source == Source.TIMER and p.get("kind") == "subscription_end":
         return SubscriptionPeriodEnded(key, person, p["timer_key"], int(p["generation"]))
     if record.source == Source.TIMER:

@@ -17,7 +17,7 @@ from chalicelib.domain.access import ModuleAnswer, OfferingAccess, drip_target, 
 from chalicelib.domain.errors import NotFound
 from chalicelib.domain.events import Person, Source
 from chalicelib.domain.model import is_test_email, normalize_email
-from chalicelib.domain.requests import ModuleDripDue, SubscriptionPeriodEnded
+from chalicelib.domain.requests import DunningStepDue, ModuleDripDue, SubscriptionPeriodEnded
 from chalicelib.domain.setup import Offering, Setup
 from chalicelib.domain.timers import InvalidTimer, Timer
 from chalicelib.services.inbox import Delivery, Inbox
@@ -84,6 +84,22 @@ class Offerings:
         event = SubscriptionPeriodEnded(key, Person(timer.email), timer.key, timer.generation)
         stored = {
             "kind": "subscription_end",
+            "email": timer.email,
+            "timer_key": timer.key,
+            "generation": timer.generation,
+        }
+        receipt = self.inbox.receive(Delivery(Source.TIMER, event, stored))
+        return {"result": receipt.result, "event_id": receipt.event_id}
+
+    def dunning(self, timer: Timer) -> dict[str, Any]:
+        """A ``dunning`` timer fired (a reminder, or the end of a grace period): through the
+        contact's inbox; the engine finds the record and step by the key and checks the generation."""
+        if timer.email is None:
+            raise InvalidTimer("a dunning timer names its contact")
+        key = f"dunning:{timer.key}:{timer.generation}"
+        event = DunningStepDue(key, Person(timer.email), timer.key, timer.generation)
+        stored = {
+            "kind": "dunning",
             "email": timer.email,
             "timer_key": timer.key,
             "generation": timer.generation,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -145,6 +146,9 @@ class ReleaseOffering:
 
     offering_id: str
     cause: AccessCause
+    since: datetime | None = None
+    """A restore (a payment after dunning took the offering): the grant counts from when it was
+    first made, so the drip is where it would be now and no welcome email goes out again."""
 
 
 @dataclass(frozen=True)
@@ -169,6 +173,15 @@ class TrackSubscription:
     """Record what a ThriveCart event did to one order item (``domain.subscriptions.advance``)."""
 
     update: Update
+
+
+@dataclass(frozen=True)
+class DunningStep:
+    """A dunning timer fired for the record and step its ``timer_key`` names, in ``generation``:
+    send the reminder, or end the grace period, if the record is still past due in that generation."""
+
+    timer_key: str
+    generation: int
 
 
 @dataclass(frozen=True)
@@ -199,4 +212,5 @@ Command = (
     | ReleaseDueModules
     | TrackSubscription
     | EndSubscriptionPeriod
+    | DunningStep
 )

@@ -21,6 +21,7 @@ from chalicelib.domain.engine.commands import (
     ChangeField,
     Command,
     ConfirmKitChanges,
+    DunningStep,
     EndSubscriptionPeriod,
     Happen,
     Note,
@@ -42,8 +43,8 @@ from chalicelib.domain.engine.offerings import effects as offering_effects
 from chalicelib.domain.engine.offerings import release_due_modules, release_offering, revoke_offering
 from chalicelib.domain.engine.runs import cancel_run, settle
 from chalicelib.domain.engine.state import Work
+from chalicelib.domain.engine.subscriptions import dunning_step, end_subscription_period, track_subscription
 from chalicelib.domain.engine.subscriptions import effects as subscription_effects
-from chalicelib.domain.engine.subscriptions import end_subscription_period, track_subscription
 from chalicelib.domain.engine.tags import (
     add_tags,
     confirm_kit_changes,
@@ -79,6 +80,7 @@ HANDLERS: Mapping[type[Command], Handler] = {
     ReleaseDueModules: release_due_modules,
     TrackSubscription: track_subscription,
     EndSubscriptionPeriod: end_subscription_period,
+    DunningStep: dunning_step,
 }
 
 

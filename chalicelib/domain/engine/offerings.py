@@ -71,7 +71,8 @@ def release_offering(work: Work, command: ReleaseOffering) -> list[Command]:
             )
         return _release_modules(work, command.offering_id, late, LATE)
     now = work.ctx.now
-    granted = replace(record, granted=True, since=now, generation=record.generation + 1, modules=())
+    since = min(command.since, now) if command.since is not None else now
+    granted = replace(record, granted=True, since=since, generation=record.generation + 1, modules=())
     state.offerings[command.offering_id] = granted.noted(
         reason(now, AccessAction.GRANTED, command.cause, work.ctx.event_id)
     )
@@ -214,7 +215,8 @@ def effects(
             due = module_due(offering, module.id, record.since, work.delay_scale)
             if module.id not in record.modules and due is not None:
                 timers.append(drip_timer(email, offering_id, module.id, due, record.generation))
-        if offering.welcome_email is not None:
+        if offering.welcome_email is not None and record.since == now:
+            # (A restored grant counts from its first ``since``: its member was welcomed then.)
             payload = {"email_id": offering.welcome_email, "offering": offering_id}
             welcomes.append(
                 OutboundIntent("email", email, work.ctx.event_id, now, WELCOME_RUN, offering_id, payload)
