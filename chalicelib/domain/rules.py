@@ -224,7 +224,10 @@ def subscription_update(
         return Update(order_id, key, Change.RESUMED)
     if isinstance(event, ev.OrderRefunded):
         change = Change.PARTLY_REFUNDED if event.full is False else Change.REFUNDED
-        return Update(order_id, key, change, amount_cents=event.amount_cents)
+        product = products.get(key)
+        on_refund = product.on_refund if product is not None else None
+        reverse = on_refund is not None and on_refund.reverse_credits
+        return Update(order_id, key, change, amount_cents=event.amount_cents, reverse_credits=reverse)
     return None
 
 

@@ -28,6 +28,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from chalicelib.domain.timers import Timer, TimerKind, due_second, timer_name
@@ -116,6 +117,9 @@ class Subscription:
     """The dunning policy of the failed payment the record is past due for."""
     failed_at: datetime | None = None
     """When the payment failed that made the record past due (the dunning timers count from it)."""
+    credits: tuple[tuple[str, Decimal], ...] = ()
+    """Number fields the order's events (its purchase, its rebills) raised, net per field: what a
+    full refund with ``reverse_credits: true`` takes back."""
     suspended: tuple[tuple[str, datetime], ...] = ()
     """Offerings dunning revoked, each with when it had been granted: a later payment restores
     them as they were (their drip where it would be now; no second welcome email)."""
@@ -146,6 +150,7 @@ class Subscription:
             "dunning": self.dunning,
             "failed_at": self.failed_at.isoformat() if self.failed_at else None,
             "suspended": [offering for offering, _ in self.suspended],
+            "credits": {name: str(amount) for name, amount in self.credits},
         }
 
 
@@ -167,6 +172,8 @@ class Update:
     amount_cents: int | None = None
     dunning: str | None = None
     """Failed: the policy the product's ``on_payment_failed`` names."""
+    reverse_credits: bool = False
+    """Refunded: the product's ``on_refund: {reverse_credits: true}``."""
 
 
 def advance(current: Subscription | None, update: Update, at: datetime, event_id: str) -> Subscription:
@@ -215,6 +222,14 @@ def advance(current: Subscription | None, update: Update, at: datetime, event_id
         failed_at=failed_at,
         suspended=suspended,
     )
+
+
+def with_credits(record: Subscription, added: Mapping[str, Decimal]) -> Subscription:
+    """``record`` crediting ``added`` (per number field) to its order."""
+    totals = dict(record.credits)
+    for name, amount in added.items():
+        totals[name] = totals.get(name, Decimal(0)) + amount
+    return replace(record, credits=tuple(sorted((n, a) for n, a in totals.items() if a)))
 
 
 def grants_elsewhere(
@@ -330,6 +345,7 @@ def _form(r: Subscription) -> dict[str, Any]:
         "d": r.dunning,
         "x": r.failed_at.isoformat() if r.failed_at else None,
         "z": [[offering, since.isoformat()] for offering, since in r.suspended],
+        "k": [[name, str(amount)] for name, amount in r.credits],
     }
     form.update({k: v for k, v in optional.items() if v})
     return form
@@ -357,6 +373,7 @@ def _of(raw: Mapping[str, Any]) -> Subscription:
         dunning=raw.get("d"),
         failed_at=_time(raw["x"]) if raw.get("x") else None,
         suspended=tuple((offering, _time(since)) for offering, since in raw.get("z", ())),
+        credits=tuple((name, Decimal(amount)) for name, amount in raw.get("k", ())),
     )
 
 

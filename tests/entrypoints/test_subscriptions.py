@@ -195,3 +195,68 @@ class TestRefunds:
             2450,
             "partly_refunded",
         )
+
+
+CREDIT_PRODUCTS: dict[str, Any] = {
+    "product-12": {
+        "on_purchase": {"release": "foundation", "add_tags": ["Op – Add 50 Credits"]},
+        "on_payment": {"add_tags": ["Op – Add 50 Credits"]},
+        "on_refund": {"revoke": "foundation", "reverse_credits": True},
+    },
+}
+
+
+@pytest.fixture
+def credit_shop() -> Iterator[OfferingsWorld]:
+    stores = in_memory_stores()
+    scheduler = RecordingScheduler()
+    clock = Clock(T0)
+    products = {"products": CREDIT_PRODUCTS}
+    cfg = config(
+        thrivecart={**BASE_CONFIG["thrivecart"], **products},
+        offerings=OFFERINGS,
+        emails=EMAILS,
+        email={"from": "Academy <hello@example.com>"},
+    )
+    container = make_container(stores, cfg, scheduler=scheduler, clock=clock)
+    bootstrap.override(lambda: container)
+    with Client(app) as client:
+        yield OfferingsWorld(client, stores, container, scheduler, clock)
+    bootstrap.override(None)
+
+
+class TestReverseCredits:
+    def test_a_full_refund_reverses_the_credits_of_the_orders_purchase_and_rebills(
+        self, credit_shop: OfferingsWorld
+    ) -> None:
+        shop = credit_shop
+        shop.deliver(order(items=("product-12",)))
+        shop.deliver(paid())
+        assert shop.contact()["fields"]["credits"] == 100
+        assert subscription(shop)["credits"] == {"credits": "100"}
+        shop.deliver(refund())
+        assert shop.contact()["fields"]["credits"] == 0
+        (reversal,) = [
+            e for e in shop.stores.contacts.list_ledger("ada.lovelace@example.com") if e.amount < 0
+        ]
+        assert (reversal.amount, reversal.reason) == (-100, f"refund of order {ORDER}")
+        assert subscription(shop)["credits"] == {}
+
+    def test_never_below_the_fields_min_what_was_spent_stays_spent(self, credit_shop: OfferingsWorld) -> None:
+        shop = credit_shop
+        shop.deliver(order(items=("product-12",)))
+        shop.deliver(paid())
+        response = shop.admin_post(
+            "/admin/contacts/ada.lovelace@example.com/fields/credits",
+            {"delta": -70, "reason": "spent"},
+            {"Idempotency-Key": "spend-70"},
+        )
+        assert response.status_code == 200, response.body
+        shop.deliver(refund())
+        assert shop.contact()["fields"]["credits"] == 0
+
+    def test_a_partial_refund_reverses_nothing(self, credit_shop: OfferingsWorld) -> None:
+        shop = credit_shop
+        shop.deliver(order(items=("product-12",)))
+        shop.deliver(partial_refund())
+        assert shop.contact()["fields"]["credits"] == 50

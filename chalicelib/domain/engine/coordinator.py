@@ -43,7 +43,12 @@ from chalicelib.domain.engine.offerings import effects as offering_effects
 from chalicelib.domain.engine.offerings import release_due_modules, release_offering, revoke_offering
 from chalicelib.domain.engine.runs import cancel_run, settle
 from chalicelib.domain.engine.state import Work
-from chalicelib.domain.engine.subscriptions import dunning_step, end_subscription_period, track_subscription
+from chalicelib.domain.engine.subscriptions import (
+    attribute_credits,
+    dunning_step,
+    end_subscription_period,
+    track_subscription,
+)
 from chalicelib.domain.engine.subscriptions import effects as subscription_effects
 from chalicelib.domain.engine.tags import (
     add_tags,
@@ -102,6 +107,7 @@ def apply(
 
 
 def transition(work: Work) -> Transition:
+    attribute_credits(work)
     s = work.state
     before = work.before
     after = replace(

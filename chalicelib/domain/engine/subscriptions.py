@@ -24,9 +24,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from chalicelib.domain.access import AccessCause
 from chalicelib.domain.engine.commands import (
+    ChangeField,
     Command,
     DunningStep,
     EndSubscriptionPeriod,
@@ -52,6 +54,7 @@ from chalicelib.domain.subscriptions import (
     scaled,
     subscription_key,
     waits_for_end,
+    with_credits,
 )
 from chalicelib.domain.timers import Timer
 
@@ -75,6 +78,8 @@ def track_subscription(work: Work, command: TrackSubscription) -> list[Command]:
         _start_dunning(work, record)
     if before is not None and before.status is past_due and record.status is not past_due:
         follow_ups += _recover(work, before, record)
+    if update.change is Change.REFUNDED and update.reverse_credits and record.credits:
+        follow_ups += _reverse_credits(work, record)
     if (
         record.status is SubscriptionStatus.CANCELLED
         and record.revoke_at_end
@@ -108,6 +113,56 @@ def _end(work: Work, record: Subscription) -> list[Command]:
     _log(work, ended, record)
     cause = AccessCause(CANCELLATION, record.order_id)
     return [RevokeOffering(offering_id, cause) for offering_id in record.revoke_at_end]
+
+
+# --- credits ------------------------------------------------------------------------------------
+
+
+def _reverse_credits(work: Work, record: Subscription) -> list[Command]:
+    """A full refund takes back what the order's events added to number fields, as ledger entries
+    whose reason names the refund; never below a field's ``min`` (what was spent stays spent: the
+    shortfall is noted)."""
+    work.state.subscriptions[record.key] = replace(record, credits=())
+    commands: list[Command] = []
+    for name, amount in record.credits:
+        spec = work.setup.fields.get(name)
+        if spec is None or spec.type != "number" or amount <= 0:
+            continue
+        current = work.state.fields.get(name, spec.default)
+        balance = current if isinstance(current, Decimal) else Decimal(0)
+        room = balance - spec.min if spec.min is not None else amount
+        take = max(Decimal(0), min(amount, room))
+        if take < amount:
+            work.log(
+                TimelineKind.NOTE,
+                {
+                    "text": f"{amount - take} of {name} already spent: not reversed",
+                    "order_id": record.order_id,
+                },
+            )
+        if take:
+            commands.append(ChangeField(name, f"refund of order {record.order_id}", delta=-take))
+    return commands
+
+
+def attribute_credits(work: Work) -> None:
+    """Once the event is applied: what its ledger entries added (net, per field) is credited to the
+    order item a purchase or rebill in this event recorded (an order's main product first)."""
+    if not work.state.ledger:
+        return
+    event_id = work.ctx.event_id
+    mine = [
+        record
+        for record in work.state.subscriptions.values()
+        if record.event_id == event_id and record.last_change in (Change.PURCHASED.value, Change.PAID.value)
+    ]
+    if not mine:
+        return
+    target = min(mine, key=lambda r: (not r.item.startswith("product-"), r.item))
+    added: dict[str, Decimal] = {}
+    for entry in work.state.ledger:
+        added[entry.field] = added.get(entry.field, Decimal(0)) + entry.amount
+    work.state.subscriptions[target.key] = with_credits(target, added)
 
 
 # --- dunning ------------------------------------------------------------------------------------

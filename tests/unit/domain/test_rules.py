@@ -223,7 +223,9 @@ class TestOfferings:
         )
         commands = decide(refund, contact(), OFFERINGS_CONFIG)
         assert (
-            TrackSubscription(Update("77", "product-12", Change.PARTLY_REFUNDED, amount_cents=2450))
+            TrackSubscription(
+                Update("77", "product-12", Change.PARTLY_REFUNDED, amount_cents=2450, reverse_credits=True)
+            )
             in commands
         )
         assert not any(isinstance(c, RevokeOffering | RemoveTags | AddTags) for c in commands)
