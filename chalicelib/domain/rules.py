@@ -9,6 +9,7 @@ lists with ``==``.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from chalicelib.domain import events as ev
@@ -203,8 +204,21 @@ def _purchased(products: Mapping[str, Product], order_id: str, key: str) -> list
 def subscription_update(
     event: ev.ThriveCartEvent, key: str, products: Mapping[str, Product]
 ) -> Update | None:
-    """What a ThriveCart event other than a purchase does to the record of its order item."""
+    """What a ThriveCart event other than a purchase does to the record of its order item.
+
+    Each update names the offerings the item's product releases on purchase, so a record first
+    heard of by a later event (a subscription bought before memberflow ran) knows them too.
+    """
     order_id = event.order_id or event.idempotency_key
+    update = _subscription_update(event, order_id, key, products)
+    product = products.get(key)
+    released = product.on_purchase.release if product is not None and product.on_purchase else ()
+    return replace(update, offerings=released) if update is not None and released else update
+
+
+def _subscription_update(
+    event: ev.ThriveCartEvent, order_id: str, key: str, products: Mapping[str, Product]
+) -> Update | None:
     if isinstance(event, ev.SubscriptionPaymentSucceeded):
         return Update(order_id, key, Change.PAID, period_end=event.next_payment_at)
     if isinstance(event, ev.RebillFailed):

@@ -227,3 +227,20 @@ def test_a_kit_unsubscribe_changes_nothing_about_access(shop: OfferingsWorld) ->
     shop.clock.advance(days=3)
     shop.fire_due()
     assert emails(shop)[-1] == "card-reminder"
+
+
+def test_a_subscription_bought_before_memberflow_ran_is_dunned_too(shop: OfferingsWorld) -> None:
+    # An operator granted the offering; memberflow first hears of the order by its failed rebill.
+    response = shop.admin_post(
+        "/admin/contacts/ada.lovelace@example.com/offerings/foundation/release",
+        {"reason": "migrated"},
+        {"Idempotency-Key": "migrate"},
+    )
+    assert response.status_code == 200, response.body
+    shop.deliver(failed())
+    assert shop.contact()["subscriptions"][0]["offerings"] == ["foundation"]
+    shop.clock.advance(days=7)
+    shop.fire_due()
+    assert shop.contact()["offerings"]["foundation"]["access"] is False
+    shop.deliver(paid())
+    assert shop.contact()["offerings"]["foundation"]["access"] is True

@@ -203,7 +203,14 @@ class TestOfferings:
             billing_period_end=end,
         )
         commands = decide(cancel, contact(), OFFERINGS_CONFIG)
-        update = Update("77", "product-12", Change.CANCELLED, period_end=end, revoke_at_end=("foundation",))
+        update = Update(
+            "77",
+            "product-12",
+            Change.CANCELLED,
+            offerings=("foundation",),  # what the product releases on purchase, on every update
+            period_end=end,
+            revoke_at_end=("foundation",),
+        )
         assert TrackSubscription(update) in commands
         assert not any(isinstance(c, RevokeOffering) for c in commands)
 
@@ -224,7 +231,14 @@ class TestOfferings:
         commands = decide(refund, contact(), OFFERINGS_CONFIG)
         assert (
             TrackSubscription(
-                Update("77", "product-12", Change.PARTLY_REFUNDED, amount_cents=2450, reverse_credits=True)
+                Update(
+                    "77",
+                    "product-12",
+                    Change.PARTLY_REFUNDED,
+                    offerings=("foundation",),
+                    amount_cents=2450,
+                    reverse_credits=True,
+                )
             )
             in commands
         )
