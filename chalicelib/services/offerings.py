@@ -5,6 +5,12 @@ the timer's key and generation (``offering.drip``), so a timer delivered twice i
 and a late one, after a revoke, finds the grant's generation moved on and changes nothing
 (``chalicelib.domain.engine.offerings``). Releases and revokes themselves are commands of the
 events that ask for them (purchases, operations, steps, the admin API), applied by the engine.
+
+The subscription timers go the same way: ``TimerKind.SUBSCRIPTION_END`` (a cancelled period is
+over) as ``subscription.period_end`` and ``TimerKind.DUNNING`` (a reminder, or the end of a grace
+period) as ``subscription.dunning``, each keyed by the timer's key and generation; the engine finds
+the record by the key and acts only in the generation the timer was started in
+(``chalicelib.domain.engine.subscriptions``).
 """
 
 from __future__ import annotations
