@@ -146,9 +146,13 @@ def test_twenty_thousand_runs_and_two_thousand_orders_leave_the_contact_item_sma
     assert contact.automation_entries == {"ping": RUNS, "per-order": ORDERS}
     assert contact.active_runs == {}
     # Only the digits of the version and the two entry counters may grow (4 + 4 + 3 bytes); every
-    # once-only fact is a marker item of its own and every run an item of its own.
-    assert item_size(contact) <= item_size(first) + 11
-    assert item_size(contact) < 2_000
+    # once-only fact is a marker item of its own and every run an item of its own. The one thing
+    # that grows with orders, the order items' subscription records, stops at its own bound.
+    assert len(contact.subscriptions) <= MAX_SUBSCRIPTIONS
+    without_records = replace(contact, subscriptions={})
+    assert item_size(without_records) <= item_size(replace(first, subscriptions={})) + 11
+    assert item_size(contact) - item_size(without_records) <= MAX_SUBSCRIPTION_BYTES + 20
+    assert item_size(without_records) < 2_000
     assert len(fake.markers[email]) == ORDERS * 2  # one order item and one reentry key per order
 
     # DynamoDB takes that contact and gives it back unchanged.
