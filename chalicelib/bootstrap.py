@@ -174,6 +174,8 @@ class Container:
             {
                 TimerKind.RUN_WAKEUP: self.automations.wake_up,
                 TimerKind.OFFERING_DRIP: self.offerings.drip,
+                TimerKind.SUBSCRIPTION_END: self.offerings.period_end,
+                TimerKind.DUNNING: self.offerings.dunning,
             },
             self.metrics,
         )

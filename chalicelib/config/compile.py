@@ -15,6 +15,7 @@ from chalicelib.config import automations as c
 from chalicelib.config.base import FieldAssignment, FieldDelta
 from chalicelib.config.model import (
     CancelActions,
+    FailedPaymentActions,
     MemberflowConfig,
     OperationConfig,
     ProductConfig,
@@ -26,11 +27,13 @@ from chalicelib.domain.automations import definition as d
 from chalicelib.domain.automations.book import AutomationBook
 from chalicelib.domain.automations.canonical import TYPE_KEY, from_stored
 from chalicelib.domain.setup import (
+    DunningPolicy,
     FieldSpec,
     Module,
     Offering,
     Operation,
     Product,
+    Reminder,
     Setup,
     TestContacts,
     frozen_map,
@@ -51,6 +54,16 @@ def compile_setup(config: MemberflowConfig) -> Setup:
         ),
         accept_test_orders=thrivecart.accept_test_orders if thrivecart else False,
         offerings=frozen_map({oid: _offering(offering) for oid, offering in config.offerings.items()}),
+        dunning=frozen_map(
+            {
+                pid: DunningPolicy(
+                    c.parse_duration(policy.grace),
+                    tuple(Reminder(c.parse_duration(r.after), r.send_email) for r in policy.reminders),
+                    policy.on_recovered.send_email if policy.on_recovered else None,
+                )
+                for pid, policy in config.dunning.items()
+            }
+        ),
         kit_tag_ids=frozen_map(config.kit.tag_ids),
         test_contacts=TestContacts(config.test_contacts.emails, config.test_contacts.delay_scale),
         time_zone=config.time_zone,
@@ -157,6 +170,7 @@ def _tag_actions(actions: TagActions | None) -> DomainTagActions | None:
         revoke=actions.revoke,
         revoke_at_period_end=actions.revoke_at_period_end if isinstance(actions, CancelActions) else (),
         reverse_credits=actions.reverse_credits if isinstance(actions, RefundActions) else False,
+        dunning=actions.dunning if isinstance(actions, FailedPaymentActions) else None,
     )
 
 

@@ -38,6 +38,7 @@ from chalicelib.config.base import (
     StrictModel,
     TagName,
 )
+from chalicelib.config.dunning import MAX_POLICIES, DunningPolicyConfig, PolicyId
 from chalicelib.config.offerings import MAX_OFFERINGS, OfferingConfig, OfferingIds
 
 __all__ = [
@@ -103,8 +104,21 @@ class CancelActions(TagActions):
         default=(),
         description=(
             "An offering id (or a list of them) taken away when the paid period ends "
-            "(billing_period_end). Accepted and validated; not applied yet: revoke with revoke "
-            "to take access away at once."
+            "(billing_period_end), on a durable timer; at once if that time has passed. A rebill "
+            "or resumption before then keeps the access. An offering another live order of the "
+            "contact still grants stays."
+        ),
+    )
+
+
+class FailedPaymentActions(TagActions):
+    """What a failed recurring payment does: usually ``dunning: <policy>``."""
+
+    dunning: PolicyId | None = Field(
+        default=None,
+        description=(
+            "The id of a policy under dunning: the subscription is past_due, the policy's reminders "
+            "go out on timers, access is revoked when the grace ends and restored by a later payment."
         ),
     )
 
@@ -123,7 +137,7 @@ class ProductConfig(StrictModel):
     on_cancel: CancelActions | None = Field(
         default=None, description="The subscription was cancelled (order.subscription_cancelled)."
     )
-    on_payment_failed: TagActions | None = Field(
+    on_payment_failed: FailedPaymentActions | None = Field(
         default=None, description="A recurring payment failed (order.rebill_failed)."
     )
     on_pause: TagActions | None = Field(
@@ -535,6 +549,12 @@ class MemberflowConfig(StrictModel):
             "Courses and memberships, by id (e.g. foundation): what purchases, operations, "
             f"automations and operators release and revoke. At most {MAX_OFFERINGS}."
         ),
+        json_schema_extra={"additionalProperties": False},
+    )
+    dunning: dict[PolicyId, DunningPolicyConfig] = Field(
+        default_factory=dict,
+        max_length=MAX_POLICIES,
+        description="What failed subscription payments set going, by policy id (e.g. standard).",
         json_schema_extra={"additionalProperties": False},
     )
     hooks: HooksConfig = Field(default_factory=HooksConfig, description="The generated operation URLs.")

@@ -948,6 +948,31 @@ def check_offering_references(config: MemberflowConfig) -> Iterator[Finding]:
             )
 
 
+def check_dunning_references(config: MemberflowConfig) -> Iterator[Finding]:
+    """``on_payment_failed: {dunning: <policy>}`` names a policy under dunning; a policy's emails exist."""
+    if config.thrivecart is not None:
+        for key, product in config.thrivecart.products.items():
+            actions = product.on_payment_failed
+            if actions is not None and actions.dunning is not None and actions.dunning not in config.dunning:
+                known = _known(config.dunning, "dunning")
+                yield error(
+                    ("thrivecart", "products", key, "on_payment_failed", "dunning"),
+                    f"unknown dunning policy {actions.dunning!r} (known: {known})",
+                )
+    for policy_id, policy in config.dunning.items():
+        emails: list[tuple[KeyPath, str]] = [
+            (("dunning", policy_id, "reminders", n, "send_email"), r.send_email)
+            for n, r in enumerate(policy.reminders)
+        ]
+        if policy.on_recovered is not None:
+            emails.append(
+                (("dunning", policy_id, "on_recovered", "send_email"), policy.on_recovered.send_email)
+            )
+        for path, email_id in emails:
+            if email_id not in config.emails:
+                yield error(path, f"unknown email {email_id!r} (known: {_known(config.emails, 'emails')})")
+
+
 def check_offering_tags(config: MemberflowConfig) -> Iterator[Finding]:
     """An offering's tags mean that offering and nothing else; module ids are unique per offering.
 
@@ -1049,6 +1074,7 @@ CHECKS: tuple[Check, ...] = (
     check_webhook_signing_secret,
     check_sequences_without_kit,
     check_offering_references,
+    check_dunning_references,
     check_offering_tags,
     check_offering_size,
     check_offering_tags_set_elsewhere,

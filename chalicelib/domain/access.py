@@ -101,6 +101,7 @@ _CAUSE_TEXT = {
     "cancellation": "cancellation of order",
     "payment": "payment of order",
     "failed_payment": "failed payment of order",
+    "dunning": "dunning of order",
     "pause": "pause of order",
     "resume": "resumption of order",
     "abandoned_cart": "abandoned cart",

@@ -22,6 +22,7 @@ from typing import Any
 
 from chalicelib.domain.access import OfferingAccess
 from chalicelib.domain.errors import BadRequest
+from chalicelib.domain.subscriptions import Subscription
 from chalicelib.domain.text import is_clean
 
 FieldValue = Decimal | str
@@ -146,6 +147,9 @@ class Contact:
     offerings: Mapping[str, OfferingAccess] = field(default_factory=dict)
     """Offering id -> the contact's access to it, for every offering ever released or revoked for
     the contact (bounded by the config's offerings, and in size by ``access.MAX_ACCESS_BYTES``)."""
+    subscriptions: Mapping[str, Subscription] = field(default_factory=dict)
+    """``order_id:item`` -> what memberflow knows of that ThriveCart order item (``domain.subscriptions``;
+    bounded there)."""
     version: int = 0
 
     @classmethod
@@ -177,6 +181,7 @@ class TimelineKind(enum.StrEnum):
     OFFERING_RELEASED = "offering_released"
     OFFERING_REVOKED = "offering_revoked"
     MODULE_RELEASED = "module_released"
+    SUBSCRIPTION_CHANGED = "subscription_changed"
     NOTE = "note"
 
 

@@ -125,6 +125,28 @@ class ModuleDripDue:
     event_name: str = "offering.drip"
 
 
+@dataclass(frozen=True)
+class SubscriptionPeriodEnded:
+    """A period-end timer fired: the cancelled record with this timer key, in ``generation``, is over."""
+
+    idempotency_key: str
+    person: Person
+    timer_key: str
+    generation: int
+    event_name: str = "subscription.period_end"
+
+
+@dataclass(frozen=True)
+class DunningStepDue:
+    """A dunning timer fired: the reminder or grace end its ``timer_key`` names, in ``generation``."""
+
+    idempotency_key: str
+    person: Person
+    timer_key: str
+    generation: int
+    event_name: str = "subscription.dunning"
+
+
 Request = (
     OperationRequested
     | TagsChangeRequested
@@ -134,4 +156,6 @@ Request = (
     | KitChangesConfirmed
     | OfferingChangeRequested
     | ModuleDripDue
+    | SubscriptionPeriodEnded
+    | DunningStepDue
 )

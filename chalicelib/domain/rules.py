@@ -9,6 +9,7 @@ lists with ``==``.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from chalicelib.domain import events as ev
@@ -22,6 +23,8 @@ from chalicelib.domain.engine import (
     ChangeField,
     Command,
     ConfirmKitChanges,
+    DunningStep,
+    EndSubscriptionPeriod,
     Happen,
     Note,
     OrderItem,
@@ -33,10 +36,12 @@ from chalicelib.domain.engine import (
     RevokeOffering,
     RunOperation,
     SetMarketingStatus,
+    TrackSubscription,
     UpdateProfile,
 )
 from chalicelib.domain.model import Contact
 from chalicelib.domain.requests import (
+    DunningStepDue,
     FieldChangeRequested,
     KitChangesConfirmed,
     ModuleDripDue,
@@ -45,9 +50,11 @@ from chalicelib.domain.requests import (
     Request,
     RunCancelRequested,
     RunWakeUp,
+    SubscriptionPeriodEnded,
     TagsChangeRequested,
 )
 from chalicelib.domain.setup import Product, Setup, TagActions
+from chalicelib.domain.subscriptions import Change, Update
 
 Actionable = ev.ThriveCartEvent | ev.KitEvent | Request
 
@@ -96,6 +103,8 @@ def decide(event: Actionable, contact: Contact, setup: Setup) -> list[Command]:
         raise Unactionable(f"no contact {contact.email}, so no run {event.run_id}")
     if isinstance(event, ModuleDripDue) and contact.is_new:
         raise Unactionable(f"no contact {contact.email}, so no grant of {event.offering_id} to drip")
+    if isinstance(event, SubscriptionPeriodEnded | DunningStepDue) and contact.is_new:
+        raise Unactionable(f"no contact {contact.email}, so no subscription whose period ends")
     if isinstance(event, KitChangesConfirmed) and contact.is_new:
         raise NoSuchContact(f"no contact {contact.email}, so nothing of it in Kit to confirm")
     return _request(event)
@@ -124,14 +133,8 @@ def _tag_actions(actions: TagActions | None, cause: AccessCause) -> list[Command
         return []
     commands: list[Command] = [RevokeOffering(offering, cause) for offering in actions.revoke]
     commands += [ReleaseOffering(offering, cause) for offering in actions.release]
-    if actions.revoke_at_period_end:
-        # TODO(issue 10, subscriptions): revoke when the paid period ends, on a durable timer.
-        commands.append(
-            Note(
-                "revoke_at_period_end is not applied yet; the offerings stay granted",
-                {"offerings": list(actions.revoke_at_period_end)},
-            )
-        )
+    # ``revoke_at_period_end`` is the subscription's to apply: it keeps the offerings until the paid
+    # period ends (``TrackSubscription``, ``engine.subscriptions``).
     if actions.remove_tags:
         commands.append(RemoveTags(actions.remove_tags))
     if actions.add_tags:
@@ -147,11 +150,17 @@ def _thrivecart(event: ev.ThriveCartEvent, setup: Setup) -> list[Command]:
         _profile(event.person),
     ]
     if isinstance(event, ev.OrderSucceeded):
+        order_id = event.order_id or event.idempotency_key
         items = tuple(
-            OrderItem(item.key, tuple(product_actions(products, item.key, hook, event.order_id)))
+            OrderItem(
+                item.key,
+                (
+                    *_purchased(products, order_id, item.key),
+                    *product_actions(products, item.key, hook, event.order_id),
+                ),
+            )
             for item in event.items
         )
-        order_id = event.order_id or event.idempotency_key
         commands.append(ApplyOrderItems(order_id, event.event_name, event.idempotency_key, items))
         return commands
     if isinstance(event, ev.CartAbandoned):
@@ -160,12 +169,80 @@ def _thrivecart(event: ev.ThriveCartEvent, setup: Setup) -> list[Command]:
         subject = getattr(event, "item", None)
         key = subject.key if isinstance(subject, ev.PurchasedItem) else None
     if key is not None:
-        commands.extend(product_actions(products, key, hook, event.order_id))
+        update = subscription_update(event, key, products)
+        if update is not None:
+            commands.append(TrackSubscription(update))
+        if isinstance(event, ev.OrderRefunded) and event.full is False:
+            commands.append(
+                Note(
+                    "partial refund recorded; on_refund applies to full refunds only",
+                    {"item": key, "amount_cents": event.amount_cents},
+                )
+            )
+        else:
+            commands.extend(product_actions(products, key, hook, event.order_id))
     products_of_event = (key,) if key else ()
     commands.append(
         Happen(Happening("thrivecart", event.event_name, products_of_event, event.idempotency_key))
     )
     return commands
+
+
+def _purchased(products: Mapping[str, Product], order_id: str, key: str) -> list[Command]:
+    """The record of an order item bought: for every subscription, and for any item that releases
+    offerings (so a refund knows which order granted what)."""
+    product = products.get(key)
+    released = product.on_purchase.release if product is not None and product.on_purchase else ()
+    recurring = product is not None and any(
+        (product.on_payment, product.on_cancel, product.on_payment_failed, product.on_pause)
+    )
+    if not released and not recurring:
+        return []
+    return [TrackSubscription(Update(order_id, key, Change.PURCHASED, offerings=released))]
+
+
+def subscription_update(
+    event: ev.ThriveCartEvent, key: str, products: Mapping[str, Product]
+) -> Update | None:
+    """What a ThriveCart event other than a purchase does to the record of its order item.
+
+    Each update names the offerings the item's product releases on purchase, so a record first
+    heard of by a later event (a subscription bought before memberflow ran) knows them too.
+    """
+    order_id = event.order_id or event.idempotency_key
+    update = _subscription_update(event, order_id, key, products)
+    product = products.get(key)
+    released = product.on_purchase.release if product is not None and product.on_purchase else ()
+    return replace(update, offerings=released) if update is not None and released else update
+
+
+def _subscription_update(
+    event: ev.ThriveCartEvent, order_id: str, key: str, products: Mapping[str, Product]
+) -> Update | None:
+    if isinstance(event, ev.SubscriptionPaymentSucceeded):
+        return Update(order_id, key, Change.PAID, period_end=event.next_payment_at)
+    if isinstance(event, ev.RebillFailed):
+        product = products.get(key)
+        failed = product.on_payment_failed if product is not None else None
+        return Update(order_id, key, Change.FAILED, dunning=failed.dunning if failed is not None else None)
+    if isinstance(event, ev.SubscriptionCancelled):
+        product = products.get(key)
+        on_cancel = product.on_cancel if product is not None else None
+        revoke = on_cancel.revoke_at_period_end if on_cancel is not None else ()
+        return Update(
+            order_id, key, Change.CANCELLED, period_end=event.billing_period_end, revoke_at_end=revoke
+        )
+    if isinstance(event, ev.SubscriptionPaused):
+        return Update(order_id, key, Change.PAUSED)
+    if isinstance(event, ev.SubscriptionResumed):
+        return Update(order_id, key, Change.RESUMED)
+    if isinstance(event, ev.OrderRefunded):
+        change = Change.PARTLY_REFUNDED if event.full is False else Change.REFUNDED
+        product = products.get(key)
+        on_refund = product.on_refund if product is not None else None
+        reverse = on_refund is not None and on_refund.reverse_credits
+        return Update(order_id, key, change, amount_cents=event.amount_cents, reverse_credits=reverse)
+    return None
 
 
 def product_actions(
@@ -251,6 +328,10 @@ def _request(event: Request) -> list[Command]:
         return [record, CancelRun(event.run_id, event.reason)]
     if isinstance(event, ModuleDripDue):
         return [ReleaseDueModules(event.offering_id, event.module_id, event.generation)]
+    if isinstance(event, SubscriptionPeriodEnded):
+        return [record, EndSubscriptionPeriod(event.timer_key, event.generation)]
+    if isinstance(event, DunningStepDue):
+        return [record, DunningStep(event.timer_key, event.generation)]
     if isinstance(event, OfferingChangeRequested):
         cause = AccessCause("admin", None, event.reason)
         change = ReleaseOffering if event.release else RevokeOffering
@@ -264,6 +345,6 @@ def _request_source(event: Request) -> str:
         return ev.Source.HOOK.value
     if isinstance(event, RunWakeUp):
         return ev.Source.AUTOMATION.value
-    if isinstance(event, ModuleDripDue):
+    if isinstance(event, ModuleDripDue | SubscriptionPeriodEnded | DunningStepDue):
         return ev.Source.TIMER.value
     return ev.Source.ADMIN.value

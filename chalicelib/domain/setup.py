@@ -64,6 +64,23 @@ class TagActions:
     """Offerings taken away when the paid period ends (``on_cancel``); not applied yet."""
     reverse_credits: bool = False
     """``on_refund``: reverse the credits the refunded order added; stored, not applied yet."""
+    dunning: str | None = None
+    """``on_payment_failed``: the dunning policy the failure starts."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reminder:
+    after: int
+    """Seconds after the failed payment; test contacts' waits are divided by ``delay_scale``."""
+    email_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class DunningPolicy:
+    grace: int
+    """Seconds of access after the failed payment (scaled for test contacts)."""
+    reminders: tuple[Reminder, ...] = ()
+    recovered_email: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +135,7 @@ class Setup:
     """By purchase_map key (``product-12``, ``bump-12``...)."""
     accept_test_orders: bool = False
     offerings: Mapping[str, Offering] = field(default_factory=frozen_map)
+    dunning: Mapping[str, DunningPolicy] = field(default_factory=frozen_map)
     kit_tag_ids: Mapping[str, str] = field(default_factory=frozen_map)
     """Kit tag id -> tag name, for legacy hooks that name a tag by id."""
     test_contacts: TestContacts = field(default_factory=TestContacts)

@@ -37,6 +37,12 @@ class TimerKind(enum.StrEnum):
     """A waiting automation run's delay or ``wait_until`` is over (owner: the automations service)."""
     OFFERING_DRIP = "offering_drip"
     """A module of a granted offering is due (owner: the offerings service; ``domain.access``)."""
+    DUNNING = "dunning"
+    """A dunning reminder is due, or a grace period is over (owner: the offerings service;
+    ``domain.subscriptions``)."""
+    SUBSCRIPTION_END = "subscription_end"
+    """A cancelled subscription's paid period is over (owner: the offerings service;
+    ``domain.subscriptions``)."""
 
 
 class InvalidTimer(ValueError):

@@ -62,7 +62,9 @@ def contact_view(contact: Contact, config: MemberflowConfig) -> dict[str, Any]:
         "offerings": offerings_view(
             contact.offerings, {oid: offering.name for oid, offering in config.offerings.items()}
         ),
-        "subscriptions": [],
+        "subscriptions": [
+            record.as_dict() for record in sorted(contact.subscriptions.values(), key=lambda r: r.since)
+        ],
         "test_contact": is_test_email(contact.email, config.test_contacts.emails),
         "marketing_status": contact.marketing_status,
         "kit_subscriber_id": contact.kit_subscriber_id,

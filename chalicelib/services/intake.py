@@ -48,6 +48,7 @@ from chalicelib.domain.inbox import InboxRecord
 from chalicelib.domain.kit_legacy import legacy_key
 from chalicelib.domain.model import FieldValue, normalize_email, number_problem
 from chalicelib.domain.requests import (
+    DunningStepDue,
     FieldChangeRequested,
     KitChangesConfirmed,
     ModuleDripDue,
@@ -55,6 +56,7 @@ from chalicelib.domain.requests import (
     OperationRequested,
     RunCancelRequested,
     RunWakeUp,
+    SubscriptionPeriodEnded,
     TagsChangeRequested,
 )
 from chalicelib.domain.rules import Actionable
@@ -345,6 +347,10 @@ def _decode_request(record: InboxRecord) -> Actionable:
         return RunWakeUp(key, person, p["run_id"], int(p["generation"]), release=bool(p.get("release")))
     if record.source == Source.OUTBOX:
         return KitChangesConfirmed(key, person, tuple(p["added"]), tuple(p["removed"]), p["source_id"])
+    if record.source == Source.TIMER and p.get("kind") == "dunning":
+        return DunningStepDue(key, person, p["timer_key"], int(p["generation"]))
+    if record.source == Source.TIMER and p.get("kind") == "subscription_end":
+        return SubscriptionPeriodEnded(key, person, p["timer_key"], int(p["generation"]))
     if record.source == Source.TIMER:
         return ModuleDripDue(key, person, p["offering_id"], p["module_id"], int(p["generation"]))
     if p.get("kind") == "offering":

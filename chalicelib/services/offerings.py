@@ -5,6 +5,12 @@ the timer's key and generation (``offering.drip``), so a timer delivered twice i
 and a late one, after a revoke, finds the grant's generation moved on and changes nothing
 (``chalicelib.domain.engine.offerings``). Releases and revokes themselves are commands of the
 events that ask for them (purchases, operations, steps, the admin API), applied by the engine.
+
+The subscription timers go the same way: ``TimerKind.SUBSCRIPTION_END`` (a cancelled period is
+over) as ``subscription.period_end`` and ``TimerKind.DUNNING`` (a reminder, or the end of a grace
+period) as ``subscription.dunning``, each keyed by the timer's key and generation; the engine finds
+the record by the key and acts only in the generation the timer was started in
+(``chalicelib.domain.engine.subscriptions``).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from chalicelib.domain.access import ModuleAnswer, OfferingAccess, drip_target, 
 from chalicelib.domain.errors import NotFound
 from chalicelib.domain.events import Person, Source
 from chalicelib.domain.model import is_test_email, normalize_email
-from chalicelib.domain.requests import ModuleDripDue
+from chalicelib.domain.requests import DunningStepDue, ModuleDripDue, SubscriptionPeriodEnded
 from chalicelib.domain.setup import Offering, Setup
 from chalicelib.domain.timers import InvalidTimer, Timer
 from chalicelib.services.inbox import Delivery, Inbox
@@ -74,6 +80,38 @@ class Offerings:
         }
         receipt = self.inbox.receive(Delivery(Source.TIMER, event, stored))
         return {"result": receipt.result, "event_id": receipt.event_id, "module": module_id}
+
+    def period_end(self, timer: Timer) -> dict[str, Any]:
+        """A ``subscription_end`` timer fired: end the cancelled subscription through the contact's
+        inbox; the engine finds the record by the timer's key and checks its generation."""
+        if timer.email is None:
+            raise InvalidTimer("a subscription timer names its contact")
+        key = f"subscription_end:{timer.key}:{timer.generation}"
+        event = SubscriptionPeriodEnded(key, Person(timer.email), timer.key, timer.generation)
+        stored = {
+            "kind": "subscription_end",
+            "email": timer.email,
+            "timer_key": timer.key,
+            "generation": timer.generation,
+        }
+        receipt = self.inbox.receive(Delivery(Source.TIMER, event, stored))
+        return {"result": receipt.result, "event_id": receipt.event_id}
+
+    def dunning(self, timer: Timer) -> dict[str, Any]:
+        """A ``dunning`` timer fired (a reminder, or the end of a grace period): through the
+        contact's inbox; the engine finds the record and step by the key and checks the generation."""
+        if timer.email is None:
+            raise InvalidTimer("a dunning timer names its contact")
+        key = f"dunning:{timer.key}:{timer.generation}"
+        event = DunningStepDue(key, Person(timer.email), timer.key, timer.generation)
+        stored = {
+            "kind": "dunning",
+            "email": timer.email,
+            "timer_key": timer.key,
+            "generation": timer.generation,
+        }
+        receipt = self.inbox.receive(Delivery(Source.TIMER, event, stored))
+        return {"result": receipt.result, "event_id": receipt.event_id}
 
     def access(self, email: str) -> Access:
         """The contact's access to every configured offering; an unknown contact has none."""

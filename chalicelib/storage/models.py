@@ -145,6 +145,9 @@ class ContactModel(BaseTable):
     offerings = UnicodeAttribute(null=True)
     """The access records, as one compact JSON text (``domain.access.stored_text``): its size is
     what ``access.MAX_ACCESS_BYTES`` bounds."""
+    subscriptions = UnicodeAttribute(null=True)
+    """The order items' records, as one compact JSON text (``domain.subscriptions.stored_text``),
+    bounded by ``subscriptions.MAX_SUBSCRIPTION_BYTES``."""
     marketing_status = UnicodeAttribute(null=True)
     kit_subscriber_id = UnicodeAttribute(null=True)
     created_at = UTCDateTimeAttribute()

@@ -32,7 +32,8 @@ FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 BUYER = "ada.lovelace@example.com"
 TESTER = "ada.lovelace+test@example.com"
 ORDER = "1514394"
-REFUND_ORDER = "1520011"
+REFUND_ORDER = ORDER
+"""A full refund revokes what its own order granted, so the recorded refund body is of the order bought."""
 DAY = timedelta(days=1)
 
 OFFERINGS: dict[str, Any] = {
@@ -132,9 +133,12 @@ def order(email: str = BUYER, order_id: str = ORDER, items: tuple[str, ...] | No
     return body
 
 
-def refund(email: str = BUYER) -> str:
-    return payload_text("thrivecart", "refund_full.txt").replace(
+def refund(email: str = BUYER, order_id: str = ORDER) -> str:
+    body = payload_text("thrivecart", "refund_full.txt").replace(
         "alan.turing%40example.com", quote(email, safe="")
+    )
+    return body.replace("order_id=1520011", f"order_id={order_id}").replace(
+        "order%5Bid%5D=1520011", f"order%5Bid%5D={order_id}"
     )
 
 

@@ -36,6 +36,16 @@ from chalicelib.domain.kit_echoes import MAX_ECHO_TAGS, MAX_PENDING_ECHOES
 from chalicelib.domain.model import MAX_TAG_BYTES, Contact, EchoCredit, tag_bytes
 from chalicelib.domain.requests import TagsChangeRequested
 from chalicelib.domain.setup import Module, Offering
+from chalicelib.domain.subscriptions import (
+    MAX_SUBSCRIPTION_BYTES,
+    MAX_SUBSCRIPTIONS,
+    Change,
+    Subscription,
+    Update,
+    advance,
+    subscription_bytes,
+)
+from chalicelib.domain.subscriptions import bounded as bounded_subscriptions
 from chalicelib.services.emails import EmailRenderer
 from chalicelib.services.inbox import Delivery, Inbox
 from chalicelib.services.ports import Commit, Stores
@@ -136,9 +146,13 @@ def test_twenty_thousand_runs_and_two_thousand_orders_leave_the_contact_item_sma
     assert contact.automation_entries == {"ping": RUNS, "per-order": ORDERS}
     assert contact.active_runs == {}
     # Only the digits of the version and the two entry counters may grow (4 + 4 + 3 bytes); every
-    # once-only fact is a marker item of its own and every run an item of its own.
-    assert item_size(contact) <= item_size(first) + 11
-    assert item_size(contact) < 2_000
+    # once-only fact is a marker item of its own and every run an item of its own. The one thing
+    # that grows with orders, the order items' subscription records, stops at its own bound.
+    assert len(contact.subscriptions) <= MAX_SUBSCRIPTIONS
+    without_records = replace(contact, subscriptions={})
+    assert item_size(without_records) <= item_size(replace(first, subscriptions={})) + 11
+    assert item_size(contact) - item_size(without_records) <= MAX_SUBSCRIPTION_BYTES + 20
+    assert item_size(without_records) < 2_000
     assert len(fake.markers[email]) == ORDERS * 2  # one order item and one reentry key per order
 
     # DynamoDB takes that contact and gives it back unchanged.
@@ -278,6 +292,61 @@ def test_a_contact_at_the_tag_byte_cap_with_every_offering_and_full_why_lists_fi
         id=event_id_for("admin", f"offerings-{email}"),
         source="admin",
         idempotency_key=f"offerings-{email}",
+        event_type="admin.tags",
+        status=Status.RECEIVED,
+        received_at=T0,
+    )
+    dynamo_stores.inbox.claim_event(record)
+    transition = engine.Transition(fresh, full, (), (), None, ())
+    dynamo_stores.contacts.commit(Commit(record.id, transition, processed_at=T0))
+    read_back = dynamo_stores.contacts.get_contact(email)
+    assert read_back is not None
+    assert replace(read_back, version=0) == replace(full, version=0)
+
+
+def _subscriptions_at_their_cap() -> dict[str, Subscription]:
+    """As many order item records as the bounds keep, each with long ids, offerings and dunning."""
+    records: dict[str, Subscription] = {}
+    for n in range(MAX_SUBSCRIPTIONS * 2):
+        update = Update(
+            f"{n:064d}",
+            "upsell-" + "9" * 57,
+            Change.FAILED,
+            offerings=tuple(f"offering-with-a-long-id-{k:02d}" for k in range(3)),
+            period_end=T0,
+            dunning="standard",
+        )
+        record = advance(None, update, T0 + timedelta(minutes=n), event_id_for("thrivecart", str(n)))
+        records[record.key] = record
+    return bounded_subscriptions(records)
+
+
+@pytest.mark.integration
+def test_a_contact_at_every_cap_with_subscriptions_at_theirs_fits_one_dynamodb_item(
+    dynamo_stores: Stores,
+) -> None:
+    # Everything of the test above, plus the subscription records at their byte budget.
+    names = [f"{n:03d}" + "😀" * 252 for n in range(MAX_TAG_BYTES // 1011)]
+    numbers = tuple(9_999_999_000 + n for n in range(MAX_PENDING_ECHOES))
+    expires = (T0 + timedelta(days=1)).replace(microsecond=0)
+    subscriptions = _subscriptions_at_their_cap()
+    assert MAX_SUBSCRIPTION_BYTES - 1_000 < subscription_bytes(subscriptions) <= MAX_SUBSCRIPTION_BYTES
+    email = unique_email()
+    fresh = Contact.new(email, T0)
+    full = replace(
+        fresh,
+        tags=frozenset(names),
+        kit_tags={name: 9_999_999_000 + n for n, name in enumerate(names)},
+        kit_changes=9_999_999_999,
+        kit_echoes={f"{n:016x}": EchoCredit(expires, numbers, numbers) for n in range(MAX_ECHO_TAGS)},
+        offerings=bounded(_every_offering_with_full_why()),
+        subscriptions=subscriptions,
+    )
+    assert item_size(full) < 400_000
+    record = InboxRecord(
+        id=event_id_for("admin", f"subscriptions-{email}"),
+        source="admin",
+        idempotency_key=f"subscriptions-{email}",
         event_type="admin.tags",
         status=Status.RECEIVED,
         received_at=T0,

@@ -30,6 +30,8 @@ from chalicelib.domain.engine.commands import (
     ChangeField,
     Command,
     ConfirmKitChanges,
+    DunningStep,
+    EndSubscriptionPeriod,
     Happen,
     Note,
     OrderItem,
@@ -41,6 +43,7 @@ from chalicelib.domain.engine.commands import (
     RevokeOffering,
     RunOperation,
     SetMarketingStatus,
+    TrackSubscription,
     UpdateProfile,
 )
 from chalicelib.domain.engine.coordinator import HANDLERS, apply
@@ -75,6 +78,8 @@ __all__ = [
     "Command",
     "ConfirmKitChanges",
     "Context",
+    "DunningStep",
+    "EndSubscriptionPeriod",
     "Happen",
     "MarkersNeeded",
     "Note",
@@ -88,6 +93,7 @@ __all__ = [
     "RevokeOffering",
     "RunOperation",
     "SetMarketingStatus",
+    "TrackSubscription",
     "Transition",
     "UpdateProfile",
     "apply",

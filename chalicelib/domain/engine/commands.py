@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from chalicelib.domain.access import AccessCause
 from chalicelib.domain.automations.happenings import Happening
 from chalicelib.domain.model import FieldValue
+from chalicelib.domain.subscriptions import Update
 
 KIT = "kit"
 """The origin of a change Kit already has (mirroring it back would be an echo)."""
@@ -144,6 +146,9 @@ class ReleaseOffering:
 
     offering_id: str
     cause: AccessCause
+    since: datetime | None = None
+    """A restore (a payment after dunning took the offering): the grant counts from when it was
+    first made, so the drip is where it would be now and no welcome email goes out again."""
 
 
 @dataclass(frozen=True)
@@ -160,6 +165,31 @@ class ReleaseDueModules:
 
     offering_id: str
     module_id: str
+    generation: int
+
+
+@dataclass(frozen=True)
+class TrackSubscription:
+    """Record what a ThriveCart event did to one order item (``domain.subscriptions.advance``)."""
+
+    update: Update
+
+
+@dataclass(frozen=True)
+class DunningStep:
+    """A dunning timer fired for the record and step its ``timer_key`` names, in ``generation``:
+    send the reminder, or end the grace period, if the record is still past due in that generation."""
+
+    timer_key: str
+    generation: int
+
+
+@dataclass(frozen=True)
+class EndSubscriptionPeriod:
+    """A period-end timer fired for the record whose timer key is ``timer_key``, in ``generation``:
+    if the record is still cancelled in that generation, end it and revoke what it said to."""
+
+    timer_key: str
     generation: int
 
 
@@ -180,4 +210,7 @@ Command = (
     | ReleaseOffering
     | RevokeOffering
     | ReleaseDueModules
+    | TrackSubscription
+    | EndSubscriptionPeriod
+    | DunningStep
 )

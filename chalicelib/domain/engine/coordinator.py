@@ -21,6 +21,8 @@ from chalicelib.domain.engine.commands import (
     ChangeField,
     Command,
     ConfirmKitChanges,
+    DunningStep,
+    EndSubscriptionPeriod,
     Happen,
     Note,
     RecordEvent,
@@ -31,6 +33,7 @@ from chalicelib.domain.engine.commands import (
     RevokeOffering,
     RunOperation,
     SetMarketingStatus,
+    TrackSubscription,
     UpdateProfile,
 )
 from chalicelib.domain.engine.contact import apply_order_items, happen, note, record_event, update_profile
@@ -40,6 +43,13 @@ from chalicelib.domain.engine.offerings import effects as offering_effects
 from chalicelib.domain.engine.offerings import release_due_modules, release_offering, revoke_offering
 from chalicelib.domain.engine.runs import cancel_run, settle
 from chalicelib.domain.engine.state import Work
+from chalicelib.domain.engine.subscriptions import (
+    attribute_credits,
+    dunning_step,
+    end_subscription_period,
+    track_subscription,
+)
+from chalicelib.domain.engine.subscriptions import effects as subscription_effects
 from chalicelib.domain.engine.tags import (
     add_tags,
     confirm_kit_changes,
@@ -52,6 +62,7 @@ from chalicelib.domain.engine.wakeups import resume_run, stops, wakeups
 from chalicelib.domain.errors import CascadeTooLong
 from chalicelib.domain.kit_echoes import live
 from chalicelib.domain.model import Contact
+from chalicelib.domain.subscriptions import bounded as bounded_subscriptions
 
 Handler = Callable[[Work, Any], Sequence[Command]]
 
@@ -72,6 +83,9 @@ HANDLERS: Mapping[type[Command], Handler] = {
     ReleaseOffering: release_offering,
     RevokeOffering: revoke_offering,
     ReleaseDueModules: release_due_modules,
+    TrackSubscription: track_subscription,
+    EndSubscriptionPeriod: end_subscription_period,
+    DunningStep: dunning_step,
 }
 
 
@@ -93,6 +107,7 @@ def apply(
 
 
 def transition(work: Work) -> Transition:
+    attribute_credits(work)
     s = work.state
     before = work.before
     after = replace(
@@ -109,6 +124,10 @@ def transition(work: Work) -> Transition:
         marketing_changes=s.marketing_changes,
         kit_echoes=dict(s.kit_echoes),
         offerings=bounded(s.offerings),
+        subscriptions=bounded_subscriptions(
+            s.subscriptions,
+            keep=(k for k, r in s.subscriptions.items() if before.subscriptions.get(k) != r),
+        ),
         active_runs=dict(work.active_runs),
         automation_entries=dict(work.entries),
     )
@@ -118,6 +137,7 @@ def transition(work: Work) -> Transition:
         after = replace(after, updated_at=work.ctx.now, kit_echoes=live(after.kit_echoes, work.ctx.now))
     changed_runs = tuple(work.runs[rid] for rid in work.changed_runs)
     drip, stale_drip, welcomes = offering_effects(work, before.offerings, after.offerings)
+    period_ends, stale_ends = subscription_effects(work, before.subscriptions, after.subscriptions)
     result = Transition(
         before=before,
         after=after,
@@ -127,11 +147,11 @@ def transition(work: Work) -> Transition:
         operations=tuple(work.operations),
         runs=changed_runs,
         wakeups=wakeups(work),
-        stops=(*stops(work), *stale_drip),
+        stops=(*stops(work), *stale_drip, *stale_ends),
         outbound=(*work.outbound, *welcomes),
         programs=tuple(work.programs.values()),
         markers=tuple(s.markers),
-        timers=drip,
+        timers=(*drip, *period_ends),
     )
     if result.record_count > MAX_RECORDS_PER_EVENT:
         raise CascadeTooLong(

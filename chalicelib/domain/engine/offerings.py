@@ -40,12 +40,16 @@ from chalicelib.domain.engine.state import Work
 from chalicelib.domain.errors import NotFound
 from chalicelib.domain.model import OutboundIntent, TimelineKind
 from chalicelib.domain.setup import Module, Offering
+from chalicelib.domain.subscriptions import grants_elsewhere
 from chalicelib.domain.timers import Timer
 
 ORIGIN = "offering"
 """The origin of the tag changes an offering makes, in the timeline."""
 WELCOME_RUN = "offering"
 """The ``run_id`` of a welcome email's outbox item (its ``step_id`` is the offering id)."""
+ORDER_BOUND = frozenset({"refund", "cancellation", "failed_payment", "dunning"})
+"""Causes that take away what one order granted: an offering another live order item still grants
+(``subscriptions.grants_elsewhere``) stays."""
 DRIP = AccessCause("drip")
 WITH_THE_OFFERING = AccessCause("release")
 LATE = AccessCause("late")
@@ -67,7 +71,8 @@ def release_offering(work: Work, command: ReleaseOffering) -> list[Command]:
             )
         return _release_modules(work, command.offering_id, late, LATE)
     now = work.ctx.now
-    granted = replace(record, granted=True, since=now, generation=record.generation + 1, modules=())
+    since = min(command.since, now) if command.since is not None else now
+    granted = replace(record, granted=True, since=since, generation=record.generation + 1, modules=())
     state.offerings[command.offering_id] = granted.noted(
         reason(now, AccessAction.GRANTED, command.cause, work.ctx.event_id)
     )
@@ -88,6 +93,17 @@ def revoke_offering(work: Work, command: RevokeOffering) -> list[Command]:
     if record is None or not record.granted:
         work.log(
             TimelineKind.NOTE, {"text": "the contact does not have this offering; nothing to revoke", **data}
+        )
+        return []
+    elsewhere = (
+        grants_elsewhere(state.subscriptions, command.offering_id, command.cause.ref)
+        if command.cause.by in ORDER_BOUND
+        else None
+    )
+    if elsewhere is not None:
+        work.log(
+            TimelineKind.NOTE,
+            {"text": f"access stays: order {elsewhere} still grants this offering", **data},
         )
         return []
     now = work.ctx.now
@@ -199,7 +215,8 @@ def effects(
             due = module_due(offering, module.id, record.since, work.delay_scale)
             if module.id not in record.modules and due is not None:
                 timers.append(drip_timer(email, offering_id, module.id, due, record.generation))
-        if offering.welcome_email is not None:
+        if offering.welcome_email is not None and record.since == now:
+            # (A restored grant counts from its first ``since``: its member was welcomed then.)
             payload = {"email_id": offering.welcome_email, "offering": offering_id}
             welcomes.append(
                 OutboundIntent("email", email, work.ctx.event_id, now, WELCOME_RUN, offering_id, payload)

@@ -30,6 +30,7 @@ from chalicelib.domain.model import (
     TimelineKind,
     is_test_email,
 )
+from chalicelib.domain.subscriptions import Subscription
 
 
 @dataclass
@@ -49,6 +50,8 @@ class ContactState:
     kit_echoes: dict[str, EchoCredit]
     offerings: dict[str, OfferingAccess] = field(default_factory=dict)
     """Offering id -> access; rolled back with a refused operation like the tags it changed."""
+    subscriptions: dict[str, Subscription] = field(default_factory=dict)
+    """``order_id:item`` -> the order item's record (``domain.subscriptions``)."""
     timeline: list[TimelineEntry] = field(default_factory=list)
     ledger: list[LedgerEntry] = field(default_factory=list)
     happenings: list[Happening] = field(default_factory=list)
@@ -70,6 +73,7 @@ class ContactState:
             contact.marketing_changes,
             dict(contact.kit_echoes),
             dict(contact.offerings),
+            dict(contact.subscriptions),
         )
 
     def copy(self) -> ContactState:
@@ -87,6 +91,7 @@ class ContactState:
             self.marketing_changes,
             dict(self.kit_echoes),
             dict(self.offerings),
+            dict(self.subscriptions),
             list(self.timeline),
             list(self.ledger),
             list(self.happenings),

@@ -18,6 +18,8 @@ from chalicelib.domain.automations.runs import Run, RunStatus, StepRecord
 from chalicelib.domain.inbox import InboxRecord, Status
 from chalicelib.domain.model import Contact, EchoCredit, LedgerEntry, TimelineEntry, TimelineKind
 from chalicelib.domain.outbox import DUE, UNDELIVERED, OutboxItem, OutboxKind, OutboxStatus
+from chalicelib.domain.subscriptions import from_stored_text as subscriptions_from_text
+from chalicelib.domain.subscriptions import stored_text as subscriptions_text
 from chalicelib.storage.dynamo.compression import compress_json, decompress_json
 from chalicelib.storage.models import (
     BaseTable,
@@ -215,6 +217,7 @@ def contact_to_model(model_cls: type[ContactModel], contact: Contact, *, version
         marketing_changes=contact.marketing_changes or None,
         kit_echoes={key: _echo_to_item(credit) for key, credit in contact.kit_echoes.items()} or None,
         offerings=stored_text(contact.offerings) if contact.offerings else None,
+        subscriptions=subscriptions_text(contact.subscriptions) if contact.subscriptions else None,
         marketing_status=contact.marketing_status,
         kit_subscriber_id=contact.kit_subscriber_id,
         created_at=contact.created_at,
@@ -241,6 +244,7 @@ def contact_from_model(model: ContactModel) -> Contact:
         marketing_changes=int(model.marketing_changes or 0),
         kit_echoes={key: _echo_from_item(item) for key, item in (model.kit_echoes or {}).items()},
         offerings=access_from_stored(json.loads(model.offerings)) if model.offerings else {},
+        subscriptions=subscriptions_from_text(model.subscriptions) if model.subscriptions else {},
         marketing_status=model.marketing_status,
         kit_subscriber_id=model.kit_subscriber_id,
         created_at=utc(model.created_at),

@@ -198,7 +198,8 @@ class TestModelErrors:
             "did you mean 'on_purchase'?",
             "thrivecart.products.product-12.on_payment.add_tag: unknown key "
             "(allowed: add_tags, remove_tags, release, revoke); did you mean 'add_tags'?",
-            "operation: unknown key (allowed: thrivecart, kit, fields, operations, offerings, hooks, "
+            "operation: unknown key (allowed: thrivecart, kit, fields, operations, offerings, dunning, "
+            "hooks, "
             "test_contacts, "
             "time_zone, email, emails, outbound_webhooks, automations); did you mean 'operations'?",
         )

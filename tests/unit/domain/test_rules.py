@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from chalicelib.domain import events as ev
@@ -18,10 +20,12 @@ from chalicelib.domain.engine import (
     RemoveTags,
     RevokeOffering,
     SetMarketingStatus,
+    TrackSubscription,
 )
 from chalicelib.domain.model import Contact
 from chalicelib.domain.requests import ModuleDripDue, OfferingChangeRequested
 from chalicelib.domain.rules import Unactionable, decide, screen
+from chalicelib.domain.subscriptions import Change, Update
 from tests.builders import BASE_CONFIG, T0, setup
 
 CONFIG = setup()
@@ -56,7 +60,14 @@ class TestPurchases:
                 "order.success",
                 "order.success:77",
                 (
-                    OrderItem("product-12", (AddTags(("Purchase – Foundation",)),)),
+                    OrderItem(
+                        "product-12",
+                        (
+                            # product-12 rebills (it has on_payment): its order item gets a record.
+                            TrackSubscription(Update("77", "product-12", Change.PURCHASED)),
+                            AddTags(("Purchase – Foundation",)),
+                        ),
+                    ),
                     OrderItem("bump-12", (AddTags(("Purchase – Workbook",)),)),
                 ),
             )
@@ -86,6 +97,8 @@ class TestPurchases:
             item=ev.PurchasedItem("product-12", "product", "12"),
         )
         assert decide(refund, contact(), CONFIG)[2:] == [
+            # full is unknown (no amount): taken as full, as before partial refunds were told apart.
+            TrackSubscription(Update("77", "product-12", Change.REFUNDED)),
             RemoveTags(("Purchase – Foundation",)),
             AddTags(("Refunded – Foundation",)),
             # The event's identity is its event key: reentry once_per_event starts once per refund.
@@ -144,11 +157,20 @@ class TestOfferings:
             OrderItem(
                 "product-12",
                 (
+                    TrackSubscription(
+                        Update("77", "product-12", Change.PURCHASED, offerings=("foundation",))
+                    ),
                     ReleaseOffering("foundation", AccessCause("order", "77")),
                     AddTags(("Purchase – Foundation",)),
                 ),
             ),
-            OrderItem("bump-12", (ReleaseOffering("workbook", AccessCause("order", "77")),)),
+            OrderItem(
+                "bump-12",
+                (
+                    TrackSubscription(Update("77", "bump-12", Change.PURCHASED, offerings=("workbook",))),
+                    ReleaseOffering("workbook", AccessCause("order", "77")),
+                ),
+            ),
         )
 
     def test_a_refund_revokes_in_the_name_of_the_refund(self) -> None:
@@ -166,7 +188,8 @@ class TestOfferings:
         commands = decide(refund, contact(), OFFERINGS_CONFIG)
         assert RevokeOffering("foundation", AccessCause("refund", "1520011")) in commands
 
-    def test_revoke_at_period_end_is_noted_and_not_applied_yet(self) -> None:
+    def test_revoke_at_period_end_goes_to_the_subscription_and_revokes_nothing_now(self) -> None:
+        end = datetime(2024, 10, 4, 10, 4, 38, tzinfo=UTC)
         cancel = ev.SubscriptionCancelled(
             "c",
             "order.subscription_cancelled",
@@ -177,16 +200,49 @@ class TestOfferings:
             "77",
             "12",
             item=ev.PurchasedItem("product-12", "product", "12"),
+            billing_period_end=end,
         )
         commands = decide(cancel, contact(), OFFERINGS_CONFIG)
+        update = Update(
+            "77",
+            "product-12",
+            Change.CANCELLED,
+            offerings=("foundation",),  # what the product releases on purchase, on every update
+            period_end=end,
+            revoke_at_end=("foundation",),
+        )
+        assert TrackSubscription(update) in commands
+        assert not any(isinstance(c, RevokeOffering) for c in commands)
+
+    def test_a_partial_refund_is_recorded_only(self) -> None:
+        refund = ev.OrderRefunded(
+            "r",
+            "order.refund",
+            PERSON,
+            False,
+            None,
+            None,
+            "77",
+            "12",
+            item=ev.PurchasedItem("product-12", "product", "12"),
+            amount_cents=2450,
+            full=False,
+        )
+        commands = decide(refund, contact(), OFFERINGS_CONFIG)
         assert (
-            Note(
-                "revoke_at_period_end is not applied yet; the offerings stay granted",
-                {"offerings": ["foundation"]},
+            TrackSubscription(
+                Update(
+                    "77",
+                    "product-12",
+                    Change.PARTLY_REFUNDED,
+                    offerings=("foundation",),
+                    amount_cents=2450,
+                    reverse_credits=True,
+                )
             )
             in commands
         )
-        assert not any(isinstance(c, RevokeOffering) for c in commands)
+        assert not any(isinstance(c, RevokeOffering | RemoveTags | AddTags) for c in commands)
 
     def test_an_operator_releases_and_revokes_with_a_reason(self) -> None:
         release = OfferingChangeRequested("k", ev.Person("ada@example.com"), "foundation", True, "comp")
