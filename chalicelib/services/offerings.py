@@ -84,32 +84,24 @@ class Offerings:
     def period_end(self, timer: Timer) -> dict[str, Any]:
         """A ``subscription_end`` timer fired: end the cancelled subscription through the contact's
         inbox; the engine finds the record by the timer's key and checks its generation."""
-        if timer.email is None:
-            raise InvalidTimer("a subscription timer names its contact")
-        key = f"subscription_end:{timer.key}:{timer.generation}"
-        event = SubscriptionPeriodEnded(key, Person(timer.email), timer.key, timer.generation)
-        stored = {
-            "kind": "subscription_end",
-            "email": timer.email,
-            "timer_key": timer.key,
-            "generation": timer.generation,
-        }
-        receipt = self.inbox.receive(Delivery(Source.TIMER, event, stored))
-        return {"result": receipt.result, "event_id": receipt.event_id}
+        return self._subscription_timer(timer, "subscription_end", SubscriptionPeriodEnded)
 
     def dunning(self, timer: Timer) -> dict[str, Any]:
         """A ``dunning`` timer fired (a reminder, or the end of a grace period): through the
         contact's inbox; the engine finds the record and step by the key and checks the generation."""
+        return self._subscription_timer(timer, "dunning", DunningStepDue)
+
+    def _subscription_timer(
+        self,
+        timer: Timer,
+        kind: str,
+        event_type: type[SubscriptionPeriodEnded] | type[DunningStepDue],
+    ) -> dict[str, Any]:
         if timer.email is None:
-            raise InvalidTimer("a dunning timer names its contact")
-        key = f"dunning:{timer.key}:{timer.generation}"
-        event = DunningStepDue(key, Person(timer.email), timer.key, timer.generation)
-        stored = {
-            "kind": "dunning",
-            "email": timer.email,
-            "timer_key": timer.key,
-            "generation": timer.generation,
-        }
+            raise InvalidTimer(f"a {kind} timer names its contact")
+        key = f"{kind}:{timer.key}:{timer.generation}"
+        event = event_type(key, Person(timer.email), timer.key, timer.generation)
+        stored = {"kind": kind, "email": timer.email, "timer_key": timer.key, "generation": timer.generation}
         receipt = self.inbox.receive(Delivery(Source.TIMER, event, stored))
         return {"result": receipt.result, "event_id": receipt.event_id}
 

@@ -227,20 +227,7 @@ def test_a_contact_at_the_tag_byte_cap_with_every_echo_credit_fits_one_dynamodb_
     with_no_echoes = replace(full, kit_echoes={})
     assert item_size(full) - item_size(with_no_echoes) < 50_000
     assert item_size(full) < 400_000
-    record = InboxRecord(
-        id=event_id_for("admin", f"echoes-{email}"),
-        source="admin",
-        idempotency_key=f"echoes-{email}",
-        event_type="admin.tags",
-        status=Status.RECEIVED,
-        received_at=T0,
-    )
-    dynamo_stores.inbox.claim_event(record)
-    transition = engine.Transition(fresh, full, (), (), None, ())
-    dynamo_stores.contacts.commit(Commit(record.id, transition, processed_at=T0))
-    read_back = dynamo_stores.contacts.get_contact(email)
-    assert read_back is not None
-    assert replace(read_back, version=0) == replace(full, version=0)
+    assert_commits_whole(dynamo_stores, fresh, full, "echoes")
 
 
 def _every_offering_with_full_why() -> dict[str, OfferingAccess]:
@@ -288,20 +275,7 @@ def test_a_contact_at_the_tag_byte_cap_with_every_offering_and_full_why_lists_fi
     )
     assert item_size(full) - item_size(replace(full, offerings={})) < MAX_ACCESS_BYTES + 100
     assert item_size(full) < 380_000
-    record = InboxRecord(
-        id=event_id_for("admin", f"offerings-{email}"),
-        source="admin",
-        idempotency_key=f"offerings-{email}",
-        event_type="admin.tags",
-        status=Status.RECEIVED,
-        received_at=T0,
-    )
-    dynamo_stores.inbox.claim_event(record)
-    transition = engine.Transition(fresh, full, (), (), None, ())
-    dynamo_stores.contacts.commit(Commit(record.id, transition, processed_at=T0))
-    read_back = dynamo_stores.contacts.get_contact(email)
-    assert read_back is not None
-    assert replace(read_back, version=0) == replace(full, version=0)
+    assert_commits_whole(dynamo_stores, fresh, full, "offerings")
 
 
 def _subscriptions_at_their_cap() -> dict[str, Subscription]:
@@ -343,17 +317,23 @@ def test_a_contact_at_every_cap_with_subscriptions_at_theirs_fits_one_dynamodb_i
         subscriptions=subscriptions,
     )
     assert item_size(full) < 400_000
+    assert_commits_whole(dynamo_stores, fresh, full, "subscriptions")
+
+
+def assert_commits_whole(stores: Stores, fresh: Contact, full: Contact, key: str) -> None:
+    """Commit ``full`` over the new contact ``fresh`` as one admin event on DynamoDB; it reads back whole."""
+    email = full.email
     record = InboxRecord(
-        id=event_id_for("admin", f"subscriptions-{email}"),
+        id=event_id_for("admin", f"{key}-{email}"),
         source="admin",
-        idempotency_key=f"subscriptions-{email}",
+        idempotency_key=f"{key}-{email}",
         event_type="admin.tags",
         status=Status.RECEIVED,
         received_at=T0,
     )
-    dynamo_stores.inbox.claim_event(record)
+    stores.inbox.claim_event(record)
     transition = engine.Transition(fresh, full, (), (), None, ())
-    dynamo_stores.contacts.commit(Commit(record.id, transition, processed_at=T0))
-    read_back = dynamo_stores.contacts.get_contact(email)
+    stores.contacts.commit(Commit(record.id, transition, processed_at=T0))
+    read_back = stores.contacts.get_contact(email)
     assert read_back is not None
     assert replace(read_back, version=0) == replace(full, version=0)
