@@ -113,6 +113,16 @@ class Container:
 
         config = self.loaded.model
         stores = self.stores
+        self.members = Members(
+            stores.members,
+            passwords=self.password_hasher,
+            outbox=stores.outbox,
+            contacts=stores.contacts.get_contact,
+            session_key=self.member_session_key,
+            clock=self.clock,
+            public_base_url=self.settings.public_base_url,
+            from_name=sender_name(config.email.from_) if config.email else None,
+        )
         self.inbox = Inbox(
             self.loaded.setup,
             events=stores.inbox,
@@ -127,6 +137,7 @@ class Container:
             clock=self.clock,
             scheduler=self.scheduler,
             metrics=self.metrics,
+            accounts=self.members.ensure_account,
         )
         self.intake = Intake(self.inbox, config, self.secrets, self.clock)
         self.inbox.decoders = self.intake.decoders()
@@ -141,16 +152,6 @@ class Container:
             stores.rate_limits,
             self.settings.kit_api_base_url or DEFAULT_BASE_URL,
             self.clock,
-        )
-        self.members = Members(
-            stores.members,
-            passwords=self.password_hasher,
-            outbox=stores.outbox,
-            contacts=stores.contacts.get_contact,
-            session_key=self.member_session_key,
-            clock=self.clock,
-            public_base_url=self.settings.public_base_url,
-            from_name=sender_name(config.email.from_) if config.email else None,
         )
 
     def password_hasher(self) -> PasswordHasher:

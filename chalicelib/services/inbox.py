@@ -75,6 +75,8 @@ in its inbox record, which DynamoDB holds to 400 KB. A worker confirms a longer 
 MAX_SOURCE_ID_LENGTH = 1024
 
 Decoder = Callable[[InboxRecord], "rules.Actionable | Ignored | Rejected"]
+AccountOpener = Callable[[str, datetime], object]
+"""Makes sure the member account of an address exists (``Members.ensure_account``); idempotent."""
 """Turns a stored inbox record back into its event, for replays."""
 
 
@@ -134,6 +136,7 @@ class Inbox:
         sleep: Callable[[float], None] = time.sleep,
         scheduler: Scheduler | None = None,
         metrics: Metrics | None = None,
+        accounts: AccountOpener | None = None,
     ) -> None:
         self.metrics: Metrics = metrics or NO_METRICS
         self.events = events
@@ -148,6 +151,8 @@ class Inbox:
         self.sleep = sleep
         self.scheduler = scheduler
         """Starts the timers of waiting runs; without one, waiting runs are woken by the sweep."""
+        self.accounts = accounts
+        """Opens the member account of a contact an event grants an offering, before the commit."""
         self._pinned: dict[tuple[str, str], Program] = {}
         self._saved_versions: set[tuple[str, str]] = set()
 
@@ -374,6 +379,7 @@ class Inbox:
         self, event_id: str, event: rules.Actionable, fresh: InboxRecord | None, base_url: str | None = None
     ) -> Receipt:
         email = normalize_email(event.person.email)
+        opened = False
         for attempt in range(MAX_COMMIT_ATTEMPTS):
             now = self.clock()
             contact = self.contacts.get_contact(email) or Contact.new(email, now)
@@ -382,6 +388,12 @@ class Inbox:
             context = engine.Context(event_id, now, self.setup, self.book(runs.values()))
             transition = self.emails.rendered(self._transition(contact, commands, context, runs), base_url)
             self._save_versions(transition.programs, now)
+            if transition.grants_offering and self.accounts is not None and not opened:
+                # Before the commit, so no one ever has access (or a welcome email) without an
+                # account to log in to. Opening is idempotent: a commit that then fails leaves an
+                # account without access, which is harmless, and a redelivery finds it.
+                self.accounts(email, now)
+                opened = True
             result = _result_summary(transition)
             record = (
                 replace(

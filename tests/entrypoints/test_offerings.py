@@ -228,6 +228,46 @@ class TestPurchaseReleases:
         ]
 
 
+class TestMemberAccount:
+    """Release opens the member account before the grant is committed, so no one ever has access
+    (or a welcome email) without an account to log in to."""
+
+    def test_the_account_exists_as_soon_as_the_purchase_is_answered(self, shop: OfferingsWorld) -> None:
+        assert shop.deliver(order(items=("product-12",))).json_body["result"] == "accepted"
+        member = shop.stores.members.get_member(BUYER)
+        assert member is not None
+        assert (member.created_at, member.password_hash) == (T0, None)
+        login = shop.post_json("/members/login", {"email": BUYER, "password": "correct horse battery"})
+        assert login.status_code == 401
+
+    def test_a_contact_granted_nothing_gets_no_account(self, shop: OfferingsWorld) -> None:
+        answer = shop.admin_post(f"/admin/contacts/{quote(BUYER)}/tags", {"add": ["Newsletter"]})
+        assert answer.status_code == 200, answer.body
+        assert shop.stores.members.get_member(BUYER) is None
+
+    def test_when_the_account_cannot_be_opened_nothing_is_granted_and_a_redelivery_is(
+        self, shop: OfferingsWorld
+    ) -> None:
+        members = shop.stores.members
+        working = members.create_member
+
+        def unavailable(email: str, now: Any) -> Any:
+            raise ConnectionError("the members table is unavailable")
+
+        members.create_member = unavailable  # type: ignore[method-assign]
+        failed = shop.deliver(order(items=("product-12",)))
+        assert failed.status_code == 500
+        assert shop.stores.contacts.get_contact(BUYER) is None
+        assert shop.welcome_emails() == []
+        assert shop.scheduler.pending() == []
+
+        members.create_member = working  # type: ignore[method-assign]
+        assert shop.deliver(order(items=("product-12",))).json_body["result"] == "accepted"
+        assert shop.contact()["offerings"]["foundation"]["access"] is True
+        assert len(shop.welcome_emails()) == 1
+        assert shop.stores.members.get_member(BUYER) is not None
+
+
 class TestDrip:
     def test_a_test_contacts_modules_come_on_scaled_time_through_the_timer_function(
         self, shop: OfferingsWorld

@@ -84,6 +84,16 @@ class Transition:
         return self.after != self.before or bool(self.runs)
 
     @property
+    def grants_offering(self) -> bool:
+        """Whether this event grants the contact an offering (a new grant or a restored one): the
+        member account must exist before the commit makes the access, and its welcome email, real."""
+        before = self.before.offerings
+        return any(
+            record.granted and (oid not in before or before[oid].generation != record.generation)
+            for oid, record in self.after.offerings.items()
+        )
+
+    @property
     def writes_contact(self) -> bool:
         """Whether the commit writes the contact, and so holds the event to the version it read.
 

@@ -273,6 +273,22 @@ class TestTheTransition:
         )
         assert transition.after.offerings["foundation"].granted
 
+    def test_a_grant_asks_for_the_member_account_and_nothing_else_does(self) -> None:
+        context = Context("e", T0, SETUP)
+        assert apply(Contact.new(EMAIL, T0), [ReleaseOffering("foundation", ORDER)], context).grants_offering
+        holder = granted(stored())
+        assert not apply(holder, [ReleaseOffering("foundation", ORDER)], context).grants_offering
+        assert not apply(holder, [RevokeOffering("foundation", REFUND)], context).grants_offering
+        assert not apply(stored(), [AddTags(("Anything",))], context).grants_offering
+        assert not apply(
+            Contact.new(EMAIL, T0),
+            [ReleaseOffering("foundation", ORDER), RevokeOffering("foundation", REFUND)],
+            context,
+        ).grants_offering
+        revoked = apply(holder, [RevokeOffering("foundation", REFUND)], context).after
+        again = apply(revoked, [ReleaseOffering("foundation", ORDER)], Context("e2", T0, SETUP))
+        assert again.grants_offering
+
     def test_a_test_contacts_drip_runs_on_scaled_time(self) -> None:
         transition = apply(
             Contact.new("ada+test@example.com", T0),
