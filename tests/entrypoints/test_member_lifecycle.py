@@ -9,8 +9,10 @@ on its timer), the end of grace revokes the access, and the fixed card restores 
 the recovered email and no second welcome. At each stage the access API and the login answer
 say what the member has, and ``why``.
 
-Timers are the in-memory RecordingScheduler played into the real timer function on a clock moved by
-hand; emails go through the real delivery worker to the in-memory SES (``InMemoryMailer``).
+Each life runs on the in-memory stores and on DynamoDB on moto, as the packaged template's function
+role with IAM enforced. Timers are the in-memory RecordingScheduler played into the real timer
+function on a clock moved by hand; emails go through the real delivery worker to the in-memory SES
+(``InMemoryMailer``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from chalicelib.config.loader import load_config
 from chalicelib.config.secrets import SecretResolver
 from chalicelib.domain.outbox import OutboxKind
 from chalicelib.domain.timers import TimerKind
+from chalicelib.services.ports import Stores
 from chalicelib.settings import Settings
 from tests.builders import T0
 from tests.entrypoints.conftest import SECRET_ENV
@@ -40,6 +43,7 @@ from tests.entrypoints.test_member_routes import link_in, path_of, submit, token
 from tests.entrypoints.test_offerings import ORDER, OfferingsWorld, order, refund, whys
 from tests.entrypoints.test_subscriptions import cancelled
 from tests.fakes import InMemoryMailer, RecordingScheduler, in_memory_stores
+from tests.support.aws import app_aws, app_stores
 from tests.support.members import cheap_passwords
 from tests.support.metrics import RecordingMetrics
 
@@ -83,10 +87,18 @@ class Life(OfferingsWorld):
         return dict(record)
 
 
-@pytest.fixture
-def life() -> Iterator[Life]:
+@pytest.fixture(params=["memory", pytest.param("dynamodb", marks=pytest.mark.integration)])
+def life(request: pytest.FixtureRequest) -> Iterator[Life]:
+    """The life on the in-memory stores, and on DynamoDB on moto as the function role."""
+    if request.param == "memory":
+        yield from _life(in_memory_stores())
+        return
+    with app_aws():
+        yield from _life(app_stores())
+
+
+def _life(stores: Stores) -> Iterator[Life]:
     env = {**SECRET_ENV, "PUBLIC_BASE_URL": PUBLIC, "KIT_API_KEY": "kit-key-FIXTURE"}
-    stores = in_memory_stores()
     scheduler = RecordingScheduler()
     clock = Clock(T0)
     container = bootstrap.Container(
