@@ -88,7 +88,13 @@ def track_subscription(work: Work, command: TrackSubscription) -> list[Command]:
     if update.change is Change.REFUNDED and update.reverse_credits and record.credits:
         follow_ups += _reverse_credits(work, record, dict(record.credits))
     if update.change is Change.PARTLY_REFUNDED and update.prorate and before is not None and before.credits:
-        follow_ups += _reverse_credits(work, record, prorated(before, update.amount_cents or 0))
+        shares = prorated(before, update.amount_cents or 0)
+        if before.charged_cents is None:
+            work.log(
+                TimelineKind.NOTE,
+                {"text": "credits not prorated: the item's charge is not known", "order_id": record.order_id},
+            )
+        follow_ups += _reverse_credits(work, record, shares)
     if (
         record.status is SubscriptionStatus.CANCELLED
         and record.revoke_at_end

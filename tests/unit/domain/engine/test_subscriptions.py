@@ -97,3 +97,13 @@ class TestReversal:
         part = Update("77", "upsell-2", Change.PARTLY_REFUNDED, amount_cents=1450, reverse_credits=True)
         t = apply(contact, [TrackSubscription(part)], Context("r", T0, SETUP))
         assert (t.after.fields["credits"], t.ledger) == (55, ())
+
+    def test_prorate_without_a_known_charge_reverses_nothing_and_says_so(self) -> None:
+        unknown = replace(record("upsell-2", 2900, 55), charged_cents=None)
+        part = Update(
+            "77", "upsell-2", Change.PARTLY_REFUNDED, amount_cents=1450, reverse_credits=True, prorate=True
+        )
+        t = apply(holding(unknown, balance=55), [TrackSubscription(part)], Context("r", T0, SETUP))
+        assert (t.after.fields["credits"], t.ledger) == (55, ())
+        notes = [e.data["text"] for e in t.timeline if e.kind.value == "note"]
+        assert notes == ["credits not prorated: the item's charge is not known"]
