@@ -170,6 +170,7 @@ def _tag_actions(actions: TagActions | None) -> DomainTagActions | None:
         revoke=actions.revoke,
         revoke_at_period_end=actions.revoke_at_period_end if isinstance(actions, CancelActions) else (),
         reverse_credits=actions.reverse_credits if isinstance(actions, RefundActions) else False,
+        partial=actions.partial if isinstance(actions, RefundActions) else "record",
         dunning=actions.dunning if isinstance(actions, FailedPaymentActions) else None,
     )
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from chalicelib.config.automations import AutomationConfig, AutomationId, EmailConfig, EmailId, TimeZoneName
 from chalicelib.config.base import (
@@ -91,10 +91,29 @@ class RefundActions(TagActions):
     reverse_credits: bool = Field(
         default=False,
         description=(
-            "Reverse the credits the refunded order added, as ledger entries. Accepted and kept "
-            "with the config; not applied yet."
+            "On a full refund, reverse the credits this item added (its on_purchase actions and "
+            "its rebills' on_payment), as ledger entries; never below the field's min."
         ),
     )
+    partial: Literal["record", "revoke", "prorate"] = Field(
+        default="record",
+        description=(
+            "What a partial refund of this item does. record (the default): it is noted on the "
+            "order item only. revoke: it does everything a full refund does. prorate: access stays "
+            "and the item's credits are reversed in proportion to the share of its last charge "
+            "refunded (needs reverse_credits: true). Refunds of one charge add up: once they reach "
+            "it, the refund is full."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _prorate_reverses_credits(self) -> RefundActions:
+        if self.partial == "prorate" and not self.reverse_credits:
+            raise ValueError(
+                "partial: prorate reverses credits in proportion; set reverse_credits: true as well"
+                " (or use partial: record or revoke)"
+            )
+        return self
 
 
 class CancelActions(TagActions):

@@ -69,6 +69,9 @@ class OrderSucceeded(ThriveCartEvent):
     items: tuple[PurchasedItem, ...] = ()
     currency: str | None = None
     total_cents: int | None = None
+    charges: tuple[tuple[str, int], ...] = ()
+    """What the order charged now for each item it names (``order[charges]``), in cents, by item key;
+    an item charged nothing yet (a trial) or not identified by its charge is absent."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,9 @@ class OrderRefunded(ThriveCartEvent):
     item: PurchasedItem | None = None
     amount_cents: int | None = None
     full: bool | None = None
+    """The whole-order comparison (``refund[amount]`` against ``order[total]``); None when either is
+    missing. The rules decide per item when they know what the item was charged, and fall back to
+    this only when they do not."""
 
 
 @dataclass(frozen=True)

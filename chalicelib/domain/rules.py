@@ -54,7 +54,7 @@ from chalicelib.domain.requests import (
     TagsChangeRequested,
 )
 from chalicelib.domain.setup import Product, Setup, TagActions
-from chalicelib.domain.subscriptions import Change, Update
+from chalicelib.domain.subscriptions import Change, Update, refund_covers_charge, subscription_key
 
 Actionable = ev.ThriveCartEvent | ev.KitEvent | Request
 
@@ -96,7 +96,7 @@ def screen(event: Actionable, setup: Setup) -> str | None:
 def decide(event: Actionable, contact: Contact, setup: Setup) -> list[Command]:
     """Commands that apply ``event`` to ``contact``; raises ``Unactionable`` when it cannot."""
     if isinstance(event, ev.ThriveCartEvent):
-        return _thrivecart(event, setup)
+        return _thrivecart(event, setup, contact)
     if isinstance(event, ev.KitEvent):
         return _kit(event, setup)
     if isinstance(event, RunWakeUp | RunCancelRequested) and contact.is_new:
@@ -142,7 +142,7 @@ def _tag_actions(actions: TagActions | None, cause: AccessCause) -> list[Command
     return commands
 
 
-def _thrivecart(event: ev.ThriveCartEvent, setup: Setup) -> list[Command]:
+def _thrivecart(event: ev.ThriveCartEvent, setup: Setup, contact: Contact) -> list[Command]:
     products = setup.products
     hook = _PRODUCT_HOOK.get(type(event), "")
     commands: list[Command] = [
@@ -151,11 +151,12 @@ def _thrivecart(event: ev.ThriveCartEvent, setup: Setup) -> list[Command]:
     ]
     if isinstance(event, ev.OrderSucceeded):
         order_id = event.order_id or event.idempotency_key
+        charged = dict(event.charges)
         items = tuple(
             OrderItem(
                 item.key,
                 (
-                    *_purchased(products, order_id, item.key),
+                    *_purchased(products, order_id, item.key, charged.get(item.key)),
                     *product_actions(products, item.key, hook, event.order_id),
                 ),
             )
@@ -168,19 +169,13 @@ def _thrivecart(event: ev.ThriveCartEvent, setup: Setup) -> list[Command]:
     else:
         subject = getattr(event, "item", None)
         key = subject.key if isinstance(subject, ev.PurchasedItem) else None
-    if key is not None:
+    if isinstance(event, ev.OrderRefunded) and key is not None:
+        commands += _refunded(event, key, products, contact)
+    elif key is not None:
         update = subscription_update(event, key, products)
         if update is not None:
             commands.append(TrackSubscription(update))
-        if isinstance(event, ev.OrderRefunded) and event.full is False:
-            commands.append(
-                Note(
-                    "partial refund recorded; on_refund applies to full refunds only",
-                    {"item": key, "amount_cents": event.amount_cents},
-                )
-            )
-        else:
-            commands.extend(product_actions(products, key, hook, event.order_id))
+        commands.extend(product_actions(products, key, hook, event.order_id))
     products_of_event = (key,) if key else ()
     commands.append(
         Happen(Happening("thrivecart", event.event_name, products_of_event, event.idempotency_key))
@@ -188,23 +183,76 @@ def _thrivecart(event: ev.ThriveCartEvent, setup: Setup) -> list[Command]:
     return commands
 
 
-def _purchased(products: Mapping[str, Product], order_id: str, key: str) -> list[Command]:
-    """The record of an order item bought: for every subscription, and for any item that releases
-    offerings (so a refund knows which order granted what)."""
+def _purchased(
+    products: Mapping[str, Product], order_id: str, key: str, charged_cents: int | None
+) -> list[Command]:
+    """The record of an order item bought: for every subscription, for any item that releases
+    offerings (so a refund knows which order granted what) and for any item a refund acts on (so
+    it knows what the item was charged and the credits it added)."""
     product = products.get(key)
     released = product.on_purchase.release if product is not None and product.on_purchase else ()
     recurring = product is not None and any(
         (product.on_payment, product.on_cancel, product.on_payment_failed, product.on_pause)
     )
-    if not released and not recurring:
+    refundable = product is not None and product.on_refund is not None
+    if not released and not recurring and not refundable:
         return []
-    return [TrackSubscription(Update(order_id, key, Change.PURCHASED, offerings=released))]
+    update = Update(order_id, key, Change.PURCHASED, offerings=released, amount_cents=charged_cents)
+    return [TrackSubscription(update)]
+
+
+def _refunded(
+    event: ev.OrderRefunded, key: str, products: Mapping[str, Product], contact: Contact
+) -> list[Command]:
+    """A refund of the item ``key``: full when the refunds of the item's last charge reach that
+    charge, else partial; the order's whole total decides only when the item's charge is not known.
+    A full refund (or a partial one under ``partial: revoke``) applies the item's ``on_refund``."""
+    order_id = event.order_id or event.idempotency_key
+    record = contact.subscriptions.get(subscription_key(order_id, key))
+    covered = refund_covers_charge(record, event.amount_cents)
+    full = covered if covered is not None else event.full is not False
+    product = products.get(key)
+    on_refund = product.on_refund if product is not None else None
+    partial = on_refund.partial if on_refund is not None else "record"
+    reverse = on_refund is not None and on_refund.reverse_credits
+    released = product.on_purchase.release if product is not None and product.on_purchase else ()
+    basis = "the item's charge" if covered is not None else "the order's total"
+    data = {"item": key, "amount_cents": event.amount_cents, "compared_with": basis}
+    if full or partial == "revoke":
+        update = Update(
+            order_id,
+            key,
+            Change.REFUNDED,
+            offerings=released,
+            amount_cents=event.amount_cents,
+            reverse_credits=reverse,
+        )
+        commands: list[Command] = [TrackSubscription(update)]
+        if not full:
+            commands.append(Note("partial refund revoked like a full one (on_refund partial: revoke)", data))
+        return commands + product_actions(products, key, "on_refund", event.order_id)
+    prorate = partial == "prorate"
+    update = Update(
+        order_id,
+        key,
+        Change.PARTLY_REFUNDED,
+        offerings=released,
+        amount_cents=event.amount_cents,
+        reverse_credits=reverse,
+        prorate=prorate,
+    )
+    text = (
+        "partial refund: credits reversed in proportion, access kept (on_refund partial: prorate)"
+        if prorate
+        else "partial refund recorded; on_refund applies to full refunds (on_refund partial: record)"
+    )
+    return [TrackSubscription(update), Note(text, data)]
 
 
 def subscription_update(
     event: ev.ThriveCartEvent, key: str, products: Mapping[str, Product]
 ) -> Update | None:
-    """What a ThriveCart event other than a purchase does to the record of its order item.
+    """What a ThriveCart event other than a purchase or a refund does to the record of its order item.
 
     Each update names the offerings the item's product releases on purchase, so a record first
     heard of by a later event (a subscription bought before memberflow ran) knows them too.
@@ -220,7 +268,9 @@ def _subscription_update(
     event: ev.ThriveCartEvent, order_id: str, key: str, products: Mapping[str, Product]
 ) -> Update | None:
     if isinstance(event, ev.SubscriptionPaymentSucceeded):
-        return Update(order_id, key, Change.PAID, period_end=event.next_payment_at)
+        return Update(
+            order_id, key, Change.PAID, period_end=event.next_payment_at, amount_cents=event.amount_cents
+        )
     if isinstance(event, ev.RebillFailed):
         product = products.get(key)
         failed = product.on_payment_failed if product is not None else None
@@ -236,12 +286,6 @@ def _subscription_update(
         return Update(order_id, key, Change.PAUSED)
     if isinstance(event, ev.SubscriptionResumed):
         return Update(order_id, key, Change.RESUMED)
-    if isinstance(event, ev.OrderRefunded):
-        change = Change.PARTLY_REFUNDED if event.full is False else Change.REFUNDED
-        product = products.get(key)
-        on_refund = product.on_refund if product is not None else None
-        reverse = on_refund is not None and on_refund.reverse_credits
-        return Update(order_id, key, change, amount_cents=event.amount_cents, reverse_credits=reverse)
     return None
 
 

@@ -17,6 +17,9 @@ from chalicelib.domain.automations.book import AutomationBook
 from chalicelib.domain.automations.definition import FieldAssignment, FieldDelta
 
 FieldType = Literal["number", "text", "date"]
+PartialRefund = Literal["record", "revoke", "prorate"]
+"""``record``: noted on the item's record only; ``revoke``: like a full refund; ``prorate``: the
+item's credits reversed in proportion to the refunded share of its charge, access kept."""
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -63,7 +66,9 @@ class TagActions:
     revoke_at_period_end: tuple[str, ...] = ()
     """Offerings taken away when the paid period ends (``on_cancel``); not applied yet."""
     reverse_credits: bool = False
-    """``on_refund``: reverse the credits the refunded order added; stored, not applied yet."""
+    """``on_refund``: a full refund reverses the credits the refunded item's events added."""
+    partial: PartialRefund = "record"
+    """``on_refund``: what a partial refund of the item does (``PartialRefund``)."""
     dunning: str | None = None
     """``on_payment_failed``: the dunning policy the failure starts."""
 

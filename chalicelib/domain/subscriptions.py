@@ -8,8 +8,13 @@ cancelled period is over, ``refunded`` after a full refund. It names the offerin
 takes away only what its own order granted: an offering another live record still grants stays
 (``grants_elsewhere``).
 
-A one-time item that releases an offering gets a record too (``active`` until it is refunded): a
-refund needs to know which order granted what, whether or not the item rebills.
+A one-time item that releases an offering, or whose product has ``on_refund``, gets a record too
+(``active`` until it is refunded): a refund needs to know which order granted what, what the item
+was charged and the credits it added, whether or not the item rebills.
+
+A refund is of one payment of one item: ``refund_covers_charge`` tells a full refund (the refunds
+of the item's last charge reach it) from a partial one, and ``prorated`` is the share of the item's
+credits a partial refund under ``on_refund: {partial: prorate}`` takes back.
 
 ``generation`` moves on with every status change; a subscription timer (``TimerKind.SUBSCRIPTION_END``)
 carries the generation it was started in, so a timer of a cancellation the member undid (a resumed or
@@ -28,7 +33,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 from chalicelib.domain.timers import Timer, TimerKind, due_second, timer_name
@@ -110,6 +115,11 @@ class Subscription:
     """Offerings to revoke when a cancelled period ends (``on_cancel: {revoke_at_period_end: ...}``)."""
     refunded_cents: int = 0
     """Refunds recorded so far, full and partial."""
+    charged_cents: int | None = None
+    """The item's last charge: what the order charged for it (``order[charges]``), then each rebill
+    (``subscription[amount]``). None when no event said."""
+    charge_refunded_cents: int = 0
+    """Refunds of the last charge so far: a refund is full once these reach ``charged_cents``."""
     last_change: str = ""
     event_id: str = ""
     """The inbound event behind the last change."""
@@ -118,8 +128,8 @@ class Subscription:
     failed_at: datetime | None = None
     """When the payment failed that made the record past due (the dunning timers count from it)."""
     credits: tuple[tuple[str, Decimal], ...] = ()
-    """Number fields the order's events (its purchase, its rebills) raised, net per field: what a
-    full refund with ``reverse_credits: true`` takes back."""
+    """Number fields the item's own events (its product actions on purchase, its rebills) raised,
+    net per field: what a full refund of the item with ``reverse_credits: true`` takes back."""
     suspended: tuple[tuple[str, datetime], ...] = ()
     """Offerings dunning revoked, each with when it had been granted: a later payment restores
     them as they were (their drip where it would be now; no second welcome email)."""
@@ -142,6 +152,8 @@ class Subscription:
             "period_end": self.period_end.isoformat() if self.period_end else None,
             "revoke_at_period_end": list(self.revoke_at_end),
             "refunded_cents": self.refunded_cents,
+            "charged_cents": self.charged_cents,
+            "charge_refunded_cents": self.charge_refunded_cents,
             "since": self.since.isoformat(),
             "updated_at": self.updated_at.isoformat(),
             "last_change": self.last_change,
@@ -170,10 +182,13 @@ class Update:
     period_end: datetime | None = None
     revoke_at_end: tuple[str, ...] = ()
     amount_cents: int | None = None
+    """Purchased and paid: what the item was charged (None: not said). Refunded: the amount refunded."""
     dunning: str | None = None
     """Failed: the policy the product's ``on_payment_failed`` names."""
     reverse_credits: bool = False
     """Refunded: the product's ``on_refund: {reverse_credits: true}``."""
+    prorate: bool = False
+    """Partly refunded: reverse the item's credits in proportion (``on_refund: {partial: prorate}``)."""
 
 
 def advance(current: Subscription | None, update: Update, at: datetime, event_id: str) -> Subscription:
@@ -196,9 +211,18 @@ def advance(current: Subscription | None, update: Update, at: datetime, event_id
     revoke_at_end = update.revoke_at_end if update.change is Change.CANCELLED else ()
     if status is SubscriptionStatus.CANCELLED and update.change is not Change.CANCELLED:
         revoke_at_end = current.revoke_at_end  # a partial refund of a cancelled one keeps its end
-    refunded = current.refunded_cents
+    refunded, charged, charge_refunded = (
+        current.refunded_cents,
+        current.charged_cents,
+        current.charge_refunded_cents,
+    )
     if update.change in (Change.REFUNDED, Change.PARTLY_REFUNDED) and update.amount_cents:
         refunded += update.amount_cents
+        charge_refunded += update.amount_cents
+    # A purchase heard of after a rebill does not replace the rebill's charge.
+    first_charge = update.change is Change.PURCHASED and charged is None
+    if update.amount_cents is not None and (first_charge or update.change is Change.PAID):
+        charged, charge_refunded = update.amount_cents, 0
     moved = status != current.status or update.change is Change.CANCELLED
     dunning, failed_at, suspended = current.dunning, current.failed_at, current.suspended
     if status is SubscriptionStatus.PAST_DUE and current.status is not SubscriptionStatus.PAST_DUE:
@@ -216,6 +240,8 @@ def advance(current: Subscription | None, update: Update, at: datetime, event_id
         period_end=period_end,
         revoke_at_end=revoke_at_end,
         refunded_cents=refunded,
+        charged_cents=charged,
+        charge_refunded_cents=charge_refunded,
         last_change=update.change.value,
         event_id=event_id,
         dunning=dunning,
@@ -230,6 +256,41 @@ def with_credits(record: Subscription, added: Mapping[str, Decimal]) -> Subscrip
     for name, amount in added.items():
         totals[name] = totals.get(name, Decimal(0)) + amount
     return replace(record, credits=tuple(sorted((n, a) for n, a in totals.items() if a)))
+
+
+def refund_covers_charge(record: Subscription | None, amount_cents: int | None) -> bool | None:
+    """Whether a refund of ``amount_cents``, with the earlier refunds of the same charge, covers the
+    item's last charge (a full refund); None when that cannot be told (no record, no charge known,
+    no amount), for the caller to fall back to the whole order."""
+    if record is None or record.charged_cents is None or amount_cents is None:
+        return None
+    return record.charge_refunded_cents + amount_cents >= record.charged_cents
+
+
+def prorated(record: Subscription, amount_cents: int) -> dict[str, Decimal]:
+    """The share of the item's credits a partial refund of ``amount_cents`` takes back, per field.
+
+    The share is of what is left of the charge (``charged_cents`` less the refunds before this one)
+    applied to what is left of the credits, so the shares of all partial refunds and the rest a full
+    refund takes add up to exactly the credits. Each share is rounded down to the credit's own
+    decimal places (10 credits go back in whole credits); empty when no charge is known.
+    """
+    outstanding = (record.charged_cents or 0) - record.charge_refunded_cents
+    if outstanding <= 0 or amount_cents <= 0:
+        return {}
+    refunded = min(amount_cents, outstanding)
+    shares: dict[str, Decimal] = {}
+    for name, amount in record.credits:
+        places = Decimal(1).scaleb(min(_exponent(amount), 0))
+        share = (amount * refunded / outstanding).quantize(places, rounding=ROUND_DOWN)
+        if share:
+            shares[name] = share
+    return shares
+
+
+def _exponent(amount: Decimal) -> int:
+    exponent = amount.as_tuple().exponent
+    return exponent if isinstance(exponent, int) else 0
 
 
 def grants_elsewhere(
@@ -346,8 +407,11 @@ def _form(r: Subscription) -> dict[str, Any]:
         "x": r.failed_at.isoformat() if r.failed_at else None,
         "z": [[offering, since.isoformat()] for offering, since in r.suspended],
         "k": [[name, str(amount)] for name, amount in r.credits],
+        "n": r.charge_refunded_cents,
     }
     form.update({k: v for k, v in optional.items() if v})
+    if r.charged_cents is not None:
+        form["m"] = r.charged_cents  # 0 is a charge too (a free item)
     return form
 
 
@@ -368,6 +432,8 @@ def _of(raw: Mapping[str, Any]) -> Subscription:
         period_end=_time(raw["p"]) if raw.get("p") else None,
         revoke_at_end=tuple(raw.get("r", ())),
         refunded_cents=int(raw.get("c", 0)),
+        charged_cents=int(raw["m"]) if raw.get("m") is not None else None,
+        charge_refunded_cents=int(raw.get("n", 0)),
         last_change=raw.get("l", ""),
         event_id=raw.get("e", ""),
         dunning=raw.get("d"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from chalice.test import Client
@@ -259,4 +260,202 @@ class TestReverseCredits:
         shop = credit_shop
         shop.deliver(order(items=("product-12",)))
         shop.deliver(partial_refund())
+        assert shop.contact()["fields"]["credits"] == 50
+
+
+ITEM_PRODUCTS: dict[str, Any] = {
+    "product-12": {
+        "on_purchase": {"release": "foundation", "add_tags": ["Op – Add 50 Credits"]},
+        "on_refund": {"revoke": "foundation", "reverse_credits": True},
+    },
+    "bump-12": {
+        "on_purchase": {"release": "workbook"},
+        "on_refund": {"revoke": "workbook", "partial": "revoke"},
+    },
+    "upsell-2": {
+        "on_purchase": {"release": "coaching", "add_tags": ["Op – Add 100 Credits"]},
+        "on_payment": {"add_tags": ["Op – Add 50 Credits"]},
+        "on_refund": {"revoke": "coaching", "reverse_credits": True},
+    },
+}
+UPSELL_CHARGE = {
+    "name": "Inner Circle – Monthly",
+    "reference": "2",
+    "item_type": "upsell",
+    "item_identifier": "upsell_2",
+    "amount": "2900",
+    "type": "recurring",
+    "quantity": "1",
+}
+
+
+@pytest.fixture
+def item_shop() -> Iterator[OfferingsWorld]:
+    yield from shop_of(ITEM_PRODUCTS)
+
+
+@pytest.fixture
+def prorate_shop() -> Iterator[OfferingsWorld]:
+    upsell = ITEM_PRODUCTS["upsell-2"]
+    prorating = {**upsell, "on_refund": {**upsell["on_refund"], "partial": "prorate"}}
+    yield from shop_of({**ITEM_PRODUCTS, "upsell-2": prorating})
+
+
+def shop_of(products: dict[str, Any]) -> Iterator[OfferingsWorld]:
+    stores = in_memory_stores()
+    scheduler = RecordingScheduler()
+    clock = Clock(T0)
+    cfg = config(
+        thrivecart={**BASE_CONFIG["thrivecart"], "products": products},
+        offerings=OFFERINGS,
+        emails=EMAILS,
+        email={"from": "Academy <hello@example.com>"},
+    )
+    container = make_container(stores, cfg, scheduler=scheduler, clock=clock)
+    bootstrap.override(lambda: container)
+    with Client(app) as client:
+        yield OfferingsWorld(client, stores, container, scheduler, clock)
+    bootstrap.override(None)
+
+
+def three_item_order() -> str:
+    """The recorded order, its upsell charged at once (no trial): 49 + 19 + 29 = 97.00."""
+    body = order(items=("product-12", "bump-12", "upsell-2")).replace(
+        "order%5Btotal%5D=6800", "order%5Btotal%5D=9700"
+    )
+    upsell = "&".join(
+        f"order%5Bcharges%5D%5B2%5D%5B{name}%5D={quote(value)}" for name, value in UPSELL_CHARGE.items()
+    )
+    return f"{body}&{upsell}"
+
+
+def item_refund(kind: str, item_id: str, cents: int, event_id: str) -> str:
+    """The recorded full refund, of order ``ORDER`` (97.00), for ``cents`` of one item."""
+    body = refund(order_id=ORDER, email="ada.lovelace@example.com")
+    for old, new in (
+        ("refund%5Btype%5D=product", f"refund%5Btype%5D={kind}"),
+        ("refund%5Bid%5D=12", f"refund%5Bid%5D={item_id}"),
+        ("refund%5Bamount%5D=4900", f"refund%5Bamount%5D={cents}"),
+        ("order%5Btotal%5D=4900", "order%5Btotal%5D=9700"),
+        ("event_id=1325564304", f"event_id={event_id}"),
+    ):
+        assert old in body
+        body = body.replace(old, new)
+    return body
+
+
+def access(shop: OfferingsWorld) -> dict[str, bool]:
+    return {name: offering["access"] for name, offering in shop.contact()["offerings"].items()}
+
+
+class TestRefundPerItem:
+    """A refund names its item (refund[type], refund[id]); it is full when it (with the earlier
+    refunds of the same charge) reaches what that item was charged, and the item's own on_refund
+    applies, reversing the credits the item added."""
+
+    def test_refunding_the_upsell_alone_takes_back_only_the_upsell(self, item_shop: OfferingsWorld) -> None:
+        shop = item_shop
+        assert shop.deliver(three_item_order()).json_body["result"] == "accepted"
+        assert shop.contact()["fields"]["credits"] == 150
+        assert subscription(shop, "upsell-2")["credits"] == {"credits": "100"}
+        assert subscription(shop, "product-12")["credits"] == {"credits": "50"}
+        assert subscription(shop, "upsell-2")["charged_cents"] == 2900
+
+        response = shop.deliver(item_refund("upsell", "2", 2900, "91"))
+        assert response.json_body["result"] == "accepted"
+        assert access(shop) == {"foundation": True, "workbook": True, "coaching": False}
+        assert whys(shop.contact()["offerings"]["coaching"])[-1] == f"revoked by refund of order {ORDER}"
+        assert shop.contact()["fields"]["credits"] == 50
+        statuses = {r["item"]: r["status"] for r in shop.contact()["subscriptions"]}
+        assert statuses == {"product-12": "active", "bump-12": "active", "upsell-2": "refunded"}
+        assert subscription(shop, "product-12")["credits"] == {"credits": "50"}
+
+    def test_a_full_refund_of_one_item_of_a_bigger_order_is_full(self, item_shop: OfferingsWorld) -> None:
+        # 49.00 of a 97.00 order: compared with the order's total it would have been partial.
+        shop = item_shop
+        shop.deliver(three_item_order())
+        shop.deliver(item_refund("product", "12", 4900, "92"))
+        assert access(shop) == {"foundation": False, "workbook": True, "coaching": True}
+        assert shop.contact()["fields"]["credits"] == 100
+        assert subscription(shop)["status"] == "refunded"
+
+    def test_two_partial_refunds_adding_up_to_the_charge_are_a_full_refund(
+        self, item_shop: OfferingsWorld
+    ) -> None:
+        shop = item_shop
+        shop.deliver(three_item_order())
+        shop.deliver(item_refund("upsell", "2", 1450, "93"))
+        assert access(shop)["coaching"] is True
+        assert shop.contact()["fields"]["credits"] == 150
+        record = subscription(shop, "upsell-2")
+        assert (record["status"], record["charge_refunded_cents"]) == ("active", 1450)
+        shop.deliver(item_refund("upsell", "2", 1450, "94"))
+        assert access(shop)["coaching"] is False
+        assert shop.contact()["fields"]["credits"] == 50
+        record = subscription(shop, "upsell-2")
+        assert (record["status"], record["refunded_cents"]) == ("refunded", 2900)
+
+    def test_a_partial_refund_under_partial_revoke_revokes(self, item_shop: OfferingsWorld) -> None:
+        shop = item_shop
+        shop.deliver(three_item_order())
+        shop.deliver(item_refund("bump", "12", 500, "95"))
+        assert access(shop) == {"foundation": True, "workbook": False, "coaching": True}
+        assert subscription(shop, "bump-12")["status"] == "refunded"
+
+    def test_a_partial_refund_records_only_by_default(self, item_shop: OfferingsWorld) -> None:
+        shop = item_shop
+        shop.deliver(three_item_order())
+        shop.deliver(item_refund("product", "12", 4899, "96"))
+        assert access(shop)["foundation"] is True
+        assert shop.contact()["fields"]["credits"] == 150
+        record = subscription(shop)
+        assert (record["status"], record["last_change"], record["refunded_cents"]) == (
+            "active",
+            "partly_refunded",
+            4899,
+        )
+
+    def test_a_refund_delivered_twice_applies_once(self, item_shop: OfferingsWorld) -> None:
+        shop = item_shop
+        shop.deliver(three_item_order())
+        first = shop.deliver(item_refund("upsell", "2", 1450, "97"))
+        again = shop.deliver(item_refund("upsell", "2", 1450, "97"))
+        assert (first.json_body["result"], again.json_body["result"]) == ("accepted", "duplicate")
+        # Counted twice it would reach the charge and revoke.
+        record = subscription(shop, "upsell-2")
+        assert (record["status"], record["charge_refunded_cents"]) == ("active", 1450)
+        assert access(shop)["coaching"] is True
+
+    def test_a_refund_of_a_rebill_compares_with_that_payment(self, item_shop: OfferingsWorld) -> None:
+        # ThriveCart refunds one payment: after a rebill at a new price, the rebill is what is refunded.
+        shop = item_shop
+        shop.deliver(three_item_order())
+        rebill = paid()
+        for old, new in (
+            ("subscription%5Btype%5D=product", "subscription%5Btype%5D=upsell"),
+            ("subscription%5Bid%5D=12", "subscription%5Bid%5D=2"),
+            ("subscription%5Bamount%5D=4900", "subscription%5Bamount%5D=3900"),
+        ):
+            assert old in rebill
+            rebill = rebill.replace(old, new)
+        assert shop.deliver(rebill).json_body["result"] == "accepted"
+        record = subscription(shop, "upsell-2")
+        assert (record["charged_cents"], record["credits"]) == (3900, {"credits": "150"})
+        shop.deliver(item_refund("upsell", "2", 2900, "98"))
+        assert access(shop)["coaching"] is True
+        shop.deliver(item_refund("upsell", "2", 1000, "99"))
+        assert access(shop)["coaching"] is False
+        assert shop.contact()["fields"]["credits"] == 50
+
+    def test_a_partial_refund_under_partial_prorate_reverses_a_share(
+        self, prorate_shop: OfferingsWorld
+    ) -> None:
+        shop = prorate_shop
+        shop.deliver(three_item_order())
+        shop.deliver(item_refund("upsell", "2", 725, "100"))  # a quarter of 29.00
+        assert access(shop)["coaching"] is True
+        assert shop.contact()["fields"]["credits"] == 125
+        assert subscription(shop, "upsell-2")["credits"] == {"credits": "75"}
+        shop.deliver(item_refund("upsell", "2", 2175, "101"))  # the rest: full
+        assert access(shop)["coaching"] is False
         assert shop.contact()["fields"]["credits"] == 50

@@ -135,6 +135,7 @@ def _order_succeeded(payload: Mapping[str, Any], common: _Common) -> OrderSuccee
         items=items,
         currency=_text(payload, "currency"),
         total_cents=_whole(payload, "order", "total"),
+        charges=_charges(payload, items),
     )
 
 
@@ -353,6 +354,55 @@ def _purchased_items(payload: Mapping[str, Any]) -> tuple[PurchasedItem, ...]:
             name = _text(payload, "base_product_name")
             return (_item(f"product-{base_product}", "base_product", name),)
     return tuple(items.values())
+
+
+def _charges(payload: Mapping[str, Any], items: tuple[PurchasedItem, ...]) -> tuple[tuple[str, int], ...]:
+    """What ``order[charges]`` says each bought item was charged now.
+
+    A charge names its item by ``item_type`` and ``reference`` (else ``item_identifier``, like
+    ``product_12``); ``reference`` alone is ambiguous (``product-12`` and ``bump-12`` share it), so
+    such a charge names nothing. An item listed twice counts its largest charge: ThriveCart has sent
+    a subscription's first payment and its recurring plan as two charges of one item, with an
+    ``order[total]`` that counts one.
+    """
+    raw = _get(payload, "order", "charges")
+    if _is_absent(raw):
+        return ()
+    if isinstance(raw, list):
+        entries: list[tuple[str, Any]] = [(str(index), charge) for index, charge in enumerate(raw)]
+    elif isinstance(raw, Mapping):  # a form body whose indices have gaps
+        entries = [(str(index), charge) for index, charge in raw.items()]
+    else:
+        raise ParseError(f"order[charges] should be a list, not {_kind(raw)}")
+    bought = {item.key for item in items}
+    charged: dict[str, int] = {}
+    for index, charge in entries:
+        path = ("order", "charges", index)
+        if _is_absent(charge):
+            continue
+        if not isinstance(charge, Mapping):
+            raise ParseError(f"{_name(path)} should be a group of fields, not {_kind(charge)}")
+        key = _charge_item(charge, path)
+        amount = _as_whole(charge.get("amount"), _name((*path, "amount")), "a whole number of cents")
+        if key in bought and amount is not None and amount >= 0:
+            charged[key] = max(amount, charged.get(key, 0))
+    return tuple((item.key, charged[item.key]) for item in items if item.key in charged)
+
+
+def _charge_item(charge: Mapping[str, Any], path: Path) -> str | None:
+    def ident(name: str) -> str | None:
+        field = _name((*path, name))
+        return _identity(_as_text(charge.get(name), field), field)
+
+    kind, reference = ident("item_type"), ident("reference")
+    identifier = ident("item_identifier")
+    if kind and reference:
+        key = f"{kind}-{reference}"
+    elif identifier:
+        key = "-".join(identifier.rsplit("_", 1))
+    else:
+        return None
+    return key if _ITEM_KEY.fullmatch(key) else None
 
 
 def _subscription_item(payload: Mapping[str, Any]) -> PurchasedItem | None:

@@ -176,6 +176,16 @@ class TrackSubscription:
 
 
 @dataclass(frozen=True)
+class CountCredits:
+    """The ledger entries written from here to the next ``CountCredits`` are credits of the order
+    item record ``key`` (``order_id:item``); None: of no item. A purchase's items are applied one
+    after another, each between two of these, so each item's record keeps what its own actions
+    added (``subscriptions.attribute_credits``)."""
+
+    key: str | None
+
+
+@dataclass(frozen=True)
 class DunningStep:
     """A dunning timer fired for the record and step its ``timer_key`` names, in ``generation``:
     send the reminder, or end the grace period, if the record is still past due in that generation."""
@@ -211,6 +221,7 @@ Command = (
     | RevokeOffering
     | ReleaseDueModules
     | TrackSubscription
+    | CountCredits
     | EndSubscriptionPeriod
     | DunningStep
 )

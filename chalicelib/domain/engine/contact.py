@@ -12,6 +12,7 @@ from chalicelib.domain.engine.commands import (
     KIT,
     ApplyOrderItems,
     Command,
+    CountCredits,
     Happen,
     Note,
     RecordEvent,
@@ -20,6 +21,7 @@ from chalicelib.domain.engine.commands import (
 from chalicelib.domain.engine.state import Work
 from chalicelib.domain.engine.transition import MarkersNeeded
 from chalicelib.domain.model import TimelineKind, order_marker
+from chalicelib.domain.subscriptions import subscription_key
 
 _PROFILE = ("first_name", "last_name", "kit_subscriber_id")
 
@@ -72,8 +74,12 @@ def apply_order_items(work: Work, command: ApplyOrderItems) -> list[Command]:
             continue
         work.state.markers.append(markers[item.key])
         fresh.append(item.key)
+        # Each item's actions (cascades included) run before the next item's, so the ledger entries
+        # between two CountCredits are that item's credits.
+        follow_ups.append(CountCredits(subscription_key(command.order_id, item.key)))
         follow_ups.extend(item.commands)
     if fresh:
+        follow_ups.append(CountCredits(None))
         happening = Happening("thrivecart", command.event_name, tuple(fresh), command.event_key)
         follow_ups.append(Happen(happening))
     return follow_ups

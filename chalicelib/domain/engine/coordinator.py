@@ -21,6 +21,7 @@ from chalicelib.domain.engine.commands import (
     ChangeField,
     Command,
     ConfirmKitChanges,
+    CountCredits,
     DunningStep,
     EndSubscriptionPeriod,
     Happen,
@@ -45,6 +46,7 @@ from chalicelib.domain.engine.runs import cancel_run, settle
 from chalicelib.domain.engine.state import Work
 from chalicelib.domain.engine.subscriptions import (
     attribute_credits,
+    count_credits,
     dunning_step,
     end_subscription_period,
     track_subscription,
@@ -84,6 +86,7 @@ HANDLERS: Mapping[type[Command], Handler] = {
     RevokeOffering: revoke_offering,
     ReleaseDueModules: release_due_modules,
     TrackSubscription: track_subscription,
+    CountCredits: count_credits,
     EndSubscriptionPeriod: end_subscription_period,
     DunningStep: dunning_step,
 }

@@ -133,6 +133,9 @@ class Work:
         self.keys: set[str] = set()
         """Reentry keys of this event that have no marker (the event id is the key): in memory only."""
         # Effects
+        self.item_ledger: list[tuple[str, int, int | None]] = []
+        """(order item record key, first ledger index, end index or None while open): the ledger
+        entries each purchased item's own actions wrote (``CountCredits``)."""
         self.outbound: list[OutboundIntent] = []
         self.step_effects: dict[tuple[str, str], list[TimelineEntry]] = {}
         """The timeline lines an effect step's changes wrote, by (run id, step id), until the step's own

@@ -17,11 +17,16 @@ the grace the offerings the order granted are revoked (``why``: dunning of the o
 the record as ``suspended``. A later successful payment makes the record active again (a newer
 generation: every timer of the old grace period changes nothing), restores what was suspended as
 it was, and sends the recovered email. A failure in a later month starts the policy again.
+
+Credits are kept per order item: each item of a purchase counts the ledger entries its own actions
+wrote (``CountCredits``), a rebill's go to its item. A full refund of the item with
+``reverse_credits`` takes back exactly those; a partial one under ``partial: prorate`` takes back
+its share (``subscriptions.prorated``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -30,6 +35,7 @@ from chalicelib.domain.access import AccessCause
 from chalicelib.domain.engine.commands import (
     ChangeField,
     Command,
+    CountCredits,
     DunningStep,
     EndSubscriptionPeriod,
     ReleaseOffering,
@@ -37,7 +43,7 @@ from chalicelib.domain.engine.commands import (
     TrackSubscription,
 )
 from chalicelib.domain.engine.state import Work
-from chalicelib.domain.model import OutboundIntent, TimelineKind
+from chalicelib.domain.model import LedgerEntry, OutboundIntent, TimelineKind
 from chalicelib.domain.subscriptions import (
     GRACE_STEP,
     Change,
@@ -51,6 +57,7 @@ from chalicelib.domain.subscriptions import (
     end_target,
     end_timer,
     end_timer_name,
+    prorated,
     scaled,
     subscription_key,
     waits_for_end,
@@ -79,7 +86,15 @@ def track_subscription(work: Work, command: TrackSubscription) -> list[Command]:
     if before is not None and before.status is past_due and record.status is not past_due:
         follow_ups += _recover(work, before, record)
     if update.change is Change.REFUNDED and update.reverse_credits and record.credits:
-        follow_ups += _reverse_credits(work, record)
+        follow_ups += _reverse_credits(work, record, dict(record.credits))
+    if update.change is Change.PARTLY_REFUNDED and update.prorate and before is not None and before.credits:
+        shares = prorated(before, update.amount_cents or 0)
+        if before.charged_cents is None:
+            work.log(
+                TimelineKind.NOTE,
+                {"text": "credits not prorated: the item's charge is not known", "order_id": record.order_id},
+            )
+        follow_ups += _reverse_credits(work, record, shares)
     if (
         record.status is SubscriptionStatus.CANCELLED
         and record.revoke_at_end
@@ -118,13 +133,14 @@ def _end(work: Work, record: Subscription) -> list[Command]:
 # --- credits ------------------------------------------------------------------------------------
 
 
-def _reverse_credits(work: Work, record: Subscription) -> list[Command]:
-    """A full refund takes back what the order's events added to number fields, as ledger entries
-    whose reason names the refund; never below a field's ``min`` (what was spent stays spent: the
-    shortfall is noted)."""
-    work.state.subscriptions[record.key] = replace(record, credits=())
+def _reverse_credits(work: Work, record: Subscription, shares: Mapping[str, Decimal]) -> list[Command]:
+    """A refund takes back ``shares`` of what the item's events added to number fields (all of it on
+    a full refund, a share under ``partial: prorate``), as ledger entries whose reason names the
+    refund; never below a field's ``min`` (what was spent stays spent: the shortfall is noted, and
+    the record no longer holds it)."""
+    work.state.subscriptions[record.key] = with_credits(record, {n: -a for n, a in shares.items()})
     commands: list[Command] = []
-    for name, amount in record.credits:
+    for name, amount in sorted(shares.items()):
         spec = work.setup.fields.get(name)
         if spec is None or spec.type != "number" or amount <= 0:
             continue
@@ -145,24 +161,49 @@ def _reverse_credits(work: Work, record: Subscription) -> list[Command]:
     return commands
 
 
+def count_credits(work: Work, command: CountCredits) -> list[Command]:
+    at = len(work.state.ledger)
+    if work.item_ledger and work.item_ledger[-1][2] is None:
+        key, start, _ = work.item_ledger[-1]
+        work.item_ledger[-1] = (key, start, at)
+    if command.key is not None:
+        work.item_ledger.append((command.key, at, None))
+    return []
+
+
 def attribute_credits(work: Work) -> None:
     """Once the event is applied: what its ledger entries added (net, per field) is credited to the
-    order item a purchase or rebill in this event recorded (an order's main product first)."""
-    if not work.state.ledger:
+    order item whose actions wrote them (``Work.item_ledger``: each item of a purchase); the rest
+    (a rebill's ``on_payment``, automations the event started) to the order item a purchase or
+    rebill in this event recorded (an order's main product first)."""
+    ledger = work.state.ledger
+    if not ledger:
         return
+    attributed: set[int] = set()
+    for key, start, end in work.item_ledger:
+        entries = range(start, min(len(ledger) if end is None else end, len(ledger)))
+        attributed.update(entries)
+        record = work.state.subscriptions.get(key)
+        if record is not None:
+            work.state.subscriptions[key] = with_credits(record, _net(ledger[i] for i in entries))
+    rest = [entry for index, entry in enumerate(ledger) if index not in attributed]
     event_id = work.ctx.event_id
     mine = [
         record
         for record in work.state.subscriptions.values()
         if record.event_id == event_id and record.last_change in (Change.PURCHASED.value, Change.PAID.value)
     ]
-    if not mine:
+    if not rest or not mine:
         return
     target = min(mine, key=lambda r: (not r.item.startswith("product-"), r.item))
+    work.state.subscriptions[target.key] = with_credits(target, _net(rest))
+
+
+def _net(entries: Iterable[LedgerEntry]) -> dict[str, Decimal]:
     added: dict[str, Decimal] = {}
-    for entry in work.state.ledger:
+    for entry in entries:
         added[entry.field] = added.get(entry.field, Decimal(0)) + entry.amount
-    work.state.subscriptions[target.key] = with_credits(target, added)
+    return added
 
 
 # --- dunning ------------------------------------------------------------------------------------

@@ -130,6 +130,7 @@ class TestEveryFixtureBecomesTheRightEvent:
             ),
             currency="USD",
             total_cents=6800,
+            charges=(("product-12", 4900), ("bump-12", 1900)),
         )
 
     def test_json_variant_reads_the_same_as_the_form_one(self) -> None:
@@ -662,6 +663,68 @@ class TestRefundFullness:
 
     def test_full_is_unknown_without_a_refund_amount(self) -> None:
         assert parse_as(without(fixture("refund_full.txt"), "refund.amount"), OrderRefunded).full is None
+
+
+def charge(item_type: str | None, reference: str, amount: str, **more: str) -> dict[str, str]:
+    fields = {"reference": reference, "amount": amount, **more}
+    return {**fields, "item_type": item_type} if item_type else fields
+
+
+class TestCharges:
+    """What ``order[charges]`` says each bought item was charged: what a refund of it compares with."""
+
+    def test_each_item_named_by_type_and_reference_with_its_amount(self) -> None:
+        # The upsell is on a trial: it is in future_charges only, so nothing is known of its charge.
+        assert parsed("order_success.txt").charges == (("product-12", 4900), ("bump-12", 1900))
+
+    def test_item_identifier_names_the_item_when_item_type_is_missing(self) -> None:
+        charges = [{"reference": "2", "item_identifier": "upsell_2", "amount": "2900"}]
+        payload = changed(fixture("order_success.txt"), "order.charges", charges)
+
+        assert parse_as(payload, OrderSucceeded).charges == (("upsell-2", 2900),)
+
+    def test_a_reference_alone_names_nothing(self) -> None:
+        # product-12 and bump-12 share the reference 12: guessing could compare a refund with the wrong item.
+        payload = changed(fixture("order_success.txt"), "order.charges", [charge(None, "12", "4900")])
+
+        assert parse_as(payload, OrderSucceeded).charges == ()
+
+    def test_a_subscription_listed_with_its_plan_counts_one_charge(self) -> None:
+        # As in a 2018 body: a "single" first payment and the "recurring" plan, with a total of one.
+        charges = [
+            charge("product", "12", "3000", type="single"),
+            charge("product", "12", "3000", type="recurring"),
+        ]
+        payload = changed(fixture("order_success.txt"), "order.charges", charges)
+
+        assert parse_as(payload, OrderSucceeded).charges == (("product-12", 3000),)
+
+    def test_charges_of_items_not_bought_or_not_items_are_left_out(self) -> None:
+        charges = [charge("upsell", "9", "100"), charge("fee", "1", "50"), charge("product", "12", "4900")]
+        payload = changed(fixture("order_success.txt"), "order.charges", charges)
+
+        assert parse_as(payload, OrderSucceeded).charges == (("product-12", 4900),)
+
+    def test_a_form_body_with_gaps_in_its_indices(self) -> None:
+        payload = changed(fixture("order_success.txt"), "order.charges", {"1": charge("bump", "12", "1900")})
+
+        assert parse_as(payload, OrderSucceeded).charges == (("bump-12", 1900),)
+
+    def test_no_charges_no_amounts(self) -> None:
+        assert parse_as(without(fixture("order_success.txt"), "order.charges"), OrderSucceeded).charges == ()
+
+    @pytest.mark.parametrize(
+        ("charges", "message"),
+        [
+            ("4900", "order[charges] should be a list, not a str"),
+            (["4900"], "order[charges][0] should be a group of fields, not a str"),
+            ([charge("product", "12", "49.00")], "order[charges][0][amount] is not a whole number of cents"),
+            ([charge("product\x01", "12", "1")], "order[charges][0][item_type] contains control characters"),
+        ],
+    )
+    def test_unreadable_charges_are_parse_errors_naming_the_field(self, charges: Any, message: str) -> None:
+        with pytest.raises(ParseError, match=re.escape(message)):
+            parse(changed(fixture("order_success.txt"), "order.charges", charges))
 
 
 class TestWrongTypesAreParseErrors:

@@ -98,7 +98,9 @@ class TestSetup:
             thrivecart:
               secret: env:TC
               accept_test_orders: true
-              products: {product-12: {on_purchase: {add_tags: [Bought]}, on_refund: {remove_tags: [Bought]}}}
+              products:
+                product-12: {on_purchase: {add_tags: [Bought]}, on_refund: {remove_tags: [Bought]}}
+                upsell-2: {on_refund: {reverse_credits: true, partial: prorate}}
             kit: {tag_ids: {4512345: Module 1}}
             test_contacts: {emails: ["*+test@*"], delay_scale: 86400}
             time_zone: Europe/London
@@ -113,6 +115,9 @@ class TestSetup:
         assert setup.triggers == {"Op – Credits": "add-credits"}
         assert setup.products["product-12"] == Product(
             on_purchase=TagActions(add_tags=("Bought",)), on_refund=TagActions(remove_tags=("Bought",))
+        )
+        assert setup.products["upsell-2"] == Product(
+            on_refund=TagActions(reverse_credits=True, partial="prorate")
         )
         assert setup.accept_test_orders is True
         assert setup.kit_tag_ids == {"4512345": "Module 1"}

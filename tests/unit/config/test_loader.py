@@ -251,6 +251,47 @@ class TestModelErrors:
             "trigger, goal or cancel_on event ({operation: noop}), and no automation uses it that way",
         )
 
+    def test_a_refunds_partial_setting_is_named_by_its_path(self) -> None:
+        found = errors(
+            """\
+            thrivecart:
+              secret: env:X
+              products:
+                product-12: {on_refund: {partial: sometimes}}
+                upsell-2: {on_refund: {partial: prorate}}
+                bump-12: {on_refund: {partial: [revoke]}}
+            """
+        )
+        assert found == (
+            "thrivecart.products.product-12.on_refund.partial: expected 'record', 'revoke' or 'prorate'",
+            "thrivecart.products.upsell-2.on_refund: partial: prorate reverses credits in proportion; "
+            "set reverse_credits: true as well (or use partial: record or revoke)",
+            "thrivecart.products.bump-12.on_refund.partial: expected 'record', 'revoke' or 'prorate'",
+        )
+
+    def test_partial_is_for_refunds_only(self) -> None:
+        (message,) = errors(
+            "thrivecart:\n  secret: env:X\n  products:\n    product-12: {on_cancel: {partial: revoke}}\n"
+        )
+        assert message.startswith("thrivecart.products.product-12.on_cancel.partial: unknown key")
+
+    def test_partial_settings_load(self) -> None:
+        loaded = load(
+            """\
+            thrivecart:
+              secret: env:X
+              products:
+                product-12: {on_refund: {reverse_credits: true, partial: prorate}}
+                bump-12: {on_refund: {partial: revoke}}
+                upsell-2: {on_refund: {}}
+            """
+        )
+        assert loaded.model.thrivecart is not None
+        partials = {
+            k: p.on_refund.partial for k, p in loaded.model.thrivecart.products.items() if p.on_refund
+        }
+        assert partials == {"product-12": "prorate", "bump-12": "revoke", "upsell-2": "record"}
+
     def test_odd_keys_are_quoted_in_the_path(self) -> None:
         [message] = errors("operations:\n  Add Credits: {add_tags: [x]}\n")
         assert message.startswith("operations.\"Add Credits\": operation id 'Add Credits' must be")

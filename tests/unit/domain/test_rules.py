@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -12,6 +13,7 @@ from chalicelib.domain.automations.happenings import Happening
 from chalicelib.domain.engine import (
     AddTags,
     ApplyOrderItems,
+    Command,
     Happen,
     Note,
     OrderItem,
@@ -25,7 +27,7 @@ from chalicelib.domain.engine import (
 from chalicelib.domain.model import Contact
 from chalicelib.domain.requests import ModuleDripDue, OfferingChangeRequested
 from chalicelib.domain.rules import Unactionable, decide, screen
-from chalicelib.domain.subscriptions import Change, Update
+from chalicelib.domain.subscriptions import Change, Update, advance
 from tests.builders import BASE_CONFIG, T0, setup
 
 CONFIG = setup()
@@ -259,3 +261,143 @@ class TestOfferings:
         assert decide(due, contact(), OFFERINGS_CONFIG) == [ReleaseDueModules("foundation", "m2", 3)]
         with pytest.raises(Unactionable):
             decide(due, Contact.new("ada@example.com", T0), OFFERINGS_CONFIG)
+
+
+REFUND_CONFIG = setup(
+    thrivecart={
+        "secret": "env:THRIVECART_SECRET",
+        "products": {
+            "product-12": {
+                "on_purchase": {"release": "foundation"},
+                "on_refund": {"revoke": "foundation", "reverse_credits": True},
+            },
+            "upsell-2": {
+                "on_purchase": {"release": "coaching"},
+                "on_refund": {"revoke": "coaching", "reverse_credits": True, "partial": "revoke"},
+            },
+            "upsell-3": {"on_refund": {"reverse_credits": True, "partial": "prorate"}},
+            "bump-12": {"on_refund": {"add_tags": ["Refunded – Workbook"]}},
+        },
+    },
+    offerings={
+        "foundation": {"name": "Foundation", "access_tag": "Course – Foundation"},
+        "coaching": {"name": "Coaching", "access_tag": "Coaching"},
+    },
+)
+REFUND_CAUSE = AccessCause("refund", "77")
+
+
+def refund_of(key: str, cents: int | None, *, whole_order: bool | None = False) -> ev.OrderRefunded:
+    kind, item_id = key.split("-")
+    return ev.OrderRefunded(
+        f"refund:{key}:{cents}",
+        "order.refund",
+        PERSON,
+        False,
+        None,
+        None,
+        "77",
+        "12",
+        item=ev.PurchasedItem(key, kind, item_id),
+        amount_cents=cents,
+        full=whole_order,
+    )
+
+
+def holding(key: str, charged: int | None, refunded: int = 0) -> Contact:
+    record = advance(None, Update("77", key, Change.PURCHASED, amount_cents=charged), T0, "e")
+    if refunded:
+        record = advance(record, Update("77", key, Change.PARTLY_REFUNDED, amount_cents=refunded), T0, "r")
+    return contact(subscriptions={record.key: record})
+
+
+def tracked(commands: list[Command]) -> Update:
+    (track,) = [c for c in commands if isinstance(c, TrackSubscription)]
+    return track.update
+
+
+class TestRefundOfOneItem:
+    def test_a_purchase_records_what_each_item_was_charged(self) -> None:
+        bought = replace(
+            order("product-12", "bump-12", "upsell-3"), charges=(("product-12", 4900), ("bump-12", 1900))
+        )
+        (apply_items,) = decide(bought, contact(), REFUND_CONFIG)[2:]
+        assert isinstance(apply_items, ApplyOrderItems)
+        updates = {
+            i.key: c.update for i in apply_items.items for c in i.commands if isinstance(c, TrackSubscription)
+        }
+        # Items whose refund does something get a record too, to know their charge and their credits.
+        assert updates == {
+            "product-12": Update("77", "product-12", Change.PURCHASED, ("foundation",), amount_cents=4900),
+            "bump-12": Update("77", "bump-12", Change.PURCHASED, amount_cents=1900),
+            "upsell-3": Update("77", "upsell-3", Change.PURCHASED),
+        }
+
+    def test_the_whole_charge_of_one_item_of_a_bigger_order_is_a_full_refund(self) -> None:
+        commands = decide(
+            refund_of("product-12", 4900, whole_order=False), holding("product-12", 4900), REFUND_CONFIG
+        )
+        assert tracked(commands).change is Change.REFUNDED
+        assert tracked(commands).reverse_credits is True
+        assert RevokeOffering("foundation", REFUND_CAUSE) in commands
+
+    def test_the_items_on_refund_applies_not_the_base_products(self) -> None:
+        commands = decide(refund_of("upsell-2", 2900), holding("upsell-2", 2900), REFUND_CONFIG)
+        revoked = [c.offering_id for c in commands if isinstance(c, RevokeOffering)]
+        assert revoked == ["coaching"]
+
+    def test_refunds_of_one_charge_add_up_to_a_full_one(self) -> None:
+        commands = decide(
+            refund_of("product-12", 2450), holding("product-12", 4900, refunded=2450), REFUND_CONFIG
+        )
+        assert tracked(commands).change is Change.REFUNDED
+        assert RevokeOffering("foundation", REFUND_CAUSE) in commands
+
+    def test_a_partial_refund_is_recorded_only_by_default(self) -> None:
+        commands = decide(refund_of("product-12", 2450), holding("product-12", 4900), REFUND_CONFIG)
+        assert tracked(commands) == Update(
+            "77",
+            "product-12",
+            Change.PARTLY_REFUNDED,
+            ("foundation",),
+            amount_cents=2450,
+            reverse_credits=True,
+        )
+        assert not any(isinstance(c, RevokeOffering | AddTags) for c in commands)
+        notes = [c.text for c in commands if isinstance(c, Note)]
+        assert notes == [
+            "partial refund recorded; on_refund applies to full refunds (on_refund partial: record)"
+        ]
+
+    def test_partial_revoke_revokes_like_a_full_refund(self) -> None:
+        commands = decide(refund_of("upsell-2", 100), holding("upsell-2", 2900), REFUND_CONFIG)
+        assert (tracked(commands).change, tracked(commands).reverse_credits) == (Change.REFUNDED, True)
+        assert RevokeOffering("coaching", REFUND_CAUSE) in commands
+
+    def test_partial_prorate_keeps_access_and_reverses_a_share(self) -> None:
+        commands = decide(refund_of("upsell-3", 100), holding("upsell-3", 2900), REFUND_CONFIG)
+        assert tracked(commands) == Update(
+            "77", "upsell-3", Change.PARTLY_REFUNDED, amount_cents=100, reverse_credits=True, prorate=True
+        )
+        assert not any(isinstance(c, RevokeOffering) for c in commands)
+
+    @pytest.mark.parametrize(
+        ("contact_", "whole_order", "change"),
+        [
+            (contact(), True, Change.REFUNDED),  # no record of the item: the order's total decides
+            (contact(), False, Change.PARTLY_REFUNDED),
+            (contact(), None, Change.REFUNDED),  # nothing to compare: taken as full, as before
+            (holding("product-12", None), False, Change.PARTLY_REFUNDED),  # bought before charges were kept
+        ],
+    )
+    def test_the_whole_order_decides_only_when_the_items_charge_is_unknown(
+        self, contact_: Contact, whole_order: bool | None, change: Change
+    ) -> None:
+        commands = decide(refund_of("product-12", 4900, whole_order=whole_order), contact_, REFUND_CONFIG)
+        assert tracked(commands).change is change
+
+    def test_an_item_with_no_on_refund_is_recorded_only(self) -> None:
+        commands = decide(refund_of("downsell-5", 500, whole_order=True), contact(), REFUND_CONFIG)
+        assert tracked(commands).change is Change.REFUNDED
+        assert Note("no actions configured", {"item": "downsell-5", "on": "on_refund"}) in commands
+        assert not any(isinstance(c, RevokeOffering | AddTags | RemoveTags) for c in commands)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
+from decimal import Decimal
 
 from chalicelib.domain.subscriptions import (
     MAX_SUBSCRIPTION_BYTES,
@@ -17,6 +19,8 @@ from chalicelib.domain.subscriptions import (
     end_timer,
     from_stored_text,
     grants_elsewhere,
+    prorated,
+    refund_covers_charge,
     stored_text,
     subscription_bytes,
     waits_for_end,
@@ -83,6 +87,63 @@ class TestAdvance:
         assert (record.status, record.offerings) == (SubscriptionStatus.PAUSED, ())
 
 
+class TestCharges:
+    """What a refund of an item compares with: the item's last charge and the refunds of it so far."""
+
+    def test_the_purchase_records_the_charge_and_a_rebill_replaces_it(self) -> None:
+        record = advance(None, Update("1", "product-12", Change.PURCHASED, amount_cents=4900), T0, "e")
+        assert (record.charged_cents, record.charge_refunded_cents) == (4900, 0)
+        part = advance(record, Update("1", "product-12", Change.PARTLY_REFUNDED, amount_cents=900), T0, "r")
+        assert (part.charged_cents, part.charge_refunded_cents, part.refunded_cents) == (4900, 900, 900)
+        # ThriveCart refunds one payment: a new charge starts its refunds afresh; the total stays.
+        rebill = advance(part, Update("1", "product-12", Change.PAID, amount_cents=3900), T0 + DAY, "p")
+        assert (rebill.charged_cents, rebill.charge_refunded_cents, rebill.refunded_cents) == (3900, 0, 900)
+
+    def test_a_purchase_heard_of_after_a_rebill_keeps_the_rebills_charge(self) -> None:
+        rebill = advance(None, Update("1", "product-12", Change.PAID, amount_cents=3900), T0, "p")
+        late = advance(rebill, Update("1", "product-12", Change.PURCHASED, amount_cents=4900), T0, "e")
+        assert late.charged_cents == 3900
+
+    def test_refunds_of_one_charge_add_up_to_a_full_refund(self) -> None:
+        record = advance(None, Update("1", "upsell-2", Change.PURCHASED, amount_cents=2900), T0, "e")
+        assert refund_covers_charge(record, 1450) is False
+        half = advance(record, Update("1", "upsell-2", Change.PARTLY_REFUNDED, amount_cents=1450), T0, "r")
+        assert refund_covers_charge(half, 1449) is False
+        assert refund_covers_charge(half, 1450) is True
+        assert refund_covers_charge(record, 2900) is True
+
+    def test_unknown_without_a_record_a_known_charge_or_an_amount(self) -> None:
+        assert refund_covers_charge(None, 100) is None
+        assert refund_covers_charge(bought(), 100) is None  # bought before charges were recorded
+        charged = advance(None, Update("1", "upsell-2", Change.PURCHASED, amount_cents=2900), T0, "e")
+        assert refund_covers_charge(charged, None) is None
+
+    def test_a_free_item_is_charged_nothing_and_survives_storage(self) -> None:
+        record = advance(None, Update("1", "bump-12", Change.PURCHASED, amount_cents=0), T0, "e")
+        assert from_stored_text(stored_text({record.key: record}))[record.key].charged_cents == 0
+        assert refund_covers_charge(record, 0) is True
+
+
+class TestProrated:
+    def charged(self, credits: str, cents: int = 4900) -> Subscription:
+        record = advance(None, Update("1", "product-12", Change.PURCHASED, amount_cents=cents), T0, "e")
+        return replace(record, credits=(("credits", Decimal(credits)),))
+
+    def test_a_share_in_proportion_rounded_down_to_the_credits_places(self) -> None:
+        assert prorated(self.charged("100"), 2450) == {"credits": Decimal(50)}
+        assert prorated(self.charged("100"), 1000) == {"credits": Decimal(20)}  # 20.4 -> 20
+        assert prorated(self.charged("2.50"), 1000) == {"credits": Decimal("0.51")}  # 0.5102...
+
+    def test_of_what_is_left_of_the_charge(self) -> None:
+        record = self.charged("100")
+        part = advance(record, Update("1", "product-12", Change.PARTLY_REFUNDED, amount_cents=2450), T0, "r")
+        part = replace(part, credits=(("credits", Decimal(50)),))
+        assert prorated(part, 2450) == {"credits": Decimal(50)}
+
+    def test_nothing_without_a_known_charge(self) -> None:
+        assert prorated(replace(bought(), credits=(("credits", Decimal(10)),)), 100) == {}
+
+
 class TestGrantsElsewhere:
     def test_only_another_live_record_keeps_the_offering(self) -> None:
         first, second = bought("1"), bought("2")
@@ -100,6 +161,9 @@ class TestStoredForm:
             "1", "product-12", Change.CANCELLED, period_end=T0 + DAY, revoke_at_end=("foundation",)
         )
         record = advance(bought(), update, T0, "e2")
+        record = replace(
+            record, charged_cents=4900, charge_refunded_cents=100, credits=(("c", Decimal("1.5")),)
+        )
         assert from_stored_text(stored_text({record.key: record})) == {record.key: record}
 
     def test_bounded_by_count_and_bytes_finished_records_first(self) -> None:

@@ -8,6 +8,7 @@ from chalicelib.domain.automations.happenings import Happening
 from chalicelib.domain.engine.commands import (
     AddTags,
     ApplyOrderItems,
+    CountCredits,
     Happen,
     Note,
     OrderItem,
@@ -76,8 +77,11 @@ class TestOrderItems:
         w = work(markers={"order:77:product-12": False, "order:77:bump-12": False})
         follow_ups = apply_order_items(w, ORDER)
         assert follow_ups == [
+            CountCredits("77:product-12"),
             AddTags(("Bought",)),
+            CountCredits("77:bump-12"),
             AddTags(("Bump",)),
+            CountCredits(None),
             Happen(Happening("thrivecart", "order.success", ("product-12", "bump-12"), "order.success:77")),
         ]
         assert w.state.markers == ["order:77:product-12", "order:77:bump-12"]
@@ -86,6 +90,6 @@ class TestOrderItems:
         w = work(markers={"order:77:product-12": True, "order:77:bump-12": False})
         follow_ups = apply_order_items(w, ORDER)
         assert follow_ups[0] == Note("order item already applied", {"item": "product-12", "order": "77"})
-        assert follow_ups[1] == AddTags(("Bump",))
+        assert follow_ups[1:3] == [CountCredits("77:bump-12"), AddTags(("Bump",))]
         assert w.state.markers == ["order:77:bump-12"]
         assert kinds(w) == []
