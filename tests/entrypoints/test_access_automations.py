@@ -2,7 +2,8 @@
 purchase that releases ``foundation`` starts the automation triggered by ``offering_released:
 foundation``, whose ``has_access`` on module m1 takes the yes branch (the module came with the
 release in the same event), and the run's history says why; a refund starts the one triggered by
-``offering_revoked: foundation`` and cancels the drip that listed it under ``cancel_on``.
+``offering_revoked: foundation`` and cancels the drip that listed it under ``cancel_on``; the end of
+a dunning grace period is a revoke and the payment that ends dunning a release marked ``restored``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from chalicelib.config.model import MemberflowConfig
 from tests.builders import BASE_CONFIG, T0, config
 from tests.entrypoints.conftest import World, make_container
 from tests.entrypoints.test_automations import Clock
+from tests.entrypoints.test_dunning import dunning_config, failed, paid
 from tests.entrypoints.test_offerings import (
     BUYER,
     EMAILS,
@@ -180,3 +182,40 @@ def test_the_runs_and_their_reasons_are_stored_on_dynamodb_as_the_function_role(
     (ended,) = runs_of(moto_world, "foundation-ended")
     assert ended["trigger"]["offering_revoked"] == "foundation"
     assert runs_of(moto_world, "foundation-started")[0]["status"] == "cancelled"
+
+
+@pytest.fixture
+def dunning_shop() -> Iterator[OfferingsWorld]:
+    model = dunning_config().model_copy(update={"automations": access_config().automations})
+    stores = in_memory_stores()
+    scheduler = RecordingScheduler()
+    clock = Clock(T0)
+    container = make_container(stores, model, scheduler=scheduler, clock=clock)
+    bootstrap.override(lambda: container)
+    with Client(app) as client:
+        yield OfferingsWorld(client, stores, container, scheduler, clock)
+    bootstrap.override(None)
+
+
+def test_a_payment_that_ends_dunning_releases_again_marked_restored(dunning_shop: OfferingsWorld) -> None:
+    shop = dunning_shop
+    shop.deliver(order(items=("product-12",)))
+    shop.deliver(failed())
+    shop.clock.advance(days=7)
+    shop.fire_due()  # the end of grace revokes
+    (ended,) = runs_of(shop, "foundation-ended")
+    assert (ended["trigger"]["by"], ended["trigger"]["ref"]) == ("dunning", ORDER)
+    shop.clock.advance(days=1)
+    answer = shop.deliver(paid()).json_body
+    started = runs_of(shop, "foundation-started")
+    assert sorted(bool(run["trigger"].get("restored")) for run in started) == [False, True]
+    (restored,) = [run for run in started if run["trigger"].get("restored")]
+    assert restored["trigger"] == {
+        "offering_released": "foundation",
+        "by": "payment",
+        "ref": ORDER,
+        "restored": True,
+        "event_id": answer["event_id"],
+    }
+    # The restore gives back the drip as it was: m1 and m2 (7 days in) are both released.
+    assert step(restored, "module-one")["outcome"] == "then"
