@@ -38,6 +38,7 @@ from chalicelib.config.base import (
     IDENTIFIER_PATTERN,
     FieldAssignment,
     FieldDelta,
+    ModuleId,
     OfferingId,
     ProductKey,
     StrictModel,
@@ -267,13 +268,49 @@ class OperationEvent(StrictModel):
     )
 
 
-EVENT_KEYS = ("tag_added", "tag_removed", "thrivecart", "field_changed", "operation")
+class OfferingReleasedEvent(StrictModel):
+    """The offering is granted to the contact, by whatever grants it."""
+
+    action_key: ClassVar[str] = "offering_released"
+    offering_released: OfferingId = Field(
+        description=(
+            "The offering (an id from the offerings section) is granted to a contact who did not have "
+            "it: by a purchase, an operation, a step, an operator, or a payment that ends dunning "
+            "(a restore). Modules released later by the drip are not a release."
+        )
+    )
+
+
+class OfferingRevokedEvent(StrictModel):
+    """The offering is taken away from the contact, by whatever revokes it."""
+
+    action_key: ClassVar[str] = "offering_revoked"
+    offering_revoked: OfferingId = Field(
+        description=(
+            "The offering (an id from the offerings section) is revoked from a contact who had it: by "
+            "a refund, the end of a cancelled period, the end of a dunning grace period, an operation, "
+            "a step or an operator."
+        )
+    )
+
+
+EVENT_KEYS = (
+    "tag_added",
+    "tag_removed",
+    "thrivecart",
+    "field_changed",
+    "operation",
+    "offering_released",
+    "offering_revoked",
+)
 EventSpec = Annotated[
     Annotated[TagAddedEvent, Tag("tag_added")]
     | Annotated[TagRemovedEvent, Tag("tag_removed")]
     | Annotated[ThriveCartEvent, Tag("thrivecart")]
     | Annotated[FieldChangedEvent, Tag("field_changed")]
-    | Annotated[OperationEvent, Tag("operation")],
+    | Annotated[OperationEvent, Tag("operation")]
+    | Annotated[OfferingReleasedEvent, Tag("offering_released")]
+    | Annotated[OfferingRevokedEvent, Tag("offering_revoked")],
     Discriminator(
         _single_key("event", EVENT_KEYS),
         custom_error_type="event_kind",
@@ -281,7 +318,8 @@ EventSpec = Annotated[
     ),
     BeforeValidator(_kind_check("event", EVENT_KEYS, ())),
 ]
-"""What starts, moves or cancels a run: a tag added/removed, a ThriveCart event, a field change."""
+"""What starts, moves or cancels a run: a tag added/removed, a ThriveCart event, a field change, an
+operation, an offering released or revoked."""
 
 
 # --- Conditions ---------------------------------------------------------------------------------
@@ -292,6 +330,47 @@ class HasTag(StrictModel):
 
     action_key: ClassVar[str] = "has_tag"
     has_tag: TagName = Field(description="True when the contact has this tag.")
+
+
+class ModuleAccess(StrictModel):
+    """A module of an offering: released to the contact, under a grant the contact has now."""
+
+    offering: OfferingId = Field(description="The offering (an id from the offerings section).")
+    module: ModuleId = Field(description="One of the offering's module ids (m1, week-2).")
+
+
+def _access_form(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "offering"
+    if isinstance(value, dict | ModuleAccess):
+        return "module"
+    return None
+
+
+AccessTarget = Annotated[
+    Annotated[OfferingId, Tag("offering")] | Annotated[ModuleAccess, Tag("module")],
+    Discriminator(
+        _access_form,
+        custom_error_type="access_form",
+        custom_error_message=(
+            "has_access names an offering id (has_access: foundation) or a module of one "
+            "(has_access: {offering: foundation, module: m1})"
+        ),
+    ),
+]
+"""One form or the other, chosen by shape, so an error speaks of the form the author wrote."""
+
+
+class HasAccess(StrictModel):
+    """True when the contact has the offering now (or, in the module form, that module released)."""
+
+    action_key: ClassVar[str] = "has_access"
+    has_access: AccessTarget = Field(
+        description=(
+            "An offering id: true when the contact has the offering now. {offering: <id>, module: <id>}: "
+            "true when that module of it is released to the contact."
+        )
+    )
 
 
 COMPARISONS = ("eq", "ne", "gt", "gte", "lt", "lte", "exists")
@@ -352,9 +431,10 @@ class Not(StrictModel):
     model_config = StrictModel.model_config | {"populate_by_name": True}
 
 
-CONDITION_KEYS = ("has_tag", "field", "all", "any", "not")
+CONDITION_KEYS = ("has_tag", "has_access", "field", "all", "any", "not")
 Condition = Annotated[
     Annotated[HasTag, Tag("has_tag")]
+    | Annotated[HasAccess, Tag("has_access")]
     | Annotated[FieldCompare, Tag("field")]
     | Annotated[AllOf, Tag("all")]
     | Annotated[AnyOf, Tag("any")]
@@ -366,7 +446,7 @@ Condition = Annotated[
     ),
     BeforeValidator(_kind_check("condition", CONDITION_KEYS, COMPARISONS)),
 ]
-"""A yes/no question about the contact. New kinds (``has_access``, subscription state) add a model."""
+"""A yes/no question about the contact. New kinds (subscription state, say) add a model."""
 
 
 # --- Steps --------------------------------------------------------------------------------------

@@ -131,6 +131,11 @@ OfferingId = Annotated[
     AfterValidator(identifier_check("offering id", "foundation")),
     Field(json_schema_extra={"pattern": IDENTIFIER_PATTERN}),
 ]
+ModuleId = Annotated[
+    str,
+    AfterValidator(identifier_check("module id", "m1")),
+    Field(json_schema_extra={"pattern": IDENTIFIER_PATTERN}),
+]
 FieldName = Annotated[
     str,
     AfterValidator(identifier_check("field name", "coaching_sessions")),

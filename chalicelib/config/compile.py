@@ -225,6 +225,10 @@ def compile_event(spec: c.EventSpec) -> d.EventSpec:
         return d.FieldChangedEvent(spec.field_changed)
     if isinstance(spec, c.OperationEvent):
         return d.OperationEvent(spec.operation)
+    if isinstance(spec, c.OfferingReleasedEvent):
+        return d.OfferingReleasedEvent(spec.offering_released)
+    if isinstance(spec, c.OfferingRevokedEvent):
+        return d.OfferingRevokedEvent(spec.offering_revoked)
     return d.ThriveCartEvent(spec.thrivecart.event, spec.thrivecart.product)
 
 
@@ -242,6 +246,11 @@ _COMPARISONS: dict[str, d.Comparison] = {
 def compile_condition(condition: c.Condition) -> d.Condition:
     if isinstance(condition, c.HasTag):
         return d.HasTag(condition.has_tag)
+    if isinstance(condition, c.HasAccess):
+        target = condition.has_access
+        if isinstance(target, str):
+            return d.HasAccess(target)
+        return d.HasAccess(target.offering, target.module)
     if isinstance(condition, c.FieldCompare):
         op, operand = condition.comparison
         return d.FieldCompare(condition.field, _COMPARISONS[op], operand)

@@ -13,10 +13,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
+from pydantic import BeforeValidator, Field, WithJsonSchema
 
 from chalicelib.config.automations import MAX_DELAY_SECONDS, EmailId, parse_duration
-from chalicelib.config.base import IDENTIFIER_PATTERN, OfferingId, StrictModel, TagName, identifier_check
+from chalicelib.config.base import IDENTIFIER_PATTERN, ModuleId, OfferingId, StrictModel, TagName
 
 MAX_OFFERINGS = 50
 """Offerings one config may declare: every contact item holds a record per offering."""
@@ -50,12 +50,6 @@ ReleaseAfter = Annotated[
         json_schema_extra={"pattern": r"^\s*(\d+\s*[mhdwMHDW]\s*)+$"},
         examples=["0d", "7d", "2w"],
     ),
-]
-
-ModuleId = Annotated[
-    str,
-    AfterValidator(identifier_check("module id", "m1")),
-    Field(json_schema_extra={"pattern": IDENTIFIER_PATTERN}),
 ]
 
 

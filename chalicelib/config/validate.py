@@ -35,10 +35,13 @@ from chalicelib.config.automations import (
     ExitStep,
     FieldChangedEvent,
     FieldCompare,
+    HasAccess,
     HasTag,
     IfStep,
     IncreaseFieldStep,
     Not,
+    OfferingReleasedEvent,
+    OfferingRevokedEvent,
     OperationEvent,
     ReleaseOfferingStep,
     RemoveTagStep,
@@ -783,6 +786,10 @@ def describe_event(event: EventSpec) -> str:
         return f"thrivecart {event.thrivecart.event}{product}"
     if isinstance(event, FieldChangedEvent):
         return f"field_changed {event.field_changed!r}"
+    if isinstance(event, OfferingReleasedEvent):
+        return f"offering_released {event.offering_released!r}"
+    if isinstance(event, OfferingRevokedEvent):
+        return f"offering_revoked {event.offering_revoked!r}"
     return f"operation {event.operation!r}"
 
 
@@ -931,14 +938,38 @@ def offering_references(config: MemberflowConfig) -> Iterator[tuple[KeyPath, str
                 yield (*path, "release_offering"), item.release_offering
             elif isinstance(item, RevokeOfferingStep):
                 yield (*path, "revoke_offering"), item.revoke_offering
+            elif isinstance(item, OfferingReleasedEvent):
+                yield (*path, "offering_released"), item.offering_released
+            elif isinstance(item, OfferingRevokedEvent):
+                yield (*path, "offering_revoked"), item.offering_revoked
+            elif isinstance(item, HasAccess):
+                target = item.has_access
+                if isinstance(target, str):
+                    yield (*path, "has_access"), target
+                else:
+                    yield (*path, "has_access", "offering"), target.offering
 
 
 def check_offering_references(config: MemberflowConfig) -> Iterator[Finding]:
-    """Products, operations and steps name offerings that exist; an offering's welcome email exists."""
+    """Products, operations, steps, events and conditions name offerings that exist, ``has_access``
+    modules those offerings have; an offering's welcome email exists."""
     for path, offering_id in offering_references(config):
         if offering_id not in config.offerings:
             known = _known(config.offerings, "offerings")
             yield error(path, f"unknown offering {offering_id!r} (known: {known})")
+    for base, automation in _automations(config):
+        for path, item in automation_items(automation, base):
+            if not isinstance(item, HasAccess) or isinstance(item.has_access, str):
+                continue
+            target = item.has_access
+            offering = config.offerings.get(target.offering)
+            modules = [module.id for module in offering.modules] if offering is not None else []
+            if offering is not None and target.module not in modules:
+                listed = ", ".join(modules) or f"none; offering {target.offering!r} has no modules"
+                yield error(
+                    (*path, "has_access", "module"),
+                    f"unknown module {target.module!r} of offering {target.offering!r} (known: {listed})",
+                )
     for offering_id, offering in config.offerings.items():
         if offering.welcome_email is not None and offering.welcome_email not in config.emails:
             known = _known(config.emails, "emails")

@@ -258,6 +258,13 @@ def credentials(body: Mapping[str, Any]) -> tuple[str, str]:
     email, password = body.get("email"), body.get("password")
     if not isinstance(email, str) or not isinstance(password, str):
         raise BadRequest('send {"email": ..., "password": ...} as strings', code="invalid_login")
+    if not password.isascii():
+        try:
+            password.encode("utf-8")
+        except UnicodeEncodeError:
+            # JSON can carry a lone surrogate (\ud800), which no password was ever set from and
+            # the hasher cannot encode: a malformed request, not a crash.
+            raise BadRequest("the password is not valid text", code="invalid_login") from None
     return email, password
 
 

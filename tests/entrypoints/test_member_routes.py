@@ -281,6 +281,13 @@ class TestLogin:
     def test_a_malformed_login_is_a_400(self, member_world: World, body: dict[str, Any]) -> None:
         assert login_raw(member_world, body).status_code == 400
 
+    def test_a_password_with_a_lone_surrogate_is_a_400_not_a_crash(self, member_world: World) -> None:
+        email = unique_email()
+        self.set_up_member(member_world, email)
+        answer = login_raw(member_world, {"email": email, "password": "pass\ud800word"})
+        assert answer.status_code == 400
+        assert answer.json_body["error"]["code"] == "invalid_login"
+
 
 def login_raw(world: World, body: dict[str, Any]) -> Any:
     return world.client.http.post(

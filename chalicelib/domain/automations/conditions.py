@@ -1,8 +1,8 @@
 """Evaluating conditions against a contact, keeping what was looked at.
 
-Every sub-condition is evaluated (no short-circuit), so a decision records each tag and field it
-saw; that record is how ``GET /admin/runs/{id}`` answers "why did this branch run?". New condition
-kinds (offering access, subscription state) add a case to ``_evaluate`` and a value to ``Facts``.
+Every sub-condition is evaluated (no short-circuit), so a decision records each tag, field and
+access it saw; that record is how ``GET /admin/runs/{id}`` answers "why did this branch run?". New
+condition kinds (subscription state, say) add a case to ``_evaluate`` and a question to ``Facts``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,15 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
-from chalicelib.domain.automations.definition import AllOf, AnyOf, Condition, FieldCompare, HasTag, Not
+from chalicelib.domain.automations.definition import (
+    AllOf,
+    AnyOf,
+    Condition,
+    FieldCompare,
+    HasAccess,
+    HasTag,
+    Not,
+)
 
 FactValue = Decimal | str | dt.date | dt.datetime | None
 
@@ -26,6 +34,9 @@ class Facts(Protocol):
     def field_value(self, name: str) -> FactValue:
         """The field's value (its default when unset), typed: Decimal, str, or a date; None if empty."""
 
+    def has_access(self, offering: str, module: str | None = None) -> bool:
+        """Whether the contact has the offering now (with ``module``: and that module is released)."""
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -34,41 +45,68 @@ class Verdict:
     """Every tag the condition looked at, and whether the contact had it."""
     fields: Mapping[str, Any] = field(default_factory=dict)
     """Every field the condition looked at, and its value (as text, for the record)."""
+    access: Mapping[str, bool] = field(default_factory=dict)
+    """Every offering (``foundation``) or module (``foundation/m1``) the condition looked at, and
+    whether the contact had it."""
 
     def as_dict(self) -> dict[str, Any]:
-        return {"result": self.result, "tags": dict(self.tags), "fields": dict(self.fields)}
+        data: dict[str, Any] = {"result": self.result, "tags": dict(self.tags), "fields": dict(self.fields)}
+        if self.access:
+            # Only when asked: every other decision's history line stays as short as it was.
+            data["access"] = dict(self.access)
+        return data
+
+
+@dataclass
+class _Seen:
+    tags: dict[str, bool] = field(default_factory=dict)
+    fields: dict[str, Any] = field(default_factory=dict)
+    access: dict[str, bool] = field(default_factory=dict)
 
 
 def evaluate(condition: Condition, facts: Facts) -> Verdict:
-    tags: dict[str, bool] = {}
-    fields: dict[str, Any] = {}
-    result = _evaluate(condition, facts, tags, fields)
-    return Verdict(result, tags, fields)
+    seen = _Seen()
+    result = _evaluate(condition, facts, seen)
+    return Verdict(result, seen.tags, seen.fields, seen.access)
 
 
-def _evaluate(condition: Condition, facts: Facts, tags: dict[str, bool], fields: dict[str, Any]) -> bool:
+def access_key(offering: str, module: str | None = None) -> str:
+    """How a verdict names what it looked at: ``foundation``, or ``foundation/m1`` for a module
+    (ids never hold a ``/``, and the access API spells a module the same way)."""
+    return offering if module is None else f"{offering}/{module}"
+
+
+def _evaluate(condition: Condition, facts: Facts, seen: _Seen) -> bool:
     if isinstance(condition, HasTag):
         present = facts.has_tag(condition.has_tag)
-        tags[condition.has_tag] = present
+        seen.tags[condition.has_tag] = present
         return present
+    if isinstance(condition, HasAccess):
+        allowed = facts.has_access(condition.has_access, condition.module)
+        seen.access[access_key(condition.has_access, condition.module)] = allowed
+        return allowed
     if isinstance(condition, FieldCompare):
         value = facts.field_value(condition.field)
-        fields[condition.field] = None if value is None else _text(value)
+        seen.fields[condition.field] = None if value is None else _text(value)
         return compare(value, condition.op, condition.operand)
     if isinstance(condition, AllOf):
-        results = [_evaluate(c, facts, tags, fields) for c in condition.all]
+        results = [_evaluate(c, facts, seen) for c in condition.all]
         return all(results)
     if isinstance(condition, AnyOf):
-        results = [_evaluate(c, facts, tags, fields) for c in condition.any]
+        results = [_evaluate(c, facts, seen) for c in condition.any]
         return any(results)
     assert isinstance(condition, Not)
-    return not _evaluate(condition.not_, facts, tags, fields)
+    return not _evaluate(condition.not_, facts, seen)
 
 
 def describe(condition: Condition) -> Any:
     """The condition as its YAML reads (``{"field": "credits", "gte": "5"}``), for run history."""
     if isinstance(condition, HasTag):
         return {"has_tag": condition.has_tag}
+    if isinstance(condition, HasAccess):
+        if condition.module is None:
+            return {"has_access": condition.has_access}
+        return {"has_access": {"offering": condition.has_access, "module": condition.module}}
     if isinstance(condition, FieldCompare):
         operand = condition.operand
         shown = str(operand) if isinstance(operand, Decimal) else operand

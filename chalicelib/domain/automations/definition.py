@@ -49,7 +49,27 @@ class OperationEvent:
     operation: str
 
 
-EventSpec = TagAddedEvent | TagRemovedEvent | ThriveCartEvent | FieldChangedEvent | OperationEvent
+@dataclass(frozen=True, slots=True)
+class OfferingReleasedEvent:
+    kind: ClassVar[str] = "offering_released"
+    offering_released: str
+
+
+@dataclass(frozen=True, slots=True)
+class OfferingRevokedEvent:
+    kind: ClassVar[str] = "offering_revoked"
+    offering_revoked: str
+
+
+EventSpec = (
+    TagAddedEvent
+    | TagRemovedEvent
+    | ThriveCartEvent
+    | FieldChangedEvent
+    | OperationEvent
+    | OfferingReleasedEvent
+    | OfferingRevokedEvent
+)
 
 
 # --- Conditions ---------------------------------------------------------------------------------
@@ -61,6 +81,15 @@ Comparison = Literal["eq", "ne", "gt", "gte", "lt", "lte", "exists"]
 class HasTag:
     kind: ClassVar[str] = "has_tag"
     has_tag: str
+
+
+@dataclass(frozen=True, slots=True)
+class HasAccess:
+    kind: ClassVar[str] = "has_access"
+    has_access: str
+    """The offering id."""
+    module: str | None = None
+    """A module of the offering: true only once it is released; None asks about the offering."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +119,7 @@ class Not:
     not_: Condition
 
 
-Condition = HasTag | FieldCompare | AllOf | AnyOf | Not
+Condition = HasTag | HasAccess | FieldCompare | AllOf | AnyOf | Not
 
 
 # --- Steps --------------------------------------------------------------------------------------

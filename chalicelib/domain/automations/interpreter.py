@@ -5,7 +5,7 @@ if it now waits) comes out. The host is whatever holds the contact: the engine i
 same engine under the simulator's virtual clock. Effects (tags, fields, operations, outbound
 intents) go through ``Host.perform`` so they land in the same transaction as the run's new
 position; control flow (delays, waits, branches, exit) is decided here and recorded step by step,
-with each branch's verdict: the tags and fields it saw.
+with each branch's verdict: the tags, fields and access it saw.
 """
 
 from __future__ import annotations

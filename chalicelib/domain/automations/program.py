@@ -34,6 +34,8 @@ from chalicelib.domain.automations.definition import (
     Goal,
     IfStep,
     IncreaseFieldStep,
+    OfferingReleasedEvent,
+    OfferingRevokedEvent,
     OperationEvent,
     ReleaseOfferingStep,
     RemoveTagStep,
@@ -248,5 +250,9 @@ def event_label(spec: EventSpec) -> str:
         return f"field_changed: {spec.field_changed}"
     if isinstance(spec, OperationEvent):
         return f"operation: {spec.operation}"
+    if isinstance(spec, OfferingReleasedEvent):
+        return f"offering_released: {spec.offering_released}"
+    if isinstance(spec, OfferingRevokedEvent):
+        return f"offering_revoked: {spec.offering_revoked}"
     assert isinstance(spec, ThriveCartEvent)
     return f"thrivecart: {spec.event}" + (f" {spec.product}" if spec.product else "")

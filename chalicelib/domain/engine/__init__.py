@@ -3,9 +3,10 @@ and automations.
 
 Adding an operation's trigger tag runs that operation and removes the tag again, and an operation
 may add tags that trigger further operations. Every real change (a tag added or removed, a field
-changed, an operation run, a ThriveCart event) is also a ``Happening`` that may start automation
-runs, move running ones to a goal or cancel them; runs then advance through their steps (the
-interpreter) until they wait, hold or end, and their steps' effects cascade the same way. The whole
+changed, an operation run, a ThriveCart event, an offering granted or revoked) is also a
+``Happening`` that may start automation runs, move running ones to a goal or cancel them; runs then
+advance through their steps (the interpreter) until they wait, hold or end, and their steps' effects
+cascade the same way. The whole
 cascade is computed here, in memory, so that storage can commit the result (new snapshot, runs,
 ledger entries, timeline, outbound intents) in one transaction: an event's effects land entirely or
 not at all. The cascade is bounded; a config whose operations or automations keep triggering each

@@ -91,6 +91,13 @@ class RunHost:
     def field_value(self, name: str) -> FactValue:
         return field_value(self.work, name)
 
+    def has_access(self, offering: str, module: str | None = None) -> bool:
+        # The working state, not the stored contact: a release by an earlier step of this event counts.
+        record = self.work.state.offerings.get(offering)
+        if record is None or not record.granted:
+            return False
+        return module is None or module in record.modules
+
     def recorded(self, run: Run, record: StepRecord) -> None:
         record_step(self.work, run, record)
 

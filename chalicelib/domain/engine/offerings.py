@@ -10,7 +10,9 @@ removes the access and module tags, adds the revoke tag, and moves the record's 
 the grant's drip timers find it changed and do nothing. A drip timer releases its module, and any
 other whose time has come, once.
 
-Tag changes go through the coordinator's handlers (``work.dispatch``), like an operation's.
+Tag changes go through the coordinator's handlers (``work.dispatch``), like an operation's. A real
+grant or revoke (not a release of an offering the contact has, nor a drip) is also a happening,
+``offering_released`` or ``offering_revoked``, that automations may listen for, whatever caused it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from chalicelib.domain.access import (
     module_due,
     reason,
 )
+from chalicelib.domain.automations.happenings import Happening
 from chalicelib.domain.engine.commands import (
     AddTags,
     Command,
@@ -77,6 +80,15 @@ def release_offering(work: Work, command: ReleaseOffering) -> list[Command]:
         reason(now, AccessAction.GRANTED, command.cause, work.ctx.event_id)
     )
     work.log(TimelineKind.OFFERING_RELEASED, {**data, "generation": granted.generation})
+    work.state.happenings.append(
+        Happening(
+            "offering_released",
+            command.offering_id,
+            by=command.cause.by,
+            ref=command.cause.ref,
+            restored=command.since is not None,
+        )
+    )
     follow_ups: list[Command] = []
     if offering.revoke_tag is not None:
         follow_ups += work.dispatch(work, RemoveTags((offering.revoke_tag,), origin=ORIGIN))
@@ -112,6 +124,9 @@ def revoke_offering(work: Work, command: RevokeOffering) -> list[Command]:
         reason(now, AccessAction.REVOKED, command.cause, work.ctx.event_id)
     )
     work.log(TimelineKind.OFFERING_REVOKED, {**data, "generation": revoked.generation})
+    work.state.happenings.append(
+        Happening("offering_revoked", command.offering_id, by=command.cause.by, ref=command.cause.ref)
+    )
     tags = (offering.access_tag, *(module.tag for module in offering.modules))
     follow_ups = list(work.dispatch(work, RemoveTags(tags, origin=ORIGIN)))
     if offering.revoke_tag is not None:

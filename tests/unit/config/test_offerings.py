@@ -262,3 +262,113 @@ class TestCompiled:
         automation = compile_setup(load().model).automations.current["onboarding"].automation
         assert automation.steps[0] == d.ReleaseOfferingStep("workbook")
         assert automation.steps[2] == d.RevokeOfferingStep("workbook")
+
+
+ACCESS_AUTOMATION = """\
+  welcome-to-foundation:
+    trigger: {offering_released: foundation}
+    reentry: always
+    steps:
+      - if: {has_access: {offering: foundation, module: m1}}
+        then: [{add_tag: "Foundation – Started"}]
+      - if: {all: [{has_access: workbook}, {not: {has_access: {offering: foundation, module: m3}}}]}
+        then: [{add_tag: "Workbook Early"}]
+    cancel_on: [{offering_revoked: foundation}]
+"""
+
+
+def with_access_automation(automation: str = ACCESS_AUTOMATION) -> str:
+    return BASE.replace("emails:\n", automation + "emails:\n", 1)
+
+
+class TestAccessInAutomations:
+    def test_has_access_and_the_offering_events_load_and_compile(self) -> None:
+        loaded = load(with_access_automation())
+        assert loaded.warnings == ()
+        automation = compile_setup(loaded.model).automations.current["welcome-to-foundation"].automation
+        assert automation.trigger == d.OfferingReleasedEvent("foundation")
+        assert automation.cancel_on == (d.OfferingRevokedEvent("foundation"),)
+        first, second = automation.steps
+        assert isinstance(first, d.IfStep)
+        assert isinstance(second, d.IfStep)
+        assert first.if_ == d.HasAccess("foundation", "m1")
+        assert second.if_ == d.AllOf((d.HasAccess("workbook"), d.Not(d.HasAccess("foundation", "m3"))))
+
+    def test_unknown_offerings_and_modules_are_named_with_their_key_paths(self) -> None:
+        text = with_access_automation(
+            ACCESS_AUTOMATION.replace(
+                "trigger: {offering_released: foundation}", "trigger: {offering_released: fundation}"
+            )
+            .replace("{has_access: workbook}", "{has_access: work-book}")
+            .replace("module: m3}", "module: m4}")
+            .replace("{offering_revoked: foundation}", "{offering_revoked: nope}")
+            .replace("{offering: foundation, module: m1}", "{offering: other, module: m1}")
+        )
+        where = "automations.welcome-to-foundation"
+        assert errors(text) == (
+            f"{where}.trigger.offering_released: unknown offering 'fundation' (known: foundation, workbook)",
+            f"{where}.steps.0.if.has_access.offering: unknown offering 'other' (known: foundation, workbook)",
+            f"{where}.steps.1.if.all.0.has_access: unknown offering 'work-book' "
+            "(known: foundation, workbook)",
+            f"{where}.cancel_on.0.offering_revoked: unknown offering 'nope' (known: foundation, workbook)",
+            f"{where}.steps.1.if.all.1.not.has_access.module: unknown module 'm4' of offering 'foundation' "
+            "(known: m1, m2, m3)",
+        )
+
+    def test_a_module_of_an_offering_without_modules_says_so(self) -> None:
+        text = with_access_automation(
+            ACCESS_AUTOMATION.replace(
+                "{has_access: workbook}", "{has_access: {offering: workbook, module: m1}}"
+            )
+        )
+        assert errors(text) == (
+            "automations.welcome-to-foundation.steps.1.if.all.0.has_access.module: unknown module 'm1' of "
+            "offering 'workbook' (known: none; offering 'workbook' has no modules)",
+        )
+
+    @pytest.mark.parametrize(
+        ("condition", "problem"),
+        [
+            ("{has_access: {offering: foundation}}", "has_access.module: required key is missing"),
+            (
+                "{has_access: {offering: foundation, module: m1, when: now}}",
+                "has_access.when: unknown key (allowed: offering, module)",
+            ),
+            (
+                "{has_access: 12}",
+                "has_access: has_access names an offering id (has_access: foundation) or a module of one "
+                "(has_access: {offering: foundation, module: m1})",
+            ),
+            ("{has_access: Foundation Course}", "has_access: offering id 'Foundation Course' must be"),
+            ("{has_acess: foundation}", "unknown condition 'has_acess'; did you mean 'has_access'?"),
+            (
+                "{has_access: foundation, has_tag: X}",
+                "a condition tests one thing, but this one has has_access, has_tag",
+            ),
+        ],
+    )
+    def test_a_malformed_condition_gets_one_clear_message(self, condition: str, problem: str) -> None:
+        text = with_access_automation(
+            ACCESS_AUTOMATION.replace("{has_access: {offering: foundation, module: m1}}", condition)
+        )
+        (message,) = errors(text)
+        assert message.startswith("automations.welcome-to-foundation.steps.0.if")
+        assert problem in message
+
+    def test_a_misspelt_event_is_guessed(self) -> None:
+        text = with_access_automation(
+            ACCESS_AUTOMATION.replace("{offering_released: foundation}", "{offering_release: foundation}")
+        )
+        assert errors(text) == (
+            "automations.welcome-to-foundation.trigger: unknown event 'offering_release'; "
+            "did you mean 'offering_released'?",
+        )
+
+    def test_a_goal_on_the_automations_own_trigger_is_warned_about(self) -> None:
+        goal = "    goals: [{on: {offering_released: foundation}, steps: [{add_tag: Again}]}]\n"
+        loaded = load(with_access_automation(ACCESS_AUTOMATION + goal))
+        assert loaded.warnings == (
+            "automations.welcome-to-foundation.goals.0.on: offering_released 'foundation' is also this "
+            "automation's trigger, so the event that starts a run can reach this goal too; use a different "
+            "event",
+        )

@@ -54,6 +54,8 @@ class TestEncoding:
             dt.time(9),
             (d.HasTag("A"), d.Not(d.HasTag("B"))),
             d.WaitUntil(time=dt.time(9), weekdays=("mon",)),
+            (d.HasAccess("foundation"), d.HasAccess("foundation", "m1")),
+            (d.OfferingReleasedEvent("foundation"), d.OfferingRevokedEvent("foundation")),
         ],
     )
     def test_decoding_gives_back_the_value(self, value: object) -> None:

@@ -26,19 +26,34 @@ from chalicelib.domain.automations.conditions import (
     evaluate,
     parse_when,
 )
-from chalicelib.domain.automations.definition import AllOf, AnyOf, Condition, FieldCompare, HasTag, Not
+from chalicelib.domain.automations.definition import (
+    AllOf,
+    AnyOf,
+    Condition,
+    FieldCompare,
+    HasAccess,
+    HasTag,
+    Not,
+)
 
 
 @dataclass(frozen=True)
 class Facts:
     tags: frozenset[str] = frozenset()
     fields: Mapping[str, FactValue] = field(default_factory=dict)
+    offerings: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Offering id -> released modules, for the offerings the contact has now."""
 
     def has_tag(self, tag: str) -> bool:
         return tag in self.tags
 
     def field_value(self, name: str) -> FactValue:
         return self.fields.get(name)
+
+    def has_access(self, offering: str, module: str | None = None) -> bool:
+        if offering not in self.offerings:
+            return False
+        return module is None or module in self.offerings[offering]
 
 
 def facts(*tags: str, **fields: FactValue) -> Facts:
@@ -228,6 +243,51 @@ class TestRecording:
                 {"field": "track", "exists": True},
             ]
         }
+
+
+class TestAccess:
+    MEMBER = Facts(offerings={"foundation": ("m1",)})
+
+    @pytest.mark.parametrize(
+        ("condition", "expected", "seen"),
+        [
+            (HasAccess("foundation"), True, {"foundation": True}),
+            (HasAccess("workbook"), False, {"workbook": False}),
+            (HasAccess("foundation", "m1"), True, {"foundation/m1": True}),
+            (HasAccess("foundation", "m2"), False, {"foundation/m2": False}),
+            (HasAccess("workbook", "m1"), False, {"workbook/m1": False}),
+        ],
+    )
+    def test_the_offering_now_and_a_released_module(
+        self, condition: HasAccess, expected: bool, seen: dict[str, bool]
+    ) -> None:
+        verdict = evaluate(condition, self.MEMBER)
+        assert verdict == Verdict(expected, {}, {}, seen)
+        assert verdict.as_dict() == {"result": expected, "tags": {}, "fields": {}, "access": seen}
+
+    def test_nested_with_tags_every_part_is_recorded(self) -> None:
+        condition = AllOf(
+            all=(
+                HasAccess("foundation"),
+                Not(not_=HasAccess("foundation", "m2")),
+                AnyOf(any=(tag("VIP Member"), HasAccess("workbook"))),
+            )
+        )
+        verdict = evaluate(condition, Facts(frozenset({"VIP Member"}), offerings={"foundation": ("m1",)}))
+        assert verdict.result is True
+        assert verdict.tags == {"VIP Member": True}
+        assert verdict.access == {"foundation": True, "foundation/m2": False, "workbook": False}
+
+    def test_a_decision_that_looks_at_no_access_records_none(self) -> None:
+        assert "access" not in evaluate(tag("A"), facts("A")).as_dict()
+
+    def test_both_forms_compile_from_yaml_and_are_described_as_written(self) -> None:
+        yaml_shape = {
+            "any": [{"has_access": "foundation"}, {"has_access": {"offering": "foundation", "module": "m1"}}]
+        }
+        compiled = compile_condition(schema.AnyOf.model_validate(yaml_shape))
+        assert compiled == AnyOf(any=(HasAccess("foundation"), HasAccess("foundation", "m1")))
+        assert describe(compiled) == yaml_shape
 
 
 # --- properties ---------------------------------------------------------------------------------
