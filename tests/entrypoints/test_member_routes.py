@@ -529,3 +529,19 @@ class TestConfiguredResetEmail:
         assert "Choose a new password" in page.words  # a reset link: one hour
         assert submit(session_world, token_of(link), "a brand new passphrase").status_code == 200
         assert login(session_world, email, "a brand new passphrase").status_code == 200
+
+
+def test_without_a_session_secret_session_checks_and_logouts_answer_503(stores: Stores) -> None:
+    container = make_container(stores, members_config(), environ={"MEMBER_SESSION_SECRET": ""})
+    token = sign_session("ada@example.com", T0 + timedelta(minutes=10), "any-key-0123456789abcdef").token
+    bootstrap.override(lambda: container)
+    try:
+        with Client(app) as client:
+            world = World(client, stores, container)
+            answers = [check_session(world, bearer(token)), logout(world, token)]
+    finally:
+        bootstrap.override(None)
+    assert [(a.status_code, a.json_body["error"]["code"]) for a in answers] == [
+        (503, "member_logins_disabled"),
+        (503, "member_logins_disabled"),
+    ]
