@@ -479,6 +479,21 @@ def member_login() -> Response:
     return pages.login_answer(bootstrap.container().members.login(email, password))
 
 
+@app.route("/members/session", methods=["GET"])
+@api
+def member_session() -> Response:
+    token = pages.session_token(header(_request(), "Authorization"))
+    return pages.session_answer(bootstrap.container().members.session(token))
+
+
+@app.route("/members/logout", methods=["POST"], content_types=MEMBER_API_CONTENT_TYPES)
+@api
+def member_logout() -> Response:
+    token = pages.session_token(header(_request(), "Authorization"))
+    bootstrap.container().members.logout(token)
+    return pages.logged_out()
+
+
 @app.route("/members/reset", methods=["POST"], content_types=MEMBER_API_CONTENT_TYPES)
 @api
 def member_reset() -> Response:

@@ -113,6 +113,11 @@ class Container:
 
         config = self.loaded.model
         stores = self.stores
+        emails = EmailRenderer(
+            self.loaded.templates,
+            sender_name(config.email.from_) if config.email else None,
+            self.settings.public_base_url,
+        )
         self.members = Members(
             stores.members,
             passwords=self.password_hasher,
@@ -122,6 +127,8 @@ class Container:
             clock=self.clock,
             public_base_url=self.settings.public_base_url,
             from_name=sender_name(config.email.from_) if config.email else None,
+            emails=emails,
+            reset_email_id=config.members.reset_email,
         )
         self.inbox = Inbox(
             self.loaded.setup,
@@ -129,11 +136,7 @@ class Container:
             contacts=stores.contacts,
             runs=stores.runs,
             versions=stores.versions,
-            emails=EmailRenderer(
-                self.loaded.templates,
-                sender_name(config.email.from_) if config.email else None,
-                self.settings.public_base_url,
-            ),
+            emails=emails,
             clock=self.clock,
             scheduler=self.scheduler,
             metrics=self.metrics,

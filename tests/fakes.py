@@ -515,10 +515,29 @@ class InMemoryMembers:
                 raise StaleMember(f"member {link.email} changed meanwhile")
             created_at = member.created_at if member is not None else now
             version = (member.version if member is not None else 0) + 1
-            saved = Member(link.email, created_at, password_hash, now, version)
+            epoch = (member.session_epoch if member is not None else 0) + 1
+            saved = Member(link.email, created_at, password_hash, now, version, epoch)
             w.links[link.digest] = replace(stored_link, used_at=now)
             w.members[link.email] = saved
             w.login_attempts.pop(link.email, None)
+            return saved
+
+    def end_sessions(self, email: str) -> Member | None:
+        with self.world.lock:
+            stored = self.world.members.get(email)
+            if stored is None:
+                return None
+            saved = replace(stored, version=stored.version + 1, session_epoch=stored.session_epoch + 1)
+            self.world.members[email] = saved
+            return saved
+
+    def rehash(self, member: Member, password_hash: str) -> Member:
+        with self.world.lock:
+            stored = self.world.members.get(member.email)
+            if stored is None or stored.version != member.version:
+                raise StaleMember(f"member {member.email} changed meanwhile")
+            saved = replace(stored, password_hash=password_hash, version=stored.version + 1)
+            self.world.members[member.email] = saved
             return saved
 
     def get_attempts(self, email: str) -> StoredAttempts | None:

@@ -3,7 +3,8 @@
 ``LAMBDA_PARAMETERS`` are OWASP's recommended minimum for argon2id (19 MiB of memory, 2 passes, one
 lane): a check takes about 80 ms of one core here, so about a quarter of a second on a 512 MB Lambda,
 which gets roughly a third of a vCPU, and the 19 MiB fit in its memory many times over. Stronger
-parameters can be set later: ``verify`` reads them from each stored hash, so older hashes keep working.
+parameters can be set later: ``verify`` reads them from each stored hash, so older hashes keep working,
+and ``needs_rehash`` tells a login to store a new hash of the password it has just checked.
 Tests pass cheap parameters in (``Argon2Passwords(Argon2Parameters(...))``), never a patch.
 
 argon2-cffi is imported when the first hasher is made, with the first container, not with ``app``.
@@ -54,6 +55,13 @@ class Argon2Passwords:
         except (VerificationError, InvalidHashError):
             return False
         return bool(verified)
+
+    def needs_rehash(self, password_hash: str) -> bool:
+        try:
+            return bool(self._hasher.check_needs_rehash(password_hash))
+        except ValueError:  # argon2's InvalidHashError
+            # Unreadable parameters: such a hash never verifies, so there is no login to rehash at.
+            return False
 
     def verify_nothing(self, password: str) -> None:
         if self._dummy is None:

@@ -544,6 +544,19 @@ class EmailSenderConfig(StrictModel):
     )
 
 
+class MembersConfig(StrictModel):
+    """Member accounts: which emails their password resets send."""
+
+    reset_email: EmailId | None = Field(
+        default=None,
+        description=(
+            "An email id from the emails section, sent when a member asks to reset the password "
+            "(POST /members/reset). Its templates must use {{ member.set_password_url }}: the link, "
+            "minted as the email is sent, works once, for one hour. Unset, a built-in email is sent."
+        ),
+    )
+
+
 class MemberflowConfig(StrictModel):
     """memberflow's configuration: checkout, CRM, custom fields, operations and automations."""
 
@@ -592,6 +605,10 @@ class MemberflowConfig(StrictModel):
         default_factory=dict,
         description="Emails that automations send, by id (e.g. welcome).",
         json_schema_extra={"additionalProperties": False},
+    )
+    members: MembersConfig = Field(
+        default_factory=MembersConfig,
+        description="Member accounts: the email a password reset sends (reset_email).",
     )
     outbound_webhooks: OutboundWebhooksConfig | None = Field(
         default=None,

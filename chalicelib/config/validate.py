@@ -829,6 +829,29 @@ def check_email_templates(config: MemberflowConfig) -> Iterator[Finding]:
             yield error(("emails", problem.email_id, problem.key), problem.message)
 
 
+def check_member_emails(config: MemberflowConfig) -> Iterator[Finding]:
+    """``members.reset_email`` is an email of the emails section that carries the set-password link."""
+    email_id = config.members.reset_email
+    if email_id is None:
+        return
+    path: KeyPath = ("members", "reset_email")
+    if email_id not in config.emails:
+        yield error(path, f"unknown email {email_id!r} (known: {_known(config.emails, 'emails')})")
+        return
+    from chalicelib.adapters.email.templates import TemplateProblems
+
+    try:
+        templates = email_templates_of(config)
+    except TemplateProblems:
+        return  # reported under emails by check_email_templates
+    if not templates.uses(email_id, "member", "set_password_url"):
+        yield error(
+            path,
+            f"email {email_id!r} does not use {{{{ member.set_password_url }}}}: a reset email must carry "
+            f"the link that sets the new password",
+        )
+
+
 def check_email_sender(config: MemberflowConfig) -> Iterator[Finding]:
     """Warn when automations send email but no sender is configured: delivery would have no From."""
     if config.email is not None:
@@ -1101,6 +1124,7 @@ CHECKS: tuple[Check, ...] = (
     check_goals_against_trigger,
     check_unadded_tags,
     check_email_templates,
+    check_member_emails,
     check_email_sender,
     check_webhook_signing_secret,
     check_sequences_without_kit,

@@ -15,8 +15,11 @@ have an account: after ``SLOW_DOWN_AFTER`` failures each next attempt waits long
 ``MAX_FAILURES`` in a row lock the address for ``LOCKOUT``. An attempt is counted before its
 password is checked, so parallel guesses cannot slip past the count; a success forgives them all.
 
-A login answers a session token: an HMAC-SHA256 over a compact payload (email and expiry), valid
-for ``SESSION_LIFETIME``.
+A login answers a session token: an HMAC-SHA256 over a compact payload (email, expiry and the
+member's session epoch), valid for ``SESSION_LIFETIME``. The epoch is how sessions end before they
+expire: the member record counts them (``Member.session_epoch``), a logout or a new password adds
+one, and a token carrying an older epoch is refused (``session_still_valid``). Checking a token
+thus costs one read of the member, and nothing about a session is stored.
 """
 
 from __future__ import annotations
@@ -86,7 +89,11 @@ class Member:
     """argon2id, in its PHC string form (``$argon2id$v=19$m=...``); never the password."""
     password_set_at: datetime | None = None
     version: int = 1
-    """1 once created, one more after each password; a write names the version it read."""
+    """1 once created, one more after each write (a password, a rehash, a logout); a write names the
+    version it read."""
+    session_epoch: int = 0
+    """Sessions are valid only while they carry this number: one more after a logout or a new password
+    ends every session given before."""
 
     @property
     def has_password(self) -> bool:
@@ -238,20 +245,33 @@ class Session:
     email: str
     expires_at: datetime
     token: str
+    epoch: int = 0
+    """The member's ``session_epoch`` when the session was given."""
 
 
-def sign_session(email: str, expires_at: datetime, key: str) -> Session:
+MAX_SESSION_TOKEN_LENGTH = 2048
+"""Characters: far more than any token signed here (an email is at most 254); longer is not read."""
+
+
+def sign_session(email: str, expires_at: datetime, key: str, epoch: int = 0) -> Session:
     """A session token: ``<payload>.<signature>``, both base64url without padding; the payload is
-    ``{"email": ..., "exp": <epoch seconds>}`` as compact JSON, signed with HMAC-SHA256 under ``key``."""
+    ``{"email": ..., "exp": <epoch seconds>, "sep": <session epoch>}`` as compact JSON, signed with
+    HMAC-SHA256 under ``key``."""
     exp = math.floor(expires_at.timestamp())
-    payload = json.dumps({"email": email, "exp": exp}, separators=(",", ":"), ensure_ascii=False)
+    fields = {"email": email, "exp": exp, "sep": epoch}
+    payload = json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
     body = _b64(payload.encode())
     token = f"{body}.{_b64(_signature(body, key))}"
-    return Session(email, datetime.fromtimestamp(exp, UTC), token)
+    return Session(email, datetime.fromtimestamp(exp, UTC), token, epoch)
 
 
 def read_session(token: str, key: str, now: datetime) -> Session:
-    """The session ``token`` stands for; ``Unauthorized`` if it is malformed, forged or expired."""
+    """The session ``token`` stands for; ``Unauthorized`` if it is malformed, forged or expired.
+
+    A token signed before sessions carried an epoch reads as epoch 0: it stays good until the
+    member's first logout or new password, as it would have."""
+    if len(token) > MAX_SESSION_TOKEN_LENGTH:
+        raise Unauthorized("malformed session token", code="invalid_session")
     body, _, signature = token.partition(".")
     try:
         given = _unb64(signature)
@@ -266,10 +286,23 @@ def read_session(token: str, key: str, now: datetime) -> Session:
         or type(data.get("exp")) is not int
     ):
         raise Unauthorized("malformed session token", code="invalid_session")
-    expires_at = datetime.fromtimestamp(data["exp"], UTC)
+    epoch = data.get("sep", 0)
+    if type(epoch) is not int or epoch < 0:
+        raise Unauthorized("malformed session token", code="invalid_session")
+    try:
+        expires_at = datetime.fromtimestamp(data["exp"], UTC)
+    except (OverflowError, OSError, ValueError):
+        raise Unauthorized("malformed session token", code="invalid_session") from None
     if expires_at <= now:
         raise Unauthorized("session token expired", code="session_expired")
-    return Session(data["email"], expires_at, token)
+    return Session(data["email"], expires_at, token, epoch)
+
+
+def session_still_valid(session: Session, member: Member | None) -> None:
+    """Raise ``Unauthorized`` (``session_revoked``) unless the member still has the session's epoch:
+    a logout or a new password since the session was given ended it."""
+    if member is None or member.session_epoch != session.epoch:
+        raise Unauthorized("the session was ended by a logout or a new password", code="session_revoked")
 
 
 def _signature(body: str, key: str) -> bytes:

@@ -22,7 +22,7 @@ from urllib.parse import parse_qs
 
 from chalice.app import Response
 
-from chalicelib.domain.errors import BadRequest, LinkUnusable, MemberflowError, PayloadTooLarge
+from chalicelib.domain.errors import BadRequest, LinkUnusable, MemberflowError, PayloadTooLarge, Unauthorized
 from chalicelib.domain.members import (
     LINK_LIFETIME,
     MAX_PASSWORD_LENGTH,
@@ -252,6 +252,34 @@ def login_answer(login: Login) -> Response:
     response = json_response(body)
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def session_answer(login: Login) -> Response:
+    """``GET /members/session``: whose session it is, until when, and the offerings they have now."""
+    session = login.session
+    body = {
+        "email": session.email,
+        "expires_at": session.expires_at.isoformat().replace("+00:00", "Z"),
+        "offerings": list(login.offerings),
+    }
+    response = json_response(body)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def logged_out() -> Response:
+    response = json_response({"result": "logged_out"})
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def session_token(authorization: str | None) -> str:
+    """The session token of an ``Authorization: Bearer <token>`` header; ``Unauthorized`` without one."""
+    scheme, _, token = (authorization or "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("send the session token as Authorization: Bearer <token>", code="invalid_session")
+    return token
 
 
 def credentials(body: Mapping[str, Any]) -> tuple[str, str]:

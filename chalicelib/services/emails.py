@@ -83,6 +83,13 @@ class EmailRenderer:
             outbound.append(intent)
         return replace(transition, outbound=tuple(outbound))
 
+    def rendered_intent(
+        self, intent: OutboundIntent, contact: Contact, base_url: str | None = None
+    ) -> OutboundIntent:
+        """One queued email rendered for ``contact`` (a password reset's, which is no event's); parked
+        with the reason when it cannot be."""
+        return self._rendered(intent, contact, self.public_base_url or base_url)
+
     def _rendered(self, intent: OutboundIntent, contact: Contact, base_url: str | None) -> OutboundIntent:
         email_id = str(intent.payload["email_id"])
         offering = intent.payload.get("offering")

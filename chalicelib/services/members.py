@@ -10,12 +10,18 @@ Links reach members by email, and an email is rendered when it is committed but 
 rendered text holds ``SET_PASSWORD_TOKEN_PLACEHOLDER``, and the email sender mints the token and puts
 it in at the last moment (``chalicelib.services.email_delivery``), so the token is in the email sent
 and nowhere else: not in the outbox item, the logs or an admin answer. A reset request queues such an
-email (``reset``), the same answer whether or not the address has an account.
+email (``reset``), the same answer whether or not the address has an account: the config's
+``members.reset_email`` rendered like any email, or the built-in text (``reset_email``).
 
 A login (``login``) is counted before its password is checked: ``SLOW_DOWN_AFTER`` failures make the
 next attempts wait, ``MAX_FAILURES`` lock the address for ``LOCKOUT``; both answer
-``TooManyAttempts`` (429 with Retry-After). A success forgives the failures and answers a session
-token signed with ``MEMBER_SESSION_SECRET``, valid for 15 minutes, with the member's offerings.
+``TooManyAttempts`` (429 with Retry-After). A success forgives the failures, stores a new hash of the
+password when the stored one was made with older argon2 parameters, and answers a session token
+signed with ``MEMBER_SESSION_SECRET``, valid for 15 minutes, with the member's offerings.
+
+The membership site checks a token with ``session`` (``verify_session``: its signature and expiry,
+then one consistent read of the member for its session epoch). A logout (``logout``) or a new
+password adds one to the member's epoch, which ends every session given before.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from chalicelib.domain.errors import LinkUnusable, Unavailable, WrongCredentials
 from chalicelib.domain.members import (
@@ -50,15 +57,19 @@ from chalicelib.domain.members import (
     placeholder_set_password_url,
     read_session,
     refused_until,
+    session_still_valid,
     set_password_url,
     sign_session,
     too_many,
 )
-from chalicelib.domain.model import Contact, normalize_email
-from chalicelib.domain.outbox import OutboxItem, OutboxKind
+from chalicelib.domain.model import Contact, OutboundIntent, normalize_email
+from chalicelib.domain.outbox import OutboxItem, OutboxKind, OutboxStatus
 from chalicelib.services.ports.members import LinkTaken, MemberStore, StaleAttempts, StaleMember
 from chalicelib.services.ports.outbox import OutboxStore
 from chalicelib.services.ports.passwords import PasswordHasher
+
+if TYPE_CHECKING:
+    from chalicelib.services.emails import EmailRenderer
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +119,8 @@ class Members:
         clock: Callable[[], datetime] = _utcnow,
         public_base_url: str | None = None,
         from_name: str | None = None,
+        emails: EmailRenderer | None = None,
+        reset_email_id: str | None = None,
     ) -> None:
         self.store = store
         self._passwords = passwords
@@ -119,6 +132,12 @@ class Members:
         self.public_base_url = public_base_url
         self.from_name = from_name
         """The sender name of the reset email (the config's ``email.from`` name)."""
+        self.emails = emails
+        self.reset_email_id = reset_email_id
+        """The config's ``members.reset_email``: the email a reset request queues, rendered by
+        ``emails``; None for the built-in one."""
+        if reset_email_id is not None and emails is None:
+            raise ValueError("a configured reset email needs the email renderer")
 
     # --- accounts and links ----------------------------------------------------------------------
 
@@ -201,8 +220,20 @@ class Members:
         if not hasher.verify(member.password_hash, password):
             raise WrongCredentials("wrong email or password")
         self.store.clear_attempts(email)
-        session = sign_session(email, now + SESSION_LIFETIME, key)
+        if hasher.needs_rehash(member.password_hash):
+            self._rehash(member, hasher.hash(password))
+        session = sign_session(email, now + SESSION_LIFETIME, key, member.session_epoch)
         return Login(session, member_offerings(self.contacts(email)))
+
+    def _rehash(self, member: Member, password_hash: str) -> None:
+        try:
+            self.store.rehash(member, password_hash)
+        except StaleMember:
+            # The member changed since the login read it (a new password, a logout): the next
+            # login checks the parameters again, so nothing is lost by not retrying here.
+            logger.info("member rehash skipped: the member changed meanwhile")
+            return
+        logger.info("member password rehashed with the current parameters")
 
     def _count_attempt(self, email: str, now: datetime) -> None:
         for _ in range(ATTEMPT_SAVES):
@@ -219,8 +250,23 @@ class Members:
         raise too_many(now + timedelta(seconds=1), now)
 
     def verify_session(self, token: str) -> Session:
-        """The session a token stands for; ``Unauthorized`` if it is forged, malformed or expired."""
-        return read_session(token, self.session_key(), self.clock())
+        """The session a token stands for; ``Unauthorized`` if it is forged, malformed, expired
+        (``session_expired``) or ended by a logout or a new password (``session_revoked``)."""
+        session = read_session(token, self.session_key(), self.clock())
+        session_still_valid(session, self.store.get_member(session.email))
+        return session
+
+    def session(self, token: str) -> Login:
+        """The session a token stands for, with the offerings the member has now (what the membership
+        site asks to check a login); ``Unauthorized`` as ``verify_session``."""
+        session = self.verify_session(token)
+        return Login(session, member_offerings(self.contacts(session.email)))
+
+    def logout(self, token: str) -> None:
+        """End every session of the member the (valid) token stands for, on every device."""
+        session = self.verify_session(token)
+        if self.store.end_sessions(session.email) is not None:
+            logger.info("member sessions ended")
 
     def session_key(self) -> str:
         key = self._session_key()
@@ -250,17 +296,41 @@ class Members:
         now = self.clock()
         window = _window_start(now, RESET_EMAIL_INTERVAL)
         stamp = window.strftime("%Y%m%dT%H%M%S")
+        payload, problem = self._reset_payload(email, base, now)
         item = OutboxItem(
             id=f"email#member-reset#{hashlib.sha256(email.encode()).hexdigest()[:24]}#{stamp}",
             email=email,
             kind=OutboxKind.EMAIL,
-            payload=reset_email(email, placeholder_set_password_url(base), self.from_name),
+            payload=payload,
             event_id=f"member-reset:{stamp}",
             created_at=now,
-            next_attempt_at=now,
+            status=OutboxStatus.PARKED if problem is not None else OutboxStatus.PENDING,
+            next_attempt_at=None if problem is not None else now,
+            last_error=problem,
         )
         queued = self.outbox.add(item)
-        logger.info("member reset asked", extra={"queued": queued})
+        logger.info("member reset asked", extra={"queued": queued, "parked": problem is not None})
+
+    def _reset_payload(
+        self, email: str, base: str, now: datetime
+    ) -> tuple[dict[str, str | None], str | None]:
+        """The reset email's outbox payload, and why it cannot be sent as queued (None: it can)."""
+        if self.reset_email_id is None or self.emails is None:
+            return reset_email(email, placeholder_set_password_url(base), self.from_name), None
+        # A member's contact exists once an offering was released; one made otherwise is rendered
+        # as a contact with nothing but its address.
+        contact = self.contacts(email) or Contact(email=email, created_at=now, updated_at=now)
+        intent = OutboundIntent(
+            kind="email",
+            email=email,
+            event_id="member-reset",
+            at=now,
+            run_id="",
+            step_id="",
+            payload={"email_id": self.reset_email_id, LINK_PURPOSE_KEY: LinkPurpose.RESET.value},
+        )
+        rendered = self.emails.rendered_intent(intent, contact, base)
+        return {str(k): v for k, v in rendered.payload.items()}, rendered.problem
 
 
 def reset_email(email: str, url: str, from_name: str | None) -> dict[str, str | None]:

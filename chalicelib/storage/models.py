@@ -520,6 +520,8 @@ class MemberModel(BaseTable):
     """Members and attempts: one more on each write, which names the version it read."""
     password_hash = UnicodeAttribute(null=True)
     password_set_at = UTCDateTimeAttribute(null=True)
+    session_epoch = NumberAttribute(null=True)
+    """Members: sessions carrying another number are ended (absent: 0, none ended yet)."""
     purpose = UnicodeAttribute(null=True)
     expires_at = UTCDateTimeAttribute(null=True)
     used_at = UTCDateTimeAttribute(null=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -20,13 +21,14 @@ from chalice.test import Client
 
 from app import app
 from chalicelib import bootstrap
-from chalicelib.domain.members import LinkPurpose, placeholder_set_password_url
+from chalicelib.domain.members import LinkPurpose, placeholder_set_password_url, sign_session
 from chalicelib.domain.outbox import OutboxKind, OutboxStatus
 from chalicelib.services.ports import Stores
-from tests.builders import config, unique_email
+from tests.builders import T0, config, unique_email
 from tests.entrypoints.conftest import World, make_container
 from tests.entrypoints.test_rendered_emails import purchase
 from tests.fakes import InMemoryMailer
+from tests.support.members import Clock
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 PUBLIC = "https://members.example.com"
@@ -355,3 +357,198 @@ class TestReset:
         assert shown["status"] == "delivered"
         assert "__SET_PASSWORD_TOKEN__" in shown["body"]
         assert token_of(link_in(sent.text)) not in json.dumps(shown)
+
+
+RESET_EMAIL = {
+    "subject": "{{ subscriber.first_name }}, choose a new password",
+    "body": "Follow {{ member.set_password_url }} within the hour.",
+}
+
+
+def sessions_config() -> Any:
+    """The members config with an offering to show in sessions and a reset email of its own."""
+    base = members_config()
+    return config(
+        email={"from": "Acme Academy <hello@example.com>"},
+        emails={"welcome": WELCOME, "reset-password": RESET_EMAIL},
+        automations=base.model_dump(by_alias=True, exclude_none=True)["automations"],
+        offerings={"foundation": {"name": "Foundation Course", "access_tag": "Course – Foundation"}},
+        members={"reset_email": "reset-password"},
+    )
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(T0)
+
+
+@pytest.fixture
+def session_world(stores: Stores, clock: Clock) -> Iterator[World]:
+    container = make_container(stores, sessions_config(), clock=clock, environ={"PUBLIC_BASE_URL": PUBLIC})
+    mailer = InMemoryMailer()
+    mailer.verify("example.com")
+    container.mailer = mailer
+    bootstrap.override(lambda: container)
+    with Client(app) as client:
+        yield World(client, stores, container)
+    bootstrap.override(None)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def check_session(world: World, headers: dict[str, str]) -> Any:
+    return world.client.http.get("/members/session", headers=headers)
+
+
+def logout(world: World, token: str) -> Any:
+    return world.client.http.post(
+        "/members/logout", headers={"Content-Type": "application/json", **bearer(token)}, body=""
+    )
+
+
+def logged_in(world: World, email: str, password: str = PASSWORD) -> str:
+    answer = login(world, email, password)
+    assert answer.status_code == 200, answer.body
+    token: str = answer.json_body["token"]
+    return token
+
+
+class TestSession:
+    def test_the_membership_site_checks_a_login_and_sees_the_offerings_the_member_has_now(
+        self, session_world: World
+    ) -> None:
+        email = unique_email()
+        TestLogin().set_up_member(session_world, email)
+        release = f"/admin/contacts/{quote(email, safe='')}/offerings/foundation/release"
+        assert session_world.admin_post(release, {}).status_code == 200
+        answer = login(session_world, email, PASSWORD)
+        token = answer.json_body["token"]
+
+        checked = check_session(session_world, bearer(token))
+
+        assert checked.status_code == 200
+        assert checked.headers["Cache-Control"] == "no-store"
+        assert checked.json_body == {
+            "email": email,
+            "expires_at": answer.json_body["expires_at"],
+            "offerings": ["foundation"],
+        }
+        assert checked.json_body["expires_at"] == "2026-11-01T12:15:00Z"
+        session_world.admin_post(release.replace("/release", "/revoke"), {})
+        assert check_session(session_world, bearer(token)).json_body["offerings"] == []
+
+    @pytest.mark.parametrize(
+        "authorization",
+        [None, "", "Bearer", "Bearer  ", "Basic dXNlcjpwYXNz", "Bearer no-token", "Bearer a.b", "Bearer ."],
+    )
+    def test_without_a_good_bearer_token_the_answer_is_a_401(
+        self, session_world: World, authorization: str | None
+    ) -> None:
+        headers = {} if authorization is None else {"Authorization": authorization}
+        checked = check_session(session_world, headers)
+        assert checked.status_code == 401
+        assert checked.json_body["error"]["code"] == "invalid_session"
+
+    def test_a_token_signed_with_another_key_is_a_401(self, session_world: World) -> None:
+        email = unique_email()
+        TestLogin().set_up_member(session_world, email)
+        forged = sign_session(email, T0 + timedelta(minutes=10), "someone-elses-key-0123456789").token
+        checked = check_session(session_world, bearer(forged))
+        assert (checked.status_code, checked.json_body["error"]["code"]) == (401, "invalid_session")
+
+    def test_an_expired_token_is_a_401(self, session_world: World, clock: Clock) -> None:
+        email = unique_email()
+        TestLogin().set_up_member(session_world, email)
+        token = logged_in(session_world, email)
+        clock.now += timedelta(minutes=15)
+        checked = check_session(session_world, bearer(token))
+        assert checked.status_code == 401
+        assert checked.json_body["error"] == {"code": "session_expired", "message": "session token expired"}
+
+    def test_a_logout_ends_every_session_of_the_member(self, session_world: World, clock: Clock) -> None:
+        email = unique_email()
+        TestLogin().set_up_member(session_world, email)
+        phone = logged_in(session_world, email)
+        clock.now += timedelta(minutes=1)
+        laptop = logged_in(session_world, email)
+
+        answer = logout(session_world, phone)
+
+        assert (answer.status_code, answer.json_body) == (200, {"result": "logged_out"})
+        assert answer.headers["Cache-Control"] == "no-store"
+        for ended in (phone, laptop):
+            checked = check_session(session_world, bearer(ended))
+            assert checked.status_code == 401
+            assert checked.json_body["error"]["code"] == "session_revoked"
+        assert logout(session_world, laptop).status_code == 401
+        assert check_session(session_world, bearer(logged_in(session_world, email))).status_code == 200
+
+    def test_a_logout_without_a_good_token_is_a_401_and_ends_nothing(self, session_world: World) -> None:
+        email = unique_email()
+        TestLogin().set_up_member(session_world, email)
+        token = logged_in(session_world, email)
+        answer = session_world.client.http.post(
+            "/members/logout", headers={"Content-Type": "application/json"}, body=""
+        )
+        assert answer.status_code == 401
+        assert answer.json_body["error"]["code"] == "invalid_session"
+        assert check_session(session_world, bearer(token)).status_code == 200
+
+    def test_a_new_password_from_a_reset_ends_the_sessions_given_before(
+        self, session_world: World, clock: Clock
+    ) -> None:
+        email = unique_email()
+        TestLogin().set_up_member(session_world, email)
+        token = logged_in(session_world, email)
+        clock.now += timedelta(minutes=1)
+        session_world.post_json("/members/reset", {"email": email})
+        (sent,) = deliver_emails(session_world, email)
+        reset_token = token_of(link_in(sent.text))
+        assert submit(session_world, reset_token, "a brand new passphrase").status_code == 200
+        checked = check_session(session_world, bearer(token))
+        assert checked.status_code == 401
+        assert checked.json_body["error"]["code"] == "session_revoked"
+        assert check_session(session_world, bearer(logged_in(session_world, email, "a brand new passphrase")))
+
+
+class TestConfiguredResetEmail:
+    def test_the_configured_email_carries_a_link_minted_at_delivery(self, session_world: World) -> None:
+        email = unique_email()
+        assert purchase(session_world, email, "Grace").status_code == 200
+        deliver_emails(session_world, email)  # the welcome email
+        mailer_of(session_world).sent.clear()
+
+        assert session_world.post_json("/members/reset", {"email": email}).status_code == 202
+        (item,) = [
+            i
+            for i in session_world.stores.outbox.list_for_contact(email, kind=OutboxKind.EMAIL).items
+            if i.payload["email_id"] == "reset-password"
+        ]
+        assert item.payload["body"] == f"Follow {LINK} within the hour."
+
+        (sent,) = deliver_emails(session_world, email)
+        assert sent.subject == "Grace, choose a new password"
+        link = link_in(sent.text)
+        assert "__SET_PASSWORD_TOKEN__" not in sent.text
+        page = Page(body_of(session_world.client.http.get(path_of(link))))
+        assert "Choose a new password" in page.words  # a reset link: one hour
+        assert submit(session_world, token_of(link), "a brand new passphrase").status_code == 200
+        assert login(session_world, email, "a brand new passphrase").status_code == 200
+
+
+def test_without_a_session_secret_session_checks_and_logouts_answer_503(stores: Stores) -> None:
+    container = make_container(stores, members_config(), environ={"MEMBER_SESSION_SECRET": ""})
+    token = sign_session("ada@example.com", T0 + timedelta(minutes=10), "any-key-0123456789abcdef").token
+    bootstrap.override(lambda: container)
+    try:
+        with Client(app) as client:
+            world = World(client, stores, container)
+            answers = [check_session(world, bearer(token)), logout(world, token)]
+    finally:
+        bootstrap.override(None)
+    assert [(a.status_code, a.json_body["error"]["code"]) for a in answers] == [
+        (503, "member_logins_disabled"),
+        (503, "member_logins_disabled"),
+    ]

@@ -2,7 +2,8 @@
 
 One member's whole life through the HTTP routes, on the in-memory stores and on DynamoDB on moto (as
 the function role): a purchase's welcome email and its link, a password too short and a good one,
-logins right and wrong, a reset with its email and link, a new password. Then everything stored
+logins right and wrong, the membership site checking a session, a reset with its email and link, a
+new password that ends the first session, a logout, and checks of the sessions ended. Then everything stored
 (every item of every table), every log line (captured records and what reached stdout and stderr)
 and every admin answer about the member is searched for each secret. The emails as sent are the one
 place the tokens may be, and they are not searched.
@@ -23,9 +24,12 @@ from chalicelib.services.ports import Stores
 from chalicelib.storage.models import ALL_MODELS
 from tests.entrypoints.conftest import SECRET_ENV, World
 from tests.entrypoints.test_member_routes import (
+    bearer,
+    check_session,
     deliver_emails,
     link_in,
     login,
+    logout,
     members_world,
     path_of,
     purchase,
@@ -65,7 +69,9 @@ def live_a_members_life(world: World, email: str) -> list[str]:
 
     answer = login(world, email, FIRST_PASSWORD)
     assert answer.status_code == 200
-    secrets.append(answer.json_body["token"])
+    first_session = answer.json_body["token"]
+    secrets.append(first_session)
+    assert check_session(world, bearer(first_session)).status_code == 200
     assert [login(world, email, guess).status_code for guess in WRONG_GUESSES] == [401, 401]
     assert login(world, email, FIRST_PASSWORD).status_code == 429
 
@@ -75,9 +81,16 @@ def live_a_members_life(world: World, email: str) -> list[str]:
     second = token_of(link_in(reset_email.text))
     secrets.append(second)
     assert submit(world, second, SECOND_PASSWORD).status_code == 200
+    # The new password ended the first session; the site's check of it is refused.
+    assert check_session(world, bearer(first_session)).status_code == 401
     answer = login(world, email, SECOND_PASSWORD)
     assert answer.status_code == 200
-    secrets.append(answer.json_body["token"])
+    second_session = answer.json_body["token"]
+    secrets.append(second_session)
+    assert check_session(world, bearer(second_session)).status_code == 200
+    assert logout(world, second_session).status_code == 200
+    assert check_session(world, bearer(second_session)).status_code == 401
+    assert logout(world, second_session).status_code == 401
     return secrets
 
 

@@ -216,6 +216,8 @@ class Seeds:
     outbox_ids: tuple[str, ...] = ()
     link_tokens: tuple[str, ...] = ()
     """Set-password links of ``MEMBER``; those the fuzz uses are gone (410) for the rest of it."""
+    session_tokens: tuple[str, ...] = ()
+    """Session tokens of ``MEMBER``; a fuzzed logout ends them all (401) for the rest of it."""
 
 
 Builder = Callable[[Seeds], st.SearchStrategy[Req]]
@@ -949,6 +951,24 @@ def build_member_json(path: str, vocabulary: Mapping[str, st.SearchStrategy[Any]
     return build
 
 
+def build_member_session(method: str, path: str) -> Builder:
+    def build(seeds: Seeds) -> st.SearchStrategy[Req]:
+        tokens = mostly(st.sampled_from(seeds.session_tokens), nasty_text() | big_text(), odds=3)
+        bearer = tokens.map(lambda t: {"Authorization": f"Bearer {t}"})
+        odd = st.sampled_from(
+            [{}, {"Authorization": "Bearer \ud800"}, {"Authorization": "Basic eDp5"}, ADMIN]
+        )
+        body = st.just(b"") | odd_bytes()
+        return st.builds(
+            lambda a, ct, b: Req(method, path, {**ct, **a}, b if method == "POST" else b""),
+            mostly(bearer, odd, odds=6),
+            content_type("application/json"),
+            body,
+        )
+
+    return build
+
+
 BUILDERS: dict[tuple[str, str], Builder] = {
     ("HEAD", "/webhooks/thrivecart"): build_thrivecart_head,
     ("POST", "/webhooks/thrivecart"): build_thrivecart,
@@ -990,6 +1010,8 @@ BUILDERS: dict[tuple[str, str], Builder] = {
         "/members/login", {"email": MEMBER_EMAILS, "password": PASSWORDS}
     ),
     ("POST", "/members/reset"): build_member_json("/members/reset", {"email": MEMBER_EMAILS}),
+    ("GET", "/members/session"): build_member_session("GET", "/members/session"),
+    ("POST", "/members/logout"): build_member_session("POST", "/members/logout"),
 }
 
 ROUTES = sorted((method, path) for path, methods in app.routes.items() for method in methods)
@@ -1023,7 +1045,12 @@ class Fuzzed:
         self.park(self.seeds.parked_run_id)
         outbox_ids = tuple(item.id for item in world.stores.outbox.list_for_contact(SEED_EMAIL).items)
         assert outbox_ids
-        self.seeds = replace(self.seeds, outbox_ids=outbox_ids, link_tokens=self.member_links())
+        self.seeds = replace(
+            self.seeds,
+            outbox_ids=outbox_ids,
+            link_tokens=self.member_links(),
+            session_tokens=self.member_sessions(),
+        )
         self.park_outbox()
 
     def member_links(self, count: int = 24) -> tuple[str, ...]:
@@ -1033,6 +1060,11 @@ class Fuzzed:
         tokens = tuple(members.mint_token(MEMBER, LinkPurpose.SET_PASSWORD, now) for _ in range(count + 1))
         members.set_password(tokens[-1], MEMBER_PASSWORD)
         return tokens[:-1]
+
+    def member_sessions(self, count: int = 3) -> tuple[str, ...]:
+        """Session tokens of ``MEMBER`` (who has a password by now)."""
+        members = self.world.container.members
+        return tuple(members.login(MEMBER, MEMBER_PASSWORD).session.token for _ in range(count))
 
     def __repr__(self) -> str:
         return f"Fuzzed({type(self.world.stores.contacts).__name__}, {self.seeds})"

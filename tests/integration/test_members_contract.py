@@ -2,7 +2,9 @@
 
 A member is created once; a link is stored by digest, consumed once (of racing uses exactly one
 wins), refused once expired, and a password set with another link in between makes the older use
-lose; login attempts are saved under the version read. On moto, as the function role with IAM
+lose; a password set or a logout ends the member's sessions (one more session epoch), a logout even
+racing other writes, and a rehash is saved only under the version read; login attempts are saved
+under the version read. On moto, as the function role with IAM
 enforced, the stored items are looked at directly: no token, no password, and a TTL on what expires.
 """
 
@@ -51,7 +53,7 @@ class TestMembersContract:
 
         saved = stores.members.use_link(link, member, HASH, later(1))
 
-        assert saved == Member(email, T0, HASH, later(1), 2)
+        assert saved == Member(email, T0, HASH, later(1), 2, session_epoch=1)
         assert stores.members.get_member(email) == saved
         assert stores.members.get_link(link.digest) == replace(link, used_at=later(1))
         with pytest.raises(LinkTaken):
@@ -62,7 +64,7 @@ class TestMembersContract:
         link = new_link(TOKEN + email, email, LinkPurpose.SET_PASSWORD, T0)
         stores.members.add_link(link)
         assert stores.members.use_link(link, None, HASH, later(1)) == Member(
-            email, later(1), HASH, later(1), 1
+            email, later(1), HASH, later(1), 1, session_epoch=1
         )
 
     def test_an_expired_or_unknown_link_is_refused_and_nothing_is_written(self, stores: Stores) -> None:
@@ -118,6 +120,71 @@ class TestMembersContract:
         assert stored is not None
         assert stored.version == 2
 
+    def test_a_logout_ends_the_sessions_whatever_changed_meanwhile(self, stores: Stores) -> None:
+        email = unique_email()
+        assert stores.members.end_sessions(email) is None
+        assert stores.members.get_member(email) is None  # a logout creates no member
+        member = stores.members.create_member(email, T0)
+        link = new_link(TOKEN + email, email, LinkPurpose.SET_PASSWORD, T0)
+        stores.members.add_link(link)
+        stores.members.use_link(link, member, HASH, later(1))  # read before: member is stale now
+
+        ended = stores.members.end_sessions(email)
+
+        assert ended == Member(email, T0, HASH, later(1), 3, session_epoch=2)
+        assert stores.members.get_member(email) == ended
+        assert stores.members.end_sessions(email) == replace(ended, version=4, session_epoch=3)
+
+    def test_a_password_set_after_a_logout_read_before_it_is_refused(self, stores: Stores) -> None:
+        email = unique_email()
+        member = stores.members.create_member(email, T0)
+        link = new_link(TOKEN + email, email, LinkPurpose.RESET, T0)
+        stores.members.add_link(link)
+        stores.members.end_sessions(email)
+        with pytest.raises(StaleMember):
+            stores.members.use_link(link, member, HASH, later(1))
+        assert stores.members.get_link(link.digest) == link
+
+    def test_of_racing_logouts_every_one_counts(self, stores: Stores) -> None:
+        email = unique_email()
+        stores.members.create_member(email, T0)
+        barrier = threading.Barrier(4)
+
+        def logout() -> None:
+            barrier.wait()
+            stores.members.end_sessions(email)
+
+        threads = [threading.Thread(target=logout) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        stored = stores.members.get_member(email)
+        assert stored is not None
+        assert (stored.session_epoch, stored.version) == (4, 5)
+
+    def test_a_rehash_replaces_the_hash_under_the_version_read_only(self, stores: Stores) -> None:
+        email = unique_email()
+        member = stores.members.create_member(email, T0)
+        link = new_link(TOKEN + email, email, LinkPurpose.SET_PASSWORD, T0)
+        stores.members.add_link(link)
+        hashed = stores.members.use_link(link, member, HASH, later(1))
+        newer = HASH.replace("m=8,t=1", "m=16,t=2")
+
+        saved = stores.members.rehash(hashed, newer)
+
+        # The same password: when it was set, and the sessions, stay as they were.
+        assert saved == replace(hashed, password_hash=newer, version=hashed.version + 1)
+        assert stores.members.get_member(email) == saved
+        with pytest.raises(StaleMember):
+            stores.members.rehash(hashed, HASH)
+        stores.members.end_sessions(email)
+        with pytest.raises(StaleMember):
+            stores.members.rehash(saved, HASH)
+        stored = stores.members.get_member(email)
+        assert stored is not None
+        assert stored.password_hash == newer
+
     def test_attempts_are_saved_under_the_version_read_and_cleared(self, stores: Stores) -> None:
         email = unique_email()
         assert stores.members.get_attempts(email) is None
@@ -153,6 +220,7 @@ def test_what_dynamodb_holds_is_digests_and_hashes_and_what_expires_has_a_ttl(aw
     stores.members.add_link(link)
     stores.members.save_attempts(unique_email(), LoginAttempts(1, T0), None)
     stores.members.use_link(link, member, HASH, later(1))
+    stores.members.end_sessions(email)
 
     dynamodb = aws.admin_client("dynamodb")
     ttl = dynamodb.describe_time_to_live(TableName=TABLES.members)["TimeToLiveDescription"]
@@ -165,3 +233,5 @@ def test_what_dynamodb_holds_is_digests_and_hashes_and_what_expires_has_a_ttl(aw
     assert "purge_at" in items["attempts"]
     assert "purge_at" not in items["member"]
     assert items["member"]["password_hash"]["S"] == HASH
+    # A session is a number on the member, nothing more: no token, no session item.
+    assert (items["member"]["session_epoch"]["N"], items["member"]["version"]["N"]) == ("2", "3")

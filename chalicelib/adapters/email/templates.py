@@ -235,6 +235,18 @@ class EmailTemplates:
     def ids(self) -> frozenset[str]:
         return frozenset(self._emails)
 
+    def uses(self, email_id: str, root: str, name: str) -> bool:
+        """Whether any template of ``email_id`` names ``root.name`` (statically, as the check reads
+        them: a name inside a branch counts); ``KeyError`` for an unknown id."""
+        email = self._emails[email_id]
+        for template in (email.subject, email.body, email.html):
+            if template is None:
+                continue
+            analysis = template.analyze(follow_partials=False, raise_for_failures=False)
+            if any(tuple(v.parts[:2]) == (root, name) for v in analysis.global_variables):
+                return True
+        return False
+
     def render(self, email_id: str, contact: Contact, about: RenderContext = NO_CONTEXT) -> RenderedEmail:
         """The email ``email_id`` for ``contact``; ``KeyError`` for an unknown id, else ``RenderFailed``."""
         email = self._emails[email_id]

@@ -3,7 +3,10 @@
 Three kinds of record, each written by a conditional write:
 
 - a **member** (one per email): created once (a second create finds the first), its password set
-  only together with consuming a link, under the version read;
+  only together with consuming a link, under the version read, which also ends its sessions (one
+  more ``session_epoch``); a logout ends them alone (``end_sessions``), and a hash made with older
+  argon2 parameters is replaced by one of the same password under the version read (``rehash``).
+  Every write of a member adds one to its version;
 - a **link** (one per token digest, never the token): added once, consumed once. ``use_link``
   writes the link's ``used_at`` on condition it is still unused and unexpired, and the member's new
   password hash on condition the member is still at the version read, in one transaction: of two
@@ -67,12 +70,21 @@ class MemberStore(Protocol):
     def use_link(
         self, link: SetPasswordLink, member: Member | None, password_hash: str, now: datetime
     ) -> Member:
-        """Consume ``link`` and set the member's password, in one transaction; returns the member.
+        """Consume ``link`` and set the member's password, in one transaction, ending the member's
+        sessions (one more ``session_epoch``); returns the member.
 
         ``member`` is the member as read (None: not stored; it is created). Raises ``LinkTaken``
         when the link was used meanwhile or expired at ``now``, ``StaleMember`` when the member is
         no longer at the version read; nothing is written then.
         """
+
+    def end_sessions(self, email: str) -> Member | None:
+        """Add one to the member's ``session_epoch`` (and version), whatever else changed meanwhile;
+        returns the member as stored then, or None (nothing written) when there is no such member."""
+
+    def rehash(self, member: Member, password_hash: str) -> Member:
+        """Replace the member's hash with ``password_hash`` (the same password, newer parameters);
+        ``StaleMember`` (nothing written) when the member is no longer at the version read."""
 
     def get_attempts(self, email: str) -> StoredAttempts | None:
         """The address's login attempts, read consistently; None when none are stored."""

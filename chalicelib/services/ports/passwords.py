@@ -17,5 +17,9 @@ class PasswordHasher(Protocol):
     def verify(self, password_hash: str, password: str) -> bool:
         """Whether ``password`` is the one ``password_hash`` was made from; False for a malformed hash."""
 
+    def needs_rehash(self, password_hash: str) -> bool:
+        """Whether ``password_hash`` was made with other parameters than new hashes are (it still
+        verifies; a login that proved the password can store a new one)."""
+
     def verify_nothing(self, password: str) -> None:
         """Spend the time of a ``verify`` for an address that has no password to check."""

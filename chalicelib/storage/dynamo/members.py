@@ -3,17 +3,20 @@
 Every write is conditional. A member is created with a put on condition that its key is absent (a
 lost race reads the winner back). A link is added the same way and consumed by ``use_link``: one
 transaction that marks the link used on condition it is unused and unexpired, writes the member's
-password hash on condition the member is still at the version read (or absent), and forgets the
-address's login attempts. Cancellation reasons are read by item position (the attempts' delete,
-then the link, then the member: pynamodb sends deletes before updates), never by message text.
-Attempts are replaced on condition of the version read, as the Kit state is.
+password hash and next session epoch on condition the member is still at the version read (or
+absent), and forgets the address's login attempts. Cancellation reasons are read by item position
+(the attempts' delete, then the link, then the member: pynamodb sends deletes before updates), never
+by message text. A logout (``end_sessions``) adds one to the epoch and the version in one update on
+condition only that the member exists, so it never loses a race; a rehash replaces the hash on
+condition of the version read. Attempts are replaced on condition of the version read, as the Kit
+state is.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from pynamodb.exceptions import PutError, TransactWriteError
+from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.transactions import TransactWrite
 
@@ -47,14 +50,17 @@ class DynamoMembers:
 
     def get_member(self, email: str) -> Member | None:
         item = self._get(member_key(email))
-        if item is None:
-            return None
+        return None if item is None else self._member(item)
+
+    @staticmethod
+    def _member(item: MemberModel) -> Member:
         return Member(
             email=item.email,
             created_at=utc(item.created_at),
             password_hash=item.password_hash,
             password_set_at=utc_or_none(item.password_set_at),
             version=int(item.version or 1),
+            session_epoch=int(item.session_epoch or 0),
         )
 
     def create_member(self, email: str, now: datetime) -> Member:
@@ -104,6 +110,7 @@ class DynamoMembers:
         self, link: SetPasswordLink, member: Member | None, password_hash: str, now: datetime
     ) -> Member:
         version = (member.version if member is not None else 0) + 1
+        epoch = (member.session_epoch if member is not None else 0) + 1
         created_at = member.created_at if member is not None else now
         unchanged: Condition = (
             MemberModel.key.does_not_exist() if member is None else MemberModel.version == member.version
@@ -129,6 +136,7 @@ class DynamoMembers:
                         MemberModel.password_hash.set(password_hash),
                         MemberModel.password_set_at.set(now),
                         MemberModel.version.set(version),
+                        MemberModel.session_epoch.set(epoch),
                     ],
                     condition=unchanged,
                 )
@@ -139,7 +147,36 @@ class DynamoMembers:
             if failed(reasons, 2) or any(r is not None and r.code == "TransactionConflict" for r in reasons):
                 raise StaleMember(f"member {link.email} changed meanwhile") from error
             raise
-        return Member(link.email, created_at, password_hash, now, version)
+        return Member(link.email, created_at, password_hash, now, version, epoch)
+
+    def end_sessions(self, email: str) -> Member | None:
+        if not can_be_key(member_key(email)):
+            return None
+        item = self._items(member_key(email))
+        try:
+            # ADD on both: no read first, so a logout racing any other write still counts.
+            item.update(
+                actions=[MemberModel.session_epoch.add(1), MemberModel.version.add(1)],
+                condition=MemberModel.key.exists() & (MemberModel.kind == "member"),
+            )
+        except UpdateError as error:
+            if error.cause_response_code == CONDITION_FAILED:
+                return None
+            raise
+        return self._member(item)
+
+    def rehash(self, member: Member, password_hash: str) -> Member:
+        item = self._items(member_key(member.email))
+        try:
+            item.update(
+                actions=[MemberModel.password_hash.set(password_hash), MemberModel.version.add(1)],
+                condition=MemberModel.version == member.version,
+            )
+        except UpdateError as error:
+            if error.cause_response_code == CONDITION_FAILED:
+                raise StaleMember(f"member {member.email} changed meanwhile") from error
+            raise
+        return self._member(item)
 
     def get_attempts(self, email: str) -> StoredAttempts | None:
         item = self._get(attempts_key(email))

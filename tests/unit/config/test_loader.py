@@ -201,7 +201,7 @@ class TestModelErrors:
             "operation: unknown key (allowed: thrivecart, kit, fields, operations, offerings, dunning, "
             "hooks, "
             "test_contacts, "
-            "time_zone, email, emails, outbound_webhooks, automations); did you mean 'operations'?",
+            "time_zone, email, emails, members, outbound_webhooks, automations); did you mean 'operations'?",
         )
 
     def test_list_items_are_named_by_index(self) -> None:

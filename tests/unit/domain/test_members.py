@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
+import json
 from dataclasses import replace
 from datetime import timedelta
 
@@ -28,6 +31,7 @@ from chalicelib.domain.members import (
     placeholder_set_password_url,
     read_session,
     refused_until,
+    session_still_valid,
     set_password_url,
     sign_session,
     slow_down,
@@ -155,10 +159,41 @@ class TestSessions:
                 read_session(bad, KEY, T0)
             assert refused.value.code == "invalid_session"
 
-    @pytest.mark.parametrize("token", ["", ".", "abc", "a.b.c", "é.é", "eyJ4IjoxfQ.AAAA"])
+    @pytest.mark.parametrize("token", ["", ".", "abc", "a.b.c", "é.é", "eyJ4IjoxfQ.AAAA", "a" * 5000])
     def test_a_malformed_token_is_refused_not_a_crash(self, token: str) -> None:
         with pytest.raises(Unauthorized):
             read_session(token, KEY, T0)
+
+    def test_a_token_carries_the_members_session_epoch(self) -> None:
+        session = sign_session("ada@example.com", T0 + SESSION_LIFETIME, KEY, epoch=3)
+        assert read_session(session.token, KEY, T0) == session
+        assert session.epoch == 3
+
+    @pytest.mark.parametrize("epoch", [-1, "1", 1.5, None, True])
+    def test_a_signed_payload_with_a_bad_epoch_is_refused(self, epoch: object) -> None:
+        body = _b64(json.dumps({"email": "ada@example.com", "exp": int(T0.timestamp()) + 60, "sep": epoch}))
+        token = f"{body}.{_b64(_sign(body))}"
+        with pytest.raises(Unauthorized) as refused:
+            read_session(token, KEY, T0)
+        assert refused.value.code == "invalid_session"
+
+    def test_a_session_lasts_while_the_member_has_its_epoch(self) -> None:
+        session = sign_session("ada@example.com", T0 + SESSION_LIFETIME, KEY, epoch=1)
+        member = Member("ada@example.com", T0, session_epoch=1)
+        session_still_valid(session, member)
+        for ended in (replace(member, session_epoch=2), None):
+            with pytest.raises(Unauthorized) as refused:
+                session_still_valid(session, ended)
+            assert refused.value.code == "session_revoked"
+
+
+def _b64(text: str | bytes) -> str:
+    raw = text.encode() if isinstance(text, str) else text
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _sign(body: str) -> bytes:
+    return hmac.new(KEY.encode(), b"member-session." + body.encode(), "sha256").digest()
 
 
 def test_a_login_lists_the_offerings_the_contact_has_access_to_now() -> None:
