@@ -5,7 +5,7 @@ STAGE ?= dev
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)
 
-.PHONY: install browser run demo test lint typecheck unit integration package schema clean bench bench-smoke
+.PHONY: install browser run demo mail test lint typecheck unit integration package schema clean bench bench-smoke
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -23,6 +23,9 @@ run: install  ## the embedded local stack on http://127.0.0.1:$${LOCAL_APP_PORT:
 
 demo: install  ## replay sample webhooks against a running `make run`
 	$(PY) -m devstack.demo
+
+mail: install  ## the emails a running `make run` sent (to TO=<email> if given), as sent: with working links
+	$(PY) -m devstack.mailbox $(if $(TO),--to '$(TO)')
 
 lint: install
 	$(PY) -m ruff check .

@@ -7,7 +7,9 @@ Lambda task calling the app's ``fire_timer`` in this process (Waits really sleep
 table's stream read and fed to ``deliver_outbox`` as Lambda would (``devstack.delivery``), the
 app's ``@app.schedule`` handlers run on timers (``retry_outbox`` every ``LOCAL_RETRY_SECONDS``,
 default 5; ``sweep_runs`` every ``LOCAL_SWEEP_SECONDS``, default 30), the config's sender verified
-in moto's SES so its emails are accepted, and Chalice's local server. Without Kit credentials
+in moto's SES so its emails are accepted, and Chalice's local server, which also answers
+``GET /_local/mail`` with the emails moto's SES took, links and all (``devstack.mailbox``; the
+deployed app has no such route). Without Kit credentials
 (``KIT_API_BASE_URL`` and ``KIT_API_KEY`` both unset) it also serves the Kit stand-in
 (``devstack.kit_standin``) on ``LOCAL_KIT_PORT`` or any free port and gives the app its URL and
 local key; with them set, the app talks to that Kit. State lives
@@ -20,8 +22,10 @@ from __future__ import annotations
 
 import argparse
 import errno
+import json
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -336,19 +340,64 @@ LISTEN_BACKLOG = 128
 overflows under a burst of webhooks: Linux drops the SYNs, so clients wait a second; macOS resets)."""
 
 
+LOCAL_PREFIX = "/_local/"
+"""Paths the local server answers itself, never passing them to the app: the packaged app has none."""
+
+
 def local_server(app: Any, config: Any, host: str, port: int) -> Any:
-    """``chalice.local.create_local_server`` with a server class of our own; chalice's stay untouched."""
-    from chalice.local import LocalChalice, LocalDevServer, ThreadedHTTPServer
+    """``chalice.local.create_local_server`` with server and handler classes of our own; chalice's stay
+    untouched. The handler answers ``LOCAL_PREFIX`` paths (the mailbox, ``devstack.mailbox``) itself."""
+    from chalice.local import ChaliceRequestHandler, LocalChalice, LocalDevServer, ThreadedHTTPServer
 
     class LocalHTTPServer(ThreadedHTTPServer):
         request_queue_size = LISTEN_BACKLOG
+
+    class LocalRequestHandler(ChaliceRequestHandler):  # type: ignore[misc]
+        def _local_or_app(self) -> None:
+            path, _, query = self.path.partition("?")
+            if not path.startswith(LOCAL_PREFIX):
+                self._generic_handle()
+                return
+            self._parse_payload()  # read any body, so the connection stays usable
+            status, body = local_answer(self.command, path, query)
+            headers = {"Content-Type": "application/json", "Cache-Control": "no-store"}
+            if self.command == "HEAD":
+                self._send_http_response_no_body(status, headers)
+            else:
+                self._send_http_response(status, headers, json.dumps(body, ensure_ascii=False))
+
+        # chalice binds its do_* to its own _generic_handle, so each must be bound again here.
+        do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = _local_or_app
+
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            self.log_message('"%s" %s %s', without_tokens(self.requestline), str(code), str(size))
 
     if not isinstance(app, LocalChalice):
         # As create_local_server does: app.current_request per thread, for the threaded server.
         app.__class__ = type("LocalApp", (LocalChalice, type(app)), {})
     if not isinstance(app, ContextPerThread):
         app.__class__ = type("LocalApp", (ContextPerThread, type(app)), {})
-    return LocalDevServer(app, config, host, port, server_cls=LocalHTTPServer)
+    return LocalDevServer(
+        app, config, host, port, handler_cls=LocalRequestHandler, server_cls=LocalHTTPServer
+    )
+
+
+_TOKEN_VALUE = re.compile(r"(?<=[?&]token=)[^&\s]+")
+
+
+def without_tokens(request_line: str) -> str:
+    """``request_line`` with each ``token=`` value masked: opening a set-password link from the local
+    mailbox must not leave its token in the stack's access log."""
+    return _TOKEN_VALUE.sub("***", request_line)
+
+
+def local_answer(method: str, path: str, query: str) -> tuple[int, dict[str, Any]]:
+    """The status and JSON body of a request to a ``LOCAL_PREFIX`` path."""
+    from devstack.mailbox import MAIL_PATH, mail_answer
+
+    if path.rstrip("/") == MAIL_PATH:
+        return mail_answer(method, query)
+    return 404, {"error": {"code": "not_found", "message": f"the local stack serves {MAIL_PATH} only"}}
 
 
 class ContextPerThread:
@@ -384,6 +433,7 @@ def print_banner(
 ) -> None:
     from chalicelib.bootstrap import Container
     from chalicelib.domain.hooks import hook_token
+    from devstack.mailbox import MAIL_PATH
     from devstack.stepfunctions import TIMER_HANDLER, LocalDelays
 
     assert isinstance(container, Container)
@@ -423,8 +473,9 @@ def print_banner(
         )
     if sender is not None:
         lines += [
-            f"  emails        sent through moto's SES from {sender} (verified there); read them with",
-            "                GET /admin/outbox?email=<contact>&kind=email and GET /admin/outbox/{id}",
+            f"  emails        sent through moto's SES from {sender} (verified there); read them",
+            f"{'':16}as sent, working links and all: GET {MAIL_PATH}?to=<email> or make mail TO=<email>",
+            f"{'':16}as queued: GET /admin/outbox?email=<contact>&kind=email and GET /admin/outbox/{{id}}",
         ]
     lines += ["", "Webhook URLs:", f"  ThriveCart    {base}/webhooks/thrivecart"]
     kit_token = shown.text("KIT_WEBHOOK_TOKEN", config.kit.webhook_token, "kit.webhook_token")
@@ -454,6 +505,8 @@ def print_banner(
             "  # the emails sent to her: each item's status is delivered once SES took it",
             f"  curl -s -H 'Authorization: Bearer {admin_token}'"
             f" '{base}/admin/outbox?email=ada@example.com&kind=email'",
+            "  # and as she got them, with the link that sets her password (or make mail TO=ada@example.com)",
+            f"  curl -s '{base}{MAIL_PATH}?to=ada@example.com'",
         ]
     if kit_api is not None and kit_api.local:
         from devstack.kit_standin import API_KEY_HEADER, DEFAULT_API_KEY

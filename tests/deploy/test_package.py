@@ -671,6 +671,22 @@ def test_package_output_function_zip_is_under_a_megabyte(packaged: tuple[Any, Pa
     assert not any(n.startswith(("botocore/", "pydantic_core/", "pynamodb/")) for n in names)
 
 
+def test_package_output_holds_nothing_of_the_local_stack(packaged: tuple[Any, Path, float]) -> None:
+    # make run's mailbox (GET /_local/mail) is served by devstack's local server, never by the app.
+    with zipfile.ZipFile(packaged[0].template.parent / "deployment.zip") as archive:
+        names = archive.namelist()
+        sources = b"".join(archive.read(n) for n in names if n.endswith(".py"))
+    assert not any(n.startswith("devstack/") for n in names)
+    assert b"/_local/" not in sources
+    apis = [
+        res["Properties"]["DefinitionBody"]["paths"]
+        for res in _sam(packaged)["Resources"].values()
+        if "DefinitionBody" in res.get("Properties", {})
+    ]
+    assert apis
+    assert [path for paths in apis for path in paths if path.startswith("/_local")] == []
+
+
 def test_package_output_role_touches_only_the_generated_tables(packaged: tuple[Any, Path, float]) -> None:
     assert_dynamodb_grants_only_the_tables(_sam(packaged)["Resources"])
 

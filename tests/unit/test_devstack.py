@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = load_config(REPO / "config" / "example.yaml").model
 MINIMAL = load_config(REPO / "config" / "minimal.yaml").model
 BASE = "http://127.0.0.1:8000"
+INDENT = " " * 16
 STREAM = "arn:aws:dynamodb:us-east-1:123456789012:table/memberflow-outbox/stream/2026-11-30T08:00:00.000"
 
 
@@ -224,18 +225,20 @@ class TestLocalDeliveryLines:
         out = banner(capsys, pollers=[poller], sender="hello@example.com")
         assert f"  stream        {STREAM} -> deliver_outbox (read every 0.5s)\n" in out
         assert (
-            "  emails        sent through moto's SES from hello@example.com (verified there);"
-            " read them with\n" in out
-        )
-        assert (
-            "                GET /admin/outbox?email=<contact>&kind=email and GET /admin/outbox/{id}\n" in out
-        )
+            "  emails        sent through moto's SES from hello@example.com (verified there); read them\n"
+            f"{INDENT}as sent, working links and all: GET /_local/mail?to=<email> or make mail TO=<email>\n"
+            f"{INDENT}as queued: GET /admin/outbox?email=<contact>&kind=email and GET /admin/outbox/{{id}}\n"
+        ) in out
         assert (
             "  curl -s -H 'Authorization: Bearer local-admin-token'"
-            f" '{BASE}/admin/outbox?email=ada@example.com&kind=email'"
+            f" '{BASE}/admin/outbox?email=ada@example.com&kind=email'\n"
+            "  # and as she got them, with the link that sets her password"
+            " (or make mail TO=ada@example.com)\n"
+            f"  curl -s '{BASE}/_local/mail?to=ada@example.com'\n"
         ) in out
 
     def test_without_a_sender_no_email_lines(self, capsys: pytest.CaptureFixture[str]) -> None:
         out = banner(capsys)
         assert "emails" not in out
         assert "/admin/outbox" not in out
+        assert "/_local/mail" not in out
