@@ -87,6 +87,16 @@ class Unauthorized(MemberflowError):
     code = "unauthorized"
 
 
+class TokenRefused(Unauthorized):
+    """A bearer token (the admin or access API's, a member's session) is missing, wrong, expired or
+    ended. Answered with a ``WWW-Authenticate: Bearer`` challenge (RFC 6750), which says
+    ``error="invalid_token"`` when a token was given."""
+
+    def __init__(self, message: str, *, code: str | None = None, given: bool = True) -> None:
+        super().__init__(message, code=code)
+        self.given = given
+
+
 class WrongCredentials(Unauthorized):
     """A member login's email and password do not match (which of the two is never said)."""
 

@@ -35,7 +35,7 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from chalicelib.domain.errors import BadRequest, TooManyAttempts, Unauthorized
+from chalicelib.domain.errors import BadRequest, TokenRefused, TooManyAttempts
 from chalicelib.domain.model import Contact
 
 SET_PASSWORD_TOKEN_PLACEHOLDER = "__SET_PASSWORD_TOKEN__"
@@ -266,43 +266,43 @@ def sign_session(email: str, expires_at: datetime, key: str, epoch: int = 0) -> 
 
 
 def read_session(token: str, key: str, now: datetime) -> Session:
-    """The session ``token`` stands for; ``Unauthorized`` if it is malformed, forged or expired.
+    """The session ``token`` stands for; ``TokenRefused`` if it is malformed, forged or expired.
 
     A token signed before sessions carried an epoch reads as epoch 0: it stays good until the
     member's first logout or new password, as it would have."""
     if len(token) > MAX_SESSION_TOKEN_LENGTH:
-        raise Unauthorized("malformed session token", code="invalid_session")
+        raise TokenRefused("malformed session token", code="invalid_session")
     body, _, signature = token.partition(".")
     try:
         given = _unb64(signature)
         data = json.loads(_unb64(body))
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise Unauthorized("malformed session token", code="invalid_session") from None
+        raise TokenRefused("malformed session token", code="invalid_session") from None
     if not hmac.compare_digest(given, _signature(body, key)):
-        raise Unauthorized("session token signature does not match", code="invalid_session")
+        raise TokenRefused("session token signature does not match", code="invalid_session")
     if (
         not isinstance(data, dict)
         or not isinstance(data.get("email"), str)
         or type(data.get("exp")) is not int
     ):
-        raise Unauthorized("malformed session token", code="invalid_session")
+        raise TokenRefused("malformed session token", code="invalid_session")
     epoch = data.get("sep", 0)
     if type(epoch) is not int or epoch < 0:
-        raise Unauthorized("malformed session token", code="invalid_session")
+        raise TokenRefused("malformed session token", code="invalid_session")
     try:
         expires_at = datetime.fromtimestamp(data["exp"], UTC)
     except (OverflowError, OSError, ValueError):
-        raise Unauthorized("malformed session token", code="invalid_session") from None
+        raise TokenRefused("malformed session token", code="invalid_session") from None
     if expires_at <= now:
-        raise Unauthorized("session token expired", code="session_expired")
+        raise TokenRefused("session token expired", code="session_expired")
     return Session(data["email"], expires_at, token, epoch)
 
 
 def session_still_valid(session: Session, member: Member | None) -> None:
-    """Raise ``Unauthorized`` (``session_revoked``) unless the member still has the session's epoch:
+    """Raise ``TokenRefused`` (``session_revoked``) unless the member still has the session's epoch:
     a logout or a new password since the session was given ended it."""
     if member is None or member.session_epoch != session.epoch:
-        raise Unauthorized("the session was ended by a logout or a new password", code="session_revoked")
+        raise TokenRefused("the session was ended by a logout or a new password", code="session_revoked")
 
 
 def _signature(body: str, key: str) -> bytes:

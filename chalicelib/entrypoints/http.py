@@ -31,6 +31,7 @@ from chalicelib.domain.errors import (
     MemberflowError,
     NotFound,
     PayloadTooLarge,
+    TokenRefused,
     TooManyAttempts,
     Transient,
     Unauthorized,
@@ -96,6 +97,8 @@ def _answer(view: Callable[P, Response], *args: P.args, **kwargs: P.kwargs) -> R
         log = logger.error if status >= 500 else logger.info
         log("request refused", extra={"status": status, "code": error.code, "detail": error.message})
         response = error_response(status, error.code, error.answer)
+        if isinstance(error, TokenRefused):
+            response.headers["WWW-Authenticate"] = bearer_challenge(error)
         if isinstance(error, TooManyAttempts):
             response.headers["Retry-After"] = str(error.retry_after)
         elif error.retryable:
@@ -108,6 +111,11 @@ def _answer(view: Callable[P, Response], *args: P.args, **kwargs: P.kwargs) -> R
             return error_response(500, "config_invalid", str(error))
         logger.exception("unhandled error")
         return error_response(500, "internal_error", "an internal error occurred; it has been logged")
+
+
+def bearer_challenge(error: TokenRefused) -> str:
+    """RFC 6750's challenge: the realm, and ``invalid_token`` when a token was given but refused."""
+    return 'Bearer realm="memberflow", error="invalid_token"' if error.given else 'Bearer realm="memberflow"'
 
 
 def _is_config_error(error: Exception) -> TypeGuard[ConfigError]:
@@ -189,11 +197,11 @@ def require_bearer(
     given = header(request, "Authorization") or ""
     scheme, _, token = given.partition(" ")
     if not expected:
-        raise Unauthorized(disabled)
+        raise TokenRefused(disabled, given=bool(token.strip()))
     # surrogatepass: a header holding a lone surrogate is a wrong token, not a crash.
     given_token = token.strip().encode("utf-8", "surrogatepass")
     if scheme.lower() != "bearer" or not hmac.compare_digest(given_token, expected.encode()):
-        raise Unauthorized("missing or wrong bearer token")
+        raise TokenRefused("missing or wrong bearer token", given=bool(token.strip()))
 
 
 def base_url(request: Request, configured: str | None) -> str:

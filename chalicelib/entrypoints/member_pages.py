@@ -22,7 +22,7 @@ from urllib.parse import parse_qs
 
 from chalice.app import Response
 
-from chalicelib.domain.errors import BadRequest, LinkUnusable, MemberflowError, PayloadTooLarge, Unauthorized
+from chalicelib.domain.errors import BadRequest, LinkUnusable, MemberflowError, PayloadTooLarge, TokenRefused
 from chalicelib.domain.members import (
     LINK_LIFETIME,
     MAX_PASSWORD_LENGTH,
@@ -274,11 +274,13 @@ def logged_out() -> Response:
 
 
 def session_token(authorization: str | None) -> str:
-    """The session token of an ``Authorization: Bearer <token>`` header; ``Unauthorized`` without one."""
+    """The session token of an ``Authorization: Bearer <token>`` header; ``TokenRefused`` without one."""
     scheme, _, token = (authorization or "").partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
-        raise Unauthorized("send the session token as Authorization: Bearer <token>", code="invalid_session")
+        raise TokenRefused(
+            "send the session token as Authorization: Bearer <token>", code="invalid_session", given=False
+        )
     return token
 
 

@@ -450,6 +450,11 @@ class TestSession:
         checked = check_session(session_world, headers)
         assert checked.status_code == 401
         assert checked.json_body["error"]["code"] == "invalid_session"
+        # RFC 6750: the challenge names the scheme, and says invalid_token when a token was refused.
+        refused = (authorization or "").lower().startswith("bearer") and bool(authorization[7:].strip())
+        assert checked.headers["WWW-Authenticate"] == (
+            'Bearer realm="memberflow", error="invalid_token"' if refused else 'Bearer realm="memberflow"'
+        )
 
     def test_a_token_signed_with_another_key_is_a_401(self, session_world: World) -> None:
         email = unique_email()
@@ -466,6 +471,7 @@ class TestSession:
         checked = check_session(session_world, bearer(token))
         assert checked.status_code == 401
         assert checked.json_body["error"] == {"code": "session_expired", "message": "session token expired"}
+        assert checked.headers["WWW-Authenticate"] == 'Bearer realm="memberflow", error="invalid_token"'
 
     def test_a_logout_ends_every_session_of_the_member(self, session_world: World, clock: Clock) -> None:
         email = unique_email()

@@ -503,6 +503,9 @@ class TestAccessApi:
             response = shop.access(path, headers)
             assert response.status_code == 401
             assert response.json_body["error"]["code"] == "unauthorized"
+            given = 'error="invalid_token"' in response.headers["WWW-Authenticate"]
+            assert response.headers["WWW-Authenticate"].startswith('Bearer realm="memberflow"')
+            assert given is ("Authorization" in headers)
 
     def test_without_a_token_configured_the_access_api_is_closed(self) -> None:
         container = make_container(in_memory_stores(), offerings_config(), environ={"ACCESS_API_TOKEN": ""})
