@@ -545,8 +545,13 @@ def fire_timer(event: dict[str, Any], context: Any) -> dict[str, Any]:
 @app.schedule(Rate(5, unit=Rate.MINUTES), name="sweep_runs")
 @bootstrap.flushes_metrics
 def sweep_runs(event: Any) -> dict[str, int]:
-    """Wakes overdue runs, releases held runs of live automations, finishes events left unfinished."""
-    return bootstrap.container().automations.sweep(budget_seconds=_time_left(_context(event))).as_dict()
+    """Wakes overdue runs, releases held runs of live automations, finishes events left unfinished,
+    then fires contacts' overdue timers (drip, period end, dunning) whose start was lost."""
+    c = bootstrap.container()
+    budget = _time_left(_context(event))
+    deadline = time.monotonic() + budget
+    counts = c.automations.sweep(budget_seconds=budget).as_dict()
+    return {**counts, **c.contact_timers.sweep(deadline=deadline).as_dict()}
 
 
 OUTBOX_STREAM = (

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from chalicelib.domain.outbox import OutboxKind
     from chalicelib.domain.ratelimit import Bucket
     from chalicelib.services.automations import Automations
+    from chalicelib.services.contact_timers import ContactTimers
     from chalicelib.services.delivery import DeliveryWorker
     from chalicelib.services.inbox import Inbox
     from chalicelib.services.intake import Intake
@@ -167,6 +168,14 @@ class Container:
 
     def member_session_key(self) -> str | None:
         return self.secrets.resolve_optional(self.settings.member_session_secret_ref)
+
+    @property
+    def contact_timers(self) -> ContactTimers:
+        """The contact timer sweep, firing through the owners the timer router names."""
+        from chalicelib.services.contact_timers import ContactTimers
+
+        owners = self.timers.owners
+        return ContactTimers(self.stores.contacts, self.loaded.setup, owners, self.clock, self.metrics)
 
     @property
     def timers(self) -> TimerRouter:

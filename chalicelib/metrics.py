@@ -34,6 +34,9 @@ SWEEP_FAILED = "SweepFailed"
 """The sweep could not process one item this time; it stays due for the next sweep: ``kind``."""
 SWEEP_PARKED = "SweepParked"
 """The sweep gave up on one item after repeated failures and parked it for an operator: ``kind``."""
+CONTACT_TIMERS_RESTARTED = "ContactTimersRestarted"
+"""The timer sweep fired a contact's overdue timer whose start was lost, and its event was applied:
+``kind`` (the timer's kind)."""
 TIMER_UNROUTED = "TimerUnrouted"
 """A fired timer was dropped: its input was no timer (``reason=malformed``) or no service owns its
 kind (``reason=unknown_kind``); retrying could not help, so nothing does: ``reason``."""
@@ -53,14 +56,20 @@ INBOX_SOURCES = tuple(source.value for source in Source)
 INBOX_OUTCOMES = ("accepted", "duplicate", "ignored", "failed", "rejected", "retried")
 FAILED_OUTCOME = "failed"
 """The ``outcome`` the inbox alarm watches: the record was kept with an error, for a replay."""
-SWEEP_KINDS = ("run", "event")
+SWEEP_KINDS = ("run", "event", "contact")
+"""What a sweep item is: an automation run, an inbox event, or a contact's overdue timers."""
+PARKED_KINDS = ("run", "event")
+"""What a sweep parks: a contact is never parked, only looked at again later."""
+CONTACT_TIMER_KINDS = ("offering_drip", "subscription_end", "dunning")
+"""The ``TimerKind`` values of a contact's timers (``domain.contact_timers``)."""
 TIMER_UNROUTED_REASONS = ("malformed", "unknown_kind")
 OUTBOX_KINDS = ("kit", "email", "sequence", "webhook")
 
 CATALOGUE: Mapping[str, Mapping[str, tuple[str, ...]]] = {
     INBOX_OUTCOME: {"source": INBOX_SOURCES, "outcome": INBOX_OUTCOMES},
     SWEEP_FAILED: {"kind": SWEEP_KINDS},
-    SWEEP_PARKED: {"kind": SWEEP_KINDS},
+    SWEEP_PARKED: {"kind": PARKED_KINDS},
+    CONTACT_TIMERS_RESTARTED: {"kind": CONTACT_TIMER_KINDS},
     TIMER_UNROUTED: {"reason": TIMER_UNROUTED_REASONS},
     OUTBOX_DELIVERED: {"kind": OUTBOX_KINDS},
     OUTBOX_RETRIED: {"kind": OUTBOX_KINDS},

@@ -739,8 +739,10 @@ INBOX_FAILED_DESCRIPTION = (
 )
 SWEEP_FAILED_DESCRIPTION = (
     "The sweep_runs schedule could not process some items in two sweeps in a row (metric SweepFailed, 10"
-    " minutes; kind=run is a due run, kind=event an inbox record). Such an item stays due and is retried"
-    " every 5 minutes, and is parked after repeated failures (SweepParkedAlarm). The errors are in the"
+    " minutes; kind=run is a due run, kind=event an inbox record, kind=contact a contact whose overdue"
+    " drip, period-end or dunning timers could not be applied). Such an item stays due and is retried"
+    " (a contact after 10 minutes to 6 hours), and runs and events are parked after repeated failures"
+    " (SweepParkedAlarm). The errors are in the"
     " SweepRuns function's log group; GET /admin/runs?status=waiting and GET /admin/events?status=failed"
     " show what is stuck. A short DynamoDB or Kit outage clears by itself."
 )

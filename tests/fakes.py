@@ -52,6 +52,7 @@ from chalicelib.services.ports import (
     StaleRun,
     StoredKitView,
     Stores,
+    TimerDue,
 )
 from chalicelib.services.ports.kit_state import check_size
 from chalicelib.services.ports.mailer import MailerError, MailerPermanent, OutgoingEmail, SentEmail
@@ -254,6 +255,23 @@ class InMemoryContacts:
             )
             w.timeline[after.email].extend(transition.timeline)
             w.ledger[after.email].extend(transition.ledger)
+
+    def list_timer_due(self, before: datetime, limit: int) -> list[TimerDue]:
+        with self.world.lock:
+            due = [
+                TimerDue(c.email, c.timer_due)
+                for c in self.world.contacts.values()
+                if c.timer_due is not None and c.timer_due <= before
+            ]
+        return sorted(due, key=lambda d: (d.due_at, d.email))[:limit]
+
+    def move_timer_due(self, email: str, seen: datetime, to: datetime | None) -> bool:
+        with self.world.lock:
+            stored = self.world.contacts.get(email)
+            if stored is None or stored.timer_due != seen:
+                return False
+            self.world.contacts[email] = replace(stored, timer_due=to, version=stored.version + 1)
+            return True
 
     def list_ledger(self, email: str, field: str | None = None) -> list[LedgerEntry]:
         entries = [e for e in self.world.ledger.get(email, []) if field is None or e.field == field]

@@ -150,6 +150,10 @@ class Contact:
     subscriptions: Mapping[str, Subscription] = field(default_factory=dict)
     """``order_id:item`` -> what memberflow knows of that ThriveCart order item (``domain.subscriptions``;
     bounded there)."""
+    timer_due: datetime | None = None
+    """When the earliest timer the offerings and subscriptions wait for is due (``domain.contact_timers``),
+    as the engine computed it after the contact's last event; None when they wait for none. The
+    timer sweep finds overdue contacts by it, and may move it later for a contact it could not help."""
     version: int = 0
 
     @classmethod

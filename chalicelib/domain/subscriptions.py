@@ -18,7 +18,9 @@ credits a partial refund under ``on_refund: {partial: prorate}`` takes back.
 
 ``generation`` moves on with every status change; a subscription timer (``TimerKind.SUBSCRIPTION_END``)
 carries the generation it was started in, so a timer of a cancellation the member undid (a resumed or
-renewed subscription) finds a newer generation and changes nothing.
+renewed subscription) finds a newer generation and changes nothing. ``steps_done`` names the dunning
+steps of the current generation that have happened (a reminder sent, the grace over), so what the
+record still waits for can be read from the record alone (``domain.contact_timers``).
 
 The records live in the contact item next to the tags and the access records. They are bounded:
 ``MAX_SUBSCRIPTIONS`` records and ``MAX_SUBSCRIPTION_BYTES`` in their stored form, finished ones
@@ -32,10 +34,11 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
+from chalicelib.domain.setup import DunningPolicy
 from chalicelib.domain.timers import Timer, TimerKind, due_second, timer_name
 
 MAX_SUBSCRIPTIONS = 40
@@ -133,6 +136,10 @@ class Subscription:
     suspended: tuple[tuple[str, datetime], ...] = ()
     """Offerings dunning revoked, each with when it had been granted: a later payment restores
     them as they were (their drip where it would be now; no second welcome email)."""
+    steps_done: tuple[str, ...] = ()
+    """The dunning steps of this generation that have happened (``r0``... a reminder sent, ``g`` the
+    grace over), in order; empty again once the generation moves. At most one per reminder and one
+    for the grace (the config bounds the reminders)."""
 
     @property
     def key(self) -> str:
@@ -162,6 +169,7 @@ class Subscription:
             "dunning": self.dunning,
             "failed_at": self.failed_at.isoformat() if self.failed_at else None,
             "suspended": [offering for offering, _ in self.suspended],
+            "dunning_steps_done": list(self.steps_done),
             "credits": {name: str(amount) for name, amount in self.credits},
         }
 
@@ -247,7 +255,15 @@ def advance(current: Subscription | None, update: Update, at: datetime, event_id
         dunning=dunning,
         failed_at=failed_at,
         suspended=suspended,
+        steps_done=() if moved else current.steps_done,
     )
+
+
+def with_step_done(record: Subscription, step: str) -> Subscription:
+    """``record`` noting that its dunning ``step`` happened in this generation."""
+    if step in record.steps_done:
+        return record
+    return replace(record, steps_done=(*record.steps_done, step))
 
 
 def with_credits(record: Subscription, added: Mapping[str, Decimal]) -> Subscription:
@@ -368,6 +384,23 @@ def dunning_timer_name(email: str, record: Subscription, step: str) -> str:
     return timer_name(TimerKind.DUNNING, dunning_key(email, record.key, step), record.generation)
 
 
+def dunning_steps(
+    record: Subscription, policy: DunningPolicy | None, scale: float
+) -> list[tuple[str, datetime]]:
+    """The timed steps of a record's dunning, each with when it is due: the reminders not due at
+    once (those go with the failed payment), then the end of grace. Done or not: see ``steps_done``."""
+    if policy is None or record.failed_at is None:
+        return []
+    start = record.failed_at
+    steps: list[tuple[str, datetime]] = [
+        (f"r{index}", start + timedelta(seconds=scaled(reminder.after, scale)))
+        for index, reminder in enumerate(policy.reminders)
+        if scaled(reminder.after, scale)
+    ]
+    steps.append((GRACE_STEP, start + timedelta(seconds=scaled(policy.grace, scale))))
+    return steps
+
+
 def scaled(seconds: int, scale: float) -> int:
     """A wait divided by ``scale`` (test contacts), to whole seconds and at least one unless zero."""
     if scale == 1 or not seconds:
@@ -408,6 +441,7 @@ def _form(r: Subscription) -> dict[str, Any]:
         "z": [[offering, since.isoformat()] for offering, since in r.suspended],
         "k": [[name, str(amount)] for name, amount in r.credits],
         "n": r.charge_refunded_cents,
+        "t": list(r.steps_done),
     }
     form.update({k: v for k, v in optional.items() if v})
     if r.charged_cents is not None:
@@ -440,6 +474,7 @@ def _of(raw: Mapping[str, Any]) -> Subscription:
         failed_at=_time(raw["x"]) if raw.get("x") else None,
         suspended=tuple((offering, _time(since)) for offering, since in raw.get("z", ())),
         credits=tuple((name, Decimal(amount)) for name, amount in raw.get("k", ())),
+        steps_done=tuple(raw.get("t", ())),
     )
 
 

@@ -74,6 +74,7 @@ def contact_view(contact: Contact, config: MemberflowConfig) -> dict[str, Any]:
             for run_id, automation in sorted(contact.active_runs.items(), key=lambda item: item[1])
         ],
         "automations_entered": dict(sorted(contact.automation_entries.items())),
+        "timer_due": contact.timer_due.isoformat() if contact.timer_due else None,
         "created_at": contact.created_at.isoformat(),
         "updated_at": contact.updated_at.isoformat(),
     }

@@ -467,7 +467,9 @@ class Inbox:
                 self._saved_versions.add(key)
 
     def _schedule(self, transition: engine.Transition) -> None:
-        """Start the new timers and stop stale ones; a failure leaves the run to the sweep."""
+        """Start the new timers and stop stale ones. A start that fails is left to a sweep: a run's to
+        the run sweep (``Automations.sweep``), a contact's to the timer sweep (``ContactTimers``), which
+        finds it by the contact's ``timer_due``."""
         if self.scheduler is None:
             return
         for name in transition.stops:
@@ -487,10 +489,8 @@ class Inbox:
             try:
                 self.scheduler.start(timer)
             except Exception:
-                # No sweep looks for drip timers yet: the module waits for the grant's next timer,
-                # which releases every module due by then, or for an operator.
                 logger.exception(
-                    "could not start a timer",
+                    "could not start a timer; the timer sweep fires it when it is overdue",
                     extra={"execution": timer.execution_name, "due_at": timer.due_at.isoformat()},
                 )
 

@@ -11,6 +11,10 @@ over) as ``subscription.period_end`` and ``TimerKind.DUNNING`` (a reminder, or t
 period) as ``subscription.dunning``, each keyed by the timer's key and generation; the engine finds
 the record by the key and acts only in the generation the timer was started in
 (``chalicelib.domain.engine.subscriptions``).
+
+A timer whose start failed is fired here too, by the timer sweep (``chalicelib.services.contact_timers``)
+once it is overdue: the same timer, so the same inbox event, and whichever of the two comes second
+is a ``duplicate``.
 """
 
 from __future__ import annotations

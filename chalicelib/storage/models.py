@@ -126,6 +126,27 @@ class BaseTable(Model):
         billing_mode = "PAY_PER_REQUEST"
 
 
+TIMER_QUEUE = "due"
+"""The one value of ``ContactModel.timer_queue``: every contact waiting for a timer, in one queue."""
+
+
+class ContactsByTimerDue(GlobalSecondaryIndex["ContactModel"]):
+    """Sparse: only contacts whose offerings or subscriptions wait for a timer carry ``timer_queue``,
+    so the timer sweep reads the overdue ones, oldest first, and nothing else.
+
+    Keys only, and keyed by the earliest due time alone: a contact write that leaves that time as
+    it was writes nothing here; one that moves it (a module released, the next one due) is a delete
+    and a put.
+    """
+
+    class Meta:
+        index_name = "by_timer_due"
+        projection = KeysOnlyProjection()
+
+    timer_queue = UnicodeAttribute(hash_key=True)
+    timer_due = UTCDateTimeAttribute(range_key=True)
+
+
 class ContactModel(BaseTable):
     class Meta(BaseTable.Meta):
         table_name = "memberflow-contacts"
@@ -152,7 +173,12 @@ class ContactModel(BaseTable):
     kit_subscriber_id = UnicodeAttribute(null=True)
     created_at = UTCDateTimeAttribute()
     updated_at = UTCDateTimeAttribute()
+    timer_queue = UnicodeAttribute(null=True)
+    """``TIMER_QUEUE`` while ``timer_due`` is set, else absent (``ContactsByTimerDue`` is sparse)."""
+    timer_due = UTCDateTimeAttribute(null=True)
+    """``Contact.timer_due``: when the earliest timer the contact waits for is due."""
     version = VersionAttribute()
+    by_timer_due = ContactsByTimerDue()
 
 
 class EventsBySource(GlobalSecondaryIndex["EventModel"]):

@@ -40,6 +40,7 @@ from chalicelib.metrics import (
     NAMESPACE,
     OUTBOX_KINDS,
     OUTBOX_PARKED,
+    PARKED_KINDS,
     SERVICE,
     SERVICE_DIMENSION,
     SWEEP_FAILED,
@@ -330,7 +331,7 @@ def _app(name: str, **dimensions: str) -> Watched:
 APP_ALARMS: dict[str, set[Watched]] = {
     "InboxFailedAlarm": {_app(INBOX_OUTCOME, source=s, outcome=FAILED_OUTCOME) for s in INBOX_SOURCES},
     "SweepFailedAlarm": {_app(SWEEP_FAILED, kind=kind) for kind in SWEEP_KINDS},
-    "SweepParkedAlarm": {_app(SWEEP_PARKED, kind=kind) for kind in SWEEP_KINDS},
+    "SweepParkedAlarm": {_app(SWEEP_PARKED, kind=kind) for kind in PARKED_KINDS},
     "Api5xxAlarm": {_app(API_5XX)},
     "TimerUnroutedAlarm": {_app(TIMER_UNROUTED, reason=reason) for reason in TIMER_UNROUTED_REASONS},
     "OutboxParkedAlarm": {_app(OUTBOX_PARKED, kind=kind) for kind in OUTBOX_KINDS},

@@ -97,8 +97,14 @@ def auto() -> Iterator[AutomationWorld]:
 
 
 def swept(**counts: int) -> dict[str, int]:
-    """What the sweep handler answers: every count, zero unless given."""
+    """What the run sweep answers: every count, zero unless given."""
     return {"woken": 0, "released": 0, "events": 0, "failed": 0, "parked": 0, **counts}
+
+
+def handler_swept(**counts: int) -> dict[str, int]:
+    """What the sweep handler answers: the run sweep's counts and the timer sweep's, zero unless given."""
+    timers = {"timers_restarted": 0, "timers_postponed": 0, "timers_failed": 0}
+    return {**swept(), **timers, **counts}
 
 
 def only_run(w: AutomationWorld, email: str) -> dict[str, Any]:
@@ -349,7 +355,7 @@ class TestPauseAndSweep:
 
         auto.reconfigure(drip_config())
         auto.clock.advance(minutes=1)
-        assert auto.sweep() == swept(released=1)
+        assert auto.sweep() == handler_swept(released=1)
         run = only_run(auto, email)
         assert run["status"] == "waiting"
         assert run["position"] == "wait-a-week"
@@ -359,9 +365,9 @@ class TestPauseAndSweep:
         auto.tag(email, add=["Purchase – Foundation"])
         auto.scheduler.fire(auto.scheduler.pending()[0].execution_name)  # fired, but the call was lost
         auto.clock.advance(days=2, minutes=1)
-        assert auto.sweep() == swept()  # still within the grace period
+        assert auto.sweep() == handler_swept()  # still within the grace period
         auto.clock.advance(minutes=10)
-        assert auto.sweep() == swept(woken=1)
+        assert auto.sweep() == handler_swept(woken=1)
         assert only_run(auto, email)["position"] == "wait-a-week"
 
 

@@ -103,7 +103,13 @@ class TestHandlers:
         event = world.client.events.generate_cw_event(
             source="aws.events", detail_type="Scheduled Event", detail={}, resources=[]
         )
-        assert world.client.lambda_.invoke("sweep_runs", event).payload == {"woken": 0, "released": 0}
+        assert world.client.lambda_.invoke("sweep_runs", event).payload == {
+            "woken": 0,
+            "released": 0,
+            "timers_restarted": 0,
+            "timers_postponed": 0,
+            "timers_failed": 0,
+        }
         assert metrics.flushes == [{Series.of(SWEEP_FAILED, kind="run"): 1}]
 
     def test_the_timer_function_publishes_what_it_counted_even_when_it_raises(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -13,7 +13,7 @@ from chalicelib.domain.access import AccessAction, AccessReason, OfferingAccess
 from chalicelib.domain.automations.runs import RunStatus
 from chalicelib.domain.engine import AddTags, ChangeField, ConfirmKitChanges, RemoveTags
 from chalicelib.domain.inbox import Status
-from chalicelib.services.ports import Commit, EventAlreadyFinal, StaleContact, Stores
+from chalicelib.services.ports import Commit, EventAlreadyFinal, StaleContact, Stores, TimerDue
 from chalicelib.storage.models import EventModel, MarkerModel, TimelineModel
 from tests.builders import T0, inbox_record, later, unique_email
 from tests.support.aws import AppAws
@@ -313,3 +313,79 @@ def test_an_order_keeps_one_marker_item_and_per_item_markers_of_older_releases_c
         "order:6:product-12": True,
         "order:6:bump-12": False,
     }
+
+
+def _committed_with_timer_due(stores: Stores, email: str, due: datetime | None) -> None:
+    """A contact committed with ``timer_due`` as given (the engine's own value is replaced)."""
+    record = inbox_record(email=email)
+    stores.inbox.claim_event(record)
+    t = transition(stores, email, record.id, AddTags(("A",)))
+    t = replace(t, after=replace(t.after, timer_due=due))
+    stores.contacts.commit(Commit(record.id, t, processed_at=later(1)))
+
+
+class TestTimerQueue:
+    def test_contacts_waiting_for_a_timer_are_listed_when_due_earliest_first(self, stores: Stores) -> None:
+        late, early, later_still, none = (unique_email() for _ in range(4))
+        _committed_with_timer_due(stores, late, later(30))
+        _committed_with_timer_due(stores, early, later(10))
+        _committed_with_timer_due(stores, later_still, later(90))
+        _committed_with_timer_due(stores, none, None)
+
+        assert stores.contacts.get_contact(early).timer_due == later(10)  # type: ignore[union-attr]
+        assert stores.contacts.get_contact(none).timer_due is None  # type: ignore[union-attr]
+        due = stores.contacts.list_timer_due(later(30), limit=10)
+        assert due == [TimerDue(early, later(10)), TimerDue(late, later(30))]
+        assert stores.contacts.list_timer_due(later(60), limit=1) == [TimerDue(early, later(10))]
+        assert stores.contacts.list_timer_due(later(5), limit=10) == []
+
+    def test_a_commit_that_moves_or_clears_the_time_moves_the_contact_in_the_queue(
+        self, stores: Stores
+    ) -> None:
+        email, other = unique_email(), unique_email()
+        _committed_with_timer_due(stores, email, later(10))
+        _committed_with_timer_due(stores, other, later(20))
+        _committed_with_timer_due(stores, email, later(40))
+        assert stores.contacts.list_timer_due(later(60), limit=10) == [
+            TimerDue(other, later(20)),
+            TimerDue(email, later(40)),
+        ]
+        _committed_with_timer_due(stores, email, None)
+        assert stores.contacts.list_timer_due(later(60), limit=10) == [TimerDue(other, later(20))]
+
+    def test_the_time_moves_only_if_it_is_still_the_one_seen(self, stores: Stores) -> None:
+        email = unique_email()
+        _committed_with_timer_due(stores, email, later(10))
+        before = stores.contacts.get_contact(email)
+        assert before is not None
+
+        assert stores.contacts.move_timer_due(email, later(11), later(50)) is False
+        assert stores.contacts.get_contact(email) == before
+        assert stores.contacts.move_timer_due(email, later(10), later(50)) is True
+        after = stores.contacts.get_contact(email)
+        assert after == replace(before, timer_due=later(50), version=before.version + 1)
+        assert stores.contacts.list_timer_due(later(30), limit=10) == []
+        assert stores.contacts.list_timer_due(later(50), limit=10) == [TimerDue(email, later(50))]
+
+        assert stores.contacts.move_timer_due(email, later(50), None) is True
+        assert stores.contacts.get_contact(email).timer_due is None  # type: ignore[union-attr]
+        assert stores.contacts.list_timer_due(later(600), limit=10) == []
+        assert stores.contacts.move_timer_due(email, later(50), later(60)) is False
+
+    def test_moving_the_time_makes_an_event_read_before_it_read_again(self, stores: Stores) -> None:
+        email = unique_email()
+        _committed_with_timer_due(stores, email, later(10))
+        record = inbox_record(email=email)
+        stores.inbox.claim_event(record)
+        read_before = transition(stores, email, record.id, AddTags(("B",)))
+        assert stores.contacts.move_timer_due(email, later(10), later(50))
+
+        with pytest.raises(StaleContact):
+            stores.contacts.commit(Commit(record.id, read_before, processed_at=later(2)))
+        assert stores.contacts.get_contact(email).tags == {"A"}  # type: ignore[union-attr]
+
+    def test_no_contact_is_made_by_moving_a_time(self, stores: Stores) -> None:
+        email = unique_email()
+        assert stores.contacts.move_timer_due(email, later(10), later(50)) is False
+        assert stores.contacts.get_contact(email) is None
+        assert stores.contacts.list_timer_due(later(600), limit=10) == []

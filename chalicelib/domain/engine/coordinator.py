@@ -14,6 +14,7 @@ from typing import Any
 
 from chalicelib.domain.access import bounded
 from chalicelib.domain.automations.runs import Run
+from chalicelib.domain.contact_timers import earliest_due, expected_timers
 from chalicelib.domain.engine.commands import (
     AddTags,
     ApplyOrderItems,
@@ -134,6 +135,12 @@ def transition(work: Work) -> Transition:
         active_runs=dict(work.active_runs),
         automation_entries=dict(work.entries),
     )
+    # From the state after the event, never from the timers started: a start that fails is what
+    # the timer sweep, which finds the contact by this, is for.
+    expected = expected_timers(
+        work.setup, before.email, after.offerings, after.subscriptions, work.delay_scale
+    )
+    after = replace(after, timer_due=earliest_due(expected))
     changed = after != before
     if changed:
         # Expired echo credits go when the contact is written anyway, never as a write of their own.

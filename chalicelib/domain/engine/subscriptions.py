@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 
 from chalicelib.domain.access import AccessCause
@@ -51,6 +51,7 @@ from chalicelib.domain.subscriptions import (
     SubscriptionStatus,
     Update,
     advance,
+    dunning_steps,
     dunning_target,
     dunning_timer,
     dunning_timer_name,
@@ -62,6 +63,7 @@ from chalicelib.domain.subscriptions import (
     subscription_key,
     waits_for_end,
     with_credits,
+    with_step_done,
 )
 from chalicelib.domain.timers import Timer
 
@@ -221,6 +223,8 @@ def _start_dunning(work: Work, record: Subscription) -> None:
     for index, reminder in enumerate(policy.reminders):
         if scaled(reminder.after, work.delay_scale) == 0:
             _email(work, record, reminder.email_id, f"r{index}")
+            record = with_step_done(record, f"r{index}")
+    work.state.subscriptions[record.key] = record
 
 
 def dunning_step(work: Work, command: DunningStep) -> list[Command]:
@@ -239,6 +243,11 @@ def dunning_step(work: Work, command: DunningStep) -> list[Command]:
             {"text": "stale dunning timer ignored: the subscription has changed since", **data},
         )
         return []
+    if step in record.steps_done:
+        # The sweep and the timer name the same inbox event; this guards a step that came back by
+        # any other way.
+        work.log(TimelineKind.NOTE, {"text": "dunning step done already", "step": step, **data})
+        return []
     if step == GRACE_STEP:
         granted = tuple(
             (offering_id, access.since)
@@ -247,7 +256,7 @@ def dunning_step(work: Work, command: DunningStep) -> list[Command]:
             and access.granted
             and access.since is not None
         )
-        work.state.subscriptions[record.key] = replace(record, suspended=granted)
+        work.state.subscriptions[record.key] = replace(with_step_done(record, step), suspended=granted)
         work.log(TimelineKind.NOTE, {"text": "grace period over", "order_id": record.order_id, **data})
         cause = AccessCause(DUNNING, record.order_id)
         return [RevokeOffering(offering_id, cause) for offering_id, _ in granted]
@@ -256,6 +265,7 @@ def dunning_step(work: Work, command: DunningStep) -> list[Command]:
         work.log(TimelineKind.NOTE, {"text": "a reminder the policy no longer has", "step": step, **data})
         return []
     _email(work, record, policy.reminders[index].email_id, step)
+    work.state.subscriptions[record.key] = with_step_done(record, step)
     return []
 
 
@@ -326,13 +336,4 @@ def effects(
 def _steps(work: Work, record: Subscription) -> list[tuple[str, datetime]]:
     """The timed steps of a record's dunning: reminders not sent at once, then the end of grace."""
     policy = work.setup.dunning.get(record.dunning) if record.dunning else None
-    if policy is None or record.failed_at is None:
-        return []
-    start, scale = record.failed_at, work.delay_scale
-    steps: list[tuple[str, datetime]] = [
-        (f"r{index}", start + timedelta(seconds=scaled(reminder.after, scale)))
-        for index, reminder in enumerate(policy.reminders)
-        if scaled(reminder.after, scale)
-    ]
-    steps.append((GRACE_STEP, start + timedelta(seconds=scaled(policy.grace, scale))))
-    return steps
+    return dunning_steps(record, policy, work.delay_scale)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chalicelib.services.ports.contacts import Commit, ContactStore
+from chalicelib.services.ports.contacts import Commit, ContactStore, TimerDue
 from chalicelib.services.ports.errors import (
     EventAlreadyFinal,
     KitViewTooLarge,
@@ -70,5 +70,6 @@ __all__ = [
     "StaleRun",
     "StoredKitView",
     "Stores",
+    "TimerDue",
     "VersionStore",
 ]

@@ -1,9 +1,11 @@
 """The contact port: a contact, its once-only markers, and the unit of work that commits one event.
 
-``commit`` is the only write: everything one event does (the contact under its version, ledger and
-timeline items, outbox items, runs and their history pages, markers, and the inbox outcome) lands in
-one transaction or not at all. Runs, outbox items and the inbox record are read through their own
-ports afterwards.
+``commit`` is the only write of what events do: everything one event does (the contact under its
+version, ledger and timeline items, outbox items, runs and their history pages, markers, and the
+inbox outcome) lands in one transaction or not at all. Runs, outbox items and the inbox record are
+read through their own ports afterwards. The timer sweep reads contacts by ``timer_due``
+(``list_timer_due``) and may move that time for a contact it could not help (``move_timer_due``),
+which changes nothing else.
 """
 
 from __future__ import annotations
@@ -16,6 +18,14 @@ from typing import Any, Protocol
 from chalicelib.domain.engine import Transition
 from chalicelib.domain.inbox import InboxRecord
 from chalicelib.domain.model import Contact, LedgerEntry, TimelineEntry
+
+
+@dataclass(frozen=True)
+class TimerDue:
+    """A contact waiting for a timer, and when the earliest is due (``Contact.timer_due``)."""
+
+    email: str
+    due_at: datetime
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,17 @@ class ContactStore(Protocol):
         version or a marker moved, EventAlreadyFinal if the event was accepted meanwhile (or, with
         ``record``, if a record of the event was stored meanwhile).
         """
+
+    def list_timer_due(self, before: datetime, limit: int) -> list[TimerDue]:
+        """Up to ``limit`` contacts whose ``timer_due`` is at or before ``before``, earliest first.
+
+        Read from an index, so a commit a moment ago may show a moment later: read the contact
+        before acting on it.
+        """
+
+    def move_timer_due(self, email: str, seen: datetime, to: datetime | None) -> bool:
+        """Set the contact's ``timer_due`` to ``to`` (remove it for None) only if it is still
+        ``seen``; whether it was. Moves the contact's version on, as a commit does."""
 
     def list_ledger(self, email: str, field: str | None = None) -> list[LedgerEntry]: ...
 

@@ -9,22 +9,28 @@ marker items. The event's timeline entries go in its record. A lost race surface
 never from message text. No item grows with the contact's history: runs keep their history in pages
 of their own, the timeline is one page per event record, and once-only facts (order items, reentry
 keys) are marker items.
+
+A contact waiting for a timer carries its earliest due time in ``timer_due`` (and ``timer_queue``,
+the key of the sparse ``by_timer_due`` index), written with the contact by the commit; the timer
+sweep reads that index and may move the time with one conditional update.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from pynamodb.exceptions import TransactWriteError
+from pynamodb.exceptions import TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.domain.inbox import OPEN
 from chalicelib.domain.model import Contact, LedgerEntry, TimelineEntry
 from chalicelib.domain.outbox import from_kit_sync, from_outbound
-from chalicelib.services.ports import Commit, EventAlreadyFinal, StaleContact
+from chalicelib.services.ports import Commit, EventAlreadyFinal, StaleContact, TimerDue
 from chalicelib.storage.dynamo.compression import decompress_json
 from chalicelib.storage.dynamo.mapping import (
+    CONDITION_FAILED,
     batch_get,
     can_be_key,
     contact_from_model,
@@ -39,9 +45,17 @@ from chalicelib.storage.dynamo.mapping import (
     run_to_model,
     timeline_attributes,
     timeline_from_stored,
+    utc,
 )
 from chalicelib.storage.dynamo.tables import Tables
-from chalicelib.storage.models import EventModel, LedgerModel, MarkerModel, OutboxModel
+from chalicelib.storage.models import (
+    TIMER_QUEUE,
+    ContactModel,
+    EventModel,
+    LedgerModel,
+    MarkerModel,
+    OutboxModel,
+)
 
 _OPEN = tuple(status.value for status in OPEN)
 
@@ -177,6 +191,32 @@ class DynamoContacts:
             ],
             condition=EventModel.id.exists() & EventModel.status.is_in(*_OPEN),
         )
+
+    def list_timer_due(self, before: datetime, limit: int) -> list[TimerDue]:
+        contacts = self._tables.contacts
+        query = contacts.by_timer_due.query(TIMER_QUEUE, ContactModel.timer_due <= before, limit=limit)
+        return [TimerDue(m.email, utc(m.timer_due)) for m in query if m.timer_due is not None]
+
+    def move_timer_due(self, email: str, seen: datetime, to: datetime | None) -> bool:
+        if not can_be_key(email):
+            return False
+        actions: list[Any] = (
+            [ContactModel.timer_due.set(to), ContactModel.timer_queue.set(TIMER_QUEUE)]
+            if to is not None
+            else [ContactModel.timer_due.remove(), ContactModel.timer_queue.remove()]
+        )
+        item = self._tables.contacts(email)
+        # Held to the time, not to a version; but the version moves on, so an event that read the
+        # contact before this commits only by reading it again. (pynamodb adds one to a version it
+        # was given and would *set* an absent one to 1.)
+        item.version = 0
+        try:
+            item.update(actions, condition=ContactModel.timer_due == seen, add_version_condition=False)
+        except UpdateError as error:
+            if error.cause_response_code == CONDITION_FAILED:
+                return False
+            raise
+        return True
 
     def list_ledger(self, email: str, field: str | None = None) -> list[LedgerEntry]:
         if not can_be_key(email, field or ""):

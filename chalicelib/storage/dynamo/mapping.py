@@ -22,6 +22,7 @@ from chalicelib.domain.subscriptions import from_stored_text as subscriptions_fr
 from chalicelib.domain.subscriptions import stored_text as subscriptions_text
 from chalicelib.storage.dynamo.compression import compress_json, decompress_json
 from chalicelib.storage.models import (
+    TIMER_QUEUE,
     BaseTable,
     ContactModel,
     EventModel,
@@ -222,6 +223,8 @@ def contact_to_model(model_cls: type[ContactModel], contact: Contact, *, version
         kit_subscriber_id=contact.kit_subscriber_id,
         created_at=contact.created_at,
         updated_at=contact.updated_at,
+        timer_queue=TIMER_QUEUE if contact.timer_due is not None else None,
+        timer_due=contact.timer_due,
     )
     # pynamodb turns the version into the write condition: absent for a new contact, equal otherwise.
     if version:
@@ -249,6 +252,7 @@ def contact_from_model(model: ContactModel) -> Contact:
         kit_subscriber_id=model.kit_subscriber_id,
         created_at=utc(model.created_at),
         updated_at=utc(model.updated_at),
+        timer_due=utc_or_none(model.timer_due),
         version=int(model.version or 0),
     )
 
