@@ -19,6 +19,8 @@ import pytest
 from chalice.cli.factory import CLIFactory
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.wait import WebDriverWait
 
 from app import app
 from chalicelib import bootstrap
@@ -153,6 +155,8 @@ def test_a_member_sets_a_password_in_the_browser_by_keyboard_and_then_logs_in(se
             assert ratio >= 4.5, (element.tag_name, element.text, ratio)
 
         focused.send_keys(PASSWORD, Keys.ENTER)
+        # Enter submits the form; the answer is a new page, which may take a moment on a busy machine.
+        WebDriverWait(browser, 30).until(expected_conditions.staleness_of(field))
         confirmation = browser.find_element(By.TAG_NAME, "body").text
         assert "password" in confirmation.lower()
         assert browser.find_elements(By.CSS_SELECTOR, "input[type=password]") == []
