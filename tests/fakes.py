@@ -70,6 +70,9 @@ class InMemoryWorld:
         self.ledger: dict[str, list[LedgerEntry]] = defaultdict(list)
         self.timeline: dict[str, list[TimelineEntry]] = defaultdict(list)
         self.outbox: dict[str, OutboxItem] = {}
+        self.legacy_outbox: set[str] = set()
+        """Ids of items an older release stored, in the one due line it shared by every kind: they are
+        due from there (``list_legacy_due``) and in no kind's counts until parked or retried."""
         self.runs: dict[str, Run] = {}
         """As stored: without history (that is in ``history``)."""
         self.history: dict[str, list[StepRecord]] = defaultdict(list)
@@ -357,12 +360,21 @@ class InMemoryOutbox:
             self.world.outbox[item.id] = item
             return True
 
-    def list_due(self, before: datetime, limit: int) -> list[OutboxItem]:
+    def list_due(self, kind: OutboxKind, before: datetime, limit: int) -> list[OutboxItem]:
+        return self._due(before, limit, lambda i: i.kind is kind and i.id not in self.world.legacy_outbox)
+
+    def list_legacy_due(self, before: datetime, limit: int) -> list[OutboxItem]:
+        return self._due(before, limit, lambda i: i.id in self.world.legacy_outbox)
+
+    def _due(self, before: datetime, limit: int, wanted: Callable[[OutboxItem], bool]) -> list[OutboxItem]:
         with self.world.lock:
             due = [
                 i
                 for i in self.world.outbox.values()
-                if i.status in DUE and i.next_attempt_at is not None and i.next_attempt_at < before
+                if i.status in DUE
+                and i.next_attempt_at is not None
+                and i.next_attempt_at < before
+                and wanted(i)
             ]
         return sorted(due, key=lambda i: (i.next_attempt_at or i.created_at, i.id))[:limit]
 
@@ -393,9 +405,14 @@ class InMemoryOutbox:
     def mark_delivered(self, item_id: str, owner: str, at: datetime) -> None:
         self._settle(item_id, owner, status=OutboxStatus.DELIVERED, delivered_at=at, next_attempt_at=None)
 
-    def mark_failed(self, item_id: str, owner: str, error: str, retry_at: datetime | None) -> None:
+    def mark_failed(
+        self, item_id: str, owner: str, error: str, retry_at: datetime | None, at: datetime
+    ) -> None:
         status = OutboxStatus.RETRYING if retry_at is not None else OutboxStatus.PARKED
-        self._settle(item_id, owner, status=status, last_error=error, next_attempt_at=retry_at)
+        with self.world.lock:
+            self._settle(item_id, owner, status=status, last_error=error, next_attempt_at=retry_at)
+            if status is OutboxStatus.PARKED:
+                self.world.legacy_outbox.discard(item_id)
 
     def defer(self, item_id: str, owner: str, until: datetime) -> None:
         with self.world.lock:
@@ -410,6 +427,7 @@ class InMemoryOutbox:
                 self.world.outbox[item_id] = replace(
                     item, status=OutboxStatus.PENDING, attempts=0, next_attempt_at=at
                 )
+                self.world.legacy_outbox.discard(item_id)
 
     def list_for_contact(
         self,
@@ -439,13 +457,17 @@ class InMemoryOutbox:
 
     def backlog(self, kind: OutboxKind) -> OutboxBacklog:
         with self.world.lock:
-            items = [i for i in self.world.outbox.values() if i.kind is kind]
-        pending = [i.created_at for i in items if i.status in DUE]
+            items = [
+                i
+                for i in self.world.outbox.values()
+                if i.kind is kind and i.id not in self.world.legacy_outbox
+            ]
+        due = [i.next_attempt_at for i in items if i.status in DUE and i.next_attempt_at is not None]
         return OutboxBacklog(
             kind=kind,
-            pending=len(pending),
+            pending=len(due),
             parked=sum(1 for i in items if i.status is OutboxStatus.PARKED),
-            oldest_pending_at=min(pending) if pending else None,
+            earliest_due_at=min(due) if due else None,
         )
 
     def list_kit_sync(self, email: str) -> list[KitSyncIntent]:

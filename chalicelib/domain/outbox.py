@@ -42,9 +42,7 @@ class OutboxStatus(enum.StrEnum):
 
 
 DUE = frozenset({OutboxStatus.PENDING, OutboxStatus.RETRYING})
-"""Statuses whose items wait for a delivery attempt (the only ones in the due index)."""
-UNDELIVERED = DUE | {OutboxStatus.PARKED}
-"""Statuses of items not delivered yet: the backlog, waiting or given up on (the backlog index's)."""
+"""Statuses whose items wait for a delivery attempt (the only ones in a kind's due line)."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +72,11 @@ _INTENT_KINDS = {kind: name for name, kind in _OUTBOUND_KINDS.items()}
 
 
 KIT_ITEM_PREFIX = "kit_sync#"
+
+
+SWEEP_ORDER = (OutboxKind.EMAIL, OutboxKind.WEBHOOK, OutboxKind.SEQUENCE, OutboxKind.KIT)
+"""The order the retry sweep reads the kinds' due lines in: Kit, which may wait for the rate limit,
+last, as the stream tries a batch (``delivery_order``)."""
 
 
 def delivery_order(item_id: str) -> int:

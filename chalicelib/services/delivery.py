@@ -3,7 +3,9 @@
 Two triggers run it. The outbox table's stream hands it each new item within seconds of its commit
 (``deliver_ids``), so a webhook's answer never waits on Kit or SES; the scheduled retry trigger
 (``sweep``, every minute in AWS, every few seconds locally) takes whatever is due: retries whose
-backoff ran out, items a dead worker held, items that waited for the rate limit.
+backoff ran out, items a dead worker held, items that waited for the rate limit. Each kind has a due
+line of its own, and the sweep shares its time out among them, so a Kit backlog waiting for its rate
+limit never holds an email or a webhook back.
 
 Exactly one worker sends an item at a time: each attempt starts with a lease (a conditional write),
 and a worker that loses the race moves on. A lease outlives the longest send (``lease_seconds``);
@@ -31,7 +33,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from chalicelib.domain.delivery import RetryPolicy, gave_up_reason
-from chalicelib.domain.outbox import OutboxItem, OutboxKind, delivery_order
+from chalicelib.domain.outbox import SWEEP_ORDER, OutboxItem, OutboxKind, delivery_order
 from chalicelib.metrics import OUTBOX_DELIVERED as DELIVERED
 from chalicelib.metrics import OUTBOX_PARKED as PARKED
 from chalicelib.metrics import OUTBOX_RATE_LIMITED as DEFERRED
@@ -116,29 +118,59 @@ class DeliveryWorker:
         return report
 
     def sweep(self, time_left: Callable[[], float], *, batch: int = SWEEP_BATCH) -> DeliveryReport:
-        """Deliver what is due, earliest first, until nothing is due or the time is nearly up.
+        """Deliver what is due, each kind's line earliest first, until nothing is due or the time is
+        nearly up.
 
-        Senders wait briefly for the shared rate limit, so a backlog drains at the limit while the
-        sweep lasts. A kind whose limit is backed off for longer (Kit answered 429) is left for the
-        next sweep: its items stay due, and the sweep ends when nothing else is at the head of the line.
+        The lines are taken in ``SWEEP_ORDER`` (Kit last), then the line older releases shared by
+        every kind, in rounds: in each round a line gets an equal share of the time left over the
+        lines still open, and a line closes once nothing in it is due, or its kind's rate limit is
+        backed off for longer than a send may wait (Kit answered 429), which leaves its items due
+        for the next sweep. Time a line did not need goes to the next round, so a lone Kit backlog
+        still gets the whole sweep, and a long line of one kind holds another back by one share at
+        most, never for the whole sweep.
         """
         report = DeliveryReport()
         limited: dict[OutboxKind, datetime] = {}
         seen: set[str] = set()
-        while time_left() >= MARGIN_SECONDS:
-            due = [
-                item
-                for item in self.outbox.list_due(self.clock(), batch)
-                if item.id not in seen and item.kind not in limited
-            ]
-            if not due:
-                break
-            for item in due:
-                if time_left() < MARGIN_SECONDS:
+        lines: list[Callable[[], list[OutboxItem]]] = [
+            *(self._line(kind, batch) for kind in SWEEP_ORDER),
+            lambda: self.outbox.list_legacy_due(self.clock(), batch),
+        ]
+        while lines and time_left() >= MARGIN_SECONDS:
+            for line in list(lines):
+                left = time_left()
+                if left < MARGIN_SECONDS:
                     break
+                share_ends = left - (left - MARGIN_SECONDS) / len(lines)
+                if self._work_line(line, share_ends, time_left, report, limited, seen):
+                    lines.remove(line)
+        return report
+
+    def _line(self, kind: OutboxKind, batch: int) -> Callable[[], list[OutboxItem]]:
+        return lambda: self.outbox.list_due(kind, self.clock(), batch)
+
+    def _work_line(
+        self,
+        line: Callable[[], list[OutboxItem]],
+        share_ends: float,
+        time_left: Callable[[], float],
+        report: DeliveryReport,
+        limited: dict[OutboxKind, datetime],
+        seen: set[str],
+    ) -> bool:
+        """Deliver from ``line`` until its share ends (``time_left`` below ``share_ends``, after one
+        item at least); True once the line has nothing left for this sweep."""
+        first = True
+        while True:
+            due = [item for item in line() if item.id not in seen and item.kind not in limited]
+            if not due:
+                return True
+            for item in due:
+                if not first and time_left() < share_ends:
+                    return False
+                first = False
                 seen.add(item.id)
                 self._attempt(item.id, report, limited, kind=item.kind)
-        return report
 
     def _attempt(
         self,
@@ -206,7 +238,7 @@ class DeliveryWorker:
             if retry_at is None:
                 reason = gave_up_reason(reason, attempts=item.attempts, created_at=item.created_at, now=now)
         if not self._settle(
-            item, report, lambda: self.outbox.mark_failed(item.id, self.owner, reason, retry_at)
+            item, report, lambda: self.outbox.mark_failed(item.id, self.owner, reason, retry_at, now)
         ):
             return
         if retry_at is None:

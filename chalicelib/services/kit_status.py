@@ -35,10 +35,11 @@ class KitStatus:
     at: datetime
 
     @property
-    def oldest_pending_age_seconds(self) -> float | None:
-        oldest = self.backlog.oldest_pending_at
-        # Never negative: the item's creation time comes from another function's clock.
-        return max(0.0, (self.at - oldest).total_seconds()) if oldest is not None else None
+    def overdue_seconds(self) -> float | None:
+        """How long the head of the Kit due line has been due: 0 while it is not due yet (a retry's
+        backoff, a lease, a wait for the rate limit); None when the line is empty."""
+        earliest = self.backlog.earliest_due_at
+        return max(0.0, (self.at - earliest).total_seconds()) if earliest is not None else None
 
 
 class KitAdmin:

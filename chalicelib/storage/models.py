@@ -292,7 +292,14 @@ class TimelineModel(BaseTable):
 
 
 class OutboxDue(GlobalSecondaryIndex["OutboxModel"]):
-    """Sparse: only pending and retrying items carry ``due_queue``, so delivery reads nothing else."""
+    """Sparse, one partition per kind and state: ``due#<kind>`` holds a kind's pending and retrying
+    items by their next attempt (what delivery reads, earliest first), ``parked#<kind>`` its parked
+    items by when they were parked. A kind's backlog and parked items are counted here by key alone,
+    and a Kit backlog never stands in front of an email or webhook that is due.
+
+    Items older releases queued carry the one partition they all shared (``due``): delivery still
+    reads it until it is empty, and it gains no new items.
+    """
 
     class Meta:
         index_name = "by_due"
@@ -310,23 +317,6 @@ class OutboxByEmail(GlobalSecondaryIndex["OutboxModel"]):
 
     email = UnicodeAttribute(hash_key=True)
     created_at = UTCDateTimeAttribute(range_key=True)
-
-
-class OutboxByBacklog(GlobalSecondaryIndex["OutboxModel"]):
-    """Sparse: only items not delivered yet carry ``backlog_key`` (``<kind>#<created_at>``), so the index
-    holds each status's backlog (pending, retrying, parked), each kind's in creation order: a kind's
-    items in one status are counted, and its oldest found, by key alone.
-
-    ``backlog_key`` is written with the item and removed on delivery, never changed: an attempt's
-    outcome sets only ``status``, so an update needs no read to keep the index right.
-    """
-
-    class Meta:
-        index_name = "by_backlog"
-        projection = KeysOnlyProjection()
-
-    status = UnicodeAttribute(hash_key=True)
-    backlog_key = UnicodeAttribute(range_key=True)
 
 
 class OutboxModel(BaseTable):
@@ -348,16 +338,16 @@ class OutboxModel(BaseTable):
     status = UnicodeAttribute()
     attempts = NumberAttribute(default=0)
     next_attempt_at = UTCDateTimeAttribute(null=True)
+    """When a pending or retrying item is due; on a parked one, when it was parked (its sort key in
+    ``by_due``, never read back as a due time)."""
     due_queue = UnicodeAttribute(null=True)
+    """``due#<kind>`` while pending or retrying, ``parked#<kind>`` while parked, none once delivered."""
     lease_owner = UnicodeAttribute(null=True)
     lease_expires_at = UTCDateTimeAttribute(null=True)
     last_error = UnicodeAttribute(null=True)
     delivered_at = UTCDateTimeAttribute(null=True)
-    backlog_key = UnicodeAttribute(null=True)
-    """``<kind>#<created_at>`` until delivered (``OutboxByBacklog``); items older releases wrote have none."""
     by_due = OutboxDue()
     by_email = OutboxByEmail()
-    by_backlog = OutboxByBacklog()
 
 
 class RunsByEmail(GlobalSecondaryIndex["RunModel"]):

@@ -108,8 +108,8 @@ class TestWithoutKit:
             },
             "backlog": 0,
             "backlog_exact": True,
-            "oldest_pending_at": None,
-            "oldest_pending_age_seconds": None,
+            "earliest_due_at": None,
+            "overdue_seconds": None,
             "parked": 0,
             "parked_exact": True,
             "checked_at": T0.isoformat(),
@@ -117,7 +117,7 @@ class TestWithoutKit:
         unconfigured.tag(unique_email(), "VIP")
         unconfigured.clock.now = T0 + timedelta(seconds=90)
         body = unconfigured.status()
-        assert (body["backlog"], body["oldest_pending_at"], body["oldest_pending_age_seconds"]) == (
+        assert (body["backlog"], body["earliest_due_at"], body["overdue_seconds"]) == (
             1,
             T0.isoformat(),
             90.0,
@@ -189,7 +189,7 @@ class TestRateLimit:
 
 
 class TestBacklog:
-    def test_pending_retrying_and_parked_kit_items_with_the_oldest_age(self, kit: KitWorld) -> None:
+    def test_pending_retrying_and_parked_kit_items_with_the_most_overdue(self, kit: KitWorld) -> None:
         first, second = unique_email(), unique_email()
         kit.tag(first, "VIP")
         kit.clock.now = T0 + timedelta(minutes=1)
@@ -199,9 +199,9 @@ class TestBacklog:
         newest, middle = kit_item_ids(kit.stores, second)
         now = T0 + timedelta(minutes=2)
         kit.stores.outbox.lease(oldest, "worker-1", now + timedelta(minutes=5), now)
-        kit.stores.outbox.mark_failed(oldest, "worker-1", "Kit answered 503", now + timedelta(minutes=1))
+        kit.stores.outbox.mark_failed(oldest, "worker-1", "Kit answered 503", now + timedelta(minutes=1), now)
         kit.stores.outbox.lease(middle, "worker-1", now + timedelta(minutes=5), now)
-        kit.stores.outbox.mark_failed(middle, "worker-1", "Kit refused it", None)
+        kit.stores.outbox.mark_failed(middle, "worker-1", "Kit refused it", None, now)
         kit.clock.now = T0 + timedelta(minutes=10)
 
         body = kit.status()
@@ -211,13 +211,21 @@ class TestBacklog:
             "backlog_exact": True,
             "parked_exact": True,
         }
-        assert (body["oldest_pending_at"], body["oldest_pending_age_seconds"]) == (T0.isoformat(), 600.0)
+        # The head of the line is the newest item, due since it was queued: the oldest waits for its
+        # retry, due two minutes later.
+        due_since = T0 + timedelta(minutes=1)
+        assert (body["earliest_due_at"], body["overdue_seconds"]) == (due_since.isoformat(), 540.0)
 
-        kit.stores.outbox.lease(oldest, "worker-1", kit.clock.now + timedelta(minutes=5), kit.clock.now)
-        kit.stores.outbox.mark_delivered(oldest, "worker-1", kit.clock.now)
+        kit.stores.outbox.lease(newest, "worker-1", kit.clock.now + timedelta(minutes=5), kit.clock.now)
+        kit.stores.outbox.mark_delivered(newest, "worker-1", kit.clock.now)
         body = kit.status()
-        assert (body["backlog"], body["oldest_pending_age_seconds"]) == (1, 540.0)
-        assert newest in kit_item_ids(kit.stores, second)
+        assert (body["backlog"], body["earliest_due_at"], body["overdue_seconds"]) == (
+            1,
+            (now + timedelta(minutes=1)).isoformat(),
+            420.0,
+        )
+        kit.clock.now = now
+        assert kit.status()["overdue_seconds"] == 0.0  # its retry is not due yet
 
 
 @pytest.fixture
@@ -232,13 +240,13 @@ class TestOnDynamoDB:
         moto_kit.tag(email, "VIP")
         (item_id,) = kit_item_ids(moto_kit.stores, email)
         moto_kit.stores.outbox.lease(item_id, "worker-1", T0 + timedelta(minutes=5), T0)
-        moto_kit.stores.outbox.mark_failed(item_id, "worker-1", "Kit refused it", None)
+        moto_kit.stores.outbox.mark_failed(item_id, "worker-1", "Kit refused it", None, T0)
         moto_kit.tag(email, "Purchase – Foundation")
         moto_kit.clock.now = T0 + timedelta(seconds=30)
         bucket = configured_kit_bucket(moto_kit.config, API_KEY)
         moto_kit.stores.rate_limits.try_take(bucket, 2, moto_kit.clock.now)
 
         body = moto_kit.status()
-        assert (body["backlog"], body["parked"], body["oldest_pending_age_seconds"]) == (1, 1, 30.0)
+        assert (body["backlog"], body["parked"], body["overdue_seconds"]) == (1, 1, 30.0)
         assert (body["rate_limit"]["state"], body["rate_limit"]["tokens"]) == ("ok", 1.0)
         assert body["rate_limit"]["bucket_id"] == bucket.id

@@ -83,7 +83,7 @@ def settle(stores: Stores, item_id: str, at: datetime, outcome: str) -> None:
         stores.outbox.mark_delivered(item_id, "worker-1", at)
     else:
         retry_at = at + timedelta(minutes=1) if outcome == "retrying" else None
-        stores.outbox.mark_failed(item_id, "worker-1", "Kit answered 503", retry_at)
+        stores.outbox.mark_failed(item_id, "worker-1", "Kit answered 503", retry_at, at)
 
 
 def kit_item_ids(stores: Stores, email: str) -> list[str]:
@@ -261,7 +261,8 @@ class TestRetry:
         assert (body["id"], body["status"], body["attempts"]) == (item_id, "pending", 0)
         assert body["next_attempt_at"] == clock.now.isoformat()
         assert body["last_error"] == "Kit answered 503"  # kept: why it was parked, until it is sent
-        assert [i.id for i in world.stores.outbox.list_due(clock.now + timedelta(seconds=1), 10)] == [item_id]
+        due = world.stores.outbox.list_due(OutboxKind.KIT, clock.now + timedelta(seconds=1), 10)
+        assert [i.id for i in due] == [item_id]
 
     @pytest.mark.parametrize("outcome", ["pending", "retrying", "delivered"])
     def test_an_item_that_is_not_parked_is_409_naming_its_status(self, outbox: Outbox, outcome: str) -> None:
@@ -315,6 +316,6 @@ class TestOnDynamoDB:
         assert (body["status"], body["attempts"]) == ("pending", 0)
         assert body["next_attempt_at"] == clock.now.isoformat()
         assert body["payload"]["add_tags"] == ["Purchase – Foundation"]
-        due = world.stores.outbox.list_due(clock.now + timedelta(seconds=1), 10)
+        due = world.stores.outbox.list_due(OutboxKind.KIT, clock.now + timedelta(seconds=1), 10)
         assert kit["id"] in {item.id for item in due}
         assert world.admin_get(url("kit_sync#evt_nope#a@example.com")).status_code == 404

@@ -1110,7 +1110,7 @@ class Fuzzed:
             return
         now = datetime.now(UTC)
         outbox.lease(item.id, "fuzz-worker", now + timedelta(minutes=5), now)
-        outbox.mark_failed(item.id, "fuzz-worker", "parked for the fuzz", None)
+        outbox.mark_failed(item.id, "fuzz-worker", "parked for the fuzz", None, now)
 
 
 SEED_EMAIL = "seed+fuzz@example.com"

@@ -14,10 +14,12 @@ from decimal import Decimal
 import pytest
 
 from chalicelib.adapters.kit.client import KitClient
-from chalicelib.domain.outbox import OutboxKind, OutboxStatus
+from chalicelib.domain.outbox import OutboxItem, OutboxKind, OutboxStatus
+from chalicelib.services.kit_limits import configured_kit_bucket
 from devstack.kit_standin import DEFAULT_API_KEY
 from tests.builders import unique_email
 from tests.entrypoints.test_kit_webhook import TOKEN
+from tests.fakes import InMemoryMailer
 from tests.support.kit_world import KitWorld, kit_config, kit_world
 from tests.support.payloads import payload_bytes
 
@@ -117,6 +119,43 @@ def test_a_429_storm_backs_every_caller_off_and_loses_nothing(world: KitWorld) -
     assert not [r for r in world.kit.requests if first < r.at < first + 59 and r.status != 429]
     stored = [world.stores.outbox.get(i.id) for i in world.items(OutboxKind.KIT)]
     assert all(item is not None and item.attempts <= 2 for item in stored)
+
+
+def test_while_kit_is_backed_off_an_email_retry_behind_its_backlog_goes_in_the_same_sweep() -> None:
+    model = kit_config(email={"from": "Academy <hello@example.com>"})
+    with kit_world(model) as world:
+        mailer = InMemoryMailer()
+        mailer.verify("example.com")
+        world.container.mailer = mailer
+        for _ in range(60):  # more than two of the sweep's reads of a line
+            world.tag(unique_email(), "Launch")
+        world.clock.advance(30)
+        retry = OutboxItem(
+            id="email#evt-welcome#welcome",
+            email=unique_email(),
+            kind=OutboxKind.EMAIL,
+            payload={"email_id": "welcome", "subject": "Welcome", "body": "Hello", "html": None},
+            event_id="evt-welcome",
+            created_at=world.clock(),
+            status=OutboxStatus.RETRYING,
+            attempts=1,
+            next_attempt_at=world.clock(),
+        )
+        assert world.stores.outbox.add(retry)
+        # Kit answered a 429 a moment ago: the key's bucket is empty for a minute, for every caller.
+        world.stores.rate_limits.back_off(
+            configured_kit_bucket(model, DEFAULT_API_KEY), world.clock() + timedelta(seconds=60)
+        )
+        world.clock.advance(1)
+
+        report = world.sweep()
+
+        assert [email.to for _, email in mailer.sent] == [retry.email]
+        assert (report.delivered, report.deferred) == (1, 1)
+        assert not world.kit.requests  # nothing asked of Kit while it is backed off
+        assert world.statuses(OutboxKind.KIT) == {OutboxStatus.PENDING: 60}
+        world.run_for(5)
+        assert world.statuses(OutboxKind.KIT) == {OutboxStatus.DELIVERED: 60}
 
 
 def test_a_change_kit_refuses_for_good_is_parked_with_kits_reason(world: KitWorld) -> None:

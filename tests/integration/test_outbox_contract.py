@@ -4,6 +4,8 @@ Items come from a commit (the drip's start asks Kit for its tag and sends an ema
 asks Kit for it); delivery's side of the port is played by hand: two workers racing for one lease, a
 worker that dies holding one, attempts that fail, and an operator's retry. An operator's reads come
 a page at a time, and a kind's backlog is counted; on DynamoDB, both stop at their read bounds.
+Each kind has its own due line, and items an older release queued in the line every kind shared
+are still delivered from it.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ from chalicelib.domain.model import Contact
 from chalicelib.domain.outbox import ListPosition, OutboxItem, OutboxKind, OutboxStatus, encode_cursor
 from chalicelib.services.ports import Commit, LeaseTaken, NotLeased, OutboxBacklog, OutboxPage, Stores
 from chalicelib.storage.dynamo import Tables
+from chalicelib.storage.dynamo.mapping import LEGACY_DUE_QUEUE, outbox_to_model
 from chalicelib.storage.dynamo.outbox import DynamoOutbox, ReadBounds
 from devstack.stack import TABLES
 from tests.builders import T0, inbox_record, later, unique_email
+from tests.fakes import InMemoryOutbox
 from tests.support.aws import AppAws
 from tests.support.storage import CONFIG, RUNS_CONFIG, start_drip
 
@@ -42,7 +46,38 @@ def _items(stores: Stores) -> tuple[str, OutboxItem, OutboxItem]:
 
 
 def _due_ids(stores: Stores, before: datetime) -> set[str]:
-    return {item.id for item in stores.outbox.list_due(before, 100)}
+    """Every kind's due items, and the older releases' line's."""
+    lines = [stores.outbox.list_due(kind, before, 100) for kind in OutboxKind]
+    return {item.id for line in [*lines, stores.outbox.list_legacy_due(before, 100)] for item in line}
+
+
+def _stored_by_an_older_release(stores: Stores, item: OutboxItem) -> None:
+    """``item`` as a release before the kinds' due lines stored it: in the one line all kinds shared."""
+    outbox = stores.outbox
+    if isinstance(outbox, InMemoryOutbox):
+        outbox.world.outbox[item.id] = item
+        outbox.world.legacy_outbox.add(item.id)
+        return
+    model = outbox_to_model(Tables(TABLES).outbox, item)
+    model.due_queue = (
+        LEGACY_DUE_QUEUE if item.status in (OutboxStatus.PENDING, OutboxStatus.RETRYING) else None
+    )
+    model.next_attempt_at = item.next_attempt_at
+    model.save()
+
+
+def _item(kind: OutboxKind, due: datetime, **changes: Any) -> OutboxItem:
+    email = unique_email()
+    item = OutboxItem(
+        id=f"{kind.value}#{email}#{due.isoformat()}",
+        email=email,
+        kind=kind,
+        payload={},
+        event_id=f"evt:{email}",
+        created_at=due,
+        next_attempt_at=due,
+    )
+    return replace(item, **changes)
 
 
 def _tag(stores: Stores, email: str, at: datetime, tag: str) -> None:
@@ -81,7 +116,7 @@ def _every_page(stores: Stores, email: str, **query: Any) -> list[OutboxItem]:
 
 def _park(stores: Stores, item_id: str, at: datetime) -> None:
     stores.outbox.lease(item_id, "worker-a", at + timedelta(minutes=5), at)
-    stores.outbox.mark_failed(item_id, "worker-a", "Kit refused it", None)
+    stores.outbox.mark_failed(item_id, "worker-a", "Kit refused it", None, at)
 
 
 class TestOutboxContract:
@@ -199,7 +234,7 @@ class TestOutboxContract:
         with pytest.raises(NotLeased):
             stores.outbox.mark_delivered(mail.id, "worker-a", later_on)
         with pytest.raises(NotLeased):
-            stores.outbox.mark_failed(mail.id, "worker-a", "timeout", None)
+            stores.outbox.mark_failed(mail.id, "worker-a", "timeout", None, later_on)
         stores.outbox.mark_delivered(mail.id, "worker-b", later_on)
         delivered = stores.outbox.get(mail.id)
         assert delivered is not None
@@ -219,7 +254,7 @@ class TestOutboxContract:
         email, kit, _ = _items(stores)
         now = later(2)
         stores.outbox.lease(kit.id, "worker-a", now + timedelta(minutes=5), now)
-        stores.outbox.mark_failed(kit.id, "worker-a", "Kit answered 503", now + timedelta(minutes=30))
+        stores.outbox.mark_failed(kit.id, "worker-a", "Kit answered 503", now + timedelta(minutes=30), now)
         retrying = stores.outbox.get(kit.id)
         assert retrying is not None
         assert (retrying.status, retrying.last_error, retrying.lease_owner) == (
@@ -232,7 +267,7 @@ class TestOutboxContract:
 
         again = now + timedelta(minutes=31)
         stores.outbox.lease(kit.id, "worker-b", again + timedelta(minutes=5), again)
-        stores.outbox.mark_failed(kit.id, "worker-b", "Kit refused the tag", None)
+        stores.outbox.mark_failed(kit.id, "worker-b", "Kit refused the tag", None, again)
         parked = stores.outbox.get(kit.id)
         assert parked is not None
         assert (parked.status, parked.attempts, parked.next_attempt_at) == (OutboxStatus.PARKED, 2, None)
@@ -277,6 +312,97 @@ class TestOutboxContract:
         stores.outbox.retry("missing", later(500))
         assert stores.outbox.get(mail.id) == mail
         assert stores.outbox.get("missing") is None
+
+
+class TestDueLinesContract:
+    def test_each_kind_has_a_due_line_of_its_own_earliest_first(self, stores: Stores) -> None:
+        kits = [_item(OutboxKind.KIT, later(minute)) for minute in (3, 1, 2)]
+        mail = _item(OutboxKind.EMAIL, later(5))
+        hook = _item(OutboxKind.WEBHOOK, later(4))
+        parked = _item(OutboxKind.EMAIL, later(1), status=OutboxStatus.PARKED, next_attempt_at=None)
+        for item in [*kits, mail, hook, parked]:
+            assert stores.outbox.add(item)
+        by_due = sorted(kits, key=lambda i: i.created_at)
+
+        assert stores.outbox.list_due(OutboxKind.KIT, later(10), 100) == by_due
+        assert stores.outbox.list_due(OutboxKind.KIT, later(10), 2) == by_due[:2]
+        assert stores.outbox.list_due(OutboxKind.KIT, later(2), 100) == by_due[:1]
+        assert stores.outbox.list_due(OutboxKind.EMAIL, later(10), 100) == [mail]
+        assert stores.outbox.list_due(OutboxKind.WEBHOOK, later(10), 100) == [hook]
+        assert stores.outbox.list_due(OutboxKind.SEQUENCE, later(10), 100) == []
+        assert stores.outbox.list_legacy_due(later(10), 100) == []
+        assert stores.outbox.backlog(OutboxKind.EMAIL) == OutboxBacklog(
+            OutboxKind.EMAIL, pending=1, parked=1, earliest_due_at=later(5)
+        )
+
+    def test_an_item_parked_and_retried_leaves_its_line_and_comes_back_to_it(self, stores: Stores) -> None:
+        mail = _item(OutboxKind.EMAIL, later(1))
+        stores.outbox.add(mail)
+        _park(stores, mail.id, later(2))
+        assert stores.outbox.list_due(OutboxKind.EMAIL, later(100), 100) == []
+        stores.outbox.retry(mail.id, later(3))
+        (retried,) = stores.outbox.list_due(OutboxKind.EMAIL, later(4), 100)
+        assert (retried.id, retried.status, retried.next_attempt_at) == (
+            mail.id,
+            OutboxStatus.PENDING,
+            later(3),
+        )
+        assert stores.outbox.backlog(OutboxKind.EMAIL).parked == 0
+
+
+class TestOlderReleasesLineContract:
+    """Items a release before the kinds' lines queued are in one line shared by every kind: delivered
+    from it, in no kind's figures, and moved to their kind's partitions only by a park or a retry."""
+
+    def test_they_are_due_from_the_shared_line_and_not_counted(self, stores: Stores) -> None:
+        old_kit = _item(OutboxKind.KIT, later(1))
+        old_mail = _item(OutboxKind.EMAIL, later(2), status=OutboxStatus.RETRYING, attempts=1)
+        _stored_by_an_older_release(stores, old_kit)
+        _stored_by_an_older_release(stores, old_mail)
+        new_kit = _item(OutboxKind.KIT, later(3))
+        stores.outbox.add(new_kit)
+
+        assert stores.outbox.list_legacy_due(later(10), 100) == [old_kit, old_mail]
+        assert stores.outbox.list_legacy_due(later(10), 1) == [old_kit]
+        assert stores.outbox.list_due(OutboxKind.KIT, later(10), 100) == [new_kit]
+        assert stores.outbox.list_due(OutboxKind.EMAIL, later(10), 100) == []
+        assert stores.outbox.backlog(OutboxKind.KIT) == OutboxBacklog(
+            OutboxKind.KIT, pending=1, parked=0, earliest_due_at=later(3)
+        )
+        assert stores.outbox.backlog(OutboxKind.EMAIL).pending == 0
+
+    def test_a_deferral_or_a_retry_keeps_them_there_until_delivered(self, stores: Stores) -> None:
+        old = _item(OutboxKind.KIT, later(1))
+        _stored_by_an_older_release(stores, old)
+        stores.outbox.lease(old.id, "worker-a", later(7), later(2))
+        stores.outbox.defer(old.id, "worker-a", later(3))
+        assert [i.id for i in stores.outbox.list_legacy_due(later(4), 100)] == [old.id]
+        stores.outbox.lease(old.id, "worker-a", later(9), later(4))
+        stores.outbox.mark_failed(old.id, "worker-a", "Kit answered 503", later(5), later(4))
+        (retrying,) = stores.outbox.list_legacy_due(later(6), 100)
+        assert (retrying.status, retrying.attempts) == (OutboxStatus.RETRYING, 1)
+        stores.outbox.lease(old.id, "worker-a", later(11), later(6))
+        stores.outbox.mark_delivered(old.id, "worker-a", later(6))
+        assert stores.outbox.list_legacy_due(later(100), 100) == []
+        assert stores.outbox.backlog(OutboxKind.KIT) == OutboxBacklog(OutboxKind.KIT, 0, 0, None)
+
+    def test_parked_they_are_counted_with_their_kind_and_retried_into_its_line(self, stores: Stores) -> None:
+        old = _item(OutboxKind.EMAIL, later(1))
+        parked_long_ago = _item(OutboxKind.EMAIL, later(2), status=OutboxStatus.PARKED, next_attempt_at=None)
+        _stored_by_an_older_release(stores, old)
+        _stored_by_an_older_release(stores, parked_long_ago)
+        assert stores.outbox.backlog(OutboxKind.EMAIL).parked == 0
+
+        _park(stores, old.id, later(3))
+        assert stores.outbox.list_legacy_due(later(100), 100) == []
+        assert stores.outbox.backlog(OutboxKind.EMAIL).parked == 1
+        stores.outbox.retry(old.id, later(4))
+        stores.outbox.retry(parked_long_ago.id, later(5))
+        due = stores.outbox.list_due(OutboxKind.EMAIL, later(10), 100)
+        assert [i.id for i in due] == [old.id, parked_long_ago.id]
+        assert stores.outbox.backlog(OutboxKind.EMAIL) == OutboxBacklog(
+            OutboxKind.EMAIL, pending=2, parked=0, earliest_due_at=later(4)
+        )
 
 
 class TestListingContract:
@@ -343,7 +469,7 @@ class TestListingContract:
 
 class TestBacklogContract:
     def test_pending_and_retrying_are_the_backlog_parked_apart_delivered_gone(self, stores: Stores) -> None:
-        empty = OutboxBacklog(OutboxKind.KIT, pending=0, parked=0, oldest_pending_at=None)
+        empty = OutboxBacklog(OutboxKind.KIT, pending=0, parked=0, earliest_due_at=None)
         assert stores.outbox.backlog(OutboxKind.KIT) == empty
         first, second, third = unique_email(), unique_email(), unique_email()
         start_drip(stores, first, at=later(1))
@@ -352,28 +478,29 @@ class TestBacklogContract:
         (kit1,) = stores.outbox.list_for_contact(first, kind=OutboxKind.KIT).items
         (kit2,) = stores.outbox.list_for_contact(second, kind=OutboxKind.KIT).items
         (kit3,) = stores.outbox.list_for_contact(third, kind=OutboxKind.KIT).items
-        assert stores.outbox.backlog(OutboxKind.KIT) == replace(empty, pending=3, oldest_pending_at=later(1))
+        assert stores.outbox.backlog(OutboxKind.KIT) == replace(empty, pending=3, earliest_due_at=later(1))
         assert stores.outbox.backlog(OutboxKind.EMAIL).pending == 3
 
         now = later(10)
         stores.outbox.lease(kit1.id, "worker-a", now + timedelta(minutes=5), now)  # leased: still pending
-        assert stores.outbox.backlog(OutboxKind.KIT).pending == 3
-        stores.outbox.mark_failed(kit1.id, "worker-a", "Kit answered 503", now + timedelta(minutes=30))
-        assert stores.outbox.backlog(OutboxKind.KIT) == replace(empty, pending=3, oldest_pending_at=later(1))
+        # A leased item is due again when its lease ends, so the next one heads the line.
+        assert stores.outbox.backlog(OutboxKind.KIT) == replace(empty, pending=3, earliest_due_at=later(2))
+        stores.outbox.mark_failed(kit1.id, "worker-a", "Kit answered 503", now + timedelta(minutes=30), now)
+        assert stores.outbox.backlog(OutboxKind.KIT) == replace(empty, pending=3, earliest_due_at=later(2))
         stores.outbox.lease(kit2.id, "worker-a", now + timedelta(minutes=5), now)
         stores.outbox.mark_delivered(kit2.id, "worker-a", now)
         _park(stores, kit3.id, now)
         assert stores.outbox.backlog(OutboxKind.KIT) == replace(
-            empty, pending=1, parked=1, oldest_pending_at=later(1)
+            empty, pending=1, parked=1, earliest_due_at=later(40)
         )
 
         stores.outbox.lease(kit1.id, "worker-b", later(41), later(40))
         stores.outbox.mark_delivered(kit1.id, "worker-b", later(40))
         assert stores.outbox.backlog(OutboxKind.KIT) == replace(empty, parked=1)
         stores.outbox.retry(kit3.id, later(50))
-        assert stores.outbox.backlog(OutboxKind.KIT) == replace(empty, pending=1, oldest_pending_at=later(3))
+        assert stores.outbox.backlog(OutboxKind.KIT) == replace(empty, pending=1, earliest_due_at=later(50))
         assert stores.outbox.backlog(OutboxKind.EMAIL) == OutboxBacklog(
-            OutboxKind.EMAIL, pending=3, parked=0, oldest_pending_at=later(1)
+            OutboxKind.EMAIL, pending=3, parked=0, earliest_due_at=later(1)
         )
         assert stores.outbox.backlog(OutboxKind.WEBHOOK) == replace(empty, kind=OutboxKind.WEBHOOK)
 
@@ -389,7 +516,11 @@ class TestBacklogContract:
         unsendable = replace(mail_intent, problem="email could not be rendered")
         stores.contacts.commit(Commit(record.id, replace(t, outbound=(unsendable,)), processed_at=CREATED))
         backlog = stores.outbox.backlog(OutboxKind.EMAIL)
-        assert (backlog.pending, backlog.parked, backlog.oldest_pending_at) == (0, 1, None)
+        assert (backlog.pending, backlog.parked, backlog.earliest_due_at) == (0, 1, None)
+
+
+def stores_due(stores: Stores, kind: OutboxKind) -> list[OutboxItem]:
+    return stores.outbox.list_due(kind, later(100), 100)
 
 
 def _bounded(bounds: ReadBounds) -> DynamoOutbox:
@@ -432,15 +563,23 @@ class TestReadBoundsOnDynamoDB:
         backlog = outbox.backlog(OutboxKind.KIT)
         assert (backlog.pending, backlog.pending_exact) == (4, False)
         assert (backlog.parked, backlog.parked_exact) == (0, True)
-        assert backlog.oldest_pending_at == later(1)
+        assert backlog.earliest_due_at == later(1)
         exact = _bounded(ReadBounds(count_queries=3, count_query_items=2)).backlog(OutboxKind.KIT)
         assert (exact.pending, exact.pending_exact) == (5, True)
+        for item in stores_due(dynamo_stores, OutboxKind.KIT):
+            _park(dynamo_stores, item.id, later(10))
+        parked = outbox.backlog(OutboxKind.KIT)
+        assert (parked.pending, parked.parked, parked.parked_exact) == (0, 4, False)
 
     def test_the_backlog_is_read_from_the_index_with_queries_only(
         self, aws: AppAws, dynamo_stores: Stores
     ) -> None:
         start_drip(dynamo_stores, unique_email(), at=later(1))
+        email = unique_email()
+        start_drip(dynamo_stores, email, at=later(2))
+        (kit,) = dynamo_stores.outbox.list_for_contact(email, kind=OutboxKind.KIT).items
+        _park(dynamo_stores, kit.id, later(3))
         aws.without("dynamodb:Scan")
         aws.without("dynamodb:GetItem")
         aws.without("dynamodb:BatchGetItem")
-        assert dynamo_stores.outbox.backlog(OutboxKind.KIT).pending == 1
+        assert dynamo_stores.outbox.backlog(OutboxKind.KIT) == OutboxBacklog(OutboxKind.KIT, 1, 1, later(1))

@@ -17,7 +17,7 @@ from chalicelib.domain.access import stored_text
 from chalicelib.domain.automations.runs import Run, RunStatus, StepRecord
 from chalicelib.domain.inbox import InboxRecord, Status
 from chalicelib.domain.model import Contact, EchoCredit, LedgerEntry, TimelineEntry, TimelineKind
-from chalicelib.domain.outbox import DUE, UNDELIVERED, OutboxItem, OutboxKind, OutboxStatus
+from chalicelib.domain.outbox import DUE, OutboxItem, OutboxKind, OutboxStatus
 from chalicelib.domain.subscriptions import from_stored_text as subscriptions_from_text
 from chalicelib.domain.subscriptions import stored_text as subscriptions_text
 from chalicelib.storage.dynamo.compression import compress_json, decompress_json
@@ -34,7 +34,8 @@ from chalicelib.storage.models import (
 
 CONDITION_FAILED = "ConditionalCheckFailedException"
 RETRY_QUEUE = Status.RETRYING.value
-DUE_QUEUE = "due"
+LEGACY_DUE_QUEUE = "due"
+"""The one ``by_due`` partition every kind shared in older releases: read until it drains, never written."""
 BATCH_GET = 100
 
 M = TypeVar("M", bound=BaseTable)
@@ -307,19 +308,34 @@ def outbox_to_model(model: type[OutboxModel], item: OutboxItem) -> OutboxModel:
         created_at=item.created_at,
         status=item.status.value,
         attempts=item.attempts,
-        next_attempt_at=item.next_attempt_at,
-        due_queue=DUE_QUEUE if item.status in DUE else None,
+        # A new item is parked only when it cannot be sent at all, so it was parked when created.
+        next_attempt_at=item.created_at if item.status is OutboxStatus.PARKED else item.next_attempt_at,
+        due_queue=queue_of(item.kind, item.status),
         lease_owner=item.lease_owner,
         lease_expires_at=item.lease_expires_at,
         last_error=item.last_error,
         delivered_at=item.delivered_at,
-        backlog_key=backlog_key(item.kind, item.created_at) if item.status in UNDELIVERED else None,
     )
+
+
+def queue_of(kind: OutboxKind, status: OutboxStatus) -> str | None:
+    """An item's partition in ``by_due``: its kind's due line, its kind's parked items, or none."""
+    if status in DUE:
+        return due_queue(kind)
+    return parked_queue(kind) if status is OutboxStatus.PARKED else None
+
+
+def due_queue(kind: OutboxKind) -> str:
+    return f"due#{kind.value}"
+
+
+def parked_queue(kind: OutboxKind) -> str:
+    return f"parked#{kind.value}"
 
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f+0000"
 """How pynamodb's ``UTCDateTimeAttribute`` writes a time: fixed width in UTC, so the strings sort as
-the times do. Keys built by hand (a backlog key, a start key) must match it exactly."""
+the times do. Keys built by hand (a start key) must match it exactly."""
 
 
 def serialize_time(at: datetime) -> str:
@@ -331,21 +347,8 @@ def deserialize_time(value: str) -> datetime:
     return datetime.strptime(value.zfill(31), TIME_FORMAT).replace(tzinfo=UTC)
 
 
-def backlog_key(kind: OutboxKind, created_at: datetime) -> str:
-    """An undelivered item's key in the backlog index: its kind, then its creation time."""
-    return f"{backlog_prefix(kind)}{serialize_time(created_at)}"
-
-
-def backlog_prefix(kind: OutboxKind) -> str:
-    return f"{kind.value}#"
-
-
-def backlog_created_at(key: str) -> datetime:
-    """The creation time a backlog key holds."""
-    return deserialize_time(key.partition("#")[2])
-
-
 def outbox_from_model(model: OutboxModel) -> OutboxItem:
+    status = OutboxStatus(model.status)
     return OutboxItem(
         id=model.id,
         email=model.email,
@@ -353,9 +356,10 @@ def outbox_from_model(model: OutboxModel) -> OutboxItem:
         payload=model.payload or {},
         event_id=model.event_id,
         created_at=utc(model.created_at),
-        status=OutboxStatus(model.status),
+        status=status,
         attempts=int(model.attempts or 0),
-        next_attempt_at=utc_or_none(model.next_attempt_at),
+        # A parked item's stored time is when it was parked (its index sort key), not a due time.
+        next_attempt_at=None if status is OutboxStatus.PARKED else utc_or_none(model.next_attempt_at),
         lease_owner=model.lease_owner,
         lease_expires_at=utc_or_none(model.lease_expires_at),
         last_error=model.last_error,

@@ -1,12 +1,18 @@
 """The outbox port on DynamoDB: leases and outcomes are conditional updates of the item.
 
-Only pending and retrying items carry the due index's key, so the due index holds exactly what
-waits for delivery. A lease moves the item's next attempt to the lease's expiry: while leased it is
-not due, and if its worker dies it becomes due again when the lease runs out.
+The sparse ``by_due`` index has a partition per kind and state: a pending or retrying item is in
+``due#<kind>`` by its next attempt, a parked one in ``parked#<kind>`` by when it was parked, a
+delivered one nowhere. A lease moves the item's next attempt to the lease's expiry: while leased it
+is not due, and if its worker dies it becomes due again when the lease runs out. An item leaves its
+kind's due line only to be parked or delivered, so a lease, a deferral and a retry's schedule need
+not know its kind; parking it and an operator's retry read the kind first (it never changes).
+
+Items older releases queued sit in the ``due`` partition all kinds shared; they are delivered from
+it (``list_legacy_due``) and stay there until delivered or parked.
 
 Reads for an operator are bounded (``ReadBounds``): a contact's page is one to a few Query calls on
 ``by_email`` with ``Limit`` and ``ExclusiveStartKey``, and a kind's backlog is counted with
-``Select=COUNT`` queries on the sparse ``by_backlog`` index, a capped number of 1 MB pages each.
+``Select=COUNT`` queries on its ``by_due`` partitions, a capped number of 1 MB pages each.
 """
 
 from __future__ import annotations
@@ -36,14 +42,14 @@ from chalicelib.domain.outbox import (
 from chalicelib.services.ports import LeaseTaken, NotLeased, OutboxBacklog, OutboxPage
 from chalicelib.storage.dynamo.mapping import (
     CONDITION_FAILED,
-    DUE_QUEUE,
-    backlog_created_at,
-    backlog_prefix,
+    LEGACY_DUE_QUEUE,
     batch_get,
     can_be_key,
     deserialize_time,
+    due_queue,
     outbox_from_model,
     outbox_to_model,
+    parked_queue,
     serialize_time,
 )
 from chalicelib.storage.dynamo.tables import Tables
@@ -64,8 +70,9 @@ class ReadBounds:
     """Index entries a filtered query reads at least: a page of rare matches is found in few calls.
     At most ``list_queries`` x max(limit + 1, this) entries are read for one page (about 1,000)."""
     count_queries: int = 4
-    """Query calls counting one status of one kind may make. Each reads up to 1 MB of index entries
-    (a few thousand items), so the counts are exact up to about twenty thousand items per status."""
+    """Query calls counting one partition (a kind's due line, or its parked items) may make. Each
+    reads up to 1 MB of index entries (several thousand), so a count is exact up to about twenty
+    thousand items."""
     count_query_items: int | None = None
     """``Limit`` of each counting call; None lets DynamoDB fill its 1 MB page (tests set it low)."""
 
@@ -92,9 +99,25 @@ class DynamoOutbox:
             raise
         return True
 
-    def list_due(self, before: datetime, limit: int) -> list[OutboxItem]:
-        query = self._outbox.by_due.query(DUE_QUEUE, OutboxModel.next_attempt_at < before, limit=limit)
+    def list_due(self, kind: OutboxKind, before: datetime, limit: int) -> list[OutboxItem]:
+        return self._due(due_queue(kind), before, limit)
+
+    def list_legacy_due(self, before: datetime, limit: int) -> list[OutboxItem]:
+        return self._due(LEGACY_DUE_QUEUE, before, limit)
+
+    def _due(self, queue: str, before: datetime, limit: int) -> list[OutboxItem]:
+        query = self._outbox.by_due.query(queue, OutboxModel.next_attempt_at < before, limit=limit)
         return [outbox_from_model(m) for m in batch_get(self._outbox, [m.id for m in query])]
+
+    def _kind(self, item_id: str) -> OutboxKind | None:
+        """The item's kind, None if there is no such item."""
+        if not can_be_key(item_id):
+            return None
+        try:
+            found = self._outbox.get(item_id, consistent_read=True, attributes_to_get=["kind"])
+        except self._outbox.DoesNotExist:
+            return None
+        return OutboxKind(found.kind)
 
     def lease(self, item_id: str, owner: str, until: datetime, now: datetime) -> OutboxItem:
         item = self._outbox(item_id)
@@ -124,23 +147,26 @@ class DynamoOutbox:
                 OutboxModel.delivered_at.set(at),
                 OutboxModel.next_attempt_at.remove(),
                 OutboxModel.due_queue.remove(),
-                OutboxModel.backlog_key.remove(),
             ],
         )
 
-    def mark_failed(self, item_id: str, owner: str, error: str, retry_at: datetime | None) -> None:
+    def mark_failed(
+        self, item_id: str, owner: str, error: str, retry_at: datetime | None, at: datetime
+    ) -> None:
         actions: list[Action] = [OutboxModel.last_error.set(error)]
         if retry_at is not None:
             actions += [
                 OutboxModel.status.set(OutboxStatus.RETRYING.value),
                 OutboxModel.next_attempt_at.set(retry_at),
-                OutboxModel.due_queue.set(DUE_QUEUE),
             ]
         else:
+            kind = self._kind(item_id)
+            if kind is None:
+                raise NotLeased(item_id)
             actions += [
                 OutboxModel.status.set(OutboxStatus.PARKED.value),
-                OutboxModel.next_attempt_at.remove(),
-                OutboxModel.due_queue.remove(),
+                OutboxModel.next_attempt_at.set(at),
+                OutboxModel.due_queue.set(parked_queue(kind)),
             ]
         self._settle(item_id, owner, actions)
 
@@ -148,11 +174,7 @@ class DynamoOutbox:
         self._settle(
             item_id,
             owner,
-            [
-                OutboxModel.next_attempt_at.set(until),
-                OutboxModel.due_queue.set(DUE_QUEUE),
-                OutboxModel.attempts.add(-1),
-            ],
+            [OutboxModel.next_attempt_at.set(until), OutboxModel.attempts.add(-1)],
         )
 
     def _settle(self, item_id: str, owner: str, actions: list[Action]) -> None:
@@ -166,13 +188,16 @@ class DynamoOutbox:
         )
 
     def retry(self, item_id: str, at: datetime) -> None:
+        kind = self._kind(item_id)
+        if kind is None:
+            return
         try:
             self._outbox(item_id).update(
                 actions=[
                     OutboxModel.status.set(OutboxStatus.PENDING.value),
                     OutboxModel.attempts.set(0),
                     OutboxModel.next_attempt_at.set(at),
-                    OutboxModel.due_queue.set(DUE_QUEUE),
+                    OutboxModel.due_queue.set(due_queue(kind)),
                 ],
                 condition=OutboxModel.status == OutboxStatus.PARKED.value,
             )
@@ -252,32 +277,25 @@ class DynamoOutbox:
         return sorted(items, key=ListPosition.of, reverse=True)
 
     def backlog(self, kind: OutboxKind) -> OutboxBacklog:
-        pending, pending_exact = self._count(OutboxStatus.PENDING, kind)
-        retrying, retrying_exact = self._count(OutboxStatus.RETRYING, kind)
-        parked, parked_exact = self._count(OutboxStatus.PARKED, kind)
-        oldest = [
-            at
-            for at in (self._oldest(OutboxStatus.PENDING, kind), self._oldest(OutboxStatus.RETRYING, kind))
-            if at is not None
-        ]
+        pending, pending_exact = self._count(due_queue(kind))
+        parked, parked_exact = self._count(parked_queue(kind))
         return OutboxBacklog(
             kind=kind,
-            pending=pending + retrying,
+            pending=pending,
             parked=parked,
-            oldest_pending_at=min(oldest) if oldest else None,
-            pending_exact=pending_exact and retrying_exact,
+            earliest_due_at=self._head(due_queue(kind)),
+            pending_exact=pending_exact,
             parked_exact=parked_exact,
         )
 
-    def _count(self, status: OutboxStatus, kind: OutboxKind) -> tuple[int, bool]:
-        """``kind``'s items in ``status``, and whether all were counted before the bound."""
+    def _count(self, queue: str) -> tuple[int, bool]:
+        """The entries in one ``by_due`` partition, and whether all were counted before the bound."""
         total = 0
         start: Entry | None = None
         for _ in range(self._bounds.count_queries):
             answer = self._query(
-                status.value,
-                range_key_condition=OutboxModel.backlog_key.startswith(backlog_prefix(kind)),
-                index_name=OutboxModel.by_backlog.Meta.index_name,
+                queue,
+                index_name=OutboxModel.by_due.Meta.index_name,
                 select=COUNT,
                 exclusive_start_key=start,
                 limit=self._bounds.count_query_items,
@@ -288,16 +306,16 @@ class DynamoOutbox:
                 return total, True
         return total, False
 
-    def _oldest(self, status: OutboxStatus, kind: OutboxKind) -> datetime | None:
+    def _head(self, queue: str) -> datetime | None:
+        """The sort key of a ``by_due`` partition's first entry: its earliest next attempt."""
         answer = self._query(
-            status.value,
-            range_key_condition=OutboxModel.backlog_key.startswith(backlog_prefix(kind)),
-            index_name=OutboxModel.by_backlog.Meta.index_name,
+            queue,
+            index_name=OutboxModel.by_due.Meta.index_name,
             scan_index_forward=True,
             limit=1,
         )
         entries = answer.get("Items", [])
-        return backlog_created_at(entries[0]["backlog_key"]["S"]) if entries else None
+        return deserialize_time(entries[0]["next_attempt_at"]["S"]) if entries else None
 
     def _query(self, hash_key: str, **kwargs: Any) -> dict[str, Any]:
         """One Query call, as DynamoDB answers it: the caller decides whether to go on."""

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from chalicelib.domain.delivery import RetryPolicy
-from chalicelib.domain.outbox import KIT_ITEM_PREFIX, OutboxItem, OutboxKind, OutboxStatus
+from chalicelib.domain.outbox import KIT_ITEM_PREFIX, SWEEP_ORDER, OutboxItem, OutboxKind, OutboxStatus
 from chalicelib.metrics import (
     OUTBOX_DELIVERED,
     OUTBOX_PARKED,
@@ -408,6 +408,25 @@ class TestRateLimited:
             Series.of(OUTBOX_DELIVERED, kind="email"): 1,
         }
 
+    def test_an_email_retry_behind_a_long_kit_line_goes_in_the_same_sweep_while_kit_is_backed_off(
+        self, env: Env
+    ) -> None:
+        # Two sweep batches of Kit items fell due before the email's and the webhook's retries did.
+        kit = [env.put(OutboxKind.KIT, due=START - timedelta(minutes=10, seconds=-i)) for i in range(60)]
+        mail = env.put(OutboxKind.EMAIL, due=START - timedelta(seconds=1), status=OutboxStatus.RETRYING)
+        hook = env.put(OutboxKind.WEBHOOK, due=START - timedelta(seconds=2), status=OutboxStatus.RETRYING)
+        env.senders[OutboxKind.WEBHOOK] = ScriptedSender()
+        until = START + timedelta(seconds=60)
+        env.senders[OutboxKind.KIT].default = RateLimited("Kit: 429 rate limited", until=until)
+
+        result = env.worker().sweep(plenty)
+
+        assert (result.delivered, result.deferred) == (2, 1)
+        assert (env.get(mail.id).status, env.get(hook.id).status) == (OutboxStatus.DELIVERED,) * 2
+        # Kit was asked once; its line stays due, in order, for the next sweep.
+        assert [called for called, _ in env.senders[OutboxKind.KIT].calls] == [kit[0].id]
+        assert all(env.get(item.id).status is OutboxStatus.PENDING for item in kit)
+
     def test_the_items_of_that_kind_are_due_again_at_the_next_sweep_after_the_wait(self, env: Env) -> None:
         kit = [env.put(OutboxKind.KIT, due=START - timedelta(seconds=10 - i)) for i in range(2)]
         until = START + timedelta(seconds=60)
@@ -582,6 +601,54 @@ class TestSweep:
 
         assert result.delivered == 3  # 60 -> 45 -> 30 -> 15: under the 20 s margin
         assert [env.get(i.id).status for i in items].count(OutboxStatus.PENDING) == 2
+
+    def test_each_kind_gets_a_share_of_the_time_so_a_long_line_does_not_starve_another(
+        self, env: Env
+    ) -> None:
+        mails = [env.put(OutboxKind.EMAIL, due=START - timedelta(seconds=60 - i)) for i in range(20)]
+        kit = [env.put(OutboxKind.KIT, due=START - timedelta(seconds=60 - i)) for i in range(20)]
+        left = [MARGIN_SECONDS + 70.0]
+
+        def send(item: OutboxItem, now: datetime) -> Sent:
+            left[0] -= 5.0  # each send takes 5 s of the Lambda's time
+            return Sent("sent", calls=1)
+
+        env.senders[OutboxKind.EMAIL].default = send
+        env.senders[OutboxKind.KIT].default = send
+
+        result = env.worker().sweep(lambda: left[0])
+
+        sent = {
+            kind: sum(env.get(i.id).status is OutboxStatus.DELIVERED for i in items)
+            for kind, items in (("email", mails), ("kit", kit))
+        }
+        assert result.delivered == 15  # 90 s left, down to the 20 s margin, 5 s a send: 90, 85, ... 20
+        assert min(sent.values()) >= 6, sent
+
+    def test_a_line_with_nothing_due_leaves_its_share_to_the_others(self, env: Env) -> None:
+        kit = [env.put(OutboxKind.KIT, due=START - timedelta(seconds=60 - i)) for i in range(20)]
+        left = [MARGIN_SECONDS + 70.0]
+
+        def send(item: OutboxItem, now: datetime) -> Sent:
+            left[0] -= 5.0
+            return Sent("sent", calls=1)
+
+        env.senders[OutboxKind.KIT].default = send
+
+        assert env.worker().sweep(lambda: left[0]).delivered == 15
+        assert [env.get(i.id).status for i in kit].count(OutboxStatus.DELIVERED) == 15
+
+    def test_items_an_older_release_queued_are_delivered_from_the_line_every_kind_shared(
+        self, env: Env
+    ) -> None:
+        old = [env.put(kind, due=START - timedelta(minutes=1)) for kind in (OutboxKind.KIT, OutboxKind.EMAIL)]
+        env.world.legacy_outbox.update(item.id for item in old)
+        assert env.worker().sweep(plenty) == report(delivered=2, calls=2)
+        assert all(env.get(item.id).status is OutboxStatus.DELIVERED for item in old)
+
+    def test_reads_the_due_line_of_every_kind(self) -> None:
+        assert sorted(SWEEP_ORDER) == sorted(OutboxKind)
+        assert SWEEP_ORDER[-1] is OutboxKind.KIT
 
     def test_does_not_start_without_the_margin(self, env: Env) -> None:
         env.put()

@@ -10,9 +10,8 @@ from pynamodb.attributes import UTCDateTimeAttribute
 
 from chalicelib.domain.outbox import OutboxItem, OutboxKind, OutboxStatus
 from chalicelib.storage.dynamo.mapping import (
-    backlog_created_at,
-    backlog_key,
     deserialize_time,
+    outbox_from_model,
     outbox_to_model,
     serialize_time,
 )
@@ -30,18 +29,28 @@ def test_a_time_is_written_as_pynamodb_writes_it(at: datetime) -> None:
     assert deserialize_time(expected) == at
 
 
-def test_a_backlog_key_is_its_kind_then_its_time_sorting_as_the_times_do() -> None:
-    keys = [backlog_key(OutboxKind.KIT, T0 + timedelta(microseconds=n)) for n in (0, 1, 10**6)]
-    assert keys == sorted(keys)
-    assert keys[0] == "kit#2026-11-01T12:00:00.000000+0000"
-    assert backlog_created_at(keys[0]) == T0
+def item(status: OutboxStatus, kind: OutboxKind = OutboxKind.KIT) -> OutboxItem:
+    due = T0 + timedelta(minutes=1) if status in (OutboxStatus.PENDING, OutboxStatus.RETRYING) else None
+    return OutboxItem("kit_sync#e#a@example.com", "a@example.com", kind, {}, "e", T0, status, 0, due)
 
 
-def item(status: OutboxStatus) -> OutboxItem:
-    return OutboxItem("kit_sync#e#a@example.com", "a@example.com", OutboxKind.KIT, {}, "e", T0, status)
+def test_a_waiting_item_is_in_its_kinds_due_line_by_its_next_attempt() -> None:
+    for status in (OutboxStatus.PENDING, OutboxStatus.RETRYING):
+        for kind in OutboxKind:
+            model = outbox_to_model(OutboxModel, item(status, kind))
+            assert (model.due_queue, model.next_attempt_at) == (
+                f"due#{kind.value}",
+                T0 + timedelta(minutes=1),
+            )
 
 
-def test_only_an_item_not_delivered_is_in_the_backlog_index() -> None:
-    for status in (OutboxStatus.PENDING, OutboxStatus.RETRYING, OutboxStatus.PARKED):
-        assert outbox_to_model(OutboxModel, item(status)).backlog_key == "kit#2026-11-01T12:00:00.000000+0000"
-    assert outbox_to_model(OutboxModel, item(OutboxStatus.DELIVERED)).backlog_key is None
+def test_an_item_stored_parked_is_in_its_kinds_parked_partition_since_its_creation() -> None:
+    model = outbox_to_model(OutboxModel, item(OutboxStatus.PARKED, OutboxKind.EMAIL))
+    assert (model.due_queue, model.next_attempt_at) == ("parked#email", T0)
+    # The time is the index's sort key only: a parked item has no next attempt.
+    assert outbox_from_model(model).next_attempt_at is None
+
+
+def test_a_delivered_item_is_in_no_partition() -> None:
+    model = outbox_to_model(OutboxModel, item(OutboxStatus.DELIVERED))
+    assert (model.due_queue, model.next_attempt_at) == (None, None)
