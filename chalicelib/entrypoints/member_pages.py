@@ -243,34 +243,31 @@ def submit_password(members: Members, body: bytes) -> Response:
 
 
 def login_answer(login: Login) -> Response:
-    session = login.session
-    body = {
-        "token": session.token,
-        "expires_at": session.expires_at.isoformat().replace("+00:00", "Z"),
-        "offerings": list(login.offerings),
-    }
-    response = json_response(body)
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    """``POST /members/login``: the session token, until when, and the offerings the member has now."""
+    return _private({"token": login.session.token, **_session_facts(login)})
 
 
 def session_answer(login: Login) -> Response:
     """``GET /members/session``: whose session it is, until when, and the offerings they have now."""
-    session = login.session
-    body = {
-        "email": session.email,
-        "expires_at": session.expires_at.isoformat().replace("+00:00", "Z"),
+    return _private({"email": login.session.email, **_session_facts(login)})
+
+
+def _session_facts(login: Login) -> dict[str, Any]:
+    return {
+        "expires_at": login.session.expires_at.isoformat().replace("+00:00", "Z"),
         "offerings": list(login.offerings),
     }
+
+
+def _private(body: Mapping[str, Any]) -> Response:
+    """A JSON answer no cache keeps: it names a member and may carry their session token."""
     response = json_response(body)
     response.headers["Cache-Control"] = "no-store"
     return response
 
 
 def logged_out() -> Response:
-    response = json_response({"result": "logged_out"})
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return _private({"result": "logged_out"})
 
 
 def session_token(authorization: str | None) -> str:

@@ -54,8 +54,12 @@ def members_config() -> Any:
     )
 
 
-def members_world(stores: Stores) -> Iterator[World]:
-    container = make_container(stores, members_config(), environ={"PUBLIC_BASE_URL": PUBLIC})
+def members_world(stores: Stores, model: Any = None, clock: Any = None) -> Iterator[World]:
+    """The app over ``stores`` with ``model`` (``members_config()`` by default), mailing to an
+    in-memory SES that has the sender verified."""
+    container = make_container(
+        stores, model or members_config(), clock=clock, environ={"PUBLIC_BASE_URL": PUBLIC}
+    )
     mailer = InMemoryMailer()
     mailer.verify("example.com")
     container.mailer = mailer
@@ -384,14 +388,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def session_world(stores: Stores, clock: Clock) -> Iterator[World]:
-    container = make_container(stores, sessions_config(), clock=clock, environ={"PUBLIC_BASE_URL": PUBLIC})
-    mailer = InMemoryMailer()
-    mailer.verify("example.com")
-    container.mailer = mailer
-    bootstrap.override(lambda: container)
-    with Client(app) as client:
-        yield World(client, stores, container)
-    bootstrap.override(None)
+    yield from members_world(stores, sessions_config(), clock)
 
 
 def bearer(token: str) -> dict[str, str]:

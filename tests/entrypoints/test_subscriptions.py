@@ -209,21 +209,7 @@ CREDIT_PRODUCTS: dict[str, Any] = {
 
 @pytest.fixture
 def credit_shop() -> Iterator[OfferingsWorld]:
-    stores = in_memory_stores()
-    scheduler = RecordingScheduler()
-    clock = Clock(T0)
-    products = {"products": CREDIT_PRODUCTS}
-    cfg = config(
-        thrivecart={**BASE_CONFIG["thrivecart"], **products},
-        offerings=OFFERINGS,
-        emails=EMAILS,
-        email={"from": "Academy <hello@example.com>"},
-    )
-    container = make_container(stores, cfg, scheduler=scheduler, clock=clock)
-    bootstrap.override(lambda: container)
-    with Client(app) as client:
-        yield OfferingsWorld(client, stores, container, scheduler, clock)
-    bootstrap.override(None)
+    yield from shop_of(CREDIT_PRODUCTS)
 
 
 class TestReverseCredits:
