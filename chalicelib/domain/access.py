@@ -2,10 +2,10 @@
 
 An ``OfferingAccess`` says whether the contact has the offering now, since when, which of its
 modules are released, and ``why``: the newest reasons (at most ``MAX_WHY``), each naming the event
-behind it (granted by order 1514394, revoked by the refund of order 1520011, module m2 released by
-the drip...). ``generation`` counts grants and revokes: a drip timer carries the generation of the
-grant it was started for, so a timer that fires after a revoke (or after a revoke and a new grant)
-is recognised as stale and changes nothing.
+behind it (granted by order 1514394, revoked by the refund of order 1520011, restored by the payment
+of order 1514394 after dunning, module m2 released by the drip...). ``generation`` counts grants and
+revokes: a drip timer carries the generation of the grant it was started for, so a timer that fires
+after a revoke (or after a revoke and a new grant) is recognised as stale and changes nothing.
 
 The records live in the contact item, which DynamoDB caps at 400 KB next to the tags. The config
 bounds how many offerings and modules there are (``chalicelib.config``); the reasons are bounded
@@ -40,8 +40,13 @@ The config keeps offering and module ids to half of it (``fixed_bytes``), so rea
 
 class AccessAction(enum.StrEnum):
     GRANTED = "granted"
+    RESTORED = "restored"
+    """Granted again as it was, by the payment that ended dunning (``restored by payment of order ...``)."""
     REVOKED = "revoked"
     MODULE_RELEASED = "module_released"
+
+
+GRANTS = (AccessAction.GRANTED, AccessAction.RESTORED)
 
 
 @dataclass(frozen=True)
@@ -209,22 +214,22 @@ def module_answer(offering: Offering, record: OfferingAccess, module_id: str, sc
     A contact memberflow does not know has a default record and gets the same answer as one the
     offering was never released to.
     """
-    granted = _last(record, AccessAction.GRANTED, None)
+    granted = _last(record, GRANTS, None)
     if not record.granted:
-        revoked = _last(record, AccessAction.REVOKED, None)
+        revoked = _last(record, (AccessAction.REVOKED,), None)
         return ModuleAnswer(False, f"no access: {revoked.text}" if revoked else NEVER_RELEASED)
     grant = granted.text if granted else "granted"
     if module_id in record.modules:
-        released = _last(record, AccessAction.MODULE_RELEASED, module_id)
+        released = _last(record, (AccessAction.MODULE_RELEASED,), module_id)
         return ModuleAnswer(True, f"{grant}; {released.text if released else f'module {module_id} released'}")
     due = module_due(offering, module_id, record.since, scale) if record.since else None
     when = f", due {due.isoformat()}" if due is not None else ""
     return ModuleAnswer(False, f"{grant}; module {module_id} is not released yet{when}", due)
 
 
-def _last(record: OfferingAccess, action: AccessAction, ref: str | None) -> AccessReason | None:
+def _last(record: OfferingAccess, actions: tuple[AccessAction, ...], ref: str | None) -> AccessReason | None:
     for item in reversed(record.why):
-        if item.action is action and (ref is None or item.ref == ref):
+        if item.action in actions and (ref is None or item.ref == ref):
             return item
     return None
 

@@ -156,7 +156,7 @@ def test_grace_ends_revokes_then_a_payment_restores_as_it_was(shop: OfferingsWor
     shop.deliver(paid())
     foundation = shop.contact()["offerings"]["foundation"]
     assert foundation["access"] is True
-    assert whys(foundation)[-3] == f"granted by payment of order {ORDER}"
+    assert whys(foundation)[-3] == f"restored by payment of order {ORDER}"
     # The drip is where it would be: m2 (7d) and nothing later; one welcome email ever.
     assert foundation["modules"] == ["m1", "m2"]
     assert emails(shop).count("welcome") == 1

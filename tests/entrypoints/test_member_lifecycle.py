@@ -181,7 +181,7 @@ def test_purchase_welcome_drip_rebills_failed_card_reminders_revoke_and_recovery
     access = life.access_of()
     assert (access["access"], access["modules"]) == (True, MODULES)
     assert whys(access)[-7:] == [
-        f"granted by payment of order {ORDER}",
+        f"restored by payment of order {ORDER}",
         *(f"module {m} released with the offering" for m in MODULES),
     ]
     assert life.subscription()["status"] == "active"

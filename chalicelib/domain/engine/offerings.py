@@ -77,7 +77,12 @@ def release_offering(work: Work, command: ReleaseOffering) -> list[Command]:
     since = min(command.since, now) if command.since is not None else now
     granted = replace(record, granted=True, since=since, generation=record.generation + 1, modules=())
     state.offerings[command.offering_id] = granted.noted(
-        reason(now, AccessAction.GRANTED, command.cause, work.ctx.event_id)
+        reason(
+            now,
+            AccessAction.RESTORED if command.since is not None else AccessAction.GRANTED,
+            command.cause,
+            work.ctx.event_id,
+        )
     )
     work.log(TimelineKind.OFFERING_RELEASED, {**data, "generation": granted.generation})
     work.state.happenings.append(
