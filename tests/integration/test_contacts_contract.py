@@ -447,3 +447,10 @@ def test_listing_contacts_needs_scan_on_the_contacts_table(aws: AppAws, dynamo_s
     with pytest.raises(ScanError) as refused:
         dynamo_stores.contacts.list_emails(10)
     assert refused.value.cause_response_code == "AccessDeniedException"
+
+
+@pytest.mark.integration
+def test_a_key_no_contact_can_have_ends_the_listing(dynamo_stores: Stores) -> None:
+    commit_markers(dynamo_stores, unique_email())
+    page = dynamo_stores.contacts.list_emails(10, "x" * 3000)
+    assert (list(page.emails), page.after) == ([], None)

@@ -222,7 +222,9 @@ class DynamoContacts:
         return True
 
     def list_emails(self, limit: int, after: str | None = None) -> EmailPage:
-        start = {"email": {"S": after}} if after is not None and can_be_key(after) else None
+        if after is not None and not can_be_key(after):
+            return EmailPage([], None)  # no stored key can follow one no key can hold
+        start = {"email": {"S": after}} if after is not None else None
         # One request of ``limit`` keys: the iterator's own ``limit`` stops it there, and its last key
         # is then DynamoDB's LastEvaluatedKey (or None once the table is read to its end).
         scan = self._tables.contacts.scan(
