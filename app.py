@@ -456,6 +456,14 @@ def kit_status() -> Response:
     return json_response(views.kit_view(c.kit_admin.status()))
 
 
+@app.route("/admin/kit/resync", methods=["POST"], content_types=ADMIN_CONTENT_TYPES)
+@api
+def kit_resync() -> Response:
+    c = _admin()
+    page = c.kit_resync.resync(json_body(_request()))
+    return json_response({"queued": page.queued, "next_cursor": page.next_cursor}, 202)
+
+
 # --- Members -----------------------------------------------------------------------------------
 
 

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from chalicelib.services.inbox import Inbox
     from chalicelib.services.intake import Intake
     from chalicelib.services.kit_delivery import KitCatalog
+    from chalicelib.services.kit_resync import KitResync
     from chalicelib.services.kit_status import KitAdmin
     from chalicelib.services.members import Members
     from chalicelib.services.offerings import Offerings
@@ -97,6 +98,7 @@ class Container:
     _kit_catalog: KitCatalog | None = field(init=False, default=None, repr=False)
     _kit_catalog_key: str | None = field(init=False, default=None, repr=False)
     kit_admin: KitAdmin = field(init=False)
+    kit_resync: KitResync = field(init=False)
     members: Members = field(init=False)
 
     def __post_init__(self) -> None:
@@ -106,6 +108,7 @@ class Container:
         from chalicelib.services.emails import EmailRenderer
         from chalicelib.services.inbox import Inbox
         from chalicelib.services.intake import Intake
+        from chalicelib.services.kit_resync import KitResync
         from chalicelib.services.kit_status import KitAdmin
         from chalicelib.services.members import Members
         from chalicelib.services.offerings import Offerings
@@ -157,6 +160,7 @@ class Container:
             self.settings.kit_api_base_url or DEFAULT_BASE_URL,
             self.clock,
         )
+        self.kit_resync = KitResync(config, stores.contacts, stores.outbox, self.clock)
 
     def password_hasher(self) -> PasswordHasher:
         """The member password hasher, made on first use (argon2-cffi loads with it)."""

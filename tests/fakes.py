@@ -41,6 +41,7 @@ from chalicelib.domain.timers import Timer
 from chalicelib.services.ports import (
     Commit,
     ContactStore,
+    EmailPage,
     EventAlreadyFinal,
     EventPage,
     LeaseTaken,
@@ -275,6 +276,12 @@ class InMemoryContacts:
                 return False
             self.world.contacts[email] = replace(stored, timer_due=to, version=stored.version + 1)
             return True
+
+    def list_emails(self, limit: int, after: str | None = None) -> EmailPage:
+        with self.world.lock:
+            emails = sorted(e for e in self.world.contacts if after is None or e > after)[:limit]
+        # As DynamoDB does: a page that reached its limit names its last key, even with nothing after it.
+        return EmailPage(emails, emails[-1] if len(emails) == limit else None)
 
     def list_ledger(self, email: str, field: str | None = None) -> list[LedgerEntry]:
         entries = [e for e in self.world.ledger.get(email, []) if field is None or e.field == field]

@@ -2,7 +2,8 @@
 
 Commands are grouped (``config check``, ``config schema``; ``simulate`` stands alone; ``kit hooks
 check`` and ``kit hooks sync``, for legacy rules or a v4 endpoint; ``kit sequences check``, for the
-sequences ``subscribe_sequence`` steps name; later groups such as replaying
+sequences ``subscribe_sequence`` steps name; ``kit resync``, which asks the deployed app to queue a
+Kit sync for every contact; later groups such as replaying
 events or inspecting contacts plug in the same way): each group is a function in ``COMMAND_GROUPS``
 that adds its sub-parser and sets a ``handler`` for each command. A handler takes the parsed
 arguments and the two output streams and returns the exit code, so tests call ``main([...])`` and
@@ -58,6 +59,8 @@ from chalicelib.devtools.kit_hooks import (
     sync_hooks,
     why_extra,
 )
+from chalicelib.devtools.kit_resync import ResyncFailed
+from chalicelib.devtools.kit_resync import resync as run_resync
 from chalicelib.devtools.kit_sequences import SequenceLookup, check_sequences
 from chalicelib.devtools.simulator import Simulator, commands_for, parse_event, unknown_tag_warnings
 from chalicelib.domain.errors import BadRequest, MemberflowError, NotFound
@@ -69,6 +72,8 @@ class Handler(Protocol):
 
 
 if TYPE_CHECKING:
+    from chalicelib.adapters.http import Transport
+
     CommandGroups: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
 
 
@@ -657,6 +662,64 @@ def _status_note(reference: SequenceReference) -> str:
     return "" if reference.status == "live" else f" ({reference.status})"
 
 
+# --- kit resync --------------------------------------------------------------------------------
+
+
+def kit_resync(
+    args: argparse.Namespace, out: TextIO, err: TextIO, *, transport: Transport | None = None
+) -> int:
+    """``kit resync``: pages of ``POST /admin/kit/resync`` until the app says every contact is queued.
+    ``transport`` is the app's HTTP (tests pass one that calls the app in-process)."""
+    say, warn = _Masking(out), _Masking(err)
+    settings = Settings.from_environ()
+    base = args.url or settings.public_base_url
+    if not base:
+        warn("error: no app URL: give --url or set PUBLIC_BASE_URL")
+        return 2
+    try:
+        token = SecretResolver(environ=settings.environ).resolve_optional(settings.admin_token_ref)
+    except SecretUnavailable as missing:
+        warn(f"error: the admin token cannot be read: {missing}")
+        return 2
+    if not token:
+        warn(
+            "error: ADMIN_TOKEN is not set: the admin API needs it (a token, or a reference such as ssm:...)"
+        )
+        return 2
+    say.hide(token)
+    warn.hide(token)
+    if transport is None:
+        from chalicelib.adapters.http import Urllib3Transport
+
+        transport = Urllib3Transport(timeout=RESYNC_TIMEOUT_SECONDS)
+    who = args.email or "every contact"
+    try:
+        done = run_resync(
+            transport,
+            base,
+            token,
+            email=args.email,
+            limit=args.limit,
+            cursor=args.cursor,
+            progress=lambda page, queued: say(f"page {page}: {queued} queued"),
+        )
+    except ResyncFailed as failed:
+        warn(f"error: {failed}")
+        if failed.retryable:
+            again = f" --cursor {failed.cursor}" if failed.cursor else ""
+            warn(f"nothing of that page is lost: run the command again{again} to go on")
+            return KIT_FAILED
+        return 2
+    say(
+        f"resync: {done.queued} Kit item(s) queued for {who} ({done.pages} page(s)); the outbox delivers them"
+    )
+    return 0
+
+
+RESYNC_TIMEOUT_SECONDS = 35.0
+"""Longer than API Gateway's 29 seconds: a page is answered or refused by the app, not cut off here."""
+
+
 def add_kit_commands(groups: CommandGroups) -> None:
     kit = groups.add_parser("kit", help="the Kit account: the webhooks and sequences the config needs")
     kit_commands = kit.add_subparsers(title="commands", metavar="COMMAND")
@@ -749,6 +812,33 @@ def add_kit_commands(groups: CommandGroups) -> None:
         "--config", metavar="FILE", help="the config file (default: MEMBERFLOW_CONFIG, else the example)"
     )
     check.set_defaults(handler=_sequences_check)
+
+    resync = kit_commands.add_parser(
+        "resync",
+        help="queue a Kit sync for every contact (or one) through the app's admin API",
+        description=(
+            "Ask the deployed app (POST /admin/kit/resync) to queue one Kit outbox item per contact, page "
+            "after page until every contact is queued, or for the one contact --email names. The outbox "
+            "then delivers them at Kit's rate limit, each sending only what Kit lacks: about two "
+            "requests a contact with tags, so 10,000 contacts take roughly three hours at 120 requests "
+            "a minute. Use it after configuring kit.api_key, after restoring a Kit account, or after "
+            "fixing the cause of parked Kit items. The app is at --url (default PUBLIC_BASE_URL); the "
+            "admin token comes from ADMIN_TOKEN (a token or a reference such as ssm:...) and is never "
+            "printed. Exit codes: 0 done, 2 refused (bad input, unknown contact, Kit not configured, "
+            "wrong token) or no URL or token, 3 the app failed or did not answer (run again; "
+            "--cursor goes on where it stopped, and a page sent again queues nothing twice)."
+        ),
+    )
+    resync.add_argument("--url", metavar="URL", help="the app's base URL (default: PUBLIC_BASE_URL)")
+    one_or_pages = resync.add_mutually_exclusive_group()
+    one_or_pages.add_argument("--email", metavar="EMAIL", help="queue only this contact")
+    one_or_pages.add_argument(
+        "--cursor", metavar="CURSOR", help="go on from the cursor a failed run printed (the same resync)"
+    )
+    resync.add_argument(
+        "--limit", metavar="N", type=int, help="contacts per request, 1 to 500 (default: the app's, 100)"
+    )
+    resync.set_defaults(handler=kit_resync)
 
 
 # --- main --------------------------------------------------------------------------------------

@@ -45,6 +45,8 @@ from chalicelib.domain.errors import MemberflowError
 from chalicelib.domain.events import Source
 from chalicelib.domain.hooks import hook_token
 from chalicelib.domain.inbox import Status
+from chalicelib.domain.kit_resync import ResyncCursor
+from chalicelib.domain.kit_resync import encode_cursor as encode_resync_cursor
 from chalicelib.domain.members import LinkPurpose
 from chalicelib.domain.model import normalize_email
 from chalicelib.domain.outbox import ListPosition, OutboxStatus, encode_cursor
@@ -904,6 +906,21 @@ def build_outbox_retry(seeds: Seeds) -> st.SearchStrategy[Req]:
     return admin_request("POST", _outbox_item_path(seeds, "/retry"))
 
 
+RESYNC_CURSORS = [
+    encode_resync_cursor(ResyncCursor("0" * 32, "seed+fuzz@example.com")),
+    encode_resync_cursor(ResyncCursor("0" * 32, "\u0000")),
+]
+
+
+def build_kit_resync(seeds: Seeds) -> st.SearchStrategy[Req]:
+    vocabulary: dict[str, st.SearchStrategy[Any]] = {
+        "email": st.sampled_from([seeds.email, "Seed+Fuzz@Example.com", "stranger@example.com"]),
+        "cursor": st.sampled_from(RESYNC_CURSORS) | big_text(),
+        "limit": st.sampled_from([1, 500, 501]),
+    }
+    return admin_request("POST", st.just("/admin/kit/resync"), body=object_body(vocabulary) | st.just(b""))
+
+
 MEMBER = "member+fuzz@example.com"
 MEMBER_PASSWORD = "the member's fuzz password"
 MEMBER_EMAILS = st.sampled_from([MEMBER, "Member+Fuzz@Example.com", "stranger@example.com"])
@@ -1003,6 +1020,7 @@ BUILDERS: dict[tuple[str, str], Builder] = {
     ("GET", "/admin/outbox"): _get(_outbox_query),
     ("GET", "/admin/outbox/{item_id}"): _get(_outbox_item_path),
     ("GET", "/admin/kit"): _get(_plain("/admin/kit")),
+    ("POST", "/admin/kit/resync"): build_kit_resync,
     ("POST", "/admin/outbox/{item_id}/retry"): build_outbox_retry,
     ("GET", "/members/set-password"): build_set_password_page,
     ("POST", "/members/set-password"): build_set_password,

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from pynamodb.exceptions import ScanError
 
 from chalicelib.domain.access import AccessAction, AccessReason, OfferingAccess
 from chalicelib.domain.automations.runs import RunStatus
@@ -389,3 +390,67 @@ class TestTimerQueue:
         assert stores.contacts.move_timer_due(email, later(10), later(50)) is False
         assert stores.contacts.get_contact(email) is None
         assert stores.contacts.list_timer_due(later(600), limit=10) == []
+
+
+class TestEmailListing:
+    """``list_emails``: every contact once, a page at a time, whatever the store's order."""
+
+    def _all_pages(self, stores: Stores, limit: int) -> list[list[str]]:
+        pages: list[list[str]] = []
+        after: str | None = None
+        while True:
+            page = stores.contacts.list_emails(limit, after)
+            assert len(page.emails) <= limit
+            pages.append(list(page.emails))
+            if page.after is None:
+                return pages
+            assert len(pages) < 20, "the listing does not end"
+            after = page.after
+
+    def test_pages_list_every_contact_exactly_once(self, stores: Stores) -> None:
+        emails = {unique_email() for _ in range(7)}
+        for email in emails:
+            commit_markers(stores, email)
+        pages = self._all_pages(stores, 3)
+        listed = [email for page in pages for email in page]
+        assert sorted(listed) == sorted(emails)
+        assert [len(page) for page in pages[:3]] == [3, 3, 1]
+        assert all(page == [] for page in pages[3:])
+
+    def test_a_page_as_large_as_the_table_lists_it_all(self, stores: Stores) -> None:
+        emails = {unique_email() for _ in range(4)}
+        for email in emails:
+            commit_markers(stores, email)
+        pages = self._all_pages(stores, 4)
+        assert set(pages[0]) == emails
+        assert all(page == [] for page in pages[1:])
+
+    def test_an_empty_table_lists_nothing(self, stores: Stores) -> None:
+        page = stores.contacts.list_emails(10)
+        assert (list(page.emails), page.after) == ([], None)
+
+    def test_the_same_page_is_read_again_from_the_same_key(self, stores: Stores) -> None:
+        for _ in range(5):
+            commit_markers(stores, unique_email())
+        first = stores.contacts.list_emails(2)
+        assert first.after is not None
+        again = stores.contacts.list_emails(2, first.after)
+        assert again == stores.contacts.list_emails(2, first.after)
+        assert not set(again.emails) & set(first.emails)
+
+
+@pytest.mark.integration
+def test_listing_contacts_needs_scan_on_the_contacts_table(aws: AppAws, dynamo_stores: Stores) -> None:
+    commit_markers(dynamo_stores, unique_email())
+    assert len(dynamo_stores.contacts.list_emails(10).emails) == 1
+    aws.without("dynamodb:Scan", sid="TableItems")
+    with pytest.raises(ScanError) as refused:
+        dynamo_stores.contacts.list_emails(10)
+    assert refused.value.cause_response_code == "AccessDeniedException"
+
+
+@pytest.mark.integration
+def test_a_key_no_contact_can_have_ends_the_listing(dynamo_stores: Stores) -> None:
+    commit_markers(dynamo_stores, unique_email())
+    page = dynamo_stores.contacts.list_emails(10, "x" * 3000)
+    assert (list(page.emails), page.after) == ([], None)

@@ -17,7 +17,7 @@ from chalicelib.adapters.kit.client import KitClient
 from chalicelib.domain.outbox import OutboxItem, OutboxKind, OutboxStatus
 from chalicelib.services.kit_limits import configured_kit_bucket
 from devstack.kit_standin import DEFAULT_API_KEY
-from tests.builders import unique_email
+from tests.builders import config, unique_email
 from tests.entrypoints.test_kit_webhook import TOKEN
 from tests.fakes import InMemoryMailer
 from tests.support.kit_world import KitWorld, kit_config, kit_world
@@ -273,3 +273,35 @@ def test_kits_webhooks_about_the_workers_own_calls_change_nothing(world: KitWorl
     world.kit.forget_requests()
     world.sweep()
     assert not [r for r in world.kit.requests if r.method != "GET"]  # nothing to put right in Kit
+
+
+def test_contacts_changed_while_kit_was_not_configured_reach_kit_after_a_resync() -> None:
+    with kit_world(config()) as before:
+        emails = [unique_email() for _ in range(5)]
+        for email in emails:
+            before.tag(email, "VIP Member")
+        report = before.stream([i.id for i in before.items(OutboxKind.KIT)])
+        # Without a key the items are settled unsent, and nothing asks Kit.
+        assert report.delivered == 5
+        assert not before.kit.requests
+        assert all(before.kit.subscriber(email) is None for email in emails)
+        world = before.with_config(kit_config())
+        resync = world.container.kit_resync
+        page = resync.resync({"limit": 2})
+        queued = [page.queued]
+        while page.next_cursor is not None:
+            page = resync.resync({"cursor": page.next_cursor, "limit": 2})
+            queued.append(page.queued)
+        assert sum(queued) == 5
+        items = [i for i in world.items(OutboxKind.KIT) if i.event_id.startswith("resync:")]
+        assert world.stream([i.id for i in items]).delivered == 5
+        assert all(world.kit.tag_names(email) == {"VIP Member"} for email in emails)
+        # About two requests a contact: its upsert and its one tag (the tag created once).
+        writes = [r for r in world.kit.requests if r.method != "GET"]
+        assert len(writes) == 5 * 2 + 1
+        # A second resync finds Kit in step: queued and delivered, it asks Kit nothing more.
+        world.kit.forget_requests()
+        assert resync.resync({"limit": 500}).queued == 5
+        world.clock.advance(1)
+        assert world.sweep().delivered == 5
+        assert not [r for r in world.kit.requests if r.method != "GET"]

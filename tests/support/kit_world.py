@@ -123,6 +123,21 @@ class KitWorld:
     def backlog(self) -> int:
         return sum(1 for i in self.items() if i.status in (OutboxStatus.PENDING, OutboxStatus.RETRYING))
 
+    def with_config(self, model: MemberflowConfig) -> KitWorld:
+        """The same stores, stand-in and clock, with the app deployed again under ``model``."""
+        c = self.container
+        loaded = LoadedConfig(model=model, version="test", warnings=(), source="tests")
+        container = bootstrap.Container(
+            c.settings,
+            loaded,
+            c.secrets,
+            self.stores,
+            clock=self.clock,
+            metrics=c.metrics,
+            sleep=self.clock.sleep,
+        )
+        return KitWorld(self.clock, self.kit, container, self.stores)
+
 
 @contextmanager
 def kit_world(

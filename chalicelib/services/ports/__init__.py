@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chalicelib.services.ports.contacts import Commit, ContactStore, TimerDue
+from chalicelib.services.ports.contacts import Commit, ContactStore, EmailPage, TimerDue
 from chalicelib.services.ports.errors import (
     EventAlreadyFinal,
     KitViewTooLarge,
@@ -51,6 +51,7 @@ class Stores:
 __all__ = [
     "Commit",
     "ContactStore",
+    "EmailPage",
     "EventAlreadyFinal",
     "EventPage",
     "InboxStore",

@@ -5,7 +5,8 @@ version, ledger and timeline items, outbox items, runs and their history pages, 
 inbox outcome) lands in one transaction or not at all. Runs, outbox items and the inbox record are
 read through their own ports afterwards. The timer sweep reads contacts by ``timer_due``
 (``list_timer_due``) and may move that time for a contact it could not help (``move_timer_due``),
-which changes nothing else.
+which changes nothing else. A Kit resync walks every contact's key a page at a time
+(``list_emails``), the one read that goes over the whole table.
 """
 
 from __future__ import annotations
@@ -26,6 +27,16 @@ class TimerDue:
 
     email: str
     due_at: datetime
+
+
+@dataclass(frozen=True)
+class EmailPage:
+    """One page of contacts' emails, in the store's own order (not sorted)."""
+
+    emails: Sequence[str]
+    after: str | None
+    """The key the next page starts after; None once every contact was listed. A page that stopped
+    at its limit may name one even when nothing is left, and the next page is then empty."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,11 @@ class ContactStore(Protocol):
     def move_timer_due(self, email: str, seen: datetime, to: datetime | None) -> bool:
         """Set the contact's ``timer_due`` to ``to`` (remove it for None) only if it is still
         ``seen``; whether it was. Moves the contact's version on, as a commit does."""
+
+    def list_emails(self, limit: int, after: str | None = None) -> EmailPage:
+        """Up to ``limit`` contacts' emails, starting after the key ``after`` (an ``EmailPage.after``);
+        only keys are read. Every contact stored before the first page and still stored after the last
+        is listed exactly once; one added or removed meanwhile may or may not be."""
 
     def list_ledger(self, email: str, field: str | None = None) -> list[LedgerEntry]: ...
 

@@ -13,6 +13,9 @@ keys) are marker items.
 A contact waiting for a timer carries its earliest due time in ``timer_due`` (and ``timer_queue``,
 the key of the sparse ``by_timer_due`` index), written with the contact by the commit; the timer
 sweep reads that index and may move the time with one conditional update.
+
+``list_emails`` is the one Scan: a page of the table's keys (``Limit`` and ``ExclusiveStartKey``,
+projected to the email), for the rare operator's resync that must reach every contact.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from pynamodb.transactions import TransactWrite
 from chalicelib.domain.inbox import OPEN
 from chalicelib.domain.model import Contact, LedgerEntry, TimelineEntry
 from chalicelib.domain.outbox import from_kit_sync, from_outbound
-from chalicelib.services.ports import Commit, EventAlreadyFinal, StaleContact, TimerDue
+from chalicelib.services.ports import Commit, EmailPage, EventAlreadyFinal, StaleContact, TimerDue
 from chalicelib.storage.dynamo.compression import decompress_json
 from chalicelib.storage.dynamo.mapping import (
     CONDITION_FAILED,
@@ -217,6 +220,19 @@ class DynamoContacts:
                 return False
             raise
         return True
+
+    def list_emails(self, limit: int, after: str | None = None) -> EmailPage:
+        if after is not None and not can_be_key(after):
+            return EmailPage([], None)  # no stored key can follow one no key can hold
+        start = {"email": {"S": after}} if after is not None else None
+        # One request of ``limit`` keys: the iterator's own ``limit`` stops it there, and its last key
+        # is then DynamoDB's LastEvaluatedKey (or None once the table is read to its end).
+        scan = self._tables.contacts.scan(
+            limit=limit, page_size=limit, last_evaluated_key=start, attributes_to_get=["email"]
+        )
+        emails = [model.email for model in scan]
+        last = scan.last_evaluated_key
+        return EmailPage(emails, last["email"]["S"] if last else None)
 
     def list_ledger(self, email: str, field: str | None = None) -> list[LedgerEntry]:
         if not can_be_key(email, field or ""):
