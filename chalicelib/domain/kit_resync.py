@@ -12,15 +12,13 @@ Here: the request's body read into a ``ResyncRequest``, the cursor both ways, an
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from chalicelib.domain.cursors import invalid_cursor, pair_cursor, read_pair_cursor
 from chalicelib.domain.errors import BadRequest
 from chalicelib.domain.model import KitSyncIntent, normalize_email
 from chalicelib.domain.outbox import OutboxItem, from_kit_sync
@@ -78,35 +76,15 @@ def parse_request(body: Mapping[str, Any]) -> ResyncRequest:
 
 
 def encode_cursor(cursor: ResyncCursor) -> str:
-    text = json.dumps([cursor.run_id, cursor.after], ensure_ascii=True)
-    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+    return pair_cursor(cursor.run_id, cursor.after)
 
 
 def decode_cursor(text: str) -> ResyncCursor:
     """The cursor ``encode_cursor`` made; BadRequest (``invalid_cursor``) for anything else."""
-    invalid = BadRequest("'cursor' is not one this API returned", code="invalid_cursor")
-    if len(text) > MAX_CURSOR_CHARS:
-        raise invalid
-    try:
-        padded = text + "=" * (-len(text) % 4)
-        decoded = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")).decode("utf-8"))
-    except (ValueError, UnicodeError, binascii.Error, RecursionError) as error:
-        raise invalid from error
-    if not (
-        isinstance(decoded, list)
-        and len(decoded) == 2
-        and all(isinstance(part, str) for part in decoded)
-        and _RUN_ID.fullmatch(decoded[0])
-        and decoded[1]
-    ):
-        raise invalid
-    try:
-        # A DynamoDB key is at most 1 KB; an email is far shorter.
-        if len(decoded[1].encode("utf-8")) > 1024:
-            raise invalid
-    except UnicodeError as error:
-        raise invalid from error
-    return ResyncCursor(decoded[0], decoded[1])
+    run_id, after = read_pair_cursor(text, MAX_CURSOR_CHARS)
+    if not _RUN_ID.fullmatch(run_id):
+        raise invalid_cursor()
+    return ResyncCursor(run_id, after)
 
 
 def resync_item(run_id: str, email: str, at: datetime) -> OutboxItem:

@@ -13,16 +13,13 @@ An operator reads a contact's items a page at a time, newest first; a page's cur
 
 from __future__ import annotations
 
-import base64
-import binascii
 import enum
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from chalicelib.domain.errors import BadRequest
+from chalicelib.domain.cursors import MAX_KEY_BYTES, invalid_cursor, pair_cursor, read_pair_cursor
 from chalicelib.domain.model import KitSyncIntent, OutboundIntent
 
 
@@ -159,7 +156,7 @@ class ListPosition:
         return cls(item.created_at, item.id)
 
 
-MAX_ID_BYTES = 1024
+MAX_ID_BYTES = MAX_KEY_BYTES
 """An item id is a DynamoDB key: at most 1 KB of UTF-8."""
 MAX_CURSOR_CHARS = 2048
 """Longer than any cursor this API returns (its id is at most ``MAX_ID_BYTES``): refused unread."""
@@ -167,30 +164,18 @@ MAX_CURSOR_CHARS = 2048
 
 def encode_cursor(position: ListPosition) -> str:
     """An opaque page cursor: the position the next page starts after."""
-    text = json.dumps([position.created_at.isoformat(), position.id], ensure_ascii=True)
-    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+    return pair_cursor(position.created_at.isoformat(), position.id)
 
 
 def decode_cursor(cursor: str | None) -> ListPosition | None:
     """The position a cursor holds, None for no cursor; BadRequest (``invalid_cursor``) otherwise."""
     if not cursor:
         return None
-    invalid = BadRequest("'cursor' is not one this API returned", code="invalid_cursor")
-    if len(cursor) > MAX_CURSOR_CHARS:
-        raise invalid
+    created, item_id = read_pair_cursor(cursor, MAX_CURSOR_CHARS)
     try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        decoded = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")).decode("utf-8"))
-        if not (
-            isinstance(decoded, list)
-            and len(decoded) == 2
-            and all(isinstance(part, str) for part in decoded)
-            and 0 < len(decoded[1].encode("utf-8")) <= MAX_ID_BYTES
-        ):
-            raise invalid
-        created_at = datetime.fromisoformat(decoded[0])
+        created_at = datetime.fromisoformat(created)
         if created_at.tzinfo is None:
-            raise invalid
-        return ListPosition(created_at.astimezone(UTC), decoded[1])
-    except (ValueError, UnicodeError, binascii.Error, OverflowError, RecursionError) as error:
-        raise invalid from error
+            raise invalid_cursor()
+        return ListPosition(created_at.astimezone(UTC), item_id)
+    except (ValueError, OverflowError) as error:
+        raise invalid_cursor() from error
