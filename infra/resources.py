@@ -69,13 +69,14 @@ TABLE_ACTIONS = (
     "dynamodb:GetItem",
     "dynamodb:PutItem",
     "dynamodb:Query",
-    "dynamodb:Scan",
     "dynamodb:UpdateItem",
 )
 """TransactWriteItems/TransactGetItems need no action of their own: each item is authorised as the
 PutItem/UpdateItem/DeleteItem/GetItem/ConditionCheckItem it wraps (DynamoDB guide, "Using IAM with
 DynamoDB transactions")."""
-INDEX_ACTIONS = ("dynamodb:Query", "dynamodb:Scan")
+INDEX_ACTIONS = ("dynamodb:Query",)
+SCAN_ACTIONS = ("dynamodb:Scan",)
+"""Granted only on the tables a store scans (``Meta.scanned``); no index is scanned."""
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 3653)
 
 DELAYS_ASL = Path(__file__).resolve().with_name("delays.asl.json")
@@ -296,6 +297,13 @@ def tables_group(shape: AppShape) -> Fragment:
     if index_arns:
         statements.append(
             {"Sid": "TableIndexes", "Effect": "Allow", "Action": list(INDEX_ACTIONS), "Resource": index_arns}
+        )
+    scanned = [
+        {"Fn::GetAtt": [b.logical_id, "Arn"]} for b in bindings if getattr(b.model.Meta, "scanned", False)
+    ]
+    if scanned:
+        statements.append(
+            {"Sid": "TableScans", "Effect": "Allow", "Action": list(SCAN_ACTIONS), "Resource": scanned}
         )
     return Fragment(
         resources={b.logical_id: table_resource(b.model) for b in bindings},

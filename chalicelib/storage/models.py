@@ -124,6 +124,8 @@ class BaseTable(Model):
     class Meta:
         table_name = "memberflow-unbound"
         billing_mode = "PAY_PER_REQUEST"
+        scanned = False
+        """Whether a store reads this table with Scan: only such tables' grant includes it (infra)."""
 
 
 TIMER_QUEUE = "due"
@@ -150,6 +152,7 @@ class ContactsByTimerDue(GlobalSecondaryIndex["ContactModel"]):
 class ContactModel(BaseTable):
     class Meta(BaseTable.Meta):
         table_name = "memberflow-contacts"
+        scanned = True  # POST /admin/kit/resync pages through the contacts' keys.
 
     email = UnicodeAttribute(hash_key=True)
     first_name = UnicodeAttribute(null=True)
@@ -403,6 +406,7 @@ class RunModel(BaseTable):
 
     class Meta(BaseTable.Meta):
         table_name = "memberflow-runs"
+        scanned = True  # GET /admin/runs without a filter lists every run.
 
     run_id = UnicodeAttribute(hash_key=True)
     email = UnicodeAttribute()
@@ -468,6 +472,7 @@ class AutomationVersionModel(BaseTable):
 
     class Meta(BaseTable.Meta):
         table_name = "memberflow-automation-versions"
+        scanned = True  # Which automations ever ran a version (``automation_ids``).
 
     automation_id = UnicodeAttribute(hash_key=True)
     version = UnicodeAttribute(range_key=True)

@@ -447,12 +447,17 @@ def test_role_grants_dynamodb_on_the_generated_tables_only() -> None:
     assert logs == [{"Fn::GetAtt": [f"{name}LogGroup", "Arn"]} for name in SHAPE.functions]
 
 
-def test_role_may_scan_the_contacts_table_for_a_kit_resync() -> None:
-    # POST /admin/kit/resync reads the contacts' keys a Scan page at a time (the runs and versions
-    # stores scan their own tables too, so the grant is on every table's item statement).
+def test_role_may_scan_only_the_tables_a_store_scans() -> None:
+    # POST /admin/kit/resync pages through the contacts' keys; the runs and versions stores scan
+    # their own tables. No other table, and no index, may be scanned.
     statements = _statements(build_template(SHAPE)["Resources"])
     scans = [s for s in statements if "dynamodb:Scan" in _as_list(s["Action"])]
-    assert any({"Fn::GetAtt": ["ContactsTable", "Arn"]} in _as_list(s["Resource"]) for s in scans)
+    assert [(s["Sid"], s["Action"]) for s in scans] == [("TableScans", ["dynamodb:Scan"])]
+    assert {r["Fn::GetAtt"][0] for r in _as_list(scans[0]["Resource"])} == {
+        "ContactsTable",
+        "RunsTable",
+        "VersionsTable",
+    }
 
 
 def test_role_may_send_email_from_this_accounts_identities_with_one_configuration_set() -> None:

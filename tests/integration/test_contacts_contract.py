@@ -443,7 +443,7 @@ class TestEmailListing:
 def test_listing_contacts_needs_scan_on_the_contacts_table(aws: AppAws, dynamo_stores: Stores) -> None:
     commit_markers(dynamo_stores, unique_email())
     assert len(dynamo_stores.contacts.list_emails(10).emails) == 1
-    aws.without("dynamodb:Scan", sid="TableItems")
+    aws.without("dynamodb:Scan", sid="TableScans")
     with pytest.raises(ScanError) as refused:
         dynamo_stores.contacts.list_emails(10)
     assert refused.value.cause_response_code == "AccessDeniedException"
