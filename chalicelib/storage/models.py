@@ -406,7 +406,6 @@ class RunModel(BaseTable):
 
     class Meta(BaseTable.Meta):
         table_name = "memberflow-runs"
-        scanned = True  # GET /admin/runs without a filter lists every run.
 
     run_id = UnicodeAttribute(hash_key=True)
     email = UnicodeAttribute()

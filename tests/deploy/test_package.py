@@ -448,14 +448,13 @@ def test_role_grants_dynamodb_on_the_generated_tables_only() -> None:
 
 
 def test_role_may_scan_only_the_tables_a_store_scans() -> None:
-    # POST /admin/kit/resync pages through the contacts' keys; the runs and versions stores scan
-    # their own tables. No other table, and no index, may be scanned.
+    # POST /admin/kit/resync pages through the contacts' keys; the versions store scans its own
+    # table. No other table, and no index, may be scanned.
     statements = _statements(build_template(SHAPE)["Resources"])
     scans = [s for s in statements if "dynamodb:Scan" in _as_list(s["Action"])]
     assert [(s["Sid"], s["Action"]) for s in scans] == [("TableScans", ["dynamodb:Scan"])]
     assert {r["Fn::GetAtt"][0] for r in _as_list(scans[0]["Resource"])} == {
         "ContactsTable",
-        "RunsTable",
         "VersionsTable",
     }
 

@@ -58,6 +58,19 @@ class TestRunsContract:
         listed = [r.run_id for r in stores.runs.list_runs(status=RunStatus.WAITING)]
         assert [rid for rid in listed if rid in {older.run_id, newer.run_id}] == [newer.run_id, older.run_id]
 
+    def test_unfiltered_the_newest_started_runs_of_any_status_come_first(self, stores: Stores) -> None:
+        (first,) = start_drip(stores, unique_email(), at=later(10))[0].runs
+        (second,) = start_drip(stores, unique_email(), at=later(11))[0].runs
+        (third,) = start_drip(stores, unique_email(), at=later(12))[0].runs
+        loaded = stores.runs.get_runs([second.run_id])[second.run_id]
+        stores.runs.update_run(replace(loaded, status=RunStatus.COMPLETED, due_at=None))
+        listed = stores.runs.list_runs(limit=2)
+        assert [(r.run_id, r.status) for r in listed] == [
+            (third.run_id, RunStatus.WAITING),
+            (second.run_id, RunStatus.COMPLETED),
+        ]
+        assert first.run_id in [r.run_id for r in stores.runs.list_runs(limit=50)]
+
     def test_history_grows_in_pages_and_the_run_item_does_not(self, stores: Stores) -> None:
         email = unique_email()
         t, _ = start_drip(stores, email)

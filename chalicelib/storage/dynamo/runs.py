@@ -70,6 +70,7 @@ class DynamoRuns:
                 status is None or run.status is status
             )
 
+        keys: Iterable[str]
         if email:
             keys = (m.run_id for m in self._runs.by_email.query(email, scan_index_forward=False))
         elif automation:
@@ -77,9 +78,19 @@ class DynamoRuns:
         elif status:
             keys = (m.run_id for m in self._runs.by_status.query(status.value, scan_index_forward=False))
         else:
-            scanned = sorted(self._runs.scan(), key=lambda m: m.started_at, reverse=True)
-            return [run_from_model(m) for m in scanned][:limit]
+            keys = self._newest_of_every_status(limit)
         return self._read_until(keys, wanted, limit)
+
+    def _newest_of_every_status(self, limit: int) -> list[str]:
+        """The ``limit`` newest runs of any status, by start time: each stored status's newest from
+        ``by_status``, merged. A bounded read (at most ``limit`` keys per status), never a scan."""
+        entries = [
+            (m.started_at, m.run_id)
+            for stored in RunStatus
+            if stored is not RunStatus.RUNNING
+            for m in self._runs.by_status.query(stored.value, scan_index_forward=False, limit=limit)
+        ]
+        return [run_id for _, run_id in sorted(entries, reverse=True)[:limit]]
 
     def _read_until(self, keys: Iterable[str], wanted: Callable[[Run], bool], limit: int) -> list[Run]:
         runs: list[Run] = []
