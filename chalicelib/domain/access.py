@@ -184,6 +184,22 @@ def drip_timer(email: str, offering_id: str, module_id: str, due_at: datetime, g
     return Timer(TimerKind.OFFERING_DRIP, key, due_second(due_at), generation, email)
 
 
+def drip_timers(
+    email: str, offering_id: str, offering: Offering, record: OfferingAccess, scale: float
+) -> list[Timer]:
+    """A grant's drip: a timer for each module of ``offering`` not released yet under ``record``,
+    in the grant's generation (none unless the record is a grant). What the engine starts once a
+    grant is made, and what the timer sweep expects to still be pending."""
+    if not record.granted or record.since is None:
+        return []
+    timers: list[Timer] = []
+    for module in offering.modules:
+        due = module_due(offering, module.id, record.since, scale)
+        if module.id not in record.modules and due is not None:
+            timers.append(drip_timer(email, offering_id, module.id, due, record.generation))
+    return timers
+
+
 def drip_timer_name(email: str, offering_id: str, module_id: str, generation: int) -> str:
     return timer_name(TimerKind.OFFERING_DRIP, drip_key(email, offering_id, module_id), generation)
 

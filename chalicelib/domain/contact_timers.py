@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
-from chalicelib.domain.access import OfferingAccess, drip_timer, module_due
+from chalicelib.domain.access import OfferingAccess, drip_timers
 from chalicelib.domain.setup import Setup
 from chalicelib.domain.subscriptions import (
     Subscription,
@@ -51,12 +51,8 @@ def expected_timers(
     timers: list[Timer] = []
     for offering_id, record in sorted(offerings.items()):
         offering = setup.offerings.get(offering_id)
-        if offering is None or not record.granted or record.since is None:
-            continue
-        for module in offering.modules:
-            due = module_due(offering, module.id, record.since, scale)
-            if module.id not in record.modules and due is not None:
-                timers.append(drip_timer(email, offering_id, module.id, due, record.generation))
+        if offering is not None:
+            timers += drip_timers(email, offering_id, offering, record, scale)
     for _, sub in sorted(subscriptions.items()):
         if sub.status is SubscriptionStatus.CANCELLED and sub.revoke_at_end and sub.period_end is not None:
             timers.append(end_timer(email, sub))

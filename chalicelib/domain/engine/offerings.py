@@ -25,8 +25,8 @@ from chalicelib.domain.access import (
     AccessAction,
     AccessCause,
     OfferingAccess,
-    drip_timer,
     drip_timer_name,
+    drip_timers,
     module_due,
     reason,
 )
@@ -231,10 +231,7 @@ def effects(
             ]
         if not record.granted or record.since is None:
             continue
-        for module in offering.modules:
-            due = module_due(offering, module.id, record.since, work.delay_scale)
-            if module.id not in record.modules and due is not None:
-                timers.append(drip_timer(email, offering_id, module.id, due, record.generation))
+        timers += drip_timers(email, offering_id, offering, record, work.delay_scale)
         if offering.welcome_email is not None and record.since == now:
             # (A restored grant counts from its first ``since``: its member was welcomed then.)
             payload = {"email_id": offering.welcome_email, "offering": offering_id}

@@ -217,19 +217,7 @@ class TestOfferings:
         assert not any(isinstance(c, RevokeOffering) for c in commands)
 
     def test_a_partial_refund_is_recorded_only(self) -> None:
-        refund = ev.OrderRefunded(
-            "r",
-            "order.refund",
-            PERSON,
-            False,
-            None,
-            None,
-            "77",
-            "12",
-            item=ev.PurchasedItem("product-12", "product", "12"),
-            amount_cents=2450,
-            full=False,
-        )
+        refund = refund_of("product-12", 2450)
         commands = decide(refund, contact(), OFFERINGS_CONFIG)
         assert (
             TrackSubscription(
